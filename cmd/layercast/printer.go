@@ -1,0 +1,165 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/layercast/layercast/orchestrator"
+)
+
+// plainPrinter writes one line per state change and a periodic summary line,
+// never cursor control, then the result table.
+type plainPrinter struct {
+	mu       sync.Mutex
+	w        io.Writer
+	every    time.Duration
+	last     time.Time
+	job      *orchestrator.JobInfo
+	states   map[string]orchestrator.HostState
+	progress map[string]*orchestrator.HostProgress
+	seeder   orchestrator.SeederStats
+}
+
+func newPlainPrinter(w io.Writer, every time.Duration) *plainPrinter {
+	return &plainPrinter{w: w, every: every, states: map[string]orchestrator.HostState{}, progress: map[string]*orchestrator.HostProgress{}}
+}
+
+func (p *plainPrinter) Emit(e orchestrator.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ts := e.Time.Format("15:04:05")
+	switch e.Kind {
+	case orchestrator.EventJobStarted:
+		p.job = e.Job
+		fmt.Fprintf(p.w, "%s job %s: %s (%s, %d layers, mode %s) to %d hosts\n", ts, e.Job.ID, e.Job.Image, humanBytes(e.Job.Size), len(e.Job.Layers), e.Job.Mode, len(e.Job.Hosts))
+	case orchestrator.EventStep:
+		fmt.Fprintf(p.w, "%s %s\n", ts, e.Message)
+	case orchestrator.EventHostState:
+		p.states[e.Host] = e.State
+		if e.Message != "" {
+			fmt.Fprintf(p.w, "%s %-16s %s: %s\n", ts, e.Host, e.State, e.Message)
+		} else {
+			fmt.Fprintf(p.w, "%s %-16s %s\n", ts, e.Host, e.State)
+		}
+	case orchestrator.EventHostProgress:
+		p.progress[e.Host] = e.Progress
+		if e.Time.Sub(p.last) >= p.every {
+			p.last = e.Time
+			p.summaryLine(ts)
+		}
+	case orchestrator.EventSeeder:
+		p.seeder = *e.Seeder
+	case orchestrator.EventTeardown:
+		who := e.Host
+		if who == "" {
+			who = "bastion"
+		}
+		fmt.Fprintf(p.w, "%s %-16s teardown: %s\n", ts, who, e.Message)
+	case orchestrator.EventJobDone:
+		writeTable(p.w, e.Report)
+	}
+}
+
+func (p *plainPrinter) summaryLine(ts string) {
+	var done, total int64
+	var rate float64
+	finished := 0
+	for h, pr := range p.progress {
+		done += pr.Done
+		total += pr.Total
+		if p.states[h] == orchestrator.HostDownloading {
+			rate += pr.Rate
+		}
+	}
+	for _, s := range p.states {
+		if s.Terminal() {
+			finished++
+		}
+	}
+	pct := 0.0
+	if total > 0 {
+		pct = 100 * float64(done) / float64(total)
+	}
+	fmt.Fprintf(p.w, "%s progress %5.1f%% · %d/%d hosts finished · %s/s · bastion sent %s\n",
+		ts, pct, finished, len(p.states), humanBytes(int64(rate)), humanBytes(p.seeder.Uploaded))
+}
+
+// writeTable prints the final per-host table.
+func writeTable(w io.Writer, r *orchestrator.Report) {
+	if r == nil {
+		return
+	}
+	hosts := append([]orchestrator.HostResult(nil), r.Hosts...)
+	sort.Slice(hosts, func(i, j int) bool { return hosts[i].Host < hosts[j].Host })
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tRESULT\tTIME\tFROM PEERS\tFROM BASTION\tLAYERS SKIPPED\tERROR")
+	for _, h := range hosts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", h.Host, h.State, h.Duration.Round(100*time.Millisecond),
+			humanBytes(h.FromPeers), humanBytes(h.FromSeeder), h.LayersSkipped, oneLine(h.Error))
+	}
+	tw.Flush()
+	failed := r.Failed()
+	fmt.Fprintf(w, "\n%s to %d/%d hosts in %s · bastion sent %s (%.2f× image size)\n",
+		r.Image, len(r.Hosts)-len(failed), len(r.Hosts), r.Duration.Round(100*time.Millisecond),
+		humanBytes(r.Egress), ratio(r.Egress, r.Size))
+	if len(failed) > 0 {
+		fmt.Fprintf(w, "failed: %s (rerun them with --hosts %s)\n", strings.Join(failed, ", "), strings.Join(failed, ","))
+	}
+}
+
+func ratio(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// jsonPrinter writes every event as one JSON line; progress events at most
+// once per interval per host so CI logs stay readable.
+type jsonPrinter struct {
+	mu    sync.Mutex
+	enc   *json.Encoder
+	every time.Duration
+	last  map[string]time.Time
+}
+
+func newJSONPrinter(w io.Writer, every time.Duration) *jsonPrinter {
+	return &jsonPrinter{enc: json.NewEncoder(w), every: every, last: map[string]time.Time{}}
+}
+
+func (p *jsonPrinter) Emit(e orchestrator.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e.Kind == orchestrator.EventHostProgress || e.Kind == orchestrator.EventSeeder {
+		key := string(e.Kind) + "/" + e.Host
+		if e.Time.Sub(p.last[key]) < p.every {
+			return
+		}
+		p.last[key] = e.Time
+	}
+	_ = p.enc.Encode(e)
+}
+
+func humanBytes(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+}

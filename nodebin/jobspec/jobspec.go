@@ -1,0 +1,279 @@
+// Package jobspec is the contract between the bastion and the node binary:
+// the job spec the node reads on stdin, the control lines that follow it, and
+// the events the node writes on stdout. It is the only code the orchestrator
+// and the node binary share.
+//
+// The stream on the node's stdin is newline-delimited JSON: the first line is
+// a Spec, every later line is a Control. The node's stdout carries one Event
+// per line and nothing else; logs go to stderr.
+package jobspec
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"time"
+)
+
+// Version is bumped whenever Spec, Control or Event change incompatibly.
+const Version = 1
+
+// MaxLine bounds one line on either stream; a longer line is an error, not a
+// reason to allocate without limit.
+const MaxLine = 4 << 20
+
+// Spec is everything a node needs for one job.
+type Spec struct {
+	Version int    `json:"version"`
+	JobID   string `json:"job_id"`
+	// Host is the inventory name of the host, used in logs only.
+	Host string `json:"host"`
+
+	// Image is the reference to tag, e.g. "registry.lab:5000/app:v1".
+	Image string `json:"image"`
+	// ImageID is the digest of the image config ("sha256:..."); the node
+	// checks that the daemon reports this ID after the import.
+	ImageID string `json:"image_id"`
+	// Config is the raw image config JSON; its sha256 is ImageID.
+	Config []byte `json:"config"`
+	// Layers in image order (bottom first).
+	Layers []Layer `json:"layers"`
+
+	// Mode is "p2p" (default) or "registry" (plain docker pull of Image).
+	Mode string `json:"mode,omitempty"`
+	// RegistryAuth is the base64 X-Registry-Auth value for registry mode.
+	// It travels on stdin only, never in arguments or on disk.
+	RegistryAuth string `json:"registry_auth,omitempty"`
+
+	// DockerHost overrides DOCKER_HOST for the node's Docker client.
+	DockerHost string `json:"docker_host,omitempty"`
+
+	// Swarm.
+	Announce   string   `json:"announce"`              // tracker announce URL, token included
+	Seeders    []string `json:"seeders,omitempty"`     // host:port of the bastion's seeder, added as peers directly
+	AllowedIPs []string `json:"allowed_ips,omitempty"` // only these IPs may be peers (job hosts and bastion)
+	ListenPort int      `json:"listen_port,omitempty"` // 0: pick a free port
+	// PublicIP is this host's address as peers should dial it; sent to the
+	// tracker as ip=. Empty: the tracker uses the announce's source address.
+	PublicIP string `json:"public_ip,omitempty"`
+
+	// WorkDir is the job's temp dir on the host; the node removes it on exit.
+	WorkDir string `json:"work_dir"`
+	// Heartbeat: the node exits on its own when no Control line arrived for
+	// this long (the bastion died). Zero means 15s.
+	Heartbeat Duration `json:"heartbeat,omitempty"`
+	// ProgressEvery is the event period; zero means 250ms.
+	ProgressEvery Duration `json:"progress_every,omitempty"`
+}
+
+// Layer is one image layer as it travels through the swarm.
+type Layer struct {
+	// DiffID is the sha256 of the uncompressed layer tar (config rootfs.diff_ids).
+	DiffID string `json:"diff_id"`
+	// ChainID identifies the layer with all its parents in the daemon.
+	ChainID string `json:"chain_id"`
+	// Digest is the sha256 of the file moved through the swarm. It equals
+	// DiffID unless the file is compressed.
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+	// MediaType tells how the file is compressed: "tar" or "tar+gzip".
+	MediaType string `json:"media_type,omitempty"`
+	// Torrent is the bencoded metainfo of the layer's torrent.
+	Torrent []byte `json:"torrent,omitempty"`
+}
+
+// ControlKind is what the bastion tells a running node.
+type ControlKind string
+
+const (
+	// ControlHeartbeat keeps the node alive; sent about once a second.
+	ControlHeartbeat ControlKind = "heartbeat"
+	// ControlStop ends the job: stop seeding, clean up, exit.
+	ControlStop ControlKind = "stop"
+)
+
+// Control is one line the bastion writes after the Spec.
+type Control struct {
+	Kind ControlKind `json:"kind"`
+}
+
+// State is where a node is in its job.
+type State string
+
+const (
+	StateChecking    State = "checking"    // asking the daemon which layers it has
+	StateDownloading State = "downloading" // fetching missing layers from the swarm
+	StateImporting   State = "importing"   // loading into the daemon and checking the result
+	StateDone        State = "done"        // image present and verified; seeding until stopped
+	StateFailed      State = "failed"
+)
+
+// EventKind says which fields of an Event are set.
+type EventKind string
+
+const (
+	EventState    EventKind = "state"    // State (and Message)
+	EventProgress EventKind = "progress" // Progress
+	EventLog      EventKind = "log"      // Message
+	EventError    EventKind = "error"    // Message: the job failed on this host; State is failed
+	EventExit     EventKind = "exit"     // last line: the node cleaned up and is exiting
+)
+
+// Event is one line on the node's stdout.
+type Event struct {
+	Time     time.Time `json:"t"`
+	Kind     EventKind `json:"kind"`
+	State    State     `json:"state,omitempty"`
+	Message  string    `json:"msg,omitempty"`
+	Progress *Progress `json:"progress,omitempty"`
+	// ImageID is set on the state event for StateDone.
+	ImageID string `json:"image_id,omitempty"`
+}
+
+// Progress is a node's whole transfer at one instant.
+type Progress struct {
+	Layers []LayerProgress `json:"layers"`
+	// Peers is the number of connected peers over all torrents.
+	Peers int `json:"peers"`
+	// Rate is the download rate in bytes/s over the last period.
+	Rate float64 `json:"rate"`
+	// FromPeers and FromSeeder split the useful bytes received by origin.
+	FromPeers  int64 `json:"from_peers"`
+	FromSeeder int64 `json:"from_seeder"`
+	// Uploaded is the number of bytes this node served to others.
+	Uploaded int64 `json:"uploaded"`
+}
+
+// LayerProgress is one layer's transfer.
+type LayerProgress struct {
+	Digest  string `json:"digest"`
+	Done    int64  `json:"done"`
+	Total   int64  `json:"total"`
+	Skipped bool   `json:"skipped,omitempty"` // the daemon already had it
+}
+
+var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// ValidDigest reports whether d is "sha256:" followed by 64 lowercase hex digits.
+func ValidDigest(d string) bool { return digestRE.MatchString(d) }
+
+// Validate checks a spec before the node acts on it.
+func (s *Spec) Validate() error {
+	var errs []error
+	if s.Version != Version {
+		errs = append(errs, fmt.Errorf("spec version %d, node speaks %d", s.Version, Version))
+	}
+	if s.JobID == "" {
+		errs = append(errs, errors.New("job_id is empty"))
+	}
+	if s.Image == "" {
+		errs = append(errs, errors.New("image is empty"))
+	}
+	if s.WorkDir == "" {
+		errs = append(errs, errors.New("work_dir is empty"))
+	}
+	switch s.Mode {
+	case "", "p2p":
+		if !ValidDigest(s.ImageID) {
+			errs = append(errs, fmt.Errorf("image_id %q is not a sha256 digest", s.ImageID))
+		}
+		if len(s.Config) == 0 {
+			errs = append(errs, errors.New("config is empty"))
+		}
+		if len(s.Layers) == 0 {
+			errs = append(errs, errors.New("image has no layers"))
+		}
+		if s.Announce == "" {
+			errs = append(errs, errors.New("announce is empty"))
+		}
+		for i, l := range s.Layers {
+			for name, d := range map[string]string{"diff_id": l.DiffID, "chain_id": l.ChainID, "digest": l.Digest} {
+				if !ValidDigest(d) {
+					errs = append(errs, fmt.Errorf("layer %d: %s %q is not a sha256 digest", i, name, d))
+				}
+			}
+			if l.Size <= 0 {
+				errs = append(errs, fmt.Errorf("layer %d: size %d", i, l.Size))
+			}
+			if len(l.Torrent) == 0 {
+				errs = append(errs, fmt.Errorf("layer %d: no torrent", i))
+			}
+		}
+	case "registry":
+	default:
+		errs = append(errs, fmt.Errorf("mode %q: want p2p or registry", s.Mode))
+	}
+	return errors.Join(errs...)
+}
+
+// Duration is a time.Duration that reads and writes as a Go duration string.
+type Duration time.Duration
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration: %w", err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Or returns d, or def when d is zero.
+func (d Duration) Or(def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return time.Duration(d)
+}
+
+// Encoder writes values as JSON lines.
+type Encoder struct{ enc *json.Encoder }
+
+func NewEncoder(w io.Writer) *Encoder { return &Encoder{enc: json.NewEncoder(w)} }
+
+// Encode writes v and a newline.
+func (e *Encoder) Encode(v any) error { return e.enc.Encode(v) }
+
+// Decoder reads JSON lines of bounded length.
+type Decoder struct{ sc *bufio.Scanner }
+
+func NewDecoder(r io.Reader) *Decoder {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), MaxLine)
+	return &Decoder{sc: sc}
+}
+
+// Decode reads the next line into v. It returns io.EOF at the end.
+func (d *Decoder) Decode(v any) error {
+	if !d.sc.Scan() {
+		if err := d.sc.Err(); err != nil {
+			return fmt.Errorf("read line: %w", err)
+		}
+		return io.EOF
+	}
+	if err := json.Unmarshal(d.sc.Bytes(), v); err != nil {
+		return fmt.Errorf("decode line: %w", err)
+	}
+	return nil
+}
+
+// ReadSpec reads and validates the first line of the node's stdin.
+func ReadSpec(d *Decoder) (*Spec, error) {
+	var s Spec
+	if err := d.Decode(&s); err != nil {
+		return nil, fmt.Errorf("read job spec: %w", err)
+	}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid job spec: %w", err)
+	}
+	return &s, nil
+}

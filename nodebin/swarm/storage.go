@@ -1,0 +1,164 @@
+package swarm
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+
+	g "github.com/anacrolix/generics"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/storage"
+)
+
+// fileStorage keeps each single-file torrent in one preallocated file and
+// reads and writes it with pread/pwrite at the piece's offset. Piece
+// completion lives in memory: a job's files live in a fresh temp dir and never
+// outlive the process, so there is nothing to resume.
+//
+// Files must be registered (with register) before their torrent is added.
+type fileStorage struct {
+	mu    sync.Mutex
+	files map[metainfo.Hash]*layerFile
+}
+
+func newFileStorage() *fileStorage {
+	return &fileStorage{files: make(map[metainfo.Hash]*layerFile)}
+}
+
+// layerFile is the storage of one layer's torrent.
+type layerFile struct {
+	path   string
+	length int64
+	f      *os.File
+
+	mu       sync.Mutex
+	complete []bool
+	// onComplete is called (without locks held) after a piece passed its
+	// SHA-1 check and was marked complete.
+	onComplete func(piece int)
+}
+
+// register opens (creating when asked) path as the storage of the torrent
+// with infohash ih. With allComplete the file is trusted to hold the whole
+// torrent already; its size is checked, its content is not.
+func (s *fileStorage) register(ih metainfo.Hash, path string, info *metainfo.Info, allComplete bool, onComplete func(int)) (*layerFile, error) {
+	if info.IsDir() {
+		return nil, fmt.Errorf("torrent %s has several files; a layer torrent has one", ih.HexString())
+	}
+	length := info.TotalLength()
+	flag := os.O_RDWR | os.O_CREATE
+	if allComplete {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open layer file: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat layer file: %w", err)
+	}
+	if allComplete && fi.Size() != length {
+		f.Close()
+		return nil, fmt.Errorf("layer file %s has %d bytes, torrent says %d", path, fi.Size(), length)
+	}
+	if !allComplete && fi.Size() != length {
+		if err := f.Truncate(length); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("size layer file: %w", err)
+		}
+	}
+	lf := &layerFile{path: path, length: length, f: f, complete: make([]bool, info.NumPieces()), onComplete: onComplete}
+	if allComplete {
+		for i := range lf.complete {
+			lf.complete[i] = true
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.files[ih]; ok {
+		old.f.Close()
+	}
+	s.files[ih] = lf
+	return lf, nil
+}
+
+// close closes every file.
+func (s *fileStorage) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var first error
+	for ih, lf := range s.files {
+		if err := lf.f.Close(); err != nil && first == nil {
+			first = err
+		}
+		delete(s.files, ih)
+	}
+	return first
+}
+
+// OpenTorrent implements storage.ClientImpl.
+func (s *fileStorage) OpenTorrent(_ context.Context, info *metainfo.Info, ih metainfo.Hash) (storage.TorrentImpl, error) {
+	s.mu.Lock()
+	lf, ok := s.files[ih]
+	s.mu.Unlock()
+	if !ok {
+		return storage.TorrentImpl{}, fmt.Errorf("no file registered for torrent %s", ih.HexString())
+	}
+	return storage.TorrentImpl{
+		PieceWithHash: func(p metainfo.Piece, _ g.Option[[]byte]) storage.PieceImpl {
+			return filePiece{lf: lf, index: p.Index(), off: p.Offset(), length: p.Length()}
+		},
+		NewReader: func() storage.TorrentReader { return nopCloserReaderAt{lf.f} },
+		// The file is closed by fileStorage.close, after the client let go.
+		Close: func() error { return nil },
+	}, nil
+}
+
+func (lf *layerFile) setComplete(i int, c bool) {
+	lf.mu.Lock()
+	was := lf.complete[i]
+	lf.complete[i] = c
+	lf.mu.Unlock()
+	if c && !was && lf.onComplete != nil {
+		lf.onComplete(i)
+	}
+}
+
+func (lf *layerFile) isComplete(i int) bool {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	return lf.complete[i]
+}
+
+type filePiece struct {
+	lf     *layerFile
+	index  int
+	off    int64
+	length int64
+}
+
+func (p filePiece) ReadAt(b []byte, off int64) (int, error) { return p.lf.f.ReadAt(b, p.off+off) }
+
+func (p filePiece) WriteAt(b []byte, off int64) (int, error) { return p.lf.f.WriteAt(b, p.off+off) }
+
+func (p filePiece) MarkComplete() error {
+	p.lf.setComplete(p.index, true)
+	return nil
+}
+
+func (p filePiece) MarkNotComplete() error {
+	p.lf.setComplete(p.index, false)
+	return nil
+}
+
+func (p filePiece) Completion() storage.Completion {
+	return storage.Completion{Ok: true, Complete: p.lf.isComplete(p.index)}
+}
+
+type nopCloserReaderAt struct{ f *os.File }
+
+func (r nopCloserReaderAt) ReadAt(b []byte, off int64) (int, error) { return r.f.ReadAt(b, off) }
+func (nopCloserReaderAt) Close() error                                { return nil }

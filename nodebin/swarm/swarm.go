@@ -1,0 +1,318 @@
+// Package swarm is the node's BitTorrent side: it downloads the missing
+// layers of a job from the swarm (the bastion's seeder and the other hosts),
+// verifies each file's sha256, and keeps seeding until closed.
+//
+// Every layer is its own single-file torrent whose metainfo travels in the
+// job spec; the data goes to Dir/<digest-hex>.
+package swarm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
+)
+
+// Config is how one node joins the job's swarm.
+type Config struct {
+	Dir        string   // where layer files are written: Dir/<digest-hex>
+	Announce   string   // tracker announce URL, token included
+	Seeders    []string // host:port added as peers directly
+	AllowedIPs []string // only these IPs may be peers (others refused in and out); empty = allow all
+	ListenPort int      // 0 = any
+	PublicIP   string   // sent to the tracker as ip=
+	Logger     *slog.Logger
+}
+
+// ErrCorrupt is returned when a downloaded file does not match its digest
+// although every piece passed its SHA-1 check: the metainfo and the digest
+// disagree, and downloading again will not help.
+var ErrCorrupt = errors.New("layer digest mismatch")
+
+// Client is one node's BitTorrent client for one job.
+type Client struct {
+	cfg     Config
+	log     *slog.Logger
+	cl      *torrent.Client
+	store   *fileStorage
+	seeders map[netip.AddrPort]struct{}
+
+	fromSeeder atomic.Int64
+	fromPeers  atomic.Int64
+
+	mu       sync.Mutex
+	layers   []*layerState
+	byDigest map[string]*layerState
+	lastRecv int64
+	lastAt   time.Time
+}
+
+type layerState struct {
+	layer jobspec.Layer
+	t     *torrent.Torrent
+	path  string
+}
+
+// New starts a client listening on cfg.ListenPort (all addresses).
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if cfg.Dir == "" {
+		return nil, errors.New("swarm config: dir is empty")
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{
+		cfg:      cfg,
+		log:      logger,
+		store:    newFileStorage(),
+		seeders:  make(map[netip.AddrPort]struct{}),
+		byDigest: make(map[string]*layerState),
+		lastAt:   time.Now(),
+	}
+	for _, s := range cfg.Seeders {
+		ap, err := resolveAddrPort(ctx, s)
+		if err != nil {
+			return nil, fmt.Errorf("seeder %q: %w", s, err)
+		}
+		c.seeders[ap] = struct{}{}
+	}
+	allow, err := newAllowList(cfg.AllowedIPs)
+	if err != nil {
+		return nil, fmt.Errorf("swarm config: %w", err)
+	}
+	cc := clientConfig(logger, c.store)
+	cc.ListenPort = cfg.ListenPort
+	if allow != nil {
+		cc.IPBlocklist = allow
+	}
+	if cfg.PublicIP != "" {
+		ip := net.ParseIP(cfg.PublicIP)
+		if ip == nil || ip.To4() == nil {
+			return nil, fmt.Errorf("swarm config: public IP %q is not an IPv4 address", cfg.PublicIP)
+		}
+		cc.PublicIp4 = ip.To4()
+	}
+	cc.Callbacks.ReceivedUsefulData = append(cc.Callbacks.ReceivedUsefulData, c.countReceived)
+	cl, err := torrent.NewClient(cc)
+	if err != nil {
+		return nil, fmt.Errorf("start bittorrent client: %w", err)
+	}
+	c.cl = cl
+	return c, nil
+}
+
+// LocalPort is the port the client listens on.
+func (c *Client) LocalPort() int { return c.cl.LocalPort() }
+
+func resolveAddrPort(ctx context.Context, hostport string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	if ap, err := netip.ParseAddrPort(hostport); err == nil {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+	if err != nil || len(addrs) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	ap, err := netip.ParseAddrPort(net.JoinHostPort(addrs[0].Unmap().String(), port))
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return ap, nil
+}
+
+// countReceived splits useful bytes by origin. It runs under the torrent
+// client's lock: counters only.
+func (c *Client) countReceived(e torrent.ReceivedUsefulDataEvent) {
+	n := int64(len(e.Message.Piece))
+	if c.isSeeder(e.Peer.RemoteAddr.String()) {
+		c.fromSeeder.Add(n)
+	} else {
+		c.fromPeers.Add(n)
+	}
+}
+
+func (c *Client) isSeeder(remote string) bool {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return false
+	}
+	_, ok := c.seeders[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())]
+	return ok
+}
+
+func (c *Client) layerPath(l jobspec.Layer) string {
+	return filepath.Join(c.cfg.Dir, strings.TrimPrefix(l.Digest, "sha256:"))
+}
+
+// add registers the layer's file and adds its torrent to the client.
+func (c *Client) add(l jobspec.Layer, complete bool, onPiece func(int)) (*layerState, *layerFile, *metainfo.Info, error) {
+	if !jobspec.ValidDigest(l.Digest) {
+		return nil, nil, nil, fmt.Errorf("layer digest %q is not a sha256 digest", l.Digest)
+	}
+	mi, err := metainfo.Load(bytes.NewReader(l.Torrent))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("layer %s: read metainfo: %w", l.Digest, err)
+	}
+	info, err := mi.UnmarshalInfo()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("layer %s: read info: %w", l.Digest, err)
+	}
+	if info.TotalLength() != l.Size {
+		return nil, nil, nil, fmt.Errorf("layer %s: torrent holds %d bytes, layer has %d", l.Digest, info.TotalLength(), l.Size)
+	}
+	ih := mi.HashInfoBytes()
+	path := c.layerPath(l)
+	lf, err := c.store.register(ih, path, &info, complete, onPiece)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("layer %s: %w", l.Digest, err)
+	}
+	t, _ := c.cl.AddTorrentOpt(torrent.AddTorrentOpts{
+		InfoHash:  ih,
+		InfoBytes: mi.InfoBytes,
+		Storage:   c.store,
+		ChunkSize: chunkSize,
+	})
+	if t.Info() == nil {
+		return nil, nil, nil, fmt.Errorf("layer %s: torrent client rejected the info", l.Digest)
+	}
+	if c.cfg.Announce != "" {
+		t.AddTrackers([][]string{{c.cfg.Announce}})
+	}
+	peers := make([]torrent.PeerInfo, 0, len(c.seeders))
+	for ap := range c.seeders {
+		peers = append(peers, torrent.PeerInfo{Addr: net.TCPAddrFromAddrPort(ap), Source: torrent.PeerSourceDirect})
+	}
+	t.AddPeers(peers)
+
+	ls := &layerState{layer: l, t: t, path: path}
+	c.mu.Lock()
+	if _, ok := c.byDigest[l.Digest]; !ok {
+		c.layers = append(c.layers, ls)
+	}
+	c.byDigest[l.Digest] = ls
+	c.mu.Unlock()
+	return ls, lf, &info, nil
+}
+
+// Seed serves layers whose files are already at Dir/<digest-hex> and known to
+// be good (verified earlier); their content is not rehashed.
+func (c *Client) Seed(layers []jobspec.Layer) error {
+	for _, l := range layers {
+		if _, _, _, err := c.add(l, true, nil); err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+	}
+	return nil
+}
+
+type verified struct {
+	layer jobspec.Layer
+	path  string
+	err   error
+}
+
+// Download fetches the given layers concurrently (all at once), verifies each
+// file's sha256 against layer.Digest, and calls onDone(layer, path) as each
+// one completes verified (in completion order, from one goroutine). It
+// returns when all are done or on the first error / ctx cancel. The client
+// keeps seeding the layers it has until Close.
+func (c *Client) Download(ctx context.Context, layers []jobspec.Layer, onDone func(jobspec.Layer, string)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan verified, len(layers))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, l := range layers {
+		h := &orderedHasher{wake: make(chan struct{}, 1)}
+		ls, lf, info, err := c.add(l, false, h.pieceCompleted)
+		if err != nil {
+			return fmt.Errorf("download: %w", err)
+		}
+		h.lf, h.pieceLen, h.numPieces = lf, info.PieceLength, info.NumPieces()
+		ls.t.DownloadAll()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			digest, err := h.run(ctx)
+			switch {
+			case err != nil:
+				err = fmt.Errorf("verify layer %s: %w", l.Digest, err)
+			case digest != l.Digest:
+				err = fmt.Errorf("layer %s: file hashes to %s: %w", l.Digest, digest, ErrCorrupt)
+			}
+			results <- verified{layer: l, path: ls.path, err: err}
+		}()
+	}
+	for range layers {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("download: %w", ctx.Err())
+		case r := <-results:
+			if r.err != nil {
+				return fmt.Errorf("download: %w", r.err)
+			}
+			c.log.Debug("layer verified", "digest", r.layer.Digest)
+			if onDone != nil {
+				onDone(r.layer, r.path)
+			}
+		}
+	}
+	return nil
+}
+
+// Stats is a snapshot for progress events: per-layer done/total, peers,
+// bytes by origin. Rate is measured since the previous call.
+func (c *Client) Stats() jobspec.Progress {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := jobspec.Progress{
+		FromSeeder: c.fromSeeder.Load(),
+		FromPeers:  c.fromPeers.Load(),
+		Uploaded:   c.cl.Stats().BytesWrittenData.Int64(),
+	}
+	for _, ls := range c.layers {
+		p.Layers = append(p.Layers, jobspec.LayerProgress{
+			Digest: ls.layer.Digest,
+			Done:   ls.t.BytesCompleted(),
+			Total:  ls.layer.Size,
+		})
+		p.Peers += len(ls.t.PeerConns())
+	}
+	now := time.Now()
+	recv := p.FromSeeder + p.FromPeers
+	if dt := now.Sub(c.lastAt).Seconds(); dt > 0 {
+		p.Rate = float64(recv-c.lastRecv) / dt
+	}
+	c.lastRecv, c.lastAt = recv, now
+	return p
+}
+
+// Close stops seeding and closes every connection and file.
+func (c *Client) Close() error {
+	errs := c.cl.Close()
+	errs = append(errs, c.store.close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close swarm client: %w", err)
+	}
+	return nil
+}

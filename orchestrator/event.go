@@ -1,0 +1,156 @@
+package orchestrator
+
+import (
+	"time"
+)
+
+// HostState is where one host is in a job, as the operator sees it.
+type HostState string
+
+const (
+	HostPending     HostState = "pending"
+	HostConnecting  HostState = "connecting"
+	HostUploading   HostState = "uploading"
+	HostChecking    HostState = "checking"
+	HostDownloading HostState = "downloading"
+	HostImporting   HostState = "importing"
+	HostDone        HostState = "done"
+	HostFailed      HostState = "failed"
+	HostCancelled   HostState = "cancelled"
+)
+
+// Terminal reports whether a host in state s has finished its part of the job.
+func (s HostState) Terminal() bool {
+	return s == HostDone || s == HostFailed || s == HostCancelled
+}
+
+// EventKind says which fields of an Event are set.
+type EventKind string
+
+const (
+	// EventJobStarted: Job is set. First event of every job.
+	EventJobStarted EventKind = "job_started"
+	// EventStep: Message is the title of the job step that starts.
+	EventStep EventKind = "step"
+	// EventHostState: Host, State, and Message for a failure reason.
+	EventHostState EventKind = "host_state"
+	// EventHostProgress: Host and Progress.
+	EventHostProgress EventKind = "host_progress"
+	// EventHostLog: Host and Message; a log line from the host's node.
+	EventHostLog EventKind = "host_log"
+	// EventSeeder: Seeder; the bastion's own transfer, about twice a second.
+	EventSeeder EventKind = "seeder"
+	// EventTeardown: Host (empty for the bastion) and Message; one per host
+	// when its teardown finished.
+	EventTeardown EventKind = "teardown"
+	// EventJobDone: Report is set. Last event of every job.
+	EventJobDone EventKind = "job_done"
+)
+
+// Event is what the engine tells its consumers: the TUI, the plain printer
+// and the JSON printer all read the same stream.
+type Event struct {
+	Time     time.Time     `json:"t"`
+	Kind     EventKind     `json:"kind"`
+	Host     string        `json:"host,omitempty"`
+	State    HostState     `json:"state,omitempty"`
+	Message  string        `json:"msg,omitempty"`
+	Progress *HostProgress `json:"progress,omitempty"`
+	Seeder   *SeederStats  `json:"seeder,omitempty"`
+	Job      *JobInfo      `json:"job,omitempty"`
+	Report   *Report       `json:"report,omitempty"`
+}
+
+// Sink receives events. Emit must not block for long: the engine calls it
+// from its own goroutines.
+type Sink interface {
+	Emit(Event)
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(Event)
+
+func (f SinkFunc) Emit(e Event) { f(e) }
+
+// JobInfo describes a job when it starts.
+type JobInfo struct {
+	ID      string      `json:"id"`
+	Image   string      `json:"image"`
+	ImageID string      `json:"image_id,omitempty"`
+	Mode    string      `json:"mode"`
+	Size    int64       `json:"size"`
+	Layers  []LayerInfo `json:"layers,omitempty"`
+	Hosts   []string    `json:"hosts"`
+}
+
+// LayerInfo is one layer of the job's image.
+type LayerInfo struct {
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+}
+
+// HostProgress is one host's transfer at one instant.
+type HostProgress struct {
+	Layers     []LayerProgress `json:"layers"`
+	Done       int64           `json:"done"`  // bytes of the image present on the host, skipped layers included
+	Total      int64           `json:"total"` // image size
+	Needed     int64           `json:"needed"`
+	Rate       float64         `json:"rate"` // bytes/s
+	Peers      int             `json:"peers"`
+	FromPeers  int64           `json:"from_peers"`
+	FromSeeder int64           `json:"from_seeder"`
+	Uploaded   int64           `json:"uploaded"`
+}
+
+// LayerProgress is one layer on one host.
+type LayerProgress struct {
+	Digest  string `json:"digest"`
+	Done    int64  `json:"done"`
+	Total   int64  `json:"total"`
+	Skipped bool   `json:"skipped,omitempty"`
+}
+
+// SeederStats is the bastion's side of a job.
+type SeederStats struct {
+	Uploaded int64   `json:"uploaded"` // bytes the bastion sent to nodes
+	Rate     float64 `json:"rate"`     // bytes/s
+	Peers    int     `json:"peers"`
+}
+
+// Report is the outcome of a job: what the summary table, the JSON report and
+// --retry-failed read.
+type Report struct {
+	JobID     string        `json:"job_id"`
+	Image     string        `json:"image"`
+	ImageID   string        `json:"image_id,omitempty"`
+	Mode      string        `json:"mode"`
+	Size      int64         `json:"size"`
+	Started   time.Time     `json:"started"`
+	Duration  time.Duration `json:"duration_ns"`
+	Egress    int64         `json:"bastion_egress"` // bytes the bastion's seeder sent
+	Cancelled bool          `json:"cancelled,omitempty"`
+	Hosts     []HostResult  `json:"hosts"`
+}
+
+// HostResult is one host's line in the report.
+type HostResult struct {
+	Host          string        `json:"host"`
+	State         HostState     `json:"state"` // done, failed or cancelled
+	Error         string        `json:"error,omitempty"`
+	Duration      time.Duration `json:"duration_ns"`
+	FromPeers     int64         `json:"from_peers"`
+	FromSeeder    int64         `json:"from_seeder"`
+	LayersSkipped int           `json:"layers_skipped"`
+	ImageID       string        `json:"image_id,omitempty"`
+}
+
+// Failed lists the hosts that did not end done.
+func (r *Report) Failed() []string {
+	var out []string
+	for _, h := range r.Hosts {
+		if h.State != HostDone {
+			out = append(out, h.Host)
+		}
+	}
+	return out
+}

@@ -1,0 +1,98 @@
+// Package nodeassets holds the node binaries that layercast uploads to hosts,
+// gzip-compressed, one per architecture. `make` builds them into bin/ before
+// it builds layercast, which embeds them.
+package nodeassets
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+//go:embed bin
+var embedded embed.FS
+
+// ErrMissing means no node binary was built for an architecture.
+var ErrMissing = errors.New("no node binary for this architecture")
+
+// Binary is one node binary, compressed for upload.
+type Binary struct {
+	Arch string // GOARCH: amd64, arm64
+	Gz   []byte // gzip of the static binary
+	// SHA256 is the hex sha256 of the uncompressed binary.
+	SHA256 string
+	Size   int64 // uncompressed
+}
+
+// Set finds node binaries: a directory given by the operator first, then
+// the ones built into the command.
+type Set struct {
+	fsys fs.FS
+	dir  string
+}
+
+// Embedded returns the binaries built into this command.
+func Embedded() *Set {
+	sub, _ := fs.Sub(embedded, "bin") // "bin" is a constant path that exists
+	return &Set{fsys: sub, dir: "built into layercast"}
+}
+
+// Dir returns binaries from a directory (files layercast-node-linux-ARCH.gz).
+func Dir(dir string) *Set { return &Set{fsys: os.DirFS(dir), dir: dir} }
+
+// FileName is the name of the compressed node binary for arch.
+func FileName(arch string) string { return "layercast-node-linux-" + arch + ".gz" }
+
+// Get returns the binary for arch, checking that it decompresses.
+func (s *Set) Get(arch string) (*Binary, error) {
+	gz, err := fs.ReadFile(s.fsys, FileName(arch))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: linux/%s (looked in %s; build it with `make nodebin`)", ErrMissing, arch, s.dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read node binary for linux/%s: %w", arch, err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		return nil, fmt.Errorf("node binary for linux/%s: %w", arch, err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, zr)
+	if err != nil {
+		return nil, fmt.Errorf("node binary for linux/%s: %w", arch, err)
+	}
+	return &Binary{Arch: arch, Gz: gz, SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}, nil
+}
+
+// Arches lists the architectures present.
+func (s *Set) Arches() []string {
+	var out []string
+	ents, _ := fs.ReadDir(s.fsys, ".")
+	for _, e := range ents {
+		n := e.Name()
+		if strings.HasPrefix(n, "layercast-node-linux-") && filepath.Ext(n) == ".gz" {
+			out = append(out, strings.TrimSuffix(strings.TrimPrefix(n, "layercast-node-linux-"), ".gz"))
+		}
+	}
+	return out
+}
+
+// UnameArch maps `uname -m` output to GOARCH.
+func UnameArch(machine string) (string, error) {
+	switch strings.TrimSpace(machine) {
+	case "x86_64", "amd64":
+		return "amd64", nil
+	case "aarch64", "arm64", "armv8l":
+		return "arm64", nil
+	}
+	return "", fmt.Errorf("unsupported architecture %q (layercast has node binaries for x86_64 and aarch64)", machine)
+}
