@@ -288,16 +288,20 @@ func (c *Client) Stats() jobspec.Progress {
 	p := jobspec.Progress{
 		FromSeeder: c.fromSeeder.Load(),
 		FromPeers:  c.fromPeers.Load(),
-		Uploaded:   c.cl.Stats().BytesWrittenData.Int64(),
+		Uploaded:   c.uploaded(),
 	}
+	peers := make(map[string]struct{})
 	for _, ls := range c.layers {
 		p.Layers = append(p.Layers, jobspec.LayerProgress{
 			Digest: ls.layer.Digest,
 			Done:   ls.t.BytesCompleted(),
 			Total:  ls.layer.Size,
 		})
-		p.Peers += len(ls.t.PeerConns())
+		for _, pc := range ls.t.PeerConns() {
+			peers[pc.RemoteAddr.String()] = struct{}{}
+		}
 	}
+	p.Peers = len(peers)
 	now := time.Now()
 	recv := p.FromSeeder + p.FromPeers
 	if dt := now.Sub(c.lastAt).Seconds(); dt > 0 {
@@ -315,4 +319,9 @@ func (c *Client) Close() error {
 		return fmt.Errorf("close swarm client: %w", err)
 	}
 	return nil
+}
+
+func (c *Client) uploaded() int64 {
+	s := c.cl.Stats()
+	return s.BytesWrittenData.Int64()
 }

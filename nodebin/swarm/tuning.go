@@ -1,6 +1,9 @@
 package swarm
 
 import (
+	"os"
+	"strconv"
+	pp "github.com/anacrolix/torrent/peer_protocol"
 	"log/slog"
 
 	"github.com/anacrolix/torrent"
@@ -12,7 +15,14 @@ import (
 // anacrolix clients, which serve requests of any size up to
 // MaxAllocPeerRequestDataPerConn; larger blocks mean fewer messages and
 // fewer trips through the client lock per byte.
-const chunkSize = 16 << 10
+var chunkSize = pp.Integer(tuneInt("CHUNK", 16<<10))
+
+func tuneInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
 
 // clientConfig is the anacrolix configuration for a job's swarm: TCP only,
 // no DHT/PEX/uPnP/webseeds (peers come from the job's tracker and the
@@ -34,6 +44,9 @@ func clientConfig(logger *slog.Logger, store *fileStorage) *torrent.ClientConfig
 	cc.DisableWebseeds = true
 	cc.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{Preferred: false, RequirePreferred: false}
 	cc.DialRateLimiter = rate.NewLimiter(100, 100)
+	cc.MaxAllocPeerRequestDataPerConn = tuneInt("MAXALLOC", cc.MaxAllocPeerRequestDataPerConn)
+	cc.PieceHashersPerTorrent = tuneInt("HASHERS", cc.PieceHashersPerTorrent)
+	cc.MaxUnverifiedBytes = int64(tuneInt("MAXUNV", int(cc.MaxUnverifiedBytes)))
 	return cc
 }
 

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
+	"debug/buildinfo"
 	"embed"
 	"encoding/hex"
 	"errors"
@@ -31,6 +32,9 @@ type Binary struct {
 	// SHA256 is the hex sha256 of the uncompressed binary.
 	SHA256 string
 	Size   int64 // uncompressed
+	// Version is the version the binary was built with (its -X
+	// main.version), read from the binary itself.
+	Version string
 }
 
 // Set finds node binaries: a directory given by the operator first, then
@@ -65,12 +69,32 @@ func (s *Set) Get(arch string) (*Binary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node binary for linux/%s: %w", arch, err)
 	}
-	h := sha256.New()
-	n, err := io.Copy(h, zr)
+	raw, err := io.ReadAll(zr)
 	if err != nil {
 		return nil, fmt.Errorf("node binary for linux/%s: %w", arch, err)
 	}
-	return &Binary{Arch: arch, Gz: gz, SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}, nil
+	sum := sha256.Sum256(raw)
+	return &Binary{Arch: arch, Gz: gz, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(raw)), Version: buildVersion(raw)}, nil
+}
+
+// buildVersion reads main.version from the binary's build info; "unknown"
+// when it was built without one.
+func buildVersion(raw []byte) string {
+	bi, err := buildinfo.Read(bytes.NewReader(raw))
+	if err != nil {
+		return "unknown"
+	}
+	for _, s := range bi.Settings {
+		if s.Key != "-ldflags" {
+			continue
+		}
+		for _, f := range strings.Fields(s.Value) {
+			if v, ok := strings.CutPrefix(f, "main.version="); ok {
+				return v
+			}
+		}
+	}
+	return "unknown"
 }
 
 // Arches lists the architectures present.

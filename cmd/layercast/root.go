@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/layercast/layercast/orchestrator"
+)
+
+func newRootCmd() *cobra.Command {
+	var jf jobFlags
+	root := &cobra.Command{
+		Use:   "layercast",
+		Short: "Push a container image to a fleet of Docker hosts peer-to-peer",
+		Long: `layercast takes an image from this machine's Docker daemon to every selected
+host of an inventory. The hosts share the layers with each other over
+BitTorrent, so the registry and this machine stop being the bottleneck.
+Nothing is installed on the hosts: each job uploads a small node binary over
+SSH and removes it afterwards.
+
+On a terminal, layercast without a command opens the console.`,
+		Example: `  layercast -i inventory.yaml                 # open the console
+  layercast run -i inventory.yaml app:v2      # headless
+  layercast run -i inventory.yaml --json app:v2 > events.jsonl`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !term.IsTerminal(int(os.Stdin.Fd())) || !term.IsTerminal(int(os.Stdout.Fd())) {
+				return usageErr(errors.New("the console needs a terminal; use `layercast run` for headless jobs"))
+			}
+			return runConsole(cmd.Context(), &jf)
+		},
+	}
+	root.Flags().StringVarP(&jf.inventory, "inventory", "i", "inventory.yaml", "inventory file (layercast YAML or Ansible INI/YAML)")
+	root.Flags().StringVar(&jf.image, "image", "", "image to preselect in the console")
+	root.Flags().StringVar(&jf.logFile, "log-file", "", "write logs here (default: a file in the cache dir)")
+	root.AddCommand(newRunCmd(), newVersionCmd())
+	return root
+}
+
+// jobFlags are the flags that describe a job, shared by run, plan and the console.
+type jobFlags struct {
+	inventory         string
+	hosts             []string
+	groups            []string
+	image             string
+	mode              string
+	tunnel            bool
+	bastionAddr       string
+	concurrency       int
+	uploadConcurrency int
+	acceptNew         bool
+	announce          time.Duration
+	timeout           time.Duration
+	cacheDir          string
+	nodeBinDir        string
+	logFile           string
+	verbose           bool
+}
+
+func (f *jobFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVarP(&f.inventory, "inventory", "i", "inventory.yaml", "inventory file (layercast YAML or Ansible INI/YAML)")
+	fl.StringSliceVar(&f.hosts, "hosts", nil, "only these hosts (comma-separated names)")
+	fl.StringSliceVarP(&f.groups, "group", "g", nil, "only the hosts of these groups")
+	fl.StringVar(&f.mode, "mode", "p2p", "how layers travel: p2p, registry (every host pulls) or auto")
+	fl.BoolVar(&f.tunnel, "tunnel", false, "reach tracker and seeder through SSH remote forwarding (hosts that cannot connect to this machine)")
+	fl.StringVar(&f.bastionAddr, "bastion-addr", "", "address hosts use to reach this machine (default: as each host's SSH connection sees it)")
+	fl.IntVar(&f.concurrency, "concurrency", 32, "hosts worked on at once over SSH")
+	fl.IntVar(&f.uploadConcurrency, "upload-concurrency", 8, "node binary uploads at once")
+	fl.BoolVar(&f.acceptNew, "accept-new-host-keys", false, "trust and record the key of a host not yet in known_hosts")
+	fl.DurationVar(&f.announce, "announce-interval", time.Second, "tracker announce interval")
+	fl.DurationVar(&f.timeout, "timeout", 0, "give up on the whole job after this long (0: no limit)")
+	fl.StringVar(&f.cacheDir, "cache-dir", "", "where exported layers are kept between jobs (default ~/.cache/layercast)")
+	fl.StringVar(&f.nodeBinDir, "node-binary-dir", "", "take node binaries from this directory instead of the built-in ones")
+	fl.StringVar(&f.logFile, "log-file", "", "write logs to this file")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "debug logs")
+	_ = fl.MarkHidden("node-binary-dir")
+}
+
+func (f *jobFlags) options() (orchestrator.Options, error) {
+	mode := orchestrator.Mode(f.mode)
+	switch mode {
+	case orchestrator.ModeP2P, orchestrator.ModeRegistry, orchestrator.ModeAuto:
+	default:
+		return orchestrator.Options{}, fmt.Errorf("--mode %q: use p2p, registry or auto", f.mode)
+	}
+	if f.concurrency < 1 || f.uploadConcurrency < 1 {
+		return orchestrator.Options{}, errors.New("--concurrency and --upload-concurrency must be at least 1")
+	}
+	return orchestrator.Options{
+		InventoryPath:     f.inventory,
+		Hosts:             f.hosts,
+		Groups:            f.groups,
+		Image:             f.image,
+		Mode:              mode,
+		Tunnel:            f.tunnel,
+		BastionAddr:       f.bastionAddr,
+		Concurrency:       f.concurrency,
+		UploadConcurrency: f.uploadConcurrency,
+		AcceptNewHostKeys: f.acceptNew,
+		AnnounceInterval:  f.announce,
+		Timeout:           f.timeout,
+		CacheDir:          f.cacheDir,
+	}, nil
+}
+
+// logger writes to the log file if one is set, else to stderr at warn
+// level (debug with -v), never to stdout.
+func (f *jobFlags) logger() (*slog.Logger, func(), error) {
+	level := slog.LevelWarn
+	if f.verbose {
+		level = slog.LevelDebug
+	}
+	var w io.Writer = os.Stderr
+	closeFn := func() {}
+	if f.logFile != "" {
+		lf, err := os.OpenFile(f.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open log file: %w", err)
+		}
+		w, closeFn = lf, func() { lf.Close() }
+		if !f.verbose {
+			level = slog.LevelInfo
+		}
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), closeFn, nil
+}
+
+func usageErr(err error) error { return &exitCodeError{code: exitUsage, err: err} }
+
+func newRunCmd() *cobra.Command {
+	var jf jobFlags
+	var asJSON bool
+	var reportFile, summaryFile, retryFailed string
+	var every time.Duration
+	cmd := &cobra.Command{
+		Use:   "run -i INVENTORY [--group G | --hosts a,b] IMAGE",
+		Short: "Distribute an image to the selected hosts, headless",
+		Long: `run takes IMAGE from this machine's Docker daemon (pulling it there first if
+it is missing) to every selected host and exits when each host has it or has
+failed. Progress goes to stdout as plain lines, or as JSON lines with --json.
+
+Exit codes: 0 every host has the image; 1 some hosts failed; 2 bad usage,
+inventory or image (no host was touched); 3 the bastion itself failed;
+130 interrupted (the job was torn down).`,
+		Example: `  layercast run -i inventory.yaml registry.example:5000/app:v2
+  layercast run -i hosts.ini --group web --json app:v2 > events.jsonl
+  layercast run -i inventory.yaml --retry-failed report.json app:v2`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageErr(fmt.Errorf("run takes exactly one IMAGE, got %d arguments", len(args)))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			jf.image = args[0]
+			opts, err := jf.options()
+			if err != nil {
+				return usageErr(err)
+			}
+			if retryFailed != "" {
+				hosts, err := failedHostsFrom(retryFailed)
+				if err != nil {
+					return usageErr(err)
+				}
+				opts.Hosts = hosts
+			}
+			log, closeLog, err := jf.logger()
+			if err != nil {
+				return usageErr(err)
+			}
+			defer closeLog()
+			eng, err := newEngine(&jf, log)
+			if err != nil {
+				return &exitCodeError{code: exitError, err: err}
+			}
+			var sink orchestrator.Sink
+			if asJSON {
+				sink = newJSONPrinter(cmd.OutOrStdout(), every)
+			} else {
+				sink = newPlainPrinter(cmd.OutOrStdout(), every)
+			}
+			rep, err := eng.Run(cmd.Context(), opts, sink)
+			if rep != nil {
+				if werr := writeReports(rep, reportFile, summaryFile); werr != nil && err == nil {
+					err = werr
+				}
+			}
+			return exitFor(cmd.Context(), rep, err)
+		},
+	}
+	jf.register(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON-line events and the final report instead of text")
+	cmd.Flags().StringVar(&reportFile, "report", "", "also write the final JSON report to this file")
+	cmd.Flags().StringVar(&summaryFile, "summary", "", "write a Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
+	cmd.Flags().StringVar(&retryFailed, "retry-failed", "", "run only the hosts that failed in this JSON report")
+	cmd.Flags().DurationVar(&every, "progress-interval", 2*time.Second, "how often progress is printed")
+	return cmd
+}
+
+// exitFor maps a job's outcome to an exit code.
+func exitFor(ctx context.Context, rep *orchestrator.Report, err error) error {
+	switch {
+	case errors.Is(err, orchestrator.ErrConfig):
+		return usageErr(err)
+	case rep != nil && rep.Cancelled, ctx.Err() != nil:
+		if err == nil {
+			err = errors.New("interrupted; the job was torn down")
+		}
+		return &exitCodeError{code: exitCancelled, err: err}
+	case err != nil:
+		return &exitCodeError{code: exitError, err: err}
+	case rep != nil && len(rep.Failed()) > 0:
+		return &exitCodeError{code: exitFailed, err: fmt.Errorf("%d of %d hosts failed", len(rep.Failed()), len(rep.Hosts))}
+	}
+	return nil
+}
+
+func failedHostsFrom(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--retry-failed: %w", err)
+	}
+	var rep orchestrator.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return nil, fmt.Errorf("--retry-failed: %s is not a layercast JSON report: %w", path, err)
+	}
+	hosts := rep.Failed()
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("--retry-failed: no host failed in %s", path)
+	}
+	return hosts, nil
+}
+
+func writeReports(rep *orchestrator.Report, reportFile, summaryFile string) error {
+	if reportFile != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode report: %w", err)
+		}
+		if err := os.WriteFile(reportFile, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+	}
+	if summaryFile != "" {
+		f, err := os.OpenFile(summaryFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("write summary: %w", err)
+		}
+		defer f.Close()
+		writeMarkdown(f, rep)
+	}
+	return nil
+}
+
+func writeMarkdown(w io.Writer, r *orchestrator.Report) {
+	failed := r.Failed()
+	icon := "✅"
+	if len(failed) > 0 || r.Cancelled {
+		icon = "❌"
+	}
+	fmt.Fprintf(w, "### %s layercast: `%s` to %d/%d hosts in %s\n\n", icon, r.Image, len(r.Hosts)-len(failed), len(r.Hosts), r.Duration.Round(100*time.Millisecond))
+	fmt.Fprintf(w, "Mode %s · image %s · bastion sent %s (%.2f× image size)\n\n", r.Mode, humanBytes(r.Size), humanBytes(r.Egress), ratio(r.Egress, r.Size))
+	fmt.Fprintln(w, "| host | result | time | from peers | from bastion | layers skipped | error |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- |")
+	for _, h := range r.Hosts {
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %d | %s |\n", h.Host, h.State, h.Duration.Round(100*time.Millisecond),
+			humanBytes(h.FromPeers), humanBytes(h.FromSeeder), h.LayersSkipped, strings.ReplaceAll(oneLine(h.Error), "|", "\\|"))
+	}
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of layercast and of the node binaries it carries",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return printVersion(cmd.OutOrStdout())
+		},
+	}
+}

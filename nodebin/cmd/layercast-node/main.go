@@ -1,0 +1,63 @@
+// Command layercast-node is the program the bastion uploads to each host for
+// one job. It reads the job spec and then control lines on stdin, writes
+// JSON-line events on stdout and logs on stderr, and exits with the codes
+// of package node. It removes its work dir, itself included, on exit.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/layercast/layercast/nodebin/dockerimage"
+	"github.com/layercast/layercast/nodebin/jobspec"
+	"github.com/layercast/layercast/nodebin/node"
+	"github.com/layercast/layercast/nodebin/swarm"
+)
+
+func main() {
+	// A bastion that vanished leaves stdout a broken pipe; writes must fail
+	// with EPIPE (and the node clean up) instead of killing the process.
+	signal.Ignore(syscall.SIGPIPE)
+
+	level := slog.LevelInfo
+	if os.Getenv("LAYERCAST_NODE_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	go func() {
+		s := <-sigs
+		cancel(fmt.Errorf("signal %v", s))
+	}()
+
+	code := node.Run(ctx, node.Options{
+		Stdin:  os.Stdin,
+		Stdout: os.Stdout,
+		Log:    log,
+		Docker: func(ctx context.Context, host string) (node.DockerAPI, error) {
+			return dockerimage.Connect(ctx, host)
+		},
+		Swarm: func(ctx context.Context, spec *jobspec.Spec, dir string) (node.Leecher, error) {
+			return swarm.New(ctx, swarm.Config{
+				Dir:        dir,
+				Announce:   spec.Announce,
+				Seeders:    spec.Seeders,
+				AllowedIPs: spec.AllowedIPs,
+				ListenPort: spec.ListenPort,
+				PublicIP:   spec.PublicIP,
+				Logger:     log.With("component", "swarm"),
+			})
+		},
+		Serial: os.Getenv("LAYERCAST_NODE_SERIAL") != "",
+	})
+	signal.Stop(sigs)
+	cancel(nil)
+	os.Exit(code)
+}

@@ -1,0 +1,180 @@
+package node
+
+import (
+	"context"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/layercast/layercast/nodebin/dockerimage"
+	"github.com/layercast/layercast/nodebin/jobspec"
+)
+
+// emitter writes events as JSON lines, one writer at a time.
+type emitter struct {
+	mu     sync.Mutex
+	enc    *jobspec.Encoder
+	broken func(error) // called once when stdout fails
+	failed bool
+}
+
+func newEmitter(w io.Writer, broken func(error)) *emitter {
+	return &emitter{enc: jobspec.NewEncoder(w), broken: broken}
+}
+
+func (e *emitter) emit(ev jobspec.Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.failed {
+		return
+	}
+	ev.Time = time.Now().UTC()
+	if err := e.enc.Encode(ev); err != nil {
+		e.failed = true
+		e.broken(err)
+	}
+}
+
+func (e *emitter) state(s jobspec.State, msg string) {
+	e.emit(jobspec.Event{Kind: jobspec.EventState, State: s, Message: msg})
+}
+
+func (e *emitter) fail(msg string) {
+	e.emit(jobspec.Event{Kind: jobspec.EventError, State: jobspec.StateFailed, Message: msg})
+}
+
+// progress is the job's transfer as reported in progress events.
+type progress struct {
+	mu      sync.Mutex
+	layers  []jobspec.LayerProgress // the job's layers in image order
+	stats   func() jobspec.Progress // the swarm's, once it runs
+	pull    *dockerimage.PullProgress
+	digests []string // registry mode: full digests to match short IDs
+	done    bool     // the image is in place
+
+	lastBytes int64 // registry mode rate
+	lastAt    time.Time
+}
+
+// setLayers lists the job's layers, the first present ones as skipped.
+func (p *progress) setLayers(layers []jobspec.Layer, present int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.layers = nil
+	for i, l := range layers {
+		lp := jobspec.LayerProgress{Digest: l.Digest, Total: l.Size}
+		if i < present {
+			lp.Done, lp.Skipped = l.Size, true
+		}
+		p.layers = append(p.layers, lp)
+	}
+}
+
+func (p *progress) setStats(f func() jobspec.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stats = f
+}
+
+func (p *progress) setPull(pp *dockerimage.PullProgress, layers []jobspec.Layer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pull = pp
+	for _, l := range layers {
+		p.digests = append(p.digests, l.Digest)
+	}
+}
+
+// layerDone marks the layers with this digest as complete.
+func (p *progress) layerDone(digest string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range p.layers {
+		if p.layers[i].Digest == digest {
+			p.layers[i].Done = p.layers[i].Total
+		}
+	}
+}
+
+func (p *progress) setDone() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done = true
+}
+
+func (p *progress) isDone() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.done
+}
+
+// snapshot returns the progress now, or nil while nothing is known.
+func (p *progress) snapshot(now time.Time) *jobspec.Progress {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pull != nil {
+		return p.pullSnapshot(now)
+	}
+	if p.layers == nil {
+		return nil
+	}
+	var out jobspec.Progress
+	if p.stats != nil {
+		out = p.stats()
+	}
+	done := map[string]int64{}
+	for _, l := range out.Layers {
+		done[l.Digest] = l.Done
+	}
+	out.Layers = make([]jobspec.LayerProgress, len(p.layers))
+	for i, l := range p.layers {
+		if d, ok := done[l.Digest]; ok && !l.Skipped {
+			l.Done = max(l.Done, d)
+		}
+		out.Layers[i] = l
+	}
+	return &out
+}
+
+func (p *progress) pullSnapshot(now time.Time) *jobspec.Progress {
+	var out jobspec.Progress
+	var bytes int64
+	for _, l := range p.pull.Snapshot() {
+		digest := l.ID
+		for _, d := range p.digests {
+			if strings.HasPrefix(strings.TrimPrefix(d, "sha256:"), l.ID) {
+				digest = d
+			}
+		}
+		out.Layers = append(out.Layers, jobspec.LayerProgress{Digest: digest, Done: l.Done, Total: l.Total, Skipped: l.Skipped})
+		bytes += l.Done
+	}
+	if dt := now.Sub(p.lastAt).Seconds(); !p.lastAt.IsZero() && dt > 0 {
+		out.Rate = float64(bytes-p.lastBytes) / dt
+	}
+	p.lastBytes, p.lastAt = bytes, now
+	return &out
+}
+
+// reportProgress emits a progress event per tick until ctx ends or the
+// returned stop is called.
+func (j *job) reportProgress(ctx context.Context) (stop func()) {
+	ticks, stopTicks := j.opts.Ticks(j.spec.ProgressEvery.Or(DefaultProgressEvery))
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer stopTicks()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-ticks:
+				if p := j.prog.snapshot(now); p != nil {
+					j.ev.emit(jobspec.Event{Kind: jobspec.EventProgress, Progress: p})
+				}
+			}
+		}
+	})
+	return sync.OnceFunc(func() { cancel(); wg.Wait() })
+}

@@ -1,0 +1,413 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/layercast/layercast/nodebin/dockerimage"
+	"github.com/layercast/layercast/nodebin/jobspec"
+)
+
+// workDirStep owns the job's temp dir: it holds the pid file, the layer
+// files and the node binary itself, and is removed when the node exits.
+type workDirStep struct {
+	j    *job
+	made bool
+}
+
+func (s *workDirStep) Title() string { return "prepare work dir" }
+
+func (s *workDirStep) Run(ctx context.Context) error {
+	dir := s.j.spec.WorkDir
+	if err := safeWorkDir(dir); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadSpec, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create work dir: %w", err)
+	}
+	s.made = true
+	if err := writePid(dir); err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	return nil
+}
+
+func (s *workDirStep) Cleanup(ctx context.Context) error {
+	if !s.made {
+		return nil
+	}
+	if err := os.RemoveAll(s.j.spec.WorkDir); err != nil {
+		return fmt.Errorf("remove work dir: %w", err)
+	}
+	return nil
+}
+
+// safeWorkDir refuses work dirs the node must not remove recursively.
+func safeWorkDir(dir string) error {
+	switch {
+	case dir == "":
+		return errors.New("work_dir is empty")
+	case !filepath.IsAbs(dir) || filepath.Clean(dir) != dir:
+		return fmt.Errorf("work_dir %q is not a clean absolute path", dir)
+	case strings.Count(dir, "/") < 2:
+		return fmt.Errorf("work_dir %q is a top-level directory; want a job dir such as /tmp/layercast-<job>", dir)
+	}
+	return nil
+}
+
+// specStep checks that the spec is consistent with itself: the config is
+// the image ID's, and the layers are the config's.
+type specStep struct{ j *job }
+
+func (s *specStep) Title() string { return "check job spec" }
+
+func (s *specStep) Run(ctx context.Context) error {
+	spec := s.j.spec
+	if err := spec.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadSpec, err)
+	}
+	if spec.Mode == "registry" {
+		return nil
+	}
+	if got := dockerimage.Digest(spec.Config); got != spec.ImageID {
+		return fmt.Errorf("%w: config hashes to %s, not to image_id %s", ErrBadSpec, got, spec.ImageID)
+	}
+	diffIDs, err := dockerimage.DiffIDs(spec.Config)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadSpec, err)
+	}
+	var layerDiffs, layerChains []string
+	for _, l := range spec.Layers {
+		layerDiffs = append(layerDiffs, l.DiffID)
+		layerChains = append(layerChains, l.ChainID)
+	}
+	if !slices.Equal(diffIDs, layerDiffs) {
+		return fmt.Errorf("%w: layers' diff_ids %v differ from the config's %v", ErrBadSpec, layerDiffs, diffIDs)
+	}
+	if chains := dockerimage.ChainIDs(diffIDs); !slices.Equal(chains, layerChains) {
+		return fmt.Errorf("%w: layers' chain_ids %v, computed %v", ErrBadSpec, layerChains, chains)
+	}
+	return nil
+}
+
+// connectStep opens the Docker client.
+type connectStep struct{ j *job }
+
+func (s *connectStep) Title() string { return "connect to docker" }
+
+func (s *connectStep) Run(ctx context.Context) error {
+	api, err := s.j.opts.Docker(ctx, s.j.spec.DockerHost)
+	if err != nil {
+		return err
+	}
+	s.j.docker = api
+	s.j.daemon = dockerimage.New(api, s.j.log)
+	return nil
+}
+
+func (s *connectStep) Cleanup(ctx context.Context) error {
+	if s.j.docker == nil {
+		return nil
+	}
+	return s.j.docker.Close()
+}
+
+// checkStep finds the leading layers the daemon already has.
+type checkStep struct{ j *job }
+
+func (s *checkStep) Title() string { return "check which layers docker has" }
+
+func (s *checkStep) Run(ctx context.Context) error {
+	j := s.j
+	j.ev.state(jobspec.StateChecking, "")
+	undo, err := j.daemon.Record(ctx, j.spec.Image, j.spec.ImageID)
+	if err != nil {
+		return err
+	}
+	j.undo = undo
+	j.present = len(j.spec.Layers)
+	if !undo.Had(j.spec.ImageID) {
+		var chains []string
+		for _, l := range j.spec.Layers {
+			chains = append(chains, l.ChainID)
+		}
+		if j.present, err = j.daemon.PresentPrefix(ctx, chains); err != nil {
+			return err
+		}
+	}
+	j.prog.setLayers(j.spec.Layers, j.present)
+	missing := j.missing()
+	msg := fmt.Sprintf("docker has %d of %d layers; downloading %d (%s)", j.present, len(j.spec.Layers), len(missing), human(size(missing)))
+	if undo.Had(j.spec.ImageID) {
+		msg = "docker has the image; tagging it only"
+	}
+	j.log.Info(msg)
+	j.ev.emit(jobspec.Event{Kind: jobspec.EventLog, Message: msg})
+	return nil
+}
+
+// missing returns the layers to download, once per digest.
+func (j *job) missing() []jobspec.Layer {
+	var out []jobspec.Layer
+	seen := map[string]bool{}
+	for _, l := range j.spec.Layers[j.present:] {
+		if !seen[l.Digest] {
+			seen[l.Digest] = true
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func size(layers []jobspec.Layer) int64 {
+	var n int64
+	for _, l := range layers {
+		n += l.Size
+	}
+	return n
+}
+
+// diskStep fails early when the layer files or the daemon's copy of the
+// layers cannot fit.
+type diskStep struct{ j *job }
+
+func (s *diskStep) Title() string { return "check disk space" }
+
+func (s *diskStep) Run(ctx context.Context) error {
+	j := s.j
+	need := size(j.missing())
+	if need == 0 {
+		return nil
+	}
+	uses := []diskUse{{path: j.spec.WorkDir, bytes: need, what: "layer files"}}
+	if daemonIsLocal(j.spec.DockerHost) {
+		if root, err := j.daemon.RootDir(ctx); err == nil && root != "" {
+			// A lower bound: compressed layers unpack to more.
+			uses = append(uses, diskUse{path: root, bytes: need, what: "docker data root"})
+		}
+	}
+	return checkSpace(uses, j.log)
+}
+
+func daemonIsLocal(host string) bool {
+	if host == "" {
+		host = os.Getenv("DOCKER_HOST")
+	}
+	return host == "" || strings.HasPrefix(host, "unix://")
+}
+
+// swarmStep starts the BitTorrent client; it seeds until the job ends.
+type swarmStep struct{ j *job }
+
+func (s *swarmStep) Title() string { return "join the swarm" }
+
+func (s *swarmStep) Run(ctx context.Context) error {
+	j := s.j
+	if len(j.missing()) == 0 {
+		return nil
+	}
+	dir := filepath.Join(j.spec.WorkDir, "layers")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create layer dir: %w", err)
+	}
+	l, err := j.opts.Swarm(ctx, j.spec, dir)
+	if err != nil {
+		return err
+	}
+	j.leecher = l
+	j.prog.setStats(l.Stats)
+	return nil
+}
+
+func (s *swarmStep) Cleanup(ctx context.Context) error {
+	if s.j.leecher == nil {
+		return nil
+	}
+	return s.j.leecher.Close()
+}
+
+// transferStep downloads the missing layers and imports them, loading each
+// downloaded prefix while later layers still download, then the whole image
+// under its tag, and checks the result. On failure or cancel it removes
+// everything the job created in the daemon.
+type transferStep struct {
+	j         *job
+	committed bool
+}
+
+func (s *transferStep) Title() string { return "download and import" }
+
+func (s *transferStep) Run(ctx context.Context) error {
+	j := s.j
+	var names []string
+	for _, l := range j.spec.Layers {
+		names = append(names, dockerimage.LayerName(l.Digest))
+	}
+	loader, err := j.daemon.NewLoader(j.undo, dockerimage.Image{
+		Ref: j.spec.Image, ID: j.spec.ImageID, Config: j.spec.Config, Names: names, Job: j.spec.JobID,
+	}, j.present)
+	if err != nil {
+		return err
+	}
+	files := make([]string, len(j.spec.Layers))
+	if len(j.missing()) > 0 {
+		j.ev.state(jobspec.StateDownloading, "")
+		if err := s.download(ctx, loader, files); err != nil {
+			return err
+		}
+	}
+	j.ev.state(jobspec.StateImporting, "")
+	if err := loader.Finish(ctx, files); err != nil {
+		return err
+	}
+	if err := j.undo.DropTemps(ctx); err != nil {
+		return err
+	}
+	s.committed = true
+	return nil
+}
+
+// download runs the swarm download and, beside it, loads every newly
+// complete prefix of layers into the daemon. files[i] gets layer i's path.
+func (s *transferStep) download(ctx context.Context, loader *dockerimage.Loader, files []string) error {
+	j := s.j
+	var mu sync.Mutex
+	finished := false
+	ready := make(chan struct{}, 1)
+	wake := func() {
+		select {
+		case ready <- struct{}{}:
+		default:
+		}
+	}
+	onDone := func(l jobspec.Layer, path string) {
+		mu.Lock()
+		for i := j.present; i < len(files); i++ {
+			if j.spec.Layers[i].Digest == l.Digest {
+				files[i] = path
+			}
+		}
+		mu.Unlock()
+		j.prog.layerDone(l.Digest)
+		j.log.Debug("layer downloaded", "digest", l.Digest)
+		wake()
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		err := j.leecher.Download(gctx, j.missing(), onDone)
+		mu.Lock()
+		finished = true
+		mu.Unlock()
+		wake()
+		if err != nil {
+			return fmt.Errorf("download layers: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		for {
+			mu.Lock()
+			n := j.present
+			for n < len(files) && files[n] != "" {
+				n++
+			}
+			snapshot, over := slices.Clone(files), finished
+			mu.Unlock()
+			switch {
+			case n == len(files):
+				return nil
+			case !j.opts.Serial && n > loader.Registered():
+				if err := loader.LoadPrefix(gctx, n, snapshot); err != nil {
+					return err
+				}
+				j.log.Info("loaded layers ahead", "layers", n)
+				continue
+			case over:
+				return fmt.Errorf("download ended without layer %s", j.spec.Layers[n].Digest)
+			}
+			select {
+			case <-ready:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+	})
+	return g.Wait()
+}
+
+func (s *transferStep) Cleanup(ctx context.Context) error {
+	if s.committed || s.j.undo == nil {
+		return nil
+	}
+	return s.j.undo.Rollback(ctx)
+}
+
+// pullStep is registry mode: a plain pull, then the same check.
+type pullStep struct {
+	j         *job
+	committed bool
+}
+
+func (s *pullStep) Title() string { return "pull from the registry" }
+
+func (s *pullStep) Run(ctx context.Context) error {
+	j := s.j
+	undo, err := j.daemon.Record(ctx, j.spec.Image, j.spec.ImageID)
+	if err != nil {
+		return err
+	}
+	j.undo = undo
+	pp := &dockerimage.PullProgress{}
+	j.prog.setPull(pp, j.spec.Layers)
+	j.ev.state(jobspec.StateDownloading, "")
+	if err := j.daemon.Pull(ctx, j.spec.Image, j.spec.RegistryAuth, pp); err != nil {
+		return err
+	}
+	j.ev.state(jobspec.StateImporting, "")
+	var diffIDs []string
+	if len(j.spec.Config) > 0 {
+		if diffIDs, err = dockerimage.DiffIDs(j.spec.Config); err != nil {
+			return err
+		}
+	}
+	img, err := j.daemon.Check(ctx, j.spec.Image, j.spec.ImageID, diffIDs)
+	if err != nil {
+		return err
+	}
+	j.imageID = img.ID
+	s.committed = true
+	return nil
+}
+
+func (s *pullStep) Cleanup(ctx context.Context) error {
+	if s.committed || s.j.undo == nil {
+		return nil
+	}
+	return s.j.undo.Rollback(ctx)
+}
+
+// doneStep reports the image in place and keeps the node (and its swarm
+// client, seeding) running until the bastion ends the job.
+type doneStep struct{ j *job }
+
+func (s *doneStep) Title() string { return "seed until the bastion ends the job" }
+
+func (s *doneStep) Run(ctx context.Context) error {
+	j := s.j
+	j.prog.setDone()
+	id := j.imageID
+	if id == "" {
+		id = j.spec.ImageID
+	}
+	j.ev.emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateDone, ImageID: id})
+	<-ctx.Done()
+	return context.Cause(ctx)
+}

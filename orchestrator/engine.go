@@ -1,0 +1,189 @@
+// Package orchestrator is layercast's controller: it turns an Options into a
+// job, runs the job's steps (prepare the image, serve it, reach the fleet,
+// run the node on every host, tear everything down) and reports typed events
+// to whoever watches. It knows nothing of the screen.
+package orchestrator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/layercast/layercast/orchestrator/fleet"
+	"github.com/layercast/layercast/orchestrator/imagecache"
+	"github.com/layercast/layercast/orchestrator/inventory"
+	"github.com/layercast/layercast/orchestrator/nodeassets"
+)
+
+// ErrConfig marks errors in what the operator asked for: inventory,
+// selection, image, options. Run returns them before any host is touched.
+var ErrConfig = errors.New("bad job configuration")
+
+type configError struct{ err error }
+
+func (e *configError) Error() string { return e.err.Error() }
+func (e *configError) Unwrap() error { return e.err }
+func (e *configError) Is(t error) bool {
+	return t == ErrConfig
+}
+
+func configErr(err error) error { return &configError{err: err} }
+
+// Deps are the engine's edges. cmd/layercast wires the real ones; tests put
+// fakes here.
+type Deps struct {
+	// Docker is the bastion's Docker daemon.
+	Docker imagecache.Docker
+	// Dialer opens SSH connections to hosts.
+	Dialer fleet.Dialer
+	// Nodes are the node binaries to upload.
+	Nodes *nodeassets.Set
+	// CacheDir is the default image cache when Options.CacheDir is empty.
+	CacheDir string
+	Logger   *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Engine runs jobs. It is safe to run one job after another; each Run is
+// independent.
+type Engine struct {
+	deps Deps
+}
+
+// NewEngine checks deps and returns an engine.
+func NewEngine(deps Deps) (*Engine, error) {
+	if deps.Docker == nil || deps.Dialer == nil || deps.Nodes == nil {
+		return nil, errors.New("engine needs a Docker client, an SSH dialer and node binaries")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	return &Engine{deps: deps}, nil
+}
+
+// job is the typed state passed between the steps of one job.
+type job struct {
+	opts  Options
+	deps  Deps
+	id    string
+	token string
+	log   *slog.Logger
+	sink  Sink
+
+	inv   *inventory.Inventory
+	hosts []inventory.Host
+	mode  Mode
+	image *imagecache.Image // nil in registry mode when the bastion lacks it
+	// config is the image config; layers are the spec's layers with torrents.
+	config []byte
+	serve  *serveStep
+	book   *hostBook
+
+	mu sync.Mutex
+}
+
+func (j *job) emit(e Event) {
+	if e.Time.IsZero() {
+		e.Time = j.deps.Now()
+	}
+	j.sink.Emit(e)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
+	return hex.EncodeToString(b)
+}
+
+// Run executes one job and returns its report.
+//
+// Errors in the job's configuration (inventory, selection, image) wrap
+// ErrConfig; they are returned before any host is touched and before any
+// event is emitted. Otherwise Run emits EventJobStarted first and
+// EventJobDone with the report last, and returns the report; a non-nil
+// error then means the bastion itself failed (the report says which hosts
+// got the image anyway). Cancelling ctx tears the job down and returns a
+// report with Cancelled set.
+func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, error) {
+	if sink == nil {
+		sink = SinkFunc(func(Event) {})
+	}
+	j := &job{opts: opts, deps: e.deps, id: time.Now().UTC().Format("20060102-150405") + "-" + randomHex(3), token: randomHex(16), sink: sink}
+	j.log = e.deps.Logger.With(slog.String("job", j.id))
+	if j.opts.AnnounceInterval <= 0 {
+		j.opts.AnnounceInterval = time.Second
+	}
+	if j.opts.Concurrency <= 0 {
+		j.opts.Concurrency = 32
+	}
+	if j.opts.UploadConcurrency <= 0 {
+		j.opts.UploadConcurrency = 8
+	}
+
+	// Everything that can be wrong in the operator's input is checked here,
+	// before any host is touched.
+	if err := j.plan(ctx); err != nil {
+		return nil, err
+	}
+	if opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
+		defer cancel()
+	}
+
+	started := j.deps.Now()
+	names := make([]string, len(j.hosts))
+	for i, h := range j.hosts {
+		names[i] = h.Name
+	}
+	j.book = newHostBook(names, j.deps.Now, j.emit)
+	info := &JobInfo{ID: j.id, Image: opts.Image, Mode: string(j.mode), Hosts: names}
+	if j.image != nil {
+		info.ImageID, info.Size = j.image.ID, j.image.Size()
+		for _, l := range j.image.Layers {
+			info.Layers = append(info.Layers, LayerInfo{Digest: l.Digest, Size: l.Size})
+		}
+	}
+	j.emit(Event{Kind: EventJobStarted, Job: info})
+
+	j.serve = &serveStep{}
+	steps := []step{j.serve, &fleetStep{}}
+	if j.mode == ModeRegistry {
+		steps = []step{&fleetStep{}}
+	}
+	runErr := runSteps(ctx, j, steps)
+	if ctx.Err() != nil {
+		reason := "cancelled by the operator"
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			reason = fmt.Sprintf("the job's --timeout of %s ran out", opts.Timeout)
+		}
+		j.book.cancelRest(reason)
+	} else if runErr != nil {
+		j.book.cancelRest(runErr.Error())
+	}
+
+	rep := &Report{
+		JobID: j.id, Image: opts.Image, Mode: string(j.mode), Started: started,
+		Duration:  j.deps.Now().Sub(started),
+		Cancelled: ctx.Err() != nil,
+		Hosts:     j.book.results(),
+	}
+	if j.image != nil {
+		rep.ImageID, rep.Size = j.image.ID, j.image.Size()
+	}
+	rep.Egress = j.serve.egress()
+	j.emit(Event{Kind: EventJobDone, Report: rep})
+	if ctx.Err() != nil {
+		return rep, nil
+	}
+	return rep, runErr
+}

@@ -1,0 +1,345 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/layercast/layercast/orchestrator/inventory"
+)
+
+// Command is a program to run on a host. Args are quoted for the remote
+// shell, so they can hold anything; never put a secret in them (other
+// users of the host can read a process's arguments): pass secrets on Stdin.
+type Command struct {
+	Path string
+	Args []string
+	// Become runs it as root through `sudo -n --` (never prompts).
+	Become bool
+	// Stdin is fed to the command by Run; Start ignores it (use
+	// Process.Stdin).
+	Stdin io.Reader
+}
+
+// String is the command line as the remote shell sees it.
+func (c Command) String() string {
+	parts := make([]string, 0, len(c.Args)+4)
+	if c.Become {
+		parts = append(parts, "sudo", "-n", "--")
+	}
+	parts = append(parts, shellQuote(c.Path))
+	for _, a := range c.Args {
+		parts = append(parts, shellQuote(a))
+	}
+	return strings.Join(parts, " ")
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// shell runs a script with sh -c; args are $1, $2, ...
+func shell(script string, become bool, args ...string) Command {
+	return Command{Path: "sh", Args: append([]string{"-c", script, "sh"}, args...), Become: become}
+}
+
+// Client is one SSH connection to a host (plus its jump hosts), with at most
+// one SFTP client. It implements Conn.
+type Client struct {
+	host    inventory.Host
+	target  Target
+	ssh     *ssh.Client
+	jumps   []*ssh.Client
+	uploads *semaphore.Weighted
+	log     *slog.Logger
+
+	sftpMu sync.Mutex
+	sftp   *sftp.Client
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	closeErr  error
+}
+
+func newClient(h inventory.Host, t Target, c *ssh.Client, jumps []*ssh.Client, uploads *semaphore.Weighted, log *slog.Logger) *Client {
+	return &Client{host: h, target: t, ssh: c, jumps: jumps, uploads: uploads, log: log, closed: make(chan struct{})}
+}
+
+// Host is the inventory host this connection reaches.
+func (c *Client) Host() inventory.Host { return c.host }
+
+// Target is how the host was reached.
+func (c *Client) Target() Target { return c.target }
+
+// Close closes the SFTP client, the connection and the jump connections.
+// Running sessions end with it. It is safe to call more than once.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		var errs []error
+		c.sftpMu.Lock()
+		if c.sftp != nil {
+			if err := c.sftp.Close(); err != nil && !isNetErr(err) {
+				errs = append(errs, fmt.Errorf("close sftp: %w", err))
+			}
+			c.sftp = nil
+		}
+		c.sftpMu.Unlock()
+		if err := c.ssh.Close(); err != nil && !isNetErr(err) {
+			errs = append(errs, fmt.Errorf("close ssh: %w", err))
+		}
+		for i := len(c.jumps) - 1; i >= 0; i-- {
+			c.jumps[i].Close()
+		}
+		c.closeErr = errors.Join(errs...)
+	})
+	return c.closeErr
+}
+
+// keepAlive sends keepalive requests; when three intervals pass without an
+// answer the connection is closed, which fails every session on it (a cut
+// link then shows as an error instead of a hang).
+func (c *Client) keepAlive(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.closed:
+			return
+		case <-t.C:
+		}
+		reply := make(chan error, 1)
+		go func() {
+			_, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil)
+			reply <- err
+		}()
+		select {
+		case <-c.closed:
+			return
+		case err := <-reply:
+			if err != nil {
+				c.log.Warn("keepalive failed, closing connection", "err", err)
+				c.Close()
+				return
+			}
+		case <-time.After(3 * every):
+			c.log.Warn("no keepalive answer, closing connection", "after", 3*every)
+			c.Close()
+			return
+		}
+	}
+}
+
+// maxOutput bounds what Run keeps of a command's stdout.
+const maxOutput = 4 << 20
+
+// Run runs cmd, waits for it and returns its stdout. A non-zero exit is an
+// *ExitError carrying the tail of stderr. When ctx ends the command is
+// signalled and its session closed.
+func (c *Client) Run(ctx context.Context, cmd Command) ([]byte, error) {
+	s, err := c.ssh.NewSession()
+	if err != nil {
+		return nil, fmt.Errorf("open session: %w", err)
+	}
+	defer s.Close()
+	var stdout limitedBuffer
+	stderr := limitedBuffer{max: 4096, keepTail: true}
+	stdout.max = maxOutput
+	s.Stdout, s.Stderr = &stdout, &stderr
+	if cmd.Stdin != nil {
+		s.Stdin = cmd.Stdin
+	}
+	line := cmd.String()
+	if err := s.Start(line); err != nil {
+		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		_ = s.Signal(ssh.SIGKILL)
+		s.Close()
+		<-done
+		return stdout.Bytes(), fmt.Errorf("run %s: %w", cmd.Path, ctx.Err())
+	}
+	if err != nil {
+		return stdout.Bytes(), exitError(cmd, err, stderr.String())
+	}
+	return stdout.Bytes(), nil
+}
+
+func exitError(cmd Command, err error, stderr string) error {
+	var ee *ssh.ExitError
+	if errors.As(err, &ee) {
+		return &ExitError{Cmd: cmd.Path, Code: ee.ExitStatus(), Signal: ee.Signal(), Stderr: strings.TrimSpace(stderr)}
+	}
+	var missing *ssh.ExitMissingError
+	if errors.As(err, &missing) {
+		return &ExitError{Cmd: cmd.Path, Code: -1, Signal: "unknown (connection lost?)", Stderr: strings.TrimSpace(stderr)}
+	}
+	return fmt.Errorf("run %s: %w", cmd.Path, err)
+}
+
+// limitedBuffer keeps at most max bytes: the head, or with keepTail the
+// tail.
+type limitedBuffer struct {
+	buf      bytes.Buffer
+	max      int
+	keepTail bool
+	mu       sync.Mutex
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := len(p)
+	if b.keepTail {
+		b.buf.Write(p)
+		if over := b.buf.Len() - b.max; over > 0 {
+			b.buf.Next(over)
+		}
+		return n, nil
+	}
+	if room := b.max - b.buf.Len(); room < len(p) {
+		p = p[:max(room, 0)]
+	}
+	b.buf.Write(p)
+	return n, nil
+}
+
+func (b *limitedBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
+}
+
+func (b *limitedBuffer) String() string { return string(b.Bytes()) }
+
+// sftpClient opens the connection's one SFTP client on first use.
+func (c *Client) sftpClient() (*sftp.Client, error) {
+	c.sftpMu.Lock()
+	defer c.sftpMu.Unlock()
+	select {
+	case <-c.closed:
+		return nil, errors.New("connection closed")
+	default:
+	}
+	if c.sftp != nil {
+		return c.sftp, nil
+	}
+	sc, err := sftp.NewClient(c.ssh, sftp.UseConcurrentWrites(true))
+	if err != nil {
+		return nil, fmt.Errorf("open sftp: %w", err)
+	}
+	c.sftp = sc
+	return sc, nil
+}
+
+// Process is a command started on a host.
+type Process interface {
+	// Stdin is the command's standard input; closing it sends EOF.
+	Stdin() io.WriteCloser
+	// Stdout and Stderr must both be read, or the command blocks once the
+	// SSH window fills.
+	Stdout() io.Reader
+	Stderr() io.Reader
+	// Wait waits for the command to exit; a non-zero exit is an *ExitError.
+	Wait() error
+	// Stop ends the command: it closes stdin, sends SIGTERM, waits until
+	// ctx ends, then closes the session. It returns once the command is
+	// gone or the session closed; nil if the command had exited.
+	Stop(ctx context.Context) error
+}
+
+type process struct {
+	cmd    Command
+	s      *ssh.Session
+	stdin  io.WriteCloser
+	stdout io.Reader
+	stderr io.Reader
+	done   chan struct{}
+	err    error
+}
+
+// Start starts cmd with piped stdin, stdout and stderr. The session stays
+// open until the command exits or Stop is called.
+func (c *Client) Start(ctx context.Context, cmd Command) (Process, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s, err := c.ssh.NewSession()
+	if err != nil {
+		return nil, fmt.Errorf("open session: %w", err)
+	}
+	p := &process{cmd: cmd, s: s, done: make(chan struct{})}
+	if p.stdin, err = s.StdinPipe(); err == nil {
+		if p.stdout, err = s.StdoutPipe(); err == nil {
+			p.stderr, err = s.StderrPipe()
+		}
+	}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	if err := s.Start(cmd.String()); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	go func() {
+		err := s.Wait()
+		if err != nil {
+			p.err = exitError(cmd, err, "")
+		}
+		s.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *process) Stdin() io.WriteCloser { return p.stdin }
+func (p *process) Stdout() io.Reader     { return p.stdout }
+func (p *process) Stderr() io.Reader     { return p.stderr }
+
+func (p *process) Wait() error {
+	<-p.done
+	return p.err
+}
+
+func (p *process) Stop(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	_ = p.stdin.Close()
+	_ = p.s.Signal(ssh.SIGTERM)
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+	}
+	_ = p.s.Signal(ssh.SIGKILL)
+	p.s.Close()
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+	}
+	return fmt.Errorf("stop %s: %w", p.cmd.Path, ctx.Err())
+}

@@ -1,0 +1,228 @@
+package fleet
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// DockerAccess says how the login user can reach the Docker daemon.
+type DockerAccess string
+
+const (
+	DockerDirect DockerAccess = "direct" // as the login user
+	DockerSudo   DockerAccess = "sudo"   // through sudo -n (become is set)
+	DockerNone   DockerAccess = "none"   // not usable; Facts.DockerReason says why
+)
+
+// Facts is what Probe learns about a host without writing anything there.
+type Facts struct {
+	OS      string // "linux", or uname -s lowercased
+	Arch    string // GOARCH name: "amd64", "arm64", ...; uname -m when unknown
+	Machine string // uname -m as reported
+	User    string // login user on the host
+
+	// ServerIP is the host's own address on the SSH connection: how peers
+	// should dial it. ClientIP is the address the host sees the bastion
+	// (or the last jump host) come from.
+	ServerIP string
+	ClientIP string
+
+	Docker        DockerAccess
+	DockerVersion string // server version, when the docker CLI answered
+	// DockerReason explains DockerNone, or notes how DockerDirect/Sudo was
+	// decided when the docker CLI is missing.
+	DockerReason string
+	// DockerErr is set with DockerNone; it wraps ErrNoDocker or
+	// ErrSudoNeedsPassword.
+	DockerErr error `json:"-"`
+
+	// TmpFree is the free space in /tmp in bytes; -1 when unknown.
+	TmpFree int64
+}
+
+// Usable says whether a job can run on the host: Linux, a known CPU and
+// docker reachable. The error wraps ErrNotLinux, ErrNoDocker or
+// ErrSudoNeedsPassword and says what to fix.
+func (f Facts) Usable() error {
+	if f.OS != "linux" {
+		return fmt.Errorf("%w: the host reports %q (uname -s); layercast needs Linux", ErrNotLinux, f.OS)
+	}
+	if f.Docker == DockerNone {
+		if f.DockerErr != nil {
+			return f.DockerErr
+		}
+		return fmt.Errorf("%w: %s", ErrNoDocker, f.DockerReason)
+	}
+	return nil
+}
+
+// probeScript prints key=value lines. $1 is DOCKER_HOST (may be empty), $2
+// is 1 when sudo may be used. It writes nothing on the host. sudo is only
+// tried when become is set: a failed sudo is logged on the host and may
+// alert its admins.
+const probeScript = `
+os=$(uname -s 2>/dev/null); m=$(uname -m 2>/dev/null)
+echo "os=$os"; echo "machine=$m"
+[ "$os" = Linux ] || exit 0
+echo "conn=$SSH_CONNECTION"
+echo "user=$(id -un 2>/dev/null)"
+echo "tmpfree=$(df -Pk /tmp 2>/dev/null | awk 'NR==2 {print $4}')"
+dh=$1; become=$2
+[ -n "$dh" ] && export DOCKER_HOST="$dh"
+sock=/var/run/docker.sock
+case "$dh" in unix://*) sock=${dh#unix://};; "") ;; *) sock="";; esac
+if [ -n "$sock" ]; then
+  echo "sock=$sock"
+  if [ -S "$sock" ]; then echo "sock_present=yes"; else echo "sock_present=no"; fi
+  if [ -r "$sock" ] && [ -w "$sock" ]; then echo "sock_rw=yes"; else echo "sock_rw=no"; fi
+fi
+if command -v docker >/dev/null 2>&1; then
+  echo "cli=yes"
+  if out=$(docker version --format '{{.Server.Version}}' 2>&1); then echo "direct=ok $out"; else echo "direct=fail $(printf %s "$out" | tr '\n' ' ' | cut -c1-300)"; fi
+else
+  echo "cli=no"
+fi
+[ "$become" = 1 ] || exit 0
+if ! command -v sudo >/dev/null 2>&1; then echo "sudo=missing"; exit 0; fi
+if out=$(sudo -n true 2>&1); then echo "sudo=ok"; else echo "sudo=fail $(printf %s "$out" | tr '\n' ' ' | cut -c1-300)"; exit 0; fi
+if command -v docker >/dev/null 2>&1; then
+  if out=$(sudo -n env ${dh:+DOCKER_HOST="$dh"} docker version --format '{{.Server.Version}}' 2>&1); then echo "sudo_docker=ok $out"; else echo "sudo_docker=fail $(printf %s "$out" | tr '\n' ' ' | cut -c1-300)"; fi
+elif [ -n "$sock" ]; then
+  if sudo -n test -S "$sock"; then echo "sudo_sock=yes"; else echo "sudo_sock=no"; fi
+fi
+`
+
+// Probe learns OS, CPU, the SSH connection's addresses, Docker access and
+// free space in /tmp. It writes nothing on the host. An error means the
+// probe could not run; a host that cannot take a job is reported through
+// Facts.Usable.
+func (c *Client) Probe(ctx context.Context) (Facts, error) {
+	become := "0"
+	if c.host.Become {
+		become = "1"
+	}
+	out, err := c.Run(ctx, shell(probeScript, false, c.host.DockerHost, become))
+	if err != nil {
+		if len(out) == 0 {
+			// Not even uname answered: most likely not a POSIX shell.
+			return Facts{}, fmt.Errorf("probe host: %w (%w: no POSIX shell?)", err, ErrNotLinux)
+		}
+		return Facts{}, fmt.Errorf("probe host: %w", err)
+	}
+	return parseProbe(out, c.host.Become, c.host.DockerHost), nil
+}
+
+// parseProbe turns probeScript's output into Facts.
+func parseProbe(out []byte, become bool, dockerHost string) Facts {
+	kv := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if ok {
+			kv[k] = v
+		}
+	}
+	f := Facts{
+		OS:      strings.ToLower(kv["os"]),
+		Machine: kv["machine"],
+		User:    kv["user"],
+		TmpFree: -1,
+	}
+	f.Arch = goArch(f.Machine)
+	if fields := strings.Fields(kv["conn"]); len(fields) == 4 {
+		f.ClientIP, f.ServerIP = fields[0], fields[2]
+	}
+	if kb, err := strconv.ParseInt(strings.TrimSpace(kv["tmpfree"]), 10, 64); err == nil {
+		f.TmpFree = kb * 1024
+	}
+	if f.OS != "linux" {
+		f.Docker = DockerNone
+		f.DockerErr = fmt.Errorf("%w: uname -s says %q", ErrNotLinux, kv["os"])
+		f.DockerReason = f.DockerErr.Error()
+		return f
+	}
+	f.Docker, f.DockerVersion, f.DockerReason, f.DockerErr = dockerAccess(kv, become, dockerHost, f.User)
+	if f.DockerErr != nil {
+		f.DockerReason = f.DockerErr.Error()
+	}
+	return f
+}
+
+func dockerAccess(kv map[string]string, become bool, dockerHost, user string) (DockerAccess, string, string, error) {
+	status := func(key string) (ok bool, detail string) {
+		v := kv[key]
+		if rest, found := strings.CutPrefix(v, "ok"); found {
+			return true, strings.TrimSpace(rest)
+		}
+		return false, strings.TrimSpace(strings.TrimPrefix(v, "fail"))
+	}
+	sock := kv["sock"]
+	cli := kv["cli"] == "yes"
+	if become {
+		// The node will run through sudo -n: that is what must work.
+		sudoOK, sudoOut := status("sudo")
+		switch {
+		case kv["sudo"] == "missing":
+			return DockerNone, "", "", fmt.Errorf("%w: become is set but sudo is not installed", ErrNoDocker)
+		case !sudoOK:
+			return DockerNone, "", "", fmt.Errorf("%w: `sudo -n true` failed: %s; allow user %s passwordless sudo (NOPASSWD), or set become: false if it can use docker itself", ErrSudoNeedsPassword, sudoOut, user)
+		}
+		if sdOK, sd := status("sudo_docker"); sdOK {
+			return DockerSudo, sd, "", nil
+		} else if kv["sudo_docker"] != "" {
+			return DockerNone, "", "", fmt.Errorf("%w: `sudo docker version` failed: %s", ErrNoDocker, sd)
+		}
+		if kv["sudo_sock"] == "yes" {
+			return DockerSudo, "", "docker CLI not installed; " + sock + " exists (checked through sudo)", nil
+		}
+		if sock == "" {
+			return DockerNone, "", "", fmt.Errorf("%w: docker CLI not installed and DOCKER_HOST=%s cannot be checked without it", ErrNoDocker, dockerHost)
+		}
+		return DockerNone, "", "", fmt.Errorf("%w: no docker socket at %s (docker not installed or not running)", ErrNoDocker, sock)
+	}
+
+	directOK, direct := status("direct")
+	switch {
+	case cli && directOK:
+		return DockerDirect, direct, "", nil
+	case !cli && kv["sock_present"] == "yes" && kv["sock_rw"] == "yes":
+		return DockerDirect, "", "docker CLI not installed; " + sock + " is a socket the user can write", nil
+	}
+	var why string
+	switch {
+	case cli:
+		why = "`docker version` failed: " + direct
+	case sock == "":
+		why = fmt.Sprintf("docker CLI not installed and DOCKER_HOST=%s cannot be checked without it", dockerHost)
+	case kv["sock_present"] != "yes":
+		why = "no docker socket at " + sock + " (docker not installed or not running)"
+	default:
+		why = fmt.Sprintf("user %s cannot write %s (not in group docker?)", user, sock)
+	}
+	return DockerNone, "", "", fmt.Errorf("%w: %s; add the user to group docker, or set become: true if it may run sudo without a password", ErrNoDocker, why)
+}
+
+// goArch maps uname -m to Go's architecture names.
+func goArch(m string) string {
+	switch m {
+	case "x86_64", "amd64":
+		return "amd64"
+	case "aarch64", "arm64", "armv8l", "aarch64_be":
+		return "arm64"
+	case "armv7l", "armv6l", "armv7":
+		return "arm"
+	case "i386", "i686":
+		return "386"
+	case "ppc64le":
+		return "ppc64le"
+	case "s390x":
+		return "s390x"
+	case "riscv64":
+		return "riscv64"
+	}
+	return m
+}

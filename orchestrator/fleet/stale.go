@@ -1,0 +1,110 @@
+package fleet
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// StaleDir is a work dir of an earlier job that CleanStale found.
+type StaleDir struct {
+	Dir string
+	// PID is the node's pid from node.pid; 0 when there was none.
+	PID int
+	// Killed: the pid still ran the node binary from Dir and was killed.
+	Killed bool
+	// Removed: the dir is gone. When false, Error says why.
+	Removed bool
+	Error   string
+}
+
+func (s StaleDir) String() string {
+	var b strings.Builder
+	b.WriteString(s.Dir)
+	if s.Killed {
+		fmt.Fprintf(&b, " (killed node pid %d)", s.PID)
+	}
+	if !s.Removed {
+		b.WriteString(": not removed: " + s.Error)
+	}
+	return b.String()
+}
+
+// staleScript looks at every /tmp/layercast-* dir owned by the login user
+// except the current job's ($1). If node.pid names a process whose
+// executable (or, when /proc/PID/exe is unreadable, first argument) is in
+// that dir, the process gets SIGTERM, then SIGKILL after 2s. Then the dir
+// is removed. $2 = 1 runs kill and rm through sudo -n (become).
+// Output: "removed DIR PID killed|gone|none" or "failed DIR PID reason".
+const staleScript = `
+keep="` + WorkDirPrefix + `$1"; s=""; [ "$2" = 1 ] && s="sudo -n"
+for d in ` + WorkDirPrefix + `*; do
+  [ -d "$d" ] && [ ! -L "$d" ] && [ -O "$d" ] || continue
+  [ "$d" = "$keep" ] && continue
+  pid=$(head -c 32 "$d/node.pid" 2>/dev/null | tr -cd 0-9)
+  state=none
+  if [ -n "$pid" ]; then
+    state=gone
+    exe=$($s readlink "/proc/$pid/exe" 2>/dev/null) || exe=""
+    [ -n "$exe" ] || exe=$(tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | head -n 1)
+    case "$exe" in
+    "$d"/*)
+      $s kill -TERM "$pid" 2>/dev/null
+      i=0
+      while [ $i -lt 20 ] && $s kill -0 "$pid" 2>/dev/null; do sleep 0.1; i=$((i+1)); done
+      $s kill -KILL "$pid" 2>/dev/null
+      state=killed;;
+    esac
+  fi
+  if out=$($s rm -rf -- "$d" 2>&1) && [ ! -e "$d" ]; then echo "removed $d ${pid:-0} $state"
+  else echo "failed $d ${pid:-0} $(printf %s "$out" | tr '\n' ' ' | cut -c1-200)"; fi
+done
+exit 0
+`
+
+// CleanStale removes what earlier jobs left on the host: the work dirs
+// (/tmp/layercast-*, owned by the login user) of jobs other than keepJobID,
+// after killing a node still running from one (its pid is in node.pid and
+// its executable is in that dir). A node whose bastion died exits by
+// itself after its heartbeat timeout; this catches the rest. It reports
+// every dir it found.
+func (c *Client) CleanStale(ctx context.Context, keepJobID string) ([]StaleDir, error) {
+	become := "0"
+	if c.host.Become {
+		become = "1"
+	}
+	out, err := c.Run(ctx, shell(staleScript, false, keepJobID, become))
+	if err != nil {
+		return nil, fmt.Errorf("clean stale work dirs: %w", err)
+	}
+	return parseStale(out), nil
+}
+
+func parseStale(out []byte) []StaleDir {
+	var dirs []StaleDir
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.SplitN(sc.Text(), " ", 4)
+		if len(f) < 3 {
+			continue
+		}
+		pid, _ := strconv.Atoi(f[2])
+		d := StaleDir{Dir: f[1], PID: pid}
+		switch f[0] {
+		case "removed":
+			d.Removed = true
+			d.Killed = len(f) == 4 && f[3] == "killed"
+		case "failed":
+			if len(f) == 4 {
+				d.Error = f[3]
+			}
+		default:
+			continue
+		}
+		dirs = append(dirs, d)
+	}
+	return dirs
+}

@@ -1,0 +1,374 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/layercast/layercast/orchestrator/inventory"
+)
+
+// FakeDialer is a Dialer for tests of the orchestrator: it hands out
+// FakeConns by host name and fails the hosts listed in Errs.
+type FakeDialer struct {
+	mu sync.Mutex
+	// Conns are handed out by host name; a host without one gets a new
+	// FakeConn with linux/amd64 facts and direct docker access.
+	Conns map[string]*FakeConn
+	// Errs makes Dial fail for a host.
+	Errs map[string]error
+	// Dialed lists the hosts dialled, in order.
+	Dialed []string
+}
+
+func (d *FakeDialer) Dial(ctx context.Context, h inventory.Host) (Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.Dialed = append(d.Dialed, h.Name)
+	if err := d.Errs[h.Name]; err != nil {
+		return nil, err
+	}
+	if d.Conns == nil {
+		d.Conns = map[string]*FakeConn{}
+	}
+	c, ok := d.Conns[h.Name]
+	if !ok {
+		c = NewFakeConn(h)
+		d.Conns[h.Name] = c
+	}
+	c.mu.Lock()
+	c.host = h
+	c.mu.Unlock()
+	return c, nil
+}
+
+// Conn returns the FakeConn of a host, or nil.
+func (d *FakeDialer) Conn(host string) *FakeConn {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.Conns[host]
+}
+
+// FakeConn is a Conn that records what was asked of it. Set the exported
+// fields before use; read the records through the methods.
+type FakeConn struct {
+	Facts    Facts
+	ProbeErr error
+	// RunFunc answers Run; nil answers empty output.
+	RunFunc    func(ctx context.Context, cmd Command) ([]byte, error)
+	MkdirErr   error
+	UploadErr  error
+	StartErr   error
+	ForwardErr error
+	Stale      []StaleDir
+	CleanErr   error
+	RemoveErr  error
+	// StartFunc plays the started command (for example a fake node that
+	// reads the spec from p.StdinReader() and writes events to
+	// p.StdoutWriter()); it runs in its own goroutine. Nil: the process
+	// just waits to be stopped.
+	StartFunc func(ctx context.Context, cmd Command, p *FakeProcess)
+
+	mu        sync.Mutex
+	host      inventory.Host
+	calls     []string
+	uploaded  map[string]Binary
+	processes []*FakeProcess
+	forwards  []*FakeForward
+	workDirs  map[string]bool
+	closed    bool
+}
+
+// NewFakeConn returns a FakeConn for a healthy linux/amd64 host.
+func NewFakeConn(h inventory.Host) *FakeConn {
+	return &FakeConn{
+		host: h,
+		Facts: Facts{OS: "linux", Arch: "amd64", Machine: "x86_64", User: "root",
+			ServerIP: "192.0.2.10", ClientIP: "192.0.2.1", Docker: DockerDirect, DockerVersion: "20.10.24", TmpFree: 10 << 30},
+		uploaded: map[string]Binary{},
+		workDirs: map[string]bool{},
+	}
+}
+
+func (c *FakeConn) record(format string, args ...any) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls = append(c.calls, fmt.Sprintf(format, args...))
+	if c.closed {
+		return errors.New("fake connection closed")
+	}
+	return nil
+}
+
+// Calls lists the methods called, e.g. "probe", "mkdir JOB", "upload
+// DIR NAME", "start CMDLINE", "forward ADDR", "clean JOB", "rm DIR",
+// "close".
+func (c *FakeConn) Calls() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.calls...)
+}
+
+// Uploaded returns the binaries uploaded, by path.
+func (c *FakeConn) Uploaded() map[string]Binary {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]Binary, len(c.uploaded))
+	for k, v := range c.uploaded {
+		out[k] = v
+	}
+	return out
+}
+
+// Processes returns the processes started, in order.
+func (c *FakeConn) Processes() []*FakeProcess {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*FakeProcess(nil), c.processes...)
+}
+
+// WorkDirs lists the work dirs made and not removed.
+func (c *FakeConn) WorkDirs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for d, live := range c.workDirs {
+		if live {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// Closed reports whether Close was called.
+func (c *FakeConn) Closed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+func (c *FakeConn) Host() inventory.Host {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.host
+}
+
+func (c *FakeConn) Probe(ctx context.Context) (Facts, error) {
+	if err := c.record("probe"); err != nil {
+		return Facts{}, err
+	}
+	return c.Facts, c.ProbeErr
+}
+
+func (c *FakeConn) Run(ctx context.Context, cmd Command) ([]byte, error) {
+	if err := c.record("run %s", cmd); err != nil {
+		return nil, err
+	}
+	if c.RunFunc != nil {
+		return c.RunFunc(ctx, cmd)
+	}
+	return nil, nil
+}
+
+func (c *FakeConn) MakeWorkDir(ctx context.Context, jobID string) (string, error) {
+	if err := c.record("mkdir %s", jobID); err != nil {
+		return "", err
+	}
+	if c.MkdirErr != nil {
+		return "", c.MkdirErr
+	}
+	dir := WorkDir(jobID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.workDirs[dir] {
+		return "", fmt.Errorf("make work dir %s: exists", dir)
+	}
+	c.workDirs[dir] = true
+	return dir, nil
+}
+
+func (c *FakeConn) Upload(ctx context.Context, dir string, bin Binary) (string, error) {
+	if err := c.record("upload %s %s", dir, bin.Name); err != nil {
+		return "", err
+	}
+	if c.UploadErr != nil {
+		return "", c.UploadErr
+	}
+	p := dir + "/" + bin.Name
+	c.mu.Lock()
+	c.uploaded[p] = bin
+	c.mu.Unlock()
+	return p, nil
+}
+
+func (c *FakeConn) Start(ctx context.Context, cmd Command) (Process, error) {
+	if err := c.record("start %s", cmd); err != nil {
+		return nil, err
+	}
+	if c.StartErr != nil {
+		return nil, c.StartErr
+	}
+	p := NewFakeProcess()
+	c.mu.Lock()
+	c.processes = append(c.processes, p)
+	c.mu.Unlock()
+	if c.StartFunc != nil {
+		go c.StartFunc(ctx, cmd, p)
+	}
+	return p, nil
+}
+
+func (c *FakeConn) Forward(ctx context.Context, localAddr string) (Forward, error) {
+	if err := c.record("forward %s", localAddr); err != nil {
+		return nil, err
+	}
+	if c.ForwardErr != nil {
+		return nil, c.ForwardErr
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := &FakeForward{Port: 40000 + len(c.forwards), Local: localAddr}
+	c.forwards = append(c.forwards, f)
+	return f, nil
+}
+
+func (c *FakeConn) CleanStale(ctx context.Context, keepJobID string) ([]StaleDir, error) {
+	if err := c.record("clean %s", keepJobID); err != nil {
+		return nil, err
+	}
+	return c.Stale, c.CleanErr
+}
+
+func (c *FakeConn) RemoveWorkDir(ctx context.Context, dir string) error {
+	if err := c.record("rm %s", dir); err != nil {
+		return err
+	}
+	if c.RemoveErr != nil {
+		return c.RemoveErr
+	}
+	c.mu.Lock()
+	delete(c.workDirs, dir)
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *FakeConn) Close() error {
+	c.mu.Lock()
+	c.calls = append(c.calls, "close")
+	c.closed = true
+	procs := append([]*FakeProcess(nil), c.processes...)
+	c.mu.Unlock()
+	for _, p := range procs {
+		p.Exit(errors.New("connection closed"))
+	}
+	return nil
+}
+
+// FakeForward is the Forward a FakeConn returns.
+type FakeForward struct {
+	Port  int
+	Local string
+	mu    sync.Mutex
+	done  bool
+}
+
+func (f *FakeForward) RemotePort() int { return f.Port }
+
+func (f *FakeForward) Close() error {
+	f.mu.Lock()
+	f.done = true
+	f.mu.Unlock()
+	return nil
+}
+
+// Closed reports whether Close was called.
+func (f *FakeForward) Closed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.done
+}
+
+// FakeProcess is a Process whose other end the test plays: it reads what
+// the orchestrator wrote with StdinReader, writes the command's output with
+// StdoutWriter/StderrWriter and ends it with Exit.
+type FakeProcess struct {
+	stdinR           *io.PipeReader
+	stdinW           *io.PipeWriter
+	stdoutR, stderrR *io.PipeReader
+	stdoutW, stderrW *io.PipeWriter
+
+	once    sync.Once
+	done    chan struct{}
+	err     error
+	mu      sync.Mutex
+	stopped bool
+}
+
+func NewFakeProcess() *FakeProcess {
+	p := &FakeProcess{done: make(chan struct{})}
+	p.stdinR, p.stdinW = io.Pipe()
+	p.stdoutR, p.stdoutW = io.Pipe()
+	p.stderrR, p.stderrW = io.Pipe()
+	return p
+}
+
+func (p *FakeProcess) Stdin() io.WriteCloser { return p.stdinW }
+func (p *FakeProcess) Stdout() io.Reader     { return p.stdoutR }
+func (p *FakeProcess) Stderr() io.Reader     { return p.stderrR }
+
+// StdinReader reads what the orchestrator writes to the process.
+func (p *FakeProcess) StdinReader() io.Reader { return p.stdinR }
+
+// StdoutWriter and StderrWriter write the process's output.
+func (p *FakeProcess) StdoutWriter() io.Writer { return p.stdoutW }
+func (p *FakeProcess) StderrWriter() io.Writer { return p.stderrW }
+
+// Exit ends the process with err (nil: exit status 0). Only the first call
+// counts.
+func (p *FakeProcess) Exit(err error) {
+	p.once.Do(func() {
+		p.err = err
+		p.stdoutW.Close()
+		p.stderrW.Close()
+		p.stdinR.CloseWithError(errors.New("process exited"))
+		close(p.done)
+	})
+}
+
+// Done is closed when the process exited.
+func (p *FakeProcess) Done() <-chan struct{} { return p.done }
+
+func (p *FakeProcess) Wait() error {
+	<-p.done
+	return p.err
+}
+
+// Stop closes stdin and ends the process (exit status 0 unless it already
+// exited otherwise).
+func (p *FakeProcess) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	p.stdinW.Close()
+	p.Exit(nil)
+	return nil
+}
+
+// Stopped reports whether Stop was called.
+func (p *FakeProcess) Stopped() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stopped
+}
+
+var (
+	_ Dialer  = (*FakeDialer)(nil)
+	_ Conn    = (*FakeConn)(nil)
+	_ Process = (*FakeProcess)(nil)
+	_ Forward = (*FakeForward)(nil)
+)

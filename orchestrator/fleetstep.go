@@ -1,0 +1,440 @@
+package orchestrator
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
+	"github.com/layercast/layercast/orchestrator/fleet"
+	"github.com/layercast/layercast/orchestrator/inventory"
+)
+
+// Timings of the node protocol.
+const (
+	heartbeatEvery = time.Second
+	// nodeHeartbeatTimeout: a node that hears nothing for this long assumes
+	// the bastion died and removes itself.
+	nodeHeartbeatTimeout = 15 * time.Second
+	// nodeStopGrace: how long a node gets to stop, clean up and exit.
+	nodeStopGrace = 15 * time.Second
+	stderrTail    = 4 << 10
+)
+
+// fleetStep reaches every host, runs the node binary there and follows it
+// until every host is done or failed. Hosts never wait for each other.
+type fleetStep struct {
+	mu    sync.Mutex
+	hosts []*hostRun
+	wg    sync.WaitGroup
+}
+
+// hostRun is one host's side of the job.
+type hostRun struct {
+	host  inventory.Host
+	log   *slog.Logger
+	conn  fleet.Conn
+	dir   string
+	proc  fleet.Process
+	stdin *lineWriter
+	// exited is closed when the node's stdout ended.
+	exited chan struct{}
+	stderr *tailBuffer
+}
+
+func (s *fleetStep) Title() string { return "reach the fleet and run the node on every host" }
+
+func (s *fleetStep) Run(ctx context.Context, j *job) error {
+	slots := semaphore.NewWeighted(int64(j.opts.Concurrency))
+	allowed := j.allowedIPs(ctx)
+	stopSeeder := j.serve.report(ctx, j)
+	defer stopSeeder()
+	for _, h := range j.hosts {
+		hr := &hostRun{host: h, log: j.log.With(slog.String("host", h.Name)), exited: make(chan struct{}), stderr: &tailBuffer{max: stderrTail}}
+		s.mu.Lock()
+		s.hosts = append(s.hosts, hr)
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.runHost(ctx, j, hr, slots, allowed); err != nil {
+				hr.log.Warn("host failed", "err", err)
+				j.book.fail(h.Name, err)
+			}
+		}()
+	}
+	if !j.book.waitAll(ctx.Done()) {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// runHost takes one host from connecting to done. The setup (connect,
+// probe, upload, start) holds a concurrency slot; following the node does
+// not.
+func (s *fleetStep) runHost(ctx context.Context, j *job, hr *hostRun, slots *semaphore.Weighted, allowed []string) error {
+	name := hr.host.Name
+	if err := slots.Acquire(ctx, 1); err != nil {
+		return err
+	}
+	release := sync.OnceFunc(func() { slots.Release(1) })
+	defer release()
+
+	j.book.set(name, HostConnecting, "")
+	conn, err := j.deps.Dialer.Dial(ctx, hr.host)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	s.mu.Lock()
+	hr.conn = conn
+	s.mu.Unlock()
+	facts, err := conn.Probe(ctx)
+	if err != nil {
+		return fmt.Errorf("probe host: %w", err)
+	}
+	if err := facts.Usable(); err != nil {
+		return err
+	}
+	if removed, err := conn.CleanStale(ctx, j.id); err != nil {
+		hr.log.Warn("clean up earlier jobs", "err", err)
+	} else {
+		for _, r := range removed {
+			msg := "removed what an earlier job left: " + r.Dir
+			if r.Killed {
+				msg += fmt.Sprintf(" (stopped its node, pid %d)", r.PID)
+			}
+			if !r.Removed {
+				msg = "could not remove " + r.Dir + " of an earlier job: " + r.Error
+			}
+			j.emit(Event{Kind: EventHostLog, Host: name, Message: msg})
+		}
+	}
+	bin, err := j.deps.Nodes.Get(facts.Arch)
+	if err != nil {
+		return err
+	}
+
+	j.book.set(name, HostUploading, "")
+	dir, err := conn.MakeWorkDir(ctx, j.id)
+	if err != nil {
+		return fmt.Errorf("make job dir: %w", err)
+	}
+	s.mu.Lock()
+	hr.dir = dir
+	s.mu.Unlock()
+	path, err := conn.Upload(ctx, dir, fleet.Binary{Name: "layercast-node", Gzip: bin.Gz, SHA256: bin.SHA256})
+	if err != nil {
+		return fmt.Errorf("upload node binary: %w", err)
+	}
+	spec, err := j.specFor(ctx, hr, conn, facts, dir, allowed)
+	if err != nil {
+		return err
+	}
+	proc, err := conn.Start(ctx, fleet.Command{Path: path, Become: facts.Docker == fleet.DockerSudo})
+	if err != nil {
+		return fmt.Errorf("start node binary: %w", err)
+	}
+	s.mu.Lock()
+	hr.proc = proc
+	hr.stdin = &lineWriter{enc: jobspec.NewEncoder(proc.Stdin())}
+	s.mu.Unlock()
+	release()
+
+	go hr.drainStderr(proc.Stderr())
+	if err := hr.stdin.send(spec); err != nil {
+		return fmt.Errorf("send job spec: %w", err)
+	}
+	go hr.heartbeat(ctx)
+	return s.follow(j, hr, proc.Stdout())
+}
+
+// follow turns the node's events into the job's events until its stdout
+// ends.
+func (s *fleetStep) follow(j *job, hr *hostRun, stdout io.Reader) error {
+	defer close(hr.exited)
+	name := hr.host.Name
+	dec := jobspec.NewDecoder(stdout)
+	for {
+		var ev jobspec.Event
+		err := dec.Decode(&ev)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read node events: %w", err)
+		}
+		switch ev.Kind {
+		case jobspec.EventState:
+			switch ev.State {
+			case jobspec.StateChecking:
+				j.book.set(name, HostChecking, ev.Message)
+			case jobspec.StateDownloading:
+				j.book.set(name, HostDownloading, ev.Message)
+			case jobspec.StateImporting:
+				j.book.set(name, HostImporting, ev.Message)
+			case jobspec.StateDone:
+				if j.image != nil && ev.ImageID != j.image.ID {
+					return fmt.Errorf("node reports image %s, bastion has %s", ev.ImageID, j.image.ID)
+				}
+				j.book.setImageID(name, ev.ImageID)
+				j.book.set(name, HostDone, "")
+			case jobspec.StateFailed:
+				j.book.set(name, HostFailed, ev.Message)
+			}
+		case jobspec.EventProgress:
+			if ev.Progress != nil {
+				j.book.progress(name, ev.Progress)
+			}
+		case jobspec.EventLog:
+			j.emit(Event{Kind: EventHostLog, Host: name, Message: ev.Message})
+		case jobspec.EventError:
+			j.book.set(name, HostFailed, ev.Message)
+		case jobspec.EventExit:
+			hr.log.Debug("node exited", "msg", ev.Message)
+		}
+	}
+	if st := j.book.state(name); !st.Terminal() {
+		werr := hr.proc.Wait()
+		msg := "node binary exited early"
+		if werr != nil {
+			msg += ": " + werr.Error()
+		}
+		if tail := hr.stderr.String(); tail != "" {
+			msg += "; last output: " + tail
+		}
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// specFor builds the job spec one host's node reads.
+func (j *job) specFor(ctx context.Context, hr *hostRun, conn fleet.Conn, facts fleet.Facts, dir string, allowed []string) (*jobspec.Spec, error) {
+	spec := &jobspec.Spec{
+		Version:       jobspec.Version,
+		JobID:         j.id,
+		Host:          hr.host.Name,
+		Image:         j.opts.Image,
+		Mode:          string(j.mode),
+		DockerHost:    hr.host.DockerHost,
+		WorkDir:       dir,
+		Heartbeat:     jobspec.Duration(nodeHeartbeatTimeout),
+		ProgressEvery: jobspec.Duration(250 * time.Millisecond),
+		PublicIP:      facts.ServerIP,
+	}
+	if j.image != nil {
+		spec.ImageID, spec.Config = j.image.ID, j.config
+	}
+	if j.mode == ModeRegistry {
+		return spec, nil
+	}
+	spec.Layers = j.serve.layers
+	trackerAddr, seederAddr := j.serve.trackerAddr, j.serve.seederAddr
+	if j.opts.Tunnel {
+		tf, err := conn.Forward(ctx, trackerAddr)
+		if err != nil {
+			return nil, fmt.Errorf("forward tracker port: %w", err)
+		}
+		sf, err := conn.Forward(ctx, seederAddr)
+		if err != nil {
+			return nil, fmt.Errorf("forward seeder port: %w", err)
+		}
+		tp, sp := tf.RemotePort(), sf.RemotePort()
+		spec.Announce = j.serve.announceURL(net.JoinHostPort("127.0.0.1", strconv.Itoa(tp)))
+		spec.Seeders = []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(sp))}
+		spec.AllowedIPs = append(append([]string(nil), allowed...), "127.0.0.1")
+		return spec, nil
+	}
+	bastion := j.opts.BastionAddr
+	if bastion == "" {
+		bastion = facts.ClientIP
+	}
+	if bastion == "" {
+		return nil, errors.New("cannot tell the bastion's address from the SSH connection; pass --bastion-addr or --tunnel")
+	}
+	spec.Announce = j.serve.announceURL(net.JoinHostPort(bastion, portOf(trackerAddr)))
+	spec.Seeders = []string{net.JoinHostPort(bastion, portOf(seederAddr))}
+	spec.AllowedIPs = append(append([]string(nil), allowed...), bastion)
+	return spec, nil
+}
+
+func portOf(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+// allowedIPs resolves every host of the job, so nodes accept each other and
+// no one else. A host whose name the bastion cannot resolve is left out,
+// with a warning: it still gets the image from the bastion and from the
+// peers it dials.
+func (j *job) allowedIPs(ctx context.Context) []string {
+	var out []string
+	for _, h := range j.hosts {
+		addr := h.Address
+		if addr == "" {
+			addr = h.Name
+		}
+		if r, ok := j.deps.Dialer.(interface {
+			Resolve(inventory.Host) (fleet.Target, error)
+		}); ok {
+			if t, err := r.Resolve(h); err == nil && t.HostName != "" {
+				addr = t.HostName
+			}
+		}
+		if ip := net.ParseIP(addr); ip != nil {
+			out = append(out, ip.String())
+			continue
+		}
+		ips, err := net.DefaultResolver.LookupHost(ctx, addr)
+		if err != nil {
+			j.log.Warn("cannot resolve host for the peer allow list", "host", h.Name, "addr", addr, "err", err)
+			continue
+		}
+		out = append(out, ips...)
+	}
+	return out
+}
+
+func (s *fleetStep) Cleanup(ctx context.Context, j *job) {
+	s.mu.Lock()
+	hosts := append([]*hostRun(nil), s.hosts...)
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, hr := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := hr.teardown(ctx)
+			j.emit(Event{Kind: EventTeardown, Host: hr.host.Name, Message: msg})
+		}()
+	}
+	wg.Wait()
+	s.wg.Wait()
+}
+
+// teardown stops the node, removes the job dir and closes SSH. It returns a
+// line for the operator.
+func (hr *hostRun) teardown(ctx context.Context) string {
+	msg := "nothing was started"
+	if hr.proc != nil {
+		_ = hr.stdin.send(jobspec.Control{Kind: jobspec.ControlStop})
+		hr.stdin.close()
+		sctx, cancel := context.WithTimeout(ctx, nodeStopGrace)
+		select {
+		case <-hr.exited:
+		case <-sctx.Done():
+		}
+		if err := hr.proc.Stop(sctx); err != nil {
+			hr.log.Warn("stop node", "err", err)
+		}
+		cancel()
+		msg = "node stopped"
+	}
+	if hr.dir != "" && hr.conn != nil {
+		if err := hr.conn.RemoveWorkDir(ctx, hr.dir); err != nil {
+			hr.log.Warn("remove job dir", "dir", hr.dir, "err", err)
+			msg += "; could not remove " + hr.dir + ": " + err.Error()
+		} else {
+			msg += ", " + hr.dir + " removed"
+		}
+	}
+	if hr.conn != nil {
+		_ = hr.conn.Close()
+		msg += ", SSH closed"
+	}
+	return msg
+}
+
+// heartbeat tells the node the bastion is alive until the stream closes.
+func (hr *hostRun) heartbeat(ctx context.Context) {
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if err := hr.stdin.send(jobspec.Control{Kind: jobspec.ControlHeartbeat}); err != nil {
+				return
+			}
+		case <-hr.exited:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (hr *hostRun) drainStderr(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		hr.stderr.add(line)
+		hr.log.Debug("node", "stderr", line)
+	}
+}
+
+// lineWriter serialises writes of JSON lines to a node's stdin.
+type lineWriter struct {
+	mu     sync.Mutex
+	enc    *jobspec.Encoder
+	closed bool
+}
+
+func (w *lineWriter) send(v any) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return io.ErrClosedPipe
+	}
+	return w.enc.Encode(v)
+}
+
+func (w *lineWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+}
+
+// tailBuffer keeps the last lines of a stream up to max bytes.
+type tailBuffer struct {
+	mu    sync.Mutex
+	max   int
+	lines []string
+	size  int
+}
+
+func (b *tailBuffer) add(line string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lines = append(b.lines, line)
+	b.size += len(line) + 1
+	for b.size > b.max && len(b.lines) > 1 {
+		b.size -= len(b.lines[0]) + 1
+		b.lines = b.lines[1:]
+	}
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := len(b.lines)
+	if n > 3 {
+		n = 3
+	}
+	out := ""
+	for i, l := range b.lines[len(b.lines)-n:] {
+		if i > 0 {
+			out += " | "
+		}
+		out += l
+	}
+	return out
+}

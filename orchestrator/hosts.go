@@ -1,0 +1,170 @@
+package orchestrator
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
+)
+
+// hostBook is the engine's record of every host in a job: state, progress
+// and outcome. It emits an event on every change and builds the report.
+type hostBook struct {
+	mu    sync.Mutex
+	emit  func(Event)
+	now   func() time.Time
+	hosts map[string]*hostRecord
+	// changed is closed and replaced whenever a host reaches a terminal state.
+	changed chan struct{}
+}
+
+type hostRecord struct {
+	name     string
+	state    HostState
+	err      string
+	start    time.Time
+	end      time.Time
+	progress *HostProgress
+	imageID  string
+}
+
+func newHostBook(names []string, now func() time.Time, emit func(Event)) *hostBook {
+	b := &hostBook{emit: emit, now: now, hosts: map[string]*hostRecord{}, changed: make(chan struct{})}
+	t := now()
+	for _, n := range names {
+		b.hosts[n] = &hostRecord{name: n, state: HostPending, start: t}
+	}
+	return b
+}
+
+// set moves a host to state s. A terminal state is final: later changes are
+// ignored, so a late event cannot turn a failed host into a done one.
+func (b *hostBook) set(host string, s HostState, msg string) {
+	b.mu.Lock()
+	r := b.hosts[host]
+	if r == nil || r.state.Terminal() || (r.state == s && msg == "") {
+		b.mu.Unlock()
+		return
+	}
+	r.state = s
+	if s == HostFailed || s == HostCancelled {
+		r.err = msg
+	}
+	if s.Terminal() {
+		r.end = b.now()
+		close(b.changed)
+		b.changed = make(chan struct{})
+	}
+	b.mu.Unlock()
+	b.emit(Event{Kind: EventHostState, Host: host, State: s, Message: msg})
+}
+
+// fail marks a host failed with err's text, unless it already finished.
+func (b *hostBook) fail(host string, err error) { b.set(host, HostFailed, err.Error()) }
+
+func (b *hostBook) state(host string) HostState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r := b.hosts[host]; r != nil {
+		return r.state
+	}
+	return ""
+}
+
+// progress records a node's progress event.
+func (b *hostBook) progress(host string, p *jobspec.Progress) {
+	hp := &HostProgress{Rate: p.Rate, Peers: p.Peers, FromPeers: p.FromPeers, FromSeeder: p.FromSeeder, Uploaded: p.Uploaded}
+	for _, l := range p.Layers {
+		hp.Layers = append(hp.Layers, LayerProgress(l))
+		hp.Total += l.Total
+		if l.Skipped {
+			hp.Done += l.Total
+		} else {
+			hp.Done += l.Done
+			hp.Needed += l.Total
+		}
+	}
+	b.mu.Lock()
+	if r := b.hosts[host]; r != nil {
+		r.progress = hp
+	}
+	b.mu.Unlock()
+	b.emit(Event{Kind: EventHostProgress, Host: host, Progress: hp})
+}
+
+func (b *hostBook) setImageID(host, id string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r := b.hosts[host]; r != nil {
+		r.imageID = id
+	}
+}
+
+// waitAll blocks until every host is in a terminal state or done closes.
+func (b *hostBook) waitAll(done <-chan struct{}) bool {
+	for {
+		b.mu.Lock()
+		ch, all := b.changed, true
+		for _, r := range b.hosts {
+			if !r.state.Terminal() {
+				all = false
+				break
+			}
+		}
+		b.mu.Unlock()
+		if all {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-done:
+			return false
+		}
+	}
+}
+
+// cancelRest marks every host that has not finished as cancelled.
+func (b *hostBook) cancelRest(reason string) {
+	b.mu.Lock()
+	var names []string
+	for n, r := range b.hosts {
+		if !r.state.Terminal() {
+			names = append(names, n)
+		}
+	}
+	b.mu.Unlock()
+	sort.Strings(names)
+	for _, n := range names {
+		b.set(n, HostCancelled, reason)
+	}
+}
+
+// results lists each host's outcome, sorted by name.
+func (b *hostBook) results() []HostResult {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]HostResult, 0, len(b.hosts))
+	for _, r := range b.hosts {
+		hr := HostResult{Host: r.name, State: r.state, Error: r.err, ImageID: r.imageID}
+		if !r.state.Terminal() {
+			hr.State = HostCancelled
+		}
+		end := r.end
+		if end.IsZero() {
+			end = b.now()
+		}
+		hr.Duration = end.Sub(r.start)
+		if p := r.progress; p != nil {
+			hr.FromPeers, hr.FromSeeder = p.FromPeers, p.FromSeeder
+			for _, l := range p.Layers {
+				if l.Skipped {
+					hr.LayersSkipped++
+				}
+			}
+		}
+		out = append(out, hr)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Host < out[j].Host })
+	return out
+}

@@ -1,0 +1,174 @@
+package testbed
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Name is the lab's name.
+func (l *Lab) Name() string { return l.st.Name }
+
+// Dir is the lab directory (inventory, keys, machines' files).
+func (l *Lab) Dir() string { return l.st.Dir }
+
+// InventoryPath is the inventory that logs in to every host as root.
+func (l *Lab) InventoryPath() string { return filepath.Join(l.st.Dir, "inventory.yaml") }
+
+// DeployInventoryPath is the inventory that logs in as DeployUser with
+// become: true.
+func (l *Lab) DeployInventoryPath() string { return filepath.Join(l.st.Dir, "inventory-deploy.yaml") }
+
+// KnownHostsPath holds every host's key by address.
+func (l *Lab) KnownHostsPath() string { return filepath.Join(l.st.Dir, "known_hosts") }
+
+// IdentityPath is the private key authorised for root and DeployUser on
+// every host; the public key is next to it with ".pub" appended.
+func (l *Lab) IdentityPath() string { return filepath.Join(l.st.Dir, "id_ed25519") }
+
+// RegistryAddr is the registry's host:port as every lab daemon reaches it,
+// or "" when the lab has none.
+func (l *Lab) RegistryAddr() string { return l.registryAddr() }
+
+// Hosts returns the names of the lab's Docker hosts in order (h01, h02...).
+func (l *Lab) Hosts() []string {
+	var names []string
+	for _, m := range l.hostMachines() {
+		names = append(names, m.Name)
+	}
+	return names
+}
+
+// Machine returns a copy of the record of a lab machine: a host name,
+// "bastion" or "registry".
+func (l *Lab) Machine(name string) (Machine, error) {
+	m, err := l.machine(name)
+	if err != nil {
+		return Machine{}, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return *m, nil
+}
+
+// DockerHost is a DOCKER_HOST value that reaches the machine's daemon from
+// outside the lab, e.g. for the Docker client library in a test.
+func (l *Lab) DockerHost(name string) (string, error) {
+	m, err := l.machine(name)
+	if err != nil {
+		return "", err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return "unix://" + m.DockerSocket(), nil
+}
+
+func (l *Lab) machine(name string) (*Machine, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.st.Machines {
+		if m.Name == name {
+			return m, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %q in lab %s", ErrNoMachine, name, l.st.Name)
+}
+
+func (l *Lab) hostMachines() []*Machine {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []*Machine
+	for _, m := range l.st.Machines {
+		if m.Role == RoleHost {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (l *Lab) bastion() *Machine {
+	m, _ := l.machine("bastion")
+	return m
+}
+
+// Command returns a command that runs inside a lab machine: in its network
+// and mount namespaces, so /var/run/docker.sock is the machine's daemon.
+// On a host it starts in /root with a login-like environment; on the
+// bastion it keeps this process's working directory and environment.
+func (l *Lab) Command(ctx context.Context, machine string, args ...string) (*exec.Cmd, error) {
+	if len(args) == 0 {
+		return nil, fmt.Errorf("run in %s: no command", machine)
+	}
+	m, err := l.machine(machine)
+	if err != nil {
+		return nil, err
+	}
+	prefix := m.enter()
+	var env []string
+	switch m.Role {
+	case RoleHost:
+		prefix = append(prefix, "--wd=/root")
+		env = []string{
+			"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			"HOME=/root", "USER=root", "LOGNAME=root", "LANG=C.UTF-8",
+		}
+	default:
+		if wd, err := os.Getwd(); err == nil {
+			prefix = append(prefix, "--wd="+wd)
+		}
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "DOCKER_HOST=") {
+				env = append(env, kv)
+			}
+		}
+	}
+	full := append(append(prefix, "--"), args...)
+	cmd := exec.CommandContext(ctx, full[0], full[1:]...)
+	cmd.Env = env
+	return cmd, nil
+}
+
+// Exec runs a command inside a lab machine (see Command) and returns its
+// standard output; a failure carries its standard error.
+func (l *Lab) Exec(ctx context.Context, machine string, args ...string) ([]byte, error) {
+	cmd, err := l.Command(ctx, machine, args...)
+	if err != nil {
+		return nil, err
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.Bytes(), fmt.Errorf("run %q in %s: %w: %s", strings.Join(args, " "), machine, err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.Bytes(), nil
+}
+
+// Dial opens a connection from the bastion's network namespace, so this
+// process can reach lab addresses (SSH to a host, the registry).
+func (l *Lab) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return l.DialFrom(ctx, "bastion", network, addr)
+}
+
+// DialFrom opens a connection from a lab machine's network namespace.
+func (l *Lab) DialFrom(ctx context.Context, machine, network, addr string) (net.Conn, error) {
+	m, err := l.machine(machine)
+	if err != nil {
+		return nil, err
+	}
+	return dialIn(ctx, m.NetnsPath(), network, addr)
+}
+
+// ListenIn opens a listener in a lab machine's network namespace.
+func (l *Lab) ListenIn(machine, network, addr string) (net.Listener, error) {
+	m, err := l.machine(machine)
+	if err != nil {
+		return nil, err
+	}
+	return listenIn(m.NetnsPath(), network, addr)
+}

@@ -1,0 +1,128 @@
+package testbed
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MaxHosts is the largest lab Up builds: host addresses live in one /24
+// next to the bastion and the registry.
+const MaxHosts = 200
+
+// DefaultRate is the link rate when Config.Rate is empty.
+const DefaultRate = "1gbit"
+
+// ErrInvalidConfig reports a Config that Up cannot build.
+var ErrInvalidConfig = errors.New("invalid lab config")
+
+// Config describes a lab to bring up.
+type Config struct {
+	// Name tells labs on one machine apart; it picks the lab's state file,
+	// default directory, and (through a slot) its interface names and subnet.
+	// Lower-case letters, digits and '-', at most 32 characters. Default "lab".
+	Name string
+	// Hosts is the number of Docker hosts, 1..MaxHosts.
+	Hosts int
+	// Rate shapes every link in both directions, in tc's notation
+	// ("100mbit", "1gbit"). Default DefaultRate.
+	Rate string
+	// Delay is added on the way out of every machine, so it is the one-way
+	// latency between any two lab machines.
+	Delay time.Duration
+	// Registry adds a machine running docker-registry on port 5000 that
+	// every daemon of the lab trusts.
+	Registry bool
+	// Dir receives the inventory, keys and every machine's files.
+	// Default /tmp/layercast-lab-NAME. Up removes it on Down.
+	Dir string
+	// Parallel bounds how many hosts are set up at once. Default 16.
+	Parallel int
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+
+// withDefaults returns c with every empty field set, or an error naming the
+// first field that cannot be used.
+func (c Config) withDefaults() (Config, error) {
+	if c.Name == "" {
+		c.Name = "lab"
+	}
+	if !nameRE.MatchString(c.Name) {
+		return c, fmt.Errorf("%w: name %q: want lower-case letters, digits and '-', at most 32", ErrInvalidConfig, c.Name)
+	}
+	if c.Hosts < 1 || c.Hosts > MaxHosts {
+		return c, fmt.Errorf("%w: hosts %d: want 1..%d", ErrInvalidConfig, c.Hosts, MaxHosts)
+	}
+	if c.Rate == "" {
+		c.Rate = DefaultRate
+	}
+	if _, err := ParseRate(c.Rate); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if c.Delay < 0 {
+		return c, fmt.Errorf("%w: negative delay %v", ErrInvalidConfig, c.Delay)
+	}
+	if c.Dir == "" {
+		c.Dir = filepath.Join("/tmp", "layercast-lab-"+c.Name)
+	}
+	dir, err := filepath.Abs(c.Dir)
+	if err != nil {
+		return c, fmt.Errorf("%w: dir %q: %w", ErrInvalidConfig, c.Dir, err)
+	}
+	c.Dir = dir
+	if c.Parallel <= 0 {
+		c.Parallel = 16
+	}
+	return c, nil
+}
+
+// ParseRate reads a rate in tc's notation ("100mbit", "2.5gbit", "800kbit",
+// "1000000bit") and returns bits per second.
+func ParseRate(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   float64
+	}{{"tbit", 1e12}, {"gbit", 1e9}, {"mbit", 1e6}, {"kbit", 1e3}, {"bit", 1}}
+	low := strings.ToLower(strings.TrimSpace(s))
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(low, u.suffix); ok {
+			v, err := strconv.ParseFloat(num, 64)
+			if err != nil || v <= 0 {
+				break
+			}
+			return int64(v * u.mult), nil
+		}
+	}
+	return 0, fmt.Errorf("rate %q: want a number followed by bit, kbit, mbit, gbit or tbit", s)
+}
+
+// ParseSize reads a byte size such as "500MB", "1.5GiB", "64k" or "1024".
+// Decimal units (kB, MB, GB) are powers of 1000, binary ones (KiB, MiB,
+// GiB) powers of 1024; a bare K, M or G counts as binary.
+func ParseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   float64
+	}{
+		{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
+		{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12},
+		{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"t", 1 << 40},
+		{"b", 1}, {"", 1},
+	}
+	low := strings.ToLower(strings.TrimSpace(s))
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(low, u.suffix); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+			if err != nil || v < 0 {
+				break
+			}
+			return int64(v * u.mult), nil
+		}
+	}
+	return 0, fmt.Errorf("size %q: want a number with an optional unit (B, kB, MB, GB, KiB, MiB, GiB)", s)
+}

@@ -1,0 +1,110 @@
+package testbed
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// netnsPath is where `ip netns add` pins a named network namespace.
+func netnsPath(name string) string { return "/run/netns/" + name }
+
+// inNetns runs fn on an OS thread that has joined the network namespace at
+// nsPath. Sockets that fn creates stay in that namespace after fn returns,
+// so a listener or a connection made here serves the lab from this process.
+func inNetns(nsPath string, fn func() error) error {
+	target, err := os.Open(nsPath)
+	if err != nil {
+		return fmt.Errorf("open network namespace: %w", err)
+	}
+	defer target.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// The thread is left locked (and so thrown away when this goroutine
+		// ends) unless it is back in its own namespace.
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			errc <- fmt.Errorf("open own network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("join network namespace %s: %w", nsPath, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("return from network namespace: %w", err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// dialIn opens a connection from inside the network namespace at nsPath.
+func dialIn(ctx context.Context, nsPath, network, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := inNetns(nsPath, func() error {
+		var d net.Dialer
+		var err error
+		conn, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return conn, err
+}
+
+// listenIn opens a listener inside the network namespace at nsPath.
+func listenIn(nsPath, network, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := inNetns(nsPath, func() error {
+		var err error
+		ln, err = net.Listen(network, addr)
+		return err
+	})
+	return ln, err
+}
+
+// waitPort waits until a TCP port answers from inside nsPath.
+func waitPort(ctx context.Context, nsPath, addr string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		dctx, dcancel := context.WithTimeout(ctx, time.Second)
+		conn, err := dialIn(dctx, nsPath, "tcp", addr)
+		dcancel()
+		if err == nil {
+			_ = conn.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s: %w (last error: %w)", addr, ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// shapeLines returns tc batch lines that limit dev's egress to rate bits per
+// second and, when delay > 0, hold every packet for delay.
+func shapeLines(dev string, rate int64, delay time.Duration) []string {
+	r := strconv.FormatInt(rate, 10) + "bit"
+	lines := []string{
+		"qdisc add dev " + dev + " root handle 1: htb default 1",
+		"class add dev " + dev + " parent 1: classid 1:1 htb rate " + r + " ceil " + r + " quantum 60000",
+	}
+	if delay > 0 {
+		lines = append(lines, fmt.Sprintf("qdisc add dev %s parent 1:1 handle 10: netem delay %dus limit 100000", dev, delay.Microseconds()))
+	} else {
+		lines = append(lines, "qdisc add dev "+dev+" parent 1:1 handle 10: pfifo limit 1000")
+	}
+	return lines
+}

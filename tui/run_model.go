@@ -1,0 +1,165 @@
+package tui
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/layercast/layercast/orchestrator"
+)
+
+// sortOrder is how the run screen orders its rows.
+type sortOrder int
+
+const (
+	sortState sortOrder = iota
+	sortProgress
+	sortName
+	sortCount
+)
+
+func (o sortOrder) String() string {
+	switch o {
+	case sortProgress:
+		return "progress"
+	case sortName:
+		return "name"
+	default:
+		return "state"
+	}
+}
+
+// runModel is the run screen's view state; the job itself is jobState.
+type runModel struct {
+	keys      runKeys
+	sortBy    sortOrder
+	filter    lineInput
+	filtering bool
+	rows      []*hostRow // the hosts shown, filtered and sorted
+	cursor    int
+	offset    int
+	selected  string // the host under the cursor, kept across re-sorts
+	moved     bool   // the operator moved the cursor: it follows its host
+	confirm   bool   // asking whether to cancel the job
+	leave     bool   // a second ctrl+c while tearing down leaves
+	showLogs  bool
+}
+
+func newRunModel(_ *common) runModel {
+	return runModel{
+		keys:     newRunKeys(),
+		filter:   newLineInput("name, state, group or address"),
+		showLogs: true,
+	}
+}
+
+// reset prepares the screen for a new job, keeping the operator's sort and
+// log pane choices.
+func (r runModel) reset() runModel {
+	r.rows = nil
+	r.cursor, r.offset = 0, 0
+	r.selected, r.moved = "", false
+	r.confirm, r.leave, r.filtering = false, false, false
+	r.filter.SetValue("")
+	r.filter.Blur()
+	return r
+}
+
+// Lines around the table: 4 header, 1 blank, 1 column header, 2 footer.
+const (
+	runChromeLines = 8
+	logPaneLines   = 3
+)
+
+func (r runModel) logsShown(c *common) bool {
+	return r.showLogs && c.height >= 20
+}
+
+// tableRows is how many host rows fit.
+func (r runModel) tableRows(c *common) int {
+	n := c.height - runChromeLines
+	if r.logsShown(c) {
+		n -= logPaneLines + 1
+	}
+	return max(n, 1)
+}
+
+// refresh re-filters and re-sorts the rows from the job and keeps the
+// cursor on the same host.
+func (r runModel) refresh(c *common, j *jobState) runModel {
+	if j == nil {
+		return r
+	}
+	q := strings.ToLower(strings.TrimSpace(r.filter.Value()))
+	rows := r.rows[:0]
+	for _, h := range j.hosts {
+		if q == "" || strings.Contains(h.search, q) || strings.Contains(string(h.state), q) {
+			rows = append(rows, h)
+		}
+	}
+	size := j.info.Size
+	switch r.sortBy {
+	case sortState:
+		slices.SortStableFunc(rows, func(a, b *hostRow) int {
+			if d := stateRank(a.state) - stateRank(b.state); d != 0 {
+				return d
+			}
+			return compareNames(a.name, b.name)
+		})
+	case sortProgress:
+		slices.SortStableFunc(rows, func(a, b *hostRow) int {
+			fa, fb := a.fraction(size), b.fraction(size)
+			switch {
+			case fa < fb:
+				return -1
+			case fa > fb:
+				return 1
+			}
+			return compareNames(a.name, b.name)
+		})
+	case sortName:
+		slices.SortStableFunc(rows, func(a, b *hostRow) int { return compareNames(a.name, b.name) })
+	}
+	r.rows = rows
+	if r.moved && r.selected != "" {
+		for i, h := range rows {
+			if h.name == r.selected {
+				r.cursor = i
+				break
+			}
+		}
+	}
+	return r.moveTo(c, r.cursor)
+}
+
+func compareNames(a, b string) int {
+	switch {
+	case a == b:
+		return 0
+	case naturalLess(a, b):
+		return -1
+	default:
+		return 1
+	}
+}
+
+// moveTo puts the cursor on row i and scrolls just enough to show it.
+func (r runModel) moveTo(c *common, i int) runModel {
+	r.cursor = max(min(i, len(r.rows)-1), 0)
+	if len(r.rows) > 0 {
+		r.selected = r.rows[r.cursor].name
+	}
+	rows := r.tableRows(c)
+	if r.cursor < r.offset {
+		r.offset = r.cursor
+	}
+	if r.cursor >= r.offset+rows {
+		r.offset = r.cursor - rows + 1
+	}
+	r.offset = max(min(r.offset, len(r.rows)-rows), 0)
+	return r
+}
+
+// hostTerminalForRow says whether a row should show a rate.
+func active(h *hostRow) bool {
+	return !h.state.Terminal() && h.state != orchestrator.HostPending
+}
