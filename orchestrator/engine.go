@@ -39,8 +39,9 @@ func configErr(err error) error { return &configError{err: err} }
 type Deps struct {
 	// Docker is the bastion's Docker daemon.
 	Docker imagecache.Docker
-	// Dialer opens SSH connections to hosts.
-	Dialer fleet.Dialer
+	// Dialer returns the SSH dialer for a job: the inventory gives the
+	// known_hosts file, the options host key policy and upload concurrency.
+	Dialer func(inv *inventory.Inventory, opts Options) (fleet.Dialer, error)
 	// Nodes are the node binaries to upload.
 	Nodes *nodeassets.Set
 	// CacheDir is the default image cache when Options.CacheDir is empty.
@@ -80,11 +81,13 @@ type job struct {
 	sink  Sink
 
 	inv   *inventory.Inventory
-	hosts []inventory.Host
+	hosts  []inventory.Host
+	dialer fleet.Dialer
 	mode  Mode
 	image *imagecache.Image // nil in registry mode when the bastion lacks it
 	// config is the image config; layers are the spec's layers with torrents.
-	config []byte
+	config   []byte
+	cacheDir string
 	serve  *serveStep
 	book   *hostBook
 

@@ -49,6 +49,11 @@ type hostRun struct {
 	// exited is closed when the node's stdout ended.
 	exited chan struct{}
 	stderr *tailBuffer
+	// stderrDone is closed when the node's stderr ended.
+	stderrDone chan struct{}
+	// setupDone is closed when the host's setup (connect to start) ended,
+	// either way; teardown waits for it so nothing starts after it.
+	setupDone chan struct{}
 }
 
 func (s *fleetStep) Title() string { return "reach the fleet and run the node on every host" }
@@ -59,14 +64,14 @@ func (s *fleetStep) Run(ctx context.Context, j *job) error {
 	stopSeeder := j.serve.report(ctx, j)
 	defer stopSeeder()
 	for _, h := range j.hosts {
-		hr := &hostRun{host: h, log: j.log.With(slog.String("host", h.Name)), exited: make(chan struct{}), stderr: &tailBuffer{max: stderrTail}}
+		hr := &hostRun{host: h, log: j.log.With(slog.String("host", h.Name)), exited: make(chan struct{}), stderr: &tailBuffer{max: stderrTail}, stderrDone: make(chan struct{}), setupDone: make(chan struct{})}
 		s.mu.Lock()
 		s.hosts = append(s.hosts, hr)
 		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := s.runHost(ctx, j, hr, slots, allowed); err != nil {
+			if err := s.runHost(ctx, j, hr, slots, allowed); err != nil && ctx.Err() == nil {
 				hr.log.Warn("host failed", "err", err)
 				j.book.fail(h.Name, err)
 			}
@@ -84,13 +89,16 @@ func (s *fleetStep) Run(ctx context.Context, j *job) error {
 func (s *fleetStep) runHost(ctx context.Context, j *job, hr *hostRun, slots *semaphore.Weighted, allowed []string) error {
 	name := hr.host.Name
 	if err := slots.Acquire(ctx, 1); err != nil {
+		close(hr.setupDone)
 		return err
 	}
 	release := sync.OnceFunc(func() { slots.Release(1) })
 	defer release()
+	setupDone := sync.OnceFunc(func() { close(hr.setupDone) })
+	defer setupDone()
 
 	j.book.set(name, HostConnecting, "")
-	conn, err := j.deps.Dialer.Dial(ctx, hr.host)
+	conn, err := j.dialer.Dial(ctx, hr.host)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
@@ -139,7 +147,7 @@ func (s *fleetStep) runHost(ctx context.Context, j *job, hr *hostRun, slots *sem
 	if err != nil {
 		return err
 	}
-	proc, err := conn.Start(ctx, fleet.Command{Path: path, Become: facts.Docker == fleet.DockerSudo})
+	proc, err := conn.Start(ctx, fleet.Command{Path: path, Become: hr.host.Become})
 	if err != nil {
 		return fmt.Errorf("start node binary: %w", err)
 	}
@@ -148,12 +156,16 @@ func (s *fleetStep) runHost(ctx context.Context, j *job, hr *hostRun, slots *sem
 	hr.stdin = &lineWriter{enc: jobspec.NewEncoder(proc.Stdin())}
 	s.mu.Unlock()
 	release()
+	setupDone()
 
 	go hr.drainStderr(proc.Stderr())
+	// A node that dies at once fails the write; its stdout and stderr then
+	// tell why, so follow it either way.
 	if err := hr.stdin.send(spec); err != nil {
-		return fmt.Errorf("send job spec: %w", err)
+		hr.log.Debug("send job spec", "err", err)
+	} else {
+		go hr.heartbeat(ctx)
 	}
-	go hr.heartbeat(ctx)
 	return s.follow(j, hr, proc.Stdout())
 }
 
@@ -204,6 +216,10 @@ func (s *fleetStep) follow(j *job, hr *hostRun, stdout io.Reader) error {
 	}
 	if st := j.book.state(name); !st.Terminal() {
 		werr := hr.proc.Wait()
+		select {
+		case <-hr.stderrDone:
+		case <-time.After(2 * time.Second):
+		}
 		msg := "node binary exited early"
 		if werr != nil {
 			msg += ": " + werr.Error()
@@ -282,7 +298,7 @@ func (j *job) allowedIPs(ctx context.Context) []string {
 		if addr == "" {
 			addr = h.Name
 		}
-		if r, ok := j.deps.Dialer.(interface {
+		if r, ok := j.dialer.(interface {
 			Resolve(inventory.Host) (fleet.Target, error)
 		}); ok {
 			if t, err := r.Resolve(h); err == nil && t.HostName != "" {
@@ -312,7 +328,14 @@ func (s *fleetStep) Cleanup(ctx context.Context, j *job) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			msg := hr.teardown(ctx)
+			select {
+			case <-hr.setupDone:
+			case <-ctx.Done():
+			}
+			s.mu.Lock()
+			snap := *hr
+			s.mu.Unlock()
+			msg := snap.teardown(ctx)
 			j.emit(Event{Kind: EventTeardown, Host: hr.host.Name, Message: msg})
 		}()
 	}
@@ -372,6 +395,7 @@ func (hr *hostRun) heartbeat(ctx context.Context) {
 }
 
 func (hr *hostRun) drainStderr(r io.Reader) {
+	defer close(hr.stderrDone)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {

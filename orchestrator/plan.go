@@ -27,6 +27,9 @@ func (j *job) plan(ctx context.Context) error {
 		return configErr(fmt.Errorf("%s: no hosts selected", j.opts.InventoryPath))
 	}
 	j.inv, j.hosts = inv, hosts
+	if j.dialer, err = j.deps.Dialer(inv, j.opts); err != nil {
+		return configErr(fmt.Errorf("set up SSH for %s: %w", j.opts.InventoryPath, err))
+	}
 
 	j.mode = j.opts.Mode
 	if j.mode == "" {
@@ -50,6 +53,7 @@ func (j *job) plan(ctx context.Context) error {
 			return err
 		}
 	}
+	j.cacheDir = dir
 	cache, err := imagecache.New(dir)
 	if err != nil {
 		return err

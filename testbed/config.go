@@ -42,6 +42,10 @@ type Config struct {
 	Dir string
 	// Parallel bounds how many hosts are set up at once. Default 16.
 	Parallel int
+	// Ephemeral ties the lab to this process: once the process has gone
+	// (a test binary killed before its cleanup ran), the next Up on this
+	// machine takes the lab down. UpForTest sets it.
+	Ephemeral bool
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)

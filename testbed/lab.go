@@ -51,8 +51,10 @@ type labState struct {
 	Delay      time.Duration `json:"delay_ns"`
 	Registry   bool          `json:"registry"`
 	DeployUID  int           `json:"deploy_uid"`
-	Machines   []*Machine    `json:"machines"`
-	CreatedAt  time.Time     `json:"created_at"`
+	// Owner is the process an ephemeral lab belongs to.
+	Owner     Proc       `json:"owner,omitempty"`
+	Machines  []*Machine `json:"machines"`
+	CreatedAt time.Time  `json:"created_at"`
 }
 
 // Lab is a running lab. Its methods are safe for concurrent use.
@@ -152,6 +154,7 @@ func reserve(ctx context.Context, cfg Config) (*Lab, error) {
 	}
 	defer unlock()
 
+	sweepOrphans(ctx, cfg.Name)
 	if old, err := Open(cfg.Name); err == nil {
 		slog.Warn("taking down stale lab", "lab", cfg.Name, "dir", old.st.Dir)
 		if err := old.Down(ctx); err != nil {
@@ -186,6 +189,7 @@ func reserve(ctx context.Context, cfg Config) (*Lab, error) {
 		if role != RoleRegistry {
 			m.MountNS = filepath.Join(labNSDir(cfg.Name), name)
 			m.UTSNS = filepath.Join(labNSDir(cfg.Name), name+".uts")
+			m.CgroupParent = "/" + labCgroup(cfg.Name) + "/" + name
 		}
 		return m
 	}
@@ -197,6 +201,13 @@ func reserve(ctx context.Context, cfg Config) (*Lab, error) {
 	for i := 1; i <= cfg.Hosts; i++ {
 		st.Machines = append(st.Machines, machine(fmt.Sprintf("h%0*d", width, i), RoleHost, 10+i, "h"+strconv.Itoa(i)))
 	}
+	if cfg.Ephemeral {
+		start, err := procStart(os.Getpid())
+		if err != nil {
+			return nil, fmt.Errorf("read own start time: %w", err)
+		}
+		st.Owner = Proc{Pid: os.Getpid(), Start: start}
+	}
 	l := &Lab{log: slog.Default().With("lab", cfg.Name), st: st}
 	if err := os.MkdirAll(labNSDir(cfg.Name), 0o755); err != nil {
 		return nil, fmt.Errorf("create lab state dir: %w", err)
@@ -205,6 +216,25 @@ func reserve(ctx context.Context, cfg Config) (*Lab, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// sweepOrphans takes down every ephemeral lab whose owner has exited,
+// except the one named keep (Up handles that one itself).
+func sweepOrphans(ctx context.Context, keep string) {
+	names, err := List()
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		l, err := Open(n)
+		if err != nil || n == keep || l.st.Owner.Pid == 0 || l.st.Owner.Alive() {
+			continue
+		}
+		slog.Warn("taking down lab whose owner has exited", "lab", n, "owner", l.st.Owner.Pid)
+		if err := l.Down(ctx); err != nil {
+			slog.Warn("take down orphaned lab", "lab", n, "err", err)
+		}
+	}
 }
 
 // labMarker marks a directory as a lab directory, so a later Up may clear it.
@@ -333,7 +363,8 @@ func (l *Lab) build(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("pin namespace dir: %w", err)
 	}
 	if err := runBatch(ctx, []string{
-		"link add " + l.st.Bridge + " type bridge",
+		// Bridged lab traffic bypasses the machine's firewall (br_netfilter).
+		"link add " + l.st.Bridge + " type bridge nf_call_iptables 0 nf_call_ip6tables 0 nf_call_arptables 0",
 		"link set " + l.st.Bridge + " addrgenmode none",
 		"link set " + l.st.Bridge + " up",
 	}, "ip", "-batch", "-"); err != nil {
@@ -359,11 +390,17 @@ func (l *Lab) build(ctx context.Context, cfg Config) error {
 	}
 	l.st.DeployUID = acc.uid
 
+	var etcHosts strings.Builder
+	etcHosts.WriteString("# layercast lab " + l.st.Name + "\n")
+	for _, m := range l.st.Machines {
+		fmt.Fprintf(&etcHosts, "%s\t%s\n", m.IP, m.Name)
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(cfg.Parallel)
 	for _, m := range l.st.Machines {
 		g.Go(func() error {
-			if err := l.setupMachine(gctx, m, acc, clientPub); err != nil {
+			if err := l.setupMachine(gctx, m, acc, clientPub, []byte(etcHosts.String())); err != nil {
 				return fmt.Errorf("%s: %w", m.Name, err)
 			}
 			return nil
@@ -396,7 +433,7 @@ func (l *Lab) build(ctx context.Context, cfg Config) error {
 }
 
 // setupMachine makes one machine's namespaces, link, files and daemons.
-func (l *Lab) setupMachine(ctx context.Context, m *Machine, acc *accounts, clientPub []byte) error {
+func (l *Lab) setupMachine(ctx context.Context, m *Machine, acc *accounts, clientPub, etcHosts []byte) error {
 	if err := runBatch(ctx, []string{
 		"netns add " + m.Netns,
 		"link add " + m.Veth + " type veth peer name eth0 netns " + m.Netns,
@@ -424,7 +461,7 @@ func (l *Lab) setupMachine(ctx context.Context, m *Machine, acc *accounts, clien
 		}
 		return fmt.Errorf("shape link: %w", err)
 	}
-	files, err := m.machineFiles(acc, clientPub)
+	files, err := m.machineFiles(acc, clientPub, etcHosts)
 	if err != nil {
 		return err
 	}
@@ -605,6 +642,9 @@ func (l *Lab) Down(ctx context.Context) error {
 	if err := deleteLink(ctx, st.Bridge); err != nil {
 		errs = append(errs, err)
 	}
+	if err := removeCgroups(st.Name, machines); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		// Keep the state so a second Down can finish the job.
 		return fmt.Errorf("take down lab %s: %w", st.Name, errors.Join(errs...))
@@ -691,4 +731,30 @@ func deleteLink(ctx context.Context, name string) error {
 		return err
 	}
 	return nil
+}
+
+// labCgroup is the cgroup under which the lab's daemons put containers.
+func labCgroup(name string) string { return "layercast-lab-" + name }
+
+// removeCgroups removes the lab's (empty) container cgroups from every
+// cgroup hierarchy.
+func removeCgroups(name string, machines []*Machine) error {
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*")
+	roots = append(roots, "/sys/fs/cgroup")
+	var errs []error
+	for _, root := range roots {
+		dir := filepath.Join(root, labCgroup(name))
+		if _, err := os.Stat(dir); err != nil {
+			continue
+		}
+		for _, m := range machines {
+			if err := os.Remove(filepath.Join(dir, m.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("remove cgroup: %w", err))
+			}
+		}
+		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove cgroup: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }

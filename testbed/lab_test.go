@@ -497,3 +497,46 @@ func BenchmarkLinkRate(b *testing.B) {
 	}
 	b.ReportMetric(total/float64(b.N)/1e6, "Mbit/s")
 }
+
+// TestUp_TakesDownLabsOfExitedOwners runs this test binary again as a child
+// that brings up an ephemeral lab and exits without taking it down, then
+// checks that the next Up removes the orphan.
+func TestUp_TakesDownLabsOfExitedOwners(t *testing.T) {
+	const childEnv = "TESTBED_ORPHAN_CHILD_NAME"
+	if name := os.Getenv(childEnv); name != "" {
+		_, err := testbed.Up(context.Background(), testbed.Config{Name: name, Hosts: 1, Ephemeral: true, Dir: os.Getenv("TESTBED_ORPHAN_CHILD_DIR")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Exit(0) // leave the lab behind, as a killed test would
+	}
+	testbed.RequireRoot(t)
+	orphan := fmt.Sprintf("t-orphan-%d", os.Getpid()%10000)
+	dir := filepath.Join(t.TempDir(), "orphan")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	child := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestUp_TakesDownLabsOfExitedOwners$")
+	child.Env = append(os.Environ(), childEnv+"="+orphan, "TESTBED_ORPHAN_CHILD_DIR="+dir)
+	if out, err := child.CombinedOutput(); err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	left, err := testbed.Open(orphan)
+	if err != nil {
+		t.Fatalf("the child left no lab: %v", err)
+	}
+	t.Cleanup(func() { _ = left.Down(context.Background()) })
+	m, _ := left.Machine("h01")
+
+	testbed.UpForTest(t, testbed.Config{Hosts: 1})
+	if _, err := testbed.Open(orphan); !errors.Is(err, testbed.ErrNoLab) {
+		t.Errorf("orphaned lab still recorded: %v", err)
+	}
+	// The new lab may reuse the orphan's slot and so its names; its files
+	// are its own.
+	if _, err := os.Stat(m.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("orphaned lab's files still there: %v", err)
+	}
+	if m.Docker.Alive() || m.SSHD.Alive() {
+		t.Errorf("orphaned lab's daemons still run")
+	}
+}

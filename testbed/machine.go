@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -39,9 +40,11 @@ type Machine struct {
 	// Dir holds the machine's own directories (run, tmp, docker, ...).
 	Dir       string `json:"dir"`
 	KnownHost string `json:"known_host,omitempty"`
-	Docker    Proc   `json:"docker"`
-	SSHD      Proc   `json:"sshd"`
-	Registry  Proc   `json:"registry"`
+	// CgroupParent holds the cgroups of the machine's containers.
+	CgroupParent string `json:"cgroup_parent,omitempty"`
+	Docker       Proc   `json:"docker"`
+	SSHD         Proc   `json:"sshd"`
+	Registry     Proc   `json:"registry"`
 	// Cut and RateFactor record link faults; TmpFull a full /tmp.
 	Cut        bool    `json:"cut,omitempty"`
 	RateFactor float64 `json:"rate_factor,omitempty"`
@@ -84,6 +87,7 @@ func (m *Machine) binds() [][2]string {
 		{filepath.Join(d, "run"), "/run"},
 		{filepath.Join(d, "docker"), "/var/lib/docker"},
 		{filepath.Join(d, "etc-docker"), "/etc/docker"},
+		{filepath.Join(d, "etc", "hosts"), "/etc/hosts"},
 	}
 	if m.Role != RoleHost {
 		return b
@@ -108,7 +112,9 @@ func (m *Machine) mountScript() string {
 	// files that pin other namespaces (other lab machines, other labs).
 	// Those copies would keep the namespaces alive after their owner removes
 	// them, so drop them first.
-	b.WriteString("grep ' - nsfs ' /proc/self/mountinfo | cut -d' ' -f5 | sort -r | while read -r m; do umount -l \"$m\" 2>/dev/null || true; done\n")
+	// Detaching the directories that hold them drops most in one call each.
+	fmt.Fprintf(&b, "umount -l /run/netns %s/*/ns 2>/dev/null || true\n", StateRoot)
+	b.WriteString("grep ' - nsfs ' /proc/self/mountinfo | cut -d' ' -f5 | xargs -r umount -l 2>/dev/null || true\n")
 	for _, bind := range m.binds() {
 		fmt.Fprintf(&b, "mount --bind %s %s\n", shellQuote(bind[0]), shellQuote(bind[1]))
 	}
@@ -122,7 +128,7 @@ func shellQuote(s string) string {
 
 // machineFiles lists the files a machine needs before its mount namespace
 // and daemons are made.
-func (m *Machine) machineFiles(acc *accounts, clientKey []byte) ([]fileSpec, error) {
+func (m *Machine) machineFiles(acc *accounts, clientKey []byte, etcHosts []byte) ([]fileSpec, error) {
 	d := m.Dir
 	dirs := []struct {
 		path string
@@ -131,6 +137,7 @@ func (m *Machine) machineFiles(acc *accounts, clientKey []byte) ([]fileSpec, err
 		{filepath.Join(d, "run"), 0o755},
 		{filepath.Join(d, "docker"), 0o711},
 		{filepath.Join(d, "etc-docker"), 0o755},
+		{filepath.Join(d, "etc"), 0o755},
 	}
 	if m.Role == RoleHost {
 		dirs = append(dirs, []struct {
@@ -140,7 +147,6 @@ func (m *Machine) machineFiles(acc *accounts, clientKey []byte) ([]fileSpec, err
 			{filepath.Join(d, "run", "sshd"), 0o755},
 			{filepath.Join(d, "ssh"), 0o755},
 			{filepath.Join(d, "ssh", "authorized_keys"), 0o755},
-			{filepath.Join(d, "etc"), 0o755},
 			{filepath.Join(d, "root"), 0o700},
 			{filepath.Join(d, "home"), 0o755},
 			{filepath.Join(d, "tmp"), 0o777 | os.ModeSticky},
@@ -154,9 +160,20 @@ func (m *Machine) machineFiles(acc *accounts, clientKey []byte) ([]fileSpec, err
 			return nil, fmt.Errorf("chmod %s: %w", dir.path, err)
 		}
 	}
-	if m.Role != RoleHost {
+	hostsFile := fileSpec{path: filepath.Join(d, "etc", "hosts"), data: etcHosts, mode: 0o644}
+	if m.Role == RoleRegistry {
 		return nil, nil
 	}
+	if m.Role == RoleBastion {
+		// The operator's machine keeps its own names and learns the lab's.
+		own, err := os.ReadFile("/etc/hosts")
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("read /etc/hosts: %w", err)
+		}
+		hostsFile.data = append(own, etcHosts...)
+		return []fileSpec{hostsFile}, nil
+	}
+	hostsFile.data = append([]byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"), etcHosts...)
 	home := filepath.Join(d, "home", DeployUser)
 	if err := os.MkdirAll(home, 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", home, err)
@@ -183,6 +200,7 @@ func (m *Machine) machineFiles(acc *accounts, clientKey []byte) ([]fileSpec, err
 		{path: filepath.Join(d, "etc", "group"), data: acc.group, mode: 0o644},
 		{path: filepath.Join(d, "etc", "shadow"), data: acc.shadow, mode: 0o640, gid: acc.shadowGID},
 		{path: filepath.Join(d, "etc", "sudoers"), data: acc.sudoers, mode: 0o440},
+		hostsFile,
 	}, nil
 }
 
@@ -228,6 +246,9 @@ func (m *Machine) dockerdArgs(registry string) []string {
 	)
 	if registry != "" {
 		args = append(args, "--insecure-registry", registry)
+	}
+	if m.CgroupParent != "" {
+		args = append(args, "--cgroup-parent", m.CgroupParent)
 	}
 	return args
 }

@@ -51,6 +51,7 @@ func UpForTest(t testing.TB, cfg Config) *Lab {
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}
+	cfg.Ephemeral = true
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	lab, err := Up(ctx, cfg)

@@ -90,7 +90,7 @@ func newModel(ctx context.Context, cfg Config) model {
 		c:       c,
 		screen:  screenSetup,
 		setup:   newSetupModel(cfg, c),
-		run:     newRunModel(c),
+		run:     newRunModel(),
 		summary: newSummaryModel(),
 		detail:  newDetailModel(),
 	}

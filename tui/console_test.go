@@ -215,3 +215,5 @@ func requireFrame(t *testing.T, frame string, width, height int) {
 	}
 	golden.RequireEqual(t, []byte(frame+"\n"))
 }
+
+func windowSize(w, h int) tea.WindowSizeMsg { return tea.WindowSizeMsg{Width: w, Height: h} }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/charmbracelet/x/ansi"
+
 	"github.com/layercast/layercast/orchestrator"
 )
 
@@ -109,6 +111,7 @@ type jobState struct {
 	allBytes  int64
 	rate      float64
 	tornDown  int
+	longest   int // widest host name, in cells
 }
 
 // newJobState starts the picture of a job on the planned hosts, shown until
@@ -151,9 +154,9 @@ func (j *jobState) addLog(l logLine) {
 	j.logs = appendCapped(j.logs, l, maxJobLogs)
 }
 
-func appendCapped(s []logLine, l logLine, max int) []logLine {
-	if len(s) >= max {
-		s = slices.Delete(s, 0, len(s)-max+1)
+func appendCapped(s []logLine, l logLine, limit int) []logLine {
+	if len(s) >= limit {
+		s = slices.Delete(s, 0, len(s)-limit+1)
 	}
 	return append(s, l)
 }
@@ -266,7 +269,9 @@ func (j *jobState) finish(r jobResult, now time.Time) {
 func (j *jobState) refresh() {
 	clear(j.counts)
 	j.doneBytes, j.allBytes, j.rate, j.tornDown = 0, 0, 0, 0
+	j.longest = 4
 	for _, h := range j.hosts {
+		j.longest = max(j.longest, ansi.StringWidth(h.name))
 		j.counts[h.state]++
 		if h.tornDown {
 			j.tornDown++

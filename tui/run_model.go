@@ -44,7 +44,7 @@ type runModel struct {
 	showLogs  bool
 }
 
-func newRunModel(_ *common) runModel {
+func newRunModel() runModel {
 	return runModel{
 		keys:     newRunKeys(),
 		filter:   newLineInput("name, state, group or address"),
@@ -159,7 +159,7 @@ func (r runModel) moveTo(c *common, i int) runModel {
 	return r
 }
 
-// hostTerminalForRow says whether a row should show a rate.
+// active: the host is working on the job, so a rate and peers mean something.
 func active(h *hostRow) bool {
 	return !h.state.Terminal() && h.state != orchestrator.HostPending
 }

@@ -36,11 +36,7 @@ func (r runModel) view(c *common, j *jobState) string {
 	lines := r.header(c, j, now)
 	lines = append(lines, "")
 
-	longest := 4
-	for _, h := range j.hosts {
-		longest = max(longest, ansi.StringWidth(h.name))
-	}
-	cols := runColumns(c.width, longest)
+	cols := runColumns(c.width, j.longest)
 	tearing := j.cancelling
 	lines = append(lines, r.columnHeader(c, cols, tearing))
 
@@ -156,7 +152,7 @@ func (r runModel) header(c *common, j *jobState, now time.Time) []string {
 
 	// Throughput, bastion egress, elapsed.
 	egress := "bastion sent " + formatBytes(j.seeder.Uploaded)
-	if j.info.Size > 0 && j.seeder.Uploaded > 0 {
+	if j.info.Size > 0 && j.seeder.Uploaded*10 >= j.info.Size {
 		egress += fmt.Sprintf(" (%.1f× image)", float64(j.seeder.Uploaded)/float64(j.info.Size))
 	}
 	egress += " at " + formatRate(j.seeder.Rate)

@@ -11,17 +11,16 @@ func TestSetupScreen_BadInventoryShowsWhatToFix(t *testing.T) {
 	cat.InventoryErrs = map[string]error{labInv: errors.New("lab/inventory.yaml:7: hosts[2].port: not a number")}
 	eng := &ReplayEngine{}
 	tm := startConsole(t, testConfig(eng, cat, recordingStart))
-	waitFor(t, tm, "✗ cannot load", "hosts[2].port: not a number — fix the file, then press enter on Inventory to reload")
+	waitFor(t, tm, "✗ cannot load", "✗ load inventory lab/inventory.yaml: lab/inventory.yaml:7: hosts[2].port: not",
+		"a number — fix the file, then press enter on Inventory to reload")
 
 	// Enter does not start a job from a broken inventory.
 	press(tm, "lab/app:v3", "enter")
 	waitFor(t, tm, "▷ 0 hosts")
 
 	// Fixed on disk: reloading from the Inventory field shows the hosts.
-	cat2 := labCatalog()
-	cat.InventoryErrs = nil
-	cat.Inventories = cat2.Inventories
-	press(tm, "tab", "tab", "tab", "tab", "tab", "tab", "enter")
+	cat.SetInventory(labInv, labCatalog().Inventories[labInv])
+	press(tm, "tab", "tab", "tab", "tab", "tab", "enter")
 	waitFor(t, tm, "8 of 8 selected", "8 hosts · image lab/app:v3 (300 MB, 5 layers)")
 	finalView(t, tm)
 	if n := len(eng.Calls()); n != 0 {
@@ -50,7 +49,7 @@ func TestSetupScreen_UnknownImageNeedsSecondEnter(t *testing.T) {
 	tm := startConsole(t, testConfig(eng, labCatalog(), recordingStart.Add(50*time.Second)))
 	waitFor(t, tm, "8 of 8 selected", "4 local images")
 	press(tm, "registry.example/tools:9", "enter")
-	waitFor(t, tm, `image "registry.example/tools:9" is not on the bastion — pick a listed one, or press enter again to pull it`)
+	waitFor(t, tm, `✗ image "registry.example/tools:9" is not on the bastion`, "or press enter again to pull it")
 	if n := len(eng.Calls()); n != 0 {
 		t.Fatalf("engine ran on the first enter")
 	}

@@ -50,7 +50,7 @@ func (s setupModel) key(msg tea.KeyMsg, c *common) (setupModel, tea.Cmd) {
 	case fieldImage:
 		switch {
 		case key.Matches(msg, s.keys.Start):
-			if s.canComplete() {
+			if s.canComplete() && strings.TrimSpace(s.imgInput.Value()) != "" {
 				return s.complete(), nil
 			}
 			return s.start()

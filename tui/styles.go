@@ -52,7 +52,7 @@ func newStyles(r *lipgloss.Renderer) *styles {
 		label:    r.NewStyle().Foreground(muted),
 		focused:  r.NewStyle().Bold(true).Foreground(accent),
 		value:    r.NewStyle(),
-		selected: r.NewStyle().Bold(true).Foreground(accent).Underline(true),
+		selected: r.NewStyle().Bold(true).Foreground(accent),
 		header:   r.NewStyle().Bold(true).Foreground(muted),
 		cursor:   r.NewStyle().Bold(true),
 		ok:       r.NewStyle().Foreground(green),

@@ -187,7 +187,7 @@ func (s summaryModel) header(c *common, j *jobState) []string {
 		egress = j.report.Egress
 	}
 	traffic := "bastion sent " + formatBytes(egress)
-	if j.info.Size > 0 && egress > 0 {
+	if j.info.Size > 0 && egress*10 >= j.info.Size {
 		traffic += fmt.Sprintf(" (%.1f× image)", float64(egress)/float64(j.info.Size))
 	}
 	if got := peers + seeder; got > 0 {

@@ -12,16 +12,32 @@ import (
 	"github.com/layercast/layercast/orchestrator"
 )
 
-// FakeCatalog is an in-memory Catalog for tests and demos.
+// FakeCatalog is an in-memory Catalog for tests and demos. Set its fields
+// before use; SetInventory changes an inventory while a console reads it.
 type FakeCatalog struct {
 	Inventories   map[string]Inventory
 	InventoryErrs map[string]error
 	ImageList     []Image
 	ImagesErr     error
+
+	mu sync.Mutex
+}
+
+// SetInventory replaces the inventory at path and clears its error.
+func (f *FakeCatalog) SetInventory(path string, inv Inventory) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Inventories == nil {
+		f.Inventories = make(map[string]Inventory)
+	}
+	f.Inventories[path] = inv
+	delete(f.InventoryErrs, path)
 }
 
 // LoadInventory implements Catalog.
 func (f *FakeCatalog) LoadInventory(path string) (Inventory, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if err, ok := f.InventoryErrs[path]; ok {
 		return Inventory{}, err
 	}
@@ -35,6 +51,8 @@ func (f *FakeCatalog) LoadInventory(path string) (Inventory, error) {
 
 // Images implements Catalog.
 func (f *FakeCatalog) Images(ctx context.Context) ([]Image, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

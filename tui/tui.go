@@ -134,6 +134,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	cfg = cfg.withDefaults(os.Stdout)
+	// Ask the terminal for its colours now: once the console reads the
+	// keyboard, the terminal's answer would arrive as keys.
+	cfg.Renderer.ColorProfile()
+	cfg.Renderer.HasDarkBackground()
 	m := New(ctx, cfg)
 	p := tea.NewProgram(m,
 		tea.WithAltScreen(),

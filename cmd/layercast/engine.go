@@ -12,27 +12,28 @@ import (
 
 	"github.com/layercast/layercast/orchestrator"
 	"github.com/layercast/layercast/orchestrator/fleet"
+	"github.com/layercast/layercast/orchestrator/inventory"
 	"github.com/layercast/layercast/orchestrator/nodeassets"
 )
 
 // newEngine wires the real edges: the bastion's Docker daemon (DOCKER_HOST
 // honoured), SSH as OpenSSH would do it, and the node binaries.
-func newEngine(jf *jobFlags, log *slog.Logger) (*orchestrator.Engine, error) {
+func newEngine(nodeBinDir string, log *slog.Logger) (*orchestrator.Engine, error) {
 	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		return nil, fmt.Errorf("connect to the bastion's Docker daemon: %w", err)
 	}
-	dialer, err := fleet.NewDialer(fleet.Config{
-		AcceptNewHostKeys: jf.acceptNew,
-		Uploads:           semaphore.NewWeighted(int64(max(1, jf.uploadConcurrency))),
-		Logger:            log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("set up SSH: %w", err)
+	dialer := func(inv *inventory.Inventory, opts orchestrator.Options) (fleet.Dialer, error) {
+		return fleet.NewDialer(fleet.Config{
+			KnownHostsPath:    inv.KnownHosts,
+			AcceptNewHostKeys: opts.AcceptNewHostKeys,
+			Uploads:           semaphore.NewWeighted(int64(max(1, opts.UploadConcurrency))),
+			Logger:            log,
+		})
 	}
 	nodes := nodeassets.Embedded()
-	if jf.nodeBinDir != "" {
-		nodes = nodeassets.Dir(jf.nodeBinDir)
+	if nodeBinDir != "" {
+		nodes = nodeassets.Dir(nodeBinDir)
 	}
 	return orchestrator.NewEngine(orchestrator.Deps{
 		Docker: docker,

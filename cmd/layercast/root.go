@@ -182,7 +182,7 @@ inventory or image (no host was touched); 3 the bastion itself failed;
 				return usageErr(err)
 			}
 			defer closeLog()
-			eng, err := newEngine(&jf, log)
+			eng, err := newEngine(jf.nodeBinDir, log)
 			if err != nil {
 				return &exitCodeError{code: exitError, err: err}
 			}

@@ -137,3 +137,17 @@ directory and environment are kept, so the operator's tools run as usual:
 		},
 	}
 }
+
+func newDepsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "deps",
+		Short: "Install the lab's Debian packages when missing (docker.io, openssh-server, docker-registry, iproute2, sudo)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if missing := testbed.MissingDeps(); len(missing) > 0 {
+				fmt.Fprintf(os.Stderr, "installing %v\n", missing)
+			}
+			return testbed.EnsureDeps(cmd.Context())
+		},
+	}
+}

@@ -174,12 +174,13 @@ func (j *job) run(ctx context.Context, steps []step) int {
 	code := ExitOK
 	switch {
 	case runErr == nil:
-	case errors.Is(runErr, ErrStopped) && j.prog.isDone():
-		runErr, code = nil, ExitOK
-	case errors.Is(runErr, ErrBastionGone) && j.prog.isDone():
-		j.log.Warn("bastion gone after the image was in place", "err", runErr)
-		code = ExitCancelled
+	case j.prog.isDone() && errors.Is(runErr, ErrStopped):
 		runErr = nil
+	case j.prog.isDone() && ctx.Err() != nil:
+		// The image is in place; only the seeding was cut short.
+		j.log.Warn("ended after the image was in place", "cause", context.Cause(ctx))
+		j.ev.emit(jobspec.Event{Kind: jobspec.EventLog, Message: fmt.Sprintf("ended while seeding: %v", context.Cause(ctx))})
+		runErr, code = nil, ExitCancelled
 	case errors.Is(runErr, ErrBadSpec):
 		code = ExitBadSpec
 	case ctx.Err() != nil:

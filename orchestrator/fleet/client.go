@@ -68,6 +68,8 @@ type Client struct {
 	jumps   []*ssh.Client
 	uploads *semaphore.Weighted
 	log     *slog.Logger
+	// workPrefix is WorkDirPrefix; tests point it elsewhere.
+	workPrefix string
 
 	sftpMu sync.Mutex
 	sftp   *sftp.Client
@@ -78,7 +80,7 @@ type Client struct {
 }
 
 func newClient(h inventory.Host, t Target, c *ssh.Client, jumps []*ssh.Client, uploads *semaphore.Weighted, log *slog.Logger) *Client {
-	return &Client{host: h, target: t, ssh: c, jumps: jumps, uploads: uploads, log: log, closed: make(chan struct{})}
+	return &Client{host: h, target: t, ssh: c, jumps: jumps, uploads: uploads, log: log, workPrefix: WorkDirPrefix, closed: make(chan struct{})}
 }
 
 // Host is the inventory host this connection reaches.

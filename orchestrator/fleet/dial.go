@@ -55,6 +55,10 @@ type Config struct {
 	// one slot while it sends. Nil means no limit beyond the caller's.
 	Uploads *semaphore.Weighted
 	Logger  *slog.Logger
+
+	// workDirPrefix replaces WorkDirPrefix in tests, which must not touch
+	// the machine's real /tmp/layercast-* dirs.
+	workDirPrefix string
 }
 
 // SSHDialer opens SSH connections to inventory hosts. It is safe for
@@ -176,6 +180,9 @@ func (d *SSHDialer) dialTarget(ctx context.Context, h inventory.Host, t Target) 
 		return nil, err
 	}
 	cl := newClient(h, t, c, hops, d.cfg.Uploads, d.log.With("host", h.Name))
+	if d.cfg.workDirPrefix != "" {
+		cl.workPrefix = d.cfg.workDirPrefix
+	}
 	if d.cfg.KeepAlive > 0 {
 		go cl.keepAlive(d.cfg.KeepAlive)
 	}

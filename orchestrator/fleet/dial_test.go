@@ -203,6 +203,19 @@ func TestDial_CertAuthorityLineTrustsSignedHostCertificate(t *testing.T) {
 	if _, err := e.dialer(t, nil).Dial(context.Background(), e.host(other)); err == nil || !(errors.Is(err, ErrHostKeyUnknown) || errors.Is(err, ErrHostKeyMismatch)) {
 		t.Errorf("certificate from an unknown CA: want a host key error, got %v", err)
 	}
+	// A host covered by the CA line that shows only a plain key is unknown,
+	// not mismatched; one that shows the CA's own key is refused.
+	plain := startServer(t, []ssh.Signer{newSigner(t)}, e.key.PublicKey())
+	appendLine(t, e.knownHosts, fmt.Sprintf("@cert-authority [*]:%d %s", plain.port, caLine))
+	if _, err := e.dialer(t, nil).Dial(context.Background(), e.host(plain)); !errors.Is(err, ErrHostKeyUnknown) {
+		t.Errorf("plain key under a CA line: want ErrHostKeyUnknown, got %v", err)
+	}
+	caAsHost := startServer(t, []ssh.Signer{ca}, e.key.PublicKey())
+	appendLine(t, e.knownHosts, fmt.Sprintf("@cert-authority [*]:%d %s", caAsHost.port, caLine))
+	if _, err := e.dialer(t, nil).Dial(context.Background(), e.host(caAsHost)); !errors.Is(err, ErrHostKeyMismatch) {
+		t.Errorf("CA key offered as host key: want ErrHostKeyMismatch, got %v", err)
+	}
+
 	wrongName := startServer(t, []ssh.Signer{certSigner(ca, "other.example")}, e.key.PublicKey())
 	appendLine(t, e.knownHosts, fmt.Sprintf("@cert-authority [*]:%d %s", wrongName.port, caLine))
 	if _, err := e.dialer(t, nil).Dial(context.Background(), e.host(wrongName)); !errors.Is(err, ErrHostKeyMismatch) {

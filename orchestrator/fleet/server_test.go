@@ -119,11 +119,16 @@ func (s *testServer) serveConn(c net.Conn) {
 		return
 	}
 	defer sc.Close()
-	var forwards []net.Listener
+	var (
+		fmu      sync.Mutex
+		forwards = map[uint32]net.Listener{}
+	)
 	defer func() {
+		fmu.Lock()
 		for _, l := range forwards {
 			l.Close()
 		}
+		fmu.Unlock()
 	}()
 	go func() {
 		for r := range reqs {
@@ -142,10 +147,26 @@ func (s *testServer) serveConn(c net.Conn) {
 					r.Reply(false, nil)
 					continue
 				}
-				forwards = append(forwards, l)
 				port := uint32(l.Addr().(*net.TCPAddr).Port)
+				fmu.Lock()
+				forwards[port] = l
+				fmu.Unlock()
 				r.Reply(true, ssh.Marshal(struct{ Port uint32 }{port}))
 				go s.serveForward(sc, l, req.Addr, port)
+			case "cancel-tcpip-forward":
+				var req struct {
+					Addr string
+					Port uint32
+				}
+				ssh.Unmarshal(r.Payload, &req)
+				fmu.Lock()
+				l, ok := forwards[req.Port]
+				delete(forwards, req.Port)
+				fmu.Unlock()
+				if ok {
+					l.Close()
+				}
+				r.Reply(ok, nil)
 			default:
 				r.Reply(r.Type == "keepalive@openssh.com", nil)
 			}

@@ -33,15 +33,15 @@ func (s StaleDir) String() string {
 	return b.String()
 }
 
-// staleScript looks at every /tmp/layercast-* dir owned by the login user
-// except the current job's ($1). If node.pid names a process whose
+// staleScript looks at every $3* (/tmp/layercast-*) dir owned by the
+// login user except the current job's ($1). If node.pid names a process whose
 // executable (or, when /proc/PID/exe is unreadable, first argument) is in
 // that dir, the process gets SIGTERM, then SIGKILL after 2s. Then the dir
 // is removed. $2 = 1 runs kill and rm through sudo -n (become).
 // Output: "removed DIR PID killed|gone|none" or "failed DIR PID reason".
 const staleScript = `
-keep="` + WorkDirPrefix + `$1"; s=""; [ "$2" = 1 ] && s="sudo -n"
-for d in ` + WorkDirPrefix + `*; do
+prefix=$3; keep="$prefix$1"; s=""; [ "$2" = 1 ] && s="sudo -n"
+for d in "$prefix"*; do
   [ -d "$d" ] && [ ! -L "$d" ] && [ -O "$d" ] || continue
   [ "$d" = "$keep" ] && continue
   pid=$(head -c 32 "$d/node.pid" 2>/dev/null | tr -cd 0-9)
@@ -76,7 +76,7 @@ func (c *Client) CleanStale(ctx context.Context, keepJobID string) ([]StaleDir, 
 	if c.host.Become {
 		become = "1"
 	}
-	out, err := c.Run(ctx, shell(staleScript, false, keepJobID, become))
+	out, err := c.Run(ctx, shell(staleScript, false, keepJobID, become, c.workPrefix))
 	if err != nil {
 		return nil, fmt.Errorf("clean stale work dirs: %w", err)
 	}

@@ -32,7 +32,7 @@ func (c *Client) MakeWorkDir(ctx context.Context, jobID string) (string, error) 
 	if !ValidJobID(jobID) {
 		return "", fmt.Errorf("make work dir: job id %q has characters a path cannot hold", jobID)
 	}
-	dir := WorkDir(jobID)
+	dir := c.workPrefix + jobID
 	if _, err := c.Run(ctx, Command{Path: "mkdir", Args: []string{"-m", "0700", "--", dir}}); err != nil {
 		return "", fmt.Errorf("make work dir %s: %w", dir, err)
 	}
@@ -42,7 +42,7 @@ func (c *Client) MakeWorkDir(ctx context.Context, jobID string) (string, error) 
 // RemoveWorkDir deletes a job's temp dir and everything in it (through sudo
 // when the host has become, since the node may have written as root).
 func (c *Client) RemoveWorkDir(ctx context.Context, dir string) error {
-	if !strings.HasPrefix(dir, WorkDirPrefix) || !ValidJobID(strings.TrimPrefix(dir, WorkDirPrefix)) {
+	if !strings.HasPrefix(dir, c.workPrefix) || !ValidJobID(strings.TrimPrefix(dir, c.workPrefix)) {
 		return fmt.Errorf("remove work dir: %q is not a layercast work dir", dir)
 	}
 	if _, err := c.Run(ctx, Command{Path: "rm", Args: []string{"-rf", "--", dir}, Become: c.host.Become}); err != nil {

@@ -1,4 +1,4 @@
-// Command layercast-node is the program the bastion uploads to each host for
+// Command layercast-node [--debug] [--serial] is the program the bastion uploads to each host for
 // one job. It reads the job spec and then control lines on stdin, writes
 // JSON-line events on stdout and logs on stderr, and exits with the codes
 // of package node. It removes its work dir, itself included, on exit.
@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -23,8 +24,11 @@ func main() {
 	// with EPIPE (and the node clean up) instead of killing the process.
 	signal.Ignore(syscall.SIGPIPE)
 
+	debug := flag.Bool("debug", false, "log at debug level")
+	serial := flag.Bool("serial", false, "load the image once at the end instead of loading layers while later ones download")
+	flag.Parse()
 	level := slog.LevelInfo
-	if os.Getenv("LAYERCAST_NODE_DEBUG") != "" {
+	if *debug {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
@@ -55,7 +59,7 @@ func main() {
 				Logger:     log.With("component", "swarm"),
 			})
 		},
-		Serial: os.Getenv("LAYERCAST_NODE_SERIAL") != "",
+		Serial: *serial,
 	})
 	signal.Stop(sigs)
 	cancel(nil)

@@ -1,0 +1,251 @@
+package dockerimage_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/layercast/layercast/nodebin/dockerimage"
+)
+
+func sha(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func TestChainIDs_FollowTheOCIDefinition(t *testing.T) {
+	d := []string{sha("a"), sha("b"), sha("c")}
+	got := dockerimage.ChainIDs(d)
+	// ChainID(L0) = DiffID(L0); ChainID(Ln) = SHA256(ChainID(Ln-1) + " " + DiffID(Ln)).
+	c1 := sha(d[0] + " " + d[1])
+	want := []string{d[0], c1, sha(c1 + " " + d[2])}
+	if !slices.Equal(got, want) {
+		t.Errorf("ChainIDs = %v, want %v", got, want)
+	}
+}
+
+func TestPrefixConfig_CutsLayersAndTheirHistory(t *testing.T) {
+	config := []byte(`{"architecture":"arm64","os":"linux","config":{"Env":["A=1"]},
+		"rootfs":{"type":"layers","diff_ids":["` + sha("1") + `","` + sha("2") + `","` + sha("3") + `"]},
+		"history":[{"created_by":"FROM"},{"created_by":"ENV A=1","empty_layer":true},{"created_by":"RUN x"},{"created_by":"CMD","empty_layer":true},{"created_by":"COPY y"}]}`)
+	out, err := dockerimage.PrefixConfig(config, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Architecture string
+		Config       struct{ Env []string }
+		History      []struct {
+			CreatedBy string `json:"created_by"`
+		}
+	}
+	if err := json.Unmarshal(out, &c); err != nil {
+		t.Fatal(err)
+	}
+	diffIDs, err := dockerimage.DiffIDs(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(diffIDs, []string{sha("1"), sha("2")}) {
+		t.Errorf("diff_ids %v", diffIDs)
+	}
+	var history []string
+	for _, h := range c.History {
+		history = append(history, h.CreatedBy)
+	}
+	if !slices.Equal(history, []string{"FROM", "ENV A=1", "RUN x"}) {
+		t.Errorf("history %v, want up to the entry of layer 2", history)
+	}
+	if c.Architecture != "arm64" || !slices.Equal(c.Config.Env, []string{"A=1"}) {
+		t.Errorf("other fields lost: %s", out)
+	}
+	if _, err := dockerimage.PrefixConfig(config, 4); err == nil {
+		t.Error("prefix longer than the image accepted")
+	}
+}
+
+func TestWriteArchive_WritesDockerSaveLayoutWithoutPresentLayers(t *testing.T) {
+	img := dockerimage.NewTestImage([][]byte{dockerimage.LayerTar(1, "a", 100), dockerimage.LayerTar(2, "b", 200), dockerimage.LayerTar(3, "c", 300)}, true, "x")
+	paths, err := img.WriteFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := dockerimage.Archive{Config: img.Config, RepoTags: []string{"lab/app:1"}}
+	for i, l := range img.Layers {
+		al := dockerimage.ArchiveLayer{Name: dockerimage.LayerName(l.Digest)}
+		if i > 0 { // the daemon has layer 0
+			al.File = paths[i]
+		}
+		a.Layers = append(a.Layers, al)
+	}
+	var buf bytes.Buffer
+	if err := dockerimage.WriteArchive(t.Context(), &buf, a); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]byte{}
+	tr := tar.NewReader(&buf)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[h.Name], _ = io.ReadAll(tr)
+	}
+	var m []struct {
+		Config   string
+		RepoTags []string
+		Layers   []string
+	}
+	if err := json.Unmarshal(got["manifest.json"], &m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m) != 1 || !slices.Equal(m[0].RepoTags, []string{"lab/app:1"}) || !slices.Equal(m[0].Layers, img.Names()) {
+		t.Fatalf("manifest %s", got["manifest.json"])
+	}
+	if m[0].Config != strings.TrimPrefix(img.ID, "sha256:")+".json" || !bytes.Equal(got[m[0].Config], img.Config) {
+		t.Errorf("config entry %q wrong", m[0].Config)
+	}
+	if _, ok := got[img.Names()[0]]; ok {
+		t.Error("archive holds the file of a layer the daemon has")
+	}
+	for i := 1; i < 3; i++ {
+		if !bytes.Equal(got[img.Names()[i]], img.Layers[i].File) {
+			t.Errorf("layer %d content differs", i)
+		}
+	}
+	if len(got) != 4 {
+		t.Errorf("archive has %d entries, want manifest, config and 2 layers", len(got))
+	}
+}
+
+func TestWriteArchive_StopsWhenCancelled(t *testing.T) {
+	img := dockerimage.NewTestImage([][]byte{dockerimage.LayerTar(1, "a", 100)}, false, "x")
+	paths, _ := img.WriteFiles(t.TempDir())
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	err := dockerimage.WriteArchive(ctx, io.Discard, dockerimage.Archive{Config: img.Config, Layers: []dockerimage.ArchiveLayer{{Name: "l", File: paths[0]}}})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("err %v, want context.Canceled", err)
+	}
+}
+
+func TestUndo_PointsTheTagBackAndKeepsEarlierImages(t *testing.T) {
+	f := dockerimage.NewFakeDaemon()
+	d := dockerimage.New(f, nil)
+	ctx := t.Context()
+	old := dockerimage.NewTestImage([][]byte{dockerimage.LayerTar(1, "a", 100)}, false, "old")
+	f.Put(old, "lab/app:1")
+	img := dockerimage.NewTestImage([][]byte{dockerimage.LayerTar(2, "a", 100), dockerimage.LayerTar(3, "b", 100)}, false, "new")
+	undo, err := d.Record(ctx, "lab/app:1", img.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := d.NewLoader(undo, dockerimage.Image{Ref: "lab/app:1", ID: img.ID, Config: img.Config, Names: img.Names(), Job: "j"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, _ := img.WriteFiles(t.TempDir())
+	if err := l.LoadPrefix(ctx, 1, paths); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Finish(ctx, paths); err != nil {
+		t.Fatal(err)
+	}
+	if f.Refs()["lab/app:1"] != img.ID {
+		t.Fatal("load did not move the tag")
+	}
+	if err := undo.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if refs, ids := f.Refs(), f.IDs(); len(refs) != 1 || refs["lab/app:1"] != old.ID || !slices.Equal(ids, []string{old.ID}) {
+		t.Errorf("after rollback: tags %v images %v, want lab/app:1 -> %s only", refs, ids, old.ID)
+	}
+}
+
+func TestUndo_LeavesAnEarlierImageItOnlyTagged(t *testing.T) {
+	f := dockerimage.NewFakeDaemon()
+	d := dockerimage.New(f, nil)
+	ctx := t.Context()
+	img := dockerimage.NewTestImage([][]byte{dockerimage.LayerTar(1, "a", 100)}, false, "x")
+	f.Put(img, "other:1")
+	undo, err := d.Record(ctx, "lab/app:2", img.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Tag(ctx, img.ID, "lab/app:2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := undo.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if refs := f.Refs(); len(refs) != 1 || refs["other:1"] != img.ID {
+		t.Errorf("tags %v, want only other:1", refs)
+	}
+}
+
+func TestTempRef_IsAValidTagForAnyJobID(t *testing.T) {
+	valid := func(tag string) bool {
+		if len(tag) > 128 || tag == "" {
+			return false
+		}
+		for i, r := range tag {
+			ok := r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || (i > 0 && (r == '.' || r == '-'))
+			if !ok {
+				return false
+			}
+		}
+		return true
+	}
+	for _, job := range []string{"job1", "2026-01-01T10:00:00Z/x y", strings.Repeat("j", 300)} {
+		ref := dockerimage.TempRef(job, 12)
+		repo, tag, _ := strings.Cut(ref, ":")
+		if repo != dockerimage.TempRepo || !valid(tag) || !strings.HasSuffix(tag, "-12") {
+			t.Errorf("TempRef(%q) = %q", job, ref)
+		}
+	}
+}
+
+func TestPull_ReportsPerLayerProgressAndSkips(t *testing.T) {
+	f := dockerimage.NewFakeDaemon()
+	d := dockerimage.New(f, nil)
+	base := dockerimage.NewTestImage([][]byte{dockerimage.LayerTar(1, "a", 1000)}, false, "b")
+	img := dockerimage.NewTestImage([][]byte{dockerimage.LayerTar(1, "a", 1000), dockerimage.LayerTar(2, "b", 3000)}, false, "x")
+	f.Put(base, "")
+	f.Registry["r/app:1"] = img
+	var p dockerimage.PullProgress
+	if err := d.Pull(t.Context(), "r/app:1", "", &p); err != nil {
+		t.Fatal(err)
+	}
+	got := p.Snapshot()
+	want := []dockerimage.PullLayer{
+		{ID: img.Layers[0].Digest[7:19], Skipped: true},
+		{ID: img.Layers[1].Digest[7:19], Done: int64(len(img.Layers[1].File)), Total: int64(len(img.Layers[1].File))},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("progress %+v, want %+v", got, want)
+	}
+	if err := d.Pull(t.Context(), "r/none:1", "", &p); err == nil {
+		t.Error("pull of an unknown image succeeded")
+	}
+}
+
+func TestLoader_RefusesAConfigOfAnotherImage(t *testing.T) {
+	d := dockerimage.New(dockerimage.NewFakeDaemon(), nil)
+	img := dockerimage.NewTestImage([][]byte{dockerimage.LayerTar(1, "a", 100)}, false, "x")
+	undo, _ := d.Record(t.Context(), "a:1", img.ID)
+	_, err := d.NewLoader(undo, dockerimage.Image{Ref: "a:1", ID: sha("other"), Config: img.Config, Names: img.Names()}, 0)
+	if err == nil {
+		t.Error("loader accepted a config that is not the image ID's")
+	}
+}

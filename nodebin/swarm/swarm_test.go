@@ -1,0 +1,275 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"io"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
+)
+
+func TestDownload_VerifiesLayersAndCountsSeederBytes(t *testing.T) {
+	seedDir := t.TempDir()
+	layers := []jobspec.Layer{
+		writeLayer(t, seedDir, 3<<20+17, 256<<10, 1),
+		writeLayer(t, seedDir, 1<<20, 256<<10, 2),
+		writeLayer(t, seedDir, 100, 256<<10, 3),
+	}
+	seeder := newSeeder(t, seedDir, layers)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	node, err := New(ctx, Config{Dir: dir, Seeders: []string{fmt.Sprintf("127.0.0.1:%d", seeder.LocalPort())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	var done []string
+	err = node.Download(ctx, layers, func(l jobspec.Layer, path string) {
+		if got := fileDigest(t, path); got != l.Digest {
+			t.Errorf("onDone(%s) with a file hashing to %s", l.Digest, got)
+		}
+		if path != filepath.Join(dir, strings.TrimPrefix(l.Digest, "sha256:")) {
+			t.Errorf("path %s", path)
+		}
+		done = append(done, l.Digest)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(done) != len(layers) {
+		t.Fatalf("onDone called for %v", done)
+	}
+	var total int64
+	st := node.Stats()
+	for i, lp := range st.Layers {
+		if lp.Done != lp.Total || lp.Total != layers[i].Size || lp.Digest != layers[i].Digest {
+			t.Errorf("layer progress %+v", lp)
+		}
+		total += lp.Total
+	}
+	if st.FromSeeder != total || st.FromPeers != 0 {
+		t.Errorf("from seeder %d, from peers %d; want %d and 0", st.FromSeeder, st.FromPeers, total)
+	}
+}
+
+func TestDownload_FailsWhenMetainfoDisagreesWithDigest(t *testing.T) {
+	seedDir := t.TempDir()
+	a := writeLayer(t, seedDir, 1<<20, 256<<10, 1)
+	b := writeLayer(t, seedDir, 1<<20, 256<<10, 2)
+	seeder := newSeeder(t, seedDir, []jobspec.Layer{a})
+	// The torrent of a under the digest of b: every piece checks out, the
+	// file does not.
+	lie := b
+	lie.Torrent = a.Torrent
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	node, err := New(ctx, Config{Dir: t.TempDir(), Seeders: []string{fmt.Sprintf("127.0.0.1:%d", seeder.LocalPort())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	called := false
+	err = node.Download(ctx, []jobspec.Layer{lie}, func(jobspec.Layer, string) { called = true })
+	if !errors.Is(err, ErrCorrupt) {
+		t.Errorf("err %v, want ErrCorrupt", err)
+	}
+	if called {
+		t.Error("onDone called for a file that does not match its digest")
+	}
+}
+
+// newRawPeer starts a plain anacrolix client listening on host that serves
+// the file at path as the layer's torrent, claiming it complete.
+func newRawPeer(t *testing.T, host string, layer jobspec.Layer, path string) (*torrent.Client, *torrent.Torrent) {
+	t.Helper()
+	store := newFileStorage()
+	cc := clientConfig(slog.New(slog.DiscardHandler), store)
+	cc.SetListenAddr(host + ":0")
+	cl, err := torrent.NewClient(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close(); store.close() })
+	mi, err := metainfo.Load(strings.NewReader(string(layer.Torrent)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := mi.UnmarshalInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.register(mi.HashInfoBytes(), path, &info, true, nil); err != nil {
+		t.Fatal(err)
+	}
+	tor, _ := cl.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: mi.HashInfoBytes(), InfoBytes: mi.InfoBytes, Storage: store})
+	return cl, tor
+}
+
+func waitFor(ctx context.Context, cond func() bool) bool {
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return true
+}
+
+func TestDownload_BansPeerServingCorruptDataAndEndsCorrect(t *testing.T) {
+	seedDir := t.TempDir()
+	const pieceLen = 256 << 10
+	layer := writeLayer(t, seedDir, 2<<20, pieceLen, 5)
+	good := newSeeder(t, seedDir, []jobspec.Layer{layer})
+
+	// The bad peer has the same metainfo and a copy of the file with one
+	// byte flipped in every piece.
+	data, err := os.ReadFile(filepath.Join(seedDir, strings.TrimPrefix(layer.Digest, "sha256:")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 100; off < len(data); off += pieceLen {
+		data[off] ^= 0xff
+	}
+	badPath := filepath.Join(t.TempDir(), "corrupt")
+	if err := os.WriteFile(badPath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad, _ := newRawPeer(t, "127.0.0.2", layer, badPath)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	node, err := New(ctx, Config{Dir: dir, Seeders: []string{fmt.Sprintf("127.0.0.2:%d", bad.LocalPort())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	errc := make(chan error, 1)
+	go func() { errc <- node.Download(ctx, []jobspec.Layer{layer}, nil) }()
+
+	// At first the bad peer is the only source; it must get banned.
+	if !waitFor(ctx, func() bool { return banned(node, "127.0.0.2") }) {
+		t.Fatalf("bad peer not banned; banned: %v", node.cl.BadPeerIPs())
+	}
+	// Now the good seeder appears.
+	for _, tor := range node.cl.Torrents() {
+		tor.AddPeers([]torrent.PeerInfo{{Addr: stringAddr(fmt.Sprintf("127.0.0.1:%d", good.LocalPort())), Source: torrent.PeerSourceDirect}})
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if got := fileDigest(t, filepath.Join(dir, strings.TrimPrefix(layer.Digest, "sha256:"))); got != layer.Digest {
+		t.Fatalf("file hashes to %s, want %s", got, layer.Digest)
+	}
+	for _, tor := range node.cl.Torrents() {
+		for _, pc := range tor.PeerConns() {
+			if strings.HasPrefix(pc.RemoteAddr.String(), "127.0.0.2:") {
+				t.Errorf("still connected to banned peer %s", pc.RemoteAddr)
+			}
+		}
+	}
+}
+
+func banned(c *Client, ip string) bool {
+	return slices.ContainsFunc(c.cl.BadPeerIPs(), func(s string) bool {
+		a, err := netip.ParseAddr(s)
+		return err == nil && a.Unmap().String() == ip
+	})
+}
+
+type stringAddr string
+
+func (s stringAddr) String() string { return string(s) }
+
+// handshake dials the node from local IP from and sends a BitTorrent
+// handshake for ih; it reports whether the node answered with its own.
+func handshake(t *testing.T, from string, nodePort int, ih metainfo.Hash) bool {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 2 * time.Second}
+	conn, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", nodePort))
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	msg := append([]byte("\x13BitTorrent protocol"), make([]byte, 8)...)
+	msg = append(msg, ih[:]...)
+	msg = append(msg, []byte("-XX0000-abcdefghijkl")...)
+	if _, err := conn.Write(msg); err != nil {
+		return false
+	}
+	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	reply := make([]byte, 68)
+	_, err = io.ReadFull(conn, reply)
+	return err == nil && string(reply[1:20]) == "BitTorrent protocol"
+}
+
+func TestNew_RefusesPeersOutsideAllowedIPs(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		allowed  []string
+		wantData bool
+	}{
+		{"other IP allowed", []string{"127.0.0.2"}, true},
+		{"other IP not allowed", []string{"127.0.0.1"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seedDir := t.TempDir()
+			layer := writeLayer(t, seedDir, 1<<20, 256<<10, 6)
+			other, otherTorrent := newRawPeer(t, "127.0.0.2", layer, filepath.Join(seedDir, strings.TrimPrefix(layer.Digest, "sha256:")))
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			node, err := New(ctx, Config{
+				Dir:        t.TempDir(),
+				Seeders:    []string{fmt.Sprintf("127.0.0.2:%d", other.LocalPort())},
+				AllowedIPs: tc.allowed,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer node.Close()
+			// Outbound: the node is told to use 127.0.0.2 as a seeder.
+			err = node.Download(ctx, []jobspec.Layer{layer}, nil)
+			// Inbound: a handshake from 127.0.0.2 for a torrent the node has.
+			answered := handshake(t, "127.0.0.2", node.LocalPort(), otherTorrent.InfoHash())
+			if tc.wantData {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !answered {
+					t.Error("node did not answer an allowed peer's handshake")
+				}
+				return
+			}
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("download from a refused peer: %v", err)
+			}
+			if st := node.Stats(); st.FromPeers+st.FromSeeder != 0 || st.Peers != 0 {
+				t.Errorf("node exchanged data with a refused peer: %+v", st)
+			}
+			if n := len(otherTorrent.PeerConns()); n != 0 {
+				t.Errorf("refused peer holds %d connections", n)
+			}
+			if answered {
+				t.Error("node answered a handshake from a refused IP")
+			}
+			if !handshake(t, "127.0.0.1", node.LocalPort(), otherTorrent.InfoHash()) {
+				t.Error("node did not answer an allowed IP (control)")
+			}
+		})
+	}
+}

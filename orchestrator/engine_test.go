@@ -1,0 +1,343 @@
+package orchestrator
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
+	"github.com/layercast/layercast/orchestrator/fleet"
+	"github.com/layercast/layercast/orchestrator/imagecache"
+	"github.com/layercast/layercast/orchestrator/inventory"
+	"github.com/layercast/layercast/orchestrator/nodeassets"
+)
+
+// recorder is a Sink that keeps every event.
+type recorder struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (r *recorder) Emit(e Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+func (r *recorder) kinds() []EventKind {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []EventKind
+	for _, e := range r.events {
+		out = append(out, e.Kind)
+	}
+	return out
+}
+
+func (r *recorder) count(k EventKind, host string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.Kind == k && e.Host == host {
+			n++
+		}
+	}
+	return n
+}
+
+// fakeNode plays the node binary: it reads the spec, reports the states of
+// a download, then seeds until told to stop.
+func fakeNode(t *testing.T, specs chan<- *jobspec.Spec, fail string) func(context.Context, fleet.Command, *fleet.FakeProcess) {
+	return func(ctx context.Context, _ fleet.Command, p *fleet.FakeProcess) {
+		dec := jobspec.NewDecoder(p.StdinReader())
+		enc := jobspec.NewEncoder(p.StdoutWriter())
+		spec, err := jobspec.ReadSpec(dec)
+		if err != nil {
+			t.Errorf("fake node: %v", err)
+			p.Exit(err)
+			return
+		}
+		specs <- spec
+		emit := func(e jobspec.Event) { e.Time = time.Now(); _ = enc.Encode(e) }
+		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateChecking})
+		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateDownloading})
+		var lp []jobspec.LayerProgress
+		for _, l := range spec.Layers {
+			lp = append(lp, jobspec.LayerProgress{Digest: l.Digest, Done: l.Size, Total: l.Size})
+		}
+		emit(jobspec.Event{Kind: jobspec.EventProgress, Progress: &jobspec.Progress{Layers: lp, FromPeers: 10, FromSeeder: 20}})
+		if fail != "" {
+			emit(jobspec.Event{Kind: jobspec.EventError, State: jobspec.StateFailed, Message: fail})
+			emit(jobspec.Event{Kind: jobspec.EventExit})
+			p.Exit(errors.New("exit status 1"))
+			return
+		}
+		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateImporting})
+		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateDone, ImageID: spec.ImageID})
+		for {
+			var c jobspec.Control
+			if err := dec.Decode(&c); err != nil || c.Kind == jobspec.ControlStop {
+				break
+			}
+		}
+		emit(jobspec.Event{Kind: jobspec.EventExit})
+		p.Exit(nil)
+	}
+}
+
+type testLab struct {
+	dialer *fleet.FakeDialer
+	docker *imagecache.FakeDocker
+	deps   Deps
+	inv    string
+}
+
+func newTestLab(t *testing.T, hosts ...string) *testLab {
+	t.Helper()
+	dir := t.TempDir()
+	var inv strings.Builder
+	inv.WriteString("hosts:\n")
+	for i, h := range hosts {
+		fmt.Fprintf(&inv, "  - name: %s\n    address: 127.0.0.%d\n", h, i+2)
+	}
+	invPath := filepath.Join(dir, "inventory.yaml")
+	if err := os.WriteFile(invPath, []byte(inv.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodes := filepath.Join(dir, "nodes")
+	os.Mkdir(nodes, 0o700)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte("not really a node binary"))
+	zw.Close()
+	os.WriteFile(filepath.Join(nodes, nodeassets.FileName("amd64")), gz.Bytes(), 0o600)
+
+	l := &testLab{dialer: &fleet.FakeDialer{}, docker: imagecache.NewFakeDocker("lab/app:v1", bytes.Repeat([]byte{1}, 40000), bytes.Repeat([]byte{2}, 70000)), inv: invPath}
+	l.deps = Deps{
+		Docker:   l.docker,
+		Dialer:   func(*inventory.Inventory, Options) (fleet.Dialer, error) { return l.dialer, nil },
+		Nodes:    nodeassets.Dir(nodes),
+		CacheDir: filepath.Join(dir, "cache"),
+	}
+	return l
+}
+
+func (l *testLab) play(host string, node func(context.Context, fleet.Command, *fleet.FakeProcess)) *fleet.FakeConn {
+	c := fleet.NewFakeConn(inventory.Host{Name: host})
+	c.StartFunc = node
+	if l.dialer.Conns == nil {
+		l.dialer.Conns = map[string]*fleet.FakeConn{}
+	}
+	l.dialer.Conns[host] = c
+	return c
+}
+
+func (l *testLab) run(t *testing.T, ctx context.Context, opts Options) (*Report, *recorder, error) {
+	t.Helper()
+	eng, err := NewEngine(l.deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.InventoryPath = l.inv
+	if opts.Image == "" {
+		opts.Image = "lab/app:v1"
+	}
+	rec := &recorder{}
+	rep, err := eng.Run(ctx, opts, rec)
+	return rep, rec, err
+}
+
+func TestEngine_EveryHostGetsTheImageAndIsTornDown(t *testing.T) {
+	l := newTestLab(t, "h1", "h2", "h3")
+	specs := make(chan *jobspec.Spec, 3)
+	var conns []*fleet.FakeConn
+	for _, h := range []string{"h1", "h2", "h3"} {
+		conns = append(conns, l.play(h, fakeNode(t, specs, "")))
+	}
+	rep, rec, err := l.run(t, context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := rep.Failed(); len(f) != 0 {
+		t.Fatalf("failed hosts %v: %+v", f, rep.Hosts)
+	}
+	for _, h := range rep.Hosts {
+		if h.ImageID != l.docker.ID || h.FromPeers != 10 || h.FromSeeder != 20 {
+			t.Errorf("host result %+v", h)
+		}
+	}
+	k := rec.kinds()
+	if k[0] != EventJobStarted || k[len(k)-1] != EventJobDone {
+		t.Fatalf("events start with %s and end with %s", k[0], k[len(k)-1])
+	}
+	for _, h := range []string{"h1", "h2", "h3"} {
+		if n := rec.count(EventTeardown, h); n != 1 {
+			t.Errorf("%s: %d teardown events", h, n)
+		}
+	}
+	close(specs)
+	for spec := range specs {
+		if spec.ImageID != l.docker.ID || len(spec.Layers) != 2 || len(spec.Layers[0].Torrent) == 0 {
+			t.Errorf("spec for %s: image %s, %d layers", spec.Host, spec.ImageID, len(spec.Layers))
+		}
+		if !strings.Contains(spec.Announce, "192.0.2.1:") || len(spec.Seeders) != 1 || !strings.HasPrefix(spec.Seeders[0], "192.0.2.1:") {
+			t.Errorf("spec for %s: announce %s seeders %v; want the bastion as the host sees it", spec.Host, spec.Announce, spec.Seeders)
+		}
+		if !contains(spec.AllowedIPs, "127.0.0.2") || !contains(spec.AllowedIPs, "127.0.0.4") || !contains(spec.AllowedIPs, "192.0.2.1") {
+			t.Errorf("spec for %s: allowed IPs %v lack the job's hosts or the bastion", spec.Host, spec.AllowedIPs)
+		}
+	}
+	for _, c := range conns {
+		if !c.Closed() || len(c.WorkDirs()) != 0 {
+			t.Errorf("host left with closed=%v work dirs %v", c.Closed(), c.WorkDirs())
+		}
+		for _, p := range c.Processes() {
+			if !isDone(p) {
+				t.Errorf("node still running")
+			}
+		}
+	}
+}
+
+func isDone(p *fleet.FakeProcess) bool {
+	select {
+	case <-p.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestEngine_OneHostsFailureIsThatHostsAlone(t *testing.T) {
+	l := newTestLab(t, "good", "broken", "refused")
+	specs := make(chan *jobspec.Spec, 3)
+	l.play("good", fakeNode(t, specs, ""))
+	l.play("broken", fakeNode(t, specs, "import: disk full"))
+	l.dialer.Errs = map[string]error{"refused": fmt.Errorf("%w: 127.0.0.4 offered another key", fleet.ErrHostKeyMismatch)}
+	rep, _, err := l.run(t, context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]HostResult{}
+	for _, h := range rep.Hosts {
+		got[h.Host] = h
+	}
+	if got["good"].State != HostDone {
+		t.Errorf("good: %+v", got["good"])
+	}
+	if h := got["broken"]; h.State != HostFailed || !strings.Contains(h.Error, "disk full") {
+		t.Errorf("broken: %+v", h)
+	}
+	if h := got["refused"]; h.State != HostFailed || !strings.Contains(h.Error, "host key mismatch") {
+		t.Errorf("refused: %+v", h)
+	}
+	if f := rep.Failed(); len(f) != 2 {
+		t.Errorf("failed = %v", f)
+	}
+}
+
+func TestEngine_BadSelectionTouchesNoHost(t *testing.T) {
+	l := newTestLab(t, "h1")
+	_, rec, err := l.run(t, context.Background(), Options{Hosts: []string{"h9"}})
+	if !errors.Is(err, ErrConfig) {
+		t.Fatalf("err = %v, want ErrConfig", err)
+	}
+	if len(l.dialer.Dialed) != 0 || len(rec.kinds()) != 0 {
+		t.Fatalf("dialled %v, emitted %v", l.dialer.Dialed, rec.kinds())
+	}
+}
+
+func TestEngine_UnknownImageTouchesNoHost(t *testing.T) {
+	l := newTestLab(t, "h1")
+	_, _, err := l.run(t, context.Background(), Options{Image: "lab/nope:v1"})
+	if !errors.Is(err, ErrConfig) || !errors.Is(err, imagecache.ErrNoImage) {
+		t.Fatalf("err = %v, want ErrConfig wrapping ErrNoImage", err)
+	}
+	if len(l.dialer.Dialed) != 0 {
+		t.Fatalf("dialled %v", l.dialer.Dialed)
+	}
+}
+
+func TestEngine_CancelStopsEveryNodeAndRemovesItsDir(t *testing.T) {
+	l := newTestLab(t, "h1", "h2")
+	started := make(chan struct{}, 2)
+	hang := func(ctx context.Context, _ fleet.Command, p *fleet.FakeProcess) {
+		dec := jobspec.NewDecoder(p.StdinReader())
+		if _, err := jobspec.ReadSpec(dec); err != nil {
+			p.Exit(err)
+			return
+		}
+		_ = jobspec.NewEncoder(p.StdoutWriter()).Encode(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateDownloading})
+		started <- struct{}{}
+		for {
+			var c jobspec.Control
+			if err := dec.Decode(&c); err != nil || c.Kind == jobspec.ControlStop {
+				break
+			}
+		}
+		p.Exit(nil)
+	}
+	c1, c2 := l.play("h1", hang), l.play("h2", hang)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-started; <-started; cancel() }()
+	rep, rec, err := l.run(t, ctx, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Cancelled {
+		t.Fatal("report not marked cancelled")
+	}
+	for _, h := range rep.Hosts {
+		if h.State != HostCancelled {
+			t.Errorf("%s: %s", h.Host, h.State)
+		}
+	}
+	for _, c := range []*fleet.FakeConn{c1, c2} {
+		if !c.Closed() || len(c.WorkDirs()) != 0 {
+			t.Errorf("closed=%v dirs=%v", c.Closed(), c.WorkDirs())
+		}
+		for _, p := range c.Processes() {
+			if !isDone(p) {
+				t.Error("node still running after cancel")
+			}
+		}
+	}
+	if rec.count(EventTeardown, "h1") != 1 || rec.count(EventTeardown, "") != 1 {
+		t.Errorf("teardown events missing: %v", rec.kinds())
+	}
+}
+
+func TestEngine_NodeThatDiesEarlyFailsWithItsOutput(t *testing.T) {
+	l := newTestLab(t, "h1")
+	l.play("h1", func(ctx context.Context, _ fleet.Command, p *fleet.FakeProcess) {
+		_, _ = io.WriteString(p.StderrWriter(), "fatal: cannot open /var/run/docker.sock\n")
+		time.Sleep(50 * time.Millisecond)
+		p.Exit(errors.New("exit status 2"))
+	})
+	rep, _, err := l.run(t, context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := rep.Hosts[0]; h.State != HostFailed || !strings.Contains(h.Error, "docker.sock") {
+		t.Fatalf("%+v", h)
+	}
+}

@@ -1,0 +1,249 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/layercast/layercast/orchestrator/inventory"
+)
+
+func resolverFor(t *testing.T, config string) *SSHDialer {
+	t.Helper()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "config")
+	if err := os.WriteFile(p, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDialer(Config{SSHConfigPath: p, Home: "/home/op", LocalUser: "op", AgentSocket: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestResolve_SSHConfigFillsWhatTheInventoryLeavesOut(t *testing.T) {
+	d := resolverFor(t, `
+Host web*
+  HostName %h.lab.example
+  User deploy
+  Port 2222
+  IdentityFile ~/.ssh/lab_%r
+  IdentitiesOnly yes
+
+Host 10.0.0.*
+  User ipuser
+  ProxyJump admin@gw.example:2200
+
+Host *
+  User fallback
+`)
+	cases := []struct {
+		host inventory.Host
+		want Target
+	}{
+		{inventory.Host{Name: "web1"}, Target{Alias: "web1", HostName: "web1.lab.example", Port: 2222, User: "deploy",
+			IdentityFiles: []string{"/home/op/.ssh/lab_deploy"}, IdentitySource: FromSSHConfig, IdentitiesOnly: true}},
+		// The inventory wins field by field.
+		{inventory.Host{Name: "web2", Address: "192.0.2.7", Port: 22, User: "root", IdentityFile: "/keys/id"},
+			Target{Alias: "192.0.2.7", HostName: "192.0.2.7", Port: 22, User: "root", IdentityFiles: []string{"/keys/id"}, IdentitySource: FromInventory}},
+		// The address is what ssh_config is matched with.
+		{inventory.Host{Name: "db", Address: "10.0.0.5"}, Target{Alias: "10.0.0.5", HostName: "10.0.0.5", Port: 22, User: "ipuser",
+			IdentityFiles: []string{"/home/op/.ssh/id_ed25519", "/home/op/.ssh/id_ecdsa", "/home/op/.ssh/id_rsa"}, IdentitySource: FromDefaults,
+			Jumps: []Target{{Alias: "gw.example", HostName: "gw.example", Port: 2200, User: "admin",
+				IdentityFiles: []string{"/home/op/.ssh/id_ed25519", "/home/op/.ssh/id_ecdsa", "/home/op/.ssh/id_rsa"}, IdentitySource: FromDefaults}}}},
+		{inventory.Host{Name: "other"}, Target{Alias: "other", HostName: "other", Port: 22, User: "fallback",
+			IdentityFiles: []string{"/home/op/.ssh/id_ed25519", "/home/op/.ssh/id_ecdsa", "/home/op/.ssh/id_rsa"}, IdentitySource: FromDefaults}},
+	}
+	for _, c := range cases {
+		got, err := d.Resolve(c.host)
+		if err != nil {
+			t.Fatalf("%s: %v", c.host.Name, err)
+		}
+		if !equalTarget(got, c.want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", c.host.Name, got, c.want)
+		}
+	}
+}
+
+func equalTarget(a, b Target) bool {
+	if a.Alias != b.Alias || a.HostName != b.HostName || a.Port != b.Port || a.User != b.User ||
+		!slices.Equal(a.IdentityFiles, b.IdentityFiles) || a.IdentitySource != b.IdentitySource ||
+		a.IdentitiesOnly != b.IdentitiesOnly || len(a.Jumps) != len(b.Jumps) {
+		return false
+	}
+	for i := range a.Jumps {
+		if !equalTarget(a.Jumps[i], b.Jumps[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestResolve_JumpHostsOwnProxyJumpComesFirst(t *testing.T) {
+	d := resolverFor(t, `
+Host target
+  ProxyJump inner
+Host inner
+  ProxyJump outer
+`)
+	got, err := d.Resolve(inventory.Host{Name: "target"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hops []string
+	for _, j := range got.Jumps {
+		hops = append(hops, j.Alias)
+	}
+	if strings.Join(hops, ",") != "outer,inner" {
+		t.Errorf("hops %v, want outer,inner", hops)
+	}
+}
+
+func TestResolve_Errors(t *testing.T) {
+	for _, c := range []struct{ config, want string }{
+		{"Host a\n  ProxyCommand nc %h %p\n", "ProxyCommand for a is not supported"},
+		{"Host a\n  Port abc\n", `Port "abc" for a is not a port number`},
+		{"Host a\n  ProxyJump a\n", "longer than"},
+		{"Host a\n  ProxyJump user@:22\n", "ProxyJump for a"},
+	} {
+		_, err := resolverFor(t, c.config).Resolve(inventory.Host{Name: "a"})
+		if !errors.Is(err, ErrSSHConfig) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("config %q: got %v, want ErrSSHConfig with %q", c.config, err, c.want)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "config")
+	os.WriteFile(p, []byte("Match exec \"true\"\n"), 0o600)
+	if _, err := NewDialer(Config{SSHConfigPath: p, Home: "/h", LocalUser: "u"}); !errors.Is(err, ErrSSHConfig) || !strings.Contains(err.Error(), p) {
+		t.Errorf("unparsable config: %v", err)
+	}
+}
+
+func TestForEach_BoundsConcurrencyWithoutBatches(t *testing.T) {
+	hosts := []string{"slow", "a", "b", "c", "d", "e"}
+	var (
+		running, peak atomic.Int32
+		mu            sync.Mutex
+		finished      []string
+	)
+	release := make(chan struct{})
+	res := ForEach(context.Background(), hosts, 2, func(ctx context.Context, h string) (int, error) {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		if h == "slow" {
+			<-release
+		} else {
+			time.Sleep(5 * time.Millisecond)
+		}
+		mu.Lock()
+		finished = append(finished, h)
+		if len(finished) == len(hosts)-1 {
+			close(release) // every other host finished while slow held its slot
+		}
+		mu.Unlock()
+		if h == "c" {
+			return 0, errors.New("boom")
+		}
+		return len(h), nil
+	})
+	if peak.Load() > 2 {
+		t.Errorf("%d ran at once, limit 2", peak.Load())
+	}
+	if finished[len(finished)-1] != "slow" {
+		t.Errorf("finish order %v: the slow host held up others", finished)
+	}
+	for i, r := range res {
+		if r.Host != hosts[i] {
+			t.Errorf("result %d is %s", i, r.Host)
+		}
+	}
+	err := Errors(res)
+	var he *HostError
+	if !errors.As(err, &he) || he.Host != "c" || err.Error() != "c: boom" {
+		t.Errorf("Errors = %v", err)
+	}
+}
+
+func TestForEach_StopsStartingWhenCtxEnds(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var started []string
+	var mu sync.Mutex
+	res := ForEach(ctx, []string{"a", "b", "c"}, 1, func(ctx context.Context, h string) (struct{}, error) {
+		mu.Lock()
+		started = append(started, h)
+		mu.Unlock()
+		cancel()
+		return struct{}{}, nil
+	})
+	sort.Strings(started)
+	if len(started) != 1 || !errors.Is(res[1].Err, context.Canceled) || !errors.Is(res[2].Err, context.Canceled) {
+		t.Errorf("started %v, results %+v", started, res)
+	}
+}
+
+func TestRetry_StopsOnSentinelsAndRetriesTheRest(t *testing.T) {
+	calls := 0
+	err := Retry(context.Background(), 5, time.Millisecond, func(context.Context) error {
+		calls++
+		return &HostError{Host: "h", Err: ErrHostKeyMismatch}
+	})
+	if calls != 1 || !errors.Is(err, ErrHostKeyMismatch) {
+		t.Errorf("sentinel: %d calls, %v", calls, err)
+	}
+	calls = 0
+	err = Retry(context.Background(), 3, time.Millisecond, func(context.Context) error {
+		calls++
+		if calls < 3 {
+			return errors.New("connection refused")
+		}
+		return nil
+	})
+	if calls != 3 || err != nil {
+		t.Errorf("transient: %d calls, %v", calls, err)
+	}
+}
+
+func TestFakes_ProcessRoundTrip(t *testing.T) {
+	d := &FakeDialer{Errs: map[string]error{"bad": ErrAuthFailed}}
+	if _, err := d.Dial(context.Background(), inventory.Host{Name: "bad"}); !errors.Is(err, ErrAuthFailed) {
+		t.Errorf("dial bad: %v", err)
+	}
+	c, err := d.Dial(context.Background(), inventory.Host{Name: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := d.Conn("h")
+	fc.StartFunc = func(ctx context.Context, cmd Command, p *FakeProcess) {
+		b := make([]byte, 4)
+		n, _ := p.StdinReader().Read(b)
+		p.StdoutWriter().Write(append([]byte("echo:"), b[:n]...))
+		p.Exit(nil)
+	}
+	p, err := c.Start(context.Background(), Command{Path: "/tmp/layercast-j/node", Become: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Stdin().Write([]byte("spec"))
+	out := make([]byte, 9)
+	n, _ := p.Stdout().Read(out)
+	if string(out[:n]) != "echo:spec" || p.Wait() != nil {
+		t.Errorf("got %q", out[:n])
+	}
+	if calls := fc.Calls(); len(calls) != 1 || calls[0] != "start sudo -n -- /tmp/layercast-j/node" {
+		t.Errorf("calls %v", calls)
+	}
+}
