@@ -25,6 +25,7 @@ nodebin:
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
 			-o $(ASSETS)/layercast-node-linux-$$arch ./nodebin/cmd/layercast-node || exit 1; \
 		gzip -9 -n -f $(ASSETS)/layercast-node-linux-$$arch || exit 1; \
+		echo $(VERSION) > $(ASSETS)/layercast-node-linux-$$arch.version; \
 	done
 
 layercast: nodebin
@@ -69,4 +70,4 @@ demo-headless: build
 	status=$$?; $(BIN)/testbed down --name $(LAB); exit $$status
 
 clean:
-	rm -rf $(BIN) $(ASSETS)/*.gz
+	rm -rf $(BIN) $(ASSETS)/*.gz $(ASSETS)/*.version

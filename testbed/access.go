@@ -133,6 +133,34 @@ func (l *Lab) Command(ctx context.Context, machine string, args ...string) (*exe
 	return cmd, nil
 }
 
+// ExecScriptPath is a shell script in the lab directory that runs a
+// command inside a lab machine like Command does, for scripts without the
+// testbed command: DIR/exec bastion docker images.
+func (l *Lab) ExecScriptPath() string { return filepath.Join(l.st.Dir, "exec") }
+
+func (l *Lab) execScript() string {
+	var b strings.Builder
+	b.WriteString("#!/bin/sh\n# Run a command inside a machine of lab " + l.st.Name + ": exec MACHINE COMMAND [ARG...]\n")
+	b.WriteString("if [ $# -lt 2 ]; then echo \"usage: $0 MACHINE COMMAND [ARG...]\" >&2; exit 2; fi\n")
+	b.WriteString("m=$1; shift\ncase \"$m\" in\n")
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.st.Machines {
+		var words []string
+		for _, a := range m.enter() {
+			words = append(words, shellQuote(a))
+		}
+		enter := strings.Join(words, " ")
+		if m.Role == RoleHost {
+			fmt.Fprintf(&b, "  %s) exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 %s --wd=/root -- \"$@\" ;;\n", m.Name, enter)
+		} else {
+			fmt.Fprintf(&b, "  %s) unset DOCKER_HOST; exec %s --wd=\"$(pwd)\" -- \"$@\" ;;\n", m.Name, enter)
+		}
+	}
+	b.WriteString("  *) echo \"no machine $m in lab " + l.st.Name + "\" >&2; exit 2 ;;\nesac\n")
+	return b.String()
+}
+
 // Exec runs a command inside a lab machine (see Command) and returns its
 // standard output; a failure carries its standard error.
 func (l *Lab) Exec(ctx context.Context, machine string, args ...string) ([]byte, error) {

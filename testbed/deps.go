@@ -8,24 +8,26 @@ import (
 	"slices"
 )
 
-// deps maps each program the lab runs to the Debian package that ships it.
-var deps = []struct{ program, pkg string }{
-	{"dockerd", "docker.io"},
-	{"docker", "docker.io"},
-	{"sshd", "openssh-server"},
-	{"docker-registry", "docker-registry"},
-	{"ip", "iproute2"},
-	{"tc", "iproute2"},
-	{"sudo", "sudo"},
-	{"nsenter", "util-linux"},
-	{"unshare", "util-linux"},
-	{"mount", "mount"},
+// labDeps maps each program the lab runs to the Debian package that ships it.
+func labDeps() []struct{ program, pkg string } {
+	return []struct{ program, pkg string }{
+		{"dockerd", "docker.io"},
+		{"docker", "docker.io"},
+		{"sshd", "openssh-server"},
+		{"docker-registry", "docker-registry"},
+		{"ip", "iproute2"},
+		{"tc", "iproute2"},
+		{"sudo", "sudo"},
+		{"nsenter", "util-linux"},
+		{"unshare", "util-linux"},
+		{"mount", "mount"},
+	}
 }
 
 // MissingDeps returns the Debian packages whose programs are not on PATH.
 func MissingDeps() []string {
 	var pkgs []string
-	for _, d := range deps {
+	for _, d := range labDeps() {
 		if _, err := lookPath(d.program); err != nil && !slices.Contains(pkgs, d.pkg) {
 			pkgs = append(pkgs, d.pkg)
 		}

@@ -2,15 +2,29 @@
 // Docker hosts for layercast's tests and benchmarks.
 //
 // A lab has one bridge and, per machine, a network namespace joined to the
-// bridge by a shaped veth pair. Every host also has a persistent mount
-// namespace in which /run, /tmp, /root, /home, /etc/ssh, /etc/docker,
-// /var/lib/docker and the account files are its own, so that its OpenSSH
-// sshd and its dockerd (and every SSH session) see a machine of their own:
-// /var/run/docker.sock inside a host is that host's daemon. A bastion
-// machine (the operator's) has its own dockerd; an optional registry machine
-// runs Debian's docker-registry.
+// bridge by a veth pair shaped with tc (HTB) in both directions. Every host
+// also has persistent mount and UTS namespaces in which its hostname, /run,
+// /tmp, /root, /home, /etc/ssh, /etc/docker, /etc/hosts, /var/lib/docker and
+// the account files (passwd, group, shadow, sudoers) are its own, bound from
+// the lab directory; the machine's own files are never changed. So its
+// OpenSSH sshd and its dockerd, and every SSH session, see a machine of
+// their own: /var/run/docker.sock inside a host is that host's daemon. Each
+// host has the logins root and DeployUser (docker only through sudo -n).
 //
-// Labs are found again by name through a state file under
-// /run/layercast-testbed, so a separate process (the testbed command) can
-// inject faults into a lab or take it down.
+// The bastion (the operator's machine) has its own network, hostname, /run
+// and dockerd but otherwise sees the machine's files, so the operator's
+// binaries and the lab directory are there. An optional registry machine
+// runs Debian's docker-registry on port 5000, trusted by every daemon.
+//
+// The lab directory receives inventory.yaml (root), inventory-deploy.yaml
+// (DeployUser with become), known_hosts, id_ed25519, an exec script, the
+// generated images and every machine's files. A state file under
+// StateRoot lets another process (the testbed command) find the lab by
+// name to inject faults or take it down; Down removes every process (by
+// recorded pid and by namespace membership), mount, namespace, link,
+// cgroup and file the lab made.
+//
+// Processes in the default network namespace reach the lab through
+// Lab.Dial (a socket made inside the bastion's network namespace); the
+// machine gets no route or address into the lab.
 package testbed

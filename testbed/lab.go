@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,13 +28,11 @@ const maxSlots = 250
 
 // Sentinel errors.
 var (
-	ErrNotRoot      = errors.New("testbed needs root")
-	ErrNoLab        = errors.New("no such lab")
-	ErrNoMachine    = errors.New("no such lab machine")
-	ErrDirNotEmpty  = errors.New("lab directory is not empty and holds no lab")
-	ErrNoFreeSlot   = errors.New("no free lab slot")
-	ErrNoRegistry   = errors.New("lab has no registry")
-	ErrHostNotReady = errors.New("lab machine not ready")
+	ErrNotRoot     = errors.New("testbed needs root")
+	ErrNoLab       = errors.New("no such lab")
+	ErrNoMachine   = errors.New("no such lab machine")
+	ErrDirNotEmpty = errors.New("lab directory is not empty and holds no lab")
+	ErrNoFreeSlot  = errors.New("no free lab slot")
 )
 
 // labState is what the state file records: enough for another process to
@@ -428,6 +425,9 @@ func (l *Lab) build(ctx context.Context, cfg Config) error {
 	if err := writeKnownHosts(l.KnownHostsPath(), hosts); err != nil {
 		return fmt.Errorf("write known_hosts: %w", err)
 	}
+	if err := os.WriteFile(l.ExecScriptPath(), []byte(l.execScript()), 0o755); err != nil {
+		return fmt.Errorf("write exec script: %w", err)
+	}
 	l.log.Info("lab up", "hosts", len(hosts), "elapsed", time.Since(start).Round(time.Millisecond))
 	return l.save()
 }
@@ -489,272 +489,4 @@ func (l *Lab) setupMachine(ctx context.Context, m *Machine, acc *accounts, clien
 		return l.startSSHD(m)
 	}
 	return nil
-}
-
-func (l *Lab) registryAddr() string {
-	if !l.st.Registry {
-		return ""
-	}
-	return l.st.Subnet + ".3:5000"
-}
-
-func (l *Lab) startDocker(m *Machine) error {
-	p, err := spawn(m.dockerdArgs(l.registryAddr()), filepath.Join(m.Dir, "dockerd.log"), daemonEnv())
-	if err != nil {
-		return fmt.Errorf("start dockerd: %w", err)
-	}
-	l.mu.Lock()
-	m.Docker = p
-	l.mu.Unlock()
-	return nil
-}
-
-func (l *Lab) startSSHD(m *Machine) error {
-	p, err := spawn(m.sshdArgs(), filepath.Join(m.Dir, "sshd.log"), daemonEnv())
-	if err != nil {
-		return fmt.Errorf("start sshd: %w", err)
-	}
-	l.mu.Lock()
-	m.SSHD = p
-	l.mu.Unlock()
-	return nil
-}
-
-// registryConfig is docker-registry's configuration; storage is the lab's.
-const registryConfig = `version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: :5000
-`
-
-func (l *Lab) startRegistry(m *Machine) error {
-	cfgPath := filepath.Join(m.Dir, "config.yml")
-	data := filepath.Join(m.Dir, "data")
-	if err := os.MkdirAll(data, 0o755); err != nil {
-		return fmt.Errorf("create registry storage: %w", err)
-	}
-	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, registryConfig, data), 0o644); err != nil {
-		return fmt.Errorf("write registry config: %w", err)
-	}
-	args := append(m.enter(), "--", "docker-registry", "serve", cfgPath)
-	p, err := spawn(args, filepath.Join(m.Dir, "registry.log"), daemonEnv())
-	if err != nil {
-		return fmt.Errorf("start docker-registry: %w", err)
-	}
-	l.mu.Lock()
-	m.Registry = p
-	l.mu.Unlock()
-	return nil
-}
-
-// waitReady waits until every daemon of the lab answers.
-func (l *Lab) waitReady(ctx context.Context, timeout time.Duration) error {
-	bastion := l.bastion()
-	var g errgroup.Group
-	for _, m := range l.st.Machines {
-		g.Go(func() error {
-			switch m.Role {
-			case RoleRegistry:
-				if err := waitPort(ctx, bastion.NetnsPath(), m.IP+":5000", timeout); err != nil {
-					return fmt.Errorf("%s: registry: %w", m.Name, err)
-				}
-				return nil
-			case RoleHost:
-				if err := waitPort(ctx, bastion.NetnsPath(), m.IP+":22", timeout); err != nil {
-					return fmt.Errorf("%s: sshd: %w", m.Name, err)
-				}
-			}
-			if err := m.waitDocker(ctx, timeout); err != nil {
-				return fmt.Errorf("%s: %w", m.Name, err)
-			}
-			return nil
-		})
-	}
-	return g.Wait()
-}
-
-// Down stops every process of the lab and removes its namespaces, links,
-// mounts, state and files. It is safe to call again on a lab that is down.
-func (l *Lab) Down(ctx context.Context) error {
-	l.mu.Lock()
-	st := l.st
-	machines := slices.Clone(st.Machines)
-	l.mu.Unlock()
-	var errs []error
-
-	// Daemons first, politely: dockerd stops its containerd and containers.
-	var g errgroup.Group
-	g.SetLimit(32)
-	for _, m := range machines {
-		for _, p := range []Proc{m.Docker, m.SSHD, m.Registry} {
-			g.Go(func() error { return p.stop(ctx, 15*time.Second) })
-		}
-	}
-	if err := g.Wait(); err != nil {
-		errs = append(errs, err)
-	}
-	// Then everything else still living in a lab namespace.
-	var nsFiles []string
-	for _, m := range machines {
-		nsFiles = append(nsFiles, m.NetnsPath())
-		if m.MountNS != "" {
-			nsFiles = append(nsFiles, m.MountNS)
-		}
-	}
-	if rest, err := procsInNamespaces(nsFiles); err != nil {
-		errs = append(errs, err)
-	} else if err := killAll(ctx, rest); err != nil {
-		errs = append(errs, err)
-	}
-
-	for _, m := range machines {
-		for _, f := range []string{m.MountNS, m.UTSNS} {
-			if f == "" {
-				continue
-			}
-			if err := unmountIfMounted(ctx, f); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	nsDir := labNSDir(st.Name)
-	if err := unmountIfMounted(ctx, nsDir); err != nil {
-		errs = append(errs, err)
-	}
-	for _, m := range machines {
-		if _, err := os.Stat(m.NetnsPath()); err == nil {
-			if _, err := run(ctx, nil, "ip", "netns", "delete", m.Netns); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if err := deleteLink(ctx, m.Veth); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := deleteLink(ctx, st.Bridge); err != nil {
-		errs = append(errs, err)
-	}
-	if err := removeCgroups(st.Name, machines); err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		// Keep the state so a second Down can finish the job.
-		return fmt.Errorf("take down lab %s: %w", st.Name, errors.Join(errs...))
-	}
-	if err := clearDir(st.Dir); err != nil {
-		return err
-	}
-	if st.CreatedDir {
-		if err := os.Remove(st.Dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("remove lab dir: %w", err)
-		}
-	}
-	if err := os.RemoveAll(labStateDir(st.Name)); err != nil {
-		return fmt.Errorf("remove lab state: %w", err)
-	}
-	l.log.Info("lab down")
-	return nil
-}
-
-// unmountIfMounted unmounts path if it is a mount point.
-func unmountIfMounted(ctx context.Context, path string) error {
-	if _, err := os.Stat(path); err != nil {
-		return nil
-	}
-	mounted, err := isMountPoint(path)
-	if err != nil || !mounted {
-		return err
-	}
-	if _, err := run(ctx, nil, "umount", path); err != nil {
-		if _, lerr := run(ctx, nil, "umount", "-l", path); lerr != nil {
-			return fmt.Errorf("unmount %s: %w", path, err)
-		}
-	}
-	return nil
-}
-
-// isMountPoint reports whether path is a mount point in this process's
-// mount namespace.
-func isMountPoint(path string) (bool, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false, fmt.Errorf("read mountinfo: %w", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && unescapeMount(f[4]) == path {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// unescapeMount decodes the octal escapes of /proc/self/mountinfo.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func linkExists(name string) bool {
-	_, err := os.Stat(filepath.Join("/sys/class/net", name))
-	return err == nil
-}
-
-// deleteLink deletes a link in the default namespace if it is there. A veth
-// also goes away by itself shortly after its peer's namespace does.
-func deleteLink(ctx context.Context, name string) error {
-	if !linkExists(name) {
-		return nil
-	}
-	if _, err := run(ctx, nil, "ip", "link", "delete", name); err != nil && linkExists(name) {
-		return err
-	}
-	return nil
-}
-
-// labCgroup is the cgroup under which the lab's daemons put containers.
-func labCgroup(name string) string { return "layercast-lab-" + name }
-
-// removeCgroups removes the lab's (empty) container cgroups from every
-// cgroup hierarchy.
-func removeCgroups(name string, machines []*Machine) error {
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*")
-	roots = append(roots, "/sys/fs/cgroup")
-	var errs []error
-	for _, root := range roots {
-		dir := filepath.Join(root, labCgroup(name))
-		if _, err := os.Stat(dir); err != nil {
-			continue
-		}
-		for _, m := range machines {
-			if err := os.Remove(filepath.Join(dir, m.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("remove cgroup: %w", err))
-			}
-		}
-		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("remove cgroup: %w", err))
-		}
-	}
-	return errors.Join(errs...)
 }

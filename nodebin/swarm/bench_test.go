@@ -6,8 +6,8 @@ import (
 	"os"
 	"strconv"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/layercast/layercast/nodebin/jobspec"
 )
@@ -31,7 +31,7 @@ func envInt(tb testing.TB, name string, def int64) int64 {
 //	go test ./nodebin/swarm -run '^$' -bench Download -benchtime 3x
 func BenchmarkDownload1GiB(b *testing.B) {
 	size := envInt(b, "LAYERCAST_BENCH_BYTES", 1<<30)
-	pieceLen := envInt(b, "LAYERCAST_BENCH_PIECE", 4<<20)
+	pieceLen := envInt(b, "LAYERCAST_BENCH_PIECE", 2<<20)
 	seedDir := b.TempDir()
 	layer := writeLayer(b, seedDir, size, pieceLen, 1)
 	seeder := newSeeder(b, seedDir, []jobspec.Layer{layer})

@@ -161,4 +161,4 @@ func (p filePiece) Completion() storage.Completion {
 type nopCloserReaderAt struct{ f *os.File }
 
 func (r nopCloserReaderAt) ReadAt(b []byte, off int64) (int, error) { return r.f.ReadAt(b, off) }
-func (nopCloserReaderAt) Close() error                                { return nil }
+func (nopCloserReaderAt) Close() error                              { return nil }

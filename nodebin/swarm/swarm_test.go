@@ -3,8 +3,8 @@ package swarm
 import (
 	"context"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
-	"debug/buildinfo"
 	"embed"
 	"encoding/hex"
 	"errors"
@@ -32,8 +31,8 @@ type Binary struct {
 	// SHA256 is the hex sha256 of the uncompressed binary.
 	SHA256 string
 	Size   int64 // uncompressed
-	// Version is the version the binary was built with (its -X
-	// main.version), read from the binary itself.
+	// Version is the version the binary was built as, from the
+	// .version file make writes beside it; "unknown" without one.
 	Version string
 }
 
@@ -74,27 +73,15 @@ func (s *Set) Get(arch string) (*Binary, error) {
 		return nil, fmt.Errorf("node binary for linux/%s: %w", arch, err)
 	}
 	sum := sha256.Sum256(raw)
-	return &Binary{Arch: arch, Gz: gz, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(raw)), Version: buildVersion(raw)}, nil
+	return &Binary{Arch: arch, Gz: gz, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(raw)), Version: s.version(arch)}, nil
 }
 
-// buildVersion reads main.version from the binary's build info; "unknown"
-// when it was built without one.
-func buildVersion(raw []byte) string {
-	bi, err := buildinfo.Read(bytes.NewReader(raw))
-	if err != nil {
+func (s *Set) version(arch string) string {
+	b, err := fs.ReadFile(s.fsys, strings.TrimSuffix(FileName(arch), ".gz")+".version")
+	if err != nil || len(bytes.TrimSpace(b)) == 0 {
 		return "unknown"
 	}
-	for _, s := range bi.Settings {
-		if s.Key != "-ldflags" {
-			continue
-		}
-		for _, f := range strings.Fields(s.Value) {
-			if v, ok := strings.CutPrefix(f, "main.version="); ok {
-				return v
-			}
-		}
-	}
-	return "unknown"
+	return string(bytes.TrimSpace(b))
 }
 
 // Arches lists the architectures present.

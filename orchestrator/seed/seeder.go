@@ -275,6 +275,7 @@ func clientConfig(logger *slog.Logger, store *readOnlyStorage) *torrent.ClientCo
 	cc.DisableWebtorrent = true
 	cc.DisableWebseeds = true
 	cc.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{}
+	cc.MaxAllocPeerRequestDataPerConn = 4 << 20 // 64 blocks of the nodes' 64 KiB requests
 	cc.DialRateLimiter = rate.NewLimiter(100, 100)
 	return cc
 }

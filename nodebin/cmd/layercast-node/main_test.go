@@ -19,18 +19,38 @@ import (
 	"github.com/layercast/layercast/nodebin/node"
 )
 
-// build compiles the node binary the way it ships (static) into dir.
-func build(t *testing.T, dir string) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
+// binary is the node binary built once for all tests, as it ships (static).
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lcnode-bin")
 	if err != nil {
-		t.Skip("no go tool to build the binary")
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	out := filepath.Join(dir, "layercast-node")
-	cmd := exec.Command(goBin, "build", "-o", out, ".")
+	binary = filepath.Join(dir, "layercast-node")
+	cmd := exec.Command("go", "build", "-o", binary, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, b)
+		fmt.Fprintf(os.Stderr, "build node binary: %v\n%s", err, b)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// install copies the binary into dir, as the bastion's upload does.
+func install(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "layercast-node")
+	if err := os.WriteFile(out, b, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
@@ -55,7 +75,7 @@ func startNode(t *testing.T, spec *jobspec.Spec) *proc {
 		t.Fatal(err)
 	}
 	p := &proc{t: t, dir: spec.WorkDir, exited: make(chan error, 1)}
-	p.cmd = exec.Command(build(t, spec.WorkDir))
+	p.cmd = exec.Command(install(t, spec.WorkDir))
 	p.cmd.Stderr = &p.stderr
 	var err error
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
