@@ -36,15 +36,17 @@ testbed:
 
 # Everything, the lab tests included (they need root and skip without it).
 test: build
-	LAYERCAST_BIN=$(CURDIR)/$(BIN)/layercast TESTBED_BIN=$(CURDIR)/$(BIN)/testbed \
+	LAYERCAST_BIN=$(CURDIR)/$(BIN)/layercast \
 		$(GO) test -count=1 -timeout 25m ./...
 
 # Unit tests only: no root, no lab.
 test-unit: nodebin
 	$(GO) test -count=1 -short ./...
 
+# The lab's Debian packages (docker.io, openssh-server, docker-registry,
+# iproute2, sudo), installed when missing.
 deps:
-	./testbed/install-deps.sh
+	$(GO) run ./cmd/testbed deps
 
 # The main job on the built-in lab: bring up $(HOSTS) hosts, make an image,
 # open the console on the bastion, tear the lab down.

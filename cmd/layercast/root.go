@@ -45,7 +45,7 @@ On a terminal, layercast without a command opens the console.`,
 	root.Flags().StringVarP(&jf.inventory, "inventory", "i", "inventory.yaml", "inventory file (layercast YAML or Ansible INI/YAML)")
 	root.Flags().StringVar(&jf.image, "image", "", "image to preselect in the console")
 	root.Flags().StringVar(&jf.logFile, "log-file", "", "write logs here (default: a file in the cache dir)")
-	root.AddCommand(newRunCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newPlanCmd(), newVersionCmd())
 	return root
 }
 
@@ -144,6 +144,7 @@ func newRunCmd() *cobra.Command {
 	var jf jobFlags
 	var asJSON bool
 	var reportFile, summaryFile, retryFailed string
+	var dryRun bool
 	var every time.Duration
 	cmd := &cobra.Command{
 		Use:   "run -i INVENTORY [--group G | --hosts a,b] IMAGE",
@@ -158,24 +159,22 @@ inventory or image (no host was touched); 3 the bastion itself failed;
 		Example: `  layercast run -i inventory.yaml registry.example:5000/app:v2
   layercast run -i hosts.ini --group web --json app:v2 > events.jsonl
   layercast run -i inventory.yaml --retry-failed report.json app:v2`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usageErr(fmt.Errorf("run takes exactly one IMAGE, got %d arguments", len(args)))
-			}
-			return nil
-		},
+		Args: exactArgs(1, "IMAGE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			jf.image = args[0]
-			opts, err := jf.options()
-			if err != nil {
-				return usageErr(err)
-			}
 			if retryFailed != "" {
 				hosts, err := failedHostsFrom(retryFailed)
 				if err != nil {
 					return usageErr(err)
 				}
-				opts.Hosts = hosts
+				jf.hosts, jf.groups = hosts, nil
+			}
+			if dryRun {
+				return runPlan(cmd, &jf, asJSON)
+			}
+			opts, err := jf.options()
+			if err != nil {
+				return usageErr(err)
 			}
 			log, closeLog, err := jf.logger()
 			if err != nil {
@@ -207,6 +206,7 @@ inventory or image (no host was touched); 3 the bastion itself failed;
 	cmd.Flags().StringVar(&summaryFile, "summary", "", "write a Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
 	cmd.Flags().StringVar(&retryFailed, "retry-failed", "", "run only the hosts that failed in this JSON report")
 	cmd.Flags().DurationVar(&every, "progress-interval", 2*time.Second, "how often progress is printed")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only show what the run would move (as `layercast plan`)")
 	return cmd
 }
 

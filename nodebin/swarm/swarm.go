@@ -238,10 +238,12 @@ type verified struct {
 // keeps seeding the layers it has until Close.
 func (c *Client) Download(ctx context.Context, layers []jobspec.Layer, onDone func(jobspec.Layer, string)) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	results := make(chan verified, len(layers))
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		cancel() // stops the hashers still waiting for pieces
+		wg.Wait()
+	}()
+	results := make(chan verified, len(layers))
 	for _, l := range layers {
 		h := &orderedHasher{wake: make(chan struct{}, 1)}
 		ls, lf, info, err := c.add(l, false, h.pieceCompleted)

@@ -273,3 +273,24 @@ func TestNew_RefusesPeersOutsideAllowedIPs(t *testing.T) {
 		})
 	}
 }
+
+func TestDownload_ReturnsOnCancel(t *testing.T) {
+	seedDir := t.TempDir()
+	layer := writeLayer(t, seedDir, 1<<20, 256<<10, 8)
+	// No seeder: nothing will ever arrive.
+	node, err := New(context.Background(), Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	bad := layer
+	bad.Digest = "sha256:zz"
+	if err := node.Download(ctx, []jobspec.Layer{layer, bad}, nil); err == nil {
+		t.Fatal("download with an invalid digest succeeded")
+	}
+	if err := node.Download(ctx, []jobspec.Layer{layer}, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err %v, want deadline exceeded", err)
+	}
+}

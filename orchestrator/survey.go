@@ -1,0 +1,156 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/layercast/layercast/orchestrator/fleet"
+	"github.com/layercast/layercast/orchestrator/imagecache"
+	"github.com/layercast/layercast/orchestrator/inventory"
+)
+
+// Plan is what a job would do, learned without writing anything on a host.
+type Plan struct {
+	Image   string     `json:"image"`
+	ImageID string     `json:"image_id"`
+	Size    int64      `json:"size"`
+	Layers  int        `json:"layers"`
+	Mode    string     `json:"mode"`
+	Hosts   []HostPlan `json:"hosts"`
+	// Bytes is what the whole job will move to the hosts.
+	Bytes int64 `json:"bytes"`
+	// UpToDate counts the hosts that already have the image.
+	UpToDate int `json:"up_to_date"`
+}
+
+// HostPlan is one host's line of a plan.
+type HostPlan struct {
+	Host      string `json:"host"`
+	Reachable bool   `json:"reachable"`
+	Arch      string `json:"arch,omitempty"`
+	// Docker is "direct", "sudo" or "none".
+	Docker string `json:"docker,omitempty"`
+	// LayersPresent is how many layers (a prefix) the daemon already holds.
+	LayersPresent int  `json:"layers_present"`
+	UpToDate      bool `json:"up_to_date"`
+	// Needs is the bytes the host still has to receive.
+	Needs int64  `json:"needs"`
+	Error string `json:"error,omitempty"`
+}
+
+// Plan connects to every selected host and reports, per host, whether it is
+// reachable, its architecture, how docker is usable, which layers it has and
+// what it still needs. It writes nothing on any host and starts nothing on
+// the bastion but SSH connections.
+func (e *Engine) Plan(ctx context.Context, opts Options) (*Plan, error) {
+	j := &job{opts: opts, deps: e.deps, sink: SinkFunc(func(Event) {})}
+	j.log = e.deps.Logger
+	if j.opts.Concurrency <= 0 {
+		j.opts.Concurrency = 32
+	}
+	if opts.Mode == ModeRegistry {
+		return nil, configErr(errors.New("plan needs the image on the bastion; it plans p2p jobs"))
+	}
+	j.opts.Mode = ModeP2P
+	if err := j.plan(ctx); err != nil {
+		return nil, err
+	}
+	p := &Plan{Image: opts.Image, ImageID: j.image.ID, Size: j.image.Size(), Layers: len(j.image.Layers), Mode: string(j.mode)}
+	names := make([]string, len(j.hosts))
+	byName := map[string]inventory.Host{}
+	for i, h := range j.hosts {
+		names[i], byName[h.Name] = h.Name, h
+	}
+	res := fleet.ForEach(ctx, names, j.opts.Concurrency, func(ctx context.Context, name string) (HostPlan, error) {
+		return j.surveyHost(ctx, byName[name])
+	})
+	for _, r := range res {
+		hp := r.Value
+		hp.Host = r.Host
+		if r.Err != nil {
+			hp.Error = r.Err.Error()
+		}
+		if hp.UpToDate {
+			p.UpToDate++
+		}
+		p.Bytes += hp.Needs
+		p.Hosts = append(p.Hosts, hp)
+	}
+	return p, nil
+}
+
+// surveyHost learns what one host has. Its error is the host's, not the
+// plan's.
+func (j *job) surveyHost(ctx context.Context, h inventory.Host) (HostPlan, error) {
+	hp := HostPlan{Needs: j.image.Size()}
+	conn, err := j.dialer.Dial(ctx, h)
+	if err != nil {
+		return hp, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close()
+	hp.Reachable = true
+	facts, err := conn.Probe(ctx)
+	if err != nil {
+		return hp, fmt.Errorf("probe host: %w", err)
+	}
+	hp.Arch, hp.Docker = facts.Arch, string(facts.Docker)
+	if err := facts.Usable(); err != nil {
+		return hp, err
+	}
+	out, err := conn.Run(ctx, fleet.Command{Path: "sh", Args: []string{"-c", listLayersScript, "sh", h.DockerHost}, Become: h.Become})
+	if err != nil {
+		return hp, fmt.Errorf("list the daemon's layers: %w", err)
+	}
+	chains, ids, err := parseLayerLists(out)
+	if err != nil {
+		return hp, err
+	}
+	if ids[j.image.ID] {
+		hp.UpToDate, hp.Needs, hp.LayersPresent = true, 0, len(j.image.Layers)
+		return hp, nil
+	}
+	for _, l := range j.image.Layers {
+		if !chains[l.ChainID] {
+			break
+		}
+		hp.LayersPresent++
+		hp.Needs -= l.Size
+	}
+	return hp, nil
+}
+
+// listLayersScript prints, per image in the daemon, its ID and its layers'
+// diff IDs as JSON. $1 is DOCKER_HOST (may be empty). Read-only.
+const listLayersScript = `[ -n "$1" ] && export DOCKER_HOST="$1"
+ids=$(docker image ls -qa --no-trunc) || exit 1
+[ -z "$ids" ] && exit 0
+docker image inspect --format '{{.Id}} {{json .RootFS.Layers}}' $ids`
+
+// parseLayerLists turns listLayersScript's output into the set of chain IDs
+// and the set of image IDs the daemon holds.
+func parseLayerLists(out []byte) (chains, ids map[string]bool, err error) {
+	chains, ids = map[string]bool{}, map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line == "" {
+			continue
+		}
+		id, layersJSON, ok := strings.Cut(line, " ")
+		if !ok {
+			return nil, nil, fmt.Errorf("unexpected line from docker image inspect: %q", line)
+		}
+		ids[id] = true
+		var diffIDs []string
+		if err := json.Unmarshal([]byte(layersJSON), &diffIDs); err != nil {
+			return nil, nil, fmt.Errorf("parse layers of %s: %w", id, err)
+		}
+		chain := ""
+		for _, d := range diffIDs {
+			chain = imagecache.ChainID(chain, d)
+			chains[chain] = true
+		}
+	}
+	return chains, ids, nil
+}
