@@ -71,5 +71,20 @@ demo-headless: build
 		$(BIN)/testbed exec --name $(LAB) bastion -- $(CURDIR)/$(BIN)/layercast run -i $(LAB_DIR)/inventory.yaml $(IMAGE); \
 	status=$$?; $(BIN)/testbed down --name $(LAB); exit $$status
 
+# Release builds: static layercast binaries for linux/amd64 and linux/arm64
+# in $(DIST)/, each carrying the node binaries for both architectures
+# (nodebin), and SHA256SUMS. The binary for this machine's architecture is
+# run once to show what it carries.
+DIST ?= dist
+release: nodebin
+	@rm -rf $(DIST) && mkdir -p $(DIST)
+	@for arch in amd64 arm64; do \
+		echo "build $(DIST)/layercast-linux-$$arch"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+			-o $(DIST)/layercast-linux-$$arch ./cmd/layercast || exit 1; \
+	done
+	cd $(DIST) && sha256sum layercast-linux-amd64 layercast-linux-arm64 > SHA256SUMS && sha256sum -c SHA256SUMS
+	@self=$(DIST)/layercast-linux-$$($(GO) env GOHOSTARCH); if [ -x $$self ]; then $$self version; fi
+
 clean:
 	rm -rf $(BIN) $(ASSETS)/*.gz $(ASSETS)/*.version

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +49,10 @@ type hostRun struct {
 	stdin *lineWriter
 	// exited is closed when the node's stdout ended.
 	exited chan struct{}
+	// sawExit is closed when the node said it cleaned up and exits; a
+	// node that ends without saying so may have left temporary images.
+	sawExit chan struct{}
+	jobID   string
 	stderr *tailBuffer
 	// stderrDone is closed when the node's stderr ended.
 	stderrDone chan struct{}
@@ -64,7 +69,7 @@ func (s *fleetStep) Run(ctx context.Context, j *job) error {
 	stopSeeder := j.serve.report(ctx, j)
 	defer stopSeeder()
 	for _, h := range j.hosts {
-		hr := &hostRun{host: h, log: j.log.With(slog.String("host", h.Name)), exited: make(chan struct{}), stderr: &tailBuffer{max: stderrTail}, stderrDone: make(chan struct{}), setupDone: make(chan struct{})}
+		hr := &hostRun{host: h, jobID: j.id, log: j.log.With(slog.String("host", h.Name)), exited: make(chan struct{}), sawExit: make(chan struct{}), stderr: &tailBuffer{max: stderrTail}, stderrDone: make(chan struct{}), setupDone: make(chan struct{})}
 		s.mu.Lock()
 		s.hosts = append(s.hosts, hr)
 		s.mu.Unlock()
@@ -126,8 +131,16 @@ func (s *fleetStep) runHost(ctx context.Context, j *job, hr *hostRun, slots *sem
 			j.emit(Event{Kind: EventHostLog, Host: name, Message: msg})
 		}
 	}
+	if refs, err := conn.RemoveTempImages(ctx, j.id, false); err != nil {
+		hr.log.Warn("remove temporary images of earlier jobs", "err", err)
+	} else if len(refs) > 0 {
+		j.emit(Event{Kind: EventHostLog, Host: name, Message: "removed temporary images an earlier job left: " + strings.Join(refs, ", ")})
+	}
 	bin, err := j.deps.Nodes.Get(facts.Arch)
 	if err != nil {
+		return err
+	}
+	if err := roomForNode(facts.TmpFree, bin.Size+int64(len(bin.Gz))); err != nil {
 		return err
 	}
 
@@ -141,7 +154,7 @@ func (s *fleetStep) runHost(ctx context.Context, j *job, hr *hostRun, slots *sem
 	s.mu.Unlock()
 	path, err := conn.Upload(ctx, dir, fleet.Binary{Name: "layercast-node", Gzip: bin.Gz, SHA256: bin.SHA256})
 	if err != nil {
-		return fmt.Errorf("upload node binary: %w", err)
+		return err // says "upload node binary"
 	}
 	spec, err := j.specFor(ctx, hr, conn, facts, dir, allowed)
 	if err != nil {
@@ -212,10 +225,18 @@ func (s *fleetStep) follow(j *job, hr *hostRun, stdout io.Reader) error {
 			j.book.set(name, HostFailed, ev.Message)
 		case jobspec.EventExit:
 			hr.log.Debug("node exited", "msg", ev.Message)
+			select {
+			case <-hr.sawExit:
+			default:
+				close(hr.sawExit)
+			}
 		}
 	}
 	if st := j.book.state(name); !st.Terminal() {
 		werr := hr.proc.Wait()
+		if errors.Is(werr, fleet.ErrConnectionLost) {
+			return fmt.Errorf("%w; the node there stops and cleans up by itself within %s", werr, nodeHeartbeatTimeout)
+		}
 		select {
 		case <-hr.stderrDone:
 		case <-time.After(2 * time.Second):
@@ -230,6 +251,19 @@ func (s *fleetStep) follow(j *job, hr *hostRun, stdout io.Reader) error {
 		return errors.New(msg)
 	}
 	return nil
+}
+
+// ErrNoRoom means a host's /tmp cannot hold the node binary.
+var ErrNoRoom = errors.New("not enough space in /tmp")
+
+// roomForNode checks, before anything is written, that /tmp (free bytes as
+// probed; negative when unknown) can hold the node binary while it
+// unpacks. The node itself checks the room for the layers.
+func roomForNode(free, need int64) error {
+	if free < 0 || free >= need {
+		return nil
+	}
+	return fmt.Errorf("%w: the host has %.1f MB free in /tmp, the node binary needs %.1f MB; free space in /tmp", ErrNoRoom, float64(free)/1e6, float64(need)/1e6)
 }
 
 // specFor builds the job spec one host's node reads.
@@ -360,6 +394,20 @@ func (hr *hostRun) teardown(ctx context.Context) string {
 		}
 		cancel()
 		msg = "node stopped"
+		select {
+		case <-hr.sawExit:
+		default:
+			// The node died without cleaning up: what it loaded into the
+			// daemon for this job is still there.
+			if hr.conn != nil {
+				if refs, err := hr.conn.RemoveTempImages(ctx, hr.jobID, true); err != nil {
+					hr.log.Warn("remove temporary images", "err", err)
+					msg += "; could not remove its temporary images: " + err.Error()
+				} else if len(refs) > 0 {
+					msg += ", its temporary images " + strings.Join(refs, ", ") + " removed"
+				}
+			}
+		}
 	}
 	if hr.dir != "" && hr.conn != nil {
 		if err := hr.conn.RemoveWorkDir(ctx, hr.dir); err != nil {
@@ -400,9 +448,18 @@ func (hr *hostRun) drainStderr(r io.Reader) {
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		hr.stderr.add(line)
+		// The tail explains a node that died: its progress logs do not.
+		if !routineLog(line) {
+			hr.stderr.add(line)
+		}
 		hr.log.Debug("node", "stderr", line)
 	}
+}
+
+// routineLog reports whether a line of the node's stderr is one of its
+// info or debug log records (slog's text format).
+func routineLog(line string) bool {
+	return strings.HasPrefix(line, "time=") && (strings.Contains(line, " level=INFO ") || strings.Contains(line, " level=DEBUG "))
 }
 
 // lineWriter serialises writes of JSON lines to a node's stdin.

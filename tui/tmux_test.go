@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/layercast/layercast/testbed"
 )
 
 // TestConsole_TmuxOnLab drives the real console on a running lab through
@@ -27,8 +29,13 @@ func TestConsole_TmuxOnLab(t *testing.T) {
 	bin := os.Getenv("LAYERCAST_TMUX_BINARY")
 	inv := os.Getenv("LAYERCAST_LAB_INVENTORY")
 	image := os.Getenv("LAYERCAST_LAB_IMAGE")
+	if bin == "" && os.Getenv("LAYERCAST_BIN") != "" {
+		// Under `make test`: bring up a lab of 8 hosts and run the console
+		// on its bastion.
+		bin, inv, image = consoleOnLab(t, os.Getenv("LAYERCAST_BIN"))
+	}
 	if bin == "" || inv == "" || image == "" {
-		t.Skip("set LAYERCAST_TMUX_BINARY (a built layercast), LAYERCAST_LAB_INVENTORY and LAYERCAST_LAB_IMAGE to drive the console on a running lab through tmux")
+		t.Skip("set LAYERCAST_BIN (make test does), or LAYERCAST_TMUX_BINARY (a built layercast), LAYERCAST_LAB_INVENTORY and LAYERCAST_LAB_IMAGE to drive the console on a running lab through tmux")
 	}
 	tmuxPath, err := exec.LookPath("tmux")
 	if err != nil {
@@ -84,6 +91,32 @@ func TestConsole_TmuxOnLab(t *testing.T) {
 	}
 	tm.keys("q")
 	tm.wait("", 30*time.Second, "[layercast exited 0]")
+}
+
+// consoleOnLab brings up a lab with an image and returns a script that
+// runs layercast on the lab's bastion, the lab's inventory and the image.
+func consoleOnLab(t *testing.T, layercast string) (bin, inv, image string) {
+	lab := testbed.UpForTest(t, testbed.Config{Hosts: 8, Rate: "100mbit"})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	img, err := lab.MakeImage(ctx, testbed.ImageSpec{Tag: "lab/console:v1", Size: 60 * 1000 * 1000, Layers: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, err := lab.Command(ctx, "bastion", layercast, "--cache-dir", filepath.Join(lab.Dir(), "cache"), "--log-file", filepath.Join(lab.Dir(), "layercast.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	quoted := make([]string, len(cmd.Args))
+	for i, a := range cmd.Args {
+		quoted[i] = shellQuote(a)
+	}
+	script := filepath.Join(t.TempDir(), "layercast-on-bastion")
+	body := "#!/bin/sh\nexec " + strings.Join(quoted, " ") + ` "$@"` + "\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return script, lab.InventoryPath(), img.Tag
 }
 
 type tmuxSession struct {

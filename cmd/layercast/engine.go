@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"runtime/debug"
-	"sort"
 
 	"github.com/docker/docker/client"
 	"golang.org/x/sync/semaphore"
@@ -31,7 +30,9 @@ func newEngine(nodeBinDir string, log *slog.Logger) (*orchestrator.Engine, error
 			Logger:            log,
 		})
 	}
-	nodes := nodeassets.Embedded()
+	// A `go install` build carries no node binaries: build them on first
+	// use with the local Go toolchain.
+	nodes := nodeassets.Embedded().BuildMissing(nodeassets.Builder{Logger: log})
 	if nodeBinDir != "" {
 		nodes = nodeassets.Dir(nodeBinDir)
 	}
@@ -44,19 +45,27 @@ func newEngine(nodeBinDir string, log *slog.Logger) (*orchestrator.Engine, error
 }
 
 func printVersion(w io.Writer) error {
-	fmt.Fprintf(w, "layercast %s", version)
-	if bi, ok := debug.ReadBuildInfo(); ok {
+	v := version
+	bi, ok := debug.ReadBuildInfo()
+	if v == "dev" && ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version // go install: no -X main.version, but a module version
+	}
+	fmt.Fprintf(w, "layercast %s", v)
+	if ok {
 		fmt.Fprintf(w, " (%s)", bi.GoVersion)
 	}
 	fmt.Fprintln(w)
 	nodes := nodeassets.Embedded()
-	arches := nodes.Arches()
-	sort.Strings(arches)
-	if len(arches) == 0 {
-		fmt.Fprintln(w, "node binaries: none built in (build with `make`)")
-		return nil
+	have := map[string]bool{}
+	for _, a := range nodes.Arches() {
+		have[a] = true
 	}
-	for _, a := range arches {
+	for _, a := range []string{"amd64", "arm64"} {
+		if !have[a] {
+			b := nodeassets.Builder{}
+			fmt.Fprintf(w, "node binary linux/%s: not built in; built on first use with the local Go toolchain from %s\n", a, b.Describe())
+			continue
+		}
 		b, err := nodes.Get(a)
 		if err != nil {
 			return err

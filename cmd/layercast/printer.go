@@ -9,6 +9,7 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/layercast/layercast/orchestrator"
 )
@@ -39,11 +40,11 @@ func (p *plainPrinter) Emit(e orchestrator.Event) {
 		p.job = e.Job
 		fmt.Fprintf(p.w, "%s job %s: %s (%s, %d layers, mode %s) to %d hosts\n", ts, e.Job.ID, e.Job.Image, humanBytes(e.Job.Size), len(e.Job.Layers), e.Job.Mode, len(e.Job.Hosts))
 	case orchestrator.EventStep:
-		fmt.Fprintf(p.w, "%s %s\n", ts, e.Message)
+		fmt.Fprintf(p.w, "%s %s\n", ts, oneLine(e.Message))
 	case orchestrator.EventHostState:
 		p.states[e.Host] = e.State
 		if e.Message != "" {
-			fmt.Fprintf(p.w, "%s %-16s %s: %s\n", ts, e.Host, e.State, e.Message)
+			fmt.Fprintf(p.w, "%s %-16s %s: %s\n", ts, e.Host, e.State, oneLine(e.Message))
 		} else {
 			fmt.Fprintf(p.w, "%s %-16s %s\n", ts, e.Host, e.State)
 		}
@@ -60,7 +61,7 @@ func (p *plainPrinter) Emit(e orchestrator.Event) {
 		if who == "" {
 			who = "bastion"
 		}
-		fmt.Fprintf(p.w, "%s %-16s teardown: %s\n", ts, who, e.Message)
+		fmt.Fprintf(p.w, "%s %-16s teardown: %s\n", ts, who, oneLine(e.Message))
 	case orchestrator.EventJobDone:
 		writeTable(p.w, e.Report)
 	}
@@ -121,7 +122,15 @@ func ratio(a, b int64) float64 {
 	return float64(a) / float64(b)
 }
 
+// oneLine joins s into one line and drops control characters, so that text
+// from hosts (remote stderr may hold colour codes) never moves a cursor.
 func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) && !unicode.IsSpace(r) {
+			return -1
+		}
+		return r
+	}, s)
 	return strings.Join(strings.Fields(s), " ")
 }
 

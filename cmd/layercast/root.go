@@ -42,10 +42,9 @@ On a terminal, layercast without a command opens the console.`,
 			return runConsole(cmd.Context(), &jf)
 		},
 	}
-	root.Flags().StringVarP(&jf.inventory, "inventory", "i", "inventory.yaml", "inventory file (layercast YAML or Ansible INI/YAML)")
+	jf.register(root)
 	root.Flags().StringVar(&jf.image, "image", "", "image to preselect in the console")
-	root.Flags().StringVar(&jf.logFile, "log-file", "", "write logs here (default: a file in the cache dir)")
-	root.AddCommand(newRunCmd(), newPlanCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newPlanCmd(), newVersionCmd(), newCompletionCmd())
 	return root
 }
 
@@ -87,6 +86,7 @@ func (f *jobFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.logFile, "log-file", "", "write logs to this file")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "debug logs")
 	_ = fl.MarkHidden("node-binary-dir")
+	f.registerCompletions(cmd)
 }
 
 func (f *jobFlags) options() (orchestrator.Options, error) {
@@ -285,7 +285,9 @@ func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version of layercast and of the node binaries it carries",
-		Args:  cobra.NoArgs,
+		Example: `  layercast version
+  ssh bastion layercast version   # what a remote bastion would upload`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return printVersion(cmd.OutOrStdout())
 		},

@@ -54,7 +54,7 @@ a bastion with its own dockerd, an optional registry, and shaped links.
 	root.PersistentFlags().String("name", "lab", "lab name (labs with different names run side by side)")
 	root.AddCommand(
 		newUpCmd(), newDownCmd(), newListCmd(), newExecCmd(), newStatusCmd(),
-		newImageCmd(), newPreloadCmd(), newMeasureRateCmd(), newFaultCmd(), newDepsCmd(),
+		newImageCmd(), newPreloadCmd(), newMeasureRateCmd(), newFaultCmd(), newDepsCmd(), newBenchCmd(),
 	)
 	return root
 }

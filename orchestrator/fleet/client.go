@@ -77,6 +77,9 @@ type Client struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 	closeErr  error
+	// lost is set (before closed is closed) when keepAlive gave up on the
+	// host; it wraps ErrConnectionLost.
+	lost error
 }
 
 func newClient(h inventory.Host, t Target, c *ssh.Client, jumps []*ssh.Client, uploads *semaphore.Weighted, log *slog.Logger) *Client {
@@ -89,12 +92,34 @@ func (c *Client) Host() inventory.Host { return c.host }
 // Target is how the host was reached.
 func (c *Client) Target() Target { return c.target }
 
-// Close closes the SFTP client, the connection and the jump connections.
-// Running sessions end with it. It is safe to call more than once.
-func (c *Client) Close() error {
+// Close closes the connection, the SFTP client and the jump connections.
+// Running sessions end with it. It is safe to call more than once, and it
+// does not wait for a host that stopped answering (a cut link).
+func (c *Client) Close() error { return c.close(nil) }
+
+// lostErr says why the connection was given up, or nil.
+func (c *Client) lostErr() error {
+	select {
+	case <-c.closed:
+		return c.lost
+	default:
+		return nil
+	}
+}
+
+// close closes the client; lost (may be nil) records that the host stopped
+// answering, for the sessions that end with the connection.
+func (c *Client) close(lost error) error {
 	c.closeOnce.Do(func() {
+		c.lost = lost
 		close(c.closed)
 		var errs []error
+		// The connection goes first: closing the SFTP client on a live
+		// connection waits for the server's answer, which never comes
+		// over a dead link.
+		if err := c.ssh.Close(); err != nil && !isNetErr(err) {
+			errs = append(errs, fmt.Errorf("close ssh: %w", err))
+		}
 		c.sftpMu.Lock()
 		if c.sftp != nil {
 			if err := c.sftp.Close(); err != nil && !isNetErr(err) {
@@ -103,9 +128,6 @@ func (c *Client) Close() error {
 			c.sftp = nil
 		}
 		c.sftpMu.Unlock()
-		if err := c.ssh.Close(); err != nil && !isNetErr(err) {
-			errs = append(errs, fmt.Errorf("close ssh: %w", err))
-		}
 		for i := len(c.jumps) - 1; i >= 0; i-- {
 			c.jumps[i].Close()
 		}
@@ -137,12 +159,12 @@ func (c *Client) keepAlive(every time.Duration) {
 		case err := <-reply:
 			if err != nil {
 				c.log.Warn("keepalive failed, closing connection", "err", err)
-				c.Close()
+				c.close(fmt.Errorf("%w: keepalive: %w", ErrConnectionLost, err))
 				return
 			}
 		case <-time.After(3 * every):
 			c.log.Warn("no keepalive answer, closing connection", "after", 3*every)
-			c.Close()
+			c.close(fmt.Errorf("%w: no answer to keepalives for %s", ErrConnectionLost, 3*every))
 			return
 		}
 	}
@@ -308,6 +330,9 @@ func (c *Client) Start(ctx context.Context, cmd Command) (Process, error) {
 		err := s.Wait()
 		if err != nil {
 			p.err = exitError(cmd, err, "")
+			if lost := c.lostErr(); lost != nil {
+				p.err = lost
+			}
 		}
 		s.Close()
 		close(p.done)

@@ -45,6 +45,9 @@ type Conn interface {
 	Forward(ctx context.Context, localAddr string) (Forward, error)
 	// CleanStale removes work dirs (and nodes) of jobs other than keepJobID.
 	CleanStale(ctx context.Context, keepJobID string) ([]StaleDir, error)
+	// RemoveTempImages removes the daemon's temporary images of job jobID
+	// (only) or of every other job, and returns their names.
+	RemoveTempImages(ctx context.Context, jobID string, only bool) ([]string, error)
 	// RemoveWorkDir deletes a work dir made by MakeWorkDir.
 	RemoveWorkDir(ctx context.Context, dir string) error
 	// Close ends the connection and every session on it.

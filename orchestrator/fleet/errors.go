@@ -37,6 +37,10 @@ var (
 	// ErrChecksumMismatch: the uploaded binary's sha256 on the host differs
 	// from the one expected.
 	ErrChecksumMismatch = errors.New("checksum mismatch")
+	// ErrConnectionLost: the host stopped answering on an open connection
+	// (keepalives unanswered, a cut link), so it was closed. What ran
+	// there may still run; its outcome is unknown.
+	ErrConnectionLost = errors.New("lost the SSH connection to the host")
 )
 
 var permanent = []error{

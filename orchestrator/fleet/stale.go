@@ -108,3 +108,46 @@ func parseStale(out []byte) []StaleDir {
 	}
 	return dirs
 }
+
+// TempRepo is the repository of the temporary images a node loads while
+// later layers still download (nodebin/dockerimage.TempRepo); they are
+// tagged TempRepo:j<job>-<n>.
+const TempRepo = "layercast-tmp"
+
+// tempImagesScript removes TempRepo images and prints each removed
+// reference: with $4 = only, those of job $1; otherwise those of every job
+// but $1. $2 is DOCKER_HOST, $3 = 1 runs docker through sudo -n. Without a
+// docker CLI, or with the daemon down, it removes nothing and succeeds.
+const tempImagesScript = `
+job=$1; dh=$2; s=""; [ "$3" = 1 ] && s="sudo -n"; mode=$4
+command -v docker >/dev/null 2>&1 || exit 0
+refs=$($s env ${dh:+DOCKER_HOST="$dh"} docker image ls --format '{{.Repository}}:{{.Tag}}' ` + TempRepo + ` 2>/dev/null) || exit 0
+for r in $refs; do
+  case "$r" in
+  "` + TempRepo + `:j$job-"*) [ "$mode" = only ] || continue;;
+  ` + TempRepo + `:j*) [ "$mode" = only ] && continue;;
+  *) continue;;
+  esac
+  if $s env ${dh:+DOCKER_HOST="$dh"} docker image rm "$r" >/dev/null 2>&1; then echo "$r"; fi
+done
+exit 0
+`
+
+// RemoveTempImages removes temporary images from the host's daemon: with
+// only set, those of job jobID (its node died before removing them);
+// otherwise those that nodes of every other job left there. It returns the
+// references removed.
+func (c *Client) RemoveTempImages(ctx context.Context, jobID string, only bool) ([]string, error) {
+	become, mode := "0", "others"
+	if c.host.Become {
+		become = "1"
+	}
+	if only {
+		mode = "only"
+	}
+	out, err := c.Run(ctx, shell(tempImagesScript, false, jobID, c.host.DockerHost, become, mode))
+	if err != nil {
+		return nil, fmt.Errorf("remove temporary images: %w", err)
+	}
+	return strings.Fields(string(out)), nil
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"github.com/layercast/layercast/orchestrator/inventory"
@@ -68,6 +69,9 @@ type FakeConn struct {
 	Stale      []StaleDir
 	CleanErr   error
 	RemoveErr  error
+	// TempImages are the daemon's temporary images (TempRepo:j<job>-<n>);
+	// RemoveTempImages removes them. Read them back with TempImagesLeft.
+	TempImages []string
 	// StartFunc plays the started command (for example a fake node that
 	// reads the spec from p.StdinReader() and writes events to
 	// p.StdoutWriter()); it runs in its own goroutine. Nil: the process
@@ -242,6 +246,31 @@ func (c *FakeConn) CleanStale(ctx context.Context, keepJobID string) ([]StaleDir
 		return nil, err
 	}
 	return c.Stale, c.CleanErr
+}
+
+// TempImagesLeft returns the temporary images still in the fake daemon.
+func (c *FakeConn) TempImagesLeft() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.TempImages...)
+}
+
+func (c *FakeConn) RemoveTempImages(ctx context.Context, jobID string, only bool) ([]string, error) {
+	if err := c.record("rmtemp %s %v", jobID, only); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var removed, kept []string
+	for _, ref := range c.TempImages {
+		if strings.HasPrefix(ref, TempRepo+":j"+jobID+"-") == only {
+			removed = append(removed, ref)
+		} else {
+			kept = append(kept, ref)
+		}
+	}
+	c.TempImages = kept
+	return removed, nil
 }
 
 func (c *FakeConn) RemoveWorkDir(ctx context.Context, dir string) error {

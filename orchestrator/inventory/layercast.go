@@ -67,6 +67,11 @@ func parseLayercast(file string, data []byte, opts Options) (*Inventory, []*Erro
 		field := index("hosts", i)
 		hf := w.hostFields(item, field, true, opts)
 		if !hf.ok {
+			// Its name is known all the same, so that groups listing it
+			// do not bury the host's own error under theirs.
+			if _, dup := firstLine[hf.host.Name]; hf.host.Name != "" && !dup {
+				firstLine[hf.host.Name] = line(hf.nodes["name"])
+			}
 			continue
 		}
 		if hf.host.Name == "" {

@@ -1,11 +1,15 @@
 // Package nodeassets holds the node binaries that layercast uploads to hosts,
 // gzip-compressed, one per architecture. `make` builds them into bin/ before
-// it builds layercast, which embeds them.
+// it builds layercast, which embeds them. A layercast installed with
+// `go install` carries none (go install cannot run make); a Set with a
+// Builder then compiles the missing ones with the local Go toolchain on
+// first use (see Builder).
 package nodeassets
 
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -37,10 +41,18 @@ type Binary struct {
 }
 
 // Set finds node binaries: a directory given by the operator first, then
-// the ones built into the command.
+// the ones built into the command. A Set is safe for concurrent use.
 type Set struct {
 	fsys fs.FS
 	dir  string
+
+	// builder, when set, builds the binaries fsys lacks.
+	builder *Builder
+	// building holds one token: one build at a time, waited for with a
+	// context.
+	building chan struct{}
+	// built are the binaries builder made in this process, by arch.
+	built map[string]*Binary
 }
 
 // Embedded returns the binaries built into this command.
@@ -55,8 +67,54 @@ func Dir(dir string) *Set { return &Set{fsys: os.DirFS(dir), dir: dir} }
 // FileName is the name of the compressed node binary for arch.
 func FileName(arch string) string { return "layercast-node-linux-" + arch + ".gz" }
 
-// Get returns the binary for arch, checking that it decompresses.
+// BuildMissing returns a Set with the binaries of s that builds those s
+// lacks with b, once per architecture and process.
+func (s *Set) BuildMissing(b Builder) *Set {
+	building := make(chan struct{}, 1)
+	building <- struct{}{}
+	return &Set{fsys: s.fsys, dir: s.dir, builder: &b, building: building, built: map[string]*Binary{}}
+}
+
+// Builder is what BuildMissing was given, or nil.
+func (s *Set) Builder() *Builder { return s.builder }
+
+// Get returns the binary for arch, checking that it decompresses. It is
+// GetContext without a way to cancel a build.
 func (s *Set) Get(arch string) (*Binary, error) {
+	return s.GetContext(context.Background(), arch)
+}
+
+// GetContext returns the binary for arch, checking that it decompresses.
+// When the set lacks it and has a Builder, it builds it first (which can
+// take a minute); the error then wraps ErrMissing and, without a Go
+// toolchain, ErrNoToolchain.
+func (s *Set) GetContext(ctx context.Context, arch string) (*Binary, error) {
+	b, err := s.read(arch)
+	if s.builder == nil || !errors.Is(err, ErrMissing) {
+		return b, err
+	}
+	select {
+	case <-s.building:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("build node binary for linux/%s: %w", arch, ctx.Err())
+	}
+	defer func() { s.building <- struct{}{} }()
+	if b, ok := s.built[arch]; ok {
+		return b, nil
+	}
+	gz, version, err := s.builder.Build(ctx, arch)
+	if err != nil {
+		return nil, err
+	}
+	b, err = decode(arch, gz, version)
+	if err != nil {
+		return nil, fmt.Errorf("built %w", err)
+	}
+	s.built[arch] = b
+	return b, nil
+}
+
+func (s *Set) read(arch string) (*Binary, error) {
 	gz, err := fs.ReadFile(s.fsys, FileName(arch))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: linux/%s (looked in %s; build it with `make nodebin`)", ErrMissing, arch, s.dir)
@@ -64,6 +122,11 @@ func (s *Set) Get(arch string) (*Binary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read node binary for linux/%s: %w", arch, err)
 	}
+	return decode(arch, gz, s.version(arch))
+}
+
+// decode checks that gz decompresses and fills in the binary's sums.
+func decode(arch string, gz []byte, version string) (*Binary, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(gz))
 	if err != nil {
 		return nil, fmt.Errorf("node binary for linux/%s: %w", arch, err)
@@ -73,7 +136,7 @@ func (s *Set) Get(arch string) (*Binary, error) {
 		return nil, fmt.Errorf("node binary for linux/%s: %w", arch, err)
 	}
 	sum := sha256.Sum256(raw)
-	return &Binary{Arch: arch, Gz: gz, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(raw)), Version: s.version(arch)}, nil
+	return &Binary{Arch: arch, Gz: gz, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(raw)), Version: version}, nil
 }
 
 func (s *Set) version(arch string) string {
@@ -84,7 +147,8 @@ func (s *Set) version(arch string) string {
 	return string(bytes.TrimSpace(b))
 }
 
-// Arches lists the architectures present.
+// Arches lists the architectures present, not counting those a Builder
+// would build.
 func (s *Set) Arches() []string {
 	var out []string
 	ents, _ := fs.ReadDir(s.fsys, ".")

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,8 +63,8 @@ type proc struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	stdout io.ReadCloser
-	events *bufio.Scanner
-	stderr strings.Builder
+	events chan jobspec.Event
+	stderr syncBuffer
 	dir    string
 	exited chan error
 }
@@ -96,26 +97,42 @@ func startNode(t *testing.T, spec *jobspec.Spec) *proc {
 			<-p.exited
 		}
 	})
-	p.events = bufio.NewScanner(p.stdout)
+	p.events = make(chan jobspec.Event, 100)
+	go func() {
+		defer close(p.events)
+		sc := bufio.NewScanner(p.stdout)
+		for sc.Scan() {
+			var ev jobspec.Event
+			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+				t.Errorf("stdout line is not an event: %q", sc.Text())
+				return
+			}
+			p.events <- ev
+		}
+	}()
 	line, _ := json.Marshal(spec)
 	fmt.Fprintf(p.stdin, "%s\n", line)
 	return p
 }
 
-// until reads events until match; it fails the test on EOF.
+// until reads events until match; it fails the test on EOF or after a
+// minute.
 func (p *proc) until(match func(jobspec.Event) bool) jobspec.Event {
 	p.t.Helper()
-	for p.events.Scan() {
-		var ev jobspec.Event
-		if err := json.Unmarshal(p.events.Bytes(), &ev); err != nil {
-			p.t.Fatalf("stdout line is not an event: %q", p.events.Text())
-		}
-		if match(ev) {
-			return ev
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case ev, ok := <-p.events:
+			if !ok {
+				p.t.Fatalf("stdout ended; stderr:\n%s", p.stderr.String())
+			}
+			if match(ev) {
+				return ev
+			}
+		case <-timeout:
+			p.t.Fatalf("no such event within a minute; stderr:\n%s", p.stderr.String())
 		}
 	}
-	p.t.Fatalf("stdout ended; stderr:\n%s", p.stderr.String())
-	return jobspec.Event{}
 }
 
 // wait returns the exit code, failing after a minute.
@@ -254,4 +271,22 @@ func TestBinary_NoDaemonFailsWithAClearMessage(t *testing.T) {
 		t.Errorf("exit %d", code)
 	}
 	p.assertDirGone()
+}
+
+// syncBuffer is a strings.Builder safe for the writer goroutine of exec.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/layercast/layercast/testbed"
+	"github.com/layercast/layercast/testbed/bench"
+	"github.com/spf13/cobra"
+)
+
+func newBenchCmd() *cobra.Command {
+	var (
+		sizes, hosts, modes []string
+		cfg                 bench.Config
+		budget              time.Duration
+		from                string
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Reproduce the DID experiment: registry pull against layercast P2P, by image and cluster size",
+		Long: `bench brings up a lab with the largest cluster size and a registry, every
+link shaped to --rate, and runs layercast in each mode for every image size
+and cluster size, from clean host daemons each time. It writes results.csv,
+results.md and two SVG figures into --out, after every run.
+
+  testbed bench --sizes 50,130,250,500,1000 --hosts 5,10,20,40 --rate 200mbit --out bench-out
+  testbed bench --from bench-out/results.csv --out bench-out   # redraw from a CSV`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+				return fmt.Errorf("create output dir: %w", err)
+			}
+			if from != "" {
+				f, err := os.Open(from)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				rs, err := bench.ReadCSV(f)
+				if err != nil {
+					return err
+				}
+				rate := cfg.Rate
+				if len(rs) > 0 {
+					rate = strconv.FormatFloat(float64(rs[0].RateBits)/1e6, 'f', -1, 64) + "mbit"
+				}
+				return bench.WriteAll(cfg.Out, rs, bench.Setup{Rate: rate, Layers: cfg.Layers})
+			}
+			var err error
+			if cfg.Sizes, err = parseList(sizes, func(s string) (int64, error) {
+				if v, err := strconv.ParseFloat(s, 64); err == nil {
+					return int64(v * bench.MB), nil // a bare number is MB
+				}
+				return testbed.ParseSize(s)
+			}); err != nil {
+				return fmt.Errorf("--sizes: %w", err)
+			}
+			if cfg.Hosts, err = parseList(hosts, strconv.Atoi); err != nil {
+				return fmt.Errorf("--hosts: %w", err)
+			}
+			cfg.Modes = modes
+			if budget > 0 {
+				cfg.Deadline = time.Now().Add(budget)
+			}
+			if cfg.Bin == "" {
+				cfg.Bin = defaultLayercast()
+			}
+			cfg.Log = slog.Default()
+			rs, err := bench.Run(cmd.Context(), cfg)
+			fmt.Fprintf(os.Stderr, "%d runs written to %s\n", len(rs), cfg.Out)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&sizes, "sizes", []string{"50", "130", "250", "500", "1000"}, "image sizes, MB unless a unit is given")
+	f.StringSliceVar(&hosts, "hosts", []string{"5", "10", "20", "40"}, "cluster sizes")
+	f.StringSliceVar(&modes, "modes", []string{bench.ModeP2P, bench.ModeRegistry}, "modes to run: p2p, registry")
+	f.StringVar(&cfg.Rate, "rate", "200mbit", "rate of every link, both ways (tc notation)")
+	f.IntVar(&cfg.Layers, "layers", 5, "layers per image")
+	f.StringVar(&cfg.Out, "out", "bench-out", "output directory")
+	f.StringVar(&cfg.Bin, "layercast", "", "layercast binary (default: bin/layercast next to this binary, or on PATH)")
+	f.StringVar(&cfg.LabName, "lab", "bench", "name of the lab the bench brings up")
+	f.BoolVar(&cfg.NoSingle, "no-single", false, "skip the single-host P2P runs (time(1) of the scaling column)")
+	f.DurationVar(&budget, "budget", 0, "start no new run after this long (0: no limit); what finished is written")
+	f.StringVar(&from, "from", "", "only redraw tables and figures from this results.csv")
+	return cmd
+}
+
+func parseList[T any](items []string, parse func(string) (T, error)) ([]T, error) {
+	var out []T
+	for _, it := range items {
+		v, err := parse(strings.TrimSpace(it))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// defaultLayercast finds the layercast binary next to this one (make
+// builds both into bin/), else on PATH.
+func defaultLayercast() string {
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "layercast")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("layercast"); err == nil {
+		return p
+	}
+	return filepath.Join("bin", "layercast")
+}

@@ -1,0 +1,194 @@
+package nodeassets
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"debug/elf"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"testing"
+	"time"
+)
+
+func gzipped(t *testing.T, raw []byte) []byte {
+	t.Helper()
+	gz, err := gzipBytes(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gz
+}
+
+// TestSet_BuildsAMissingBinaryFromTheSourceTree is the `go install` case:
+// no node binary built in, so the set compiles one from this checkout.
+func TestSet_BuildsAMissingBinaryFromTheSourceTree(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles the node binary")
+	}
+	cache := t.TempDir()
+	set := Dir(t.TempDir()).BuildMissing(Builder{CacheDir: cache})
+	if !strings.Contains(set.Builder().Describe(), "source tree") {
+		t.Fatalf("builder would build from %s, want this source tree", set.Builder().Describe())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	start := time.Now()
+	b, err := set.GetContext(ctx, "arm64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("built linux/arm64 node binary in %s: %.1f MB, %.1f MB gzipped, version %q",
+		time.Since(start).Round(time.Second), float64(b.Size)/1e6, float64(len(b.Gz))/1e6, b.Version)
+
+	zr, err := gzip.NewReader(bytes.NewReader(b.Gz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := elf.NewFile(bytesReaderAt(t, zr))
+	if err != nil {
+		t.Fatalf("built binary is not ELF: %v", err)
+	}
+	if f.Machine != elf.EM_AARCH64 {
+		t.Errorf("machine %s, want EM_AARCH64", f.Machine)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Error("binary has an ELF interpreter: not static")
+		}
+	}
+	if !strings.Contains(b.Version, "from ") {
+		t.Errorf("version %q does not name the source tree", b.Version)
+	}
+	kept, err := os.ReadFile(filepath.Join(cache, "source", FileName("arm64")))
+	if err != nil || !bytes.Equal(kept, b.Gz) {
+		t.Errorf("built binary not kept in the cache dir (err %v)", err)
+	}
+	again, err := set.GetContext(ctx, "arm64")
+	if err != nil || again != b {
+		t.Errorf("second Get built again or failed: %v", err)
+	}
+}
+
+func bytesReaderAt(t *testing.T, r *gzip.Reader) *bytes.Reader {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(r); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.NewReader(buf.Bytes())
+}
+
+func TestSet_UsesTheBinaryItHasWithoutBuilding(t *testing.T) {
+	dir := t.TempDir()
+	raw := []byte("node binary for amd64")
+	if err := os.WriteFile(filepath.Join(dir, FileName("amd64")), gzipped(t, raw), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set := Dir(dir).BuildMissing(Builder{Go: "no-such-go-tool", CacheDir: t.TempDir()})
+	b, err := set.Get("amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Size != int64(len(raw)) {
+		t.Errorf("size %d, want %d", b.Size, len(raw))
+	}
+}
+
+func TestSet_WithoutGoSaysHowToGetAReleaseBuild(t *testing.T) {
+	set := Dir(t.TempDir()).BuildMissing(Builder{Go: "no-such-go-tool", CacheDir: t.TempDir()})
+	_, err := set.Get("arm64")
+	if !errors.Is(err, ErrMissing) || !errors.Is(err, ErrNoToolchain) {
+		t.Fatalf("err %v, want ErrMissing and ErrNoToolchain", err)
+	}
+	if !strings.Contains(err.Error(), "release build") || !strings.Contains(err.Error(), "linux/arm64") {
+		t.Errorf("error does not say which binary or how to get a release build: %v", err)
+	}
+}
+
+func TestSet_WithoutBuilderReportsMissing(t *testing.T) {
+	_, err := Dir(t.TempDir()).Get("amd64")
+	if !errors.Is(err, ErrMissing) {
+		t.Fatalf("err %v, want ErrMissing", err)
+	}
+}
+
+func TestBuilder_FetchesTheModuleVersionWhenTheTreeIsGone(t *testing.T) {
+	b := &Builder{
+		main:     &debug.Module{Path: ModulePath, Version: "v1.2.3"},
+		thisFile: "/gone/orchestrator/nodeassets/build.go",
+	}
+	src, err := b.source()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.download != ModulePath+"@v1.2.3" || src.cacheKey != "v1.2.3" || src.version != "v1.2.3" {
+		t.Errorf("source %+v, want a download of %s@v1.2.3 kept as v1.2.3", src, ModulePath)
+	}
+}
+
+// TestBuilder_ReusesAModuleVersionBuiltBefore: a binary built from a
+// module version is kept; the next process takes it without running go
+// (Go is `true` here, which would make a fetch fail).
+func TestBuilder_ReusesAModuleVersionBuiltBefore(t *testing.T) {
+	cache := t.TempDir()
+	want := gzipped(t, []byte("kept node binary"))
+	if err := os.MkdirAll(filepath.Join(cache, "v1.2.3"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cache, "v1.2.3", FileName("amd64")), want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set := Dir(t.TempDir()).BuildMissing(Builder{
+		Go:       "true",
+		CacheDir: cache,
+		main:     &debug.Module{Path: ModulePath, Version: "v1.2.3"},
+		thisFile: "/gone/orchestrator/nodeassets/build.go",
+	})
+	b, err := set.Get("amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b.Gz, want) || b.Version != "v1.2.3" {
+		t.Errorf("got %d bytes version %q, want the kept binary as v1.2.3", len(b.Gz), b.Version)
+	}
+	if _, err := set.Get("arm64"); err == nil {
+		t.Error("arm64 was not kept and `true` cannot fetch it, yet Get succeeded")
+	}
+}
+
+func TestBuilder_LocalBuildWithoutItsTreeCannotBuild(t *testing.T) {
+	for _, v := range []string{"(devel)", "v0.0.0-20251126120000-abcdefabcdef+dirty", ""} {
+		b := &Builder{
+			Go:       "true",
+			CacheDir: t.TempDir(),
+			main:     &debug.Module{Path: ModulePath, Version: v},
+			thisFile: "github.com/layercast/layercast/orchestrator/nodeassets/build.go", // -trimpath
+		}
+		_, _, err := b.Build(context.Background(), "amd64")
+		if !errors.Is(err, ErrMissing) || !strings.Contains(err.Error(), "release build") {
+			t.Errorf("version %q: err %v, want ErrMissing naming release builds", v, err)
+		}
+	}
+}
+
+func TestBuilder_RefusesUnknownArchitectures(t *testing.T) {
+	b := &Builder{Go: "true", CacheDir: t.TempDir()}
+	if _, _, err := b.Build(context.Background(), "riscv64"); !errors.Is(err, ErrMissing) {
+		t.Errorf("err %v, want ErrMissing", err)
+	}
+}
+
+func TestSet_CancelledWhileWaitingForABuild(t *testing.T) {
+	set := Dir(t.TempDir()).BuildMissing(Builder{Go: "true", CacheDir: t.TempDir()})
+	<-set.building // a build in progress
+	defer func() { set.building <- struct{}{} }()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := set.GetContext(ctx, "amd64"); !errors.Is(err, context.Canceled) {
+		t.Errorf("err %v, want context.Canceled", err)
+	}
+}

@@ -1,0 +1,375 @@
+// Package bench reproduces the DID experiment on the testbed: it runs
+// layercast in registry mode (every host pulls at once, the article's
+// `docker pull` baseline) and in P2P mode over a grid of image sizes and
+// cluster sizes, on one lab whose links are all shaped to one rate, and
+// writes a CSV, SVG figures and markdown tables.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/layercast/layercast/testbed"
+)
+
+// ErrInvalidConfig reports a Config Run cannot use.
+var ErrInvalidConfig = errors.New("invalid bench config")
+
+// Config is one bench.
+type Config struct {
+	// Bin is the layercast binary (built by make, node binaries embedded).
+	Bin string
+	// Sizes are image sizes in bytes; Hosts cluster sizes.
+	Sizes []int64
+	Hosts []int
+	// Modes to run, ModeP2P and/or ModeRegistry. Default both.
+	Modes []string
+	// Rate of every link, tc notation.
+	Rate string
+	// Layers per image. Default 5.
+	Layers int
+	// Out receives results.csv, results.md, the figures and events/.
+	Out string
+	// LabName names the lab the bench brings up. Default "bench".
+	LabName string
+	// Single adds the single-host P2P run of every size, the time(1) of the
+	// scaling column. Default true through Defaults.
+	NoSingle bool
+	// RunTimeout bounds one run. Default: 3× the registry's ideal time of
+	// the largest point plus 5 minutes.
+	RunTimeout time.Duration
+	// Deadline, when set, stops starting new runs after it; what finished
+	// is written.
+	Deadline time.Time
+	// DiskMargin is the free space left untouched; a run that would need
+	// more is skipped. Default 5 GB.
+	DiskMargin int64
+	Log        *slog.Logger
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Bin == "" {
+		return c, fmt.Errorf("%w: no layercast binary", ErrInvalidConfig)
+	}
+	if abs, err := filepath.Abs(c.Bin); err == nil {
+		c.Bin = abs
+	}
+	if _, err := os.Stat(c.Bin); err != nil {
+		return c, fmt.Errorf("%w: layercast binary: %w", ErrInvalidConfig, err)
+	}
+	if len(c.Sizes) == 0 || len(c.Hosts) == 0 {
+		return c, fmt.Errorf("%w: no sizes or no cluster sizes", ErrInvalidConfig)
+	}
+	for _, n := range c.Hosts {
+		if n < 1 || n > testbed.MaxHosts {
+			return c, fmt.Errorf("%w: cluster size %d", ErrInvalidConfig, n)
+		}
+	}
+	for _, s := range c.Sizes {
+		if s < MB {
+			return c, fmt.Errorf("%w: image size %d below 1 MB", ErrInvalidConfig, s)
+		}
+	}
+	if len(c.Modes) == 0 {
+		c.Modes = []string{ModeP2P, ModeRegistry}
+	}
+	for _, m := range c.Modes {
+		if m != ModeP2P && m != ModeRegistry {
+			return c, fmt.Errorf("%w: mode %q: want p2p or registry", ErrInvalidConfig, m)
+		}
+	}
+	if c.Rate == "" {
+		c.Rate = "100mbit"
+	}
+	if _, err := testbed.ParseRate(c.Rate); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if c.Layers <= 0 {
+		c.Layers = 5
+	}
+	if c.Out == "" {
+		c.Out = "bench-out"
+	}
+	if c.LabName == "" {
+		c.LabName = "bench"
+	}
+	if c.DiskMargin <= 0 {
+		c.DiskMargin = 5e9
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	c.Sizes, c.Hosts = slices.Clone(c.Sizes), slices.Clone(c.Hosts)
+	slices.Sort(c.Sizes)
+	slices.Sort(c.Hosts)
+	c.Sizes, c.Hosts = slices.Compact(c.Sizes), slices.Compact(c.Hosts)
+	rate, _ := testbed.ParseRate(c.Rate)
+	if c.RunTimeout <= 0 {
+		worst := float64(c.Sizes[len(c.Sizes)-1]*8) * float64(c.Hosts[len(c.Hosts)-1]) / float64(rate)
+		c.RunTimeout = time.Duration(3*worst)*time.Second + 5*time.Minute
+	}
+	return c, nil
+}
+
+// point is one planned run.
+type point struct {
+	mode  string
+	hosts int
+	size  int64
+}
+
+// plan lists the runs in order: by size, then cluster size, then mode, so
+// that a bench stopped early has whole small sizes.
+func (c Config) plan() []point {
+	var out []point
+	for _, s := range c.Sizes {
+		if !c.NoSingle && slices.Contains(c.Modes, ModeP2P) && !slices.Contains(c.Hosts, 1) {
+			out = append(out, point{ModeP2P, 1, s})
+		}
+		for _, n := range c.Hosts {
+			for _, m := range c.Modes {
+				out = append(out, point{m, n, s})
+			}
+		}
+	}
+	return out
+}
+
+// Run brings up a lab with the largest cluster size and a registry, runs
+// every point of the grid on it and takes it down. Results are written to
+// cfg.Out after every run, so an interrupted bench keeps what finished.
+func Run(ctx context.Context, cfg Config) (Results, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.Out, "events"), 0o755); err != nil {
+		return nil, fmt.Errorf("create output dir: %w", err)
+	}
+	rate, _ := testbed.ParseRate(cfg.Rate)
+	start := time.Now()
+	lab, err := testbed.Up(ctx, testbed.Config{
+		Name: cfg.LabName, Hosts: cfg.Hosts[len(cfg.Hosts)-1], Rate: cfg.Rate, Registry: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bring up the bench lab: %w", err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		defer cancel()
+		if derr := lab.Down(dctx); derr != nil {
+			cfg.Log.Error("take the bench lab down", "err", derr)
+		}
+	}()
+	cfg.Log.Info("bench lab up", "hosts", len(lab.Hosts()), "rate", cfg.Rate, "elapsed", time.Since(start).Round(time.Second))
+
+	b := &bencher{cfg: cfg, lab: lab, rate: rate, cache: filepath.Join(lab.Dir(), "cache")}
+	var results Results
+	var errs []error
+	plan := cfg.plan()
+	images := map[int64]string{}
+	for i, p := range plan {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		if !cfg.Deadline.IsZero() && time.Now().After(cfg.Deadline) {
+			cfg.Log.Warn("deadline reached: the remaining runs are skipped", "done", i, "planned", len(plan))
+			break
+		}
+		ref, ok := images[p.size]
+		if !ok {
+			b.dropImages(ctx, images)
+			if ref, err = b.makeImage(ctx, p.size); err != nil {
+				errs = append(errs, err)
+				break
+			}
+			images = map[int64]string{p.size: ref}
+		}
+		if need := b.diskNeed(p); !b.diskFits(need) {
+			cfg.Log.Warn("not enough free disk: run skipped", "mode", p.mode, "hosts", p.hosts, "size_mb", p.size/MB, "need_gb", need/1e9)
+			continue
+		}
+		res, err := b.run(ctx, p, ref)
+		if err != nil {
+			cfg.Log.Error("run failed", "mode", p.mode, "hosts", p.hosts, "size_mb", p.size/MB, "err", err)
+			errs = append(errs, fmt.Errorf("%s, %d hosts, %d MB: %w", p.mode, p.hosts, p.size/MB, err))
+			continue
+		}
+		results = append(results, res)
+		cfg.Log.Info("run done", "n", fmt.Sprintf("%d/%d", i+1, len(plan)), "mode", p.mode, "hosts", p.hosts, "size_mb", p.size/MB,
+			"time", res.Propagation.Round(100*time.Millisecond), "cpu", fmt.Sprintf("%.0f%%", 100*res.CPU), "failed", res.Failed)
+		if err := WriteAll(cfg.Out, results, Setup{Rate: cfg.Rate, Layers: cfg.Layers}); err != nil {
+			errs = append(errs, err)
+			break
+		}
+	}
+	return results, errors.Join(errs...)
+}
+
+type bencher struct {
+	cfg   Config
+	lab   *testbed.Lab
+	rate  int64
+	cache string
+}
+
+func imageTag(size int64) string { return fmt.Sprintf("bench/img-%dmb:v1", size/MB) }
+
+// makeImage generates the image of one size, loads it into the bastion and
+// pushes it to the registry; both modes distribute the registry reference,
+// which the bastion's daemon has too.
+func (b *bencher) makeImage(ctx context.Context, size int64) (string, error) {
+	start := time.Now()
+	img, err := b.lab.MakeImage(ctx, testbed.ImageSpec{Tag: imageTag(size), Size: size, Layers: b.cfg.Layers})
+	if err != nil {
+		return "", fmt.Errorf("make %d MB image: %w", size/MB, err)
+	}
+	// The archive is only needed to load the bastion; free its disk.
+	_ = os.Remove(img.Path)
+	b.cfg.Log.Info("image ready", "ref", img.RegistryRef, "size_mb", size/MB, "elapsed", time.Since(start).Round(time.Second))
+	return img.RegistryRef, nil
+}
+
+// dropImages removes earlier sizes' images from the bastion and the layer
+// cache, so the disk holds one size at a time (the registry keeps its
+// blobs: it cannot delete them without garbage collection).
+func (b *bencher) dropImages(ctx context.Context, images map[int64]string) {
+	for size, ref := range images {
+		_, _ = b.lab.Exec(ctx, "bastion", "docker", "image", "rm", "-f", ref, imageTag(size))
+	}
+	if len(images) > 0 {
+		_ = os.RemoveAll(b.cache)
+	}
+}
+
+// diskNeed is a bound of the disk one run fills: per host the layer files
+// (P2P) and the daemon's copy, with room for the registry's download.
+func (b *bencher) diskNeed(p point) int64 {
+	return int64(p.hosts) * p.size * 2
+}
+
+func (b *bencher) diskFits(need int64) bool {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(b.lab.Dir(), &st); err != nil {
+		return true
+	}
+	free := int64(st.Bavail) * st.Bsize
+	return free-need > b.cfg.DiskMargin
+}
+
+// clean empties every host's daemon of images, so each run starts from
+// clean daemons.
+func (b *bencher) clean(ctx context.Context) error {
+	var g errgroup.Group
+	g.SetLimit(8)
+	for _, h := range b.lab.Hosts() {
+		g.Go(func() error {
+			if _, err := b.lab.Exec(ctx, h, "docker", "image", "prune", "-af"); err != nil {
+				return fmt.Errorf("clean %s: %w", h, err)
+			}
+			out, err := b.lab.Exec(ctx, h, "docker", "images", "-aq")
+			if err != nil {
+				return fmt.Errorf("clean %s: %w", h, err)
+			}
+			if ids := strings.Fields(string(out)); len(ids) > 0 {
+				if _, err := b.lab.Exec(ctx, h, append([]string{"docker", "image", "rm", "-f"}, ids...)...); err != nil {
+					return fmt.Errorf("clean %s: %w", h, err)
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// run runs one point from clean daemons and measures it.
+func (b *bencher) run(ctx context.Context, p point, ref string) (Result, error) {
+	if err := b.clean(ctx); err != nil {
+		return Result{}, err
+	}
+	bastion, err := b.lab.Machine("bastion")
+	if err != nil {
+		return Result{}, err
+	}
+	registry, err := b.lab.Machine("registry")
+	if err != nil {
+		return Result{}, err
+	}
+	hosts := b.lab.Hosts()[:p.hosts]
+	bLink, rLink := newLinkCounter(bastion.Veth), newLinkCounter(registry.Veth)
+	b0, err := bLink.read()
+	if err != nil {
+		return Result{}, err
+	}
+	r0, err := rLink.read()
+	if err != nil {
+		return Result{}, err
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.RunTimeout)
+	defer cancel()
+	name := fmt.Sprintf("%s-%03dh-%04dmb", p.mode, p.hosts, p.size/MB)
+	evlog, err := os.Create(filepath.Join(b.cfg.Out, "events", name+".jsonl"))
+	if err != nil {
+		return Result{}, fmt.Errorf("create event log: %w", err)
+	}
+	defer evlog.Close()
+	cmd, err := b.lab.Command(ctx, "bastion", runArgs(b.cfg.Bin, p.mode, b.lab.InventoryPath(), b.cache, ref, hosts)...)
+	if err != nil {
+		return Result{}, err
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return Result{}, fmt.Errorf("start layercast: %w", err)
+	}
+	cpu, err := startCPU(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := cmd.Start(); err != nil {
+		_, _, _ = cpu.finish()
+		return Result{}, fmt.Errorf("start layercast: %w", err)
+	}
+	tl, rerr := readEvents(out, evlog)
+	werr := cmd.Wait()
+	avg, peak, cerr := cpu.finish()
+	b1, berr := bLink.read()
+	r1, gerr := rLink.read()
+	if rerr != nil {
+		return Result{}, fmt.Errorf("layercast: %w (exit: %v); stderr: %s", rerr, werr, tail(stderr.String()))
+	}
+	if err := errors.Join(cerr, berr, gerr); err != nil {
+		return Result{}, err
+	}
+	res := Result{
+		Mode: p.mode, Hosts: p.hosts, Size: p.size, RateBits: b.rate,
+		BastionLink: b1 - b0, RegistryLink: r1 - r0, CPU: avg, CPUPeak: peak,
+	}
+	tl.fill(&res)
+	if res.Failed > 0 {
+		b.cfg.Log.Warn("hosts failed", "run", name, "failed", res.Failed, "exit", werr, "stderr", tail(stderr.String()))
+	}
+	return res, nil
+}
+
+func tail(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > 2000 {
+		s = "..." + s[len(s)-2000:]
+	}
+	return s
+}

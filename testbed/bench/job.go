@@ -1,0 +1,130 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/layercast/layercast/orchestrator"
+)
+
+// ErrNoReport reports a layercast run that ended without its final report.
+var ErrNoReport = errors.New("layercast ended without a report")
+
+// timeline is what the event stream of one job tells about its hosts.
+type timeline struct {
+	report  *orchestrator.Report
+	started time.Time
+	// first time each host entered each state
+	states map[string]map[orchestrator.HostState]time.Time
+}
+
+// readEvents reads `layercast run --json` output, copying every line to
+// keep (the run's event log) when it is not nil.
+func readEvents(r io.Reader, keep io.Writer) (*timeline, error) {
+	tl := &timeline{states: map[string]map[orchestrator.HostState]time.Time{}}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if keep != nil {
+			_, _ = keep.Write(append(bytes.Clone(line), '\n'))
+		}
+		var e orchestrator.Event
+		if err := json.Unmarshal(line, &e); err != nil {
+			continue // not an event; the log keeps it
+		}
+		switch e.Kind {
+		case orchestrator.EventJobStarted:
+			tl.started = e.Time
+		case orchestrator.EventHostState:
+			m := tl.states[e.Host]
+			if m == nil {
+				m = map[orchestrator.HostState]time.Time{}
+				tl.states[e.Host] = m
+			}
+			if _, seen := m[e.State]; !seen {
+				m[e.State] = e.Time
+			}
+		case orchestrator.EventJobDone:
+			tl.report = e.Report
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return tl, fmt.Errorf("read events: %w", err)
+	}
+	if tl.report == nil {
+		return tl, ErrNoReport
+	}
+	return tl, nil
+}
+
+// fill sets r's times and host counts from the timeline.
+func (tl *timeline) fill(r *Result) {
+	rep := tl.report
+	r.JobID = rep.JobID
+	r.BastionEgress = rep.Egress
+	var done []time.Duration
+	for _, h := range rep.Hosts {
+		if h.State != orchestrator.HostDone {
+			r.Failed++
+			continue
+		}
+		done = append(done, h.Duration)
+	}
+	slices.Sort(done)
+	if len(done) > 0 {
+		r.P50, r.P90, r.Max = quantile(done, 0.5), quantile(done, 0.9), done[len(done)-1]
+	}
+	r.Propagation = r.Max
+	if r.Failed > 0 {
+		r.Propagation = rep.Duration
+	}
+	var setup, dl, imp []time.Duration
+	for _, st := range tl.states {
+		d, okD := st[orchestrator.HostDownloading]
+		i, okI := st[orchestrator.HostImporting]
+		e, okE := st[orchestrator.HostDone]
+		if okD && !tl.started.IsZero() {
+			setup = append(setup, d.Sub(tl.started))
+		}
+		if okD && okI {
+			dl = append(dl, i.Sub(d))
+		}
+		if okI && okE {
+			imp = append(imp, e.Sub(i))
+		}
+	}
+	for _, v := range []*[]time.Duration{&setup, &dl, &imp} {
+		slices.Sort(*v)
+	}
+	r.Setup, r.Download, r.Import = quantile(setup, 0.5), quantile(dl, 0.5), quantile(imp, 0.5)
+}
+
+// quantile of sorted values, nearest rank; 0 for none.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(sorted))+0.999999) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// runArgs is the layercast command line of one run.
+func runArgs(bin, mode, inventory, cacheDir, image string, hosts []string) []string {
+	return []string{
+		bin, "run", "--json", "--mode", mode, "-i", inventory,
+		"--hosts", strings.Join(hosts, ","),
+		// every host at once, as the article's docker pull baseline does
+		"--concurrency", fmt.Sprint(max(len(hosts), 1)),
+		"--progress-interval", "500ms",
+		"--cache-dir", cacheDir,
+		image,
+	}
+}

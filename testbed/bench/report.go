@@ -1,0 +1,203 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Setup describes the bench's lab for the written outputs.
+type Setup struct {
+	Rate   string
+	Layers int
+}
+
+// The files WriteAll writes into its directory.
+const (
+	CSVFile      = "results.csv"
+	MarkdownFile = "results.md"
+	Fig2File     = "fig2-time-vs-size.svg"
+	Fig3File     = "fig3-balance-point.svg"
+)
+
+// WriteAll writes the CSV, the markdown tables and both figures into dir.
+func WriteAll(dir string, rs Results, setup Setup) error {
+	var csvBuf, md, f2, f3 bytes.Buffer
+	if err := rs.WriteCSV(&csvBuf); err != nil {
+		return err
+	}
+	rs.Markdown(&md, setup)
+	if err := rs.Fig2().WriteSVG(&f2); err != nil {
+		return err
+	}
+	if err := rs.Fig3().WriteSVG(&f3); err != nil {
+		return err
+	}
+	for name, b := range map[string][]byte{CSVFile: csvBuf.Bytes(), MarkdownFile: md.Bytes(), Fig2File: f2.Bytes(), Fig3File: f3.Bytes()} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			return fmt.Errorf("write bench output: %w", err)
+		}
+	}
+	return nil
+}
+
+// largestCompared is the largest cluster size measured in both modes at
+// two sizes or more (a line needs two points), else at any size.
+func (rs Results) largestCompared() int {
+	best, bestOne := 0, 0
+	for _, n := range rs.HostCounts() {
+		both := 0
+		for _, s := range rs.Sizes() {
+			_, a := rs.Find(ModeP2P, n, s)
+			_, b := rs.Find(ModeRegistry, n, s)
+			if a && b {
+				both++
+			}
+		}
+		if both >= 2 {
+			best = n
+		}
+		if both >= 1 {
+			bestOne = n
+		}
+	}
+	if best == 0 {
+		return bestOne
+	}
+	return best
+}
+
+// Fig2 is the article's Figure 2: propagation time against image size per
+// mode, at the largest cluster size measured in both modes (see
+// largestCompared).
+func (rs Results) Fig2() Chart {
+	n := rs.largestCompared()
+	c := Chart{
+		Title:  fmt.Sprintf("Propagation time by image size, %d hosts", n),
+		XLabel: "image size (MB)", YLabel: "time until the last host has the image (s)",
+	}
+	var rate int64
+	for _, m := range []string{ModeRegistry, ModeP2P} {
+		s := Series{Name: map[string]string{ModeRegistry: "registry (docker pull)", ModeP2P: "layercast P2P"}[m]}
+		for _, size := range rs.Sizes() {
+			if r, ok := rs.Find(m, n, size); ok && r.Failed == 0 {
+				s.Points = append(s.Points, [2]float64{float64(size) / MB, r.Propagation.Seconds()})
+				rate = r.RateBits
+			}
+		}
+		c.Series = append(c.Series, s)
+	}
+	if rate > 0 {
+		ideal := Series{Name: "size ÷ link rate"}
+		for _, size := range rs.Sizes() {
+			ideal.Points = append(ideal.Points, [2]float64{float64(size) / MB, float64(size*8) / float64(rate)})
+		}
+		c.Series = append(c.Series, ideal)
+		c.Notes = append(c.Notes, fmt.Sprintf("every link (hosts, bastion, registry) shaped to %g Mbit/s", float64(rate)/1e6))
+	}
+	return c
+}
+
+// Fig3 is the article's Figure 3: the balance point against cluster size.
+func (rs Results) Fig3() Chart {
+	c := Chart{
+		Title:  "Balance point by cluster size",
+		XLabel: "hosts", YLabel: "image size where both modes take equal time (MB)",
+	}
+	s := Series{Name: "balance point"}
+	for _, n := range rs.HostCounts() {
+		x, ok := rs.Crossover(n)
+		switch {
+		case !ok:
+		case x.Found:
+			s.Points = append(s.Points, [2]float64{float64(n), x.Size / MB})
+		case x.Below:
+			c.Notes = append(c.Notes, fmt.Sprintf("%d hosts: P2P faster at every measured size (balance point below %d MB)", n, rs.Sizes()[0]/MB))
+		default:
+			c.Notes = append(c.Notes, fmt.Sprintf("%d hosts: registry faster at every measured size (balance point above %d MB)", n, rs.Sizes()[len(rs.Sizes())-1]/MB))
+		}
+	}
+	c.Series = append(c.Series, s)
+	return c
+}
+
+func secs(r Result, ok bool) string {
+	if !ok {
+		return "–"
+	}
+	s := fmt.Sprintf("%.1f", r.Propagation.Seconds())
+	if r.Failed > 0 {
+		s += fmt.Sprintf(" (%d failed)", r.Failed)
+	}
+	if r.Unreliable() {
+		s += " ⚠"
+	}
+	return s
+}
+
+// Markdown writes the bench's tables.
+func (rs Results) Markdown(w *bytes.Buffer, setup Setup) {
+	fmt.Fprintf(w, "Links: every machine (hosts, bastion, registry) shaped to %s both ways; images of %d layers.\n", setup.Rate, setup.Layers)
+	fmt.Fprintf(w, "Times in seconds from the job's start until the last host has the image; ⚠ marks a run whose average CPU was above %.0f%% (unreliable).\n\n", 100*CPULimit)
+
+	w.WriteString("### Propagation time by cluster size and image size\n\n")
+	w.WriteString("| hosts | size MB | registry s | P2P s | P2P ÷ registry | P2P ÷ (size ÷ rate) | P2P time(N) ÷ time(1) | CPU avg registry / P2P |\n")
+	w.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, n := range rs.HostCounts() {
+		for _, s := range rs.Sizes() {
+			p, okP := rs.Find(ModeP2P, n, s)
+			g, okG := rs.Find(ModeRegistry, n, s)
+			if !okP && !okG {
+				continue
+			}
+			ratio, limit, scaling, cpu := "–", "–", "–", ""
+			if okP && okG && g.Propagation > 0 {
+				ratio = fmt.Sprintf("%.2f", p.Propagation.Seconds()/g.Propagation.Seconds())
+			}
+			if okP {
+				limit = fmt.Sprintf("%.2f", p.LimitRatio())
+				if sc := rs.Scaling(p); sc > 0 {
+					scaling = fmt.Sprintf("%.2f", sc)
+				}
+			}
+			cpuOf := func(r Result, ok bool) string {
+				if !ok {
+					return "–"
+				}
+				return fmt.Sprintf("%.0f%%", 100*r.CPU)
+			}
+			cpu = cpuOf(g, okG) + " / " + cpuOf(p, okP)
+			fmt.Fprintf(w, "| %d | %d | %s | %s | %s | %s | %s | %s |\n", n, s/MB, secs(g, okG), secs(p, okP), ratio, limit, scaling, cpu)
+		}
+	}
+
+	w.WriteString("\n### Balance point (crossover) by cluster size\n\n")
+	w.WriteString("| hosts | balance point |\n| ---: | --- |\n")
+	for _, n := range rs.HostCounts() {
+		x, ok := rs.Crossover(n)
+		var v string
+		switch {
+		case !ok:
+			continue
+		case x.Found:
+			v = fmt.Sprintf("%.0f MB", x.Size/MB)
+		case x.Below:
+			v = fmt.Sprintf("below %d MB (P2P faster at every size)", rs.Sizes()[0]/MB)
+		default:
+			v = fmt.Sprintf("above %d MB (registry faster at every size)", rs.Sizes()[len(rs.Sizes())-1]/MB)
+		}
+		fmt.Fprintf(w, "| %d | %s |\n", n, v)
+	}
+
+	w.WriteString("\n### Every run\n\n")
+	w.WriteString("| mode | hosts | size MB | time s | p50 s | p90 s | max s | setup s | download s | import s | bastion seeder MB | bastion link MB | registry link MB | CPU avg / peak |\n")
+	w.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, r := range rs {
+		fmt.Fprintf(w, "| %s | %d | %d | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f%% / %.0f%% |\n",
+			r.Mode, r.Hosts, r.Size/MB, secs(r, true), r.P50.Seconds(), r.P90.Seconds(), r.Max.Seconds(),
+			r.Setup.Seconds(), r.Download.Seconds(), r.Import.Seconds(),
+			float64(r.BastionEgress)/MB, float64(r.BastionLink)/MB, float64(r.RegistryLink)/MB, 100*r.CPU, 100*r.CPUPeak)
+	}
+	w.WriteString("\nsetup: job start until the host began downloading (SSH, node upload, daemon check); download, import: time in each state (medians over hosts). In registry mode the node reports pulling as downloading.\n")
+}

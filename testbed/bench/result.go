@@ -1,0 +1,253 @@
+package bench
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// The modes a run compares; they are layercast's --mode values.
+const (
+	ModeP2P      = "p2p"
+	ModeRegistry = "registry"
+)
+
+// MB is the bench's size unit, as the article and the issue use it.
+const MB = 1000 * 1000
+
+// Result is one run: one mode, one cluster size, one image size.
+type Result struct {
+	Mode     string
+	Hosts    int
+	Size     int64 // image bytes
+	RateBits int64 // link rate, bits per second
+	// Propagation is the article's propagation time: from the job's start
+	// (image prepared, hosts about to be reached) until the last host has
+	// the image imported and checked.
+	Propagation time.Duration
+	// P50, P90 and Max are per-host completion times from the same start.
+	P50, P90, Max time.Duration
+	// Setup is the median time from the start until a host began to
+	// download (SSH, node upload, daemon checks); Download and Import are
+	// the medians of the time a host spent downloading and importing.
+	Setup, Download, Import time.Duration
+	// BastionEgress is what the seeder sent (layercast's report);
+	// BastionLink and RegistryLink are every byte that left the machine on
+	// its link (SSH and node uploads included), from the veth counters.
+	BastionEgress, BastionLink, RegistryLink int64
+	// CPU is the whole machine's busy share during the run, 0..1, on
+	// average and at its busiest second.
+	CPU, CPUPeak float64
+	Failed       int    // hosts that did not end done
+	JobID        string // layercast's job id
+}
+
+// Ideal is size ÷ rate: the time one host needs to receive the image over
+// its own link, the physical limit of any distribution.
+func (r Result) Ideal() time.Duration {
+	if r.RateBits <= 0 {
+		return 0
+	}
+	return time.Duration(float64(r.Size*8) / float64(r.RateBits) * float64(time.Second))
+}
+
+// LimitRatio is Propagation ÷ Ideal.
+func (r Result) LimitRatio() float64 {
+	if id := r.Ideal(); id > 0 {
+		return r.Propagation.Seconds() / id.Seconds()
+	}
+	return 0
+}
+
+// Unreliable marks a run during which the machine's CPU, not the links,
+// may have set the pace.
+func (r Result) Unreliable() bool { return r.CPU > CPULimit }
+
+// CPULimit is the average CPU share above which a run is unreliable.
+const CPULimit = 0.85
+
+// Results is every run of a bench.
+type Results []Result
+
+// Find returns the run of mode at hosts and size.
+func (rs Results) Find(mode string, hosts int, size int64) (Result, bool) {
+	for _, r := range rs {
+		if r.Mode == mode && r.Hosts == hosts && r.Size == size {
+			return r, true
+		}
+	}
+	return Result{}, false
+}
+
+// Scaling is time(N) ÷ time(1) for a P2P run: its propagation time over
+// that of the single-host P2P run of the same size (0 when there is none).
+func (rs Results) Scaling(r Result) float64 {
+	one, ok := rs.Find(r.Mode, 1, r.Size)
+	if !ok || one.Propagation <= 0 {
+		return 0
+	}
+	return r.Propagation.Seconds() / one.Propagation.Seconds()
+}
+
+// Sizes and HostCounts list the distinct values measured, ascending.
+func (rs Results) Sizes() []int64 {
+	var out []int64
+	for _, r := range rs {
+		if !slices.Contains(out, r.Size) {
+			out = append(out, r.Size)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (rs Results) HostCounts() []int {
+	var out []int
+	for _, r := range rs {
+		if !slices.Contains(out, r.Hosts) {
+			out = append(out, r.Hosts)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Crossover is the balance point at one cluster size.
+type Crossover struct {
+	Hosts int
+	// Size is the interpolated image size at which both modes take equal
+	// time, in bytes, when Found.
+	Size  float64
+	Found bool
+	// Below is true when P2P was faster at every measured size (the
+	// crossover lies below the smallest), false when registry was faster at
+	// every size (it lies above the largest); meaningful when !Found.
+	Below bool
+}
+
+// Crossover interpolates, at one cluster size, the image size where the
+// registry's and P2P's propagation times are equal: linearly between the
+// two measured sizes where their difference changes sign (the first such
+// pair from below).
+func (rs Results) Crossover(hosts int) (Crossover, bool) {
+	type pt struct {
+		size float64
+		diff float64 // registry - p2p, seconds: > 0 where P2P wins
+	}
+	var pts []pt
+	for _, s := range rs.Sizes() {
+		p, ok1 := rs.Find(ModeP2P, hosts, s)
+		g, ok2 := rs.Find(ModeRegistry, hosts, s)
+		if !ok1 || !ok2 || p.Failed > 0 || g.Failed > 0 {
+			continue
+		}
+		pts = append(pts, pt{float64(s), g.Propagation.Seconds() - p.Propagation.Seconds()})
+	}
+	if len(pts) == 0 {
+		return Crossover{Hosts: hosts}, false
+	}
+	if pts[0].diff >= 0 {
+		return Crossover{Hosts: hosts, Below: true}, true
+	}
+	for i := 1; i < len(pts); i++ {
+		a, b := pts[i-1], pts[i]
+		if b.diff >= 0 {
+			f := -a.diff / (b.diff - a.diff)
+			return Crossover{Hosts: hosts, Size: a.size + f*(b.size-a.size), Found: true}, true
+		}
+	}
+	return Crossover{Hosts: hosts}, true
+}
+
+var csvHeader = []string{
+	"mode", "hosts", "size_mb", "rate_mbit", "propagation_s", "p50_s", "p90_s", "max_s",
+	"setup_s", "download_s", "import_s", "ideal_s", "limit_ratio", "scaling",
+	"bastion_egress_mb", "bastion_link_mb", "registry_link_mb",
+	"cpu_avg_pct", "cpu_peak_pct", "unreliable", "failed_hosts", "job_id",
+}
+
+// WriteCSV writes every run, one line each, with a header.
+func (rs Results) WriteCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(csvHeader); err != nil {
+		return fmt.Errorf("write csv: %w", err)
+	}
+	sec := func(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', 2, 64) }
+	mbs := func(b int64) string { return strconv.FormatFloat(float64(b)/MB, 'f', 1, 64) }
+	f2 := func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
+	for _, r := range rs {
+		scaling, limit := "", ""
+		if r.Mode == ModeP2P {
+			limit = f2(r.LimitRatio())
+			if s := rs.Scaling(r); s > 0 {
+				scaling = f2(s)
+			}
+		}
+		rec := []string{
+			r.Mode, strconv.Itoa(r.Hosts), mbs(r.Size), strconv.FormatFloat(float64(r.RateBits)/1e6, 'f', -1, 64),
+			sec(r.Propagation), sec(r.P50), sec(r.P90), sec(r.Max),
+			sec(r.Setup), sec(r.Download), sec(r.Import), sec(r.Ideal()), limit, scaling,
+			mbs(r.BastionEgress), mbs(r.BastionLink), mbs(r.RegistryLink),
+			strconv.FormatFloat(100*r.CPU, 'f', 0, 64), strconv.FormatFloat(100*r.CPUPeak, 'f', 0, 64),
+			strconv.FormatBool(r.Unreliable()), strconv.Itoa(r.Failed), r.JobID,
+		}
+		if err := cw.Write(rec); err != nil {
+			return fmt.Errorf("write csv: %w", err)
+		}
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		return fmt.Errorf("write csv: %w", err)
+	}
+	return nil
+}
+
+// ErrBadCSV reports a results file ReadCSV cannot read.
+var ErrBadCSV = errors.New("bad bench csv")
+
+// ReadCSV reads what WriteCSV wrote; derived columns are recomputed.
+func ReadCSV(r io.Reader) (Results, error) {
+	recs, err := csv.NewReader(r).ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadCSV, err)
+	}
+	if len(recs) == 0 || !slices.Equal(recs[0], csvHeader) {
+		return nil, fmt.Errorf("%w: header is not %v", ErrBadCSV, csvHeader)
+	}
+	col := map[string]int{}
+	for i, h := range csvHeader {
+		col[h] = i
+	}
+	var out Results
+	for n, rec := range recs[1:] {
+		var perr error
+		num := func(name string) float64 {
+			v, err := strconv.ParseFloat(rec[col[name]], 64)
+			if err != nil && perr == nil {
+				perr = fmt.Errorf("%w: line %d, %s: %w", ErrBadCSV, n+2, name, err)
+			}
+			return v
+		}
+		sec := func(name string) time.Duration { return time.Duration(math.Round(num(name) * float64(time.Second))) }
+		mbs := func(name string) int64 { return int64(math.Round(num(name) * MB)) }
+		res := Result{
+			Mode: rec[col["mode"]], Hosts: int(num("hosts")), Size: mbs("size_mb"),
+			RateBits:    int64(math.Round(num("rate_mbit") * 1e6)),
+			Propagation: sec("propagation_s"), P50: sec("p50_s"), P90: sec("p90_s"), Max: sec("max_s"),
+			Setup: sec("setup_s"), Download: sec("download_s"), Import: sec("import_s"),
+			BastionEgress: mbs("bastion_egress_mb"), BastionLink: mbs("bastion_link_mb"), RegistryLink: mbs("registry_link_mb"),
+			CPU: num("cpu_avg_pct") / 100, CPUPeak: num("cpu_peak_pct") / 100,
+			Failed: int(num("failed_hosts")), JobID: rec[col["job_id"]],
+		}
+		if perr != nil {
+			return nil, perr
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}

@@ -1,0 +1,192 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/layercast/layercast/orchestrator"
+)
+
+func run(mode string, hosts int, sizeMB int64, secs float64) Result {
+	return Result{Mode: mode, Hosts: hosts, Size: sizeMB * MB, RateBits: 200e6, Propagation: time.Duration(secs * float64(time.Second))}
+}
+
+func TestCrossover_InterpolatesBetweenTheSizesWhereTheLeaderChanges(t *testing.T) {
+	rs := Results{
+		run(ModeP2P, 10, 50, 10), run(ModeRegistry, 10, 50, 6), // registry ahead by 4 s
+		run(ModeP2P, 10, 150, 20), run(ModeRegistry, 10, 150, 24), // P2P ahead by 4 s
+		run(ModeP2P, 10, 250, 30), run(ModeRegistry, 10, 250, 50),
+	}
+	x, ok := rs.Crossover(10)
+	if !ok || !x.Found {
+		t.Fatalf("crossover %+v, %v", x, ok)
+	}
+	if got := x.Size / MB; got < 99.9 || got > 100.1 {
+		t.Errorf("crossover at %.1f MB, want 100 MB (halfway)", got)
+	}
+}
+
+func TestCrossover_SaysWhenOneModeWinsEverywhere(t *testing.T) {
+	p2pWins := Results{run(ModeP2P, 5, 50, 5), run(ModeRegistry, 5, 50, 9), run(ModeP2P, 5, 100, 9), run(ModeRegistry, 5, 100, 20)}
+	if x, ok := p2pWins.Crossover(5); !ok || x.Found || !x.Below {
+		t.Errorf("P2P faster everywhere: %+v %v, want below the grid", x, ok)
+	}
+	regWins := Results{run(ModeP2P, 5, 50, 9), run(ModeRegistry, 5, 50, 5)}
+	if x, ok := regWins.Crossover(5); !ok || x.Found || x.Below {
+		t.Errorf("registry faster everywhere: %+v %v, want above the grid", x, ok)
+	}
+	if _, ok := regWins.Crossover(7); ok {
+		t.Error("a cluster size never measured has a crossover")
+	}
+}
+
+func TestResults_ScalingAndLimitRatio(t *testing.T) {
+	rs := Results{run(ModeP2P, 1, 100, 5), run(ModeP2P, 20, 100, 12)}
+	r := rs[1]
+	if got := rs.Scaling(r); got < 2.39 || got > 2.41 {
+		t.Errorf("scaling %.3f, want 12/5", got)
+	}
+	// 100 MB at 200 Mbit/s is 4 s.
+	if got := r.LimitRatio(); got < 2.99 || got > 3.01 {
+		t.Errorf("limit ratio %.3f, want 12/4", got)
+	}
+}
+
+func TestCSV_RoundTripsEveryMeasuredField(t *testing.T) {
+	in := Results{{
+		Mode: ModeRegistry, Hosts: 20, Size: 130 * MB, RateBits: 200e6,
+		Propagation: 41500 * time.Millisecond, P50: 30 * time.Second, P90: 40 * time.Second, Max: 41500 * time.Millisecond,
+		Setup: 2 * time.Second, Download: 25 * time.Second, Import: time.Second,
+		BastionEgress: 0, BastionLink: 170 * MB, RegistryLink: 2600 * MB, CPU: 0.9, CPUPeak: 1, Failed: 1, JobID: "j1",
+	}}
+	var buf bytes.Buffer
+	if err := in.WriteCSV(&buf); err != nil {
+		t.Fatal(err)
+	}
+	out, err := ReadCSV(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 1 || out[0] != in[0] {
+		t.Errorf("read back %+v\nwant %+v", out, in)
+	}
+	if !out[0].Unreliable() {
+		t.Error("a run at 90% CPU is not marked unreliable")
+	}
+	if _, err := ReadCSV(strings.NewReader("a,b\n1,2\n")); !errors.Is(err, ErrBadCSV) {
+		t.Errorf("foreign csv: %v, want ErrBadCSV", err)
+	}
+}
+
+func TestChart_IsValidSVGWithEverySeries(t *testing.T) {
+	rs := Results{
+		run(ModeP2P, 10, 50, 10), run(ModeRegistry, 10, 50, 6),
+		run(ModeP2P, 10, 150, 20), run(ModeRegistry, 10, 150, 24),
+		run(ModeP2P, 20, 50, 11), run(ModeRegistry, 20, 50, 12),
+	}
+	for name, c := range map[string]Chart{"fig2": rs.Fig2(), "fig3": rs.Fig3()} {
+		var buf bytes.Buffer
+		if err := c.WriteSVG(&buf); err != nil {
+			t.Fatal(err)
+		}
+		dec := xml.NewDecoder(&buf)
+		lines, circles := 0, 0
+		for {
+			tok, err := dec.Token()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: not well-formed XML: %v", name, err)
+			}
+			if se, ok := tok.(xml.StartElement); ok {
+				switch se.Name.Local {
+				case "polyline":
+					lines++
+				case "circle":
+					circles++
+				}
+			}
+		}
+		t.Logf("%s: %d lines, %d points", name, lines, circles)
+		if name == "fig2" && (lines != 3 || circles != 6) {
+			t.Errorf("fig2: %d lines and %d points, want registry, P2P and ideal, 2 points each", lines, circles)
+		}
+		if name == "fig3" && circles != 1 {
+			t.Errorf("fig3: %d points, want the crossover at 10 hosts", circles)
+		}
+	}
+	// 20 hosts were compared at one size only: no line to draw there.
+	if n := rs.Fig2(); !strings.Contains(n.Title, "10 hosts") {
+		t.Errorf("fig2 title %q, want the largest cluster size compared at two sizes", n.Title)
+	}
+}
+
+func TestParseCPU_CountsIdleAndIOWaitAsNotBusy(t *testing.T) {
+	got, err := parseCPU("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4 5\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.busy != 150 || got.total != 1000 {
+		t.Errorf("busy %d total %d, want 150 of 1000", got.busy, got.total)
+	}
+	if s := share(cpuTimes{100, 1000}, cpuTimes{400, 1400}); s != 0.75 {
+		t.Errorf("share %v, want 0.75", s)
+	}
+}
+
+func TestReadEvents_TakesTimesFromTheReportAndPhasesFromStates(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	evs := []orchestrator.Event{
+		{Time: at(0), Kind: orchestrator.EventJobStarted, Job: &orchestrator.JobInfo{ID: "j"}},
+		{Time: at(1), Kind: orchestrator.EventHostState, Host: "h01", State: orchestrator.HostDownloading},
+		{Time: at(2), Kind: orchestrator.EventHostState, Host: "h02", State: orchestrator.HostDownloading},
+		{Time: at(6), Kind: orchestrator.EventHostState, Host: "h01", State: orchestrator.HostImporting},
+		{Time: at(8), Kind: orchestrator.EventHostState, Host: "h02", State: orchestrator.HostImporting},
+		{Time: at(7), Kind: orchestrator.EventHostState, Host: "h01", State: orchestrator.HostDone},
+		{Time: at(10), Kind: orchestrator.EventHostState, Host: "h02", State: orchestrator.HostDone},
+		{Time: at(11), Kind: orchestrator.EventJobDone, Report: &orchestrator.Report{JobID: "j", Egress: 42, Duration: 11 * time.Second,
+			Hosts: []orchestrator.HostResult{
+				{Host: "h01", State: orchestrator.HostDone, Duration: 7 * time.Second},
+				{Host: "h02", State: orchestrator.HostDone, Duration: 10 * time.Second},
+				{Host: "h03", State: orchestrator.HostFailed, Duration: 3 * time.Second},
+			}}},
+	}
+	var in bytes.Buffer
+	for _, e := range evs {
+		b, _ := json.Marshal(e)
+		in.Write(append(b, '\n'))
+	}
+	in.WriteString("not json\n")
+	var keep bytes.Buffer
+	tl, err := readEvents(&in, &keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(keep.String(), "\n") != len(evs)+1 {
+		t.Errorf("event log kept %d lines, want every line", strings.Count(keep.String(), "\n"))
+	}
+	var r Result
+	tl.fill(&r)
+	if r.Failed != 1 || r.BastionEgress != 42 || r.JobID != "j" {
+		t.Errorf("%+v", r)
+	}
+	// With a failed host the propagation time is the whole job's.
+	if r.Propagation != 11*time.Second || r.Max != 10*time.Second || r.P50 != 7*time.Second {
+		t.Errorf("propagation %v max %v p50 %v", r.Propagation, r.Max, r.P50)
+	}
+	// Setups 1, 2 s; downloads 5, 6 s; imports 1, 2 s: nearest-rank medians.
+	if r.Setup != time.Second || r.Download != 5*time.Second || r.Import != time.Second {
+		t.Errorf("setup %v download %v import %v", r.Setup, r.Download, r.Import)
+	}
+	if _, err := readEvents(strings.NewReader(""), nil); !errors.Is(err, ErrNoReport) {
+		t.Errorf("no events: %v, want ErrNoReport", err)
+	}
+}

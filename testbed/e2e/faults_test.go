@@ -1,0 +1,528 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/layercast/layercast/orchestrator"
+	"github.com/layercast/layercast/testbed"
+)
+
+// The faults of issue 6, injected in the middle of jobs on one lab. Every
+// subtest checks the same outcome: the other hosts finish, the failed host
+// is reported with a reason that says what happened, its daemon holds
+// nothing of the job, nothing of the job is left on it once it is
+// reachable again, and a rerun with --retry-failed completes just it.
+
+const (
+	faultTag  = "lab/fault:v1"
+	faultSize = 40 * mb
+)
+
+// faultLab is the lab every fault subtest shares.
+type faultLab struct {
+	lab *testbed.Lab
+	img *testbed.Image
+	// baseline is the duration of each host in a job without faults.
+	baseline map[string]time.Duration
+}
+
+func TestFaults(t *testing.T) {
+	binary(t)
+	lab := testbed.UpForTest(t, testbed.Config{Hosts: 4, Rate: "100mbit"})
+	fl := &faultLab{lab: lab, img: makeImage(t, lab, testbed.ImageSpec{Tag: faultTag, Size: faultSize, Layers: 3})}
+
+	t.Run("baseline", func(t *testing.T) {
+		fl.clean(t)
+		rep, code, j := runJob(t, lab, 3*time.Minute, "-i", lab.InventoryPath(), faultTag)
+		if code != 0 {
+			t.Fatalf("exit %d; stderr:\n%s", code, j.stderr.String())
+		}
+		fl.baseline = map[string]time.Duration{}
+		for _, h := range rep.Hosts {
+			fl.baseline[h.Host] = h.Duration
+		}
+		t.Logf("baseline: %d MB to 4 hosts at 100mbit in %s; per host %v", faultSize/mb, rep.Duration.Round(100*time.Millisecond), roundAll(fl.baseline))
+		assertNothingLeft(t, lab, rep)
+	})
+
+	t.Run("node binary killed", func(t *testing.T) {
+		fl.inject(t, "h02", func(t *testing.T, j *job, id string) {
+			waitBytes(t, j, "h02", 4*mb)
+			pids := nodePIDs(t, lab, "h02", id)
+			if len(pids) == 0 {
+				t.Fatal("no node process of the job on h02")
+			}
+			t.Logf("kill -9 %v on h02", pids)
+			for _, p := range pids {
+				_ = syscall.Kill(p, syscall.SIGKILL)
+			}
+		}, nil, "node binary exited early", "killed")
+	})
+
+	t.Run("link cut then healed", func(t *testing.T) {
+		var healed bool
+		heal := func(t *testing.T) {
+			if !healed {
+				healed = true
+				if err := lab.HealLink(context.Background(), "h03"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		t.Cleanup(func() { heal(t) })
+		fl.inject(t, "h03", func(t *testing.T, j *job, id string) {
+			waitBytes(t, j, "h03", 4*mb)
+			if err := lab.CutLink(context.Background(), "h03"); err != nil {
+				t.Fatal(err)
+			}
+			cut := time.Now()
+			e := j.waitFor(t, 2*time.Minute, func(e orchestrator.Event) bool {
+				return e.Kind == orchestrator.EventHostState && e.Host == "h03" && e.State.Terminal()
+			})
+			t.Logf("h03 %s %s after the cut: %s", e.State, time.Since(cut).Round(100*time.Millisecond), e.Message)
+			heal(t)
+		}, nil, "connection")
+	})
+
+	t.Run("dockerd stopped", func(t *testing.T) {
+		var started bool
+		start := func(t *testing.T) {
+			if !started {
+				started = true
+				if err := lab.StartDocker(context.Background(), "h04"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		t.Cleanup(func() { start(t) })
+		fl.inject(t, "h04", func(t *testing.T, j *job, id string) {
+			waitBytes(t, j, "h04", 4*mb)
+			if err := lab.StopDocker(context.Background(), "h04"); err != nil {
+				t.Fatal(err)
+			}
+		}, start, "docker")
+	})
+
+	t.Run("disk full before the job", func(t *testing.T) {
+		// Room for the node binary, not for the layers.
+		if err := lab.FillDisk(context.Background(), "h01", 30<<20); err != nil {
+			t.Fatal(err)
+		}
+		clear := func(t *testing.T) {
+			if err := lab.ClearDisk(context.Background(), "h01"); err != nil {
+				t.Error(err)
+			}
+		}
+		fl.inject(t, "h01", nil, clear, "not enough disk space", "free")
+	})
+
+	t.Run("disk without room for the node binary", func(t *testing.T) {
+		if err := lab.FillDisk(context.Background(), "h02", 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		clear := func(t *testing.T) {
+			if err := lab.ClearDisk(context.Background(), "h02"); err != nil {
+				t.Error(err)
+			}
+		}
+		fl.inject(t, "h02", nil, clear, "not enough space in /tmp", "MB free")
+	})
+
+	t.Run("sshd gone at the start", func(t *testing.T) {
+		if err := lab.StopSSHD(context.Background(), "h03"); err != nil {
+			t.Fatal(err)
+		}
+		start := func(t *testing.T) {
+			if err := lab.StartSSHD(context.Background(), "h03"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fl.inject(t, "h03", nil, start, "connect", "refused")
+	})
+
+	t.Run("operator presses ctrl-c", func(t *testing.T) {
+		fl.clean(t)
+		before := fl.daemonImages(t)
+		report := filepath.Join(t.TempDir(), "report.json")
+		j := startJob(t, lab, "--report", report, "-i", lab.InventoryPath(), faultTag)
+		waitBytes(t, j, "", 4*mb)
+		if err := j.cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		rep, code := j.wait(t, 2*time.Minute)
+		if code != 130 || rep == nil || !rep.Cancelled {
+			t.Fatalf("exit %d, report %+v; want 130 and a cancelled report", code, rep)
+		}
+		var cancelled []string
+		for _, h := range rep.Hosts {
+			if h.State == orchestrator.HostCancelled {
+				cancelled = append(cancelled, h.Host)
+				if !strings.Contains(h.Error, "cancelled by the operator") {
+					t.Errorf("%s: reason %q", h.Host, h.Error)
+				}
+			}
+		}
+		t.Logf("ctrl-c: %d hosts cancelled (%v), the rest were done", len(cancelled), cancelled)
+		assertNothingLeft(t, lab, rep)
+		fl.assertDaemonsAsBefore(t, rep, before)
+		if len(cancelled) > 0 {
+			fl.retry(t, report, cancelled)
+		}
+	})
+
+	t.Run("one host ten times slower", func(t *testing.T) {
+		fl.clean(t)
+		if err := lab.SlowLink(context.Background(), "h04", 10); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := lab.HealLink(context.Background(), "h04"); err != nil {
+				t.Error(err)
+			}
+		})
+		rep, code, j := runJob(t, lab, 4*time.Minute, "-i", lab.InventoryPath(), faultTag)
+		if code != 0 {
+			t.Fatalf("exit %d; stderr:\n%s", code, j.stderr.String())
+		}
+		var lines []string
+		for _, h := range rep.Hosts {
+			if got := imageOn(t, lab, h.Host, faultTag); got != fl.img.ID {
+				t.Errorf("%s: image %q, want %s", h.Host, got, fl.img.ID)
+			}
+			lines = append(lines, fmt.Sprintf("%s %s (baseline %s)", h.Host, h.Duration.Round(100*time.Millisecond), fl.baseline[h.Host].Round(100*time.Millisecond)))
+		}
+		t.Logf("h04 at 10mbit, the rest at 100mbit: %s", strings.Join(lines, ", "))
+		fl.assertOthersAtSpeed(t, rep, "h04")
+		assertNothingLeft(t, lab, rep)
+	})
+
+	t.Run("bastion killed with -9", func(t *testing.T) {
+		fl.clean(t)
+		before := fl.daemonImages(t)
+		j := startJob(t, lab, "-i", lab.InventoryPath(), faultTag)
+		waitBytes(t, j, "h01", 4*mb)
+		id := j.info(t).ID
+		// h01's node is frozen, as on a host too loaded to notice: it
+		// stays behind with its dir until the next job removes both.
+		frozen := nodePIDs(t, lab, "h01", id)
+		for _, p := range frozen {
+			_ = syscall.Kill(p, syscall.SIGSTOP)
+		}
+		t.Cleanup(func() {
+			for _, p := range frozen {
+				_ = syscall.Kill(p, syscall.SIGKILL)
+			}
+		})
+		if err := j.cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		<-j.done
+
+		// Every other node notices and cleans up by itself.
+		for _, h := range []string{"h02", "h03", "h04"} {
+			took, ok := waitGone(lab, h, id, 45*time.Second)
+			if !ok {
+				t.Errorf("%s: node of job %s still there %s after the bastion died: %v, %s", h, id, took, nodePIDs(t, lab, h, id), jobDir(lab, h, id))
+				continue
+			}
+			t.Logf("%s: node gone and dir removed %s after the bastion died", h, took.Round(100*time.Millisecond))
+		}
+		if len(frozen) == 0 || !dirExists(lab, "h01", id) {
+			t.Fatalf("h01 kept nothing to clean up (node %v, dir %v)", frozen, dirExists(lab, "h01", id))
+		}
+
+		// The next job finds what is left on h01 and removes it.
+		rep, code, j2 := runJob(t, lab, 3*time.Minute, "-i", lab.InventoryPath(), faultTag)
+		if code != 0 {
+			t.Fatalf("next job: exit %d; stderr:\n%s", code, j2.stderr.String())
+		}
+		var cleaned string
+		j2.mu.Lock()
+		for _, e := range j2.events {
+			if e.Kind == orchestrator.EventHostLog && e.Host == "h01" && strings.Contains(e.Message, id) {
+				cleaned = e.Message
+			}
+		}
+		j2.mu.Unlock()
+		t.Logf("next job on h01: %q", cleaned)
+		if !strings.Contains(cleaned, "removed") || !strings.Contains(cleaned, "stopped its node") {
+			t.Errorf("the next job did not report removing job %s's dir and node on h01: %q", id, cleaned)
+		}
+		for _, h := range lab.Hosts() {
+			if left := leftovers(t, lab, h, id); left != "" {
+				t.Errorf("%s: the killed job left:\n%s", h, left)
+			}
+			if got := imageOn(t, lab, h, faultTag); got != fl.img.ID {
+				t.Errorf("%s: image %q after the next job, want %s", h, got, fl.img.ID)
+			}
+		}
+		assertNothingLeft(t, lab, rep)
+		// Nothing but the image itself came in.
+		for h, imgs := range fl.daemonImages(t) {
+			if extra := without(imgs, before[h]); len(extra) != 1 || !strings.HasPrefix(extra[0], faultTag+" ") {
+				t.Errorf("%s: daemon gained %v, want only %s", h, extra, faultTag)
+			}
+		}
+	})
+}
+
+// inject runs one job with a fault aimed at host and checks the outcome.
+// during (may be nil) runs once the job started; heal (may be nil) after
+// the job ended. The host's failure reason must hold every reason string
+// (case-insensitive).
+func (fl *faultLab) inject(t *testing.T, host string, during func(*testing.T, *job, string), heal func(*testing.T), reasons ...string) {
+	t.Helper()
+	lab := fl.lab
+	fl.clean(t)
+	before := fl.daemonImages(t)
+	report := filepath.Join(t.TempDir(), "report.json")
+	j := startJob(t, lab, "--report", report, "-i", lab.InventoryPath(), faultTag)
+	if during != nil {
+		j.waitFor(t, time.Minute, func(e orchestrator.Event) bool { return e.Kind == orchestrator.EventJobStarted })
+		during(t, j, j.info(t).ID)
+	}
+	rep, code := j.wait(t, 4*time.Minute)
+	if heal != nil {
+		heal(t)
+	}
+	if rep == nil {
+		t.Fatalf("no report (exit %d); stderr:\n%s", code, j.stderr.String())
+	}
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	res := hostResults(rep)
+	r := res[host]
+	t.Logf("%s: %s after %s: %s", host, r.State, r.Duration.Round(100*time.Millisecond), r.Error)
+	if r.State != orchestrator.HostFailed {
+		t.Errorf("%s ended %s, want failed", host, r.State)
+	}
+	for _, want := range reasons {
+		if !strings.Contains(strings.ToLower(r.Error), strings.ToLower(want)) {
+			t.Errorf("%s: reason %q does not say %q", host, r.Error, want)
+		}
+	}
+	for _, h := range lab.Hosts() {
+		if h == host {
+			continue
+		}
+		if res[h].State != orchestrator.HostDone || imageOn(t, lab, h, faultTag) != fl.img.ID {
+			t.Errorf("%s: %+v, image %q; want done with %s", h, res[h], imageOn(t, lab, h, faultTag), fl.img.ID)
+		}
+	}
+	fl.assertOthersAtSpeed(t, rep, host)
+	// The failed host is reachable again: nothing of the job may be left.
+	if took, ok := waitGone(lab, host, rep.JobID, 30*time.Second); !ok {
+		t.Errorf("%s: job %s still has a node or dir there %s after the job", host, rep.JobID, took)
+	}
+	assertNothingLeft(t, lab, rep)
+	fl.assertDaemonsAsBefore(t, rep, before)
+	fl.retry(t, report, []string{host})
+}
+
+// retry reruns the job with --retry-failed and checks that it takes just
+// the failed hosts, and that they get the image.
+func (fl *faultLab) retry(t *testing.T, report string, failed []string) {
+	t.Helper()
+	rep, code, j := runJob(t, fl.lab, 3*time.Minute, "--retry-failed", report, "-i", fl.lab.InventoryPath(), faultTag)
+	if code != 0 {
+		t.Errorf("retry: exit %d; report %+v; stderr:\n%s", code, rep.Hosts, j.stderr.String())
+	}
+	var got []string
+	for _, h := range rep.Hosts {
+		got = append(got, h.Host)
+		if h.State != orchestrator.HostDone || imageOn(t, fl.lab, h.Host, faultTag) != fl.img.ID {
+			t.Errorf("retry: %s %s %s", h.Host, h.State, h.Error)
+		}
+	}
+	sort.Strings(got)
+	want := append([]string(nil), failed...)
+	sort.Strings(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("retry ran on %v, want just %v", got, want)
+	}
+	assertNothingLeft(t, fl.lab, rep)
+}
+
+// assertOthersAtSpeed compares the other hosts' times with the baseline.
+// Timing is logged; only a gross slowdown (a host waiting for the faulty
+// one) fails the test.
+func (fl *faultLab) assertOthersAtSpeed(t *testing.T, rep *orchestrator.Report, faulty string) {
+	t.Helper()
+	for _, h := range rep.Hosts {
+		base, ok := fl.baseline[h.Host]
+		if h.Host == faulty || h.State != orchestrator.HostDone || !ok {
+			continue
+		}
+		if limit := 3*base + 10*time.Second; h.Duration > limit {
+			t.Errorf("%s took %s with the fault on %s, %s without", h.Host, h.Duration.Round(100*time.Millisecond), faulty, base.Round(100*time.Millisecond))
+		}
+	}
+}
+
+// clean removes every image from every host's daemon.
+func (fl *faultLab) clean(t *testing.T) {
+	t.Helper()
+	for _, h := range fl.lab.Hosts() {
+		if _, err := fl.lab.Exec(context.Background(), h, "sh", "-c",
+			"docker image ls -aq --no-trunc | sort -u | xargs -r docker image rm -f >/dev/null; docker image prune -af >/dev/null"); err != nil {
+			t.Fatalf("clean %s: %v", h, err)
+		}
+	}
+}
+
+// daemonImages lists every image (dangling and intermediate ones too) of
+// every host's daemon as "repo:tag id".
+func (fl *faultLab) daemonImages(t *testing.T) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, h := range fl.lab.Hosts() {
+		b, err := fl.lab.Exec(context.Background(), h, "docker", "image", "ls", "-a", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
+		if err != nil {
+			t.Fatalf("list images on %s: %v", h, err)
+		}
+		var lines []string
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if l != "" {
+				lines = append(lines, l)
+			}
+		}
+		sort.Strings(lines)
+		out[h] = lines
+	}
+	return out
+}
+
+// assertDaemonsAsBefore: a host that did not end done holds exactly the
+// images it had before the job; one that did gained only the job's image.
+func (fl *faultLab) assertDaemonsAsBefore(t *testing.T, rep *orchestrator.Report, before map[string][]string) {
+	t.Helper()
+	after := fl.daemonImages(t)
+	for _, h := range rep.Hosts {
+		extra := without(after[h.Host], before[h.Host])
+		if h.State == orchestrator.HostDone {
+			if len(extra) != 1 || !strings.HasPrefix(extra[0], faultTag+" ") {
+				t.Errorf("%s (done): daemon gained %v, want only %s", h.Host, extra, faultTag)
+			}
+			continue
+		}
+		if len(extra) > 0 || len(without(before[h.Host], after[h.Host])) > 0 {
+			t.Errorf("%s (%s): daemon images %v, before the job %v", h.Host, h.State, after[h.Host], before[h.Host])
+		}
+	}
+}
+
+func without(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// waitBytes waits until host (any host when "") has at least n bytes.
+func waitBytes(t *testing.T, j *job, host string, n int64) {
+	t.Helper()
+	j.waitFor(t, 2*time.Minute, func(e orchestrator.Event) bool {
+		return e.Kind == orchestrator.EventHostProgress && (host == "" || e.Host == host) && e.Progress.Done-skipped(e.Progress) >= n
+	})
+}
+
+func skipped(p *orchestrator.HostProgress) int64 {
+	var n int64
+	for _, l := range p.Layers {
+		if l.Skipped {
+			n += l.Total
+		}
+	}
+	return n
+}
+
+// nodePIDs finds the processes of a job running on one host: their
+// executable is in the job's dir and they live in the host's network
+// namespace (lab hosts share the machine's pid namespace).
+func nodePIDs(t testing.TB, lab *testbed.Lab, host, jobID string) []int {
+	t.Helper()
+	pids, err := findNodePIDs(lab, host, jobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pids
+}
+
+func findNodePIDs(lab *testbed.Lab, host, jobID string) ([]int, error) {
+	m, err := lab.Machine(host)
+	if err != nil {
+		return nil, err
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(m.NetnsPath(), &st); err != nil {
+		return nil, fmt.Errorf("netns of %s: %w", host, err)
+	}
+	netns := fmt.Sprintf("net:[%d]", st.Ino)
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err != nil || !strings.Contains(exe, "layercast-"+jobID) {
+			continue
+		}
+		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil && ns == netns {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+// jobDir is the job's dir on a host as seen from outside the lab (a
+// host's /tmp is its machine dir's tmp).
+func jobDir(lab *testbed.Lab, host, jobID string) string {
+	m, _ := lab.Machine(host)
+	return filepath.Join(m.Dir, "tmp", "layercast-"+jobID)
+}
+
+func dirExists(lab *testbed.Lab, host, jobID string) bool {
+	_, err := os.Stat(jobDir(lab, host, jobID))
+	return err == nil
+}
+
+// waitGone waits until the job has neither a process nor a dir on host.
+func waitGone(lab *testbed.Lab, host, jobID string, limit time.Duration) (time.Duration, bool) {
+	start := time.Now()
+	for {
+		if pids, err := findNodePIDs(lab, host, jobID); err == nil && len(pids) == 0 && !dirExists(lab, host, jobID) {
+			return time.Since(start), true
+		}
+		if time.Since(start) > limit {
+			return time.Since(start), false
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func roundAll(m map[string]time.Duration) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		out[k] = v.Round(100 * time.Millisecond).String()
+	}
+	return out
+}
