@@ -51,12 +51,19 @@ type job struct {
 
 func startJob(t testing.TB, lab *testbed.Lab, args ...string) *job {
 	t.Helper()
+	return startJobEnv(t, lab, nil, args...)
+}
+
+// startJobEnv is startJob with extra environment variables for layercast.
+func startJobEnv(t testing.TB, lab *testbed.Lab, env []string, args ...string) *job {
+	t.Helper()
 	bin := binary(t)
 	full := append([]string{bin, "run", "--json", "--progress-interval", "250ms", "--cache-dir", filepath.Join(lab.Dir(), "cache"), "--log-file", filepath.Join(lab.Dir(), "layercast.log")}, args...)
 	cmd, err := lab.Command(context.Background(), "bastion", full...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cmd.Env = append(cmd.Env, env...)
 	j := &job{cmd: cmd, seen: make(chan orchestrator.Event, 4096), done: make(chan struct{})}
 	cmd.Stderr = &j.stderr
 	out, err := cmd.StdoutPipe()

@@ -58,7 +58,15 @@ func TestFaults(t *testing.T) {
 	t.Run("node binary killed", func(t *testing.T) {
 		fl.inject(t, "h02", func(t *testing.T, j *job, id string) {
 			waitBytes(t, j, "h02", 4*mb)
+			// Kill it once it loaded a first layer into the daemon, if it
+			// gets that far before it is done.
+			temp := ""
+			for end := time.Now().Add(20 * time.Second); temp == "" && time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+				out, _ := lab.Exec(context.Background(), "h02", "docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "layercast-tmp")
+				temp = strings.TrimSpace(string(out))
+			}
 			pids := nodePIDs(t, lab, "h02", id)
+			t.Logf("temporary images on h02 when its node is killed: %q", temp)
 			if len(pids) == 0 {
 				t.Fatal("no node process of the job on h02")
 			}
