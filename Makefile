@@ -21,11 +21,13 @@ build: layercast testbed
 # into layercast.
 nodebin:
 	@mkdir -p $(ASSETS)
-	@for arch in amd64 arm64; do \
+	@set -e; tmp=$$(mktemp -d $(ASSETS)/.build-XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
+	for arch in amd64 arm64; do \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
-			-o $(ASSETS)/layercast-node-linux-$$arch ./nodebin/cmd/layercast-node || exit 1; \
-		gzip -9 -n -f $(ASSETS)/layercast-node-linux-$$arch || exit 1; \
-		echo $(VERSION) > $(ASSETS)/layercast-node-linux-$$arch.version; \
+			-o $$tmp/layercast-node-linux-$$arch ./nodebin/cmd/layercast-node; \
+		gzip -9 -n -f $$tmp/layercast-node-linux-$$arch; \
+		echo $(VERSION) > $$tmp/layercast-node-linux-$$arch.version; \
+		mv -f $$tmp/layercast-node-linux-$$arch.gz $$tmp/layercast-node-linux-$$arch.version $(ASSETS)/; \
 	done
 
 layercast: nodebin
@@ -85,6 +87,13 @@ release: nodebin
 	done
 	cd $(DIST) && sha256sum layercast-linux-amd64 layercast-linux-arm64 > SHA256SUMS && sha256sum -c SHA256SUMS
 	@self=$(DIST)/layercast-linux-$$($(GO) env GOHOSTARCH); if [ -x $$self ]; then $$self version; fi
+
+# A job on the lab with the release binary for this machine (needs root).
+.PHONY: release-lab
+release-lab: release build
+	LAYERCAST_BIN=$(CURDIR)/$(BIN)/layercast \
+	LAYERCAST_RELEASE_BIN=$(CURDIR)/$(DIST)/layercast-linux-$$($(GO) env GOHOSTARCH) \
+		$(GO) test -count=1 -v -run 'TestRelease_' ./testbed/e2e
 
 clean:
 	rm -rf $(BIN) $(ASSETS)/*.gz $(ASSETS)/*.version

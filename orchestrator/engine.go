@@ -177,7 +177,8 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 	rep := &Report{
 		JobID: j.id, Image: opts.Image, Mode: string(j.mode), Started: started,
 		Duration:  j.deps.Now().Sub(started),
-		Cancelled: ctx.Err() != nil,
+		Cancelled: errors.Is(ctx.Err(), context.Canceled),
+		TimedOut:  errors.Is(ctx.Err(), context.DeadlineExceeded),
 		Hosts:     j.book.results(),
 	}
 	if j.image != nil {

@@ -128,7 +128,8 @@ type Report struct {
 	Started   time.Time     `json:"started"`
 	Duration  time.Duration `json:"duration_ns"`
 	Egress    int64         `json:"bastion_egress"` // bytes the bastion's seeder sent
-	Cancelled bool          `json:"cancelled,omitempty"`
+	Cancelled bool          `json:"cancelled,omitempty"` // the operator stopped the job
+	TimedOut  bool          `json:"timed_out,omitempty"` // the job's --timeout ran out
 	Hosts     []HostResult  `json:"hosts"`
 }
 

@@ -37,6 +37,8 @@ type fleetStep struct {
 	mu    sync.Mutex
 	hosts []*hostRun
 	wg    sync.WaitGroup
+	// registryAuth is the X-Registry-Auth for registry mode ("" for none).
+	registryAuth string
 }
 
 // hostRun is one host's side of the job.
@@ -53,7 +55,7 @@ type hostRun struct {
 	// node that ends without saying so may have left temporary images.
 	sawExit chan struct{}
 	jobID   string
-	stderr *tailBuffer
+	stderr  *tailBuffer
 	// stderrDone is closed when the node's stderr ended.
 	stderrDone chan struct{}
 	// setupDone is closed when the host's setup (connect to start) ended,
@@ -66,6 +68,14 @@ func (s *fleetStep) Title() string { return "reach the fleet and run the node on
 func (s *fleetStep) Run(ctx context.Context, j *job) error {
 	slots := semaphore.NewWeighted(int64(j.opts.Concurrency))
 	allowed := j.allowedIPs(ctx)
+	if j.mode == ModeRegistry {
+		auth, err := registryAuth(j.opts.Image)
+		if err != nil {
+			// The pull may not need credentials; the hosts will tell.
+			j.log.Warn("registry credentials", "err", err)
+		}
+		s.registryAuth = auth
+	}
 	stopSeeder := j.serve.report(ctx, j)
 	defer stopSeeder()
 	for _, h := range j.hosts {
@@ -156,7 +166,7 @@ func (s *fleetStep) runHost(ctx context.Context, j *job, hr *hostRun, slots *sem
 	if err != nil {
 		return err // says "upload node binary"
 	}
-	spec, err := j.specFor(ctx, hr, conn, facts, dir, allowed)
+	spec, err := j.specFor(ctx, hr, conn, facts, dir, allowed, s.registryAuth)
 	if err != nil {
 		return err
 	}
@@ -267,7 +277,7 @@ func roomForNode(free, need int64) error {
 }
 
 // specFor builds the job spec one host's node reads.
-func (j *job) specFor(ctx context.Context, hr *hostRun, conn fleet.Conn, facts fleet.Facts, dir string, allowed []string) (*jobspec.Spec, error) {
+func (j *job) specFor(ctx context.Context, hr *hostRun, conn fleet.Conn, facts fleet.Facts, dir string, allowed []string, auth string) (*jobspec.Spec, error) {
 	spec := &jobspec.Spec{
 		Version:       jobspec.Version,
 		JobID:         j.id,
@@ -284,6 +294,8 @@ func (j *job) specFor(ctx context.Context, hr *hostRun, conn fleet.Conn, facts f
 		spec.ImageID, spec.Config = j.image.ID, j.config
 	}
 	if j.mode == ModeRegistry {
+		// On the node's stdin only: never in arguments or files.
+		spec.RegistryAuth = auth
 		return spec, nil
 	}
 	spec.Layers = j.serve.layers

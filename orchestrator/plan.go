@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/layercast/layercast/orchestrator/imagecache"
 	"github.com/layercast/layercast/orchestrator/inventory"
@@ -29,6 +30,13 @@ func (j *job) plan(ctx context.Context) error {
 	j.inv, j.hosts = inv, hosts
 	if j.dialer, err = j.deps.Dialer(inv, j.opts); err != nil {
 		return configErr(fmt.Errorf("set up SSH for %s: %w", j.opts.InventoryPath, err))
+	}
+	// A key file that cannot be used is the operator's to fix: say so
+	// before any host is contacted.
+	if kc, ok := j.dialer.(interface{ CheckKeys([]inventory.Host) error }); ok {
+		if err := kc.CheckKeys(hosts); err != nil {
+			return configErr(fmt.Errorf("%s: %w", j.opts.InventoryPath, err))
+		}
 	}
 
 	j.mode = j.opts.Mode
@@ -79,7 +87,7 @@ func (j *job) plan(ctx context.Context) error {
 }
 
 // chooseMode is --mode auto: registry below the balance point measured by
-// the testbed bench (docs/BENCHMARKS.md), P2P above it.
+// the testbed bench (docs/BENCHMARKS.md), P2P at or above it.
 func chooseMode(size int64, hosts int) Mode {
 	if size < balancePoint(hosts) {
 		return ModeRegistry
@@ -89,13 +97,24 @@ func chooseMode(size int64, hosts int) Mode {
 
 // balancePoint is the image size below which one registry serving every
 // host at once is faster than the swarm, for a cluster of n hosts.
+//
+// The rule is fitted to the crossovers `testbed bench` measured
+// (docs/BENCHMARKS.md, 200 Mbit/s links, one 2-core machine): P2P won at
+// every size from 10 MB at 5 hosts; the two modes took equal time at
+// about 24 MB with 10 hosts and about 90 MB with 20 hosts. A line through
+// those two crossovers,
+//
+//	balancePoint(n) = 6.6 MB × (n − 6.4),
+//
+// is at or below zero up to 6 hosts (P2P always) and rises with n, because
+// on that machine the swarm's per-host setup (SSH, node upload in waves of
+// --upload-concurrency) and its CPU grow with the cluster while the
+// registry's time grows only with the bytes it sends. One host has nobody
+// to share with: always the registry.
 func balancePoint(n int) int64 {
 	const mb = 1000 * 1000
-	switch {
-	case n <= 1:
-		return 1 << 62 // one host: nothing to share
-	case n <= 2:
-		return 1000 * mb
+	if n <= 1 {
+		return math.MaxInt64
 	}
-	return 0
+	return int64(6.6 * mb * (float64(n) - 6.4))
 }

@@ -19,7 +19,8 @@ func newCompletionCmd() *cobra.Command {
 		Short: "Print the shell completion script for bash, zsh, fish or powershell",
 		Long: `completion prints a script that makes your shell complete layercast's
 commands and flags, the values of --mode, and host and group names from the
-inventory that -i names.`,
+inventory that -i names. The bash script needs the bash-completion package
+(Debian: apt install bash-completion).`,
 		Example: `  source <(layercast completion bash)                           # this bash session
   layercast completion bash > /etc/bash_completion.d/layercast  # every bash session
   layercast completion zsh > "${fpath[1]}/_layercast"           # zsh (compinit on)

@@ -43,7 +43,7 @@ func main() {
 	}
 	var ce *exitCodeError
 	if errors.As(err, &ce) {
-		if ce.err != nil && ce.code != exitFailed {
+		if ce.err != nil {
 			fmt.Fprintln(os.Stderr, "layercast:", ce.err)
 		}
 		os.Exit(ce.code)

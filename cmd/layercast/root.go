@@ -215,6 +215,8 @@ func exitFor(ctx context.Context, rep *orchestrator.Report, err error) error {
 	switch {
 	case errors.Is(err, orchestrator.ErrConfig):
 		return usageErr(err)
+	case rep != nil && rep.TimedOut:
+		return &exitCodeError{code: exitFailed, err: fmt.Errorf("the job's --timeout ran out; %d of %d hosts did not get the image", len(rep.Failed()), len(rep.Hosts))}
 	case rep != nil && rep.Cancelled, ctx.Err() != nil:
 		if err == nil {
 			err = errors.New("interrupted; the job was torn down")

@@ -53,7 +53,9 @@ func NewFakeDaemon() *FakeDaemon {
 	return &FakeDaemon{images: map[string]*fakeImage{}, refs: map[string]string{}, Registry: map[string]TestImage{}}
 }
 
-func notFound(what string) error { return fmt.Errorf("no such image: %s: %w", what, cerrdefs.ErrNotFound) }
+func notFound(what string) error {
+	return fmt.Errorf("no such image: %s: %w", what, cerrdefs.ErrNotFound)
+}
 
 // resolve returns the image ID ref names; the caller holds mu.
 func (f *FakeDaemon) resolve(ref string) (string, bool) {

@@ -128,6 +128,7 @@ type job struct {
 	docker  DockerAPI
 	daemon  *dockerimage.Daemon
 	undo    *dockerimage.Undo
+	ref     string // the tag to give the image
 	present int    // leading layers the daemon has
 	imageID string // as checked in the daemon (registry mode)
 	leecher Leecher
@@ -252,7 +253,7 @@ func watchControl(ctx context.Context, dec *jobspec.Decoder, heartbeat time.Dura
 			if errors.Is(err, io.EOF) {
 				cancel(fmt.Errorf("%w: stdin closed", ErrBastionGone))
 			} else {
-				cancel(fmt.Errorf("%w: %w", ErrBastionGone, err))
+				cancel(fmt.Errorf("%w: read control line: %w", ErrBastionGone, err))
 			}
 			return
 		case <-timer.C:

@@ -274,14 +274,14 @@ func TestNode_OnlyTagsAnImageTheDaemonHas(t *testing.T) {
 func TestNode_ExitsAndCleansUpWhenHeartbeatsStop(t *testing.T) {
 	img := testImage(6, 1000, 2000)
 	spec := node.SpecFor(img, "lab/app:3", workDir(t))
-	spec.Heartbeat = jobspec.Duration(200 * time.Millisecond)
+	spec.Heartbeat = jobspec.Duration(time.Second)
 	// The download never finishes: only the heartbeat can end the job.
 	r := start(t, setup{spec: spec, leecher: &node.FakeLeecher{Files: files(img), Gate: make(chan struct{})}})
 	r.waitState(jobspec.StateDownloading)
 	if code := r.exit(); code != node.ExitCancelled {
 		t.Errorf("exit %d, want %d", code, node.ExitCancelled)
 	}
-	if msg := r.errorMessage(); !strings.Contains(msg, "bastion gone: no control line for 200ms") {
+	if msg := r.errorMessage(); !strings.Contains(msg, "bastion gone: no control line for 1s") {
 		t.Errorf("error event %q does not say the bastion is gone", msg)
 	}
 	assertGone(t, spec.WorkDir)
@@ -293,18 +293,29 @@ func TestNode_ExitsAndCleansUpWhenHeartbeatsStop(t *testing.T) {
 func TestNode_HeartbeatsKeepItAlive(t *testing.T) {
 	img := testImage(7, 1000)
 	spec := node.SpecFor(img, "lab/app:4", workDir(t))
-	spec.Heartbeat = jobspec.Duration(300 * time.Millisecond)
+	spec.Heartbeat = jobspec.Duration(time.Second)
 	r := start(t, setup{spec: spec, leecher: &node.FakeLeecher{Files: files(img)}})
+	stop := make(chan struct{})
+	beating := make(chan struct{})
+	go func() {
+		defer close(beating)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+				fmt.Fprintln(r.stdin, `{"kind":"heartbeat"}`)
+			}
+		}
+	}()
 	r.waitState(jobspec.StateDone)
-	for range 8 { // 1.2s: four heartbeat periods
-		r.send(jobspec.ControlHeartbeat)
-		time.Sleep(150 * time.Millisecond)
-	}
 	select {
 	case code := <-r.code:
 		t.Fatalf("node exited (%d) although heartbeats arrived: %s", code, r.summary())
-	default:
+	case <-time.After(3 * time.Second): // three heartbeat timeouts
 	}
+	close(stop)
+	<-beating
 	r.send(jobspec.ControlStop)
 	if code := r.exit(); code != node.ExitOK {
 		t.Errorf("exit %d", code)
@@ -560,5 +571,17 @@ func TestNode_RegistryModeRemovesAnUnexpectedImage(t *testing.T) {
 	}
 	if ids := daemon.IDs(); len(ids) != 0 {
 		t.Errorf("daemon holds %v after the failed check", ids)
+	}
+}
+
+func TestNode_TagsAnImageWithoutTagAsLatest(t *testing.T) {
+	img := testImage(24, 1000)
+	daemon := dockerimage.NewFakeDaemon()
+	r := start(t, setup{spec: node.SpecFor(img, "lab/app", workDir(t)), daemon: daemon, leecher: &node.FakeLeecher{Files: files(img)}})
+	r.waitState(jobspec.StateDone)
+	r.send(jobspec.ControlStop)
+	r.exit()
+	if refs := daemon.Refs(); refs["lab/app:latest"] != img.ID || len(refs) != 1 {
+		t.Errorf("tags %v, want lab/app:latest", refs)
 	}
 }

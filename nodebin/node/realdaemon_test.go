@@ -2,8 +2,11 @@ package node_test
 
 import (
 	"context"
+	"io"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/api/types/image"
 
@@ -107,5 +110,69 @@ func TestNodeRealDaemon_StopDuringImportLeavesNothing(t *testing.T) {
 	}
 	if got := daemonContents(t, dd); len(got) != 0 {
 		t.Errorf("daemon holds %v, want nothing", got)
+	}
+}
+
+func TestNodeRealDaemon_RegistryModePulls(t *testing.T) {
+	dd := startDockerd(t)
+	reg := dd.StartRegistry(t)
+	c := dd.Client(t)
+	ctx := t.Context()
+	ref := reg + "/lab/app:1"
+	img := testImage(40, 300<<10, 200<<10)
+	// Put the image into the registry: load, push, remove locally.
+	d := dockerimage.New(c, nil)
+	files, err := img.WriteFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	undo, err := d.Record(ctx, ref, img.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := d.NewLoader(undo, dockerimage.Image{Ref: ref, ID: img.ID, Config: img.Config, Names: img.Names(), Job: "push"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Finish(ctx, files); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := c.ImagePush(ctx, ref, image.PushOptions{RegistryAuth: "e30="})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(rc)
+	rc.Close()
+	if !strings.Contains(string(out), "digest: sha256:") {
+		t.Fatalf("push: %s", out)
+	}
+	if _, err := c.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+		t.Fatal(err)
+	}
+
+	spec := &jobspec.Spec{Version: jobspec.Version, JobID: "job1", Image: ref, ImageID: img.ID, Config: img.Config, Mode: "registry", WorkDir: workDir(t), RegistryAuth: "e30="}
+	r := start(t, setup{spec: spec, wait: true})
+	r.connect = func(ctx context.Context) (node.DockerAPI, error) { return dockerimage.Connect(ctx, dd.Host) }
+	close(r.ready)
+	done := r.waitState(jobspec.StateDone)
+	if done.ImageID != img.ID {
+		t.Errorf("done with %s, want %s", done.ImageID, img.ID)
+	}
+	r.ticks <- time.Now()
+	p := r.waitFor("progress", func(ev jobspec.Event) bool { return ev.Kind == jobspec.EventProgress }).Progress
+	if len(p.Layers) != 2 {
+		t.Fatalf("progress has %d layers, want 2: %+v", len(p.Layers), p)
+	}
+	for _, l := range p.Layers {
+		if l.Total == 0 || l.Done != l.Total || !strings.HasPrefix(l.Digest, "sha256:") && len(l.Digest) != 12 {
+			t.Errorf("layer progress %+v, want complete", l)
+		}
+	}
+	r.send(jobspec.ControlStop)
+	if code := r.exit(); code != node.ExitOK {
+		t.Errorf("exit %d: %s", code, r.summary())
+	}
+	if got, err := c.ImageInspect(ctx, ref); err != nil || got.ID != img.ID {
+		t.Errorf("daemon has %s (%v), want %s", got.ID, err, img.ID)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/distribution/reference"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/layercast/layercast/nodebin/dockerimage"
@@ -75,8 +76,14 @@ func (s *specStep) Run(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", ErrBadSpec, err)
 	}
 	if spec.Mode == "registry" {
+		s.j.ref = spec.Image
 		return nil
 	}
+	ref, err := tagRef(spec.Image)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadSpec, err)
+	}
+	s.j.ref = ref
 	if got := dockerimage.Digest(spec.Config); got != spec.ImageID {
 		return fmt.Errorf("%w: config hashes to %s, not to image_id %s", ErrBadSpec, got, spec.ImageID)
 	}
@@ -96,6 +103,27 @@ func (s *specStep) Run(ctx context.Context) error {
 		return fmt.Errorf("%w: layers' chain_ids %v, computed %v", ErrBadSpec, layerChains, chains)
 	}
 	return nil
+}
+
+// tagRef returns image as the tag a docker-save manifest can carry:
+// ":latest" added when it has no tag, a digest dropped.
+func tagRef(image string) (string, error) {
+	named, err := reference.ParseNormalizedNamed(image)
+	if err != nil {
+		return "", fmt.Errorf("image %q: %w", image, err)
+	}
+	tagged, ok := named.(reference.Tagged)
+	if !ok {
+		if _, digested := named.(reference.Digested); digested {
+			return "", fmt.Errorf("image %q has a digest and no tag; p2p mode needs a tag to give it", image)
+		}
+		return reference.FamiliarString(reference.TagNameOnly(named)), nil
+	}
+	withTag, err := reference.WithTag(reference.TrimNamed(named), tagged.Tag())
+	if err != nil {
+		return "", fmt.Errorf("image %q: %w", image, err)
+	}
+	return reference.FamiliarString(withTag), nil
 }
 
 // connectStep opens the Docker client.
@@ -128,7 +156,7 @@ func (s *checkStep) Title() string { return "check which layers docker has" }
 func (s *checkStep) Run(ctx context.Context) error {
 	j := s.j
 	j.ev.state(jobspec.StateChecking, "")
-	undo, err := j.daemon.Record(ctx, j.spec.Image, j.spec.ImageID)
+	undo, err := j.daemon.Record(ctx, j.ref, j.spec.ImageID)
 	if err != nil {
 		return err
 	}
@@ -252,7 +280,7 @@ func (s *transferStep) Run(ctx context.Context) error {
 		names = append(names, dockerimage.LayerName(l.Digest))
 	}
 	loader, err := j.daemon.NewLoader(j.undo, dockerimage.Image{
-		Ref: j.spec.Image, ID: j.spec.ImageID, Config: j.spec.Config, Names: names, Job: j.spec.JobID,
+		Ref: j.ref, ID: j.spec.ImageID, Config: j.spec.Config, Names: names, Job: j.spec.JobID,
 	}, j.present)
 	if err != nil {
 		return err
@@ -360,7 +388,7 @@ func (s *pullStep) Title() string { return "pull from the registry" }
 
 func (s *pullStep) Run(ctx context.Context) error {
 	j := s.j
-	undo, err := j.daemon.Record(ctx, j.spec.Image, j.spec.ImageID)
+	undo, err := j.daemon.Record(ctx, j.ref, j.spec.ImageID)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
+
+	"github.com/layercast/layercast/orchestrator/inventory"
 )
 
 // keyring is the set of keys one hop offers, in order: identity files
@@ -163,4 +165,31 @@ func (kr *keyring) noKeysError(t Target, agentSock string) error {
 	}
 	why = append(why, kr.problems...)
 	return fmt.Errorf("%w: no SSH key to offer to %s: %s; set identity_file in the inventory or load a key with ssh-add", ErrAuthFailed, t, strings.Join(why, "; "))
+}
+
+// CheckKeys reads the identity files every host names (in the inventory or
+// in ~/.ssh/config), so that a key that cannot be used is reported before
+// any host is contacted. Each problem is reported once, for the first host
+// that names the file; errors wrap ErrKeyFile or ErrSSHConfig.
+func (d *SSHDialer) CheckKeys(hosts []inventory.Host) error {
+	ag, closeAgent, _ := openAgent(d.cfg.AgentSocket)
+	defer closeAgent()
+	var errs []error
+	seen := map[string]bool{}
+	for _, h := range hosts {
+		t, err := d.Resolve(h)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("host %s: %w", h.Name, err))
+			continue
+		}
+		files := strings.Join(t.IdentityFiles, "\x00")
+		if seen[files] {
+			continue
+		}
+		seen[files] = true
+		if _, err := loadKeys(t, ag); err != nil {
+			errs = append(errs, fmt.Errorf("host %s: %w", h.Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }

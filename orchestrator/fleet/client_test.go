@@ -295,6 +295,7 @@ func TestParseProbe_DockerAccess(t *testing.T) {
 		{"socket only", "sock=/var/run/docker.sock\nsock_present=yes\nsock_rw=yes\ncli=no\n", false, DockerDirect, nil, "CLI not installed"},
 		{"no permission", "sock=/var/run/docker.sock\nsock_present=yes\nsock_rw=no\ncli=yes\ndirect=fail permission denied while trying to connect\n", false, DockerNone, ErrNoDocker, "set become: true"},
 		{"no docker", "sock=/var/run/docker.sock\nsock_present=no\nsock_rw=no\ncli=no\n", false, DockerNone, ErrNoDocker, "no docker socket"},
+		{"daemon stopped", "sock=/var/run/docker.sock\nsock_present=no\nsock_rw=no\ncli=yes\ndirect=fail Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n", false, DockerNone, ErrNoDocker, "start the Docker daemon"},
 		{"sudo works", "sock=/var/run/docker.sock\nsock_present=yes\nsock_rw=no\ncli=yes\ndirect=fail denied\nsudo=ok\nsudo_docker=ok 24.0.7\n", true, DockerSudo, nil, ""},
 		{"sudo wants password", "sock=/var/run/docker.sock\nsock_present=yes\ncli=yes\ndirect=ok 20.10\nsudo=fail sudo: a password is required\n", true, DockerNone, ErrSudoNeedsPassword, "a password is required"},
 		{"sudo but daemon down", "cli=yes\ndirect=fail x\nsudo=ok\nsudo_docker=fail Cannot connect to the Docker daemon\n", true, DockerNone, ErrNoDocker, "Cannot connect"},

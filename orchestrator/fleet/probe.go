@@ -193,17 +193,28 @@ func dockerAccess(kv map[string]string, become bool, dockerHost, user string) (D
 		return DockerDirect, "", "docker CLI not installed; " + sock + " is a socket the user can write", nil
 	}
 	var why string
+	fix := "add the user to group docker, or set become: true if it may run sudo without a password"
 	switch {
+	case cli && daemonDown(direct):
+		why, fix = "`docker version` failed: "+direct, "start the Docker daemon on the host (or set docker_host to where it listens)"
 	case cli:
 		why = "`docker version` failed: " + direct
 	case sock == "":
 		why = fmt.Sprintf("docker CLI not installed and DOCKER_HOST=%s cannot be checked without it", dockerHost)
 	case kv["sock_present"] != "yes":
-		why = "no docker socket at " + sock + " (docker not installed or not running)"
+		why, fix = "no docker socket at "+sock+" (docker not installed or not running)", "install and start Docker on the host (or set docker_host to where it listens)"
 	default:
 		why = fmt.Sprintf("user %s cannot write %s (not in group docker?)", user, sock)
 	}
-	return DockerNone, "", "", fmt.Errorf("%w: %s; add the user to group docker, or set become: true if it may run sudo without a password", ErrNoDocker, why)
+	return DockerNone, "", "", fmt.Errorf("%w: %s; %s", ErrNoDocker, why, fix)
+}
+
+// daemonDown tells a docker CLI failure because no daemon answers from
+// one because the user may not reach it.
+func daemonDown(out string) bool {
+	return strings.Contains(out, "Is the docker daemon running") ||
+		strings.Contains(out, "connect: connection refused") ||
+		strings.Contains(out, "connect: no such file or directory")
 }
 
 // goArch maps uname -m to Go's architecture names.

@@ -122,7 +122,7 @@ func (b *Builder) Build(ctx context.Context, arch string) (gz []byte, version st
 		}
 	}
 	log := b.logger()
-	log.Info("building the node binary with the local Go toolchain", "arch", arch, "source", src.String(), "go", goTool)
+	log.Warn("this layercast carries no node binary for linux/"+arch+"; building one with the local Go toolchain (once)", "source", src.String(), "go", goTool)
 	if src.download != "" {
 		if src.dir, err = download(ctx, goTool, src.download); err != nil {
 			return nil, "", err

@@ -37,7 +37,8 @@ func TestBadInput(t *testing.T) {
 			image string
 			want  []string
 		}{
-			{"unknown image", "lab/nosuch:v9", []string{"lab/nosuch:v9"}},
+			// A registry that refuses at once: Docker Hub may be slow to fail.
+			{"unknown image", "127.0.0.1:9/lab/nosuch:v9", []string{"127.0.0.1:9/lab/nosuch:v9", "image not found"}},
 			{"image with no layers", "lab/nolayers:v1", []string{"no layers"}},
 		} {
 			if c.name == "image with no layers" && imageOnBastion(t, lab, c.image) == "" {
@@ -99,9 +100,9 @@ func TestBadInput(t *testing.T) {
 			want       []string
 		}{
 			{"h01", "wrong user", []string{"authentication failed"}},
-			{"h02", "SSH but no docker", []string{"docker not usable", "Cannot connect to the Docker daemon"}},
+			{"h02", "SSH but no docker", []string{"docker not usable", "Cannot connect to the Docker daemon", "start the Docker daemon"}},
 			{"h03", "docker only through sudo, become not set", []string{"docker not usable", "set become: true"}},
-			{"h04", "not Linux", []string{"not a linux host", "Darwin"}},
+			{"h04", "not Linux", []string{"not a linux host", "darwin", "needs Linux"}},
 		} {
 			r := res[c.host]
 			table = append(table, fmt.Sprintf("%s (%s) → %s: %s", c.what, c.host, r.State, r.Error))

@@ -25,7 +25,8 @@ import (
 
 const (
 	faultTag  = "lab/fault:v1"
-	faultSize = 40 * mb
+	faultSize = 30 * mb
+	slowTag   = "lab/fault-small:v1"
 )
 
 // faultLab is the lab every fault subtest shares.
@@ -160,6 +161,14 @@ func TestFaults(t *testing.T) {
 
 	t.Run("operator presses ctrl-c", func(t *testing.T) {
 		fl.clean(t)
+		// Slower links, so the interrupt lands in the middle of the
+		// transfer on every host.
+		for _, h := range lab.Hosts() {
+			if err := lab.SlowLink(context.Background(), h, 5); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = lab.HealLink(context.Background(), h) })
+		}
 		before := fl.daemonImages(t)
 		report := filepath.Join(t.TempDir(), "report.json")
 		j := startJob(t, lab, "--report", report, "-i", lab.InventoryPath(), faultTag)
@@ -183,12 +192,27 @@ func TestFaults(t *testing.T) {
 		t.Logf("ctrl-c: %d hosts cancelled (%v), the rest were done", len(cancelled), cancelled)
 		assertNothingLeft(t, lab, rep)
 		fl.assertDaemonsAsBefore(t, rep, before)
-		if len(cancelled) > 0 {
-			fl.retry(t, report, cancelled)
+		if len(cancelled) == 0 {
+			t.Fatal("every host was done before the interrupt: nothing was cancelled")
 		}
+		for _, h := range lab.Hosts() {
+			_ = lab.HealLink(context.Background(), h)
+		}
+		fl.retry(t, report, cancelled)
 	})
 
 	t.Run("one host ten times slower", func(t *testing.T) {
+		// A smaller image keeps the slow host's 10mbit short.
+		small := makeImage(t, lab, testbed.ImageSpec{Tag: slowTag, Size: 16 * mb, Layers: 2})
+		fl.clean(t)
+		base, code, j := runJob(t, lab, 3*time.Minute, "-i", lab.InventoryPath(), slowTag)
+		if code != 0 {
+			t.Fatalf("baseline: exit %d; stderr:\n%s", code, j.stderr.String())
+		}
+		baseline := map[string]time.Duration{}
+		for _, h := range base.Hosts {
+			baseline[h.Host] = h.Duration
+		}
 		fl.clean(t)
 		if err := lab.SlowLink(context.Background(), "h04", 10); err != nil {
 			t.Fatal(err)
@@ -198,19 +222,21 @@ func TestFaults(t *testing.T) {
 				t.Error(err)
 			}
 		})
-		rep, code, j := runJob(t, lab, 4*time.Minute, "-i", lab.InventoryPath(), faultTag)
+		rep, code, j := runJob(t, lab, 4*time.Minute, "-i", lab.InventoryPath(), slowTag)
 		if code != 0 {
 			t.Fatalf("exit %d; stderr:\n%s", code, j.stderr.String())
 		}
 		var lines []string
 		for _, h := range rep.Hosts {
-			if got := imageOn(t, lab, h.Host, faultTag); got != fl.img.ID {
-				t.Errorf("%s: image %q, want %s", h.Host, got, fl.img.ID)
+			if got := imageOn(t, lab, h.Host, slowTag); got != small.ID {
+				t.Errorf("%s: image %q, want %s", h.Host, got, small.ID)
 			}
-			lines = append(lines, fmt.Sprintf("%s %s (baseline %s)", h.Host, h.Duration.Round(100*time.Millisecond), fl.baseline[h.Host].Round(100*time.Millisecond)))
+			lines = append(lines, fmt.Sprintf("%s %s (baseline %s)", h.Host, h.Duration.Round(100*time.Millisecond), baseline[h.Host].Round(100*time.Millisecond)))
+			if h.Host != "h04" && h.Duration > 3*baseline[h.Host]+10*time.Second {
+				t.Errorf("%s took %s next to a slow h04, %s without", h.Host, h.Duration.Round(100*time.Millisecond), baseline[h.Host].Round(100*time.Millisecond))
+			}
 		}
-		t.Logf("h04 at 10mbit, the rest at 100mbit: %s", strings.Join(lines, ", "))
-		fl.assertOthersAtSpeed(t, rep, "h04")
+		t.Logf("16 MB, h04 at 10mbit, the rest at 100mbit: %s", strings.Join(lines, ", "))
 		assertNothingLeft(t, lab, rep)
 	})
 
@@ -291,6 +317,7 @@ func TestFaults(t *testing.T) {
 func (fl *faultLab) inject(t *testing.T, host string, during func(*testing.T, *job, string), heal func(*testing.T), reasons ...string) {
 	t.Helper()
 	lab := fl.lab
+	start := time.Now()
 	fl.clean(t)
 	before := fl.daemonImages(t)
 	report := filepath.Join(t.TempDir(), "report.json")
@@ -300,6 +327,7 @@ func (fl *faultLab) inject(t *testing.T, host string, during func(*testing.T, *j
 		during(t, j, j.info(t).ID)
 	}
 	rep, code := j.wait(t, 4*time.Minute)
+	jobDone := time.Now()
 	if heal != nil {
 		heal(t)
 	}
@@ -335,7 +363,10 @@ func (fl *faultLab) inject(t *testing.T, host string, during func(*testing.T, *j
 	}
 	assertNothingLeft(t, lab, rep)
 	fl.assertDaemonsAsBefore(t, rep, before)
+	checked := time.Now()
 	fl.retry(t, report, []string{host})
+	t.Logf("took: job %s, heal and checks %s, retry %s", jobDone.Sub(start).Round(100*time.Millisecond),
+		checked.Sub(jobDone).Round(100*time.Millisecond), time.Since(checked).Round(100*time.Millisecond))
 }
 
 // retry reruns the job with --retry-failed and checks that it takes just

@@ -158,8 +158,8 @@ func TestPlan_PerHostBytesMatchWhatTheRunMoves(t *testing.T) {
 		moved := r.FromPeers + r.FromSeeder
 		dev := math.Abs(float64(moved-pl.Needs)) / float64(pl.Needs)
 		maxDev = math.Max(maxDev, dev)
-		rows = append(rows, fmt.Sprintf("%s  base=%-5t  plan needs %7.2f MB  run moved %7.2f MB (peers %6.2f, bastion %6.2f)  %+.2f%%  skipped %d",
-			h, withBase[h], float64(pl.Needs)/mb, float64(moved)/mb, float64(r.FromPeers)/mb, float64(r.FromSeeder)/mb, 100*float64(moved-pl.Needs)/float64(pl.Needs), r.LayersSkipped))
+		rows = append(rows, fmt.Sprintf("%s  base=%-5t  plan needs %7.2f MB  run moved %7.2f MB (peers %6.2f, bastion %6.2f)  %+.2f%% (%+d bytes)  skipped %d",
+			h, withBase[h], float64(pl.Needs)/mb, float64(moved)/mb, float64(r.FromPeers)/mb, float64(r.FromSeeder)/mb, 100*float64(moved-pl.Needs)/float64(pl.Needs), moved-pl.Needs, r.LayersSkipped))
 		if r.State != orchestrator.HostDone {
 			t.Errorf("%s: %s %s", h, r.State, r.Error)
 		}

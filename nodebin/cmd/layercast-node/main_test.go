@@ -59,14 +59,15 @@ func install(t *testing.T, dir string) string {
 // proc is the node binary running one job, started from inside its work
 // dir as the bastion does it.
 type proc struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stdout io.ReadCloser
-	events chan jobspec.Event
-	stderr syncBuffer
-	dir    string
-	exited chan error
+	t       *testing.T
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	stdout  io.ReadCloser
+	events  chan jobspec.Event
+	stderr  syncBuffer
+	dir     string
+	exited  chan struct{} // closed once the process is reaped
+	waitErr error
 }
 
 func startNode(t *testing.T, spec *jobspec.Spec) *proc {
@@ -75,7 +76,7 @@ func startNode(t *testing.T, spec *jobspec.Spec) *proc {
 	if err := os.MkdirAll(spec.WorkDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, dir: spec.WorkDir, exited: make(chan error, 1)}
+	p := &proc{t: t, dir: spec.WorkDir, exited: make(chan struct{})}
 	p.cmd = exec.Command(install(t, spec.WorkDir))
 	p.cmd.Stderr = &p.stderr
 	var err error
@@ -88,7 +89,10 @@ func startNode(t *testing.T, spec *jobspec.Spec) *proc {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.exited <- p.cmd.Wait() }()
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		close(p.exited)
+	}()
 	t.Cleanup(func() {
 		select {
 		case <-p.exited:
@@ -139,7 +143,8 @@ func (p *proc) until(match func(jobspec.Event) bool) jobspec.Event {
 func (p *proc) wait() int {
 	p.t.Helper()
 	select {
-	case err := <-p.exited:
+	case <-p.exited:
+		err := p.waitErr
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			return ee.ExitCode()
@@ -214,7 +219,7 @@ func TestBinary_StopEndsTheJobAndRemovesItsDir(t *testing.T) {
 
 func TestBinary_ExitsWithoutHeartbeats(t *testing.T) {
 	spec, _ := presentImage(t)
-	spec.Heartbeat = jobspec.Duration(time.Second)
+	spec.Heartbeat = jobspec.Duration(3 * time.Second)
 	p := startNode(t, spec)
 	p.until(func(ev jobspec.Event) bool { return ev.State == jobspec.StateDone })
 	// stdin stays open and silent.
@@ -222,7 +227,7 @@ func TestBinary_ExitsWithoutHeartbeats(t *testing.T) {
 		t.Errorf("exit %d, want %d", code, node.ExitCancelled)
 	}
 	p.assertDirGone()
-	if !strings.Contains(p.stderr.String(), "no control line for 1s") {
+	if !strings.Contains(p.stderr.String(), "no control line for 3s") {
 		t.Errorf("stderr does not say why:\n%s", p.stderr.String())
 	}
 }

@@ -1,6 +1,6 @@
 // Package dockerdtest starts a private Docker daemon for tests: its own data
-// root, exec root and unix socket in a temp dir, its own network namespace,
-// stopped by pid and removed when the test ends.
+// root, exec root and unix socket in a temp dir, its own network and mount
+// namespaces, stopped by pid and removed when the test ends.
 package dockerdtest
 
 import (
@@ -25,6 +25,7 @@ type Daemon struct {
 	Host string // "unix:///tmp/.../sock"
 	Dir  string // holds root/, exec/, sock, pid, log
 	Root string // the data root
+	pid  int
 }
 
 // Start starts a daemon for t, or skips t when this machine cannot run one
@@ -51,8 +52,10 @@ func Start(t testing.TB) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// unshare execs dockerd in place, so the pid we hold is dockerd's.
-	cmd := exec.Command(unshare, "--net", Dockerd,
+	// unshare execs dockerd in place, so the pid we hold is dockerd's. Its
+	// own mount namespace takes every mount it makes away with it, even
+	// when it is killed.
+	cmd := exec.Command(unshare, "--net", "--mount", Dockerd,
 		"--data-root", d.Root,
 		"--exec-root", filepath.Join(dir, "exec"),
 		"--pidfile", filepath.Join(dir, "pid"),
@@ -67,6 +70,7 @@ func Start(t testing.TB) *Daemon {
 		os.RemoveAll(dir)
 		t.Fatalf("start dockerd: %v", err)
 	}
+	d.pid = cmd.Process.Pid
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
@@ -137,4 +141,56 @@ func tail(b []byte, n int) []byte {
 		return b[len(b)-n:]
 	}
 	return b
+}
+
+// StartRegistry runs Debian's docker-registry in the daemon's network
+// namespace on 127.0.0.1:5000 (a registry the daemon trusts without TLS),
+// stopped by pid when the test ends, and returns its address.
+func (d *Daemon) StartRegistry(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		t.Skip("no docker-registry")
+	}
+	netns := fmt.Sprintf("--net=/proc/%d/ns/net", d.pid)
+	if b, err := exec.Command("nsenter", netns, "ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("bring up lo in dockerd's namespace: %v: %s", err, b)
+	}
+	dir := filepath.Join(d.Dir, "registry")
+	config := fmt.Sprintf("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:5000\n", dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.Dir, "registry.yml"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(d.Dir, "registry.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nsenter", netns, bin, "serve", filepath.Join(d.Dir, "registry.yml"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatal(err)
+	}
+	// Registered after the daemon's cleanup, so it runs before it.
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		logf.Close()
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := exec.Command("nsenter", netns, "ss", "-ltnH", "sport = :5000").Output()
+		if err == nil && len(out) > 0 {
+			return "127.0.0.1:5000"
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(d.Dir, "registry.log"))
+			t.Fatalf("registry not listening after 30s: %s", tail(log, 2000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

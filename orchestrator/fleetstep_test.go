@@ -1,0 +1,98 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
+	"github.com/layercast/layercast/orchestrator/fleet"
+)
+
+func TestFleet_HostWithoutRoomForTheNodeFailsBeforeUpload(t *testing.T) {
+	l := newTestLab(t, "h1", "h2")
+	small := l.play("h1", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
+	small.Facts.TmpFree = 10 // the fake node binary is 24 bytes, 48 compressed
+	l.play("h2", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
+	rep, _, err := l.run(t, context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := hostResults(rep)
+	if h := r["h1"]; h.State != HostFailed || !strings.Contains(h.Error, "not enough space in /tmp") || !strings.Contains(h.Error, "MB free in /tmp") {
+		t.Errorf("h1: %+v", h)
+	}
+	if len(small.Uploaded()) != 0 {
+		t.Errorf("h1 got an upload: %v", small.Uploaded())
+	}
+	if r["h2"].State != HostDone {
+		t.Errorf("h2: %+v", r["h2"])
+	}
+}
+
+func TestFleet_TempImagesOfADeadNodeAndOfEarlierJobsAreRemoved(t *testing.T) {
+	l := newTestLab(t, "h1")
+	var c *fleet.FakeConn
+	c = l.play("h1", func(ctx context.Context, _ fleet.Command, p *fleet.FakeProcess) {
+		spec, err := jobspec.ReadSpec(jobspec.NewDecoder(p.StdinReader()))
+		if err != nil {
+			p.Exit(err)
+			return
+		}
+		// The node loads a first layer, then dies without cleaning up.
+		c.TempImages = append(c.TempImages, fleet.TempRepo+":j"+spec.JobID+"-1")
+		p.Exit(errors.New("killed by signal KILL"))
+	})
+	c.TempImages = []string{fleet.TempRepo + ":jold-job-2"}
+	rep, rec, err := l.run(t, context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := rep.Hosts[0]; h.State != HostFailed || !strings.Contains(h.Error, "node binary exited early") {
+		t.Errorf("%+v", h)
+	}
+	if left := c.TempImagesLeft(); len(left) != 0 {
+		t.Errorf("temporary images left: %v", left)
+	}
+	var logs []string
+	rec.mu.Lock()
+	for _, e := range rec.events {
+		if e.Kind == EventHostLog || e.Kind == EventTeardown {
+			logs = append(logs, e.Message)
+		}
+	}
+	rec.mu.Unlock()
+	if !slices.ContainsFunc(logs, func(s string) bool { return strings.Contains(s, "jold-job-2") }) {
+		t.Errorf("no event says the earlier job's image was removed: %q", logs)
+	}
+}
+
+func TestFleet_LostConnectionSaysSo(t *testing.T) {
+	l := newTestLab(t, "h1")
+	l.play("h1", func(ctx context.Context, _ fleet.Command, p *fleet.FakeProcess) {
+		_, _ = io.Copy(io.Discard, io.LimitReader(p.StdinReader(), 10))
+		time.Sleep(20 * time.Millisecond)
+		// What the SSH process reports when keepalives went unanswered.
+		p.Exit(fmt.Errorf("%w: no answer to keepalives for 30s", fleet.ErrConnectionLost))
+	})
+	rep, _, err := l.run(t, context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := rep.Hosts[0]; h.State != HostFailed || !strings.Contains(h.Error, "lost the SSH connection") {
+		t.Errorf("%+v", h)
+	}
+}
+
+func hostResults(rep *Report) map[string]HostResult {
+	out := map[string]HostResult{}
+	for _, h := range rep.Hosts {
+		out[h.Host] = h
+	}
+	return out
+}
