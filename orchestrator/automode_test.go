@@ -28,6 +28,7 @@ func TestChooseMode_PicksTheFasterModeAtEveryMeasuredGridPoint(t *testing.T) {
 		{5, 250, 29.45, 63.16},
 		{10, 250, 65.36, 114.62},
 		{20, 250, 133.85, 225.73},
+		{40, 10, 142.80, 50.55},
 	}
 	for _, m := range measured {
 		want := ModeP2P

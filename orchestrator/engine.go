@@ -80,16 +80,16 @@ type job struct {
 	log   *slog.Logger
 	sink  Sink
 
-	inv   *inventory.Inventory
+	inv    *inventory.Inventory
 	hosts  []inventory.Host
 	dialer fleet.Dialer
-	mode  Mode
-	image *imagecache.Image // nil in registry mode when the bastion lacks it
+	mode   Mode
+	image  *imagecache.Image // nil in registry mode when the bastion lacks it
 	// config is the image config; layers are the spec's layers with torrents.
 	config   []byte
 	cacheDir string
-	serve  *serveStep
-	book   *hostBook
+	serve    *serveStep
+	book     *hostBook
 
 	mu sync.Mutex
 }

@@ -341,3 +341,38 @@ func TestEngine_NodeThatDiesEarlyFailsWithItsOutput(t *testing.T) {
 		t.Fatalf("%+v", h)
 	}
 }
+
+func TestEngine_HostThatStopsReceivingFailsAfterTheStallTimeout(t *testing.T) {
+	l := newTestLab(t, "stuck", "fine")
+	specs := make(chan *jobspec.Spec, 2)
+	l.play("fine", fakeNode(t, specs, ""))
+	l.play("stuck", func(ctx context.Context, _ fleet.Command, p *fleet.FakeProcess) {
+		dec := jobspec.NewDecoder(p.StdinReader())
+		if _, err := jobspec.ReadSpec(dec); err != nil {
+			p.Exit(err)
+			return
+		}
+		_ = jobspec.NewEncoder(p.StdoutWriter()).Encode(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateDownloading})
+		for {
+			var c jobspec.Control
+			if err := dec.Decode(&c); err != nil || c.Kind == jobspec.ControlStop {
+				break
+			}
+		}
+		p.Exit(nil)
+	})
+	rep, _, err := l.run(t, context.Background(), Options{StallTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := map[string]HostResult{}
+	for _, h := range rep.Hosts {
+		res[h.Host] = h
+	}
+	if h := res["stuck"]; h.State != HostFailed || !strings.Contains(h.Error, "no data for 300ms") {
+		t.Errorf("stuck: %+v", h)
+	}
+	if res["fine"].State != HostDone {
+		t.Errorf("fine: %+v", res["fine"])
+	}
+}

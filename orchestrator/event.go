@@ -127,7 +127,7 @@ type Report struct {
 	Size      int64         `json:"size"`
 	Started   time.Time     `json:"started"`
 	Duration  time.Duration `json:"duration_ns"`
-	Egress    int64         `json:"bastion_egress"` // bytes the bastion's seeder sent
+	Egress    int64         `json:"bastion_egress"`      // bytes the bastion's seeder sent
 	Cancelled bool          `json:"cancelled,omitempty"` // the operator stopped the job
 	TimedOut  bool          `json:"timed_out,omitempty"` // the job's --timeout ran out
 	Hosts     []HostResult  `json:"hosts"`

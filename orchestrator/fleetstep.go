@@ -92,10 +92,40 @@ func (s *fleetStep) Run(ctx context.Context, j *job) error {
 			}
 		}()
 	}
+	stopWatch := j.watchStalls(ctx)
+	defer stopWatch()
 	if !j.book.waitAll(ctx.Done()) {
 		return ctx.Err()
 	}
 	return nil
+}
+
+// watchStalls fails hosts that download nothing for Options.StallTimeout:
+// a host that lost its network must not hold the whole job forever. Its
+// node is stopped at teardown, which removes whatever it had.
+func (j *job) watchStalls(ctx context.Context) func() {
+	limit := j.opts.StallTimeout
+	if limit <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(min(limit/4, 5*time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				for _, h := range j.book.stalled(limit) {
+					j.book.fail(h, fmt.Errorf("no data for %s while downloading: the host lost its peers and the bastion (check its network), or raise --stall-timeout", limit))
+				}
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // runHost takes one host from connecting to done. The setup (connect,

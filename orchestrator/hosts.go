@@ -27,6 +27,8 @@ type hostRecord struct {
 	end      time.Time
 	progress *HostProgress
 	imageID  string
+	// advanced is when the host last received a byte or changed state.
+	advanced time.Time
 }
 
 func newHostBook(names []string, now func() time.Time, emit func(Event)) *hostBook {
@@ -48,6 +50,7 @@ func (b *hostBook) set(host string, s HostState, msg string) {
 		return
 	}
 	r.state = s
+	r.advanced = b.now()
 	if s == HostFailed || s == HostCancelled {
 		r.err = msg
 	}
@@ -87,6 +90,9 @@ func (b *hostBook) progress(host string, p *jobspec.Progress) {
 	}
 	b.mu.Lock()
 	if r := b.hosts[host]; r != nil {
+		if r.progress == nil || hp.Done > r.progress.Done {
+			r.advanced = b.now()
+		}
 		r.progress = hp
 	}
 	b.mu.Unlock()
@@ -99,6 +105,22 @@ func (b *hostBook) setImageID(host, id string) {
 	if r := b.hosts[host]; r != nil {
 		r.imageID = id
 	}
+}
+
+// stalled lists the hosts that have been downloading without receiving a
+// byte for longer than limit.
+func (b *hostBook) stalled(limit time.Duration) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	now := b.now()
+	for n, r := range b.hosts {
+		if r.state == HostDownloading && now.Sub(r.advanced) > limit {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // waitAll blocks until every host is in a terminal state or done closes.

@@ -37,6 +37,9 @@ type Options struct {
 	AnnounceInterval time.Duration
 	// Timeout bounds the whole job; zero means none.
 	Timeout time.Duration
+	// StallTimeout fails a host that receives nothing for this long while
+	// downloading; zero means never.
+	StallTimeout time.Duration
 	// CacheDir holds exported layers between jobs.
 	CacheDir string
 	// DryRun plans the job: connect, inspect, write nothing on any host.

@@ -62,6 +62,7 @@ type jobFlags struct {
 	acceptNew         bool
 	announce          time.Duration
 	timeout           time.Duration
+	stallTimeout      time.Duration
 	cacheDir          string
 	nodeBinDir        string
 	logFile           string
@@ -81,6 +82,7 @@ func (f *jobFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.acceptNew, "accept-new-host-keys", false, "trust and record the key of a host not yet in known_hosts")
 	fl.DurationVar(&f.announce, "announce-interval", time.Second, "tracker announce interval")
 	fl.DurationVar(&f.timeout, "timeout", 0, "give up on the whole job after this long (0: no limit)")
+	fl.DurationVar(&f.stallTimeout, "stall-timeout", 2*time.Minute, "fail a host that receives nothing for this long while downloading (0: never)")
 	fl.StringVar(&f.cacheDir, "cache-dir", "", "where exported layers are kept between jobs (default ~/.cache/layercast)")
 	fl.StringVar(&f.nodeBinDir, "node-binary-dir", "", "take node binaries from this directory instead of the built-in ones")
 	fl.StringVar(&f.logFile, "log-file", "", "write logs to this file")
@@ -112,6 +114,7 @@ func (f *jobFlags) options() (orchestrator.Options, error) {
 		AcceptNewHostKeys: f.acceptNew,
 		AnnounceInterval:  f.announce,
 		Timeout:           f.timeout,
+		StallTimeout:      f.stallTimeout,
 		CacheDir:          f.cacheDir,
 	}, nil
 }

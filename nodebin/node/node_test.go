@@ -117,7 +117,7 @@ func (r *run) send(kind jobspec.ControlKind) {
 // waitFor reads events until one matches, failing after a while.
 func (r *run) waitFor(what string, match func(jobspec.Event) bool) jobspec.Event {
 	r.t.Helper()
-	timeout := time.After(20 * time.Second)
+	timeout := time.After(time.Minute)
 	for {
 		select {
 		case ev, ok := <-r.events:
@@ -129,7 +129,7 @@ func (r *run) waitFor(what string, match func(jobspec.Event) bool) jobspec.Event
 				return ev
 			}
 		case <-timeout:
-			r.t.Fatalf("no %s within 20s; saw %s", what, r.summary())
+			r.t.Fatalf("no %s within a minute; saw %s", what, r.summary())
 		}
 	}
 }
@@ -149,7 +149,7 @@ func (r *run) exit() int {
 		if ok {
 			r.t.Errorf("event after the exit event: %+v", ev)
 		}
-	case <-time.After(20 * time.Second):
+	case <-time.After(time.Minute):
 		r.t.Fatal("stdout not closed after the exit event")
 	}
 	return <-r.code
@@ -364,9 +364,9 @@ func TestNode_StopWhileDownloadingLeavesNoImage(t *testing.T) {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s within 20s", what)
+			t.Fatalf("no %s within a minute", what)
 		}
 	}
 }

@@ -198,11 +198,7 @@ func (c *Client) add(l jobspec.Layer, complete bool, onPiece func(int)) (*layerS
 	if c.cfg.Announce != "" {
 		t.AddTrackers([][]string{{c.cfg.Announce}})
 	}
-	peers := make([]torrent.PeerInfo, 0, len(c.seeders))
-	for ap := range c.seeders {
-		peers = append(peers, torrent.PeerInfo{Addr: net.TCPAddrFromAddrPort(ap), Source: torrent.PeerSourceDirect})
-	}
-	t.AddPeers(peers)
+	t.AddPeers(c.seederPeers())
 
 	ls := &layerState{layer: l, t: t, path: path}
 	c.mu.Lock()
@@ -213,6 +209,44 @@ func (c *Client) add(l jobspec.Layer, complete bool, onPiece func(int)) (*layerS
 	c.mu.Unlock()
 	return ls, lf, &info, nil
 }
+
+// seederPeers are the bastion's seeder addresses as peers to add.
+func (c *Client) seederPeers() []torrent.PeerInfo {
+	peers := make([]torrent.PeerInfo, 0, len(c.seeders))
+	for ap := range c.seeders {
+		peers = append(peers, torrent.PeerInfo{Addr: net.TCPAddrFromAddrPort(ap), Source: torrent.PeerSourceDirect})
+	}
+	return peers
+}
+
+// redialSeeder adds the seeder again to every unfinished layer that has no
+// connection to it. anacrolix does not redial a direct peer whose
+// connection dropped, and a layer that lost its other peers too would
+// otherwise wait for the tracker, or forever.
+func (c *Client) redialSeeder() {
+	c.mu.Lock()
+	layers := append([]*layerState(nil), c.layers...)
+	c.mu.Unlock()
+	for _, ls := range layers {
+		if ls.t.Complete().Bool() {
+			continue
+		}
+		connected := false
+		for _, pc := range ls.t.PeerConns() {
+			if c.isSeeder(pc.RemoteAddr.String()) {
+				connected = true
+				break
+			}
+		}
+		if !connected {
+			ls.t.AddPeers(c.seederPeers())
+		}
+	}
+}
+
+// redialEvery is how often a download checks it is still connected to the
+// seeder.
+const redialEvery = 5 * time.Second
 
 // Seed serves layers whose files are already at Dir/<digest-hex> and known to
 // be good (verified earlier); their content is not rehashed.
@@ -265,11 +299,16 @@ func (c *Client) Download(ctx context.Context, layers []jobspec.Layer, onDone fu
 			results <- verified{layer: l, path: ls.path, err: err}
 		}()
 	}
-	for range layers {
+	redial := time.NewTicker(redialEvery)
+	defer redial.Stop()
+	for left := len(layers); left > 0; {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("download: %w", ctx.Err())
+		case <-redial.C:
+			c.redialSeeder()
 		case r := <-results:
+			left--
 			if r.err != nil {
 				return fmt.Errorf("download: %w", r.err)
 			}

@@ -43,8 +43,8 @@ type Config struct {
 	Out string
 	// LabName names the lab the bench brings up. Default "bench".
 	LabName string
-	// Single adds the single-host P2P run of every size, the time(1) of the
-	// scaling column. Default true through Defaults.
+	// NoSingle leaves out the single-host P2P run of every size (the
+	// time(1) of the scaling column).
 	NoSingle bool
 	// RunTimeout bounds one run. Default: 3× the registry's ideal time of
 	// the largest point plus 5 minutes.
@@ -55,7 +55,10 @@ type Config struct {
 	// DiskMargin is the free space left untouched; a run that would need
 	// more is skipped. Default 5 GB.
 	DiskMargin int64
-	Log        *slog.Logger
+	// Ephemeral ties the lab to this process (see testbed.Config), for
+	// tests: a test binary killed mid-bench leaves no lab behind for long.
+	Ephemeral bool
+	Log       *slog.Logger
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -161,6 +164,7 @@ func Run(ctx context.Context, cfg Config) (Results, error) {
 	start := time.Now()
 	lab, err := testbed.Up(ctx, testbed.Config{
 		Name: cfg.LabName, Hosts: cfg.Hosts[len(cfg.Hosts)-1], Rate: cfg.Rate, Registry: true,
+		Ephemeral: cfg.Ephemeral,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bring up the bench lab: %w", err)

@@ -113,9 +113,9 @@ func (rs Results) Fig3() Chart {
 		case x.Found:
 			s.Points = append(s.Points, [2]float64{float64(n), x.Size / MB})
 		case x.Below:
-			c.Notes = append(c.Notes, fmt.Sprintf("%d hosts: P2P faster at every measured size (balance point below %d MB)", n, rs.Sizes()[0]/MB))
+			c.Notes = append(c.Notes, fmt.Sprintf("%d hosts: P2P faster at every measured size (balance point below %d MB)", n, x.Smallest/MB))
 		default:
-			c.Notes = append(c.Notes, fmt.Sprintf("%d hosts: registry faster at every measured size (balance point above %d MB)", n, rs.Sizes()[len(rs.Sizes())-1]/MB))
+			c.Notes = append(c.Notes, fmt.Sprintf("%d hosts: registry faster at every measured size (balance point above %d MB)", n, x.Largest/MB))
 		}
 	}
 	c.Series = append(c.Series, s)
@@ -183,9 +183,9 @@ func (rs Results) Markdown(w *bytes.Buffer, setup Setup) {
 		case x.Found:
 			v = fmt.Sprintf("%.0f MB", x.Size/MB)
 		case x.Below:
-			v = fmt.Sprintf("below %d MB (P2P faster at every size)", rs.Sizes()[0]/MB)
+			v = fmt.Sprintf("below %d MB (P2P faster at every size measured)", x.Smallest/MB)
 		default:
-			v = fmt.Sprintf("above %d MB (registry faster at every size)", rs.Sizes()[len(rs.Sizes())-1]/MB)
+			v = fmt.Sprintf("above %d MB (registry faster at every size measured)", x.Largest/MB)
 		}
 		fmt.Fprintf(w, "| %d | %s |\n", n, v)
 	}

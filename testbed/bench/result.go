@@ -128,6 +128,8 @@ type Crossover struct {
 	// crossover lies below the smallest), false when registry was faster at
 	// every size (it lies above the largest); meaningful when !Found.
 	Below bool
+	// Smallest and Largest are the sizes compared at this cluster size.
+	Smallest, Largest int64
 }
 
 // Crossover interpolates, at one cluster size, the image size where the
@@ -151,17 +153,20 @@ func (rs Results) Crossover(hosts int) (Crossover, bool) {
 	if len(pts) == 0 {
 		return Crossover{Hosts: hosts}, false
 	}
+	x := Crossover{Hosts: hosts, Smallest: int64(pts[0].size), Largest: int64(pts[len(pts)-1].size)}
 	if pts[0].diff >= 0 {
-		return Crossover{Hosts: hosts, Below: true}, true
+		x.Below = true
+		return x, true
 	}
 	for i := 1; i < len(pts); i++ {
 		a, b := pts[i-1], pts[i]
 		if b.diff >= 0 {
 			f := -a.diff / (b.diff - a.diff)
-			return Crossover{Hosts: hosts, Size: a.size + f*(b.size-a.size), Found: true}, true
+			x.Size, x.Found = a.size+f*(b.size-a.size), true
+			return x, true
 		}
 	}
-	return Crossover{Hosts: hosts}, true
+	return x, true
 }
 
 var csvHeader = []string{

@@ -38,7 +38,7 @@ func TestCrossover_SaysWhenOneModeWinsEverywhere(t *testing.T) {
 		t.Errorf("P2P faster everywhere: %+v %v, want below the grid", x, ok)
 	}
 	regWins := Results{run(ModeP2P, 5, 50, 9), run(ModeRegistry, 5, 50, 5)}
-	if x, ok := regWins.Crossover(5); !ok || x.Found || x.Below {
+	if x, ok := regWins.Crossover(5); !ok || x.Found || x.Below || x.Largest != 50*MB {
 		t.Errorf("registry faster everywhere: %+v %v, want above the grid", x, ok)
 	}
 	if _, ok := regWins.Crossover(7); ok {

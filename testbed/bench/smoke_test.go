@@ -33,7 +33,7 @@ func TestBench_SmokeRunFinishesEveryRunAndWritesEveryOutput(t *testing.T) {
 	defer cancel()
 	cfg := Config{
 		Bin: bin, Sizes: []int64{10 * MB, 20 * MB}, Hosts: []int{2, 3}, Rate: "200mbit", Layers: 2,
-		Out: out, LabName: fmt.Sprintf("t-bench-smoke-%d", os.Getpid()%10000),
+		Out: out, Ephemeral: true, LabName: fmt.Sprintf("t-bench-smoke-%d", os.Getpid()%10000),
 		Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
 	}
 	rs, err := Run(ctx, cfg)
