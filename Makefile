@@ -95,5 +95,14 @@ release-lab: release build
 	LAYERCAST_RELEASE_BIN=$(CURDIR)/$(DIST)/layercast-linux-$$($(GO) env GOHOSTARCH) \
 		$(GO) test -count=1 -v -run 'TestRelease_' ./testbed/e2e
 
+# The DID experiment on the testbed: registry pull against P2P over a grid
+# of image sizes and cluster sizes (docs/BENCHMARKS.md). Takes hours; not
+# part of `make test` (a 2x2 smoke run of it is).
+BENCH_SIZES ?= 50,130,250,500,1000
+BENCH_HOSTS ?= 5,10,20,40
+BENCH_RATE  ?= 200mbit
+bench: build
+	$(BIN)/testbed bench --sizes $(BENCH_SIZES) --hosts $(BENCH_HOSTS) --rate $(BENCH_RATE) --out bench-out
+
 clean:
 	rm -rf $(BIN) $(ASSETS)/*.gz $(ASSETS)/*.version
