@@ -139,7 +139,7 @@ func (c *Client) send(ctx context.Context, p string, data []byte) (err error) {
 		}
 	}()
 	stop := context.AfterFunc(ctx, func() { f.Close() })
-	_, werr := f.ReadFrom(&ctxReader{ctx: ctx, r: bytes.NewReader(data)})
+	_, werr := f.ReadFrom(&ctxReader{ctx: ctx, r: bytes.NewReader(data), n: len(data)})
 	stop()
 	cerr := f.Close()
 	if err := ctx.Err(); err != nil {
@@ -154,15 +154,23 @@ func (c *Client) send(ctx context.Context, p string, data []byte) (err error) {
 	return nil
 }
 
-// ctxReader ends a copy when ctx ends.
+// ctxReader ends a copy when ctx ends. Len lets the SFTP client see the
+// size and keep many writes in flight; without it every 32 KiB write waits
+// for its answer.
 type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
+	ctx  context.Context
+	r    io.Reader
+	n    int
+	read int
 }
+
+func (r *ctxReader) Len() int { return r.n - r.read }
 
 func (r *ctxReader) Read(p []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {
 		return 0, err
 	}
-	return r.r.Read(p)
+	n, err := r.r.Read(p)
+	r.read += n
+	return n, err
 }
