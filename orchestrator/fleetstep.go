@@ -95,6 +95,9 @@ func (s *fleetStep) Run(ctx context.Context, j *job) error {
 	stopWatch := j.watchStalls(ctx)
 	defer stopWatch()
 	if !j.book.waitAll(ctx.Done()) {
+		// Before teardown stops the nodes: a node stopped now reports a
+		// failure, but the host was cancelled.
+		j.book.cancelRest(cancelReason(ctx.Err(), j.opts.Timeout))
 		return ctx.Err()
 	}
 	return nil
@@ -126,6 +129,15 @@ func (j *job) watchStalls(ctx context.Context) func() {
 		}
 	}()
 	return func() { close(done) }
+}
+
+// cancelReason is what a host cancelled by the end of the job's context
+// reports (the engine words it the same way).
+func cancelReason(err error, timeout time.Duration) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("the job's --timeout of %s ran out", timeout)
+	}
+	return "cancelled by the operator"
 }
 
 // runHost takes one host from connecting to done. The setup (connect,

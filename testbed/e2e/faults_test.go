@@ -173,6 +173,7 @@ func TestFaults(t *testing.T) {
 		report := filepath.Join(t.TempDir(), "report.json")
 		j := startJob(t, lab, "--report", report, "-i", lab.InventoryPath(), faultTag)
 		waitBytes(t, j, "", 4*mb)
+		interrupted := time.Now()
 		if err := j.cmd.Process.Signal(syscall.SIGINT); err != nil {
 			t.Fatal(err)
 		}
@@ -193,7 +194,14 @@ func TestFaults(t *testing.T) {
 		assertNothingLeft(t, lab, rep)
 		fl.assertDaemonsAsBefore(t, rep, before)
 		if len(cancelled) == 0 {
-			t.Fatal("every host was done before the interrupt: nothing was cancelled")
+			j.mu.Lock()
+			for _, e := range j.events {
+				if e.Kind == orchestrator.EventHostState || e.Kind == orchestrator.EventJobDone {
+					t.Logf("%s %s %s %s %s", e.Time.Format("15:04:05.000"), e.Kind, e.Host, e.State, e.Message)
+				}
+			}
+			j.mu.Unlock()
+			t.Fatalf("every host was done before the interrupt at %s: nothing was cancelled", interrupted.Format("15:04:05.000"))
 		}
 		for _, h := range lab.Hosts() {
 			_ = lab.HealLink(context.Background(), h)
