@@ -57,6 +57,15 @@ func TestFaults(t *testing.T) {
 	})
 
 	t.Run("node binary killed", func(t *testing.T) {
+		// A slower h02 is still downloading when its first layer is in.
+		if err := lab.SlowLink(context.Background(), "h02", 4); err != nil {
+			t.Fatal(err)
+		}
+		heal := func(t *testing.T) {
+			if err := lab.HealLink(context.Background(), "h02"); err != nil {
+				t.Error(err)
+			}
+		}
 		fl.inject(t, "h02", func(t *testing.T, j *job, id string) {
 			waitBytes(t, j, "h02", 4*mb)
 			// Kill it once it loaded a first layer into the daemon, if it
@@ -75,7 +84,7 @@ func TestFaults(t *testing.T) {
 			for _, p := range pids {
 				_ = syscall.Kill(p, syscall.SIGKILL)
 			}
-		}, nil, "node binary exited early", "killed")
+		}, heal, "node binary exited early", "killed")
 	})
 
 	t.Run("link cut then healed", func(t *testing.T) {
