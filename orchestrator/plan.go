@@ -22,7 +22,7 @@ func (j *job) plan(ctx context.Context) error {
 	}
 	hosts, err := inv.Select(j.opts.Hosts, j.opts.Groups)
 	if err != nil {
-		return configErr(fmt.Errorf("%s: %w", j.opts.InventoryPath, err))
+		return configErr(err) // names the inventory and the host or group
 	}
 	if len(hosts) == 0 {
 		return configErr(fmt.Errorf("%s: no hosts selected", j.opts.InventoryPath))
