@@ -35,24 +35,16 @@ func runConsole(ctx context.Context, jf *jobFlags) error {
 		}
 		jf.logFile = filepath.Join(dir, "layercast.log")
 	}
-	log, closeLog, err := jf.logger()
+	opts, eng, log, done, err := jf.setup()
 	if err != nil {
-		return usageErr(err)
+		return err
 	}
-	defer closeLog()
-	eng, err := newEngine(jf.nodeBinDir, log)
-	if err != nil {
-		return &exitCodeError{code: exitError, err: err}
-	}
+	defer done()
 	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		return &exitCodeError{code: exitError, err: fmt.Errorf("connect to the bastion's Docker daemon: %w", err)}
 	}
 	defer docker.Close()
-	opts, err := jf.options()
-	if err != nil {
-		return usageErr(err)
-	}
 	return tui.Run(ctx, tui.Config{
 		Engine:        eng,
 		Catalog:       catalog{docker: docker},

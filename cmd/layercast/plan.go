@@ -39,19 +39,11 @@ usage, inventory or image.`,
 }
 
 func runPlan(cmd *cobra.Command, jf *jobFlags, asJSON bool) error {
-	opts, err := jf.options()
+	opts, eng, _, done, err := jf.setup()
 	if err != nil {
-		return usageErr(err)
+		return err
 	}
-	log, closeLog, err := jf.logger()
-	if err != nil {
-		return usageErr(err)
-	}
-	defer closeLog()
-	eng, err := newEngine(jf.nodeBinDir, log)
-	if err != nil {
-		return &exitCodeError{code: exitError, err: err}
-	}
+	defer done()
 	p, err := eng.Plan(cmd.Context(), opts)
 	if err != nil {
 		return exitFor(cmd.Context(), nil, err)

@@ -141,6 +141,25 @@ func (f *jobFlags) logger() (*slog.Logger, func(), error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), closeFn, nil
 }
 
+// setup turns the flags into job options and an engine with its logger.
+// Its errors carry their exit codes; call done when finished.
+func (f *jobFlags) setup() (orchestrator.Options, *orchestrator.Engine, *slog.Logger, func(), error) {
+	opts, err := f.options()
+	if err != nil {
+		return opts, nil, nil, nil, usageErr(err)
+	}
+	log, closeLog, err := f.logger()
+	if err != nil {
+		return opts, nil, nil, nil, usageErr(err)
+	}
+	eng, err := newEngine(f.nodeBinDir, log)
+	if err != nil {
+		closeLog()
+		return opts, nil, nil, nil, &exitCodeError{code: exitError, err: err}
+	}
+	return opts, eng, log, closeLog, nil
+}
+
 func usageErr(err error) error { return &exitCodeError{code: exitUsage, err: err} }
 
 func newRunCmd() *cobra.Command {
@@ -175,19 +194,11 @@ inventory or image (no host was touched); 3 the bastion itself failed;
 			if dryRun {
 				return runPlan(cmd, &jf, asJSON)
 			}
-			opts, err := jf.options()
+			opts, eng, _, done, err := jf.setup()
 			if err != nil {
-				return usageErr(err)
+				return err
 			}
-			log, closeLog, err := jf.logger()
-			if err != nil {
-				return usageErr(err)
-			}
-			defer closeLog()
-			eng, err := newEngine(jf.nodeBinDir, log)
-			if err != nil {
-				return &exitCodeError{code: exitError, err: err}
-			}
+			defer done()
 			var sink orchestrator.Sink
 			if asJSON {
 				sink = newJSONPrinter(cmd.OutOrStdout(), every)
