@@ -33,36 +33,52 @@ func (s StaleDir) String() string {
 	return b.String()
 }
 
+// killNodeFunc defines kill_node DIR SUDO: if DIR/node.pid names a process
+// whose executable (or, when /proc/PID/exe is unreadable, first argument)
+// is in DIR, it gets SIGTERM, then SIGKILL after 2s (a stopped process gets
+// the SIGKILL). It prints killed, gone (the pid runs something else or
+// nothing) or none (no pid file).
+const killNodeFunc = `
+kill_node() {
+  pid=$(head -c 32 "$1/node.pid" 2>/dev/null | tr -cd 0-9)
+  if [ -z "$pid" ]; then echo none; return; fi
+  exe=$($2 readlink "/proc/$pid/exe" 2>/dev/null) || exe=""
+  [ -n "$exe" ] || exe=$(tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | head -n 1)
+  case "$exe" in
+  "$1"/*)
+    $2 kill -TERM "$pid" 2>/dev/null
+    i=0
+    while [ $i -lt 20 ] && $2 kill -0 "$pid" 2>/dev/null; do sleep 0.1; i=$((i+1)); done
+    $2 kill -KILL "$pid" 2>/dev/null
+    echo "killed $pid";;
+  *) echo "gone $pid";;
+  esac
+}
+`
+
 // staleScript looks at every $3* (/tmp/layercast-*) dir owned by the
-// login user except the current job's ($1). If node.pid names a process whose
-// executable (or, when /proc/PID/exe is unreadable, first argument) is in
-// that dir, the process gets SIGTERM, then SIGKILL after 2s. Then the dir
-// is removed. $2 = 1 runs kill and rm through sudo -n (become).
-// Output: "removed DIR PID killed|gone|none" or "failed DIR PID reason".
-const staleScript = `
+// login user except the current job's ($1), stops a node still running from
+// it (kill_node) and removes it. $2 = 1 runs kill and rm through sudo -n
+// (become). Output: "removed DIR PID killed|gone|none" or
+// "failed DIR PID reason".
+const staleScript = killNodeFunc + `
 prefix=$3; keep="$prefix$1"; s=""; [ "$2" = 1 ] && s="sudo -n"
 for d in "$prefix"*; do
   [ -d "$d" ] && [ ! -L "$d" ] && [ -O "$d" ] || continue
   [ "$d" = "$keep" ] && continue
-  pid=$(head -c 32 "$d/node.pid" 2>/dev/null | tr -cd 0-9)
-  state=none
-  if [ -n "$pid" ]; then
-    state=gone
-    exe=$($s readlink "/proc/$pid/exe" 2>/dev/null) || exe=""
-    [ -n "$exe" ] || exe=$(tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | head -n 1)
-    case "$exe" in
-    "$d"/*)
-      $s kill -TERM "$pid" 2>/dev/null
-      i=0
-      while [ $i -lt 20 ] && $s kill -0 "$pid" 2>/dev/null; do sleep 0.1; i=$((i+1)); done
-      $s kill -KILL "$pid" 2>/dev/null
-      state=killed;;
-    esac
-  fi
+  r=$(kill_node "$d" "$s"); state=${r%% *}; pid=${r#"$state"}; pid=${pid# }
   if out=$($s rm -rf -- "$d" 2>&1) && [ ! -e "$d" ]; then echo "removed $d ${pid:-0} $state"
   else echo "failed $d ${pid:-0} $(printf %s "$out" | tr '\n' ' ' | cut -c1-200)"; fi
 done
 exit 0
+`
+
+// removeScript stops a node still running from the work dir $1 (a node
+// that hangs and ignored the stop) and removes the dir. $2 is the sudo
+// prefix, empty without become.
+const removeScript = killNodeFunc + `
+kill_node "$1" "$2" >/dev/null
+$2 rm -rf -- "$1"
 `
 
 // CleanStale removes what earlier jobs left on the host: the work dirs

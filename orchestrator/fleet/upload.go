@@ -40,12 +40,18 @@ func (c *Client) MakeWorkDir(ctx context.Context, jobID string) (string, error) 
 }
 
 // RemoveWorkDir deletes a job's temp dir and everything in it (through sudo
-// when the host has become, since the node may have written as root).
+// when the host has become, since the node may have written as root),
+// after stopping a node still running from it: a node that hangs must not
+// outlive its job.
 func (c *Client) RemoveWorkDir(ctx context.Context, dir string) error {
 	if !strings.HasPrefix(dir, c.workPrefix) || !ValidJobID(strings.TrimPrefix(dir, c.workPrefix)) {
 		return fmt.Errorf("remove work dir: %q is not a layercast work dir", dir)
 	}
-	if _, err := c.Run(ctx, Command{Path: "rm", Args: []string{"-rf", "--", dir}, Become: c.host.Become}); err != nil {
+	sudo := ""
+	if c.host.Become {
+		sudo = "sudo -n"
+	}
+	if _, err := c.Run(ctx, shell(removeScript, false, dir, sudo)); err != nil {
 		return fmt.Errorf("remove work dir %s: %w", dir, err)
 	}
 	return nil

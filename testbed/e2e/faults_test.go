@@ -181,7 +181,15 @@ func TestFaults(t *testing.T) {
 		before := fl.daemonImages(t)
 		report := filepath.Join(t.TempDir(), "report.json")
 		j := startJob(t, lab, "--report", report, "-i", lab.InventoryPath(), faultTag)
-		waitBytes(t, j, "", 4*mb)
+		waitBytes(t, j, "h04", 1*mb)
+		// A node frozen mid-transfer cannot finish before the interrupt
+		// lands, whatever the machine's speed: at least h04 must end
+		// cancelled, and teardown must deal with a node that does not answer.
+		for _, pid := range nodePIDs(t, lab, "h04", j.info(t).ID) {
+			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+				t.Fatalf("freeze h04's node %d: %v", pid, err)
+			}
+		}
 		interrupted := time.Now()
 		if err := j.cmd.Process.Signal(syscall.SIGINT); err != nil {
 			t.Fatal(err)
@@ -200,6 +208,9 @@ func TestFaults(t *testing.T) {
 			}
 		}
 		t.Logf("ctrl-c: %d hosts cancelled (%v), the rest were done", len(cancelled), cancelled)
+		if !slices.Contains(cancelled, "h04") {
+			t.Errorf("h04, frozen before the interrupt, is not reported cancelled")
+		}
 		assertNothingLeft(t, lab, rep)
 		fl.assertDaemonsAsBefore(t, rep, before)
 		if len(cancelled) == 0 {
