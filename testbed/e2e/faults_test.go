@@ -71,7 +71,7 @@ func TestFaults(t *testing.T) {
 			// Kill it once it loaded a first layer into the daemon, if it
 			// gets that far before it is done.
 			temp := ""
-			for end := time.Now().Add(20 * time.Second); temp == "" && time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			for end := time.Now().Add(20 * time.Second); temp == "" && time.Now().Before(end) && j.hostShare("h02") < 0.8; time.Sleep(100 * time.Millisecond) {
 				out, _ := lab.Exec(context.Background(), "h02", "docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "layercast-tmp")
 				temp = strings.TrimSpace(string(out))
 			}
@@ -500,6 +500,19 @@ func without(a, b []string) []string {
 }
 
 // waitBytes waits until host (any host when "") has at least n bytes.
+// hostShare is the part of the image a host has received, from its last
+// progress event.
+func (j *job) hostShare(host string) float64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for i := len(j.events) - 1; i >= 0; i-- {
+		if e := j.events[i]; e.Kind == orchestrator.EventHostProgress && e.Host == host && e.Progress.Total > 0 {
+			return float64(e.Progress.Done) / float64(e.Progress.Total)
+		}
+	}
+	return 0
+}
+
 func waitBytes(t *testing.T, j *job, host string, n int64) {
 	t.Helper()
 	j.waitFor(t, 2*time.Minute, func(e orchestrator.Event) bool {
