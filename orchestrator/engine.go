@@ -9,7 +9,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -165,11 +164,7 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 	}
 	runErr := runSteps(ctx, j, steps)
 	if ctx.Err() != nil {
-		reason := "cancelled by the operator"
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			reason = fmt.Sprintf("the job's --timeout of %s ran out", opts.Timeout)
-		}
-		j.book.cancelRest(reason)
+		j.book.cancelRest(cancelReason(ctx.Err(), opts.Timeout))
 	} else if runErr != nil {
 		j.book.cancelRest(runErr.Error())
 	}

@@ -132,7 +132,7 @@ func (j *job) watchStalls(ctx context.Context) func() {
 }
 
 // cancelReason is what a host cancelled by the end of the job's context
-// reports (the engine words it the same way).
+// reports.
 func cancelReason(err error, timeout time.Duration) string {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Sprintf("the job's --timeout of %s ran out", timeout)
@@ -188,7 +188,7 @@ func (s *fleetStep) runHost(ctx context.Context, j *job, hr *hostRun, slots *sem
 	} else if len(refs) > 0 {
 		j.emit(Event{Kind: EventHostLog, Host: name, Message: "removed temporary images an earlier job left: " + strings.Join(refs, ", ")})
 	}
-	bin, err := j.deps.Nodes.Get(facts.Arch)
+	bin, err := j.deps.Nodes.GetContext(ctx, facts.Arch)
 	if err != nil {
 		return err
 	}
