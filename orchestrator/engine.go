@@ -91,6 +91,8 @@ type job struct {
 	book     *hostBook
 
 	mu sync.Mutex
+	// allowed are the job's hosts' IPs, resolved once (allowedIPs).
+	allowed []string
 }
 
 func (j *job) emit(e Event) {

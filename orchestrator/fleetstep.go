@@ -380,7 +380,18 @@ func portOf(addr string) string {
 // with a warning: it still gets the image from the bastion and from the
 // peers it dials.
 func (j *job) allowedIPs(ctx context.Context) []string {
-	var out []string
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.allowed == nil {
+		j.allowed = j.resolveHosts(ctx)
+	}
+	return j.allowed
+}
+
+// resolveHosts lists the addresses of the job's hosts that the bastion can
+// resolve.
+func (j *job) resolveHosts(ctx context.Context) []string {
+	out := []string{}
 	for _, h := range j.hosts {
 		addr := h.Address
 		if addr == "" {
