@@ -1,14 +1,10 @@
 package node_test
 
 import (
-	"archive/tar"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -81,28 +77,6 @@ func (p *pacedLeecher) Download(ctx context.Context, layers []jobspec.Layer, onD
 func (p *pacedLeecher) Stats() jobspec.Progress { return jobspec.Progress{} }
 func (p *pacedLeecher) Close() error            { return nil }
 
-// writeLayer writes a tar of one random file and returns its diff ID.
-func writeLayer(tb testing.TB, path string, seed byte, size int64) string {
-	tb.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	tw := tar.NewWriter(io.MultiWriter(f, h))
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprint("blob", seed), Size: size, Mode: 0o644}); err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := io.CopyN(tw, rand.NewChaCha8([32]byte{seed}), size); err != nil {
-		tb.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil))
-}
-
 // BenchmarkNodeRealDaemon_Import measures a job from start to the done
 // event for a 400 MB image of 5 layers arriving over a 50 MB/s link, into
 // a real dockerd: one load at the end (serial) against loading each
@@ -118,7 +92,7 @@ func BenchmarkNodeRealDaemon_Import(b *testing.B) {
 	var sizes []int64
 	for i := range layers {
 		p := filepath.Join(src, fmt.Sprint(i))
-		d := writeLayer(b, p, byte(i+1), layerSize)
+		d := dockerdtest.WriteLayer(b, p, byte(i+1), layerSize)
 		diffIDs = append(diffIDs, d)
 		paths[d] = p
 		st, _ := os.Stat(p)
