@@ -3,6 +3,7 @@ package swarm
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 
@@ -37,6 +38,18 @@ type layerFile struct {
 	// onComplete is called (without locks held) after a piece passed its
 	// SHA-1 check and was marked complete.
 	onComplete func(piece int)
+	// hashNext is the piece the layer's sha256 hasher waits for; kept holds
+	// that piece's bytes as the SHA-1 check read them, so the hasher need
+	// not read them back from the file (see filePiece.WriteTo).
+	hashNext int
+	kept     *pieceBuf
+	bufs     *sync.Pool // of *pieceBuf
+}
+
+// pieceBuf holds one piece read from the file.
+type pieceBuf struct {
+	index int
+	b     []byte
 }
 
 // register opens (creating when asked) path as the storage of the torrent
@@ -70,7 +83,12 @@ func (s *fileStorage) register(ih metainfo.Hash, path string, info *metainfo.Inf
 			return nil, fmt.Errorf("size layer file: %w", err)
 		}
 	}
-	lf := &layerFile{path: path, length: length, f: f, complete: make([]bool, info.NumPieces()), onComplete: onComplete}
+	pieceLen := info.PieceLength
+	lf := &layerFile{
+		path: path, length: length, f: f,
+		complete: make([]bool, info.NumPieces()), onComplete: onComplete,
+		bufs: &sync.Pool{New: func() any { return &pieceBuf{b: make([]byte, pieceLen)} }},
+	}
 	if allComplete {
 		for i := range lf.complete {
 			lf.complete[i] = true
@@ -143,6 +161,55 @@ type filePiece struct {
 func (p filePiece) ReadAt(b []byte, off int64) (int, error) { return p.lf.f.ReadAt(b, p.off+off) }
 
 func (p filePiece) WriteAt(b []byte, off int64) (int, error) { return p.lf.f.WriteAt(b, p.off+off) }
+
+// WriteTo feeds the piece to w (anacrolix's SHA-1 piece check) from one
+// read of the file. When the piece is the one the layer's sha256 hasher
+// waits for, its buffer is kept for the hasher: the bytes the SHA-1 check
+// saw are then the bytes the sha256 sees, read once.
+func (p filePiece) WriteTo(w io.Writer) (int64, error) {
+	pb := p.lf.bufs.Get().(*pieceBuf)
+	if int64(cap(pb.b)) < p.length {
+		pb.b = make([]byte, p.length)
+	}
+	b := pb.b[:p.length]
+	if _, err := p.lf.f.ReadAt(b, p.off); err != nil {
+		p.lf.bufs.Put(pb)
+		return 0, fmt.Errorf("read piece %d: %w", p.index, err)
+	}
+	n, err := w.Write(b)
+	pb.index = p.index
+	p.lf.keep(pb)
+	return int64(n), err
+}
+
+// keep holds pb for the sha256 hasher if it waits for that piece, and
+// returns it (or the one it replaces) to the pool otherwise.
+func (lf *layerFile) keep(pb *pieceBuf) {
+	lf.mu.Lock()
+	if pb.index == lf.hashNext {
+		pb, lf.kept = lf.kept, pb
+	}
+	lf.mu.Unlock()
+	if pb != nil {
+		lf.bufs.Put(pb)
+	}
+}
+
+// takeKept returns the bytes of piece i if the last SHA-1 check of it left
+// them, and records that the hasher now waits for piece i+1. The caller
+// gives the buffer back with lf.bufs.Put.
+func (lf *layerFile) takeKept(i int) *pieceBuf {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	pb := lf.kept
+	lf.kept = nil
+	lf.hashNext = i + 1
+	if pb != nil && pb.index != i {
+		lf.bufs.Put(pb)
+		return nil
+	}
+	return pb
+}
 
 func (p filePiece) MarkComplete() error {
 	p.lf.setComplete(p.index, true)

@@ -294,3 +294,35 @@ func TestDownload_ReturnsOnCancel(t *testing.T) {
 		t.Fatalf("err %v, want deadline exceeded", err)
 	}
 }
+
+func TestStartable_KeepsLayersInImageOrder(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		name    string
+		missing []int64
+		started int
+		want    int
+	}{
+		{"first layer always starts, even when large", []int64{100 * mib, 10 * mib}, 0, 1},
+		{"a large layer in flight holds the next back", []int64{40 * mib, 10 * mib}, 1, 1},
+		{"the next starts once the started ones are nearly done", []int64{20 * mib, 10 * mib, 2 * mib, 5 * mib}, 1, 3},
+		{"small layers start together", []int64{mib, mib, mib, mib}, 0, 4},
+		{"finished layers count for nothing", []int64{0, 0, 100 * mib, 100 * mib}, 2, 3},
+		{"never fewer than already started", []int64{100 * mib, 100 * mib, mib}, 2, 2},
+		{"no layers", nil, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := startable(tc.missing, tc.started); got != tc.want {
+				t.Errorf("startable(%v MiB, %d) = %d, want %d", mibs(tc.missing), tc.started, got, tc.want)
+			}
+		})
+	}
+}
+
+func mibs(b []int64) []int64 {
+	out := make([]int64, len(b))
+	for i, n := range b {
+		out[i] = n >> 20
+	}
+	return out
+}

@@ -9,8 +9,9 @@ import (
 )
 
 // orderedHasher computes a layer file's sha256 while it downloads: every
-// time the pieces after the hashed prefix are complete, it reads them back
-// (from the page cache, they were just written) and feeds the digest. Pieces
+// time the pieces after the hashed prefix are complete, it feeds them to the
+// digest, from the buffer the piece's SHA-1 check read when it was the
+// piece waited for, else read back from the file (the page cache). Pieces
 // mostly complete in order, so the final check costs about one piece instead
 // of a second pass over the whole file.
 type orderedHasher struct {
@@ -36,7 +37,10 @@ func (h *orderedHasher) run(ctx context.Context) (string, error) {
 	buf := make([]byte, min(h.pieceLen, 4<<20))
 	for h.next < h.numPieces {
 		if h.lf.isComplete(h.next) {
-			if err := h.hashPiece(d, h.next, buf); err != nil {
+			if pb := h.lf.takeKept(h.next); pb != nil {
+				d.Write(pb.b[:h.pieceSize(h.next)])
+				h.lf.bufs.Put(pb)
+			} else if err := h.hashPiece(d, h.next, buf); err != nil {
 				return "", err
 			}
 			h.next++
@@ -49,6 +53,11 @@ func (h *orderedHasher) run(ctx context.Context) (string, error) {
 		}
 	}
 	return "sha256:" + hex.EncodeToString(d.Sum(nil)), nil
+}
+
+func (h *orderedHasher) pieceSize(i int) int64 {
+	off := int64(i) * h.pieceLen
+	return min(off+h.pieceLen, h.lf.length) - off
 }
 
 func (h *orderedHasher) hashPiece(d hash.Hash, i int, buf []byte) error {
