@@ -6,9 +6,9 @@ import (
 )
 
 // TestChooseMode_PicksTheFasterModeAtEveryMeasuredGridPoint replays the
-// bench's measurements (docs/bench/results.csv: propagation_s of both
-// modes at 200 Mbit/s) and checks that --mode auto picks the mode that was
-// faster there.
+// bench's measurements (docs/bench/results.csv: propagation_s at 200
+// Mbit/s of every point measured in both modes) and checks that --mode
+// auto picks the mode that was faster there.
 func TestChooseMode_PicksTheFasterModeAtEveryMeasuredGridPoint(t *testing.T) {
 	const mb = 1000 * 1000
 	measured := []struct {
@@ -16,19 +16,26 @@ func TestChooseMode_PicksTheFasterModeAtEveryMeasuredGridPoint(t *testing.T) {
 		sizeMB        int64
 		p2p, registry float64 // seconds
 	}{
-		{5, 10, 5.71, 6.65},
-		{10, 10, 16.15, 10.60},
-		{20, 10, 49.10, 20.08},
-		{5, 50, 13.36, 16.56},
-		{10, 50, 24.20, 34.27},
-		{20, 50, 73.59, 51.45},
-		{5, 130, 15.98, 32.31},
-		{10, 130, 37.13, 63.01},
-		{20, 130, 101.59, 124.08},
-		{5, 250, 29.45, 63.16},
-		{10, 250, 65.36, 114.62},
-		{20, 250, 133.85, 225.73},
-		{40, 10, 142.80, 50.55},
+		{5, 10, 5.07, 5.81},
+		{10, 10, 11.30, 9.96},
+		{20, 10, 39.17, 15.23},
+		{5, 50, 8.26, 13.36},
+		{10, 50, 16.32, 26.59},
+		{20, 50, 51.25, 49.13},
+		{40, 50, 153.14, 98.38},
+		{5, 130, 12.80, 30.16},
+		{10, 130, 24.53, 60.23},
+		{20, 130, 74.29, 118.52},
+		{40, 130, 264.67, 234.16},
+		{5, 250, 21.55, 55.37},
+		{10, 250, 39.75, 110.71},
+		{20, 250, 117.68, 219.13},
+		{40, 250, 399.98, 435.49},
+		{5, 500, 40.69, 108.76},
+		{10, 500, 61.36, 215.83},
+		{20, 500, 157.91, 426.02},
+		{5, 1000, 87.20, 214.49},
+		{10, 1000, 121.44, 425.44},
 	}
 	for _, m := range measured {
 		want := ModeP2P

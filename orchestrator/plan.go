@@ -98,23 +98,28 @@ func chooseMode(size int64, hosts int) Mode {
 // balancePoint is the image size below which one registry serving every
 // host at once is faster than the swarm, for a cluster of n hosts.
 //
-// The rule is fitted to the crossovers `testbed bench` measured
+// The rule interpolates the crossovers `testbed bench` measured
 // (docs/BENCHMARKS.md, 200 Mbit/s links, one 2-core machine): P2P won at
-// every size from 10 MB at 5 hosts; the two modes took equal time at
-// about 24 MB with 10 hosts and about 90 MB with 20 hosts. A line through
-// those two crossovers,
-//
-//	balancePoint(n) = 6.6 MB × (n − 6.4),
-//
-// is at or below zero up to 6 hosts (P2P always) and rises with n, because
-// on that machine the swarm's per-host setup (SSH, node upload in waves of
-// --upload-concurrency) and its CPU grow with the cluster while the
-// registry's time grows only with the bytes it sends. One host has nobody
-// to share with: always the registry.
+// every size from 10 MB on 5 hosts; the two modes took equal time at about
+// 15 MB on 10 hosts, 54 MB on 20 and 185 MB on 40. Between those points the
+// balance point is linear in n; below 10 hosts it follows the 10–20 line
+// down to zero at 6.15 hosts (P2P at every size up to 6 hosts); above 40 it
+// keeps the 20–40 slope (6.6 MB per host). It rises with n because on that
+// machine the swarm's setup (SSH, node upload 8 hosts at a time) and CPU
+// grow with the cluster while the registry's time grows only with the bytes
+// it sends. One host has nobody to share with: always the registry.
 func balancePoint(n int) int64 {
 	const mb = 1000 * 1000
 	if n <= 1 {
 		return math.MaxInt64
 	}
-	return int64(6.6 * mb * (float64(n) - 6.4))
+	measured := [...]struct{ hosts, mb float64 }{{6.15, 0}, {10, 15}, {20, 54}, {40, 185}}
+	x := float64(n)
+	i := 1
+	for i < len(measured)-1 && x > measured[i].hosts {
+		i++
+	}
+	a, b := measured[i-1], measured[i]
+	v := a.mb + (x-a.hosts)*(b.mb-a.mb)/(b.hosts-a.hosts)
+	return int64(max(v, 0) * mb)
 }

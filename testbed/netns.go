@@ -95,16 +95,29 @@ func waitPort(ctx context.Context, nsPath, addr string, timeout time.Duration) e
 
 // shapeLines returns tc batch lines that limit dev's egress to rate bits per
 // second and, when delay > 0, hold every packet for delay.
+//
+// ARP has its own class, served first. A link kept full by bulk TCP (a host
+// seeding to every peer) holds a standing queue that tail-drops whatever
+// arrives, ARP replies included; a host that joined after the swarm got
+// going then could not resolve any peer's address and saw only the bastion
+// (the 40-host bench, issue 5). The machine's kernel has no fair-queueing
+// qdisc (fq_codel, sfq), so the lab keeps pfifo for data and lets ARP jump
+// the queue. Class 1:1 holds the link rate (faults change it there).
 func shapeLines(dev string, rate int64, delay time.Duration) []string {
 	r := strconv.FormatInt(rate, 10) + "bit"
+	arp := strconv.FormatInt(min(rate, 64_000), 10) + "bit"
 	lines := []string{
-		"qdisc add dev " + dev + " root handle 1: htb default 1",
+		"qdisc add dev " + dev + " root handle 1: htb default 11",
 		"class add dev " + dev + " parent 1: classid 1:1 htb rate " + r + " ceil " + r + " quantum 60000",
+		"class add dev " + dev + " parent 1:1 classid 1:10 htb rate " + arp + " ceil " + r + " prio 0",
+		"class add dev " + dev + " parent 1:1 classid 1:11 htb rate " + r + " ceil " + r + " prio 1 quantum 60000",
+		"qdisc add dev " + dev + " parent 1:10 handle 10: pfifo limit 100",
+		"filter add dev " + dev + " parent 1: protocol arp prio 1 u32 match u32 0 0 flowid 1:10",
 	}
 	if delay > 0 {
-		lines = append(lines, fmt.Sprintf("qdisc add dev %s parent 1:1 handle 10: netem delay %dus limit 100000", dev, delay.Microseconds()))
+		lines = append(lines, fmt.Sprintf("qdisc add dev %s parent 1:11 handle 11: netem delay %dus limit 100000", dev, delay.Microseconds()))
 	} else {
-		lines = append(lines, "qdisc add dev "+dev+" parent 1:1 handle 10: pfifo limit 1000")
+		lines = append(lines, "qdisc add dev "+dev+" parent 1:11 handle 11: pfifo limit 1000")
 	}
 	return lines
 }

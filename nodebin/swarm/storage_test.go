@@ -1,0 +1,62 @@
+package swarm
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/anacrolix/torrent/metainfo"
+)
+
+// TestFilePiece_KeepsOnlyThePieceTheHasherWaitsFor checks the single-read
+// path: the SHA-1 check's read of the piece the sha256 hasher waits for is
+// handed over, with exactly the bytes the check saw; any other piece is
+// read back from the file.
+func TestFilePiece_KeepsOnlyThePieceTheHasherWaitsFor(t *testing.T) {
+	const pieceLen = 4
+	data := []byte("aaaabbbbcc") // pieces "aaaa", "bbbb", "cc"
+	path := filepath.Join(t.TempDir(), "layer")
+	info := &metainfo.Info{Name: "layer", PieceLength: pieceLen, Length: int64(len(data)), Pieces: make([]byte, 3*20)}
+	lf, err := newFileStorage().register(metainfo.Hash{1}, path, info, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	piece := func(i int) filePiece {
+		off := int64(i) * pieceLen
+		return filePiece{lf: lf, index: i, off: off, length: min(pieceLen, int64(len(data))-off)}
+	}
+	check := func(i int) {
+		t.Helper()
+		var got bytes.Buffer
+		if n, err := piece(i).WriteTo(&got); err != nil || n != piece(i).length {
+			t.Fatalf("WriteTo piece %d: %d bytes, %v", i, n, err)
+		}
+		if want := data[piece(i).off : piece(i).off+piece(i).length]; !bytes.Equal(got.Bytes(), want) {
+			t.Fatalf("WriteTo piece %d wrote %q, want %q", i, got.Bytes(), want)
+		}
+	}
+
+	check(2) // not awaited: not kept
+	check(0) // awaited: kept
+	if pb := lf.takeKept(0); pb == nil || pb.index != 0 || string(pb.b[:pieceLen]) != "aaaa" {
+		t.Fatalf("takeKept(0) = %+v, want piece 0's bytes", pb)
+	}
+	// A piece read twice (a failed check, then the data again) hands over
+	// the later read.
+	check(1)
+	if _, err := lf.f.WriteAt([]byte("BBBB"), pieceLen); err != nil {
+		t.Fatal(err)
+	}
+	data = []byte("aaaaBBBBcc")
+	check(1)
+	if pb := lf.takeKept(1); pb == nil || string(pb.b[:pieceLen]) != "BBBB" {
+		t.Fatalf("takeKept(1) after a second read = %+v, want the second read", pb)
+	}
+	if pb := lf.takeKept(2); pb != nil {
+		t.Fatalf("takeKept(2) = %+v, but piece 2 was read before the hasher waited for it", pb)
+	}
+}
