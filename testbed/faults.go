@@ -95,16 +95,10 @@ func (l *Lab) HealLink(ctx context.Context, name string) error {
 }
 
 func (l *Lab) setRate(ctx context.Context, m *Machine, rate int64) error {
-	if _, err := run(ctx, nil, "tc", rateArgs(m.Veth, rate)...); err != nil {
+	if err := runBatch(ctx, classLines("change", m.Veth, rate), "tc", "-batch", "-"); err != nil {
 		return err
 	}
-	_, err := run(ctx, nil, "tc", append([]string{"-n", m.Netns}, rateArgs("eth0", rate)...)...)
-	return err
-}
-
-func rateArgs(dev string, rate int64) []string {
-	r := fmt.Sprintf("%dbit", rate)
-	return []string{"class", "change", "dev", dev, "parent", "1:", "classid", "1:1", "htb", "rate", r, "ceil", r, "quantum", "60000"}
+	return runBatch(ctx, classLines("change", "eth0", rate), "tc", "-n", m.Netns, "-batch", "-")
 }
 
 // fillSize is the size of the small file system FillDisk puts on /tmp.

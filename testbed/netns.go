@@ -102,22 +102,32 @@ func waitPort(ctx context.Context, nsPath, addr string, timeout time.Duration) e
 // going then could not resolve any peer's address and saw only the bastion
 // (the 40-host bench, issue 5). The machine's kernel has no fair-queueing
 // qdisc (fq_codel, sfq), so the lab keeps pfifo for data and lets ARP jump
-// the queue. Class 1:1 holds the link rate (faults change it there).
+// the queue.
 func shapeLines(dev string, rate int64, delay time.Duration) []string {
-	r := strconv.FormatInt(rate, 10) + "bit"
-	arp := strconv.FormatInt(min(rate, 64_000), 10) + "bit"
-	lines := []string{
-		"qdisc add dev " + dev + " root handle 1: htb default 11",
-		"class add dev " + dev + " parent 1: classid 1:1 htb rate " + r + " ceil " + r + " quantum 60000",
-		"class add dev " + dev + " parent 1:1 classid 1:10 htb rate " + arp + " ceil " + r + " prio 0",
-		"class add dev " + dev + " parent 1:1 classid 1:11 htb rate " + r + " ceil " + r + " prio 1 quantum 60000",
-		"qdisc add dev " + dev + " parent 1:10 handle 10: pfifo limit 100",
-		"filter add dev " + dev + " parent 1: protocol arp prio 1 u32 match u32 0 0 flowid 1:10",
-	}
+	lines := []string{"qdisc add dev " + dev + " root handle 1: htb default 11"}
+	lines = append(lines, classLines("add", dev, rate)...)
+	lines = append(lines,
+		"qdisc add dev "+dev+" parent 1:10 handle 10: pfifo limit 100",
+		"filter add dev "+dev+" parent 1: protocol arp prio 1 u32 match u32 0 0 flowid 1:10",
+	)
 	if delay > 0 {
 		lines = append(lines, fmt.Sprintf("qdisc add dev %s parent 1:11 handle 11: netem delay %dus limit 100000", dev, delay.Microseconds()))
 	} else {
 		lines = append(lines, "qdisc add dev "+dev+" parent 1:11 handle 11: pfifo limit 1000")
 	}
 	return lines
+}
+
+// classLines adds ("add") or changes ("change") the HTB classes that set
+// dev's rate: 1:1 for the link, 1:10 for ARP, 1:11 for everything else.
+// A leaf sends at its own rate without asking its parent, so a new rate
+// goes to the leaves as well as to 1:1.
+func classLines(verb, dev string, rate int64) []string {
+	r := strconv.FormatInt(rate, 10) + "bit"
+	arp := strconv.FormatInt(min(rate, 64_000), 10) + "bit"
+	return []string{
+		"class " + verb + " dev " + dev + " parent 1: classid 1:1 htb rate " + r + " ceil " + r + " quantum 60000",
+		"class " + verb + " dev " + dev + " parent 1:1 classid 1:10 htb rate " + arp + " ceil " + r + " prio 0",
+		"class " + verb + " dev " + dev + " parent 1:1 classid 1:11 htb rate " + r + " ceil " + r + " prio 1 quantum 60000",
+	}
 }
