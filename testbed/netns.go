@@ -96,13 +96,13 @@ func waitPort(ctx context.Context, nsPath, addr string, timeout time.Duration) e
 // shapeLines returns tc batch lines that limit dev's egress to rate bits per
 // second and, when delay > 0, hold every packet for delay.
 //
-// ARP has its own class, served first. A link kept full by bulk TCP (a host
-// seeding to every peer) holds a standing queue that tail-drops whatever
-// arrives, ARP replies included; a host that joined after the swarm got
-// going then could not resolve any peer's address and saw only the bastion
-// (the 40-host bench, issue 5). The machine's kernel has no fair-queueing
-// qdisc (fq_codel, sfq), so the lab keeps pfifo for data and lets ARP jump
-// the queue.
+// ARP has its own class, served first. Data sits in a 1000-packet pfifo,
+// which a host uploading to every peer keeps full, and a full pfifo drops
+// whatever arrives, ARP included; neighbour resolution must not depend on
+// winning that race. (The 40-host bench's unreachable peers turned out to
+// be the machine-wide ARP table overflowing, see raiseNeighLimits; this
+// class is a precaution measured with it.) The machine's kernel has no
+// fair-queueing qdisc (fq_codel, sfq) that would do this by itself.
 func shapeLines(dev string, rate int64, delay time.Duration) []string {
 	lines := []string{"qdisc add dev " + dev + " root handle 1: htb default 11"}
 	lines = append(lines, classLines("add", dev, rate)...)
