@@ -24,6 +24,11 @@
 // recorded pid and by namespace membership), mount, namespace, link,
 // cgroup and file the lab made.
 //
+// One machine-wide setting is changed: the kernel's ARP table, which every
+// network namespace shares, gets limits large enough for every lab machine
+// to resolve every other (net.ipv4.neigh.default.gc_thresh1..3, raised when
+// too low, logged, never lowered, left raised after Down).
+//
 // Processes in the default network namespace reach the lab through
 // Lab.Dial (a socket made inside the bastion's network namespace); the
 // machine gets no route or address into the lab.
