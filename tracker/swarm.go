@@ -22,6 +22,8 @@ type swarm struct {
 	seeds    peerSet // left == 0: have every piece
 	leechers peerSet
 	expiry   expiryHeap
+	// warnedFull: the peer limit was logged once already.
+	warnedFull bool
 }
 
 // entry is one peer with its places in the store.
