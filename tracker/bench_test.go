@@ -1,8 +1,11 @@
 package tracker
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -125,4 +128,47 @@ func BenchmarkAnnounceHandle(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "announces/s")
 		})
 	}
+}
+
+// BenchmarkAnnounceOverTCP measures announces as anacrolix sends them: one
+// new loopback TCP connection per announce (its tracker client disables
+// keep-alive), served by Serve. Client and server share the one core, so
+// this is an upper bound on the bastion's cost per announce; it grounds
+// DefaultAnnounceRate.
+func BenchmarkAnnounceOverTCP(b *testing.B) {
+	const n = 1_000
+	tr := newBenchTracker(b, n)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, ln, tr, ServeConfig{}) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			b.Error(err)
+		}
+	}()
+	base := "http://" + ln.Addr().String()
+	urls := make([]string, n)
+	for i := range urls {
+		urls[i] = base + benchRequest(ihA, i).URL.String()
+	}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		resp, err := client.Get(urls[i])
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if i++; i == n {
+			i = 0
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "announces/s")
 }
