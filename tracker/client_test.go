@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
-	"net/http/httptest"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -55,10 +56,24 @@ func TestTracker_RealClientsFindEachOtherThroughIt(t *testing.T) {
 	mi := metainfo.MetaInfo{InfoBytes: bencode.MustMarshal(info)}
 	ih := mi.HashInfoBytes()
 
-	tr := New(Config{Token: testToken, InfoHashes: []metainfo.Hash{ih}})
-	srv := httptest.NewServer(tr)
-	defer srv.Close()
-	mi.Announce = tr.AnnounceURL(srv.URL)
+	// Configured as a job would be: three hosts (all on loopback here, as
+	// under --tunnel), three peers at most.
+	loopback := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	tr := New(Config{Token: testToken, InfoHashes: []metainfo.Hash{ih}, MaxPeers: 3, AllowedIPs: loopback})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveCtx, stopServing := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- Serve(serveCtx, ln, tr, ServeConfig{MaxConns: 8, AllowedIPs: loopback}) }()
+	defer func() {
+		stopServing()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	mi.Announce = tr.AnnounceURL("http://" + ln.Addr().String())
 
 	seeder := newLoopbackClient(t, seedDir)
 	st, err := seeder.AddTorrent(&mi)

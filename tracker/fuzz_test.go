@@ -2,6 +2,7 @@ package tracker
 
 import (
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"testing"
@@ -14,7 +15,8 @@ import (
 // FuzzAnnounce feeds arbitrary paths, queries and source addresses to the
 // handler. Whatever comes in, the answer is a bencoded dictionary that is
 // either a lone failure reason or a peer list of whole entries no longer than
-// numwant, and a torrent outside the job never gains peers.
+// numwant, a torrent outside the job never gains peers, and only an
+// announce from loopback is listed at an address other than its source.
 //
 //	go test ./tracker -run '^$' -fuzz FuzzAnnounce -fuzztime 1m
 func FuzzAnnounce(f *testing.F) {
@@ -23,6 +25,7 @@ func FuzzAnnounce(f *testing.F) {
 	f.Add("/announce/"+testToken, "info_hash="+url.QueryEscape(ih)+"&peer_id="+url.QueryEscape(id)+"&port=6881&left=0&compact=1", "10.0.0.1:1234")
 	f.Add("/announce/"+testToken, "info_hash="+url.QueryEscape(ih)+"&peer_id="+url.QueryEscape(id)+"&port=6881&left=5&compact=0&numwant=3&event=started", "10.0.0.1:1234")
 	f.Add("/announce/"+testToken, "info_hash="+url.QueryEscape(ih)+"&peer_id="+url.QueryEscape(id)+"&port=1&ip=127.0.0.1&ipv4=10.1.1.1&event=stopped", "[::1]:1")
+	f.Add("/announce/"+testToken, "info_hash="+url.QueryEscape(ih)+"&peer_id="+url.QueryEscape(id)+"&port=7&ip=10.7.7.7", "10.0.0.1:1")
 	f.Add("/announce/wrong", "info_hash=x", "10.0.0.1:1")
 	f.Add("/announce/"+testToken, "info_hash=%zz;&&", "bad")
 	f.Add("/", "", "")
@@ -72,9 +75,14 @@ func FuzzAnnounce(f *testing.F) {
 				t.Fatalf("peers %T", d["peers"])
 			}
 		}
+		src, srcErr := netip.ParseAddrPort(remote)
 		for _, p := range tr.Peers(ihA) {
 			if !p.Addr.IsValid() || p.Addr.Port() == 0 || p.Addr.Addr().IsUnspecified() {
 				t.Fatalf("listed an undialable peer %v", p.Addr)
+			}
+			// Only a loopback source may name another address (ip=).
+			if p.ID != [20]byte(make20(9)) && srcErr == nil && !src.Addr().Unmap().IsLoopback() && p.Addr.Addr() != src.Addr().Unmap().WithZone("") {
+				t.Fatalf("announce from %v listed at %v", remote, p.Addr)
 			}
 		}
 		if n := len(tr.Peers(metainfo.Hash{})); n != 0 {

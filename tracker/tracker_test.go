@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
@@ -36,7 +37,7 @@ type announceReq struct {
 	ih      metainfo.Hash
 	id      byte // peer id is 20 times this byte
 	port    int
-	left    int64
+	left    int64 // -1: leave out
 	event   string
 	numWant int // -1: leave out
 	compact string
@@ -44,8 +45,8 @@ type announceReq struct {
 	remote  string // RemoteAddr; default 192.0.2.1:40000
 }
 
-func doAnnounce(t *testing.T, tr *Tracker, a announceReq) testResponse {
-	t.Helper()
+// newAnnounceRequest builds the request of a.
+func newAnnounceRequest(a announceReq) *http.Request {
 	q := url.Values{}
 	q.Set("info_hash", string(a.ih[:]))
 	id := make([]byte, 20)
@@ -54,7 +55,9 @@ func doAnnounce(t *testing.T, tr *Tracker, a announceReq) testResponse {
 	}
 	q.Set("peer_id", string(id))
 	q.Set("port", strconv.Itoa(a.port))
-	q.Set("left", strconv.FormatInt(a.left, 10))
+	if a.left >= 0 {
+		q.Set("left", strconv.FormatInt(a.left, 10))
+	}
 	if a.event != "" {
 		q.Set("event", a.event)
 	}
@@ -76,8 +79,13 @@ func doAnnounce(t *testing.T, tr *Tracker, a announceReq) testResponse {
 	if req.RemoteAddr == "" {
 		req.RemoteAddr = "192.0.2.1:40000"
 	}
+	return req
+}
+
+func doAnnounce(t *testing.T, tr *Tracker, a announceReq) testResponse {
+	t.Helper()
 	rec := httptest.NewRecorder()
-	tr.ServeHTTP(rec, req)
+	tr.ServeHTTP(rec, newAnnounceRequest(a))
 	if rec.Code != 200 {
 		t.Fatalf("status %d", rec.Code)
 	}
@@ -227,6 +235,9 @@ func TestTracker_StoppedRemovesPeer(t *testing.T) {
 	peers := tr.Peers(ihA)
 	if len(peers) != 1 || peers[0].Addr != netip.MustParseAddrPort("10.0.0.2:1002") {
 		t.Errorf("peers %v, want only 10.0.0.2:1002", peers)
+	}
+	if st := tr.Stats(); st.Seeds != 1 || st.Leechers != 0 {
+		t.Errorf("stats %+v, want the one seed left", st)
 	}
 }
 
