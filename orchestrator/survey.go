@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/orchestrator/fleet"
-	"github.com/layercast/layercast/orchestrator/imagecache"
 	"github.com/layercast/layercast/orchestrator/inventory"
 )
 
@@ -148,7 +148,7 @@ func parseLayerLists(out []byte) (chains, ids map[string]bool, err error) {
 		}
 		chain := ""
 		for _, d := range diffIDs {
-			chain = imagecache.ChainID(chain, d)
+			chain = jobspec.ChainID(chain, d)
 			chains[chain] = true
 		}
 	}
