@@ -8,82 +8,121 @@ import (
 
 	"github.com/layercast/layercast/orchestrator/imagecache"
 	"github.com/layercast/layercast/orchestrator/inventory"
+	"log/slog"
+	"net"
 )
 
-// plan reads and checks everything the operator gave: inventory, selection
-// and image. Every error wraps ErrConfig; nothing touches a host.
-func (j *job) plan(ctx context.Context) error {
-	if j.opts.Image == "" {
-		return configErr(errors.New("no image given: name the image to distribute"))
+// prepared is the operator's input, checked: the hosts, how to reach them,
+// the mode and the image. A job and a plan both start from it.
+type prepared struct {
+	opts   Options // defaults applied
+	hosts  []inventory.Host
+	dialer Dialer
+	mode   Mode
+	// image is nil in registry mode; config is its config JSON and
+	// cacheDir the cache it lives in.
+	image    *imagecache.Image
+	config   []byte
+	cacheDir string
+}
+
+// prepare reads and checks everything the operator gave: inventory,
+// selection and image, and readies the image on the bastion. Every error in
+// the input wraps ErrConfig; nothing touches a host.
+func (e *Engine) prepare(ctx context.Context, opts Options, log *slog.Logger) (*prepared, error) {
+	if opts.Image == "" {
+		return nil, configErr(errors.New("no image given: name the image to distribute"))
 	}
-	inv, err := inventory.Load(j.opts.InventoryPath)
+	inv, err := inventory.Load(opts.InventoryPath)
 	if err != nil {
-		return configErr(err)
+		return nil, configErr(err)
 	}
-	hosts, err := inv.Select(j.opts.Hosts, j.opts.Groups)
+	hosts, err := inv.Select(opts.Hosts, opts.Groups)
 	if err != nil {
-		return configErr(err) // names the inventory and the host or group
+		return nil, configErr(err) // names the inventory and the host or group
 	}
 	if len(hosts) == 0 {
-		return configErr(fmt.Errorf("%s: no hosts selected", j.opts.InventoryPath))
+		return nil, configErr(fmt.Errorf("%s: no hosts selected", opts.InventoryPath))
 	}
-	j.inv, j.hosts = inv, hosts
-	if j.dialer, err = j.deps.Dialer(inv, j.opts); err != nil {
-		return configErr(fmt.Errorf("set up SSH for %s: %w", j.opts.InventoryPath, err))
+	p := &prepared{opts: opts, hosts: hosts, mode: opts.Mode}
+	if p.dialer, err = e.deps.Dialer(inv, opts); err != nil {
+		return nil, configErr(fmt.Errorf("set up SSH for %s: %w", opts.InventoryPath, err))
 	}
 	// A key file that cannot be used is the operator's to fix: say so
 	// before any host is contacted.
-	if kc, ok := j.dialer.(interface{ CheckKeys([]inventory.Host) error }); ok {
-		if err := kc.CheckKeys(hosts); err != nil {
-			return configErr(fmt.Errorf("%s: %w", j.opts.InventoryPath, err))
-		}
+	if err := p.dialer.CheckKeys(hosts); err != nil {
+		return nil, configErr(fmt.Errorf("%s: %w", opts.InventoryPath, err))
 	}
 
-	j.mode = j.opts.Mode
-	if j.mode == "" {
-		j.mode = ModeP2P
-	}
-	if j.mode == ModeRegistry {
+	if p.mode == ModeRegistry {
 		// The hosts pull from the registry; the bastion's copy, when it has
 		// one, only gives the image ID to check against.
-		if insp, err := j.deps.Docker.ImageInspect(ctx, j.opts.Image); err == nil {
-			j.log.Debug("registry mode: bastion knows the image", "id", insp.ID)
+		if insp, err := e.deps.Docker.ImageInspect(ctx, opts.Image); err == nil {
+			log.Debug("registry mode: bastion knows the image", "id", insp.ID)
 		}
-		return nil
+		return p, nil
 	}
 
-	dir := j.opts.CacheDir
+	dir := opts.CacheDir
 	if dir == "" {
-		dir = j.deps.CacheDir
+		dir = e.deps.CacheDir
 	}
 	if dir == "" {
 		if dir, err = imagecache.DefaultDir(); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	j.cacheDir = dir
+	p.cacheDir = dir
 	cache, err := imagecache.New(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	im, err := cache.Prepare(ctx, j.deps.Docker, j.opts.Image, func(s string) {
-		j.log.Info(s)
+	im, err := cache.Prepare(ctx, e.deps.Docker, opts.Image, func(s string) {
+		log.Info(s)
 	})
 	switch {
 	case errors.Is(err, imagecache.ErrNoImage), errors.Is(err, imagecache.ErrNoLayers):
-		return configErr(err)
+		return nil, configErr(err)
 	case err != nil:
-		return fmt.Errorf("prepare image: %w", err)
+		return nil, fmt.Errorf("prepare image: %w", err)
 	}
-	j.image = im
-	if j.config, err = im.Config(); err != nil {
-		return err
+	p.image = im
+	if p.config, err = im.Config(); err != nil {
+		return nil, err
 	}
-	if j.mode == ModeAuto {
-		j.mode = chooseMode(im.Size(), len(hosts))
-		j.log.Info("auto mode", "chose", j.mode, "size", im.Size(), "hosts", len(hosts))
+	if p.mode == ModeAuto {
+		p.mode = chooseMode(im.Size(), len(hosts))
+		log.Info("auto mode", "chose", p.mode, "size", im.Size(), "hosts", len(hosts))
 	}
-	return nil
+	return p, nil
+}
+
+// resolveHosts lists the addresses of hosts that the bastion can resolve,
+// so nodes accept each other and no one else. A host whose name the bastion
+// cannot resolve is left out, with a warning: it still gets the image from
+// the bastion and from the peers it dials.
+func resolveHosts(ctx context.Context, d Dialer, hosts []inventory.Host, log *slog.Logger) []string {
+	out := []string{}
+	for _, h := range hosts {
+		addr := h.Address
+		if addr == "" {
+			addr = h.Name
+		}
+		if t, err := d.Resolve(h); err == nil && t.HostName != "" {
+			addr = t.HostName
+		}
+		if ip := net.ParseIP(addr); ip != nil {
+			out = append(out, ip.String())
+			continue
+		}
+		ips, err := net.DefaultResolver.LookupHost(ctx, addr)
+		if err != nil {
+			log.Warn("cannot resolve host for the peer allow list", "host", h.Name, "addr", addr, "err", err)
+			continue
+		}
+		out = append(out, ips...)
+	}
+	return out
 }
 
 // chooseMode is --mode auto: registry below the balance point measured by

@@ -1,60 +1,71 @@
-// Package fleet reaches the hosts of a job over SSH, the way OpenSSH would:
-// ~/.ssh/config (Host aliases, HostName, User, Port, IdentityFile,
-// ProxyJump with any number of hops), ssh-agent and key files, and strict
-// known_hosts checking with @cert-authority support.
+// Package hostops is what layercast does on a host over one SSH
+// connection: probe it (OS, CPU, addresses, Docker access, free space),
+// make and remove the job's work dir, upload the node binary (compressed,
+// checksum-verified, atomically renamed), and remove what earlier jobs
+// left behind (work dirs, nodes still running, temporary images).
 //
-// Over one connection per host it probes the host (OS, CPU, addresses,
-// Docker access, free space), uploads the node binary (compressed,
-// checksum-verified, atomically renamed into a fresh work dir), starts it
-// with piped stdio, forwards ports for --tunnel and removes what earlier
-// jobs left behind. ForEach fans work out over hosts with a concurrency
-// limit.
-//
-// The orchestrator uses the Dialer and Conn interfaces; testing.go has
-// fakes of both.
-package fleet
+// The connection itself comes from package openssh. The orchestrator
+// declares the interface it uses; testing.go has fakes that implement it.
+package hostops
 
 import (
 	"context"
 
+	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/orchestrator/inventory"
+	"github.com/layercast/layercast/orchestrator/openssh"
 )
 
-// Dialer opens connections to hosts. *SSHDialer is the real one.
-type Dialer interface {
-	Dial(ctx context.Context, h inventory.Host) (Conn, error)
+// Dialer opens connections that can do layercast's work on a host. Resolve
+// and CheckKeys come from the openssh.Dialer inside.
+type Dialer struct {
+	*openssh.Dialer
+	// workPrefix is jobspec.WorkDirPrefix; tests point it elsewhere.
+	workPrefix string
 }
 
-// Conn is one connection to one host: what the orchestrator needs of it.
-// *Client is the real one. Every method is safe for concurrent use.
-type Conn interface {
-	// Host is the inventory host this connection reaches.
+// NewDialer reads the user's SSH configuration as openssh.NewDialer does.
+func NewDialer(cfg openssh.Config) (*Dialer, error) {
+	d, err := openssh.NewDialer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Dialer{Dialer: d, workPrefix: jobspec.WorkDirPrefix}, nil
+}
+
+// Dial connects to h as openssh.Dialer.Dial does.
+func (d *Dialer) Dial(ctx context.Context, h inventory.Host) (*Conn, error) {
+	c, err := d.Dialer.Dial(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{transport: c, workPrefix: d.workPrefix}, nil
+}
+
+// transport is what the host operations need of a connection.
+// *openssh.Client is the real one.
+type transport interface {
 	Host() inventory.Host
-	// Probe learns about the host without writing to it.
-	Probe(ctx context.Context) (Facts, error)
-	// Run runs a command to completion and returns its stdout.
-	Run(ctx context.Context, cmd Command) ([]byte, error)
-	// MakeWorkDir creates the job's fresh temp dir and returns its path.
-	MakeWorkDir(ctx context.Context, jobID string) (string, error)
-	// Upload puts the node binary into dir and returns its path.
-	Upload(ctx context.Context, dir string, bin Binary) (string, error)
-	// Start starts a long-running command with piped stdio.
-	Start(ctx context.Context, cmd Command) (Process, error)
-	// Forward makes 127.0.0.1:RemotePort on the host reach localAddr on
-	// the bastion.
-	Forward(ctx context.Context, localAddr string) (Forward, error)
-	// CleanStale removes work dirs (and nodes) of jobs other than keepJobID.
-	CleanStale(ctx context.Context, keepJobID string) ([]StaleDir, error)
-	// RemoveTempImages removes the daemon's temporary images of job jobID
-	// (only) or of every other job, and returns their names.
-	RemoveTempImages(ctx context.Context, jobID string, only bool) ([]string, error)
-	// RemoveWorkDir deletes a work dir made by MakeWorkDir.
-	RemoveWorkDir(ctx context.Context, dir string) error
-	// Close ends the connection and every session on it.
+	Run(ctx context.Context, cmd openssh.Command) ([]byte, error)
+	WriteFile(ctx context.Context, path string, data []byte) error
+	Start(ctx context.Context, cmd openssh.Command) (openssh.Process, error)
+	Forward(ctx context.Context, localAddr string) (openssh.Forward, error)
 	Close() error
 }
 
-var (
-	_ Dialer = (*SSHDialer)(nil)
-	_ Conn   = (*Client)(nil)
-)
+// Conn is one connection to one host with layercast's operations on it:
+// Probe, MakeWorkDir, Upload, RemoveWorkDir, CleanStale and
+// RemoveTempImages, beside the connection's own Run, Start, Forward and
+// Close. Every method is safe for concurrent use.
+type Conn struct {
+	transport
+	workPrefix string
+}
+
+// become is the "1" or "0" the scripts take for the host's become.
+func (c *Conn) become() string {
+	if c.Host().Become {
+		return "1"
+	}
+	return "0"
+}
