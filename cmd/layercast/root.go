@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/layercast/layercast/internal/textfmt"
 	"github.com/layercast/layercast/orchestrator"
 )
 
@@ -280,12 +281,12 @@ func writeMarkdown(w io.Writer, r *orchestrator.Report) {
 		icon = "❌"
 	}
 	fmt.Fprintf(w, "### %s layercast: `%s` to %d/%d hosts in %s\n\n", icon, r.Image, len(r.Hosts)-len(failed), len(r.Hosts), r.Duration.Round(100*time.Millisecond))
-	fmt.Fprintf(w, "Mode %s · image %s · bastion sent %s (%.2f× image size)\n\n", r.Mode, humanBytes(r.Size), humanBytes(r.Egress), ratio(r.Egress, r.Size))
+	fmt.Fprintf(w, "Mode %s · image %s · bastion sent %s (%.2f× image size)\n\n", r.Mode, textfmt.Bytes(r.Size), textfmt.Bytes(r.Egress), ratio(r.Egress, r.Size))
 	fmt.Fprintln(w, "| host | result | time | from peers | from bastion | layers skipped | error |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- |")
 	for _, h := range r.Hosts {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %d | %s |\n", h.Host, h.State, h.Duration.Round(100*time.Millisecond),
-			humanBytes(h.FromPeers), humanBytes(h.FromSeeder), h.LayersSkipped, strings.ReplaceAll(oneLine(h.Error), "|", "\\|"))
+			textfmt.Bytes(h.FromPeers), textfmt.Bytes(h.FromSeeder), h.LayersSkipped, strings.ReplaceAll(textfmt.OneLine(h.Error), "|", "\\|"))
 	}
 }
 
