@@ -10,10 +10,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
-	"github.com/layercast/layercast/orchestrator/fleet"
 	"github.com/layercast/layercast/orchestrator/imagecache"
 	"github.com/layercast/layercast/orchestrator/inventory"
 	"github.com/layercast/layercast/orchestrator/nodeassets"
@@ -39,8 +37,8 @@ type Deps struct {
 	// Docker is the bastion's Docker daemon.
 	Docker imagecache.Docker
 	// Dialer returns the SSH dialer for a job: the inventory gives the
-	// known_hosts file, the options host key policy and upload concurrency.
-	Dialer func(inv *inventory.Inventory, opts Options) (fleet.Dialer, error)
+	// known_hosts file, the options the host key policy.
+	Dialer func(inv *inventory.Inventory, opts Options) (Dialer, error)
 	// Nodes are the node binaries to upload.
 	Nodes *nodeassets.Set
 	// CacheDir is the default image cache when Options.CacheDir is empty.
@@ -70,36 +68,20 @@ func NewEngine(deps Deps) (*Engine, error) {
 	return &Engine{deps: deps}, nil
 }
 
-// job is the typed state passed between the steps of one job.
+// job is what the steps of one job share: the operator's input, checked,
+// and the serve step's hand-over to the fleet step. Everything else a step
+// needs it is given when it is made.
 type job struct {
-	opts  Options
-	deps  Deps
+	*prepared
 	id    string
 	token string
 	log   *slog.Logger
-	sink  Sink
-
-	inv    *inventory.Inventory
-	hosts  []inventory.Host
-	dialer fleet.Dialer
-	mode   Mode
-	image  *imagecache.Image // nil in registry mode when the bastion lacks it
-	// config is the image config; layers are the spec's layers with torrents.
-	config   []byte
-	cacheDir string
-	serve    *serveStep
-	book     *hostBook
-
-	mu sync.Mutex
-	// allowed are the job's hosts' IPs, resolved once (allowedIPs).
+	emit  func(Event)
+	// allowed are the job's hosts' IPs, resolved once for the allow lists.
 	allowed []string
-}
-
-func (j *job) emit(e Event) {
-	if e.Time.IsZero() {
-		e.Time = j.deps.Now()
-	}
-	j.sink.Emit(e)
+	// served is where the serve step serves the layers; nil in registry
+	// mode.
+	served *served
 }
 
 func randomHex(n int) string {
@@ -110,9 +92,9 @@ func randomHex(n int) string {
 
 // Run executes one job and returns its report.
 //
-// Errors in the job's configuration (inventory, selection, image) wrap
-// ErrConfig; they are returned before any host is touched and before any
-// event is emitted. Otherwise Run emits EventJobStarted first and
+// Errors in the job's configuration (options, inventory, selection, image)
+// wrap ErrConfig; they are returned before any host is touched and before
+// any event is emitted. Otherwise Run emits EventJobStarted first and
 // EventJobDone with the report last, and returns the report; a non-nil
 // error then means the bastion itself failed (the report says which hosts
 // got the image anyway). Cancelling ctx tears the job down and returns a
@@ -121,35 +103,36 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 	if sink == nil {
 		sink = SinkFunc(func(Event) {})
 	}
-	j := &job{opts: opts, deps: e.deps, id: time.Now().UTC().Format("20060102-150405") + "-" + randomHex(3), token: randomHex(16), sink: sink}
-	j.log = e.deps.Logger.With(slog.String("job", j.id))
-	if j.opts.AnnounceInterval <= 0 {
-		j.opts.AnnounceInterval = time.Second
+	opts = opts.WithDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, configErr(err)
 	}
-	if j.opts.Concurrency <= 0 {
-		j.opts.Concurrency = 32
-	}
-	if j.opts.UploadConcurrency <= 0 {
-		j.opts.UploadConcurrency = 8
-	}
-
+	id := time.Now().UTC().Format("20060102-150405") + "-" + randomHex(3)
+	log := e.deps.Logger.With(slog.String("job", id))
 	// Everything that can be wrong in the operator's input is checked here,
 	// before any host is touched.
-	if err := j.plan(ctx); err != nil {
+	p, err := e.prepare(ctx, opts, log)
+	if err != nil {
 		return nil, err
 	}
+	j := &job{prepared: p, id: id, token: randomHex(16), log: log, emit: func(ev Event) {
+		if ev.Time.IsZero() {
+			ev.Time = e.deps.Now()
+		}
+		sink.Emit(ev)
+	}}
 	if opts.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
 		defer cancel()
 	}
 
-	started := j.deps.Now()
+	started := e.deps.Now()
 	names := make([]string, len(j.hosts))
 	for i, h := range j.hosts {
 		names[i] = h.Name
 	}
-	j.book = newHostBook(names, j.deps.Now, j.emit)
+	book := newHostBook(names, e.deps.Now, j.emit)
 	info := &JobInfo{ID: j.id, Image: opts.Image, Mode: string(j.mode), Hosts: names}
 	if j.image != nil {
 		info.ImageID, info.Size = j.image.ID, j.image.Size()
@@ -158,30 +141,32 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 		}
 	}
 	j.emit(Event{Kind: EventJobStarted, Job: info})
+	j.allowed = resolveHosts(ctx, j.dialer, j.hosts, j.log)
 
-	j.serve = &serveStep{}
-	steps := []step{j.serve, &fleetStep{}}
+	serve := &serveStep{}
+	fleet := &fleetStep{book: book, nodes: e.deps.Nodes}
+	steps := []step[*job]{serve, fleet}
 	if j.mode == ModeRegistry {
-		steps = []step{&fleetStep{}}
+		steps = []step[*job]{fleet}
 	}
 	runErr := runSteps(ctx, j, steps)
 	if ctx.Err() != nil {
-		j.book.cancelRest(cancelReason(ctx.Err(), opts.Timeout))
+		book.cancelRest(cancelReason(ctx.Err(), opts.Timeout))
 	} else if runErr != nil {
-		j.book.cancelRest(runErr.Error())
+		book.cancelRest(runErr.Error())
 	}
 
 	rep := &Report{
 		JobID: j.id, Image: opts.Image, Mode: string(j.mode), Started: started,
-		Duration:  j.deps.Now().Sub(started),
+		Duration:  e.deps.Now().Sub(started),
 		Cancelled: errors.Is(ctx.Err(), context.Canceled),
 		TimedOut:  errors.Is(ctx.Err(), context.DeadlineExceeded),
-		Hosts:     j.book.results(),
+		Hosts:     book.results(),
+		Egress:    serve.egress(),
 	}
 	if j.image != nil {
 		rep.ImageID, rep.Size = j.image.ID, j.image.Size()
 	}
-	rep.Egress = j.serve.egress()
 	j.emit(Event{Kind: EventJobDone, Report: rep})
 	if ctx.Err() != nil {
 		return rep, nil

@@ -15,10 +15,11 @@ import (
 	"time"
 
 	"github.com/layercast/layercast/nodebin/jobspec"
-	"github.com/layercast/layercast/orchestrator/fleet"
+	"github.com/layercast/layercast/orchestrator/hostops"
 	"github.com/layercast/layercast/orchestrator/imagecache"
 	"github.com/layercast/layercast/orchestrator/inventory"
 	"github.com/layercast/layercast/orchestrator/nodeassets"
+	"github.com/layercast/layercast/orchestrator/openssh"
 )
 
 // recorder is a Sink that keeps every event.
@@ -57,8 +58,8 @@ func (r *recorder) count(k EventKind, host string) int {
 
 // fakeNode plays the node binary: it reads the spec, reports the states of
 // a download, then seeds until told to stop.
-func fakeNode(t *testing.T, specs chan<- *jobspec.Spec, fail string) func(context.Context, fleet.Command, *fleet.FakeProcess) {
-	return func(ctx context.Context, _ fleet.Command, p *fleet.FakeProcess) {
+func fakeNode(t *testing.T, specs chan<- *jobspec.Spec, fail string) func(context.Context, openssh.Command, *openssh.FakeProcess) {
+	return func(ctx context.Context, _ openssh.Command, p *openssh.FakeProcess) {
 		dec := jobspec.NewDecoder(p.StdinReader())
 		enc := jobspec.NewEncoder(p.StdoutWriter())
 		spec, err := jobspec.ReadSpec(dec)
@@ -96,7 +97,7 @@ func fakeNode(t *testing.T, specs chan<- *jobspec.Spec, fail string) func(contex
 }
 
 type testLab struct {
-	dialer *fleet.FakeDialer
+	dialer *hostops.FakeDialer
 	docker *imagecache.FakeDocker
 	deps   Deps
 	inv    string
@@ -122,21 +123,21 @@ func newTestLab(t *testing.T, hosts ...string) *testLab {
 	zw.Close()
 	os.WriteFile(filepath.Join(nodes, nodeassets.FileName("amd64")), gz.Bytes(), 0o600)
 
-	l := &testLab{dialer: &fleet.FakeDialer{}, docker: imagecache.NewFakeDocker("lab/app:v1", bytes.Repeat([]byte{1}, 40000), bytes.Repeat([]byte{2}, 70000)), inv: invPath}
+	l := &testLab{dialer: &hostops.FakeDialer{}, docker: imagecache.NewFakeDocker("lab/app:v1", bytes.Repeat([]byte{1}, 40000), bytes.Repeat([]byte{2}, 70000)), inv: invPath}
 	l.deps = Deps{
 		Docker:   l.docker,
-		Dialer:   func(*inventory.Inventory, Options) (fleet.Dialer, error) { return l.dialer, nil },
+		Dialer:   func(*inventory.Inventory, Options) (Dialer, error) { return Reach[*hostops.FakeConn](l.dialer), nil },
 		Nodes:    nodeassets.Dir(nodes),
 		CacheDir: filepath.Join(dir, "cache"),
 	}
 	return l
 }
 
-func (l *testLab) play(host string, node func(context.Context, fleet.Command, *fleet.FakeProcess)) *fleet.FakeConn {
-	c := fleet.NewFakeConn(inventory.Host{Name: host})
+func (l *testLab) play(host string, node func(context.Context, openssh.Command, *openssh.FakeProcess)) *hostops.FakeConn {
+	c := hostops.NewFakeConn(inventory.Host{Name: host})
 	c.StartFunc = node
 	if l.dialer.Conns == nil {
-		l.dialer.Conns = map[string]*fleet.FakeConn{}
+		l.dialer.Conns = map[string]*hostops.FakeConn{}
 	}
 	l.dialer.Conns[host] = c
 	return c
@@ -160,7 +161,7 @@ func (l *testLab) run(t *testing.T, ctx context.Context, opts Options) (*Report,
 func TestEngine_EveryHostGetsTheImageAndIsTornDown(t *testing.T) {
 	l := newTestLab(t, "h1", "h2", "h3")
 	specs := make(chan *jobspec.Spec, 3)
-	var conns []*fleet.FakeConn
+	var conns []*hostops.FakeConn
 	for _, h := range []string{"h1", "h2", "h3"} {
 		conns = append(conns, l.play(h, fakeNode(t, specs, "")))
 	}
@@ -209,7 +210,7 @@ func TestEngine_EveryHostGetsTheImageAndIsTornDown(t *testing.T) {
 	}
 }
 
-func isDone(p *fleet.FakeProcess) bool {
+func isDone(p *openssh.FakeProcess) bool {
 	select {
 	case <-p.Done():
 		return true
@@ -232,7 +233,7 @@ func TestEngine_OneHostsFailureIsThatHostsAlone(t *testing.T) {
 	specs := make(chan *jobspec.Spec, 3)
 	l.play("good", fakeNode(t, specs, ""))
 	l.play("broken", fakeNode(t, specs, "import: disk full"))
-	l.dialer.Errs = map[string]error{"refused": fmt.Errorf("%w: 127.0.0.4 offered another key", fleet.ErrHostKeyMismatch)}
+	l.dialer.Errs = map[string]error{"refused": fmt.Errorf("%w: 127.0.0.4 offered another key", openssh.ErrHostKeyMismatch)}
 	rep, _, err := l.run(t, context.Background(), Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -280,7 +281,7 @@ func TestEngine_UnknownImageTouchesNoHost(t *testing.T) {
 func TestEngine_CancelStopsEveryNodeAndRemovesItsDir(t *testing.T) {
 	l := newTestLab(t, "h1", "h2")
 	started := make(chan struct{}, 2)
-	hang := func(ctx context.Context, _ fleet.Command, p *fleet.FakeProcess) {
+	hang := func(ctx context.Context, _ openssh.Command, p *openssh.FakeProcess) {
 		dec := jobspec.NewDecoder(p.StdinReader())
 		if _, err := jobspec.ReadSpec(dec); err != nil {
 			p.Exit(err)
@@ -311,7 +312,7 @@ func TestEngine_CancelStopsEveryNodeAndRemovesItsDir(t *testing.T) {
 			t.Errorf("%s: %s", h.Host, h.State)
 		}
 	}
-	for _, c := range []*fleet.FakeConn{c1, c2} {
+	for _, c := range []*hostops.FakeConn{c1, c2} {
 		if !c.Closed() || len(c.WorkDirs()) != 0 {
 			t.Errorf("closed=%v dirs=%v", c.Closed(), c.WorkDirs())
 		}
@@ -328,7 +329,7 @@ func TestEngine_CancelStopsEveryNodeAndRemovesItsDir(t *testing.T) {
 
 func TestEngine_NodeThatDiesEarlyFailsWithItsOutput(t *testing.T) {
 	l := newTestLab(t, "h1")
-	l.play("h1", func(ctx context.Context, _ fleet.Command, p *fleet.FakeProcess) {
+	l.play("h1", func(ctx context.Context, _ openssh.Command, p *openssh.FakeProcess) {
 		_, _ = io.WriteString(p.StderrWriter(), "fatal: cannot open /var/run/docker.sock\n")
 		time.Sleep(50 * time.Millisecond)
 		p.Exit(errors.New("exit status 2"))
@@ -346,7 +347,7 @@ func TestEngine_HostThatStopsReceivingFailsAfterTheStallTimeout(t *testing.T) {
 	l := newTestLab(t, "stuck", "fine")
 	specs := make(chan *jobspec.Spec, 2)
 	l.play("fine", fakeNode(t, specs, ""))
-	l.play("stuck", func(ctx context.Context, _ fleet.Command, p *fleet.FakeProcess) {
+	l.play("stuck", func(ctx context.Context, _ openssh.Command, p *openssh.FakeProcess) {
 		dec := jobspec.NewDecoder(p.StdinReader())
 		if _, err := jobspec.ReadSpec(dec); err != nil {
 			p.Exit(err)

@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/layercast/layercast/nodebin/jobspec"
-	"github.com/layercast/layercast/orchestrator/fleet"
+	"github.com/layercast/layercast/orchestrator/hostops"
+	"github.com/layercast/layercast/orchestrator/openssh"
 )
 
 func TestFleet_HostWithoutRoomForTheNodeFailsBeforeUpload(t *testing.T) {
@@ -37,18 +38,18 @@ func TestFleet_HostWithoutRoomForTheNodeFailsBeforeUpload(t *testing.T) {
 
 func TestFleet_TempImagesOfADeadNodeAndOfEarlierJobsAreRemoved(t *testing.T) {
 	l := newTestLab(t, "h1")
-	var c *fleet.FakeConn
-	c = l.play("h1", func(ctx context.Context, _ fleet.Command, p *fleet.FakeProcess) {
+	var c *hostops.FakeConn
+	c = l.play("h1", func(ctx context.Context, _ openssh.Command, p *openssh.FakeProcess) {
 		spec, err := jobspec.ReadSpec(jobspec.NewDecoder(p.StdinReader()))
 		if err != nil {
 			p.Exit(err)
 			return
 		}
 		// The node loads a first layer, then dies without cleaning up.
-		c.TempImages = append(c.TempImages, fleet.TempRepo+":j"+spec.JobID+"-1")
+		c.TempImages = append(c.TempImages, jobspec.TempRef(spec.JobID, 1))
 		p.Exit(errors.New("killed by signal KILL"))
 	})
-	c.TempImages = []string{fleet.TempRepo + ":jold-job-2"}
+	c.TempImages = []string{jobspec.TempRef("old-job", 2)}
 	rep, rec, err := l.run(t, context.Background(), Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -74,11 +75,11 @@ func TestFleet_TempImagesOfADeadNodeAndOfEarlierJobsAreRemoved(t *testing.T) {
 
 func TestFleet_LostConnectionSaysSo(t *testing.T) {
 	l := newTestLab(t, "h1")
-	l.play("h1", func(ctx context.Context, _ fleet.Command, p *fleet.FakeProcess) {
+	l.play("h1", func(ctx context.Context, _ openssh.Command, p *openssh.FakeProcess) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(p.StdinReader(), 10))
 		time.Sleep(20 * time.Millisecond)
 		// What the SSH process reports when keepalives went unanswered.
-		p.Exit(fmt.Errorf("%w: no answer to keepalives for 30s", fleet.ErrConnectionLost))
+		p.Exit(fmt.Errorf("%w: no answer to keepalives for 30s", openssh.ErrConnectionLost))
 	})
 	rep, _, err := l.run(t, context.Background(), Options{})
 	if err != nil {

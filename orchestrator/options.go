@@ -1,6 +1,8 @@
 package orchestrator
 
 import (
+	"errors"
+	"fmt"
 	"time"
 )
 
@@ -13,8 +15,17 @@ const (
 	ModeAuto     Mode = "auto"     // pick from the measured balance point
 )
 
+// Defaults of the options left zero.
+const (
+	DefaultMode              = ModeP2P
+	DefaultConcurrency       = 32
+	DefaultUploadConcurrency = 8
+	DefaultAnnounceInterval  = time.Second
+)
+
 // Options is one job as the operator asked for it. The TUI and the run
-// command both build an Options and hand it to Run.
+// command both build an Options and hand it to Run; zero fields take the
+// defaults above.
 type Options struct {
 	// InventoryPath is the inventory file (layercast YAML or Ansible).
 	InventoryPath string
@@ -28,12 +39,13 @@ type Options struct {
 	Tunnel bool
 	// BastionAddr overrides the address nodes use for tracker and seeder.
 	BastionAddr string
-	// Concurrency bounds SSH work in flight; UploadConcurrency bounds uploads.
+	// Concurrency bounds the hosts in setup (connect to start) at once;
+	// UploadConcurrency bounds the node binary uploads among them.
 	Concurrency       int
 	UploadConcurrency int
 	// AcceptNewHostKeys trusts an unknown host key on first use.
 	AcceptNewHostKeys bool
-	// AnnounceInterval is the tracker's interval (default 1s).
+	// AnnounceInterval is the tracker's interval.
 	AnnounceInterval time.Duration
 	// Timeout bounds the whole job; zero means none.
 	Timeout time.Duration
@@ -42,6 +54,37 @@ type Options struct {
 	StallTimeout time.Duration
 	// CacheDir holds exported layers between jobs.
 	CacheDir string
-	// DryRun plans the job: connect, inspect, write nothing on any host.
-	DryRun bool
+}
+
+// WithDefaults returns o with every zero (or negative) field that has a
+// default set to it.
+func (o Options) WithDefaults() Options {
+	if o.Mode == "" {
+		o.Mode = DefaultMode
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.UploadConcurrency <= 0 {
+		o.UploadConcurrency = DefaultUploadConcurrency
+	}
+	if o.AnnounceInterval <= 0 {
+		o.AnnounceInterval = DefaultAnnounceInterval
+	}
+	return o
+}
+
+// Validate checks o as given, defaults not applied: a zero limit, which
+// WithDefaults would replace, is an error here. Its messages name the
+// command line's flags.
+func (o Options) Validate() error {
+	switch o.Mode {
+	case ModeP2P, ModeRegistry, ModeAuto:
+	default:
+		return fmt.Errorf("--mode %q: use p2p, registry or auto", o.Mode)
+	}
+	if o.Concurrency < 1 || o.UploadConcurrency < 1 {
+		return errors.New("--concurrency and --upload-concurrency must be at least 1")
+	}
+	return nil
 }

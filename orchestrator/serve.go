@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
@@ -19,18 +18,27 @@ import (
 	"github.com/layercast/layercast/tracker"
 )
 
+// served is what the serve step hands the fleet step: where the tracker
+// and the seeder listen on the bastion, the layers they serve, and how to
+// read the seeder's transfer.
+type served struct {
+	layers      []jobspec.Layer
+	trackerAddr string // 127.0.0.1:port; the port is the one nodes reach
+	seederAddr  string
+	// announceURL is the tracker's URL for a node that reaches it at
+	// hostport.
+	announceURL func(hostport string) string
+	// seederStats reads the seeder's transfer so far.
+	seederStats func() SeederStats
+}
+
 // serveStep runs the job's tracker and the bastion's seeder. Both listen on
 // every address of the bastion; nodes reach them at the address their SSH
 // connection sees, at --bastion-addr, or through --tunnel.
 type serveStep struct {
-	layers      []jobspec.Layer
-	trackerAddr string // local address, 127.0.0.1:port
-	seederAddr  string
-	tracker     *tracker.Tracker
-	server      *http.Server
-	seeder      *seed.Seeder
-
-	mu       sync.Mutex
+	server *http.Server
+	seeder *seed.Seeder
+	// uploaded is what the seeder had sent when it stopped.
 	uploaded int64
 }
 
@@ -39,13 +47,14 @@ func (s *serveStep) Title() string { return "start the tracker and seed the laye
 func (s *serveStep) Run(ctx context.Context, j *job) error {
 	var hashes []metainfo.Hash
 	var seedLayers []seed.Layer
+	var layers []jobspec.Layer
 	seen := map[metainfo.Hash]bool{}
 	for _, l := range j.image.Layers {
-		mi, ih, err := j.torrentFor(l.Path, l.Digest)
+		mi, ih, err := torrentFor(j.cacheDir, l.Path, l.Digest)
 		if err != nil {
 			return err
 		}
-		s.layers = append(s.layers, jobspec.Layer{
+		layers = append(layers, jobspec.Layer{
 			DiffID: l.DiffID, ChainID: l.ChainID, Digest: l.Digest, Size: l.Size, MediaType: l.MediaType, Torrent: mi,
 		})
 		if !seen[ih] { // an image may hold the same layer twice
@@ -55,13 +64,12 @@ func (s *serveStep) Run(ctx context.Context, j *job) error {
 		}
 	}
 
-	s.tracker = tracker.New(tracker.Config{Token: j.token, InfoHashes: hashes, Interval: j.opts.AnnounceInterval, Logger: j.log})
+	tr := tracker.New(tracker.Config{Token: j.token, InfoHashes: hashes, Interval: j.opts.AnnounceInterval, Logger: j.log})
 	ln, err := net.Listen("tcp", ":0")
 	if err != nil {
 		return fmt.Errorf("listen for the tracker: %w", err)
 	}
-	s.trackerAddr = net.JoinHostPort("127.0.0.1", portOf(ln.Addr().String()))
-	s.server = &http.Server{Handler: s.tracker, ReadHeaderTimeout: 10 * time.Second}
+	s.server = &http.Server{Handler: tr, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := s.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			j.log.Error("tracker stopped", "err", err)
@@ -73,71 +81,39 @@ func (s *serveStep) Run(ctx context.Context, j *job) error {
 	// dials differs from host to host.
 	s.seeder, err = seed.NewSeeder(ctx, seed.Config{
 		ListenAddr:    ":0",
-		AllowedIPs:    j.allowedIPs(ctx),
+		AllowedIPs:    j.allowed,
 		AllowLoopback: j.opts.Tunnel,
 		Logger:        j.log,
 	}, seedLayers)
 	if err != nil {
 		return fmt.Errorf("start seeder: %w", err)
 	}
-	s.seederAddr = fmt.Sprintf("127.0.0.1:%d", s.seeder.Port())
-	j.log.Info("serving", "tracker", s.trackerAddr, "seeder", s.seederAddr)
-	return nil
-}
-
-// announceURL is the tracker's URL for a node that reaches it at hostport.
-func (s *serveStep) announceURL(hostport string) string {
-	return s.tracker.AnnounceURL("http://" + hostport)
-}
-
-// report emits the seeder's stats twice a second until the returned func is
-// called.
-func (s *serveStep) report(ctx context.Context, j *job) func() {
-	if s.seeder == nil {
-		return func() {}
+	seeder := s.seeder
+	j.served = &served{
+		layers:      layers,
+		trackerAddr: net.JoinHostPort("127.0.0.1", portOf(ln.Addr().String())),
+		seederAddr:  fmt.Sprintf("127.0.0.1:%d", seeder.Port()),
+		announceURL: func(hostport string) string { return tr.AnnounceURL("http://" + hostport) },
+		seederStats: func() SeederStats {
+			st := seeder.Stats()
+			return SeederStats{Uploaded: st.Uploaded, Rate: st.Rate, Peers: st.Peers}
+		},
 	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(500 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				st := s.seeder.Stats()
-				s.mu.Lock()
-				s.uploaded = st.Uploaded
-				s.mu.Unlock()
-				j.emit(Event{Kind: EventSeeder, Seeder: &SeederStats{Uploaded: st.Uploaded, Rate: st.Rate, Peers: st.Peers}})
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
+	j.log.Info("serving", "tracker", j.served.trackerAddr, "seeder", j.served.seederAddr)
+	return nil
 }
 
 // egress is the bytes the seeder sent during the job.
 func (s *serveStep) egress() int64 {
-	if s == nil || s.seeder == nil {
+	if s.seeder == nil {
 		return 0
 	}
-	st := s.seeder.Stats()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return max(s.uploaded, st.Uploaded)
+	return max(s.uploaded, s.seeder.Stats().Uploaded)
 }
 
 func (s *serveStep) Cleanup(ctx context.Context, j *job) {
 	if s.seeder != nil {
-		st := s.seeder.Stats()
-		s.mu.Lock()
-		s.uploaded = max(s.uploaded, st.Uploaded)
-		s.mu.Unlock()
+		s.uploaded = s.seeder.Stats().Uploaded
 		if err := s.seeder.Close(ctx); err != nil {
 			j.log.Warn("stop seeder", "err", err)
 		}
@@ -150,10 +126,15 @@ func (s *serveStep) Cleanup(ctx context.Context, j *job) {
 	j.emit(Event{Kind: EventTeardown, Message: "tracker and seeder stopped"})
 }
 
+func portOf(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
 // torrentFor returns the layer's metainfo, from the cache when an earlier
 // job built it: hashing a large layer takes seconds.
-func (j *job) torrentFor(path, digest string) ([]byte, metainfo.Hash, error) {
-	cached := filepath.Join(j.cacheDir, "torrents", strings.TrimPrefix(digest, "sha256:")+".torrent")
+func torrentFor(cacheDir, path, digest string) ([]byte, metainfo.Hash, error) {
+	cached := filepath.Join(cacheDir, "torrents", strings.TrimPrefix(digest, "sha256:")+".torrent")
 	if b, err := os.ReadFile(cached); err == nil {
 		if mi, err := metainfo.Load(strings.NewReader(string(b))); err == nil {
 			return b, mi.HashInfoBytes(), nil

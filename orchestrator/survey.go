@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/layercast/layercast/orchestrator/fleet"
+	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/orchestrator/imagecache"
 	"github.com/layercast/layercast/orchestrator/inventory"
+	"github.com/layercast/layercast/orchestrator/openssh"
 )
 
 // Plan is what a job would do, learned without writing anything on a host.
@@ -46,32 +47,30 @@ type HostPlan struct {
 // what it still needs. It writes nothing on any host and starts nothing on
 // the bastion but SSH connections.
 func (e *Engine) Plan(ctx context.Context, opts Options) (*Plan, error) {
-	j := &job{opts: opts, deps: e.deps, sink: SinkFunc(func(Event) {})}
-	j.log = e.deps.Logger
-	if j.opts.Concurrency <= 0 {
-		j.opts.Concurrency = 32
-	}
 	if opts.Mode == ModeRegistry {
 		return nil, configErr(errors.New("plan needs the image on the bastion; it plans p2p jobs"))
 	}
-	j.opts.Mode = ModeP2P
-	if err := j.plan(ctx); err != nil {
+	opts.Mode = ModeP2P
+	opts = opts.WithDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, configErr(err)
+	}
+	in, err := e.prepare(ctx, opts, e.deps.Logger)
+	if err != nil {
 		return nil, err
 	}
-	p := &Plan{Image: opts.Image, ImageID: j.image.ID, Size: j.image.Size(), Layers: len(j.image.Layers), Mode: string(j.mode)}
-	names := make([]string, len(j.hosts))
-	byName := map[string]inventory.Host{}
-	for i, h := range j.hosts {
-		names[i], byName[h.Name] = h.Name, h
-	}
-	res := fleet.ForEach(ctx, names, j.opts.Concurrency, func(ctx context.Context, name string) (HostPlan, error) {
-		return j.surveyHost(ctx, byName[name])
+	s := survey{dialer: in.dialer, image: in.image}
+	p := &Plan{Image: opts.Image, ImageID: in.image.ID, Size: in.image.Size(), Layers: len(in.image.Layers), Mode: string(in.mode)}
+	hosts := make([]HostPlan, len(in.hosts))
+	errs := newFanOut(opts.Concurrency, opts.UploadConcurrency).each(ctx, len(in.hosts), func(ctx context.Context, i int, _ func()) error {
+		var err error
+		hosts[i], err = s.host(ctx, in.hosts[i])
+		return err
 	})
-	for _, r := range res {
-		hp := r.Value
-		hp.Host = r.Host
-		if r.Err != nil {
-			hp.Error = r.Err.Error()
+	for i, hp := range hosts {
+		hp.Host = in.hosts[i].Name
+		if errs[i] != nil {
+			hp.Error = errs[i].Error()
 		}
 		if hp.UpToDate {
 			p.UpToDate++
@@ -82,11 +81,16 @@ func (e *Engine) Plan(ctx context.Context, opts Options) (*Plan, error) {
 	return p, nil
 }
 
-// surveyHost learns what one host has. Its error is the host's, not the
-// plan's.
-func (j *job) surveyHost(ctx context.Context, h inventory.Host) (HostPlan, error) {
-	hp := HostPlan{Needs: j.image.Size()}
-	conn, err := j.dialer.Dial(ctx, h)
+// survey is what a plan needs to look at one host.
+type survey struct {
+	dialer Dialer
+	image  *imagecache.Image
+}
+
+// host learns what one host has. Its error is the host's, not the plan's.
+func (s survey) host(ctx context.Context, h inventory.Host) (HostPlan, error) {
+	hp := HostPlan{Needs: s.image.Size()}
+	conn, err := s.dialer.Dial(ctx, h)
 	if err != nil {
 		return hp, fmt.Errorf("connect: %w", err)
 	}
@@ -100,7 +104,9 @@ func (j *job) surveyHost(ctx context.Context, h inventory.Host) (HostPlan, error
 	if err := facts.Usable(); err != nil {
 		return hp, err
 	}
-	out, err := conn.Run(ctx, fleet.Command{Path: "sh", Args: []string{"-c", listLayersScript, "sh", h.DockerHost}, Become: h.Become})
+	list := openssh.Script(listLayersScript, h.DockerHost)
+	list.Become = h.Become // docker may need root
+	out, err := conn.Run(ctx, list)
 	if err != nil {
 		return hp, fmt.Errorf("list the daemon's layers: %w", err)
 	}
@@ -108,11 +114,11 @@ func (j *job) surveyHost(ctx context.Context, h inventory.Host) (HostPlan, error
 	if err != nil {
 		return hp, err
 	}
-	if ids[j.image.ID] {
-		hp.UpToDate, hp.Needs, hp.LayersPresent = true, 0, len(j.image.Layers)
+	if ids[s.image.ID] {
+		hp.UpToDate, hp.Needs, hp.LayersPresent = true, 0, len(s.image.Layers)
 		return hp, nil
 	}
-	for _, l := range j.image.Layers {
+	for _, l := range s.image.Layers {
 		if !chains[l.ChainID] {
 			break
 		}
@@ -148,7 +154,7 @@ func parseLayerLists(out []byte) (chains, ids map[string]bool, err error) {
 		}
 		chain := ""
 		for _, d := range diffIDs {
-			chain = imagecache.ChainID(chain, d)
+			chain = jobspec.ChainID(chain, d)
 			chains[chain] = true
 		}
 	}

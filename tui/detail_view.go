@@ -6,6 +6,7 @@ import (
 
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/layercast/layercast/internal/textfmt"
 	"github.com/layercast/layercast/orchestrator"
 )
 
@@ -23,10 +24,10 @@ func (d detailModel) view(c *common, j *jobState) string {
 	facts := []string{st.state(h.state).Render(stateLabel(h.state))}
 	f := h.fraction(size)
 	if total := h.total(size); total > 0 {
-		facts = append(facts, formatPercent(f)+" of "+formatBytes(total))
+		facts = append(facts, formatPercent(f)+" of "+textfmt.Bytes(total))
 	}
 	if active(h) && h.hasProg {
-		facts = append(facts, formatRate(h.prog.Rate), plural(h.prog.Peers, "peer", "peers"))
+		facts = append(facts, textfmt.Rate(h.prog.Rate), plural(h.prog.Peers, "peer", "peers"))
 	}
 	facts = append(facts, "elapsed "+formatDuration(h.elapsed(now)))
 	if h.tornDown {
@@ -36,7 +37,7 @@ func (d detailModel) view(c *common, j *jobState) string {
 	if got := h.prog.FromPeers + h.prog.FromSeeder; got > 0 || h.prog.Uploaded > 0 {
 		share, _ := h.peerShare()
 		lines = append(lines, st.subtle.Render(fmt.Sprintf("received %s: %s from peers, %s from the bastion · sent %s to peers",
-			formatBytes(got), formatPercent(share), formatBytes(h.prog.FromSeeder), formatBytes(h.prog.Uploaded))))
+			textfmt.Bytes(got), formatPercent(share), textfmt.Bytes(h.prog.FromSeeder), textfmt.Bytes(h.prog.Uploaded))))
 	}
 	if h.inv != nil {
 		where := []string{h.inv.Address}
@@ -54,7 +55,7 @@ func (d detailModel) view(c *common, j *jobState) string {
 	// then layers, then the log gets the rest.
 	var errLines []string
 	if h.reason != "" {
-		errLines = strings.Split(ansi.Wrap(oneLine(h.reason), max(c.width-4, 10), " "), "\n")
+		errLines = strings.Split(ansi.Wrap(textfmt.OneLine(h.reason), max(c.width-4, 10), " "), "\n")
 		errLines = errLines[:min(len(errLines), max(c.height/3, 3))]
 	}
 	layers := detailLayers(h, j)
@@ -75,7 +76,7 @@ func (d detailModel) view(c *common, j *jobState) string {
 	}
 	head := st.header.Render("LAYERS") + "  " + st.subtle.Render(plural(len(layers), "layer", "layers"))
 	if skipped > 0 {
-		head += st.subtle.Render(fmt.Sprintf(" · %d skipped (%s already on the host)", skipped, formatBytes(skippedBytes)))
+		head += st.subtle.Render(fmt.Sprintf(" · %d skipped (%s already on the host)", skipped, textfmt.Bytes(skippedBytes)))
 	}
 	lines = append(lines, head)
 	if len(layers) == 0 {
@@ -90,7 +91,7 @@ func (d detailModel) view(c *common, j *jobState) string {
 		line := "  " + st.subtle.Render(fit(shortDigest(l.Digest), 12)) + "  "
 		if l.Skipped {
 			line += st.faint.Render(fit("skipped — already on the host", barW+1+4)) + "  " +
-				st.faint.Render(fitRight(formatBytes(l.Total), 11))
+				st.faint.Render(fitRight(textfmt.Bytes(l.Total), 11))
 		} else {
 			lf := fraction(l.Done, l.Total)
 			fill := st.barFull
@@ -98,7 +99,7 @@ func (d detailModel) view(c *common, j *jobState) string {
 				fill = st.barDone
 			}
 			line += bar(st, barW, lf, fill) + " " + fitRight(formatPercent(lf), 4) + "  " +
-				st.subtle.Render(fitRight(formatRatio(l.Done, l.Total), 11))
+				st.subtle.Render(fitRight(textfmt.Ratio(l.Done, l.Total), 11))
 		}
 		lines = append(lines, line)
 	}
@@ -125,7 +126,7 @@ func (d detailModel) view(c *common, j *jobState) string {
 		lines = append(lines, "  "+st.faint.Render("nothing logged yet"))
 	}
 	for _, l := range h.logs[start:end] {
-		lines = append(lines, "  "+st.faint.Render(l.t.Format("15:04:05"))+" "+oneLine(l.msg))
+		lines = append(lines, "  "+st.faint.Render(l.t.Format("15:04:05"))+" "+textfmt.OneLine(l.msg))
 	}
 	for len(lines) < c.height-1 {
 		lines = append(lines, "")

@@ -12,51 +12,6 @@ import (
 	"github.com/layercast/layercast/orchestrator"
 )
 
-var byteUnits = []string{"B", "kB", "MB", "GB", "TB", "PB"}
-
-// unitFor picks the decimal unit (as docker prints sizes) for n bytes.
-func unitFor(n float64) int {
-	u := 0
-	for n >= 999.5 && u < len(byteUnits)-1 {
-		n /= 1000
-		u++
-	}
-	return u
-}
-
-func scaled(n float64, u int) string {
-	v := n / math.Pow(1000, float64(u))
-	switch {
-	case u == 0 || v == 0:
-		return fmt.Sprintf("%.0f", v)
-	case v < 9.95:
-		return fmt.Sprintf("%.1f", v)
-	default:
-		return fmt.Sprintf("%.0f", v)
-	}
-}
-
-// formatBytes prints n with a decimal unit: "0 B", "4.2 MB", "312 MB".
-func formatBytes(n int64) string {
-	u := unitFor(float64(n))
-	return scaled(float64(n), u) + " " + byteUnits[u]
-}
-
-// formatRatio prints done of total in the unit of total: "186/300 MB".
-func formatRatio(done, total int64) string {
-	u := unitFor(float64(total))
-	return scaled(float64(done), u) + "/" + scaled(float64(total), u) + " " + byteUnits[u]
-}
-
-// formatRate prints a transfer rate: "11 MB/s"; empty below 1 byte/s.
-func formatRate(r float64) string {
-	if r < 1 {
-		return "–"
-	}
-	u := unitFor(r)
-	return scaled(r, u) + " " + byteUnits[u] + "/s"
-}
-
 // formatDuration prints m:ss or h:mm:ss.
 func formatDuration(d time.Duration) string {
 	if d < 0 {
@@ -196,4 +151,17 @@ func shortDigest(d string) string {
 		d = d[:12]
 	}
 	return d
+}
+
+// scrollTo is the first line shown of a window of rows lines over n lines
+// once line cursor is brought into view from offset: the window moves as
+// little as it can and never past either end.
+func scrollTo(cursor, offset, rows, n int) int {
+	if cursor < offset {
+		offset = cursor
+	}
+	if cursor >= offset+rows {
+		offset = cursor - rows + 1
+	}
+	return max(min(offset, n-rows), 0)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 	"github.com/muesli/termenv"
 
+	"github.com/layercast/layercast/internal/textfmt"
 	"github.com/layercast/layercast/orchestrator"
 )
 
@@ -158,15 +159,15 @@ func TestJobState_AggregatesFollowEvents(t *testing.T) {
 
 func TestFormat_SizesRatesAndNames(t *testing.T) {
 	for _, c := range []struct{ got, want string }{
-		{formatBytes(0), "0 B"},
-		{formatBytes(999), "999 B"},
-		{formatBytes(4_200_000), "4.2 MB"},
-		{formatBytes(300_000_000), "300 MB"},
-		{formatBytes(2_400_000_000), "2.4 GB"},
-		{formatRatio(186_000_000, 300_000_000), "186/300 MB"},
-		{formatRatio(0, 300_000_000), "0/300 MB"},
-		{formatRate(11_200_000), "11 MB/s"},
-		{formatRate(0), "–"},
+		{textfmt.Bytes(0), "0 B"},
+		{textfmt.Bytes(999), "999 B"},
+		{textfmt.Bytes(4_200_000), "4.2 MB"},
+		{textfmt.Bytes(300_000_000), "300 MB"},
+		{textfmt.Bytes(2_400_000_000), "2.4 GB"},
+		{textfmt.Ratio(186_000_000, 300_000_000), "186/300 MB"},
+		{textfmt.Ratio(0, 300_000_000), "0/300 MB"},
+		{textfmt.Rate(11_200_000), "11 MB/s"},
+		{textfmt.Rate(0), "–"},
 		{formatDuration(83 * time.Second), "1:23"},
 		{formatDuration(3723 * time.Second), "1:02:03"},
 		{formatPercent(0.999), "99%"},

@@ -148,14 +148,7 @@ func (r runModel) moveTo(c *common, i int) runModel {
 	if len(r.rows) > 0 {
 		r.selected = r.rows[r.cursor].name
 	}
-	rows := r.tableRows(c)
-	if r.cursor < r.offset {
-		r.offset = r.cursor
-	}
-	if r.cursor >= r.offset+rows {
-		r.offset = r.cursor - rows + 1
-	}
-	r.offset = max(min(r.offset, len(r.rows)-rows), 0)
+	r.offset = scrollTo(r.cursor, r.offset, r.tableRows(c), len(r.rows))
 	return r
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/layercast/layercast/internal/textfmt"
 	"github.com/layercast/layercast/orchestrator"
 )
 
@@ -81,26 +82,13 @@ func logPane(c *common, logs []logLine, n int) []string {
 		if l.host != "" {
 			who = l.host
 		}
-		line := st.faint.Render(l.t.Format("15:04:05")) + " " + st.subtle.Render(fit(who, 10)) + " " + oneLine(l.msg)
+		line := st.faint.Render(l.t.Format("15:04:05")) + " " + st.subtle.Render(fit(who, 10)) + " " + textfmt.OneLine(l.msg)
 		out = append(out, line)
 	}
 	for len(out) < n {
 		out = append(out, "")
 	}
 	return out
-}
-
-// oneLine keeps log text from breaking the layout.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' || r == '\t' {
-			return ' '
-		}
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, s)
 }
 
 func (r runModel) header(c *common, j *jobState, now time.Time) []string {
@@ -112,7 +100,7 @@ func (r runModel) header(c *common, j *jobState, now time.Time) []string {
 	title := st.title.Render("layercast") + "  " + st.value.Render(image)
 	var facts []string
 	if j.info.Size > 0 {
-		facts = append(facts, formatBytes(j.info.Size))
+		facts = append(facts, textfmt.Bytes(j.info.Size))
 	}
 	if n := len(j.info.Layers); n > 0 {
 		facts = append(facts, plural(n, "layer", "layers"))
@@ -143,7 +131,7 @@ func (r runModel) header(c *common, j *jobState, now time.Time) []string {
 	if d, ok := j.eta(); ok {
 		etaText = "ETA " + formatDuration(d)
 	}
-	tail := fmt.Sprintf(" %4s  %s  %s", formatPercent(f), formatRatio(j.doneBytes, j.allBytes), etaText)
+	tail := fmt.Sprintf(" %4s  %s  %s", formatPercent(f), textfmt.Ratio(j.doneBytes, j.allBytes), etaText)
 	fill := st.barFull
 	if j.finished || (j.counts[orchestrator.HostDone] > 0 && j.counts[orchestrator.HostDone] == len(j.hosts)) {
 		fill = st.barDone
@@ -151,12 +139,12 @@ func (r runModel) header(c *common, j *jobState, now time.Time) []string {
 	line2 := bar(st, max(c.width-ansi.StringWidth(tail), 10), f, fill) + st.value.Render(tail)
 
 	// Throughput, bastion egress, elapsed.
-	egress := "bastion sent " + formatBytes(j.seeder.Uploaded)
+	egress := "bastion sent " + textfmt.Bytes(j.seeder.Uploaded)
 	if j.info.Size > 0 && j.seeder.Uploaded*10 >= j.info.Size {
 		egress += fmt.Sprintf(" (%.1f× image)", float64(j.seeder.Uploaded)/float64(j.info.Size))
 	}
-	egress += " at " + formatRate(j.seeder.Rate)
-	line3 := st.subtle.Render("throughput ") + st.value.Render(formatRate(j.rate)) +
+	egress += " at " + textfmt.Rate(j.seeder.Rate)
+	line3 := st.subtle.Render("throughput ") + st.value.Render(textfmt.Rate(j.rate)) +
 		st.faint.Render(" · ") + st.subtle.Render(egress) +
 		st.faint.Render(" · ") + st.subtle.Render("elapsed ") + st.value.Render(formatDuration(j.elapsed(now)))
 
@@ -218,7 +206,7 @@ func (r runModel) row(c *common, j *jobState, k runCols, h *hostRow, current, te
 	if h.state == orchestrator.HostFailed && !tearing {
 		// The reason says more than an empty bar.
 		w := k.bar + 1 + k.pct + 1 + k.bytes + 1 + k.rate + 1 + k.peers + 1 + k.share
-		out += st.bad.Render(fit(oneLine(h.reason), w))
+		out += st.bad.Render(fit(textfmt.OneLine(h.reason), w))
 		return out + " " + st.subtle.Render(fitRight(formatDuration(h.elapsed(now)), k.time))
 	}
 
@@ -234,7 +222,7 @@ func (r runModel) row(c *common, j *jobState, k runCols, h *hostRow, current, te
 	out += bar(st, k.bar, f, fill) + " " + fitRight(formatPercent(f), k.pct) + " "
 	bytes := "–"
 	if total := h.total(size); total > 0 {
-		bytes = formatRatio(h.done(size), total)
+		bytes = textfmt.Ratio(h.done(size), total)
 	}
 	out += st.subtle.Render(fitRight(bytes, k.bytes)) + " "
 	if tearing {
@@ -246,7 +234,7 @@ func (r runModel) row(c *common, j *jobState, k runCols, h *hostRow, current, te
 	} else {
 		rate, peers := "–", "–"
 		if active(h) && h.hasProg {
-			rate = formatRate(h.prog.Rate)
+			rate = textfmt.Rate(h.prog.Rate)
 			peers = fmt.Sprint(h.prog.Peers)
 		}
 		out += fitRight(rate, k.rate) + " " + st.subtle.Render(fitRight(peers, k.peers))

@@ -98,7 +98,7 @@ func newSetupModel(cfg Config, c *common) setupModel {
 		filter:      newLineInput("name, group, address or label"),
 		selected:    make(map[string]bool),
 		group:       "all",
-		mode:        cfg.Options.Mode,
+		mode:        cfg.Options.WithDefaults().Mode,
 		tunnel:      cfg.Options.Tunnel,
 		concurrency: cfg.Options.Concurrency,
 		invPath:     cfg.InventoryPath,

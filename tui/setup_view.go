@@ -9,6 +9,7 @@ import (
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/layercast/layercast/internal/textfmt"
 	"github.com/layercast/layercast/orchestrator"
 )
 
@@ -102,14 +103,7 @@ func (s setupModel) hostRows(c *common) int {
 
 // scrolled keeps the cursor row on screen.
 func (s setupModel) scrolled(c *common) setupModel {
-	rows := s.hostRows(c)
-	if s.cursor < s.offset {
-		s.offset = s.cursor
-	}
-	if s.cursor >= s.offset+rows {
-		s.offset = s.cursor - rows + 1
-	}
-	s.offset = max(min(s.offset, len(s.visible)-rows), 0)
+	s.offset = scrollTo(s.cursor, s.offset, s.hostRows(c), len(s.visible))
 	return s
 }
 
@@ -140,7 +134,7 @@ func (s setupModel) view(c *common) string {
 	var imgInfo string
 	switch {
 	case known:
-		imgInfo = st.subtle.Render(formatBytes(im.Size) + " · " + plural(im.Layers, "layer", "layers"))
+		imgInfo = st.subtle.Render(textfmt.Bytes(im.Size) + " · " + plural(im.Layers, "layer", "layers"))
 	case s.imgLoading:
 		imgInfo = st.faint.Render("listing images…")
 	case s.imgErr != nil:
@@ -158,7 +152,7 @@ func (s setupModel) view(c *common) string {
 			mark, name = st.focused.Render("▸ "), st.value.Render(fit(cand.Ref, inputWidth-2))
 		}
 		lines = append(lines, strings.Repeat(" ", labelWidth)+mark+name+"  "+
-			st.faint.Render(fitRight(formatBytes(cand.Size), 8)+"  "+plural(cand.Layers, "layer", "layers")))
+			st.faint.Render(fitRight(textfmt.Bytes(cand.Size), 8)+"  "+plural(cand.Layers, "layer", "layers")))
 	}
 
 	// Options.
@@ -267,7 +261,7 @@ func (s setupModel) summaryLine(c *common) string {
 	case ref == "":
 		text += "no image yet"
 	case known:
-		text += fmt.Sprintf("image %s (%s, %s)", ref, formatBytes(im.Size), plural(im.Layers, "layer", "layers"))
+		text += fmt.Sprintf("image %s (%s, %s)", ref, textfmt.Bytes(im.Size), plural(im.Layers, "layer", "layers"))
 	default:
 		text += fmt.Sprintf("image %s (not on the bastion)", ref)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/layercast/layercast/internal/textfmt"
 	"github.com/layercast/layercast/orchestrator"
 )
 
@@ -73,11 +74,11 @@ func (s summaryModel) view(c *common, j *jobState, canWrite bool, logPath string
 		}
 		lines = append(lines, mark+name+" "+st.state(o.state).Render(fit(stateLabel(o.state), k.result))+" "+
 			st.subtle.Render(fitRight(formatDuration(h.elapsed(now)), k.time))+" "+
-			fitRight(formatBytes(o.fromPeers), k.peers)+" "+fitRight(formatBytes(o.fromSeeder), k.bastion)+" "+
+			fitRight(textfmt.Bytes(o.fromPeers), k.peers)+" "+fitRight(textfmt.Bytes(o.fromSeeder), k.bastion)+" "+
 			fitRight(fmt.Sprint(o.skipped), k.skipped)+" "+td)
 		used++
 		if rowLines(h) == 2 && used < avail {
-			lines = append(lines, "    "+st.bad.Render(fit("└ "+oneLine(h.reason), c.width-4)))
+			lines = append(lines, "    "+st.bad.Render(fit("└ "+textfmt.OneLine(h.reason), c.width-4)))
 			used++
 		}
 	}
@@ -136,7 +137,7 @@ func (s summaryModel) header(c *common, j *jobState) []string {
 		facts = append(facts, "job "+j.info.ID)
 	}
 	if j.info.Size > 0 {
-		facts = append(facts, fmt.Sprintf("%s (%s, %s)", image, formatBytes(j.info.Size), plural(len(j.info.Layers), "layer", "layers")))
+		facts = append(facts, fmt.Sprintf("%s (%s, %s)", image, textfmt.Bytes(j.info.Size), plural(len(j.info.Layers), "layer", "layers")))
 	} else {
 		facts = append(facts, image)
 	}
@@ -186,17 +187,17 @@ func (s summaryModel) header(c *common, j *jobState) []string {
 	if j.report != nil && j.report.Egress > 0 {
 		egress = j.report.Egress
 	}
-	traffic := "bastion sent " + formatBytes(egress)
+	traffic := "bastion sent " + textfmt.Bytes(egress)
 	if j.info.Size > 0 && egress*10 >= j.info.Size {
 		traffic += fmt.Sprintf(" (%.1f× image)", float64(egress)/float64(j.info.Size))
 	}
 	if got := peers + seeder; got > 0 {
-		traffic += fmt.Sprintf(" · hosts got %s, %s from peers", formatBytes(got), formatPercent(float64(peers)/float64(got)))
+		traffic += fmt.Sprintf(" · hosts got %s, %s from peers", textfmt.Bytes(got), formatPercent(float64(peers)/float64(got)))
 	}
 	lines := []string{line1, verdict, st.subtle.Render(traffic)}
 	switch {
 	case j.err != nil && !errors.Is(j.err, context.Canceled):
-		lines = append(lines, st.bad.Render("engine: "+oneLine(j.err.Error())))
+		lines = append(lines, st.bad.Render("engine: "+textfmt.OneLine(j.err.Error())))
 	case cancelled:
 		off := "bastion teardown pending"
 		if j.bastionOff {

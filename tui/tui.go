@@ -112,9 +112,6 @@ func (c Config) withDefaults(out io.Writer) Config {
 	if c.InventoryPath == "" {
 		c.InventoryPath = "./inventory.yaml"
 	}
-	if c.Options.Mode == "" {
-		c.Options.Mode = orchestrator.ModeP2P
-	}
 	return c
 }
 

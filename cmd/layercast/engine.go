@@ -7,12 +7,12 @@ import (
 	"runtime/debug"
 
 	"github.com/docker/docker/client"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/layercast/layercast/orchestrator"
-	"github.com/layercast/layercast/orchestrator/fleet"
+	"github.com/layercast/layercast/orchestrator/hostops"
 	"github.com/layercast/layercast/orchestrator/inventory"
 	"github.com/layercast/layercast/orchestrator/nodeassets"
+	"github.com/layercast/layercast/orchestrator/openssh"
 )
 
 // newEngine wires the real edges: the bastion's Docker daemon (DOCKER_HOST
@@ -22,13 +22,16 @@ func newEngine(nodeBinDir string, log *slog.Logger) (*orchestrator.Engine, error
 	if err != nil {
 		return nil, fmt.Errorf("connect to the bastion's Docker daemon: %w", err)
 	}
-	dialer := func(inv *inventory.Inventory, opts orchestrator.Options) (fleet.Dialer, error) {
-		return fleet.NewDialer(fleet.Config{
+	dialer := func(inv *inventory.Inventory, opts orchestrator.Options) (orchestrator.Dialer, error) {
+		d, err := hostops.NewDialer(openssh.Config{
 			KnownHostsPath:    inv.KnownHosts,
 			AcceptNewHostKeys: opts.AcceptNewHostKeys,
-			Uploads:           semaphore.NewWeighted(int64(max(1, opts.UploadConcurrency))),
 			Logger:            log,
 		})
+		if err != nil {
+			return nil, err
+		}
+		return orchestrator.Reach[*hostops.Conn](d), nil
 	}
 	// A `go install` build carries no node binaries: build them on first
 	// use with the local Go toolchain.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/layercast/layercast/internal/textfmt"
 	"github.com/layercast/layercast/orchestrator"
 )
 
@@ -70,7 +71,7 @@ func runPlan(cmd *cobra.Command, jf *jobFlags, asJSON bool) error {
 }
 
 func writePlan(w io.Writer, p *orchestrator.Plan) {
-	fmt.Fprintf(w, "%s (%s, %d layers, %s)\n\n", p.Image, humanBytes(p.Size), p.Layers, p.ImageID)
+	fmt.Fprintf(w, "%s (%s, %d layers, %s)\n\n", p.Image, textfmt.Bytes(p.Size), p.Layers, p.ImageID)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tREACHABLE\tARCH\tDOCKER\tLAYERS PRESENT\tNEEDS\tNOTE")
 	for _, h := range p.Hosts {
@@ -78,14 +79,14 @@ func writePlan(w io.Writer, p *orchestrator.Plan) {
 		if !h.Reachable {
 			reach = "no"
 		}
-		note := oneLine(h.Error)
+		note := textfmt.OneLine(h.Error)
 		if h.UpToDate {
 			note = "up to date"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", h.Host, reach, dash(h.Arch), dash(h.Docker), h.LayersPresent, p.Layers, humanBytes(h.Needs), note)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", h.Host, reach, dash(h.Arch), dash(h.Docker), h.LayersPresent, p.Layers, textfmt.Bytes(h.Needs), note)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\ntotal: %s to move to %d hosts; %d already up to date\n", humanBytes(p.Bytes), len(p.Hosts), p.UpToDate)
+	fmt.Fprintf(w, "\ntotal: %s to move to %d hosts; %d already up to date\n", textfmt.Bytes(p.Bytes), len(p.Hosts), p.UpToDate)
 }
 
 func dash(s string) string {

@@ -9,8 +9,8 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
+	"github.com/layercast/layercast/internal/textfmt"
 	"github.com/layercast/layercast/orchestrator"
 )
 
@@ -38,13 +38,13 @@ func (p *plainPrinter) Emit(e orchestrator.Event) {
 	switch e.Kind {
 	case orchestrator.EventJobStarted:
 		p.job = e.Job
-		fmt.Fprintf(p.w, "%s job %s: %s (%s, %d layers, mode %s) to %d hosts\n", ts, e.Job.ID, e.Job.Image, humanBytes(e.Job.Size), len(e.Job.Layers), e.Job.Mode, len(e.Job.Hosts))
+		fmt.Fprintf(p.w, "%s job %s: %s (%s, %d layers, mode %s) to %d hosts\n", ts, e.Job.ID, e.Job.Image, textfmt.Bytes(e.Job.Size), len(e.Job.Layers), e.Job.Mode, len(e.Job.Hosts))
 	case orchestrator.EventStep:
-		fmt.Fprintf(p.w, "%s %s\n", ts, oneLine(e.Message))
+		fmt.Fprintf(p.w, "%s %s\n", ts, textfmt.OneLine(e.Message))
 	case orchestrator.EventHostState:
 		p.states[e.Host] = e.State
 		if e.Message != "" {
-			fmt.Fprintf(p.w, "%s %-16s %s: %s\n", ts, e.Host, e.State, oneLine(e.Message))
+			fmt.Fprintf(p.w, "%s %-16s %s: %s\n", ts, e.Host, e.State, textfmt.OneLine(e.Message))
 		} else {
 			fmt.Fprintf(p.w, "%s %-16s %s\n", ts, e.Host, e.State)
 		}
@@ -61,7 +61,7 @@ func (p *plainPrinter) Emit(e orchestrator.Event) {
 		if who == "" {
 			who = "bastion"
 		}
-		fmt.Fprintf(p.w, "%s %-16s teardown: %s\n", ts, who, oneLine(e.Message))
+		fmt.Fprintf(p.w, "%s %-16s teardown: %s\n", ts, who, textfmt.OneLine(e.Message))
 	case orchestrator.EventJobDone:
 		writeTable(p.w, e.Report)
 	}
@@ -88,7 +88,7 @@ func (p *plainPrinter) summaryLine(ts string) {
 		pct = 100 * float64(done) / float64(total)
 	}
 	fmt.Fprintf(p.w, "%s progress %5.1f%% · %d/%d hosts finished · %s/s · bastion sent %s\n",
-		ts, pct, finished, len(p.states), humanBytes(int64(rate)), humanBytes(p.seeder.Uploaded))
+		ts, pct, finished, len(p.states), textfmt.Bytes(int64(rate)), textfmt.Bytes(p.seeder.Uploaded))
 }
 
 // writeTable prints the final per-host table.
@@ -103,13 +103,13 @@ func writeTable(w io.Writer, r *orchestrator.Report) {
 	fmt.Fprintln(tw, "HOST\tRESULT\tTIME\tFROM PEERS\tFROM BASTION\tLAYERS SKIPPED\tERROR")
 	for _, h := range hosts {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", h.Host, h.State, h.Duration.Round(100*time.Millisecond),
-			humanBytes(h.FromPeers), humanBytes(h.FromSeeder), h.LayersSkipped, oneLine(h.Error))
+			textfmt.Bytes(h.FromPeers), textfmt.Bytes(h.FromSeeder), h.LayersSkipped, textfmt.OneLine(h.Error))
 	}
 	tw.Flush()
 	failed := r.Failed()
 	fmt.Fprintf(w, "\n%s to %d/%d hosts in %s · bastion sent %s (%.2f× image size)\n",
 		r.Image, len(r.Hosts)-len(failed), len(r.Hosts), r.Duration.Round(100*time.Millisecond),
-		humanBytes(r.Egress), ratio(r.Egress, r.Size))
+		textfmt.Bytes(r.Egress), ratio(r.Egress, r.Size))
 	if len(failed) > 0 {
 		fmt.Fprintf(w, "failed: %s (rerun them with --hosts %s)\n", strings.Join(failed, ", "), strings.Join(failed, ","))
 	}
@@ -120,18 +120,6 @@ func ratio(a, b int64) float64 {
 		return 0
 	}
 	return float64(a) / float64(b)
-}
-
-// oneLine joins s into one line and drops control characters, so that text
-// from hosts (remote stderr may hold colour codes) never moves a cursor.
-func oneLine(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) && !unicode.IsSpace(r) {
-			return -1
-		}
-		return r
-	}, s)
-	return strings.Join(strings.Fields(s), " ")
 }
 
 // jsonPrinter writes every event as one JSON line; progress events at most
@@ -158,17 +146,4 @@ func (p *jsonPrinter) Emit(e orchestrator.Event) {
 		p.last[key] = e.Time
 	}
 	_ = p.enc.Encode(e)
-}
-
-func humanBytes(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/layercast/layercast/internal/textfmt"
 	"github.com/layercast/layercast/orchestrator"
 )
 
@@ -74,13 +75,13 @@ func (f *jobFlags) register(cmd *cobra.Command) {
 	fl.StringVarP(&f.inventory, "inventory", "i", "inventory.yaml", "inventory file (layercast YAML or Ansible INI/YAML)")
 	fl.StringSliceVar(&f.hosts, "hosts", nil, "only these hosts (comma-separated names)")
 	fl.StringSliceVarP(&f.groups, "group", "g", nil, "only the hosts of these groups")
-	fl.StringVar(&f.mode, "mode", "p2p", "how layers travel: p2p, registry (every host pulls) or auto")
+	fl.StringVar(&f.mode, "mode", string(orchestrator.DefaultMode), "how layers travel: p2p, registry (every host pulls) or auto")
 	fl.BoolVar(&f.tunnel, "tunnel", false, "reach tracker and seeder through SSH remote forwarding (hosts that cannot connect to this machine)")
 	fl.StringVar(&f.bastionAddr, "bastion-addr", "", "address hosts use to reach this machine (default: as each host's SSH connection sees it)")
-	fl.IntVar(&f.concurrency, "concurrency", 32, "hosts worked on at once over SSH")
-	fl.IntVar(&f.uploadConcurrency, "upload-concurrency", 8, "node binary uploads at once")
+	fl.IntVar(&f.concurrency, "concurrency", orchestrator.DefaultConcurrency, "hosts worked on at once over SSH")
+	fl.IntVar(&f.uploadConcurrency, "upload-concurrency", orchestrator.DefaultUploadConcurrency, "node binary uploads at once")
 	fl.BoolVar(&f.acceptNew, "accept-new-host-keys", false, "trust and record the key of a host not yet in known_hosts")
-	fl.DurationVar(&f.announce, "announce-interval", time.Second, "tracker announce interval")
+	fl.DurationVar(&f.announce, "announce-interval", orchestrator.DefaultAnnounceInterval, "tracker announce interval")
 	fl.DurationVar(&f.timeout, "timeout", 0, "give up on the whole job after this long (0: no limit)")
 	fl.DurationVar(&f.stallTimeout, "stall-timeout", 2*time.Minute, "fail a host that receives nothing for this long while downloading (0: never)")
 	fl.StringVar(&f.cacheDir, "cache-dir", "", "where exported layers are kept between jobs (default ~/.cache/layercast)")
@@ -92,21 +93,12 @@ func (f *jobFlags) register(cmd *cobra.Command) {
 }
 
 func (f *jobFlags) options() (orchestrator.Options, error) {
-	mode := orchestrator.Mode(f.mode)
-	switch mode {
-	case orchestrator.ModeP2P, orchestrator.ModeRegistry, orchestrator.ModeAuto:
-	default:
-		return orchestrator.Options{}, fmt.Errorf("--mode %q: use p2p, registry or auto", f.mode)
-	}
-	if f.concurrency < 1 || f.uploadConcurrency < 1 {
-		return orchestrator.Options{}, errors.New("--concurrency and --upload-concurrency must be at least 1")
-	}
-	return orchestrator.Options{
+	opts := orchestrator.Options{
 		InventoryPath:     f.inventory,
 		Hosts:             f.hosts,
 		Groups:            f.groups,
 		Image:             f.image,
-		Mode:              mode,
+		Mode:              orchestrator.Mode(f.mode),
 		Tunnel:            f.tunnel,
 		BastionAddr:       f.bastionAddr,
 		Concurrency:       f.concurrency,
@@ -116,7 +108,8 @@ func (f *jobFlags) options() (orchestrator.Options, error) {
 		Timeout:           f.timeout,
 		StallTimeout:      f.stallTimeout,
 		CacheDir:          f.cacheDir,
-	}, nil
+	}
+	return opts, opts.Validate()
 }
 
 // logger writes to the log file if one is set, else to stderr at warn
@@ -288,12 +281,12 @@ func writeMarkdown(w io.Writer, r *orchestrator.Report) {
 		icon = "❌"
 	}
 	fmt.Fprintf(w, "### %s layercast: `%s` to %d/%d hosts in %s\n\n", icon, r.Image, len(r.Hosts)-len(failed), len(r.Hosts), r.Duration.Round(100*time.Millisecond))
-	fmt.Fprintf(w, "Mode %s · image %s · bastion sent %s (%.2f× image size)\n\n", r.Mode, humanBytes(r.Size), humanBytes(r.Egress), ratio(r.Egress, r.Size))
+	fmt.Fprintf(w, "Mode %s · image %s · bastion sent %s (%.2f× image size)\n\n", r.Mode, textfmt.Bytes(r.Size), textfmt.Bytes(r.Egress), ratio(r.Egress, r.Size))
 	fmt.Fprintln(w, "| host | result | time | from peers | from bastion | layers skipped | error |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- |")
 	for _, h := range r.Hosts {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %d | %s |\n", h.Host, h.State, h.Duration.Round(100*time.Millisecond),
-			humanBytes(h.FromPeers), humanBytes(h.FromSeeder), h.LayersSkipped, strings.ReplaceAll(oneLine(h.Error), "|", "\\|"))
+			textfmt.Bytes(h.FromPeers), textfmt.Bytes(h.FromSeeder), h.LayersSkipped, strings.ReplaceAll(textfmt.OneLine(h.Error), "|", "\\|"))
 	}
 }
 

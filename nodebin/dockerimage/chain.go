@@ -11,20 +11,6 @@ import (
 	"fmt"
 )
 
-// ChainIDs returns the chain ID of every prefix of diffIDs:
-// chain(0) = diff(0), chain(n) = sha256(chain(n-1) + " " + diff(n)).
-func ChainIDs(diffIDs []string) []string {
-	out := make([]string, len(diffIDs))
-	for i, d := range diffIDs {
-		if i == 0 {
-			out[i] = d
-			continue
-		}
-		out[i] = Digest([]byte(out[i-1] + " " + d))
-	}
-	return out
-}
-
 // Digest returns "sha256:<hex>" of b.
 func Digest(b []byte) string {
 	sum := sha256.Sum256(b)

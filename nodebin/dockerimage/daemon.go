@@ -14,6 +14,8 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
 )
 
 // API is the part of the Docker client the node uses. *client.Client
@@ -104,7 +106,7 @@ func (d *Daemon) PresentPrefix(ctx context.Context, chainIDs []string) (int, err
 		if !found {
 			continue // removed meanwhile
 		}
-		for _, c := range ChainIDs(img.RootFS.Layers) {
+		for _, c := range jobspec.ChainIDs(img.RootFS.Layers) {
 			best = max(best, want[c])
 		}
 		if best == len(chainIDs) {

@@ -21,17 +21,6 @@ func sha(s string) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-func TestChainIDs_FollowTheOCIDefinition(t *testing.T) {
-	d := []string{sha("a"), sha("b"), sha("c")}
-	got := dockerimage.ChainIDs(d)
-	// ChainID(L0) = DiffID(L0); ChainID(Ln) = SHA256(ChainID(Ln-1) + " " + DiffID(Ln)).
-	c1 := sha(d[0] + " " + d[1])
-	want := []string{d[0], c1, sha(c1 + " " + d[2])}
-	if !slices.Equal(got, want) {
-		t.Errorf("ChainIDs = %v, want %v", got, want)
-	}
-}
-
 func TestPrefixConfig_CutsLayersAndTheirHistory(t *testing.T) {
 	config := []byte(`{"architecture":"arm64","os":"linux","config":{"Env":["A=1"]},
 		"rootfs":{"type":"layers","diff_ids":["` + sha("1") + `","` + sha("2") + `","` + sha("3") + `"]},
@@ -191,28 +180,6 @@ func TestUndo_LeavesAnEarlierImageItOnlyTagged(t *testing.T) {
 	}
 	if refs := f.Refs(); len(refs) != 1 || refs["other:1"] != img.ID {
 		t.Errorf("tags %v, want only other:1", refs)
-	}
-}
-
-func TestTempRef_IsAValidTagForAnyJobID(t *testing.T) {
-	valid := func(tag string) bool {
-		if len(tag) > 128 || tag == "" {
-			return false
-		}
-		for i, r := range tag {
-			ok := r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || (i > 0 && (r == '.' || r == '-'))
-			if !ok {
-				return false
-			}
-		}
-		return true
-	}
-	for _, job := range []string{"job1", "2026-01-01T10:00:00Z/x y", strings.Repeat("j", 300)} {
-		ref := dockerimage.TempRef(job, 12)
-		repo, tag, _ := strings.Cut(ref, ":")
-		if repo != dockerimage.TempRepo || !valid(tag) || !strings.HasSuffix(tag, "-12") {
-			t.Errorf("TempRef(%q) = %q", job, ref)
-		}
 	}
 }
 

@@ -4,26 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
 )
-
-// TempRepo is the repository of the temporary prefix images a job loads
-// while its later layers are still downloading. They are removed when the
-// job ends; any left after a killed node are named TempRepo:j<job>-<n>.
-const TempRepo = "layercast-tmp"
-
-var tagUnsafe = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
-
-// TempRef is the tag of the temporary image holding the first n layers
-// of job's image.
-func TempRef(job string, n int) string {
-	j := tagUnsafe.ReplaceAllString(job, "_")
-	suffix := fmt.Sprintf("-%d", n)
-	if room := 127 - len(suffix); len(j) > room {
-		j = j[:room]
-	}
-	return TempRepo + ":j" + j + suffix
-}
 
 // Undo records what the daemon held before a job, so that everything the
 // job created can be removed again: temporary images, the image itself if
@@ -170,7 +153,7 @@ func (l *Loader) LoadPrefix(ctx context.Context, n int, files []string) error {
 	if err != nil {
 		return err
 	}
-	tag := TempRef(l.img.Job, n)
+	tag := jobspec.TempRef(l.img.Job, n)
 	l.undo.temps = append(l.undo.temps, tag)
 	if err := l.d.Load(ctx, l.archive(config, []string{tag}, n, files)); err != nil {
 		return fmt.Errorf("load layers %d-%d: %w", l.registered+1, n, err)

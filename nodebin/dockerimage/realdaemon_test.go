@@ -16,6 +16,7 @@ import (
 
 	"github.com/layercast/layercast/nodebin/dockerimage"
 	"github.com/layercast/layercast/nodebin/internal/dockerdtest"
+	"github.com/layercast/layercast/nodebin/jobspec"
 )
 
 // realDaemon starts a private dockerd (skipping without root) and returns
@@ -109,7 +110,7 @@ func TestRealDaemon_SkipsFilesOfLayersItHas(t *testing.T) {
 		t.Fatal(err)
 	}
 	app := dockerimage.NewTestImage(append(base, dockerimage.LayerTar(12, "c", 20000), dockerimage.LayerTar(13, "d", 10000)), false, "app")
-	present, err := d.PresentPrefix(ctx, dockerimage.ChainIDs(app.DiffIDs()))
+	present, err := d.PresentPrefix(ctx, jobspec.ChainIDs(app.DiffIDs()))
 	if err != nil {
 		t.Fatal(err)
 	}

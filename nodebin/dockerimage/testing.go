@@ -19,6 +19,8 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
 )
 
 // FakeDaemon is an in-memory Docker daemon with the classic image store's
@@ -84,7 +86,7 @@ func (f *FakeDaemon) tagsOf(id string) []string {
 func (f *FakeDaemon) chains() map[string]bool {
 	have := map[string]bool{}
 	for _, img := range f.images {
-		for _, c := range ChainIDs(img.diffIDs) {
+		for _, c := range jobspec.ChainIDs(img.diffIDs) {
 			have[c] = true
 		}
 	}
@@ -245,7 +247,7 @@ func (f *FakeDaemon) apply(files map[string][]byte) (string, error) {
 		if len(diffIDs) != len(m.Layers) {
 			return "", errors.New("invalid manifest, layers length mismatch")
 		}
-		for i, c := range ChainIDs(diffIDs) {
+		for i, c := range jobspec.ChainIDs(diffIDs) {
 			if have[c] || f.DropLoads {
 				continue
 			}
@@ -371,7 +373,7 @@ func NewTestImage(tars [][]byte, gz bool, note string) TestImage {
 		t.Layers = append(t.Layers, TestLayer{File: file, DiffID: Digest(b), Digest: Digest(file)})
 		history = append(history, map[string]any{"created_by": fmt.Sprintf("ADD layer%d /", i)})
 	}
-	for i, c := range ChainIDs(diffIDs) {
+	for i, c := range jobspec.ChainIDs(diffIDs) {
 		t.Layers[i].ChainID = c
 	}
 	t.Config, _ = json.Marshal(map[string]any{

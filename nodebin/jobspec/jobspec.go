@@ -1,7 +1,11 @@
-// Package jobspec is the contract between the bastion and the node binary:
-// the job spec the node reads on stdin, the control lines that follow it, and
-// the events the node writes on stdout. It is the only code the orchestrator
-// and the node binary share.
+// Package jobspec is the contract between the bastion and the node binary,
+// defined once for both sides: the job spec the node reads on stdin, the
+// control lines that follow it, the events the node writes on stdout, and
+// the host-side names and periods both must agree on (work dir, pid file,
+// temporary image names, chain IDs, heartbeat and progress periods).
+//
+// The operator side imports it (and may import other nodebin packages);
+// nothing in nodebin imports the operator side.
 //
 // The stream on the node's stdin is newline-delimited JSON: the first line is
 // a Spec, every later line is a Control. The node's stdout carries one Event

@@ -100,7 +100,7 @@ func BenchmarkNodeRealDaemon_Import(b *testing.B) {
 	}
 	config, _ := json.Marshal(map[string]any{"os": "linux", "architecture": "amd64", "rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs}})
 	spec := &jobspec.Spec{Version: jobspec.Version, JobID: "bench", Image: "bench/app:1", ImageID: dockerimage.Digest(config), Config: config, Announce: "http://x/a"}
-	for i, c := range dockerimage.ChainIDs(diffIDs) {
+	for i, c := range jobspec.ChainIDs(diffIDs) {
 		spec.Layers = append(spec.Layers, jobspec.Layer{DiffID: diffIDs[i], ChainID: c, Digest: diffIDs[i], Size: sizes[i], Torrent: []byte("x")})
 	}
 	for _, mode := range []struct {

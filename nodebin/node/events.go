@@ -160,7 +160,7 @@ func (p *progress) pullSnapshot(now time.Time) *jobspec.Progress {
 // reportProgress emits a progress event per tick until ctx ends or the
 // returned stop is called.
 func (j *job) reportProgress(ctx context.Context) (stop func()) {
-	ticks, stopTicks := j.opts.Ticks(j.spec.ProgressEvery.Or(DefaultProgressEvery))
+	ticks, stopTicks := j.opts.Ticks(j.spec.ProgressEvery.Or(jobspec.DefaultProgressEvery))
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {

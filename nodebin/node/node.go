@@ -25,13 +25,8 @@ const (
 	ExitCancelled = 3 // stopped before done: bastion stop, bastion gone, or a signal
 )
 
-// Defaults for the spec's optional durations.
-const (
-	DefaultHeartbeat     = 15 * time.Second
-	DefaultProgressEvery = 250 * time.Millisecond
-	// cleanupTimeout bounds the cleanup after a failure or cancel.
-	cleanupTimeout = 45 * time.Second
-)
+// cleanupTimeout bounds the cleanup after a failure or cancel.
+const cleanupTimeout = 45 * time.Second
 
 var (
 	// ErrStopped is the cause of a job stopped by a ControlStop line.
@@ -107,7 +102,7 @@ func Run(ctx context.Context, opts Options) int {
 		return ExitBadSpec
 	}
 	log := opts.Log.With("job", spec.JobID, "host", spec.Host)
-	go watchControl(ctx, dec, spec.Heartbeat.Or(DefaultHeartbeat), cancel, log)
+	go watchControl(ctx, dec, spec.Heartbeat.Or(jobspec.DefaultHeartbeat), cancel, log)
 
 	j := &job{opts: opts, spec: &spec, ev: ev, log: log, prog: &progress{}}
 	j.stopProgress = j.reportProgress(ctx)
@@ -263,9 +258,6 @@ func watchControl(ctx context.Context, dec *jobspec.Decoder, heartbeat time.Dura
 	}
 }
 
-// pidFile is where the node writes its pid inside the work dir.
-const pidFile = "node.pid"
-
 func writePid(dir string) error {
-	return os.WriteFile(dir+"/"+pidFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644)
+	return os.WriteFile(dir+"/"+jobspec.PidFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644)
 }

@@ -348,7 +348,7 @@ func TestNode_StopWhileDownloadingLeavesNoImage(t *testing.T) {
 	r := start(t, setup{spec: spec, daemon: daemon, leecher: &node.FakeLeecher{Files: files(img), Gate: gate}})
 	r.waitState(jobspec.StateDownloading)
 	gate <- struct{}{} // layer 0 arrives and is loaded ahead as a temporary image
-	waitUntil(t, "prefix image", func() bool { return daemon.Refs()[dockerimage.TempRef("job1", 1)] != "" })
+	waitUntil(t, "prefix image", func() bool { return daemon.Refs()[jobspec.TempRef("job1", 1)] != "" })
 	r.send(jobspec.ControlStop)
 	if code := r.exit(); code != node.ExitCancelled {
 		t.Errorf("exit %d, want %d", code, node.ExitCancelled)
@@ -433,7 +433,7 @@ func TestNode_LoadsPrefixesWhileLaterLayersDownload(t *testing.T) {
 			for i := range 3 {
 				gate <- struct{}{}
 				if !serial {
-					waitUntil(t, "prefix image", func() bool { return daemon.Refs()[dockerimage.TempRef("job1", i+1)] != "" })
+					waitUntil(t, "prefix image", func() bool { return daemon.Refs()[jobspec.TempRef("job1", i+1)] != "" })
 				}
 			}
 			gate <- struct{}{}

@@ -99,7 +99,7 @@ func (s *specStep) Run(ctx context.Context) error {
 	if !slices.Equal(diffIDs, layerDiffs) {
 		return fmt.Errorf("%w: layers' diff_ids %v differ from the config's %v", ErrBadSpec, layerDiffs, diffIDs)
 	}
-	if chains := dockerimage.ChainIDs(diffIDs); !slices.Equal(chains, layerChains) {
+	if chains := jobspec.ChainIDs(diffIDs); !slices.Equal(chains, layerChains) {
 		return fmt.Errorf("%w: layers' chain_ids %v, computed %v", ErrBadSpec, layerChains, chains)
 	}
 	return nil

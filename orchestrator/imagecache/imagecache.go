@@ -29,6 +29,8 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
 )
 
 // Docker is the part of the Docker API the cache needs.
@@ -292,7 +294,7 @@ func (c *Cache) export(ctx context.Context, d Docker, id string, diffIDs []strin
 			}
 			l.MediaType = "tar+gzip"
 		}
-		chain = ChainID(chain, l.DiffID)
+		chain = jobspec.ChainID(chain, l.DiffID)
 		l.ChainID = chain
 		im.Layers = append(im.Layers, l)
 	}
@@ -300,16 +302,6 @@ func (c *Cache) export(ctx context.Context, d Docker, id string, diffIDs []strin
 		return nil, err
 	}
 	return im, nil
-}
-
-// ChainID extends the chain ID of the layers below by one diff ID, as the
-// daemon computes it: the first layer's chain ID is its diff ID.
-func ChainID(parent, diffID string) string {
-	if parent == "" {
-		return diffID
-	}
-	sum := sha256.Sum256([]byte(parent + " " + diffID))
-	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // checkCompressed verifies that the file is gzip whose content has diffID.

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"os"
 	"testing"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
 )
 
 func TestPrepare_SplitsLayersByDigestWithChainIDs(t *testing.T) {
@@ -36,7 +38,7 @@ func TestPrepare_SplitsLayersByDigestWithChainIDs(t *testing.T) {
 	if im.Layers[0].ChainID != im.Layers[0].DiffID {
 		t.Fatalf("first chain ID %s, want its diff ID", im.Layers[0].ChainID)
 	}
-	if want := ChainID(im.Layers[0].DiffID, im.Layers[1].DiffID); im.Layers[1].ChainID != want || want == im.Layers[1].DiffID {
+	if want := jobspec.ChainID(im.Layers[0].DiffID, im.Layers[1].DiffID); im.Layers[1].ChainID != want || want == im.Layers[1].DiffID {
 		t.Fatalf("second chain ID %s, want %s", im.Layers[1].ChainID, want)
 	}
 	cfg, err := im.Config()

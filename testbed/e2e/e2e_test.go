@@ -1,6 +1,3 @@
-// Package e2e runs the layercast binary on the testbed: real sshd, real
-// dockerd, real swarm, shaped links. It needs root and the binary built by
-// make (LAYERCAST_BIN); `make test` sets it.
 package e2e
 
 import (

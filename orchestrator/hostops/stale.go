@@ -1,4 +1,4 @@
-package fleet
+package hostops
 
 import (
 	"bufio"
@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
+	"github.com/layercast/layercast/orchestrator/openssh"
 )
 
 // StaleDir is a work dir of an earlier job that CleanStale found.
 type StaleDir struct {
 	Dir string
-	// PID is the node's pid from node.pid; 0 when there was none.
+	// PID is the node's pid from its pid file; 0 when there was none.
 	PID int
 	// Killed: the pid still ran the node binary from Dir and was killed.
 	Killed bool
@@ -33,14 +36,14 @@ func (s StaleDir) String() string {
 	return b.String()
 }
 
-// killNodeFunc defines kill_node DIR SUDO: if DIR/node.pid names a process
+// killNodeFunc defines kill_node DIR SUDO: if DIR/PidFile names a process
 // whose executable (or, when /proc/PID/exe is unreadable, first argument)
 // is in DIR, it gets SIGTERM, then SIGKILL after 2s (a stopped process gets
 // the SIGKILL). It prints killed, gone (the pid runs something else or
 // nothing) or none (no pid file).
 const killNodeFunc = `
 kill_node() {
-  pid=$(head -c 32 "$1/node.pid" 2>/dev/null | tr -cd 0-9)
+  pid=$(head -c 32 "$1/` + jobspec.PidFile + `" 2>/dev/null | tr -cd 0-9)
   if [ -z "$pid" ]; then echo none; return; fi
   exe=$($2 readlink "/proc/$pid/exe" 2>/dev/null) || exe=""
   [ -n "$exe" ] || exe=$(tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | head -n 1)
@@ -56,7 +59,7 @@ kill_node() {
 }
 `
 
-// staleScript looks at every $3* (/tmp/layercast-*) dir owned by the
+// staleScript looks at every $3* (jobspec.WorkDirPrefix*) dir owned by the
 // login user except the current job's ($1), stops a node still running from
 // it (kill_node) and removes it. $2 = 1 runs kill and rm through sudo -n
 // (become). Output: "removed DIR PID killed|gone|none" or
@@ -82,17 +85,14 @@ $2 rm -rf -- "$1"
 `
 
 // CleanStale removes what earlier jobs left on the host: the work dirs
-// (/tmp/layercast-*, owned by the login user) of jobs other than keepJobID,
-// after killing a node still running from one (its pid is in node.pid and
+// (jobspec.WorkDirPrefix*, owned by the login user) of jobs other than
+// keepJobID, after killing a node still running from one (its pid is in its
+// pid file and
 // its executable is in that dir). A node whose bastion died exits by
 // itself after its heartbeat timeout; this catches the rest. It reports
 // every dir it found.
-func (c *Client) CleanStale(ctx context.Context, keepJobID string) ([]StaleDir, error) {
-	become := "0"
-	if c.host.Become {
-		become = "1"
-	}
-	out, err := c.Run(ctx, shell(staleScript, false, keepJobID, become, c.workPrefix))
+func (c *Conn) CleanStale(ctx context.Context, keepJobID string) ([]StaleDir, error) {
+	out, err := c.Run(ctx, openssh.Script(staleScript, keepJobID, c.become(), c.workPrefix))
 	if err != nil {
 		return nil, fmt.Errorf("clean stale work dirs: %w", err)
 	}
@@ -125,23 +125,20 @@ func parseStale(out []byte) []StaleDir {
 	return dirs
 }
 
-// TempRepo is the repository of the temporary images a node loads while
-// later layers still download (nodebin/dockerimage.TempRepo); they are
-// tagged TempRepo:j<job>-<n>.
-const TempRepo = "layercast-tmp"
-
-// tempImagesScript removes TempRepo images and prints each removed
-// reference: with $4 = only, those of job $1; otherwise those of every job
-// but $1. $2 is DOCKER_HOST, $3 = 1 runs docker through sudo -n. Without a
-// docker CLI, or with the daemon down, it removes nothing and succeeds.
+// tempImagesScript removes temporary images (jobspec.TempRef) and prints
+// each removed reference: with $4 = only, those of job $1 (their names
+// start with $5); otherwise those of every job but $1 (names starting with
+// $6 but not $5). $2 is DOCKER_HOST, $3 = 1 runs docker through sudo -n.
+// Without a docker CLI, or with the daemon down, it removes nothing and
+// succeeds.
 const tempImagesScript = `
-job=$1; dh=$2; s=""; [ "$3" = 1 ] && s="sudo -n"; mode=$4
+dh=$2; s=""; [ "$3" = 1 ] && s="sudo -n"; mode=$4; this=$5; any=$6
 command -v docker >/dev/null 2>&1 || exit 0
-refs=$($s env ${dh:+DOCKER_HOST="$dh"} docker image ls --format '{{.Repository}}:{{.Tag}}' ` + TempRepo + ` 2>/dev/null) || exit 0
+refs=$($s env ${dh:+DOCKER_HOST="$dh"} docker image ls --format '{{.Repository}}:{{.Tag}}' ` + jobspec.TempRepo + ` 2>/dev/null) || exit 0
 for r in $refs; do
   case "$r" in
-  "` + TempRepo + `:j$job-"*) [ "$mode" = only ] || continue;;
-  ` + TempRepo + `:j*) [ "$mode" = only ] && continue;;
+  "$this"*) [ "$mode" = only ] || continue;;
+  "$any"*) [ "$mode" = only ] && continue;;
   *) continue;;
   esac
   if $s env ${dh:+DOCKER_HOST="$dh"} docker image rm "$r" >/dev/null 2>&1; then echo "$r"; fi
@@ -153,15 +150,12 @@ exit 0
 // only set, those of job jobID (its node died before removing them);
 // otherwise those that nodes of every other job left there. It returns the
 // references removed.
-func (c *Client) RemoveTempImages(ctx context.Context, jobID string, only bool) ([]string, error) {
-	become, mode := "0", "others"
-	if c.host.Become {
-		become = "1"
-	}
+func (c *Conn) RemoveTempImages(ctx context.Context, jobID string, only bool) ([]string, error) {
+	mode := "others"
 	if only {
 		mode = "only"
 	}
-	out, err := c.Run(ctx, shell(tempImagesScript, false, jobID, c.host.DockerHost, become, mode))
+	out, err := c.Run(ctx, openssh.Script(tempImagesScript, jobID, c.Host().DockerHost, c.become(), mode, jobspec.TempRefPrefix(jobID), jobspec.AnyTempRefPrefix))
 	if err != nil {
 		return nil, fmt.Errorf("remove temporary images: %w", err)
 	}

@@ -1,4 +1,4 @@
-package fleet
+package openssh
 
 import (
 	"bytes"
@@ -13,7 +13,6 @@ import (
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/layercast/layercast/orchestrator/inventory"
 )
@@ -54,22 +53,20 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// shell runs a script with sh -c; args are $1, $2, ...
-func shell(script string, become bool, args ...string) Command {
-	return Command{Path: "sh", Args: append([]string{"-c", script, "sh"}, args...), Become: become}
+// Script runs a shell script with sh -c as the login user; args are $1,
+// $2, ...
+func Script(script string, args ...string) Command {
+	return Command{Path: "sh", Args: append([]string{"-c", script, "sh"}, args...)}
 }
 
 // Client is one SSH connection to a host (plus its jump hosts), with at most
-// one SFTP client. It implements Conn.
+// one SFTP client. Every method is safe for concurrent use.
 type Client struct {
-	host    inventory.Host
-	target  Target
-	ssh     *ssh.Client
-	jumps   []*ssh.Client
-	uploads *semaphore.Weighted
-	log     *slog.Logger
-	// workPrefix is WorkDirPrefix; tests point it elsewhere.
-	workPrefix string
+	host   inventory.Host
+	target Target
+	ssh    *ssh.Client
+	jumps  []*ssh.Client
+	log    *slog.Logger
 
 	sftpMu sync.Mutex
 	sftp   *sftp.Client
@@ -82,8 +79,8 @@ type Client struct {
 	lost error
 }
 
-func newClient(h inventory.Host, t Target, c *ssh.Client, jumps []*ssh.Client, uploads *semaphore.Weighted, log *slog.Logger) *Client {
-	return &Client{host: h, target: t, ssh: c, jumps: jumps, uploads: uploads, log: log, workPrefix: WorkDirPrefix, closed: make(chan struct{})}
+func newClient(h inventory.Host, t Target, c *ssh.Client, jumps []*ssh.Client, log *slog.Logger) *Client {
+	return &Client{host: h, target: t, ssh: c, jumps: jumps, log: log, closed: make(chan struct{})}
 }
 
 // Host is the inventory host this connection reaches.
@@ -255,118 +252,3 @@ func (b *limitedBuffer) Bytes() []byte {
 }
 
 func (b *limitedBuffer) String() string { return string(b.Bytes()) }
-
-// sftpClient opens the connection's one SFTP client on first use.
-func (c *Client) sftpClient() (*sftp.Client, error) {
-	c.sftpMu.Lock()
-	defer c.sftpMu.Unlock()
-	select {
-	case <-c.closed:
-		return nil, errors.New("connection closed")
-	default:
-	}
-	if c.sftp != nil {
-		return c.sftp, nil
-	}
-	sc, err := sftp.NewClient(c.ssh, sftp.UseConcurrentWrites(true))
-	if err != nil {
-		return nil, fmt.Errorf("open sftp: %w", err)
-	}
-	c.sftp = sc
-	return sc, nil
-}
-
-// Process is a command started on a host.
-type Process interface {
-	// Stdin is the command's standard input; closing it sends EOF.
-	Stdin() io.WriteCloser
-	// Stdout and Stderr must both be read, or the command blocks once the
-	// SSH window fills.
-	Stdout() io.Reader
-	Stderr() io.Reader
-	// Wait waits for the command to exit; a non-zero exit is an *ExitError.
-	Wait() error
-	// Stop ends the command: it closes stdin, sends SIGTERM, waits until
-	// ctx ends, then closes the session. It returns once the command is
-	// gone or the session closed; nil if the command had exited.
-	Stop(ctx context.Context) error
-}
-
-type process struct {
-	cmd    Command
-	s      *ssh.Session
-	stdin  io.WriteCloser
-	stdout io.Reader
-	stderr io.Reader
-	done   chan struct{}
-	err    error
-}
-
-// Start starts cmd with piped stdin, stdout and stderr. The session stays
-// open until the command exits or Stop is called.
-func (c *Client) Start(ctx context.Context, cmd Command) (Process, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	s, err := c.ssh.NewSession()
-	if err != nil {
-		return nil, fmt.Errorf("open session: %w", err)
-	}
-	p := &process{cmd: cmd, s: s, done: make(chan struct{})}
-	if p.stdin, err = s.StdinPipe(); err == nil {
-		if p.stdout, err = s.StdoutPipe(); err == nil {
-			p.stderr, err = s.StderrPipe()
-		}
-	}
-	if err != nil {
-		s.Close()
-		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
-	}
-	if err := s.Start(cmd.String()); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
-	}
-	go func() {
-		err := s.Wait()
-		if err != nil {
-			p.err = exitError(cmd, err, "")
-			if lost := c.lostErr(); lost != nil {
-				p.err = lost
-			}
-		}
-		s.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *process) Stdin() io.WriteCloser { return p.stdin }
-func (p *process) Stdout() io.Reader     { return p.stdout }
-func (p *process) Stderr() io.Reader     { return p.stderr }
-
-func (p *process) Wait() error {
-	<-p.done
-	return p.err
-}
-
-func (p *process) Stop(ctx context.Context) error {
-	select {
-	case <-p.done:
-		return nil
-	default:
-	}
-	_ = p.stdin.Close()
-	_ = p.s.Signal(ssh.SIGTERM)
-	select {
-	case <-p.done:
-		return nil
-	case <-ctx.Done():
-	}
-	_ = p.s.Signal(ssh.SIGKILL)
-	p.s.Close()
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-	}
-	return fmt.Errorf("stop %s: %w", p.cmd.Path, ctx.Err())
-}

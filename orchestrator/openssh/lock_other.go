@@ -1,6 +1,6 @@
 //go:build !unix
 
-package fleet
+package openssh
 
 // lockDir is a no-op where flock does not exist; appends within one
 // process are still serialized by a mutex.

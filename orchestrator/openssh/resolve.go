@@ -1,4 +1,4 @@
-package fleet
+package openssh
 
 import (
 	"errors"

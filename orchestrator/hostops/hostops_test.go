@@ -1,7 +1,6 @@
-package fleet
+package hostops
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -9,8 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,61 +17,61 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-	"golang.org/x/sync/semaphore"
+	"github.com/layercast/layercast/nodebin/jobspec"
+	"github.com/layercast/layercast/orchestrator/inventory"
+	"github.com/layercast/layercast/orchestrator/openssh"
 )
 
-// connect dials an in-process server whose commands run on this machine;
-// work dirs go under a temp dir, never to the real /tmp/layercast-*.
-func connect(t *testing.T, mod func(*Config)) (*Client, string) {
-	t.Helper()
-	e := newEnv(t)
-	hk := newSigner(t)
-	s := startServer(t, []ssh.Signer{hk}, e.key.PublicKey())
-	e.trust(t, s, hk.PublicKey())
-	prefix := filepath.Join(t.TempDir(), "layercast-")
-	d := e.dialer(t, func(c *Config) {
-		c.workDirPrefix = prefix
-		if mod != nil {
-			mod(c)
-		}
-	})
-	conn, err := d.Dial(context.Background(), e.host(s))
-	if err != nil {
-		t.Fatal(err)
+// localHost is a transport to this machine: it runs commands with sh -c as
+// sshd would and writes files directly. The SSH path itself is tested in
+// package openssh.
+type localHost struct{ host inventory.Host }
+
+func (l localHost) Host() inventory.Host { return l.host }
+
+func (l localHost) Run(ctx context.Context, cmd openssh.Command) ([]byte, error) {
+	c := exec.CommandContext(ctx, "sh", "-c", cmd.String())
+	c.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/root", "SSH_CONNECTION=127.0.0.1 40000 127.0.0.1 22"}
+	c.Stdin = cmd.Stdin
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	out, err := c.Output()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return out, &openssh.ExitError{Cmd: cmd.Path, Code: ee.ExitCode(), Stderr: strings.TrimSpace(stderr.String())}
 	}
-	t.Cleanup(func() { conn.Close() })
-	return conn.(*Client), prefix
+	return out, err
 }
 
-func TestClient_RunQuotesArgsAndReportsExitStatus(t *testing.T) {
-	c, _ := connect(t, nil)
-	ctx := context.Background()
-	out, err := c.Run(ctx, Command{Path: "printf", Args: []string{"%s|", "a b", "it's", "$HOME", ""}})
+func (l localHost) WriteFile(ctx context.Context, p string, data []byte) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if got := string(out); got != "a b|it's|$HOME||" {
-		t.Errorf("args arrived as %q", got)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(p)
+		return err
 	}
-	_, err = c.Run(ctx, shell("echo oops >&2; exit 7", false))
-	var ee *ExitError
-	if !errors.As(err, &ee) || ee.Code != 7 || ee.Stderr != "oops" {
-		t.Errorf("want exit 7 with stderr oops, got %v", err)
-	}
-	out, err = c.Run(ctx, Command{Path: "cat", Stdin: strings.NewReader("from stdin")})
-	if err != nil || string(out) != "from stdin" {
-		t.Errorf("stdin: %q %v", out, err)
-	}
-	tctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	if _, err := c.Run(tctx, Command{Path: "sleep", Args: []string{"30"}}); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("ctx end: got %v", err)
-	}
-	if time.Since(start) > 5*time.Second {
-		t.Errorf("Run did not return when ctx ended")
-	}
+	return f.Close()
+}
+
+func (l localHost) Start(context.Context, openssh.Command) (openssh.Process, error) {
+	return nil, errors.New("localHost starts no process")
+}
+
+func (l localHost) Forward(context.Context, string) (openssh.Forward, error) {
+	return nil, errors.New("localHost forwards no port")
+}
+
+func (l localHost) Close() error { return nil }
+
+// connect returns a Conn to this machine whose work dirs go under a temp
+// dir, never to the real /tmp/layercast-*.
+func connect(t *testing.T) (*Conn, string) {
+	t.Helper()
+	prefix := filepath.Join(t.TempDir(), "layercast-")
+	return &Conn{transport: localHost{host: inventory.Host{Name: "local"}}, workPrefix: prefix}, prefix
 }
 
 func gz(t *testing.T, data []byte) []byte {
@@ -89,7 +86,7 @@ func gz(t *testing.T, data []byte) []byte {
 }
 
 func TestClient_UploadChecksUnpacksAndRenames(t *testing.T) {
-	c, prefix := connect(t, nil)
+	c, prefix := connect(t)
 	ctx := context.Background()
 	bin := bytes.Repeat([]byte("#!/bin/sh\necho node\n"), 50000)
 	sum := sha256.Sum256(bin)
@@ -162,108 +159,8 @@ func assertOnly(t *testing.T, dir string, names ...string) {
 	}
 }
 
-func TestClient_UploadWaitsForASlot(t *testing.T) {
-	slots := semaphore.NewWeighted(1)
-	c, _ := connect(t, func(cfg *Config) { cfg.Uploads = slots })
-	dir, err := c.MakeWorkDir(context.Background(), "job2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slots.TryAcquire(1) {
-		t.Fatal("slot taken")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	sum := sha256.Sum256([]byte("x"))
-	_, err = c.Upload(ctx, dir, Binary{Name: "n", Gzip: gz(t, []byte("x")), SHA256: hex.EncodeToString(sum[:])})
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "upload slot") {
-		t.Errorf("want a wait for the slot, got %v", err)
-	}
-	slots.Release(1)
-	if _, err := c.Upload(context.Background(), dir, Binary{Name: "n", Gzip: gz(t, []byte("x")), SHA256: hex.EncodeToString(sum[:])}); err != nil {
-		t.Errorf("upload with a free slot: %v", err)
-	}
-}
-
-func TestClient_StartStreamsStdioAndStopEndsIt(t *testing.T) {
-	c, _ := connect(t, nil)
-	p, err := c.Start(context.Background(), shell(`read line; echo "got $line"; echo progress >&2; exec sleep 60`, false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go io.Copy(io.Discard, p.Stderr())
-	if _, err := io.WriteString(p.Stdin(), "spec\n"); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(p.Stdout()).ReadString('\n')
-	if err != nil || line != "got spec\n" {
-		t.Fatalf("stdout %q %v", line, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	start := time.Now()
-	if err := p.Stop(ctx); err != nil {
-		t.Fatalf("stop: %v", err)
-	}
-	if time.Since(start) > 5*time.Second {
-		t.Errorf("stop took %v; SIGTERM should end sleep at once", time.Since(start))
-	}
-	var ee *ExitError
-	if err := p.Wait(); !errors.As(err, &ee) {
-		t.Errorf("a process ended by SIGTERM should report it: %v", err)
-	}
-}
-
-func TestClient_ForwardReachesTheBastionAddress(t *testing.T) {
-	c, _ := connect(t, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				io.Copy(conn, conn)
-			}()
-		}
-	}()
-	f, err := c.Forward(context.Background(), ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.RemotePort() <= 0 {
-		t.Fatalf("remote port %d", f.RemotePort())
-	}
-	// The in-process "host" is this machine: its 127.0.0.1:port is ours.
-	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", f.RemotePort()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprint(conn, "ping\n")
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil || line != "ping\n" {
-		t.Errorf("echo through forward: %q %v", line, err)
-	}
-	conn.Close()
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(50 * time.Millisecond)
-	if c2, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", f.RemotePort()), time.Second); err == nil {
-		c2.Close()
-		t.Errorf("remote port still open after Close")
-	}
-}
-
 func TestClient_ProbeReportsOSArchAndConnection(t *testing.T) {
-	c, _ := connect(t, nil)
+	c, _ := connect(t)
 	f, err := c.Probe(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -324,7 +221,7 @@ func TestParseProbe_DockerAccess(t *testing.T) {
 }
 
 func TestClient_CleanStaleKillsOnlyNodesRunFromTheirDir(t *testing.T) {
-	c, prefix := connect(t, nil)
+	c, prefix := connect(t)
 	sleepBin, err := exec.LookPath("sleep")
 	if err != nil {
 		t.Skip("no sleep binary")
@@ -351,11 +248,11 @@ func TestClient_CleanStaleKillsOnlyNodesRunFromTheirDir(t *testing.T) {
 	data, _ := os.ReadFile(sleepBin)
 	os.WriteFile(node, data, 0o755)
 	nodeCmd := startFrom(node)
-	os.WriteFile(filepath.Join(old, "node.pid"), []byte(fmt.Sprint(nodeCmd.Process.Pid)), 0o600)
+	os.WriteFile(filepath.Join(old, jobspec.PidFile), []byte(fmt.Sprint(nodeCmd.Process.Pid)), 0o600)
 	// reused: node.pid names a pid now used by an unrelated process.
 	reused := mkdir("reused")
 	other := startFrom(sleepBin)
-	os.WriteFile(filepath.Join(reused, "node.pid"), []byte(fmt.Sprint(other.Process.Pid)), 0o600)
+	os.WriteFile(filepath.Join(reused, jobspec.PidFile), []byte(fmt.Sprint(other.Process.Pid)), 0o600)
 	current := mkdir("current")
 
 	nodeDone := make(chan error, 1)

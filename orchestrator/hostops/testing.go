@@ -1,18 +1,19 @@
-package fleet
+package hostops
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 
+	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/orchestrator/inventory"
+	"github.com/layercast/layercast/orchestrator/openssh"
 )
 
-// FakeDialer is a Dialer for tests of the orchestrator: it hands out
-// FakeConns by host name and fails the hosts listed in Errs.
+// FakeDialer stands in for Dialer in tests of the orchestrator: it hands
+// out FakeConns by host name and fails the hosts listed in Errs.
 type FakeDialer struct {
 	mu sync.Mutex
 	// Conns are handed out by host name; a host without one gets a new
@@ -20,11 +21,25 @@ type FakeDialer struct {
 	Conns map[string]*FakeConn
 	// Errs makes Dial fail for a host.
 	Errs map[string]error
+	// KeysErr is what CheckKeys returns.
+	KeysErr error
 	// Dialed lists the hosts dialled, in order.
 	Dialed []string
 }
 
-func (d *FakeDialer) Dial(ctx context.Context, h inventory.Host) (Conn, error) {
+// Resolve says the host is reached at its address (or name), as written.
+func (d *FakeDialer) Resolve(h inventory.Host) (openssh.Target, error) {
+	addr := h.Address
+	if addr == "" {
+		addr = h.Name
+	}
+	return openssh.Target{Alias: h.Name, HostName: addr, Port: 22}, nil
+}
+
+// CheckKeys returns KeysErr.
+func (d *FakeDialer) CheckKeys([]inventory.Host) error { return d.KeysErr }
+
+func (d *FakeDialer) Dial(ctx context.Context, h inventory.Host) (*FakeConn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -55,13 +70,13 @@ func (d *FakeDialer) Conn(host string) *FakeConn {
 	return d.Conns[host]
 }
 
-// FakeConn is a Conn that records what was asked of it. Set the exported
+// FakeConn stands in for Conn: it records what was asked of it. Set the exported
 // fields before use; read the records through the methods.
 type FakeConn struct {
 	Facts    Facts
 	ProbeErr error
 	// RunFunc answers Run; nil answers empty output.
-	RunFunc    func(ctx context.Context, cmd Command) ([]byte, error)
+	RunFunc    func(ctx context.Context, cmd openssh.Command) ([]byte, error)
 	MkdirErr   error
 	UploadErr  error
 	StartErr   error
@@ -69,21 +84,21 @@ type FakeConn struct {
 	Stale      []StaleDir
 	CleanErr   error
 	RemoveErr  error
-	// TempImages are the daemon's temporary images (TempRepo:j<job>-<n>);
+	// TempImages are the daemon's temporary images (jobspec.TempRef);
 	// RemoveTempImages removes them. Read them back with TempImagesLeft.
 	TempImages []string
 	// StartFunc plays the started command (for example a fake node that
 	// reads the spec from p.StdinReader() and writes events to
 	// p.StdoutWriter()); it runs in its own goroutine. Nil: the process
 	// just waits to be stopped.
-	StartFunc func(ctx context.Context, cmd Command, p *FakeProcess)
+	StartFunc func(ctx context.Context, cmd openssh.Command, p *openssh.FakeProcess)
 
 	mu        sync.Mutex
 	host      inventory.Host
 	calls     []string
 	uploaded  map[string]Binary
-	processes []*FakeProcess
-	forwards  []*FakeForward
+	processes []*openssh.FakeProcess
+	forwards  []*openssh.FakeForward
 	workDirs  map[string]bool
 	closed    bool
 }
@@ -130,10 +145,10 @@ func (c *FakeConn) Uploaded() map[string]Binary {
 }
 
 // Processes returns the processes started, in order.
-func (c *FakeConn) Processes() []*FakeProcess {
+func (c *FakeConn) Processes() []*openssh.FakeProcess {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]*FakeProcess(nil), c.processes...)
+	return append([]*openssh.FakeProcess(nil), c.processes...)
 }
 
 // WorkDirs lists the work dirs made and not removed.
@@ -169,7 +184,7 @@ func (c *FakeConn) Probe(ctx context.Context) (Facts, error) {
 	return c.Facts, c.ProbeErr
 }
 
-func (c *FakeConn) Run(ctx context.Context, cmd Command) ([]byte, error) {
+func (c *FakeConn) Run(ctx context.Context, cmd openssh.Command) ([]byte, error) {
 	if err := c.record("run %s", cmd); err != nil {
 		return nil, err
 	}
@@ -186,7 +201,7 @@ func (c *FakeConn) MakeWorkDir(ctx context.Context, jobID string) (string, error
 	if c.MkdirErr != nil {
 		return "", c.MkdirErr
 	}
-	dir := WorkDir(jobID)
+	dir := jobspec.WorkDir(jobID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.workDirs[dir] {
@@ -210,14 +225,14 @@ func (c *FakeConn) Upload(ctx context.Context, dir string, bin Binary) (string, 
 	return p, nil
 }
 
-func (c *FakeConn) Start(ctx context.Context, cmd Command) (Process, error) {
+func (c *FakeConn) Start(ctx context.Context, cmd openssh.Command) (openssh.Process, error) {
 	if err := c.record("start %s", cmd); err != nil {
 		return nil, err
 	}
 	if c.StartErr != nil {
 		return nil, c.StartErr
 	}
-	p := NewFakeProcess()
+	p := openssh.NewFakeProcess()
 	c.mu.Lock()
 	c.processes = append(c.processes, p)
 	c.mu.Unlock()
@@ -227,7 +242,7 @@ func (c *FakeConn) Start(ctx context.Context, cmd Command) (Process, error) {
 	return p, nil
 }
 
-func (c *FakeConn) Forward(ctx context.Context, localAddr string) (Forward, error) {
+func (c *FakeConn) Forward(ctx context.Context, localAddr string) (openssh.Forward, error) {
 	if err := c.record("forward %s", localAddr); err != nil {
 		return nil, err
 	}
@@ -236,7 +251,7 @@ func (c *FakeConn) Forward(ctx context.Context, localAddr string) (Forward, erro
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	f := &FakeForward{Port: 40000 + len(c.forwards), Local: localAddr}
+	f := &openssh.FakeForward{Port: 40000 + len(c.forwards), Local: localAddr}
 	c.forwards = append(c.forwards, f)
 	return f, nil
 }
@@ -263,7 +278,7 @@ func (c *FakeConn) RemoveTempImages(ctx context.Context, jobID string, only bool
 	defer c.mu.Unlock()
 	var removed, kept []string
 	for _, ref := range c.TempImages {
-		if strings.HasPrefix(ref, TempRepo+":j"+jobID+"-") == only {
+		if strings.HasPrefix(ref, jobspec.TempRefPrefix(jobID)) == only {
 			removed = append(removed, ref)
 		} else {
 			kept = append(kept, ref)
@@ -290,114 +305,10 @@ func (c *FakeConn) Close() error {
 	c.mu.Lock()
 	c.calls = append(c.calls, "close")
 	c.closed = true
-	procs := append([]*FakeProcess(nil), c.processes...)
+	procs := append([]*openssh.FakeProcess(nil), c.processes...)
 	c.mu.Unlock()
 	for _, p := range procs {
 		p.Exit(errors.New("connection closed"))
 	}
 	return nil
 }
-
-// FakeForward is the Forward a FakeConn returns.
-type FakeForward struct {
-	Port  int
-	Local string
-	mu    sync.Mutex
-	done  bool
-}
-
-func (f *FakeForward) RemotePort() int { return f.Port }
-
-func (f *FakeForward) Close() error {
-	f.mu.Lock()
-	f.done = true
-	f.mu.Unlock()
-	return nil
-}
-
-// Closed reports whether Close was called.
-func (f *FakeForward) Closed() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.done
-}
-
-// FakeProcess is a Process whose other end the test plays: it reads what
-// the orchestrator wrote with StdinReader, writes the command's output with
-// StdoutWriter/StderrWriter and ends it with Exit.
-type FakeProcess struct {
-	stdinR           *io.PipeReader
-	stdinW           *io.PipeWriter
-	stdoutR, stderrR *io.PipeReader
-	stdoutW, stderrW *io.PipeWriter
-
-	once    sync.Once
-	done    chan struct{}
-	err     error
-	mu      sync.Mutex
-	stopped bool
-}
-
-func NewFakeProcess() *FakeProcess {
-	p := &FakeProcess{done: make(chan struct{})}
-	p.stdinR, p.stdinW = io.Pipe()
-	p.stdoutR, p.stdoutW = io.Pipe()
-	p.stderrR, p.stderrW = io.Pipe()
-	return p
-}
-
-func (p *FakeProcess) Stdin() io.WriteCloser { return p.stdinW }
-func (p *FakeProcess) Stdout() io.Reader     { return p.stdoutR }
-func (p *FakeProcess) Stderr() io.Reader     { return p.stderrR }
-
-// StdinReader reads what the orchestrator writes to the process.
-func (p *FakeProcess) StdinReader() io.Reader { return p.stdinR }
-
-// StdoutWriter and StderrWriter write the process's output.
-func (p *FakeProcess) StdoutWriter() io.Writer { return p.stdoutW }
-func (p *FakeProcess) StderrWriter() io.Writer { return p.stderrW }
-
-// Exit ends the process with err (nil: exit status 0). Only the first call
-// counts.
-func (p *FakeProcess) Exit(err error) {
-	p.once.Do(func() {
-		p.err = err
-		p.stdoutW.Close()
-		p.stderrW.Close()
-		p.stdinR.CloseWithError(errors.New("process exited"))
-		close(p.done)
-	})
-}
-
-// Done is closed when the process exited.
-func (p *FakeProcess) Done() <-chan struct{} { return p.done }
-
-func (p *FakeProcess) Wait() error {
-	<-p.done
-	return p.err
-}
-
-// Stop closes stdin and ends the process (exit status 0 unless it already
-// exited otherwise).
-func (p *FakeProcess) Stop(ctx context.Context) error {
-	p.mu.Lock()
-	p.stopped = true
-	p.mu.Unlock()
-	p.stdinW.Close()
-	p.Exit(nil)
-	return nil
-}
-
-// Stopped reports whether Stop was called.
-func (p *FakeProcess) Stopped() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stopped
-}
-
-var (
-	_ Dialer  = (*FakeDialer)(nil)
-	_ Conn    = (*FakeConn)(nil)
-	_ Process = (*FakeProcess)(nil)
-	_ Forward = (*FakeForward)(nil)
-)

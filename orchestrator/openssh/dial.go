@@ -1,4 +1,4 @@
-package fleet
+package openssh
 
 import (
 	"context"
@@ -15,12 +15,11 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/layercast/layercast/orchestrator/inventory"
 )
 
-// Config tunes an SSHDialer. The zero value reads the user's files, as
+// Config tunes an Dialer. The zero value reads the user's files, as
 // OpenSSH does.
 type Config struct {
 	// SSHConfigPath is the ssh_config file; "" means ~/.ssh/config (a
@@ -51,19 +50,12 @@ type Config struct {
 	DialAttempts int
 	// RetryDelay is the wait before the second attempt (default 1s).
 	RetryDelay time.Duration
-	// Uploads is shared by every connection of the dialer: an upload holds
-	// one slot while it sends. Nil means no limit beyond the caller's.
-	Uploads *semaphore.Weighted
-	Logger  *slog.Logger
-
-	// workDirPrefix replaces WorkDirPrefix in tests, which must not touch
-	// the machine's real /tmp/layercast-* dirs.
-	workDirPrefix string
+	Logger     *slog.Logger
 }
 
-// SSHDialer opens SSH connections to inventory hosts. It is safe for
+// Dialer opens SSH connections to inventory hosts. It is safe for
 // concurrent use.
-type SSHDialer struct {
+type Dialer struct {
 	cfg      Config
 	resolver resolver
 	keys     hostKeys
@@ -72,7 +64,7 @@ type SSHDialer struct {
 
 // NewDialer reads ~/.ssh/config (or cfg.SSHConfigPath) once and returns a
 // dialer. A malformed ssh_config is an error wrapping ErrSSHConfig.
-func NewDialer(cfg Config) (*SSHDialer, error) {
+func NewDialer(cfg Config) (*Dialer, error) {
 	if cfg.Home == "" {
 		h, err := os.UserHomeDir()
 		if err != nil {
@@ -118,7 +110,7 @@ func NewDialer(cfg Config) (*SSHDialer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &SSHDialer{
+	return &Dialer{
 		cfg:      cfg,
 		resolver: resolver{cfg: sc, home: cfg.Home, localUser: cfg.LocalUser},
 		keys:     hostKeys{path: cfg.KnownHostsPath, acceptNew: cfg.AcceptNewHostKeys, mu: &sync.Mutex{}},
@@ -128,14 +120,14 @@ func NewDialer(cfg Config) (*SSHDialer, error) {
 
 // Resolve says how h would be reached: address, port, user, keys and jump
 // hosts after ~/.ssh/config and defaults. It opens no connection.
-func (d *SSHDialer) Resolve(h inventory.Host) (Target, error) {
+func (d *Dialer) Resolve(h inventory.Host) (Target, error) {
 	return d.resolver.resolveHost(h)
 }
 
 // Dial connects to h (through its ProxyJump hosts), verifying every host
 // key and authenticating. Errors that may pass are retried; the error
 // returned wraps one of the package's sentinels when one applies.
-func (d *SSHDialer) Dial(ctx context.Context, h inventory.Host) (Conn, error) {
+func (d *Dialer) Dial(ctx context.Context, h inventory.Host) (*Client, error) {
 	t, err := d.Resolve(h)
 	if err != nil {
 		return nil, err
@@ -155,7 +147,7 @@ func (d *SSHDialer) Dial(ctx context.Context, h inventory.Host) (Conn, error) {
 	return c, nil
 }
 
-func (d *SSHDialer) dialTarget(ctx context.Context, h inventory.Host, t Target) (*Client, error) {
+func (d *Dialer) dialTarget(ctx context.Context, h inventory.Host, t Target) (*Client, error) {
 	var (
 		hops []*ssh.Client
 		prev *ssh.Client
@@ -179,10 +171,7 @@ func (d *SSHDialer) dialTarget(ctx context.Context, h inventory.Host, t Target) 
 		closeHops()
 		return nil, err
 	}
-	cl := newClient(h, t, c, hops, d.cfg.Uploads, d.log.With("host", h.Name))
-	if d.cfg.workDirPrefix != "" {
-		cl.workPrefix = d.cfg.workDirPrefix
-	}
+	cl := newClient(h, t, c, hops, d.log.With("host", h.Name))
 	if d.cfg.KeepAlive > 0 {
 		go cl.keepAlive(d.cfg.KeepAlive)
 	}
@@ -190,7 +179,7 @@ func (d *SSHDialer) dialTarget(ctx context.Context, h inventory.Host, t Target) 
 }
 
 // dialHop opens one SSH connection, directly or through via.
-func (d *SSHDialer) dialHop(ctx context.Context, via *ssh.Client, t Target) (*ssh.Client, error) {
+func (d *Dialer) dialHop(ctx context.Context, via *ssh.Client, t Target) (*ssh.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.ConnectTimeout)
 	defer cancel()
 

@@ -1,4 +1,4 @@
-package fleet
+package hostops
 
 import (
 	"bufio"
@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/layercast/layercast/orchestrator/openssh"
 )
 
 // DockerAccess says how the login user can reach the Docker daemon.
@@ -100,12 +102,9 @@ fi
 // free space in /tmp. It writes nothing on the host. An error means the
 // probe could not run; a host that cannot take a job is reported through
 // Facts.Usable.
-func (c *Client) Probe(ctx context.Context) (Facts, error) {
-	become := "0"
-	if c.host.Become {
-		become = "1"
-	}
-	out, err := c.Run(ctx, shell(probeScript, false, c.host.DockerHost, become))
+func (c *Conn) Probe(ctx context.Context) (Facts, error) {
+	h := c.Host()
+	out, err := c.Run(ctx, openssh.Script(probeScript, h.DockerHost, c.become()))
 	if err != nil {
 		if len(out) == 0 {
 			// Not even uname answered: most likely not a POSIX shell.
@@ -113,7 +112,7 @@ func (c *Client) Probe(ctx context.Context) (Facts, error) {
 		}
 		return Facts{}, fmt.Errorf("probe host: %w", err)
 	}
-	return parseProbe(out, c.host.Become, c.host.DockerHost), nil
+	return parseProbe(out, h.Become, h.DockerHost), nil
 }
 
 // parseProbe turns probeScript's output into Facts.

@@ -1,4 +1,4 @@
-package fleet
+package openssh
 
 import (
 	"context"
@@ -6,17 +6,15 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"fmt"
 	"github.com/layercast/layercast/orchestrator/inventory"
 )
 
-func resolverFor(t *testing.T, config string) *SSHDialer {
+func resolverFor(t *testing.T, config string) *Dialer {
 	t.Helper()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "config")
@@ -127,79 +125,11 @@ func TestResolve_Errors(t *testing.T) {
 	}
 }
 
-func TestForEach_BoundsConcurrencyWithoutBatches(t *testing.T) {
-	hosts := []string{"slow", "a", "b", "c", "d", "e"}
-	var (
-		running, peak atomic.Int32
-		mu            sync.Mutex
-		finished      []string
-	)
-	release := make(chan struct{})
-	res := ForEach(context.Background(), hosts, 2, func(ctx context.Context, h string) (int, error) {
-		n := running.Add(1)
-		defer running.Add(-1)
-		for {
-			p := peak.Load()
-			if n <= p || peak.CompareAndSwap(p, n) {
-				break
-			}
-		}
-		if h == "slow" {
-			<-release
-		} else {
-			time.Sleep(5 * time.Millisecond)
-		}
-		mu.Lock()
-		finished = append(finished, h)
-		if len(finished) == len(hosts)-1 {
-			close(release) // every other host finished while slow held its slot
-		}
-		mu.Unlock()
-		if h == "c" {
-			return 0, errors.New("boom")
-		}
-		return len(h), nil
-	})
-	if peak.Load() > 2 {
-		t.Errorf("%d ran at once, limit 2", peak.Load())
-	}
-	if finished[len(finished)-1] != "slow" {
-		t.Errorf("finish order %v: the slow host held up others", finished)
-	}
-	for i, r := range res {
-		if r.Host != hosts[i] {
-			t.Errorf("result %d is %s", i, r.Host)
-		}
-	}
-	err := Errors(res)
-	var he *HostError
-	if !errors.As(err, &he) || he.Host != "c" || err.Error() != "c: boom" {
-		t.Errorf("Errors = %v", err)
-	}
-}
-
-func TestForEach_StopsStartingWhenCtxEnds(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var started []string
-	var mu sync.Mutex
-	res := ForEach(ctx, []string{"a", "b", "c"}, 1, func(ctx context.Context, h string) (struct{}, error) {
-		mu.Lock()
-		started = append(started, h)
-		mu.Unlock()
-		cancel()
-		return struct{}{}, nil
-	})
-	sort.Strings(started)
-	if len(started) != 1 || !errors.Is(res[1].Err, context.Canceled) || !errors.Is(res[2].Err, context.Canceled) {
-		t.Errorf("started %v, results %+v", started, res)
-	}
-}
-
 func TestRetry_StopsOnSentinelsAndRetriesTheRest(t *testing.T) {
 	calls := 0
 	err := Retry(context.Background(), 5, time.Millisecond, func(context.Context) error {
 		calls++
-		return &HostError{Host: "h", Err: ErrHostKeyMismatch}
+		return fmt.Errorf("h: %w", ErrHostKeyMismatch)
 	})
 	if calls != 1 || !errors.Is(err, ErrHostKeyMismatch) {
 		t.Errorf("sentinel: %d calls, %v", calls, err)
@@ -214,36 +144,5 @@ func TestRetry_StopsOnSentinelsAndRetriesTheRest(t *testing.T) {
 	})
 	if calls != 3 || err != nil {
 		t.Errorf("transient: %d calls, %v", calls, err)
-	}
-}
-
-func TestFakes_ProcessRoundTrip(t *testing.T) {
-	d := &FakeDialer{Errs: map[string]error{"bad": ErrAuthFailed}}
-	if _, err := d.Dial(context.Background(), inventory.Host{Name: "bad"}); !errors.Is(err, ErrAuthFailed) {
-		t.Errorf("dial bad: %v", err)
-	}
-	c, err := d.Dial(context.Background(), inventory.Host{Name: "h"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fc := d.Conn("h")
-	fc.StartFunc = func(ctx context.Context, cmd Command, p *FakeProcess) {
-		b := make([]byte, 4)
-		n, _ := p.StdinReader().Read(b)
-		p.StdoutWriter().Write(append([]byte("echo:"), b[:n]...))
-		p.Exit(nil)
-	}
-	p, err := c.Start(context.Background(), Command{Path: "/tmp/layercast-j/node", Become: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Stdin().Write([]byte("spec"))
-	out := make([]byte, 9)
-	n, _ := p.Stdout().Read(out)
-	if string(out[:n]) != "echo:spec" || p.Wait() != nil {
-		t.Errorf("got %q", out[:n])
-	}
-	if calls := fc.Calls(); len(calls) != 1 || calls[0] != "start sudo -n -- /tmp/layercast-j/node" {
-		t.Errorf("calls %v", calls)
 	}
 }

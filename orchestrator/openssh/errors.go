@@ -1,4 +1,4 @@
-package fleet
+package openssh
 
 import (
 	"context"
@@ -26,27 +26,13 @@ var (
 	// ErrSSHConfig: ~/.ssh/config cannot be read or asks for something
 	// layercast cannot do (ProxyCommand).
 	ErrSSHConfig = errors.New("ssh config")
-	// ErrSudoNeedsPassword: become is set but `sudo -n` wants a password.
-	ErrSudoNeedsPassword = errors.New("sudo needs a password")
-	// ErrNoDocker: docker is missing or not usable by the login user.
-	ErrNoDocker = errors.New("docker not usable")
-	// ErrNotLinux: the host is not a Linux host.
-	ErrNotLinux = errors.New("not a linux host")
-	// ErrUnsupportedArch: no node binary for the host's CPU.
-	ErrUnsupportedArch = errors.New("unsupported architecture")
-	// ErrChecksumMismatch: the uploaded binary's sha256 on the host differs
-	// from the one expected.
-	ErrChecksumMismatch = errors.New("checksum mismatch")
 	// ErrConnectionLost: the host stopped answering on an open connection
 	// (keepalives unanswered, a cut link), so it was closed. What ran
 	// there may still run; its outcome is unknown.
 	ErrConnectionLost = errors.New("lost the SSH connection to the host")
 )
 
-var permanent = []error{
-	ErrHostKeyMismatch, ErrHostKeyUnknown, ErrAuthFailed, ErrKeyFile, ErrSSHConfig,
-	ErrSudoNeedsPassword, ErrNoDocker, ErrNotLinux, ErrUnsupportedArch, ErrChecksumMismatch,
-}
+var permanent = []error{ErrHostKeyMismatch, ErrHostKeyUnknown, ErrAuthFailed, ErrKeyFile, ErrSSHConfig}
 
 // Permanent reports whether err is one that retrying cannot fix, or the
 // end of ctx.

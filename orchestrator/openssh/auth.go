@@ -1,4 +1,4 @@
-package fleet
+package openssh
 
 import (
 	"bytes"
@@ -171,7 +171,7 @@ func (kr *keyring) noKeysError(t Target, agentSock string) error {
 // in ~/.ssh/config), so that a key that cannot be used is reported before
 // any host is contacted. Each problem is reported once, for the first host
 // that names the file; errors wrap ErrKeyFile or ErrSSHConfig.
-func (d *SSHDialer) CheckKeys(hosts []inventory.Host) error {
+func (d *Dialer) CheckKeys(hosts []inventory.Host) error {
 	ag, closeAgent, _ := openAgent(d.cfg.AgentSocket)
 	defer closeAgent()
 	var errs []error

@@ -1,4 +1,4 @@
-package fleet
+package openssh
 
 import (
 	"context"
@@ -61,7 +61,7 @@ func writeKey(t *testing.T, path string, raw ed25519.PrivateKey, passphrase []by
 	}
 }
 
-func (e *env) dialer(t *testing.T, mod func(*Config)) *SSHDialer {
+func (e *env) dialer(t *testing.T, mod func(*Config)) *Dialer {
 	t.Helper()
 	cfg := Config{SSHConfigPath: e.sshConfig, KnownHostsPath: e.knownHosts, AgentSocket: "none",
 		Home: e.home, LocalUser: "tester", ConnectTimeout: 5 * time.Second, DialAttempts: 1, KeepAlive: -1}
@@ -325,7 +325,7 @@ Host jump2
 	if j1.directTCPIP.Load() != 1 || j2.directTCPIP.Load() != 1 {
 		t.Errorf("jump traffic: jump1 %d, jump2 %d channels; want 1 each", j1.directTCPIP.Load(), j2.directTCPIP.Load())
 	}
-	out, err := c.Run(context.Background(), shell(`echo "$SSH_CONNECTION"`, false))
+	out, err := c.Run(context.Background(), Script(`echo "$SSH_CONNECTION"`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,86 @@
+package jobspec
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// What both sides of SSH must agree on besides the streams: where a job
+// lives on a host, how its node can be found and stopped, how its
+// temporary images are named, how layers are identified in the daemon,
+// and how often the two sides speak.
+
+// WorkDirPrefix starts the name of every job's temp dir on a host; the job
+// ID follows. The bastion makes and removes these dirs and looks for stale
+// ones by this prefix.
+const WorkDirPrefix = "/tmp/layercast-"
+
+// WorkDir is the temp dir of job id on a host.
+func WorkDir(jobID string) string { return WorkDirPrefix + jobID }
+
+// PidFile is the file in the work dir where the node writes its pid, so
+// that the bastion can stop a node its job left running.
+const PidFile = "node.pid"
+
+// TempRepo is the repository of the temporary prefix images a node loads
+// while later layers still download. They are removed when the job ends;
+// any left after a killed node are named TempRef(job, n).
+const TempRepo = "layercast-tmp"
+
+var tagUnsafe = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
+
+// TempRef is the reference of the temporary image holding the first n
+// layers of job's image: TempRepo:j<job>-<n>, a valid tag for any job ID.
+func TempRef(job string, n int) string {
+	j := tagUnsafe.ReplaceAllString(job, "_")
+	suffix := fmt.Sprintf("-%d", n)
+	if room := 127 - len(suffix); len(j) > room {
+		j = j[:room]
+	}
+	return TempRepo + ":j" + j + suffix
+}
+
+// TempRefPrefix starts every TempRef of job (a job ID short enough not to
+// be cut, as every ID the bastion makes is).
+func TempRefPrefix(job string) string {
+	return TempRepo + ":j" + tagUnsafe.ReplaceAllString(job, "_") + "-"
+}
+
+// AnyTempRefPrefix starts the TempRef of every job.
+const AnyTempRefPrefix = TempRepo + ":j"
+
+// ChainID extends the chain ID of the layers below (parent; "" for the
+// first layer) by one diff ID, as the daemon computes it:
+// chain(0) = diff(0), chain(n) = sha256(chain(n-1) + " " + diff(n)).
+func ChainID(parent, diffID string) string {
+	if parent == "" {
+		return diffID
+	}
+	sum := sha256.Sum256([]byte(parent + " " + diffID))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// ChainIDs returns the chain ID of every prefix of diffIDs.
+func ChainIDs(diffIDs []string) []string {
+	out := make([]string, len(diffIDs))
+	chain := ""
+	for i, d := range diffIDs {
+		chain = ChainID(chain, d)
+		out[i] = chain
+	}
+	return out
+}
+
+// Periods of the protocol.
+const (
+	// HeartbeatEvery is how often the bastion sends ControlHeartbeat.
+	HeartbeatEvery = time.Second
+	// DefaultHeartbeat is Spec.Heartbeat when zero: a node that hears
+	// nothing for this long assumes the bastion died, cleans up and exits.
+	DefaultHeartbeat = 15 * time.Second
+	// DefaultProgressEvery is Spec.ProgressEvery when zero.
+	DefaultProgressEvery = 250 * time.Millisecond
+)

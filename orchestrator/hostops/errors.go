@@ -1,0 +1,17 @@
+package hostops
+
+import "errors"
+
+// Errors of a host that cannot take a job; the orchestrator reports them
+// as the host's failure reason.
+var (
+	// ErrSudoNeedsPassword: become is set but `sudo -n` wants a password.
+	ErrSudoNeedsPassword = errors.New("sudo needs a password")
+	// ErrNoDocker: docker is missing or not usable by the login user.
+	ErrNoDocker = errors.New("docker not usable")
+	// ErrNotLinux: the host is not a Linux host.
+	ErrNotLinux = errors.New("not a linux host")
+	// ErrChecksumMismatch: the uploaded binary's sha256 on the host differs
+	// from the one expected.
+	ErrChecksumMismatch = errors.New("checksum mismatch")
+)

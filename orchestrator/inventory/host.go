@@ -1,0 +1,126 @@
+package inventory
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Host is one machine of the fleet as the inventory describes it.
+type Host struct {
+	// Name is unique in the inventory; the operator types it in --hosts.
+	Name string `yaml:"name"`
+	// Address is an IP or DNS name. Empty: Name, after ~/.ssh/config.
+	Address string `yaml:"address,omitempty"`
+	// Port is the SSH port. 0: from ~/.ssh/config, else 22.
+	Port int `yaml:"port,omitempty"`
+	// User is the login user. Empty: from ~/.ssh/config, else the local user.
+	User string `yaml:"user,omitempty"`
+	// IdentityFile is an absolute path to a private key. Empty: from
+	// ~/.ssh/config and ssh-agent.
+	IdentityFile string `yaml:"identity_file,omitempty"`
+	// Become runs the node binary through `sudo -n`.
+	Become bool `yaml:"become,omitempty"`
+	// DockerHost is DOCKER_HOST for the node; empty: the daemon's default.
+	DockerHost string `yaml:"docker_host,omitempty"`
+	// Labels are free-form tags for the operator.
+	Labels map[string]string `yaml:"labels,omitempty"`
+
+	// Source is where the host is defined, "inventory.yaml:12".
+	Source string `yaml:"-"`
+	// Groups the host belongs to, sorted.
+	Groups []string `yaml:"-"`
+}
+
+// String names the host and where it is reached, as far as the inventory
+// says; it is safe on a zero Host and never shows secrets.
+func (h Host) String() string {
+	name := h.Name
+	if name == "" {
+		name = "(unnamed)"
+	}
+	addr := h.Address
+	if addr == "" {
+		addr = h.Name
+	}
+	if h.User != "" {
+		addr = h.User + "@" + addr
+	}
+	if h.Port != 0 {
+		addr = fmt.Sprintf("%s:%d", addr, h.Port)
+	}
+	if addr == "" || addr == name {
+		return name
+	}
+	return name + " (" + addr + ")"
+}
+
+// FieldError is a problem with one field of a host; Parse turns it into an
+// *Error with the file and line of that field.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Validate checks a host after defaults were applied. It reads the identity
+// file's metadata (not its content) to say early when the key is missing.
+func (h *Host) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	switch {
+	case h.Name == "":
+		bad("name", "is empty")
+	case strings.ContainsAny(h.Name, " \t\r\n,/") || strings.HasPrefix(h.Name, "-"):
+		bad("name", "%q: a host name may not contain spaces, commas or slashes, nor start with '-'", h.Name)
+	}
+	if strings.ContainsAny(h.Address, " \t\r\n/@") || strings.HasPrefix(h.Address, "-") {
+		bad("address", "%q is not an IP address or DNS name", h.Address)
+	}
+	if h.Port < 0 || h.Port > 65535 {
+		bad("port", "%d is not a port number", h.Port)
+	}
+	if strings.ContainsAny(h.User, " \t\r\n:@/") || strings.HasPrefix(h.User, "-") {
+		bad("user", "%q is not a user name", h.User)
+	}
+	if h.IdentityFile != "" {
+		if err := checkKeyFile(h.IdentityFile); err != nil {
+			bad("identity_file", "%v", err)
+		}
+	}
+	if h.DockerHost != "" && !validDockerHost(h.DockerHost) {
+		bad("docker_host", "%q: want unix:///path, tcp://host:port or fd://", h.DockerHost)
+	}
+	for k := range h.Labels {
+		if k == "" {
+			bad("labels", "a label has an empty key")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkKeyFile(path string) error {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%s does not exist", path)
+	case err != nil:
+		return fmt.Errorf("cannot read %s: %v", path, err)
+	case st.IsDir():
+		return fmt.Errorf("%s is a directory, not a private key", path)
+	}
+	return nil
+}
+
+func validDockerHost(s string) bool {
+	for _, p := range []string{"unix:///", "tcp://", "fd://", "npipe://", "ssh://"} {
+		if strings.HasPrefix(s, p) && len(s) > len(p) || s == "fd://" {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,76 @@
+package orchestrator
+
+import (
+	"context"
+
+	"github.com/layercast/layercast/orchestrator/hostops"
+	"github.com/layercast/layercast/orchestrator/inventory"
+	"github.com/layercast/layercast/orchestrator/openssh"
+)
+
+// Dialer reaches the job's hosts. hostops.Dialer is the real one and
+// hostops.FakeDialer the fake; Reach turns either into a Dialer.
+type Dialer interface {
+	Dial(ctx context.Context, h inventory.Host) (Conn, error)
+	// Resolve says where h would be reached (after ~/.ssh/config) without
+	// connecting.
+	Resolve(h inventory.Host) (openssh.Target, error)
+	// CheckKeys reads every key file the hosts name, so that one that
+	// cannot be used is reported before any host is contacted.
+	CheckKeys(hosts []inventory.Host) error
+}
+
+// Conn is one connection to one host: what a job and a plan do there.
+type Conn interface {
+	// Probe learns about the host without writing to it.
+	Probe(ctx context.Context) (hostops.Facts, error)
+	// Run runs a command to completion and returns its stdout.
+	Run(ctx context.Context, cmd openssh.Command) ([]byte, error)
+	// CleanStale removes work dirs (and nodes) of jobs other than keepJobID.
+	CleanStale(ctx context.Context, keepJobID string) ([]hostops.StaleDir, error)
+	// RemoveTempImages removes the daemon's temporary images of job jobID
+	// (only) or of every other job, and returns their names.
+	RemoveTempImages(ctx context.Context, jobID string, only bool) ([]string, error)
+	// MakeWorkDir creates the job's fresh work dir and returns its path;
+	// RemoveWorkDir deletes it, stopping a node still running from it.
+	MakeWorkDir(ctx context.Context, jobID string) (string, error)
+	RemoveWorkDir(ctx context.Context, dir string) error
+	// Upload puts the node binary into dir and returns its path.
+	Upload(ctx context.Context, dir string, bin hostops.Binary) (string, error)
+	// Start starts a long-running command with piped stdio.
+	Start(ctx context.Context, cmd openssh.Command) (openssh.Process, error)
+	// Forward makes 127.0.0.1:RemotePort on the host reach localAddr on
+	// the bastion.
+	Forward(ctx context.Context, localAddr string) (openssh.Forward, error)
+	// Close ends the connection and every session on it.
+	Close() error
+}
+
+// connDialer is a dialer whose connections have the concrete type C.
+type connDialer[C Conn] interface {
+	Dial(ctx context.Context, h inventory.Host) (C, error)
+	Resolve(h inventory.Host) (openssh.Target, error)
+	CheckKeys(hosts []inventory.Host) error
+}
+
+// Reach turns a dialer of concrete connections into a Dialer:
+// orchestrator.Reach[*hostops.Conn](d).
+func Reach[C Conn](d connDialer[C]) Dialer { return reach[C]{d: d} }
+
+type reach[C Conn] struct{ d connDialer[C] }
+
+func (r reach[C]) Dial(ctx context.Context, h inventory.Host) (Conn, error) {
+	c, err := r.d.Dial(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (r reach[C]) Resolve(h inventory.Host) (openssh.Target, error) { return r.d.Resolve(h) }
+func (r reach[C]) CheckKeys(hosts []inventory.Host) error           { return r.d.CheckKeys(hosts) }
+
+var (
+	_ Dialer = Reach[*hostops.Conn](&hostops.Dialer{})
+	_ Dialer = Reach[*hostops.FakeConn](&hostops.FakeDialer{})
+)

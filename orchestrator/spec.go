@@ -1,0 +1,65 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
+)
+
+// specFor builds the job spec one host's node reads: the image, where the
+// swarm is (through the host's own forwards with --tunnel) and which peers
+// to accept.
+func (j *job) specFor(ctx context.Context, hr *hostRun, registryAuth string) (*jobspec.Spec, error) {
+	spec := &jobspec.Spec{
+		Version:       jobspec.Version,
+		JobID:         j.id,
+		Host:          hr.host.Name,
+		Image:         j.opts.Image,
+		Mode:          string(j.mode),
+		DockerHost:    hr.host.DockerHost,
+		WorkDir:       hr.dir,
+		Heartbeat:     jobspec.Duration(jobspec.DefaultHeartbeat),
+		ProgressEvery: jobspec.Duration(jobspec.DefaultProgressEvery),
+		PublicIP:      hr.facts.ServerIP,
+	}
+	if j.image != nil {
+		spec.ImageID, spec.Config = j.image.ID, j.config
+	}
+	if j.mode == ModeRegistry {
+		// On the node's stdin only: never in arguments or files.
+		spec.RegistryAuth = registryAuth
+		return spec, nil
+	}
+	sv := j.served
+	spec.Layers = sv.layers
+	if j.opts.Tunnel {
+		tf, err := hr.conn.Forward(ctx, sv.trackerAddr)
+		if err != nil {
+			return nil, fmt.Errorf("forward tracker port: %w", err)
+		}
+		sf, err := hr.conn.Forward(ctx, sv.seederAddr)
+		if err != nil {
+			return nil, fmt.Errorf("forward seeder port: %w", err)
+		}
+		tp, sp := tf.RemotePort(), sf.RemotePort()
+		spec.Announce = sv.announceURL(net.JoinHostPort("127.0.0.1", strconv.Itoa(tp)))
+		spec.Seeders = []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(sp))}
+		spec.AllowedIPs = append(append([]string(nil), j.allowed...), "127.0.0.1")
+		return spec, nil
+	}
+	bastion := j.opts.BastionAddr
+	if bastion == "" {
+		bastion = hr.facts.ClientIP
+	}
+	if bastion == "" {
+		return nil, errors.New("cannot tell the bastion's address from the SSH connection; pass --bastion-addr or --tunnel")
+	}
+	spec.Announce = sv.announceURL(net.JoinHostPort(bastion, portOf(sv.trackerAddr)))
+	spec.Seeders = []string{net.JoinHostPort(bastion, portOf(sv.seederAddr))}
+	spec.AllowedIPs = append(append([]string(nil), j.allowed...), bastion)
+	return spec, nil
+}
