@@ -163,6 +163,10 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 		TimedOut:  errors.Is(ctx.Err(), context.DeadlineExceeded),
 		Hosts:     book.results(),
 		Egress:    serve.egress(),
+		Missing:   book.missing(),
+	}
+	if fleet.bins != nil {
+		rep.NodeBinary = fleet.bins.report()
 	}
 	if j.image != nil {
 		rep.ImageID, rep.Size = j.image.ID, j.image.Size()

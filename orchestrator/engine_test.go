@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,6 +71,9 @@ func fakeNode(t *testing.T, specs chan<- *jobspec.Spec, fail string) func(contex
 		}
 		specs <- spec
 		emit := func(e jobspec.Event) { e.Time = time.Now(); _ = enc.Encode(e) }
+		if spec.Handoff != nil {
+			emit(jobspec.Event{Kind: jobspec.EventServing, Addr: net.JoinHostPort(spec.PublicIP, "4040")})
+		}
 		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateChecking})
 		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateDownloading})
 		var lp []jobspec.LayerProgress

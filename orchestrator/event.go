@@ -120,17 +120,23 @@ type SeederStats struct {
 // Report is the outcome of a job: what the summary table, the JSON report and
 // --retry-failed read.
 type Report struct {
-	JobID     string        `json:"job_id"`
-	Image     string        `json:"image"`
-	ImageID   string        `json:"image_id,omitempty"`
-	Mode      string        `json:"mode"`
-	Size      int64         `json:"size"`
-	Started   time.Time     `json:"started"`
-	Duration  time.Duration `json:"duration_ns"`
-	Egress    int64         `json:"bastion_egress"`      // bytes the bastion's seeder sent
-	Cancelled bool          `json:"cancelled,omitempty"` // the operator stopped the job
-	TimedOut  bool          `json:"timed_out,omitempty"` // the job's --timeout ran out
-	Hosts     []HostResult  `json:"hosts"`
+	JobID    string        `json:"job_id"`
+	Image    string        `json:"image"`
+	ImageID  string        `json:"image_id,omitempty"`
+	Mode     string        `json:"mode"`
+	Size     int64         `json:"size"`
+	Started  time.Time     `json:"started"`
+	Duration time.Duration `json:"duration_ns"`
+	Egress   int64         `json:"bastion_egress"` // bytes the bastion's seeder sent
+	// Missing is the bytes of the layers at least one host lacked: what
+	// the bastion had to send at least once. Egress ÷ Missing is how many
+	// times over it sent them.
+	Missing int64 `json:"missing"`
+	// NodeBinary is how the node binary reached the hosts.
+	NodeBinary NodeBinaryReport `json:"node_binary"`
+	Cancelled  bool             `json:"cancelled,omitempty"` // the operator stopped the job
+	TimedOut   bool             `json:"timed_out,omitempty"` // the job's --timeout ran out
+	Hosts      []HostResult     `json:"hosts"`
 }
 
 // HostResult is one host's line in the report.
@@ -143,6 +149,19 @@ type HostResult struct {
 	FromSeeder    int64         `json:"from_seeder"`
 	LayersSkipped int           `json:"layers_skipped"`
 	ImageID       string        `json:"image_id,omitempty"`
+	// NodeFrom is where the host's node binary came from: "cache", the
+	// name of the host it was fetched from, or "bastion".
+	NodeFrom string `json:"node_from,omitempty"`
+}
+
+// NodeBinaryReport counts how the hosts got the node binary.
+type NodeBinaryReport struct {
+	FromCache   int `json:"from_cache"`   // the host's node cache held it
+	FromPeers   int `json:"from_peers"`   // fetched from another host's node
+	FromBastion int `json:"from_bastion"` // uploaded by the bastion
+	// BastionBytes is what the uploads put on the bastion's link
+	// (compressed binary, SSH overhead not counted).
+	BastionBytes int64 `json:"bastion_bytes"`
 }
 
 // Failed lists the hosts that did not end done.

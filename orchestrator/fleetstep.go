@@ -21,6 +21,8 @@ import (
 type fleetStep struct {
 	book  *hostBook
 	nodes *nodeassets.Set
+	// bins is where hosts get the node binary from; its report says how.
+	bins *binSources
 
 	hosts []*hostRun
 	// stopHosts ends the hosts' pipelines: their nodes keep running until
@@ -42,7 +44,8 @@ func (s *fleetStep) Run(ctx context.Context, j *job) error {
 			j.log.Warn("registry credentials", "err", err)
 		}
 	}
-	steps := hostSteps(j, s.book, s.nodes, fan, auth)
+	s.bins = newBinSources()
+	steps := hostSteps(j, s.book, s.nodes, fan, s.bins, auth)
 	for _, h := range j.hosts {
 		hr := &hostRun{host: h, log: j.log.With(slog.String("host", h.Name)), ran: make(chan struct{})}
 		hr.pipeline = &pipeline[*hostRun]{x: hr, steps: steps}
@@ -118,13 +121,14 @@ type hostRun struct {
 	ran      chan struct{}
 	pipeline *pipeline[*hostRun]
 
-	conn    Conn               // connectStep
-	facts   hostops.Facts      // probeStep
-	binary  *nodeassets.Binary // nodeBinaryStep
-	dir     string             // workDirStep
-	nodeBin string             // uploadStep: the node binary's path
-	node    *node              // startStep
-	torn    []string           // what the cleanups did, for the teardown line
+	conn     Conn               // connectStep
+	facts    hostops.Facts      // probeStep
+	binary   *nodeassets.Binary // nodeBinaryStep
+	cacheDir string             // nodeBinaryStep: the host's node cache, "" for none
+	dir      string             // workDirStep
+	nodeBin  string             // placeNodeStep: the node binary's path
+	node     *node              // startStep
+	torn     []string           // what the cleanups did, for the teardown line
 }
 
 // teardown runs the cleanups of the steps the host started and returns a

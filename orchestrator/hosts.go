@@ -27,6 +27,7 @@ type hostRecord struct {
 	end      time.Time
 	progress *HostProgress
 	imageID  string
+	nodeFrom string
 	// advanced is when the host last received a byte or changed state.
 	advanced time.Time
 }
@@ -162,13 +163,45 @@ func (b *hostBook) cancelRest(reason string) {
 	}
 }
 
+// setNodeFrom records where the host's node binary came from.
+func (b *hostBook) setNodeFrom(host, from string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r := b.hosts[host]; r != nil {
+		r.nodeFrom = from
+	}
+}
+
+// missing is the bytes of the layers that at least one host reported it
+// lacked (not skipped), each layer counted once.
+func (b *hostBook) missing() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	lacked := map[string]int64{}
+	for _, r := range b.hosts {
+		if r.progress == nil {
+			continue
+		}
+		for _, l := range r.progress.Layers {
+			if !l.Skipped {
+				lacked[l.Digest] = l.Total
+			}
+		}
+	}
+	var n int64
+	for _, size := range lacked {
+		n += size
+	}
+	return n
+}
+
 // results lists each host's outcome, sorted by name.
 func (b *hostBook) results() []HostResult {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]HostResult, 0, len(b.hosts))
 	for _, r := range b.hosts {
-		hr := HostResult{Host: r.name, State: r.state, Error: r.err, ImageID: r.imageID}
+		hr := HostResult{Host: r.name, State: r.state, Error: r.err, ImageID: r.imageID, NodeFrom: r.nodeFrom}
 		if !r.state.Terminal() {
 			hr.State = HostCancelled
 		}

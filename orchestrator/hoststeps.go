@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"path"
 	"strings"
+	"time"
 
+	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/orchestrator/hostops"
 	"github.com/layercast/layercast/orchestrator/nodeassets"
 	"github.com/layercast/layercast/orchestrator/openssh"
@@ -15,15 +19,15 @@ import (
 // what earlier jobs left, bring the node binary into a fresh work dir,
 // start the node and follow it. The steps keep what they learn in the
 // host's hostRun; their cleanups are the host's teardown.
-func hostSteps(j *job, book *hostBook, nodes *nodeassets.Set, fan *fanOut, registryAuth string) []step[*hostRun] {
+func hostSteps(j *job, book *hostBook, nodes *nodeassets.Set, fan *fanOut, bins *binSources, registryAuth string) []step[*hostRun] {
 	return []step[*hostRun]{
 		connectStep{dialer: j.dialer, book: book},
 		probeStep{},
 		cleanStaleStep{jobID: j.id, emit: j.emit},
-		nodeBinaryStep{nodes: nodes},
+		nodeBinaryStep{nodes: nodes, noCache: j.opts.NoNodeCache},
 		workDirStep{jobID: j.id, book: book},
-		uploadStep{fan: fan},
-		startStep{j: j, book: book, registryAuth: registryAuth},
+		placeNodeStep{fan: fan, bins: bins, book: book},
+		startStep{j: j, book: book, bins: bins, registryAuth: registryAuth},
 		followStep{},
 	}
 }
@@ -59,7 +63,9 @@ type probeStep struct{}
 func (probeStep) Title() string { return "probe the host" }
 
 func (probeStep) Run(ctx context.Context, hr *hostRun) error {
-	facts, err := hr.conn.Probe(ctx)
+	// The node asks the daemon itself; the docker CLI would cost the host
+	// about 0.2 CPU-seconds here.
+	facts, err := hr.conn.Probe(ctx, false)
 	if err != nil {
 		return fmt.Errorf("probe host: %w", err)
 	}
@@ -70,43 +76,52 @@ func (probeStep) Run(ctx context.Context, hr *hostRun) error {
 	return nil
 }
 
-// cleanStaleStep removes what earlier jobs left on the host: work dirs,
-// nodes still running from them, temporary images. What it cannot remove
-// it only reports.
+// cleanStaleStep removes what earlier jobs that are over left on the host:
+// work dirs and nodes still running from them. Jobs that still run (side by
+// side with this one) are left alone; so are their temporary images, which
+// the node removes for the jobs that are over (it asks the daemon anyway).
+// What it cannot remove it only reports.
 type cleanStaleStep struct {
 	jobID string
 	emit  func(Event)
 }
 
-func (cleanStaleStep) Title() string { return "remove what earlier jobs left" }
+func (cleanStaleStep) Title() string { return "remove what ended jobs left" }
 
 func (s cleanStaleStep) Run(ctx context.Context, hr *hostRun) error {
-	name := hr.host.Name
-	if removed, err := hr.conn.CleanStale(ctx, s.jobID); err != nil {
+	removed, err := hr.conn.CleanStale(ctx, s.jobID)
+	if err != nil {
 		hr.log.Warn("clean up earlier jobs", "err", err)
-	} else {
-		for _, r := range removed {
-			msg := "removed what an earlier job left: " + r.Dir
+		return nil
+	}
+	for _, r := range removed {
+		var msg string
+		switch {
+		case r.Live:
+			hr.log.Info("another job runs on the host", "dir", r.Dir)
+			continue
+		case !r.Removed:
+			msg = "could not remove " + r.Dir + " of an ended job: " + r.Error
+		default:
+			msg = "removed what an ended job left: " + r.Dir
 			if r.Killed {
 				msg += fmt.Sprintf(" (stopped its node, pid %d)", r.PID)
 			}
-			if !r.Removed {
-				msg = "could not remove " + r.Dir + " of an earlier job: " + r.Error
-			}
-			s.emit(Event{Kind: EventHostLog, Host: name, Message: msg})
 		}
-	}
-	if refs, err := hr.conn.RemoveTempImages(ctx, s.jobID, false); err != nil {
-		hr.log.Warn("remove temporary images of earlier jobs", "err", err)
-	} else if len(refs) > 0 {
-		s.emit(Event{Kind: EventHostLog, Host: name, Message: "removed temporary images an earlier job left: " + strings.Join(refs, ", ")})
+		s.emit(Event{Kind: EventHostLog, Host: hr.host.Name, Message: msg})
 	}
 	return nil
 }
 
-// nodeBinaryStep picks the node binary for the host's CPU and checks,
-// before anything is written, that the host has room for it.
-type nodeBinaryStep struct{ nodes *nodeassets.Set }
+// nodeBinaryStep picks the node binary for the host's CPU and where it
+// lives there: the login user's node cache (kept between jobs, see
+// hostops.PlaceNode) unless the operator or the inventory said no, else
+// the work dir. Without a cache it checks, before anything is written,
+// that /tmp has room for it.
+type nodeBinaryStep struct {
+	nodes   *nodeassets.Set
+	noCache bool
+}
 
 func (nodeBinaryStep) Title() string { return "pick the node binary" }
 
@@ -115,11 +130,12 @@ func (s nodeBinaryStep) Run(ctx context.Context, hr *hostRun) error {
 	if err != nil {
 		return err
 	}
-	if err := roomForNode(hr.facts.TmpFree, bin.Size+int64(len(bin.Gz))); err != nil {
-		return err
-	}
 	hr.binary = bin
-	return nil
+	if !s.noCache && !hr.host.NoNodeCache && hr.facts.CacheHome != "" {
+		hr.cacheDir = path.Join(hr.facts.CacheHome, "layercast")
+		return nil
+	}
+	return roomForNode(hr.facts.TmpFree, bin.Size+int64(len(bin.Gz)))
 }
 
 // ErrNoRoom means a host's /tmp cannot hold the node binary.
@@ -167,19 +183,65 @@ func (workDirStep) Cleanup(ctx context.Context, hr *hostRun) {
 	hr.note(", " + hr.dir + " removed")
 }
 
-// uploadStep sends the node binary into the work dir, holding one of the
-// fan-out's upload slots.
-type uploadStep struct{ fan *fanOut }
+// placeNodeStep brings the node binary to the host unless its node cache
+// holds it: from another host's node when one is free (binSources), else
+// from the bastion, holding one of the fan-out's upload slots. A peer whose
+// transfer failed is not asked again; the host then tries the next source.
+type placeNodeStep struct {
+	fan  *fanOut
+	bins *binSources
+	book *hostBook
+}
 
-func (uploadStep) Title() string { return "upload the node binary" }
+func (placeNodeStep) Title() string { return "bring the node binary" }
 
-func (s uploadStep) Run(ctx context.Context, hr *hostRun) error {
-	bin := hostops.Binary{Name: "layercast-node", Gzip: hr.binary.Gz, SHA256: hr.binary.SHA256}
-	return s.fan.upload(ctx, func() error {
-		path, err := hr.conn.Upload(ctx, hr.dir, bin)
-		hr.nodeBin = path
-		return err // says "upload node binary"
-	})
+// maxPeerTries bounds the peers one host tries before it asks the bastion.
+const maxPeerTries = 3
+
+func (s placeNodeStep) Run(ctx context.Context, hr *hostRun) error {
+	sha := hr.binary.SHA256
+	place, err := hr.conn.PlaceNode(ctx, hr.dir, hr.cacheDir, sha)
+	if err != nil {
+		return err
+	}
+	hr.nodeBin = place.Path
+	if place.Cached {
+		s.bins.cached()
+		s.book.setNodeFrom(hr.host.Name, "cache")
+		return nil
+	}
+	canFetch := hr.facts.Fetch != ""
+	for tries := 0; ; tries++ {
+		src, err := s.bins.get(ctx, sha, canFetch && tries < maxPeerTries, tries)
+		if err != nil {
+			return fmt.Errorf("wait for the node binary: %w", err)
+		}
+		start := time.Now()
+		if src.peer == nil {
+			err = s.fan.upload(ctx, func() error {
+				return hr.conn.Upload(ctx, place.Path, hostops.Binary{Gzip: hr.binary.Gz, SHA256: sha})
+			})
+			s.bins.done(src, sha, err == nil, int64(len(hr.binary.Gz)), time.Since(start))
+			if err != nil {
+				return err // says "upload node binary"
+			}
+			s.book.setNodeFrom(hr.host.Name, "bastion")
+			return nil
+		}
+		err = hr.conn.Fetch(ctx, place.Path, sha, src.peer.url)
+		s.bins.done(src, sha, err == nil, int64(len(hr.binary.Gz)), time.Since(start))
+		if err == nil {
+			s.book.setNodeFrom(hr.host.Name, src.peer.host)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("fetch node binary: %w", ctx.Err())
+		}
+		hr.log.Warn("fetch the node binary from another host", "from", src.peer.host, "err", err)
+		if errors.Is(err, hostops.ErrNoFetchTool) {
+			canFetch = false
+		}
+	}
 }
 
 // startStep starts the node with its job spec on stdin and hands back the
@@ -188,6 +250,7 @@ func (s uploadStep) Run(ctx context.Context, hr *hostRun) error {
 type startStep struct {
 	j            *job
 	book         *hostBook
+	bins         *binSources
 	registryAuth string
 }
 
@@ -198,7 +261,9 @@ func (s startStep) Run(ctx context.Context, hr *hostRun) error {
 	if err != nil {
 		return err
 	}
-	proc, err := hr.conn.Start(ctx, openssh.Command{Path: hr.nodeBin, Become: hr.host.Become})
+	spec.Handoff = &jobspec.Handoff{Path: hr.nodeBin + ".gz", Name: jobspec.HandoffName(hr.binary.SHA256)}
+	cmd := openssh.Command{Path: hr.nodeBin, Args: []string{jobspec.NodeJobFlag, s.j.id}, Become: hr.host.Become}
+	proc, err := hr.conn.Start(ctx, cmd)
 	if err != nil {
 		return fmt.Errorf("start node binary: %w", err)
 	}
@@ -206,7 +271,20 @@ func (s startStep) Run(ctx context.Context, hr *hostRun) error {
 	if s.j.image != nil {
 		imageID = s.j.image.ID
 	}
-	hr.node = followNode(proc, hr.host.Name, hr.log, s.book, s.j.emit, imageID)
+	bins, sha, host := s.bins, hr.binary.SHA256, hr.host.Name
+	serverIP := hr.facts.ServerIP
+	hr.node = followNode(proc, host, hr.log, nodeOutlets{book: s.book, emit: s.j.emit, imageID: imageID, serving: func(addr string) {
+		if h, p, err := net.SplitHostPort(addr); err == nil {
+			if h == "" {
+				h = serverIP
+			}
+			bins.addPeer(sha, host, "http://"+net.JoinHostPort(h, p)+"/"+jobspec.HandoffName(sha))
+		}
+	}})
+	go func() {
+		<-hr.node.exited
+		bins.removePeer(host)
+	}()
 	hr.release()
 	// A node that dies at once fails the write; its stdout and stderr then
 	// tell why, so follow it either way.

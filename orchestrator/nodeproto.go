@@ -43,10 +43,19 @@ type node struct {
 	stderrDone chan struct{}
 }
 
-// followNode follows a started node: its events move host in book (a node
-// that reports an image other than imageID fails; "" checks nothing), its
-// log lines are emitted.
-func followNode(proc openssh.Process, host string, log *slog.Logger, book *hostBook, emit func(Event), imageID string) *node {
+// nodeOutlets are where a node's events go: its states and progress move
+// its host in book (a node that reports an image other than imageID fails;
+// "" checks nothing), its log lines are emitted, and serving hears where it
+// hands the node binary on (host:port, the host part possibly empty).
+type nodeOutlets struct {
+	book    *hostBook
+	emit    func(Event)
+	imageID string
+	serving func(addr string)
+}
+
+// followNode follows a started node, sending its events to out.
+func followNode(proc openssh.Process, host string, log *slog.Logger, out nodeOutlets) *node {
 	n := &node{
 		host: host, log: log, proc: proc,
 		stdin:      &lineWriter{enc: jobspec.NewEncoder(proc.Stdin())},
@@ -58,7 +67,7 @@ func followNode(proc openssh.Process, host string, log *slog.Logger, book *hostB
 	go n.drainStderr(proc.Stderr())
 	go func() {
 		defer close(n.exited)
-		n.err = n.follow(proc.Stdout(), book, emit, imageID)
+		n.err = n.follow(proc.Stdout(), out)
 	}()
 	return n
 }
@@ -68,8 +77,8 @@ func (n *node) send(v any) error { return n.stdin.send(v) }
 
 // follow turns the node's events into the job's events until its stdout
 // ends.
-func (n *node) follow(stdout io.Reader, book *hostBook, emit func(Event), imageID string) error {
-	name := n.host
+func (n *node) follow(stdout io.Reader, out nodeOutlets) error {
+	name, book, imageID := n.host, out.book, out.imageID
 	dec := jobspec.NewDecoder(stdout)
 	for {
 		var ev jobspec.Event
@@ -103,7 +112,11 @@ func (n *node) follow(stdout io.Reader, book *hostBook, emit func(Event), imageI
 				book.progress(name, ev.Progress)
 			}
 		case jobspec.EventLog:
-			emit(Event{Kind: EventHostLog, Host: name, Message: ev.Message})
+			out.emit(Event{Kind: EventHostLog, Host: name, Message: ev.Message})
+		case jobspec.EventServing:
+			if out.serving != nil {
+				out.serving(ev.Addr)
+			}
 		case jobspec.EventError:
 			book.set(name, HostFailed, ev.Message)
 		case jobspec.EventExit:

@@ -20,7 +20,6 @@ const (
 	DefaultMode              = ModeP2P
 	DefaultConcurrency       = 32
 	DefaultUploadConcurrency = 8
-	DefaultAnnounceInterval  = time.Second
 )
 
 // Options is one job as the operator asked for it. The TUI and the run
@@ -45,7 +44,8 @@ type Options struct {
 	UploadConcurrency int
 	// AcceptNewHostKeys trusts an unknown host key on first use.
 	AcceptNewHostKeys bool
-	// AnnounceInterval is the tracker's interval.
+	// AnnounceInterval is the tracker's interval; zero lets the tracker
+	// choose (1 s for small fleets, longer as the swarm grows).
 	AnnounceInterval time.Duration
 	// Timeout bounds the whole job; zero means none.
 	Timeout time.Duration
@@ -54,6 +54,9 @@ type Options struct {
 	StallTimeout time.Duration
 	// CacheDir holds exported layers between jobs.
 	CacheDir string
+	// NoNodeCache keeps no node binary on any host between jobs (the
+	// inventory's node_cache: false does it per host).
+	NoNodeCache bool
 }
 
 // WithDefaults returns o with every zero (or negative) field that has a
@@ -67,9 +70,6 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.UploadConcurrency <= 0 {
 		o.UploadConcurrency = DefaultUploadConcurrency
-	}
-	if o.AnnounceInterval <= 0 {
-		o.AnnounceInterval = DefaultAnnounceInterval
 	}
 	return o
 }

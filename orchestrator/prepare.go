@@ -26,13 +26,9 @@ type prepared struct {
 	cacheDir string
 }
 
-// prepare reads and checks everything the operator gave: inventory,
-// selection and image, and readies the image on the bastion. Every error in
-// the input wraps ErrConfig; nothing touches a host.
-func (e *Engine) prepare(ctx context.Context, opts Options, log *slog.Logger) (*prepared, error) {
-	if opts.Image == "" {
-		return nil, configErr(errors.New("no image given: name the image to distribute"))
-	}
+// reachable reads the inventory, selects the hosts and sets up SSH to
+// them. Every error wraps ErrConfig; nothing touches a host.
+func (e *Engine) reachable(opts Options) (*prepared, error) {
 	inv, err := inventory.Load(opts.InventoryPath)
 	if err != nil {
 		return nil, configErr(err)
@@ -52,6 +48,20 @@ func (e *Engine) prepare(ctx context.Context, opts Options, log *slog.Logger) (*
 	// before any host is contacted.
 	if err := p.dialer.CheckKeys(hosts); err != nil {
 		return nil, configErr(fmt.Errorf("%s: %w", opts.InventoryPath, err))
+	}
+	return p, nil
+}
+
+// prepare reads and checks everything the operator gave: inventory,
+// selection and image, and readies the image on the bastion. Every error in
+// the input wraps ErrConfig; nothing touches a host.
+func (e *Engine) prepare(ctx context.Context, opts Options, log *slog.Logger) (*prepared, error) {
+	if opts.Image == "" {
+		return nil, configErr(errors.New("no image given: name the image to distribute"))
+	}
+	p, err := e.reachable(opts)
+	if err != nil {
+		return nil, err
 	}
 
 	if p.mode == ModeRegistry {
@@ -91,8 +101,8 @@ func (e *Engine) prepare(ctx context.Context, opts Options, log *slog.Logger) (*
 		return nil, err
 	}
 	if p.mode == ModeAuto {
-		p.mode = chooseMode(im.Size(), len(hosts))
-		log.Info("auto mode", "chose", p.mode, "size", im.Size(), "hosts", len(hosts))
+		p.mode = chooseMode(im.Size(), len(p.hosts))
+		log.Info("auto mode", "chose", p.mode, "size", im.Size(), "hosts", len(p.hosts))
 	}
 	return p, nil
 }

@@ -22,8 +22,9 @@ type Dialer interface {
 
 // Conn is one connection to one host: what a job and a plan do there.
 type Conn interface {
-	// Probe learns about the host without writing to it.
-	Probe(ctx context.Context) (hostops.Facts, error)
+	// Probe learns about the host without writing to it; askDocker asks
+	// the docker CLI too (plan shows the daemon's version).
+	Probe(ctx context.Context, askDocker bool) (hostops.Facts, error)
 	// Run runs a command to completion and returns its stdout.
 	Run(ctx context.Context, cmd openssh.Command) ([]byte, error)
 	// CleanStale removes work dirs (and nodes) of jobs other than keepJobID.
@@ -35,8 +36,20 @@ type Conn interface {
 	// RemoveWorkDir deletes it, stopping a node still running from it.
 	MakeWorkDir(ctx context.Context, jobID string) (string, error)
 	RemoveWorkDir(ctx context.Context, dir string) error
-	// Upload puts the node binary into dir and returns its path.
-	Upload(ctx context.Context, dir string, bin hostops.Binary) (string, error)
+	// PlaceNode says where the node binary with sha256 sha lives: in
+	// cacheDir (kept between jobs) or, with cacheDir empty, in workDir;
+	// and whether it is there already.
+	PlaceNode(ctx context.Context, workDir, cacheDir, sha string) (hostops.NodePlace, error)
+	// NodeCached reports, without writing, whether the node cache
+	// cacheDir holds the node binary with sha256 sha.
+	NodeCached(ctx context.Context, cacheDir, sha string) (bool, error)
+	// RemoveNodeCache deletes the node binaries kept in cacheDir.
+	RemoveNodeCache(ctx context.Context, cacheDir string) ([]string, error)
+	// Upload sends the node binary from the bastion and puts it at dest.
+	Upload(ctx context.Context, dest string, bin hostops.Binary) error
+	// Fetch has the host fetch the node binary from another host's node
+	// at url and put it at dest.
+	Fetch(ctx context.Context, dest, sha, url string) error
 	// Start starts a long-running command with piped stdio.
 	Start(ctx context.Context, cmd openssh.Command) (openssh.Process, error)
 	// Forward makes 127.0.0.1:RemotePort on the host reach localAddr on

@@ -2,14 +2,12 @@ package orchestrator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
 
@@ -33,11 +31,15 @@ type served struct {
 }
 
 // serveStep runs the job's tracker and the bastion's seeder. Both listen on
-// every address of the bastion; nodes reach them at the address their SSH
+// every address of the bastion (loopback only under --tunnel) and answer
+// only the job's hosts; nodes reach them at the address their SSH
 // connection sees, at --bastion-addr, or through --tunnel.
 type serveStep struct {
-	server *http.Server
-	seeder *seed.Seeder
+	// stopTracker ends the tracker's server; trackerDone then says how
+	// it ended.
+	stopTracker context.CancelFunc
+	trackerDone chan error
+	seeder      *seed.Seeder
 	// uploaded is what the seeder had sent when it stopped.
 	uploaded int64
 }
@@ -64,23 +66,43 @@ func (s *serveStep) Run(ctx context.Context, j *job) error {
 		}
 	}
 
-	tr := tracker.New(tracker.Config{Token: j.token, InfoHashes: hashes, Interval: j.opts.AnnounceInterval, Logger: j.log})
-	ln, err := net.Listen("tcp", ":0")
+	// The job's hosts are the only peers the tracker lists and the only
+	// sources the bastion's ports answer. Under --tunnel every node
+	// arrives through sshd on loopback, so loopback is all that listens.
+	hostIPs := make([]netip.Addr, 0, len(j.allowed)) // not nil: an empty list admits nobody
+	for _, a := range j.allowed {
+		if ip, err := netip.ParseAddr(a); err == nil {
+			hostIPs = append(hostIPs, ip)
+		}
+	}
+	bind := ""
+	if j.opts.Tunnel {
+		bind = "127.0.0.1"
+	}
+	tr := tracker.New(tracker.Config{
+		Token: j.token, InfoHashes: hashes, Interval: j.opts.AnnounceInterval,
+		// A node that restarts announces under a new peer ID: some slack.
+		MaxPeers:   len(j.hosts) + 8,
+		AllowedIPs: hostIPs,
+		Logger:     j.log,
+	})
+	ln, err := net.Listen("tcp", net.JoinHostPort(bind, "0"))
 	if err != nil {
 		return fmt.Errorf("listen for the tracker: %w", err)
 	}
-	s.server = &http.Server{Handler: tr, ReadHeaderTimeout: 10 * time.Second}
+	serveCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopTracker, s.trackerDone = stop, make(chan error, 1)
 	go func() {
-		if err := s.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			j.log.Error("tracker stopped", "err", err)
-		}
+		s.trackerDone <- tracker.Serve(serveCtx, ln, tr, tracker.ServeConfig{
+			AllowedIPs: hostIPs, AllowLoopback: j.opts.Tunnel, Logger: j.log,
+		})
 	}()
 
 	// The seeder does not announce: every node is given its address
 	// directly, which also works through --tunnel, where the address a node
 	// dials differs from host to host.
 	s.seeder, err = seed.NewSeeder(ctx, seed.Config{
-		ListenAddr:    ":0",
+		ListenAddr:    net.JoinHostPort(bind, "0"),
 		AllowedIPs:    j.allowed,
 		AllowLoopback: j.opts.Tunnel,
 		Logger:        j.log,
@@ -118,9 +140,15 @@ func (s *serveStep) Cleanup(ctx context.Context, j *job) {
 			j.log.Warn("stop seeder", "err", err)
 		}
 	}
-	if s.server != nil {
-		if err := s.server.Shutdown(ctx); err != nil {
-			j.log.Warn("stop tracker", "err", err)
+	if s.stopTracker != nil {
+		s.stopTracker()
+		select {
+		case err := <-s.trackerDone:
+			if err != nil {
+				j.log.Warn("stop tracker", "err", err)
+			}
+		case <-ctx.Done():
+			j.log.Warn("stop tracker", "err", ctx.Err())
 		}
 	}
 	j.emit(Event{Kind: EventTeardown, Message: "tracker and seeder stopped"})

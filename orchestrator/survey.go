@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 
 	"github.com/layercast/layercast/nodebin/jobspec"
+	"github.com/layercast/layercast/orchestrator/hostops"
 	"github.com/layercast/layercast/orchestrator/imagecache"
 	"github.com/layercast/layercast/orchestrator/inventory"
+	"github.com/layercast/layercast/orchestrator/nodeassets"
 	"github.com/layercast/layercast/orchestrator/openssh"
 )
 
@@ -38,8 +41,13 @@ type HostPlan struct {
 	LayersPresent int  `json:"layers_present"`
 	UpToDate      bool `json:"up_to_date"`
 	// Needs is the bytes the host still has to receive.
-	Needs int64  `json:"needs"`
-	Error string `json:"error,omitempty"`
+	Needs int64 `json:"needs"`
+	// NodeCache says whether the host's node cache holds this layercast's
+	// node binary: "cached" (nothing to send), "empty" (the job sends it
+	// and keeps it there), "off" (node_cache: false or --no-node-cache)
+	// or "" when unknown.
+	NodeCache string `json:"node_cache,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 // Plan connects to every selected host and reports, per host, whether it is
@@ -59,7 +67,7 @@ func (e *Engine) Plan(ctx context.Context, opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := survey{dialer: in.dialer, image: in.image}
+	s := survey{dialer: in.dialer, image: in.image, nodes: e.deps.Nodes, noCache: opts.NoNodeCache}
 	p := &Plan{Image: opts.Image, ImageID: in.image.ID, Size: in.image.Size(), Layers: len(in.image.Layers), Mode: string(in.mode)}
 	hosts := make([]HostPlan, len(in.hosts))
 	errs := newFanOut(opts.Concurrency, opts.UploadConcurrency).each(ctx, len(in.hosts), func(ctx context.Context, i int, _ func()) error {
@@ -83,8 +91,10 @@ func (e *Engine) Plan(ctx context.Context, opts Options) (*Plan, error) {
 
 // survey is what a plan needs to look at one host.
 type survey struct {
-	dialer Dialer
-	image  *imagecache.Image
+	dialer  Dialer
+	image   *imagecache.Image
+	nodes   *nodeassets.Set
+	noCache bool
 }
 
 // host learns what one host has. Its error is the host's, not the plan's.
@@ -96,11 +106,12 @@ func (s survey) host(ctx context.Context, h inventory.Host) (HostPlan, error) {
 	}
 	defer conn.Close()
 	hp.Reachable = true
-	facts, err := conn.Probe(ctx)
+	facts, err := conn.Probe(ctx, true)
 	if err != nil {
 		return hp, fmt.Errorf("probe host: %w", err)
 	}
 	hp.Arch, hp.Docker = facts.Arch, string(facts.Docker)
+	hp.NodeCache = s.nodeCache(ctx, conn, h, facts)
 	if err := facts.Usable(); err != nil {
 		return hp, err
 	}
@@ -126,6 +137,26 @@ func (s survey) host(ctx context.Context, h inventory.Host) (HostPlan, error) {
 		hp.Needs -= l.Size
 	}
 	return hp, nil
+}
+
+// nodeCache says whether the host's node cache holds the node binary for
+// its CPU ("" when that cannot be told without building the binary).
+func (s survey) nodeCache(ctx context.Context, conn Conn, h inventory.Host, facts hostops.Facts) string {
+	if s.noCache || h.NoNodeCache || facts.CacheHome == "" {
+		return "off"
+	}
+	bin, err := s.nodes.Get(facts.Arch)
+	if err != nil {
+		return ""
+	}
+	ok, err := conn.NodeCached(ctx, path.Join(facts.CacheHome, "layercast"), bin.SHA256)
+	switch {
+	case err != nil:
+		return ""
+	case ok:
+		return "cached"
+	}
+	return "empty"
 }
 
 // listLayersScript prints, per image in the daemon, its ID and its layers'

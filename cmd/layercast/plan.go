@@ -20,8 +20,11 @@ func newPlanCmd() *cobra.Command {
 		Short: "Show what a run would move, host by host, without changing anything",
 		Long: `plan connects to every selected host and reports whether it is reachable,
 its architecture, whether docker is usable (directly or through sudo), which
-layers of IMAGE it already has and how many bytes it still needs. It writes
-no file on any host. The totals line gives the bytes the whole job will move
+layers of IMAGE it already has and how many bytes it still needs, and
+whether its node cache (~/.cache/layercast of the login user) holds this
+layercast's node binary already ("cached": nothing to send; "empty": the
+job sends it and keeps it there; "off": node_cache: false or
+--no-node-cache). It writes no file on any host. The totals line gives the bytes the whole job will move
 and the number of hosts already up to date.
 
 Exit codes: 0 every host is reachable and usable; 1 some are not; 2 bad
@@ -73,7 +76,7 @@ func runPlan(cmd *cobra.Command, jf *jobFlags, asJSON bool) error {
 func writePlan(w io.Writer, p *orchestrator.Plan) {
 	fmt.Fprintf(w, "%s (%s, %d layers, %s)\n\n", p.Image, textfmt.Bytes(p.Size), p.Layers, p.ImageID)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tREACHABLE\tARCH\tDOCKER\tLAYERS PRESENT\tNEEDS\tNOTE")
+	fmt.Fprintln(tw, "HOST\tREACHABLE\tARCH\tDOCKER\tNODE BINARY\tLAYERS PRESENT\tNEEDS\tNOTE")
 	for _, h := range p.Hosts {
 		reach := "yes"
 		if !h.Reachable {
@@ -83,7 +86,7 @@ func writePlan(w io.Writer, p *orchestrator.Plan) {
 		if h.UpToDate {
 			note = "up to date"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", h.Host, reach, dash(h.Arch), dash(h.Docker), h.LayersPresent, p.Layers, textfmt.Bytes(h.Needs), note)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", h.Host, reach, dash(h.Arch), dash(h.Docker), dash(h.NodeCache), h.LayersPresent, p.Layers, textfmt.Bytes(h.Needs), note)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\ntotal: %s to move to %d hosts; %d already up to date\n", textfmt.Bytes(p.Bytes), len(p.Hosts), p.UpToDate)

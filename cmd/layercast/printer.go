@@ -107,12 +107,26 @@ func writeTable(w io.Writer, r *orchestrator.Report) {
 	}
 	tw.Flush()
 	failed := r.Failed()
-	fmt.Fprintf(w, "\n%s to %d/%d hosts in %s · bastion sent %s (%.2f× image size)\n",
-		r.Image, len(r.Hosts)-len(failed), len(r.Hosts), r.Duration.Round(100*time.Millisecond),
-		textfmt.Bytes(r.Egress), ratio(r.Egress, r.Size))
+	fmt.Fprintf(w, "\n%s to %d/%d hosts in %s · %s\n",
+		r.Image, len(r.Hosts)-len(failed), len(r.Hosts), r.Duration.Round(100*time.Millisecond), traffic(r))
 	if len(failed) > 0 {
 		fmt.Fprintf(w, "failed: %s (rerun them with --hosts %s)\n", strings.Join(failed, ", "), strings.Join(failed, ","))
 	}
+}
+
+// traffic says what the job cost the bastion's link: the layers (against
+// what the hosts lacked, or the image when nothing is known of that) and
+// the node binary.
+func traffic(r *orchestrator.Report) string {
+	of, base := "the layers the hosts lacked", r.Missing
+	if base == 0 {
+		of, base = "image size", r.Size
+	}
+	out := fmt.Sprintf("bastion sent %s (%.2f× %s)", textfmt.Bytes(r.Egress), ratio(r.Egress, base), of)
+	if nb := r.NodeBinary; nb.FromBastion+nb.FromPeers+nb.FromCache > 0 {
+		out += fmt.Sprintf(" · node binary: %d from the bastion (%s), %d from other hosts, %d cached", nb.FromBastion, textfmt.Bytes(nb.BastionBytes), nb.FromPeers, nb.FromCache)
+	}
+	return out
 }
 
 func ratio(a, b int64) float64 {

@@ -45,7 +45,7 @@ On a terminal, layercast without a command opens the console.`,
 	}
 	jf.register(root)
 	root.Flags().StringVar(&jf.image, "image", "", "image to preselect in the console")
-	root.AddCommand(newRunCmd(), newPlanCmd(), newVersionCmd(), newCompletionCmd())
+	root.AddCommand(newRunCmd(), newPlanCmd(), newCleanCmd(), newVersionCmd(), newCompletionCmd())
 	return root
 }
 
@@ -65,6 +65,7 @@ type jobFlags struct {
 	timeout           time.Duration
 	stallTimeout      time.Duration
 	cacheDir          string
+	noNodeCache       bool
 	nodeBinDir        string
 	logFile           string
 	verbose           bool
@@ -81,10 +82,11 @@ func (f *jobFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.concurrency, "concurrency", orchestrator.DefaultConcurrency, "hosts worked on at once over SSH")
 	fl.IntVar(&f.uploadConcurrency, "upload-concurrency", orchestrator.DefaultUploadConcurrency, "node binary uploads at once")
 	fl.BoolVar(&f.acceptNew, "accept-new-host-keys", false, "trust and record the key of a host not yet in known_hosts")
-	fl.DurationVar(&f.announce, "announce-interval", orchestrator.DefaultAnnounceInterval, "tracker announce interval")
+	fl.DurationVar(&f.announce, "announce-interval", 0, "tracker announce interval (0: automatic, 1s for small fleets and longer as the fleet grows)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "give up on the whole job after this long (0: no limit)")
 	fl.DurationVar(&f.stallTimeout, "stall-timeout", 2*time.Minute, "fail a host that receives nothing for this long while downloading (0: never)")
 	fl.StringVar(&f.cacheDir, "cache-dir", "", "where exported layers are kept between jobs (default ~/.cache/layercast)")
+	fl.BoolVar(&f.noNodeCache, "no-node-cache", false, "keep no node binary on the hosts between jobs (default: ~/.cache/layercast of the login user; see `layercast clean`)")
 	fl.StringVar(&f.nodeBinDir, "node-binary-dir", "", "take node binaries from this directory instead of the built-in ones")
 	fl.StringVar(&f.logFile, "log-file", "", "write logs to this file")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "debug logs")
@@ -108,6 +110,7 @@ func (f *jobFlags) options() (orchestrator.Options, error) {
 		Timeout:           f.timeout,
 		StallTimeout:      f.stallTimeout,
 		CacheDir:          f.cacheDir,
+		NoNodeCache:       f.noNodeCache,
 	}
 	return opts, opts.Validate()
 }
@@ -281,7 +284,7 @@ func writeMarkdown(w io.Writer, r *orchestrator.Report) {
 		icon = "❌"
 	}
 	fmt.Fprintf(w, "### %s layercast: `%s` to %d/%d hosts in %s\n\n", icon, r.Image, len(r.Hosts)-len(failed), len(r.Hosts), r.Duration.Round(100*time.Millisecond))
-	fmt.Fprintf(w, "Mode %s · image %s · bastion sent %s (%.2f× image size)\n\n", r.Mode, textfmt.Bytes(r.Size), textfmt.Bytes(r.Egress), ratio(r.Egress, r.Size))
+	fmt.Fprintf(w, "Mode %s · image %s · %s\n\n", r.Mode, textfmt.Bytes(r.Size), traffic(r))
 	fmt.Fprintln(w, "| host | result | time | from peers | from bastion | layers skipped | error |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- |")
 	for _, h := range r.Hosts {

@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
@@ -268,4 +270,23 @@ func readMessages(r io.Reader, fn func(jsonMessage)) error {
 		}
 		fn(m)
 	}
+}
+
+// TempRefs lists the references of every temporary image in the daemon
+// (jobspec.TempRepo), of every job.
+func (d *Daemon) TempRefs(ctx context.Context) ([]string, error) {
+	imgs, err := d.api.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", jobspec.TempRepo))})
+	if err != nil {
+		return nil, fmt.Errorf("list temporary images: %w", err)
+	}
+	var refs []string
+	for _, s := range imgs {
+		for _, t := range s.RepoTags {
+			if strings.HasPrefix(t, jobspec.AnyTempRefPrefix) {
+				refs = append(refs, t)
+			}
+		}
+	}
+	slices.Sort(refs)
+	return refs, nil
 }

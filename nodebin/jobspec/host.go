@@ -18,12 +18,33 @@ import (
 // ones by this prefix.
 const WorkDirPrefix = "/tmp/layercast-"
 
+var jobIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// ValidJobID reports whether id can name a work dir: letters, digits, '_',
+// '.', '-', at most 64, not starting with a punctuation mark.
+func ValidJobID(id string) bool { return jobIDRE.MatchString(id) }
+
 // WorkDir is the temp dir of job id on a host.
 func WorkDir(jobID string) string { return WorkDirPrefix + jobID }
 
 // PidFile is the file in the work dir where the node writes its pid, so
 // that the bastion can stop a node its job left running.
 const PidFile = "node.pid"
+
+// LockFile is the file in the work dir that the node holds locked
+// (flock, exclusive) for as long as it runs: another job's cleanup takes a
+// work dir whose lock it can take, and only such a dir, for one whose job
+// is over.
+const LockFile = "node.lock"
+
+// NodeJobFlag is the node binary's argument that names its job
+// (NodeJobFlag, jobID): it marks the process as the node of that job, so
+// that a cleanup stops only a node of the job it cleans up.
+const NodeJobFlag = "--job"
+
+// HandoffName is the URL path a node serves the compressed node binary
+// with this sha256 (of the uncompressed binary) at.
+func HandoffName(sha256Hex string) string { return "layercast-node-" + sha256Hex + ".gz" }
 
 // TempRepo is the repository of the temporary prefix images a node loads
 // while later layers still download. They are removed when the job ends;

@@ -71,6 +71,19 @@ type Spec struct {
 	Heartbeat Duration `json:"heartbeat,omitempty"`
 	// ProgressEvery is the event period; zero means 250ms.
 	ProgressEvery Duration `json:"progress_every,omitempty"`
+
+	// Handoff, when set, is the node binary this node serves to the job's
+	// other hosts (AllowedIPs) while it runs; it reports where with an
+	// EventServing.
+	Handoff *Handoff `json:"handoff,omitempty"`
+}
+
+// Handoff is a compressed node binary on the host that the node hands on.
+type Handoff struct {
+	// Path is the gzip file on the host.
+	Path string `json:"path"`
+	// Name is the URL path it is served at: HandoffName(sha256).
+	Name string `json:"name"`
 }
 
 // Layer is one image layer as it travels through the swarm.
@@ -124,6 +137,7 @@ const (
 	EventLog      EventKind = "log"      // Message
 	EventError    EventKind = "error"    // Message: the job failed on this host; State is failed
 	EventExit     EventKind = "exit"     // last line: the node cleaned up and is exiting
+	EventServing  EventKind = "serving"  // Addr: the node hands its binary on at http://Addr/Handoff.Name
 )
 
 // Event is one line on the node's stdout.
@@ -135,6 +149,8 @@ type Event struct {
 	Progress *Progress `json:"progress,omitempty"`
 	// ImageID is set on the state event for StateDone.
 	ImageID string `json:"image_id,omitempty"`
+	// Addr is host:port, on the EventServing event.
+	Addr string `json:"addr,omitempty"`
 }
 
 // Progress is a node's whole transfer at one instant.

@@ -110,7 +110,7 @@ func BenchmarkNodeRealDaemon_Import(b *testing.B) {
 		b.Run(mode.name, func(b *testing.B) {
 			b.SetBytes(layers * layerSize)
 			for b.Loop() {
-				spec.WorkDir = filepath.Join(b.TempDir(), "job")
+				spec.WorkDir = filepath.Join(b.TempDir(), filepath.Base(jobspec.WorkDir(spec.JobID)))
 				line, _ := json.Marshal(spec)
 				inR, inW := io.Pipe()
 				outR, outW := io.Pipe()

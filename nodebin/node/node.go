@@ -70,6 +70,9 @@ type Options struct {
 	// Serial turns off loading downloaded layer prefixes while later
 	// layers are still downloading: one load at the end.
 	Serial bool
+	// JobID is the job named on the command line (jobspec.NodeJobFlag);
+	// when set, the spec must be that job's.
+	JobID string
 }
 
 func (o *Options) defaults() {
@@ -141,12 +144,11 @@ type cleaner interface {
 }
 
 func (j *job) steps() []step {
-	wd := &workDirStep{j: j}
+	first := []step{&workDirStep{j: j}, &specStep{j: j}, &handoffStep{j: j}, &connectStep{j: j}, &staleTempsStep{j: j}}
 	if j.spec.Mode == "registry" {
-		return []step{wd, &specStep{j: j}, &connectStep{j: j}, &pullStep{j: j}, &doneStep{j: j}}
+		return append(first, &pullStep{j: j}, &doneStep{j: j})
 	}
-	return []step{wd, &specStep{j: j}, &connectStep{j: j}, &checkStep{j: j}, &diskStep{j: j},
-		&swarmStep{j: j}, &transferStep{j: j}, &doneStep{j: j}}
+	return append(first, &checkStep{j: j}, &diskStep{j: j}, &swarmStep{j: j}, &transferStep{j: j}, &doneStep{j: j})
 }
 
 // run runs the steps, reports a failure, cleans up and returns the exit code.

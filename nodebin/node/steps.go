@@ -17,18 +17,21 @@ import (
 	"github.com/layercast/layercast/nodebin/jobspec"
 )
 
-// workDirStep owns the job's temp dir: it holds the pid file, the layer
-// files and the node binary itself, and is removed when the node exits.
+// workDirStep owns the job's temp dir: it holds the pid file, the lock
+// that tells other jobs this one is alive, and the layer files (and, when
+// the host keeps no node cache, the node binary itself). It is removed when
+// the node exits, before the lock is let go.
 type workDirStep struct {
-	j    *job
-	made bool
+	j      *job
+	made   bool
+	unlock func()
 }
 
 func (s *workDirStep) Title() string { return "prepare work dir" }
 
 func (s *workDirStep) Run(ctx context.Context) error {
 	dir := s.j.spec.WorkDir
-	if err := safeWorkDir(dir); err != nil {
+	if err := safeWorkDir(dir, s.j.spec.JobID); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadSpec, err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -38,6 +41,11 @@ func (s *workDirStep) Run(ctx context.Context) error {
 	if err := writePid(dir); err != nil {
 		return fmt.Errorf("write pid file: %w", err)
 	}
+	unlock, err := holdLock(dir)
+	if err != nil {
+		return err
+	}
+	s.unlock = unlock
 	return nil
 }
 
@@ -45,21 +53,30 @@ func (s *workDirStep) Cleanup(ctx context.Context) error {
 	if !s.made {
 		return nil
 	}
-	if err := os.RemoveAll(s.j.spec.WorkDir); err != nil {
+	err := os.RemoveAll(s.j.spec.WorkDir)
+	if s.unlock != nil {
+		s.unlock()
+	}
+	if err != nil {
 		return fmt.Errorf("remove work dir: %w", err)
 	}
 	return nil
 }
 
-// safeWorkDir refuses work dirs the node must not remove recursively.
-func safeWorkDir(dir string) error {
+// safeWorkDir refuses work dirs the node must not remove recursively: only
+// a clean absolute path whose last element is the job's own dir name
+// (jobspec.WorkDir's, under any parent) is removed when the node exits.
+func safeWorkDir(dir, jobID string) error {
+	want := filepath.Base(jobspec.WorkDir(jobID))
 	switch {
 	case dir == "":
 		return errors.New("work_dir is empty")
 	case !filepath.IsAbs(dir) || filepath.Clean(dir) != dir:
 		return fmt.Errorf("work_dir %q is not a clean absolute path", dir)
+	case !jobspec.ValidJobID(jobID) || filepath.Base(dir) != want:
+		return fmt.Errorf("work_dir %q is not this job's dir; want a dir named %s", dir, want)
 	case strings.Count(dir, "/") < 2:
-		return fmt.Errorf("work_dir %q is a top-level directory; want a job dir such as /tmp/layercast-<job>", dir)
+		return fmt.Errorf("work_dir %q is a top-level directory; want a job dir such as %s", dir, jobspec.WorkDir(jobID))
 	}
 	return nil
 }
@@ -74,6 +91,9 @@ func (s *specStep) Run(ctx context.Context) error {
 	spec := s.j.spec
 	if err := spec.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadSpec, err)
+	}
+	if arg := s.j.opts.JobID; arg != "" && arg != spec.JobID {
+		return fmt.Errorf("%w: the node was started for job %q, the spec is job %q's", ErrBadSpec, arg, spec.JobID)
 	}
 	if spec.Mode == "registry" {
 		s.j.ref = spec.Image

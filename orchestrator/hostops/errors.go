@@ -14,4 +14,8 @@ var (
 	// ErrChecksumMismatch: the uploaded binary's sha256 on the host differs
 	// from the one expected.
 	ErrChecksumMismatch = errors.New("checksum mismatch")
+	// ErrFetch: a host could not fetch the node binary from another host.
+	ErrFetch = errors.New("fetch failed")
+	// ErrNoFetchTool: the host has neither curl nor wget.
+	ErrNoFetchTool = errors.New("no tool to fetch with")
 )

@@ -8,6 +8,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,6 +92,7 @@ func TestClient_UploadChecksUnpacksAndRenames(t *testing.T) {
 	ctx := context.Background()
 	bin := bytes.Repeat([]byte("#!/bin/sh\necho node\n"), 50000)
 	sum := sha256.Sum256(bin)
+	sha := hex.EncodeToString(sum[:])
 	dir, err := c.MakeWorkDir(ctx, "job1")
 	if err != nil {
 		t.Fatal(err)
@@ -107,31 +110,35 @@ func TestClient_UploadChecksUnpacksAndRenames(t *testing.T) {
 		t.Errorf("job id with a path accepted")
 	}
 
-	p, err := c.Upload(ctx, dir, Binary{Name: "layercast-node", Gzip: gz(t, bin), SHA256: hex.EncodeToString(sum[:])})
-	if err != nil {
+	// Without a cache the binary goes into the work dir.
+	place, err := c.PlaceNode(ctx, dir, "", sha)
+	if err != nil || place.Cached || place.Path != dir+"/"+NodeBinaryName {
+		t.Fatalf("place without cache: %+v, %v", place, err)
+	}
+	if err := c.Upload(ctx, place.Path, Binary{Gzip: gz(t, bin), SHA256: sha}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := os.ReadFile(p)
+	got, err := os.ReadFile(place.Path)
 	if err != nil || !bytes.Equal(got, bin) {
 		t.Fatalf("uploaded file differs (%v)", err)
 	}
-	if st, _ := os.Stat(p); st.Mode().Perm() != 0o755 {
+	if st, _ := os.Stat(place.Path); st.Mode().Perm() != 0o755 {
 		t.Errorf("mode %v", st.Mode())
 	}
-	assertOnly(t, dir, "layercast-node")
+	assertOnly(t, dir, NodeBinaryName, NodeBinaryName+".gz")
 
 	bad := sha256.Sum256([]byte("something else"))
-	_, err = c.Upload(ctx, dir, Binary{Name: "other", Gzip: gz(t, bin), SHA256: hex.EncodeToString(bad[:])})
+	err = c.Upload(ctx, dir+"/other", Binary{Gzip: gz(t, bin), SHA256: hex.EncodeToString(bad[:])})
 	if !errors.Is(err, ErrChecksumMismatch) {
 		t.Fatalf("want ErrChecksumMismatch, got %v", err)
 	}
-	assertOnly(t, dir, "layercast-node")
+	assertOnly(t, dir, NodeBinaryName, NodeBinaryName+".gz")
 
-	_, err = c.Upload(ctx, dir, Binary{Name: "broken", Gzip: []byte("not gzip"), SHA256: hex.EncodeToString(sum[:])})
+	err = c.Upload(ctx, dir+"/broken", Binary{Gzip: []byte("not gzip"), SHA256: sha})
 	if err == nil {
 		t.Fatal("corrupt gzip uploaded")
 	}
-	assertOnly(t, dir, "layercast-node")
+	assertOnly(t, dir, NodeBinaryName, NodeBinaryName+".gz")
 
 	if err := c.RemoveWorkDir(ctx, dir); err != nil {
 		t.Fatal(err)
@@ -142,6 +149,97 @@ func TestClient_UploadChecksUnpacksAndRenames(t *testing.T) {
 	if err := c.RemoveWorkDir(ctx, "/etc"); err == nil {
 		t.Errorf("RemoveWorkDir accepted a dir that is no work dir")
 	}
+}
+
+func TestClient_NodeCacheKeepsTheVerifiedBinary(t *testing.T) {
+	c, _ := connect(t)
+	ctx := context.Background()
+	cache := filepath.Join(t.TempDir(), "cache", "layercast")
+	bin := bytes.Repeat([]byte("#!/bin/sh\necho node v2\n"), 40000)
+	sum := sha256.Sum256(bin)
+	sha := hex.EncodeToString(sum[:])
+
+	place, err := c.PlaceNode(ctx, "/unused", cache, sha)
+	if err != nil || place.Cached || place.Path != cache+"/"+NodeBinaryName+"-"+sha {
+		t.Fatalf("first place: %+v, %v", place, err)
+	}
+	if st, err := os.Stat(cache); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("cache dir: %v %v", st, err)
+	}
+	if err := c.Upload(ctx, place.Path, Binary{Gzip: gz(t, bin), SHA256: sha}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.PlaceNode(ctx, "/unused", cache, sha)
+	if err != nil || !again.Cached || again.Path != place.Path {
+		t.Fatalf("second place: %+v, %v; want the cached binary", again, err)
+	}
+	// A cached binary that changed is not trusted.
+	if err := os.WriteFile(place.Path, []byte("tampered"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := c.PlaceNode(ctx, "/unused", cache, sha); p.Cached {
+		t.Fatal("a binary whose sha256 changed counts as cached")
+	}
+	// Old binaries no job asked for are pruned; the one asked for stays.
+	stale := filepath.Join(cache, NodeBinaryName+"-"+strings.Repeat("ab", 32))
+	if err := os.WriteFile(stale, []byte("old"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	long := time.Now().Add(-(CacheKeepDays + 2) * 24 * time.Hour)
+	for _, f := range []string{stale, place.Path} {
+		if err := os.Chtimes(f, long, long); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.PlaceNode(ctx, "/unused", cache, sha); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an unused old binary was kept: %v", err)
+	}
+	if _, err := os.Stat(place.Path); err != nil {
+		t.Errorf("the binary asked for was pruned: %v", err)
+	}
+}
+
+func TestClient_FetchFromAnotherHost(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		if _, err := exec.LookPath("wget"); err != nil {
+			t.Skip("neither curl nor wget")
+		}
+	}
+	c, _ := connect(t)
+	ctx := context.Background()
+	bin := bytes.Repeat([]byte("#!/bin/sh\necho fetched\n"), 30000)
+	sum := sha256.Sum256(bin)
+	sha := hex.EncodeToString(sum[:])
+	body := gz(t, bin)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/good.gz":
+			w.Write(body)
+		case "/garbage.gz":
+			w.Write([]byte("garbage"))
+		default:
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	dest := filepath.Join(t.TempDir(), NodeBinaryName)
+	if err := c.Fetch(ctx, dest, sha, srv.URL+"/busy.gz"); !errors.Is(err, ErrFetch) {
+		t.Fatalf("fetch from a busy host: %v, want ErrFetch", err)
+	}
+	if err := c.Fetch(ctx, dest, sha, srv.URL+"/garbage.gz"); !errors.Is(err, ErrFetch) {
+		t.Fatalf("fetch of garbage: %v, want ErrFetch", err)
+	}
+	assertOnly(t, filepath.Dir(dest))
+	if err := c.Fetch(ctx, dest, sha, srv.URL+"/good.gz"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(dest); err != nil || !bytes.Equal(got, bin) {
+		t.Fatalf("fetched binary differs (%v)", err)
+	}
+	assertOnly(t, filepath.Dir(dest), NodeBinaryName, NodeBinaryName+".gz")
 }
 
 func assertOnly(t *testing.T, dir string, names ...string) {
@@ -161,7 +259,7 @@ func assertOnly(t *testing.T, dir string, names ...string) {
 
 func TestClient_ProbeReportsOSArchAndConnection(t *testing.T) {
 	c, _ := connect(t)
-	f, err := c.Probe(context.Background())
+	f, err := c.Probe(context.Background(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,6 +274,19 @@ func TestClient_ProbeReportsOSArchAndConnection(t *testing.T) {
 	}
 	if f.Docker == "" || (f.Docker == DockerNone) != (f.Usable() != nil) {
 		t.Errorf("docker %q, usable %v", f.Docker, f.Usable())
+	}
+	if f.CacheHome != "/root/.cache" {
+		t.Errorf("cache home %q, want $HOME/.cache", f.CacheHome)
+	}
+	if _, err := exec.LookPath("curl"); err == nil && f.Fetch != "curl" {
+		t.Errorf("fetch tool %q, want curl", f.Fetch)
+	}
+	quick, err := c.Probe(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if quick.DockerVersion != "" || quick.OS != f.OS || quick.Arch != f.Arch {
+		t.Errorf("probe without the docker CLI: %+v", quick)
 	}
 }
 
@@ -195,6 +306,10 @@ func TestParseProbe_DockerAccess(t *testing.T) {
 		{"daemon stopped", "sock=/var/run/docker.sock\nsock_present=no\nsock_rw=no\ncli=yes\ndirect=fail Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n", false, DockerNone, ErrNoDocker, "start the Docker daemon"},
 		{"sudo works", "sock=/var/run/docker.sock\nsock_present=yes\nsock_rw=no\ncli=yes\ndirect=fail denied\nsudo=ok\nsudo_docker=ok 24.0.7\n", true, DockerSudo, nil, ""},
 		{"sudo wants password", "sock=/var/run/docker.sock\nsock_present=yes\ncli=yes\ndirect=ok 20.10\nsudo=fail sudo: a password is required\n", true, DockerNone, ErrSudoNeedsPassword, "a password is required"},
+		{"socket, CLI not asked", "sock=/var/run/docker.sock\nsock_present=yes\nsock_rw=yes\ncli=skip\n", false, DockerDirect, nil, "CLI not asked"},
+		{"no socket, CLI not asked", "sock=/var/run/docker.sock\nsock_present=no\nsock_rw=no\ncli=skip\n", false, DockerNone, ErrNoDocker, "no docker socket"},
+		{"tcp DOCKER_HOST, CLI not asked", "cli=skip\n", false, DockerDirect, nil, "the node checks it"},
+		{"sudo socket, CLI not asked", "sock=/var/run/docker.sock\nsock_present=yes\nsock_rw=no\ncli=skip\nsudo=ok\nsudo_sock=yes\n", true, DockerSudo, nil, "checked through sudo"},
 		{"sudo but daemon down", "cli=yes\ndirect=fail x\nsudo=ok\nsudo_docker=fail Cannot connect to the Docker daemon\n", true, DockerNone, ErrNoDocker, "Cannot connect"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -220,43 +335,71 @@ func TestParseProbe_DockerAccess(t *testing.T) {
 	}
 }
 
-func TestClient_CleanStaleKillsOnlyNodesRunFromTheirDir(t *testing.T) {
+func TestClient_CleanStaleTakesOnlyJobsThatAreOver(t *testing.T) {
 	c, prefix := connect(t)
-	sleepBin, err := exec.LookPath("sleep")
+	flock, err := exec.LookPath("flock")
 	if err != nil {
-		t.Skip("no sleep binary")
+		t.Skip("no flock(1) on this machine")
 	}
-	startFrom := func(bin string) *exec.Cmd {
-		cmd := exec.Command(bin, "300")
+	start := func(name string, args ...string) *exec.Cmd {
+		cmd := exec.Command(name, args...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
 		return cmd
 	}
-	mkdir := func(job string) string {
+	mkdir := func(job string, lock bool) string {
 		d := prefix + job
 		if err := os.Mkdir(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
+		if lock {
+			if err := os.WriteFile(filepath.Join(d, jobspec.LockFile), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
 		return d
 	}
-	// old: its node still runs from its dir.
-	old := mkdir("old")
-	node := filepath.Join(old, "layercast-node")
-	data, _ := os.ReadFile(sleepBin)
-	os.WriteFile(node, data, 0o755)
-	nodeCmd := startFrom(node)
-	os.WriteFile(filepath.Join(old, jobspec.PidFile), []byte(fmt.Sprint(nodeCmd.Process.Pid)), 0o600)
-	// reused: node.pid names a pid now used by an unrelated process.
-	reused := mkdir("reused")
-	other := startFrom(sleepBin)
-	os.WriteFile(filepath.Join(reused, jobspec.PidFile), []byte(fmt.Sprint(other.Process.Pid)), 0o600)
-	current := mkdir("current")
+	writePid := func(dir string, pid int) {
+		if err := os.WriteFile(filepath.Join(dir, jobspec.PidFile), []byte(fmt.Sprint(pid)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// over: its node hangs (still runs, named by its command line) but
+	// holds no lock: it is stopped and its dir removed.
+	over := mkdir("over", true)
+	hung := start("sh", "-c", "sleep 300; :", "sh", jobspec.NodeJobFlag, "over")
+	writePid(over, hung.Process.Pid)
+	// live: its node holds the lock: another job running side by side.
+	live := mkdir("live", true)
+	holder := start(flock, "-o", filepath.Join(live, jobspec.LockFile), "sleep", "300")
+	writePid(live, holder.Process.Pid)
+	// setup: no node started yet, just made: a job still setting up.
+	setup := mkdir("setup", false)
+	// abandoned: no node ever started and older than StaleGrace.
+	abandoned := mkdir("abandoned", false)
+	old := time.Now().Add(-StaleGrace - time.Minute)
+	if err := os.Chtimes(abandoned, old, old); err != nil {
+		t.Fatal(err)
+	}
+	// reused: the lock is free and the pid file names an unrelated process.
+	reused := mkdir("reused", true)
+	other := start("sleep", "300")
+	writePid(reused, other.Process.Pid)
+	current := mkdir("current", false)
 
-	nodeDone := make(chan error, 1)
-	go func() { nodeDone <- nodeCmd.Wait() }()
+	// Let flock take its lock before the cleanup looks.
+	deadline := time.Now().Add(5 * time.Second)
+	for !lockHeld(t, flock, filepath.Join(live, jobspec.LockFile)) {
+		if time.Now().After(deadline) {
+			t.Fatal("flock(1) never took the lock")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	hungDone := make(chan error, 1)
+	go func() { hungDone <- hung.Wait() }()
 	got, err := c.CleanStale(context.Background(), "current")
 	if err != nil {
 		t.Fatal(err)
@@ -265,24 +408,36 @@ func TestClient_CleanStaleKillsOnlyNodesRunFromTheirDir(t *testing.T) {
 	for _, s := range got {
 		byDir[s.Dir] = s
 	}
-	if s := byDir[old]; !s.Removed || !s.Killed || s.PID != nodeCmd.Process.Pid {
-		t.Errorf("old: %+v", s)
+	if s := byDir[over]; !s.Removed || !s.Killed || s.PID != hung.Process.Pid {
+		t.Errorf("over: %+v", s)
 	}
-	if s := byDir[reused]; !s.Removed || s.Killed {
-		t.Errorf("reused: %+v", s)
+	for _, d := range []string{abandoned, reused} {
+		if s := byDir[d]; !s.Removed || s.Killed {
+			t.Errorf("%s: %+v", d, s)
+		}
 	}
-	if _, ok := byDir[current]; ok || len(got) != 2 {
+	for _, d := range []string{live, setup} {
+		if s := byDir[d]; !s.Live || s.Removed {
+			t.Errorf("%s: %+v, want it left alone as live", d, s)
+		}
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s: %v", d, err)
+		}
+	}
+	if _, ok := byDir[current]; ok || len(got) != 5 {
 		t.Errorf("reported %v; the current job's dir must be left alone", got)
 	}
 	select {
-	case <-nodeDone:
+	case <-hungDone:
 	case <-time.After(5 * time.Second):
-		t.Errorf("stale node still runs")
+		t.Errorf("the hung node of an ended job still runs")
 	}
-	if err := other.Process.Signal(syscall.Signal(0)); err != nil {
-		t.Errorf("unrelated process was killed: %v", err)
+	for _, p := range []*exec.Cmd{other, holder} {
+		if err := p.Process.Signal(syscall.Signal(0)); err != nil {
+			t.Errorf("pid %d was killed: %v", p.Process.Pid, err)
+		}
 	}
-	for _, d := range []string{old, reused} {
+	for _, d := range []string{over, abandoned, reused} {
 		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s not removed", d)
 		}
@@ -290,4 +445,10 @@ func TestClient_CleanStaleKillsOnlyNodesRunFromTheirDir(t *testing.T) {
 	if _, err := os.Stat(current); err != nil {
 		t.Errorf("current job dir: %v", err)
 	}
+}
+
+// lockHeld reports whether somebody holds lock (flock -n fails).
+func lockHeld(t *testing.T, flock, lock string) bool {
+	t.Helper()
+	return exec.Command(flock, "-n", "-s", lock, "true").Run() != nil
 }

@@ -44,6 +44,11 @@ type Facts struct {
 
 	// TmpFree is the free space in /tmp in bytes; -1 when unknown.
 	TmpFree int64
+	// CacheHome is $XDG_CACHE_HOME, else ~/.cache, of the login user.
+	CacheHome string
+	// Fetch is the tool the host can fetch a URL with: "curl", "wget" or
+	// "" for none.
+	Fetch string
 }
 
 // Usable says whether a job can run on the host: Linux, a known CPU and
@@ -63,9 +68,11 @@ func (f Facts) Usable() error {
 }
 
 // probeScript prints key=value lines. $1 is DOCKER_HOST (may be empty), $2
-// is 1 when sudo may be used. It writes nothing on the host. sudo is only
-// tried when become is set: a failed sudo is logged on the host and may
-// alert its admins.
+// is 1 when sudo may be used, $3 is 1 to ask the docker CLI (about 0.2
+// CPU-seconds per call on a small host; a job leaves that to the node,
+// which asks the daemon's API anyway). It writes nothing on the host. sudo
+// is only tried when become is set: a failed sudo is logged on the host and
+// may alert its admins.
 const probeScript = `
 os=$(uname -s 2>/dev/null); m=$(uname -m 2>/dev/null)
 echo "os=$os"; echo "machine=$m"
@@ -73,7 +80,9 @@ echo "os=$os"; echo "machine=$m"
 echo "conn=$SSH_CONNECTION"
 echo "user=$(id -un 2>/dev/null)"
 echo "tmpfree=$(df -Pk /tmp 2>/dev/null | awk 'NR==2 {print $4}')"
-dh=$1; become=$2
+echo "cache_home=${XDG_CACHE_HOME:-$HOME/.cache}"
+if command -v curl >/dev/null 2>&1; then echo "fetch=curl"; elif command -v wget >/dev/null 2>&1; then echo "fetch=wget"; else echo "fetch=none"; fi
+dh=$1; become=$2; askcli=$3
 [ -n "$dh" ] && export DOCKER_HOST="$dh"
 sock=/var/run/docker.sock
 case "$dh" in unix://*) sock=${dh#unix://};; "") ;; *) sock="";; esac
@@ -82,7 +91,9 @@ if [ -n "$sock" ]; then
   if [ -S "$sock" ]; then echo "sock_present=yes"; else echo "sock_present=no"; fi
   if [ -r "$sock" ] && [ -w "$sock" ]; then echo "sock_rw=yes"; else echo "sock_rw=no"; fi
 fi
-if command -v docker >/dev/null 2>&1; then
+if [ "$askcli" != 1 ]; then
+  echo "cli=skip"
+elif command -v docker >/dev/null 2>&1; then
   echo "cli=yes"
   if out=$(docker version --format '{{.Server.Version}}' 2>&1); then echo "direct=ok $out"; else echo "direct=fail $(printf %s "$out" | tr '\n' ' ' | cut -c1-300)"; fi
 else
@@ -91,20 +102,27 @@ fi
 [ "$become" = 1 ] || exit 0
 if ! command -v sudo >/dev/null 2>&1; then echo "sudo=missing"; exit 0; fi
 if out=$(sudo -n true 2>&1); then echo "sudo=ok"; else echo "sudo=fail $(printf %s "$out" | tr '\n' ' ' | cut -c1-300)"; exit 0; fi
-if command -v docker >/dev/null 2>&1; then
+if [ "$askcli" = 1 ] && command -v docker >/dev/null 2>&1; then
   if out=$(sudo -n env ${dh:+DOCKER_HOST="$dh"} docker version --format '{{.Server.Version}}' 2>&1); then echo "sudo_docker=ok $out"; else echo "sudo_docker=fail $(printf %s "$out" | tr '\n' ' ' | cut -c1-300)"; fi
 elif [ -n "$sock" ]; then
   if sudo -n test -S "$sock"; then echo "sudo_sock=yes"; else echo "sudo_sock=no"; fi
 fi
 `
 
-// Probe learns OS, CPU, the SSH connection's addresses, Docker access and
-// free space in /tmp. It writes nothing on the host. An error means the
-// probe could not run; a host that cannot take a job is reported through
-// Facts.Usable.
-func (c *Conn) Probe(ctx context.Context) (Facts, error) {
+// Probe learns OS, CPU, the SSH connection's addresses, Docker access, free
+// space in /tmp, the user's cache dir and a tool to fetch URLs with. It
+// writes nothing on the host. With askDocker the docker CLI is asked for
+// the daemon's version (plan shows it); without, Docker access is judged
+// from the socket and sudo alone and the node checks the daemon itself. An
+// error means the probe could not run; a host that cannot take a job is
+// reported through Facts.Usable.
+func (c *Conn) Probe(ctx context.Context, askDocker bool) (Facts, error) {
 	h := c.Host()
-	out, err := c.Run(ctx, openssh.Script(probeScript, h.DockerHost, c.become()))
+	ask := "0"
+	if askDocker {
+		ask = "1"
+	}
+	out, err := c.Run(ctx, openssh.Script(probeScript, h.DockerHost, c.become(), ask))
 	if err != nil {
 		if len(out) == 0 {
 			// Not even uname answered: most likely not a POSIX shell.
@@ -130,6 +148,11 @@ func parseProbe(out []byte, become bool, dockerHost string) Facts {
 		Machine: kv["machine"],
 		User:    kv["user"],
 		TmpFree: -1,
+
+		CacheHome: kv["cache_home"],
+	}
+	if t := kv["fetch"]; t == "curl" || t == "wget" {
+		f.Fetch = t
 	}
 	f.Arch = goArch(f.Machine)
 	if fields := strings.Fields(kv["conn"]); len(fields) == 4 {
@@ -161,6 +184,21 @@ func dockerAccess(kv map[string]string, become bool, dockerHost, user string) (D
 	}
 	sock := kv["sock"]
 	cli := kv["cli"] == "yes"
+	// Without the CLI's answer, Docker access is judged from the socket;
+	// a DOCKER_HOST that is no socket is left to the node to check.
+	noCLI := "docker CLI not installed"
+	if kv["cli"] == "skip" {
+		noCLI = "docker CLI not asked"
+		if sock == "" {
+			access := DockerDirect
+			if become {
+				access = DockerSudo
+			}
+			if !become || kv["sudo"] == "ok" {
+				return access, "", "DOCKER_HOST=" + dockerHost + " not checked here; the node checks it", nil
+			}
+		}
+	}
 	if become {
 		// The node will run through sudo -n: that is what must work.
 		sudoOK, sudoOut := status("sudo")
@@ -176,7 +214,7 @@ func dockerAccess(kv map[string]string, become bool, dockerHost, user string) (D
 			return DockerNone, "", "", fmt.Errorf("%w: `sudo docker version` failed: %s", ErrNoDocker, sd)
 		}
 		if kv["sudo_sock"] == "yes" {
-			return DockerSudo, "", "docker CLI not installed; " + sock + " exists (checked through sudo)", nil
+			return DockerSudo, "", noCLI + "; " + sock + " exists (checked through sudo)", nil
 		}
 		if sock == "" {
 			return DockerNone, "", "", fmt.Errorf("%w: docker CLI not installed and DOCKER_HOST=%s cannot be checked without it", ErrNoDocker, dockerHost)
@@ -189,7 +227,7 @@ func dockerAccess(kv map[string]string, become bool, dockerHost, user string) (D
 	case cli && directOK:
 		return DockerDirect, direct, "", nil
 	case !cli && kv["sock_present"] == "yes" && kv["sock_rw"] == "yes":
-		return DockerDirect, "", "docker CLI not installed; " + sock + " is a socket the user can write", nil
+		return DockerDirect, "", noCLI + "; " + sock + " is a socket the user can write", nil
 	}
 	var why string
 	fix := "add the user to group docker, or set become: true if it may run sudo without a password"

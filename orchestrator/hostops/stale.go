@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/orchestrator/openssh"
@@ -22,6 +23,8 @@ type StaleDir struct {
 	// Removed: the dir is gone. When false, Error says why.
 	Removed bool
 	Error   string
+	// Live: the dir's job still runs (or still sets up); it was left alone.
+	Live bool
 }
 
 func (s StaleDir) String() string {
@@ -30,47 +33,82 @@ func (s StaleDir) String() string {
 	if s.Killed {
 		fmt.Fprintf(&b, " (killed node pid %d)", s.PID)
 	}
-	if !s.Removed {
+	switch {
+	case s.Live:
+		b.WriteString(": its job still runs, left alone")
+	case !s.Removed:
 		b.WriteString(": not removed: " + s.Error)
 	}
 	return b.String()
 }
 
-// killNodeFunc defines kill_node DIR SUDO: if DIR/PidFile names a process
-// whose executable (or, when /proc/PID/exe is unreadable, first argument)
-// is in DIR, it gets SIGTERM, then SIGKILL after 2s (a stopped process gets
-// the SIGKILL). It prints killed, gone (the pid runs something else or
-// nothing) or none (no pid file).
-const killNodeFunc = `
-kill_node() {
+// liveFuncs defines the shell functions that tell a live job from an ended
+// one. S is the sudo prefix ("" or "sudo -n"), GRACE the minutes a work
+// dir without a lock file (its node not started yet) counts as a job
+// still setting up.
+//
+// node_pid DIR prints the pid in DIR's pid file when that process is the
+// node of DIR's job: its command line names the job (jobspec.NodeJobFlag).
+//
+// alive DIR succeeds while DIR's job may still run: its node holds the
+// lock file (checked with flock(1); without it, the node's pid decides), or
+// it has no lock file yet and is younger than GRACE minutes. A dir of
+// another user counts as alive: its lock cannot be read.
+//
+// kill_node DIR stops DIR's node if it still runs (SIGTERM, SIGKILL after
+// 2s; a stopped process gets the SIGKILL) and prints killed PID, alive PID
+// (it would not die) or none.
+const liveFuncs = `
+node_pid() {
   pid=$(head -c 32 "$1/` + jobspec.PidFile + `" 2>/dev/null | tr -cd 0-9)
-  if [ -z "$pid" ]; then echo none; return; fi
-  exe=$($2 readlink "/proc/$pid/exe" 2>/dev/null) || exe=""
-  [ -n "$exe" ] || exe=$(tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | head -n 1)
-  case "$exe" in
-  "$1"/*)
-    $2 kill -TERM "$pid" 2>/dev/null
-    i=0
-    while [ $i -lt 20 ] && $2 kill -0 "$pid" 2>/dev/null; do sleep 0.1; i=$((i+1)); done
-    $2 kill -KILL "$pid" 2>/dev/null
-    echo "killed $pid";;
-  *) echo "gone $pid";;
-  esac
+  [ -n "$pid" ] || return 1
+  job=${1##*/}; job=${job#` + workDirBase + `}
+  args=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null) || return 1
+  case " $args " in *" ` + jobspec.NodeJobFlag + ` $job "*) echo "$pid";; *) return 1;; esac
+}
+alive() {
+  [ -O "$1" ] || return 0
+  if [ -e "$1/` + jobspec.LockFile + `" ]; then
+    if command -v flock >/dev/null 2>&1; then
+      $S flock -n -s "$1/` + jobspec.LockFile + `" true 2>/dev/null && return 1
+      return 0
+    fi
+    node_pid "$1" >/dev/null
+    return
+  fi
+  [ -z "$(find "$1" -maxdepth 0 -mmin +"$GRACE" 2>/dev/null)" ]
+}
+kill_node() {
+  pid=$(node_pid "$1") || { echo none; return; }
+  $S kill -TERM "$pid" 2>/dev/null
+  i=0
+  while [ $i -lt 20 ] && $S kill -0 "$pid" 2>/dev/null; do sleep 0.1; i=$((i+1)); done
+  $S kill -KILL "$pid" 2>/dev/null
+  i=0
+  while [ $i -lt 10 ] && $S kill -0 "$pid" 2>/dev/null; do sleep 0.1; i=$((i+1)); done
+  if $S kill -0 "$pid" 2>/dev/null; then echo "alive $pid"; else echo "killed $pid"; fi
 }
 `
 
+// workDirBase is the last element of jobspec.WorkDirPrefix: a work dir's
+// name is workDirBase followed by the job ID.
+const workDirBase = "layercast-"
+
 // staleScript looks at every $3* (jobspec.WorkDirPrefix*) dir owned by the
-// login user except the current job's ($1), stops a node still running from
-// it (kill_node) and removes it. $2 = 1 runs kill and rm through sudo -n
-// (become). Output: "removed DIR PID killed|gone|none" or
+// login user except the current job's ($1); of those whose job is over
+// (alive fails) it stops a node still running from it (kill_node) and
+// removes it. $2 = 1 runs flock, kill and rm through sudo -n (become), $4
+// is GRACE. Output: "live DIR", "removed DIR PID killed|none" or
 // "failed DIR PID reason".
-const staleScript = killNodeFunc + `
-prefix=$3; keep="$prefix$1"; s=""; [ "$2" = 1 ] && s="sudo -n"
+const staleScript = liveFuncs + `
+prefix=$3; keep="$prefix$1"; S=""; [ "$2" = 1 ] && S="sudo -n"; GRACE=$4
 for d in "$prefix"*; do
   [ -d "$d" ] && [ ! -L "$d" ] && [ -O "$d" ] || continue
   [ "$d" = "$keep" ] && continue
-  r=$(kill_node "$d" "$s"); state=${r%% *}; pid=${r#"$state"}; pid=${pid# }
-  if out=$($s rm -rf -- "$d" 2>&1) && [ ! -e "$d" ]; then echo "removed $d ${pid:-0} $state"
+  if alive "$d"; then echo "live $d"; continue; fi
+  r=$(kill_node "$d"); state=${r%% *}; pid=${r#"$state"}; pid=${pid# }
+  if [ "$state" = alive ]; then echo "failed $d $pid its node ignored SIGKILL"; continue; fi
+  if out=$($S rm -rf -- "$d" 2>&1) && [ ! -e "$d" ]; then echo "removed $d ${pid:-0} $state"
   else echo "failed $d ${pid:-0} $(printf %s "$out" | tr '\n' ' ' | cut -c1-200)"; fi
 done
 exit 0
@@ -79,20 +117,27 @@ exit 0
 // removeScript stops a node still running from the work dir $1 (a node
 // that hangs and ignored the stop) and removes the dir. $2 is the sudo
 // prefix, empty without become.
-const removeScript = killNodeFunc + `
-kill_node "$1" "$2" >/dev/null
-$2 rm -rf -- "$1"
+const removeScript = liveFuncs + `
+S=$2
+kill_node "$1" >/dev/null
+$S rm -rf -- "$1"
 `
 
-// CleanStale removes what earlier jobs left on the host: the work dirs
-// (jobspec.WorkDirPrefix*, owned by the login user) of jobs other than
-// keepJobID, after killing a node still running from one (its pid is in its
-// pid file and
-// its executable is in that dir). A node whose bastion died exits by
-// itself after its heartbeat timeout; this catches the rest. It reports
-// every dir it found.
+// StaleGrace is how long a work dir whose node has not started yet counts
+// as a job still setting up; after it, another job takes it for one whose
+// bastion died during setup. It is above the longest setup (the node
+// binary over a slow link).
+const StaleGrace = 15 * time.Minute
+
+// CleanStale removes what earlier jobs that are over left on the host: the
+// work dirs (jobspec.WorkDirPrefix*, owned by the login user) of jobs other
+// than keepJobID whose node holds no lock (or that never started a node
+// and are older than StaleGrace), after stopping a node still running from
+// one. Live jobs are reported, never touched. A node whose bastion died
+// exits by itself after its heartbeat timeout; this catches the rest.
 func (c *Conn) CleanStale(ctx context.Context, keepJobID string) ([]StaleDir, error) {
-	out, err := c.Run(ctx, openssh.Script(staleScript, keepJobID, c.become(), c.workPrefix))
+	grace := strconv.Itoa(int(StaleGrace / time.Minute))
+	out, err := c.Run(ctx, openssh.Script(staleScript, keepJobID, c.become(), c.workPrefix, grace))
 	if err != nil {
 		return nil, fmt.Errorf("clean stale work dirs: %w", err)
 	}
@@ -104,11 +149,13 @@ func parseStale(out []byte) []StaleDir {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		f := strings.SplitN(sc.Text(), " ", 4)
-		if len(f) < 3 {
+		if len(f) < 2 || len(f) < 3 && f[0] != "live" {
 			continue
 		}
-		pid, _ := strconv.Atoi(f[2])
-		d := StaleDir{Dir: f[1], PID: pid}
+		d := StaleDir{Dir: f[1]}
+		if len(f) > 2 {
+			d.PID, _ = strconv.Atoi(f[2])
+		}
 		switch f[0] {
 		case "removed":
 			d.Removed = true
@@ -117,6 +164,8 @@ func parseStale(out []byte) []StaleDir {
 			if len(f) == 4 {
 				d.Error = f[3]
 			}
+		case "live":
+			d.Live = true
 		default:
 			continue
 		}
@@ -127,35 +176,40 @@ func parseStale(out []byte) []StaleDir {
 
 // tempImagesScript removes temporary images (jobspec.TempRef) and prints
 // each removed reference: with $4 = only, those of job $1 (their names
-// start with $5); otherwise those of every job but $1 (names starting with
-// $6 but not $5). $2 is DOCKER_HOST, $3 = 1 runs docker through sudo -n.
-// Without a docker CLI, or with the daemon down, it removes nothing and
-// succeeds.
-const tempImagesScript = `
-dh=$2; s=""; [ "$3" = 1 ] && s="sudo -n"; mode=$4; this=$5; any=$6
+// start with $5); otherwise those of every other job that is over (names
+// starting with $6 but not $5, whose work dir under prefix $7 is gone or
+// not alive, GRACE $8). $2 is DOCKER_HOST, $3 = 1 runs docker through
+// sudo -n. Without a docker CLI, or with the daemon down, it removes
+// nothing and succeeds.
+const tempImagesScript = liveFuncs + `
+dh=$2; S=""; [ "$3" = 1 ] && S="sudo -n"; mode=$4; this=$5; any=$6; prefix=$7; GRACE=$8
 command -v docker >/dev/null 2>&1 || exit 0
-refs=$($s env ${dh:+DOCKER_HOST="$dh"} docker image ls --format '{{.Repository}}:{{.Tag}}' ` + jobspec.TempRepo + ` 2>/dev/null) || exit 0
+refs=$($S env ${dh:+DOCKER_HOST="$dh"} docker image ls --format '{{.Repository}}:{{.Tag}}' ` + jobspec.TempRepo + ` 2>/dev/null) || exit 0
 for r in $refs; do
   case "$r" in
   "$this"*) [ "$mode" = only ] || continue;;
-  "$any"*) [ "$mode" = only ] && continue;;
+  "$any"*)
+    [ "$mode" = only ] && continue
+    j=${r#"$any"}; j=${j%-*}
+    [ -d "$prefix$j" ] && alive "$prefix$j" && continue;;
   *) continue;;
   esac
-  if $s env ${dh:+DOCKER_HOST="$dh"} docker image rm "$r" >/dev/null 2>&1; then echo "$r"; fi
+  if $S env ${dh:+DOCKER_HOST="$dh"} docker image rm "$r" >/dev/null 2>&1; then echo "$r"; fi
 done
 exit 0
 `
 
 // RemoveTempImages removes temporary images from the host's daemon: with
 // only set, those of job jobID (its node died before removing them);
-// otherwise those that nodes of every other job left there. It returns the
-// references removed.
+// otherwise those that nodes of other jobs that are over left there (a
+// live job's are left alone). It returns the references removed.
 func (c *Conn) RemoveTempImages(ctx context.Context, jobID string, only bool) ([]string, error) {
 	mode := "others"
 	if only {
 		mode = "only"
 	}
-	out, err := c.Run(ctx, openssh.Script(tempImagesScript, jobID, c.Host().DockerHost, c.become(), mode, jobspec.TempRefPrefix(jobID), jobspec.AnyTempRefPrefix))
+	grace := strconv.Itoa(int(StaleGrace / time.Minute))
+	out, err := c.Run(ctx, openssh.Script(tempImagesScript, jobID, c.Host().DockerHost, c.become(), mode, jobspec.TempRefPrefix(jobID), jobspec.AnyTempRefPrefix, c.workPrefix, grace))
 	if err != nil {
 		return nil, fmt.Errorf("remove temporary images: %w", err)
 	}

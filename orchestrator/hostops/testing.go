@@ -76,9 +76,11 @@ type FakeConn struct {
 	Facts    Facts
 	ProbeErr error
 	// RunFunc answers Run; nil answers empty output.
-	RunFunc    func(ctx context.Context, cmd openssh.Command) ([]byte, error)
-	MkdirErr   error
-	UploadErr  error
+	RunFunc   func(ctx context.Context, cmd openssh.Command) ([]byte, error)
+	MkdirErr  error
+	UploadErr error
+	// FetchErr fails every Fetch.
+	FetchErr   error
 	StartErr   error
 	ForwardErr error
 	Stale      []StaleDir
@@ -93,10 +95,13 @@ type FakeConn struct {
 	// just waits to be stopped.
 	StartFunc func(ctx context.Context, cmd openssh.Command, p *openssh.FakeProcess)
 
-	mu        sync.Mutex
-	host      inventory.Host
-	calls     []string
-	uploaded  map[string]Binary
+	mu       sync.Mutex
+	host     inventory.Host
+	calls    []string
+	uploaded map[string]Binary
+	fetched  map[string]string // dest: URL
+	// files are the node binaries on the host by path, cache included.
+	files     map[string]bool
 	processes []*openssh.FakeProcess
 	forwards  []*openssh.FakeForward
 	workDirs  map[string]bool
@@ -110,6 +115,8 @@ func NewFakeConn(h inventory.Host) *FakeConn {
 		Facts: Facts{OS: "linux", Arch: "amd64", Machine: "x86_64", User: "root",
 			ServerIP: "192.0.2.10", ClientIP: "192.0.2.1", Docker: DockerDirect, DockerVersion: "20.10.24", TmpFree: 10 << 30},
 		uploaded: map[string]Binary{},
+		fetched:  map[string]string{},
+		files:    map[string]bool{},
 		workDirs: map[string]bool{},
 	}
 }
@@ -124,9 +131,9 @@ func (c *FakeConn) record(format string, args ...any) error {
 	return nil
 }
 
-// Calls lists the methods called, e.g. "probe", "mkdir JOB", "upload
-// DIR NAME", "start CMDLINE", "forward ADDR", "clean JOB", "rm DIR",
-// "close".
+// Calls lists the methods called, e.g. "probe", "mkdir JOB", "place SHA",
+// "upload DEST", "fetch DEST URL", "start CMDLINE", "forward ADDR", "clean
+// JOB", "rm DIR", "close".
 func (c *FakeConn) Calls() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -142,6 +149,25 @@ func (c *FakeConn) Uploaded() map[string]Binary {
 		out[k] = v
 	}
 	return out
+}
+
+// Fetched returns the binaries fetched from other hosts: URL by path.
+func (c *FakeConn) Fetched() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]string, len(c.fetched))
+	for k, v := range c.fetched {
+		out[k] = v
+	}
+	return out
+}
+
+// Cache puts a verified node binary at path, as an earlier job would have
+// left it in the host's node cache.
+func (c *FakeConn) Cache(path string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.files[path] = true
 }
 
 // Processes returns the processes started, in order.
@@ -177,7 +203,7 @@ func (c *FakeConn) Host() inventory.Host {
 	return c.host
 }
 
-func (c *FakeConn) Probe(ctx context.Context) (Facts, error) {
+func (c *FakeConn) Probe(ctx context.Context, askDocker bool) (Facts, error) {
 	if err := c.record("probe"); err != nil {
 		return Facts{}, err
 	}
@@ -211,18 +237,70 @@ func (c *FakeConn) MakeWorkDir(ctx context.Context, jobID string) (string, error
 	return dir, nil
 }
 
-func (c *FakeConn) Upload(ctx context.Context, dir string, bin Binary) (string, error) {
-	if err := c.record("upload %s %s", dir, bin.Name); err != nil {
-		return "", err
+func (c *FakeConn) PlaceNode(ctx context.Context, workDir, cacheDir, sha string) (NodePlace, error) {
+	if err := c.record("place %s", sha); err != nil {
+		return NodePlace{}, err
+	}
+	p := workDir + "/" + NodeBinaryName
+	if cacheDir != "" {
+		p = cacheDir + "/" + NodeBinaryName + "-" + sha
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return NodePlace{Path: p, Cached: c.files[p]}, nil
+}
+
+func (c *FakeConn) NodeCached(ctx context.Context, cacheDir, sha string) (bool, error) {
+	if err := c.record("cached %s", sha); err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.files[cacheDir+"/"+NodeBinaryName+"-"+sha], nil
+}
+
+func (c *FakeConn) RemoveNodeCache(ctx context.Context, cacheDir string) ([]string, error) {
+	if err := c.record("rmcache %s", cacheDir); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var removed []string
+	for p := range c.files {
+		if strings.HasPrefix(p, cacheDir+"/") {
+			removed = append(removed, p)
+			delete(c.files, p)
+		}
+	}
+	return removed, nil
+}
+
+func (c *FakeConn) Upload(ctx context.Context, dest string, bin Binary) error {
+	if err := c.record("upload %s", dest); err != nil {
+		return err
 	}
 	if c.UploadErr != nil {
-		return "", c.UploadErr
+		return c.UploadErr
 	}
-	p := dir + "/" + bin.Name
 	c.mu.Lock()
-	c.uploaded[p] = bin
+	c.uploaded[dest] = bin
+	c.files[dest] = true
 	c.mu.Unlock()
-	return p, nil
+	return nil
+}
+
+func (c *FakeConn) Fetch(ctx context.Context, dest, sha, url string) error {
+	if err := c.record("fetch %s %s", dest, url); err != nil {
+		return err
+	}
+	if c.FetchErr != nil {
+		return c.FetchErr
+	}
+	c.mu.Lock()
+	c.fetched[dest] = url
+	c.files[dest] = true
+	c.mu.Unlock()
+	return nil
 }
 
 func (c *FakeConn) Start(ctx context.Context, cmd openssh.Command) (openssh.Process, error) {

@@ -2,26 +2,21 @@ package hostops
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"path"
-	"regexp"
 	"strings"
 
+	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/orchestrator/openssh"
 )
-
-var jobIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-
-// ValidJobID reports whether id can name a work dir: letters, digits, '_',
-// '.', '-', at most 64, not starting with a punctuation mark.
-func ValidJobID(id string) bool { return jobIDRE.MatchString(id) }
 
 // MakeWorkDir creates the job's temp dir, mode 0700, owned by the login
 // user. It fails if the dir exists: a job dir is always fresh.
 func (c *Conn) MakeWorkDir(ctx context.Context, jobID string) (string, error) {
-	if !ValidJobID(jobID) {
+	if !jobspec.ValidJobID(jobID) {
 		return "", fmt.Errorf("make work dir: job id %q has characters a path cannot hold", jobID)
 	}
 	dir := c.workPrefix + jobID
@@ -36,7 +31,7 @@ func (c *Conn) MakeWorkDir(ctx context.Context, jobID string) (string, error) {
 // after stopping a node still running from it: a node that hangs must not
 // outlive its job.
 func (c *Conn) RemoveWorkDir(ctx context.Context, dir string) error {
-	if !strings.HasPrefix(dir, c.workPrefix) || !ValidJobID(strings.TrimPrefix(dir, c.workPrefix)) {
+	if !strings.HasPrefix(dir, c.workPrefix) || !jobspec.ValidJobID(strings.TrimPrefix(dir, c.workPrefix)) {
 		return fmt.Errorf("remove work dir: %q is not a layercast work dir", dir)
 	}
 	sudo := ""
@@ -49,10 +44,16 @@ func (c *Conn) RemoveWorkDir(ctx context.Context, dir string) error {
 	return nil
 }
 
+// NodeBinaryName is the node binary's file name in a work dir; in a node
+// cache it is followed by "-" and its sha256.
+const NodeBinaryName = "layercast-node"
+
+// CacheKeepDays is how long a node cache keeps a binary no job used; the
+// binary a job asks for is never pruned.
+const CacheKeepDays = 14
+
 // Binary is a node binary ready to upload.
 type Binary struct {
-	// Name is the file name in the work dir, e.g. "layercast-node".
-	Name string
 	// Gzip is the gzip-compressed binary: what travels.
 	Gzip []byte
 	// SHA256 is the hex sha256 of the uncompressed binary: what the host
@@ -60,56 +61,205 @@ type Binary struct {
 	SHA256 string
 }
 
-func (b Binary) validate() error {
-	if b.Name == "" || strings.ContainsAny(b.Name, "/\x00") || strings.HasPrefix(b.Name, ".") {
-		return fmt.Errorf("binary name %q", b.Name)
-	}
-	if raw, err := hex.DecodeString(b.SHA256); err != nil || len(raw) != 32 {
-		return fmt.Errorf("binary sha256 %q is not 64 hex digits", b.SHA256)
-	}
-	if len(b.Gzip) == 0 {
-		return errors.New("binary is empty")
+func validSHA256(s string) error {
+	if raw, err := hex.DecodeString(s); err != nil || len(raw) != 32 || strings.ToLower(s) != s {
+		return fmt.Errorf("binary sha256 %q is not 64 lower-case hex digits", s)
 	}
 	return nil
 }
 
-// unpackScript runs in the work dir ($1): unpack the .gz, check the sha256
-// ($2), make it executable and rename it to its final name ($3). Partial
-// files are removed on every path.
-const unpackScript = `
+// NodePlace is where a job's node binary lives on a host.
+type NodePlace struct {
+	// Path is the binary; its compressed twin is Path + ".gz", which the
+	// node hands on to other hosts.
+	Path string
+	// Cached: Path already holds the binary (checked against its sha256
+	// just now); nothing needs to travel.
+	Cached bool
+}
+
+// placeScript picks where the node binary with sha256 $2 lives: in the
+// node cache dir $1 (made 0700 when missing; binaries no job used for $4
+// days and transfers broken off an hour ago are pruned, never the one
+// asked for), or, when $1 is empty, in the work dir $3. It prints "hit
+// PATH" when the cache holds the binary with the right sha256, else "place
+// PATH".
+const placeScript = `
 set -eu
-cd "$1"
-gz=".$3.gz.partial"; tmp=".$3.tmp"
-trap 'rm -f -- "$gz" "$tmp"' EXIT
-gzip -dc -- "$gz" > "$tmp"
-sum=$(sha256sum -- "$tmp" | cut -d' ' -f1)
-if [ "$sum" != "$2" ]; then echo "sha256 on the host is $sum" >&2; exit 3; fi
-chmod 0755 -- "$tmp"
-mv -f -- "$tmp" "$3"
+cache=$1; sha=$2; work=$3; keep=$4
+if [ -z "$cache" ]; then echo "place $work/` + NodeBinaryName + `"; exit 0; fi
+umask 077
+mkdir -p -- "$cache"
+f="$cache/` + NodeBinaryName + `-$sha"
+find "$cache" -maxdepth 1 -type f -name '` + NodeBinaryName + `-*' ! -name "` + NodeBinaryName + `-$sha*" -mtime +"$keep" -exec rm -f -- {} + 2>/dev/null || true
+find "$cache" -maxdepth 1 -type f -name '*.partial-*' -mmin +60 -exec rm -f -- {} + 2>/dev/null || true
+if [ -f "$f" ] && [ -f "$f.gz" ] && [ "$(sha256sum < "$f" | cut -c1-64)" = "$sha" ]; then
+  touch -c -- "$f" "$f.gz"; echo "hit $f"
+else
+  echo "place $f"
+fi
 `
 
-// exitChecksum is unpackScript's exit status for a checksum mismatch.
-const exitChecksum = 3
-
-// Upload sends bin into dir (made by MakeWorkDir): it writes the
-// compressed bytes over SFTP, then on the host unpacks them, checks the
-// sha256, makes the file executable and renames it into place, so that
-// the final name only ever holds a verified binary. It returns the
-// binary's path.
-func (c *Conn) Upload(ctx context.Context, dir string, bin Binary) (string, error) {
-	if err := bin.validate(); err != nil {
-		return "", fmt.Errorf("upload node binary: %w", err)
+// PlaceNode says where the node binary with sha256 sha lives on the host
+// for job jobID: in cacheDir (the host's node cache, kept between jobs;
+// see placeScript for what it prunes) or, with cacheDir empty, in the
+// job's work dir workDir, removed with it. It checks whether the cache
+// already holds that binary.
+func (c *Conn) PlaceNode(ctx context.Context, workDir, cacheDir, sha string) (NodePlace, error) {
+	if err := validSHA256(sha); err != nil {
+		return NodePlace{}, fmt.Errorf("place node binary: %w", err)
 	}
-	if err := c.WriteFile(ctx, path.Join(dir, "."+bin.Name+".gz.partial"), bin.Gzip); err != nil {
-		return "", fmt.Errorf("upload node binary: %w", err)
-	}
-	_, err := c.Run(ctx, openssh.Script(unpackScript, dir, strings.ToLower(bin.SHA256), bin.Name))
+	out, err := c.Run(ctx, openssh.Script(placeScript, cacheDir, sha, workDir, fmt.Sprint(CacheKeepDays)))
 	if err != nil {
-		var ee *openssh.ExitError
-		if errors.As(err, &ee) && ee.Code == exitChecksum {
-			return "", fmt.Errorf("upload node binary: %w: want %s, %s", ErrChecksumMismatch, bin.SHA256, ee.Stderr)
-		}
-		return "", fmt.Errorf("upload node binary: unpack on host: %w", err)
+		return NodePlace{}, fmt.Errorf("place node binary in %s: %w", cmpOr(cacheDir, workDir), err)
 	}
-	return path.Join(dir, bin.Name), nil
+	verb, p, ok := strings.Cut(strings.TrimSpace(string(out)), " ")
+	if !ok || (verb != "hit" && verb != "place") || !path.IsAbs(p) {
+		return NodePlace{}, fmt.Errorf("place node binary: unexpected answer %q", out)
+	}
+	return NodePlace{Path: p, Cached: verb == "hit"}, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// installScript puts a node binary in place at $1: it fetches the
+// compressed binary from the URL $4 into the partial file $3 (with curl or
+// wget; $4 empty: the file was uploaded there already), unpacks it, checks
+// its sha256 ($2), makes it executable and renames it and its compressed
+// twin ($1.gz) into place, so that $1 only ever holds a verified binary.
+// Partial files are removed on every path. Exit 3: checksum mismatch; 4:
+// the fetch failed; 5: no curl or wget; 6: not a gzip file.
+const installScript = `
+set -eu
+dest=$1; sha=$2; gz=$3; url=$4; tmp="$gz.bin"
+trap 'rm -f -- "$gz" "$tmp"' EXIT
+if [ -n "$url" ]; then
+  if command -v curl >/dev/null 2>&1; then curl -fsS --connect-timeout 5 --max-time 300 -o "$gz" -- "$url" || exit 4
+  elif command -v wget >/dev/null 2>&1; then wget -q -T 30 -O "$gz" -- "$url" || exit 4
+  else echo "neither curl nor wget is installed" >&2; exit 5; fi
+fi
+gzip -dc -- "$gz" > "$tmp" || exit 6
+sum=$(sha256sum -- "$tmp" | cut -d' ' -f1)
+if [ "$sum" != "$sha" ]; then echo "sha256 on the host is $sum" >&2; exit 3; fi
+chmod 0755 -- "$tmp"
+mv -f -- "$gz" "$dest.gz"
+mv -f -- "$tmp" "$dest"
+`
+
+// Exit statuses of installScript.
+const (
+	exitChecksum = 3
+	exitFetch    = 4
+	exitNoTool   = 5
+	exitNotGzip  = 6
+)
+
+// partialName is the file a transfer to dest writes before it is checked:
+// unique per transfer, so that two jobs filling one cache do not meet.
+func partialName(dest string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return dest + ".gz.partial-" + hex.EncodeToString(b)
+}
+
+// Upload sends bin over SFTP and puts it in place at dest (a PlaceNode
+// path): the compressed bytes travel, the host unpacks them, checks the
+// sha256 and renames the binary into place.
+func (c *Conn) Upload(ctx context.Context, dest string, bin Binary) error {
+	if err := validSHA256(bin.SHA256); err != nil {
+		return fmt.Errorf("upload node binary: %w", err)
+	}
+	if len(bin.Gzip) == 0 {
+		return errors.New("upload node binary: binary is empty")
+	}
+	gz := partialName(dest)
+	if err := c.WriteFile(ctx, gz, bin.Gzip); err != nil {
+		return fmt.Errorf("upload node binary: %w", err)
+	}
+	if err := c.install(ctx, dest, bin.SHA256, gz, ""); err != nil {
+		return fmt.Errorf("upload node binary: %w", err)
+	}
+	return nil
+}
+
+// Fetch has the host fetch the compressed node binary from url (another
+// host's node, see nodebin/handoff) and put it in place at dest as Upload
+// does; the sha256 check makes the source's word unnecessary. Errors wrap
+// ErrFetch (the source failed: try another), ErrNoFetchTool or
+// ErrChecksumMismatch.
+func (c *Conn) Fetch(ctx context.Context, dest, sha, url string) error {
+	if err := validSHA256(sha); err != nil {
+		return fmt.Errorf("fetch node binary: %w", err)
+	}
+	if !strings.HasPrefix(url, "http://") {
+		return fmt.Errorf("fetch node binary: %q is not an http URL", url)
+	}
+	if err := c.install(ctx, dest, sha, partialName(dest), url); err != nil {
+		return fmt.Errorf("fetch node binary from %s: %w", url, err)
+	}
+	return nil
+}
+
+func (c *Conn) install(ctx context.Context, dest, sha, gz, url string) error {
+	_, err := c.Run(ctx, openssh.Script(installScript, dest, sha, gz, url))
+	var ee *openssh.ExitError
+	if err == nil || !errors.As(err, &ee) {
+		return err
+	}
+	switch ee.Code {
+	case exitChecksum:
+		return fmt.Errorf("%w: want %s, %s", ErrChecksumMismatch, sha, ee.Stderr)
+	case exitFetch, exitNotGzip:
+		return fmt.Errorf("%w: %s", ErrFetch, cmpOr(ee.Stderr, "not a gzip file"))
+	case exitNoTool:
+		return fmt.Errorf("%w: %s", ErrNoFetchTool, ee.Stderr)
+	}
+	return fmt.Errorf("unpack on host: %w", err)
+}
+
+// nodeCachedScript prints yes when the node cache $1 holds the node binary
+// with sha256 $2, else no. Read-only.
+const nodeCachedScript = `f="$1/` + NodeBinaryName + `-$2"
+if [ -f "$f" ] && [ -f "$f.gz" ] && [ "$(sha256sum < "$f" | cut -c1-64)" = "$2" ]; then echo yes; else echo no; fi`
+
+// NodeCached reports whether the node cache cacheDir holds the node binary
+// with sha256 sha. It writes nothing: plan shows it.
+func (c *Conn) NodeCached(ctx context.Context, cacheDir, sha string) (bool, error) {
+	if err := validSHA256(sha); err != nil {
+		return false, fmt.Errorf("look for the node binary: %w", err)
+	}
+	out, err := c.Run(ctx, openssh.Script(nodeCachedScript, cacheDir, sha))
+	if err != nil {
+		return false, fmt.Errorf("look for the node binary in %s: %w", cacheDir, err)
+	}
+	return strings.TrimSpace(string(out)) == "yes", nil
+}
+
+// removeCacheScript removes the node binaries from the node cache $1 (and
+// the dir itself once empty) and prints each file removed. Files of other
+// programs there are left alone.
+const removeCacheScript = `[ -d "$1" ] || exit 0
+for f in "$1"/` + NodeBinaryName + `-*; do
+  [ -f "$f" ] || continue
+  rm -f -- "$f" && echo "$f"
+done
+rmdir -- "$1" 2>/dev/null || true`
+
+// RemoveNodeCache deletes the node binaries layercast keeps in cacheDir
+// and returns the files removed. A job running from one of them goes on:
+// the file is gone, the running binary stays until it exits.
+func (c *Conn) RemoveNodeCache(ctx context.Context, cacheDir string) ([]string, error) {
+	if !path.IsAbs(cacheDir) || path.Base(cacheDir) != "layercast" {
+		return nil, fmt.Errorf("remove node cache: %q is not a layercast cache dir", cacheDir)
+	}
+	out, err := c.Run(ctx, openssh.Script(removeCacheScript, cacheDir))
+	if err != nil {
+		return nil, fmt.Errorf("remove node cache %s: %w", cacheDir, err)
+	}
+	return strings.Fields(string(out)), nil
 }

@@ -15,6 +15,7 @@ package inventory
 //	ansible_ssh_private_key_file, ansible_private_key_file -> identity_file
 //	ansible_become                                    -> become
 //	layercast_docker_host                             -> docker_host
+//	layercast_node_cache                              -> node_cache
 //
 // Ignored, and listed in Inventory.Ignored: every other variable (for
 // example ansible_python_interpreter), passwords (ansible_password,
@@ -339,6 +340,14 @@ func (m *ansibleModel) hostFromVars(name string, vars map[string]ansibleVar, opt
 		case "layercast_docker_host":
 			if s, ok := use("docker_host", v); ok {
 				h.DockerHost = s
+			}
+		case "layercast_node_cache":
+			if s, ok := use("node_cache", v); ok {
+				b, err := ansibleBool(s)
+				if err != nil {
+					m.errorf(v.at, "%v", err)
+				}
+				h.NoNodeCache = !b
 			}
 		case "ansible_connection":
 		case "ansible_become_user":

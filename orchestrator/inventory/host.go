@@ -24,6 +24,11 @@ type Host struct {
 	Become bool `yaml:"become,omitempty"`
 	// DockerHost is DOCKER_HOST for the node; empty: the daemon's default.
 	DockerHost string `yaml:"docker_host,omitempty"`
+	// NoNodeCache (inventory: node_cache: false) keeps no copy of the
+	// node binary on the host between jobs: every job brings it anew
+	// and removes it. By default the host keeps the binary of the
+	// latest jobs in ~/.cache/layercast of the login user.
+	NoNodeCache bool `yaml:"-"`
 	// Labels are free-form tags for the operator.
 	Labels map[string]string `yaml:"labels,omitempty"`
 

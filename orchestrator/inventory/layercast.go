@@ -243,6 +243,9 @@ func (w *walker) hostFields(n ast.Node, field string, isHost bool, opts Options)
 			h.Become, _ = w.boolean(p.value, f)
 		case "docker_host":
 			h.DockerHost, _ = w.str(p.value, f)
+		case "node_cache":
+			keep, _ := w.boolean(p.value, f)
+			h.NoNodeCache = !keep
 		case "labels":
 			labels, _ := w.mapping(p.value, f)
 			for _, l := range labels {
@@ -256,9 +259,9 @@ func (w *walker) hostFields(n ast.Node, field string, isHost bool, opts Options)
 				h.Labels[l.key] = v
 			}
 		default:
-			want := "name, address, port, user, identity_file, become, docker_host or labels"
+			want := "name, address, port, user, identity_file, become, docker_host, node_cache or labels"
 			if !isHost {
-				want = "port, user, identity_file, become, docker_host or labels"
+				want = "port, user, identity_file, become, docker_host, node_cache or labels"
 			}
 			w.errorf(p.node, f, "unknown field (want %s)", want)
 		}
@@ -288,6 +291,9 @@ func (hf *hostFields) applyDefaults(d hostFields) {
 	}
 	if !set("docker_host") {
 		h.DockerHost = d.host.DockerHost
+	}
+	if !set("node_cache") {
+		h.NoNodeCache = d.host.NoNodeCache
 	}
 	if len(d.host.Labels) > 0 {
 		merged := make(map[string]string, len(d.host.Labels)+len(h.Labels))

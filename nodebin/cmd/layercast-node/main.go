@@ -1,4 +1,4 @@
-// Command layercast-node [--debug] [--serial] is the program the bastion uploads to each host for
+// Command layercast-node [--debug] [--serial] [--job ID] is the program the bastion uploads to each host for
 // one job. It reads the job spec and then control lines on stdin, writes
 // JSON-line events on stdout and logs on stderr, and exits with the codes
 // of package node. It removes its work dir, itself included, on exit.
@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/layercast/layercast/nodebin/dockerimage"
@@ -26,6 +27,7 @@ func main() {
 
 	debug := flag.Bool("debug", false, "log at debug level")
 	serial := flag.Bool("serial", false, "load the image once at the end instead of loading layers while later ones download")
+	jobID := flag.String(strings.TrimPrefix(jobspec.NodeJobFlag, "--"), "", "the job this node runs (it marks the process; the spec on stdin must name the same job)")
 	flag.Parse()
 	level := slog.LevelInfo
 	if *debug {
@@ -60,6 +62,7 @@ func main() {
 			})
 		},
 		Serial: *serial,
+		JobID:  *jobID,
 	})
 	signal.Stop(sigs)
 	cancel(nil)

@@ -1,0 +1,76 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/layercast/layercast/nodebin/handoff"
+	"github.com/layercast/layercast/nodebin/jobspec"
+)
+
+// handoffStep serves the node binary to the job's other hosts while the
+// node runs (spec.Handoff), so that the bastion uploads it to a few hosts
+// only. It starts as early as it can, before the daemon is asked anything,
+// and a failure to serve is logged, not fatal: the other hosts then fetch
+// the binary elsewhere.
+type handoffStep struct {
+	j   *job
+	srv *handoff.Server
+}
+
+func (s *handoffStep) Title() string { return "hand the node binary on" }
+
+func (s *handoffStep) Run(ctx context.Context) error {
+	spec := s.j.spec
+	if spec.Handoff == nil || len(spec.AllowedIPs) == 0 {
+		return nil
+	}
+	ln, err := net.Listen("tcp", ":0")
+	if err == nil {
+		s.srv, err = handoff.Start(ln, handoff.Config{
+			Path: spec.Handoff.Path, Name: spec.Handoff.Name, AllowedIPs: spec.AllowedIPs,
+			Logger: s.j.log.With("component", "handoff"),
+		})
+		if err != nil {
+			ln.Close()
+		}
+	}
+	if err != nil {
+		s.j.log.Warn("cannot hand the node binary on", "err", err)
+		s.j.ev.emit(jobspec.Event{Kind: jobspec.EventLog, Message: fmt.Sprintf("cannot hand the node binary on: %v", err)})
+		return nil
+	}
+	port := s.srv.Addr().(*net.TCPAddr).Port
+	s.j.ev.emit(jobspec.Event{Kind: jobspec.EventServing, Addr: net.JoinHostPort(spec.PublicIP, strconv.Itoa(port))})
+	return nil
+}
+
+func (s *handoffStep) Cleanup(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	st := s.srv.Stats()
+	s.j.log.Info("handed the node binary on", "transfers", st.Transfers, "bytes", st.Bytes)
+	return s.srv.Close(ctx)
+}
+
+// staleTempsStep removes the temporary images of this host's earlier jobs
+// that are over but were cut short before they could clean up; images of
+// jobs still running are left alone.
+type staleTempsStep struct{ j *job }
+
+func (s *staleTempsStep) Title() string { return "remove what ended jobs left in the daemon" }
+
+func (s *staleTempsStep) Run(ctx context.Context) error {
+	removed, err := removeDeadTemps(ctx, s.j.daemon, s.j.spec.JobID, jobspec.WorkDir)
+	if len(removed) > 0 {
+		s.j.ev.emit(jobspec.Event{Kind: jobspec.EventLog, Message: fmt.Sprintf("removed temporary images an ended job left: %v", removed)})
+	}
+	if err != nil {
+		// Not this job's images: report and go on.
+		s.j.log.Warn("remove temporary images of ended jobs", "err", err)
+	}
+	return nil
+}

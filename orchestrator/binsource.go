@@ -1,0 +1,199 @@
+package orchestrator
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+)
+
+// binSources decides where each host gets the node binary from, so that
+// the binary crosses the bastion's link a few times per job instead of
+// once per host: the bastion uploads it to the first hosts of each
+// architecture; every node that runs hands it on (nodebin/handoff), a few
+// fetches at a time; a host waits for a free peer rather than for the
+// bastion. The set of hosts that hold the binary then doubles about every
+// transfer time. A host falls back to the bastion when it cannot fetch
+// (no curl or wget), when a peer's transfer failed (the peer is not asked
+// again), or when no peer turned up within fallbackAfter.
+type binSources struct {
+	// firstUploads is how many uploads of each binary the bastion starts
+	// without waiting for a peer.
+	firstUploads int
+	// perPeer bounds the fetches one peer serves at once: each of k gets
+	// 1/k of its link, and k = 1 or 2 spreads the binary fastest.
+	perPeer int
+	// minWait is the least a host waits for a peer before it asks the
+	// bastion; the wait grows to 4 × the slowest bastion upload so far
+	// on slow links.
+	minWait time.Duration
+	now     func() time.Time
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every change
+	peers   map[string][]*binPeer
+	// started counts the bastion's uploads per binary, in flight or done;
+	// finished those done.
+	started  map[string]int
+	finished map[string]int
+	slowest  time.Duration
+	stats    NodeBinaryReport
+}
+
+// binPeer is a running node that hands its binary on.
+type binPeer struct {
+	host string
+	url  string
+	busy int
+	bad  bool
+}
+
+// binSource is where one host gets the binary: a peer's URL, or the
+// bastion (peer nil).
+type binSource struct {
+	peer *binPeer
+}
+
+func newBinSources() *binSources {
+	return &binSources{
+		firstUploads: 2, perPeer: 2, minWait: 15 * time.Second, now: time.Now,
+		changed: make(chan struct{}), peers: map[string][]*binPeer{}, started: map[string]int{}, finished: map[string]int{},
+	}
+}
+
+// signal wakes the hosts waiting in get; b.mu is held.
+func (b *binSources) signal() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// addPeer records that host now hands the binary with sha256 sha on at
+// url.
+func (b *binSources) addPeer(sha, host, url string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range b.peers[sha] {
+		if p.host == host {
+			p.url, p.bad = url, false
+			b.signal()
+			return
+		}
+	}
+	b.peers[sha] = append(b.peers[sha], &binPeer{host: host, url: url})
+	b.signal()
+}
+
+// removePeer forgets host: its node stopped.
+func (b *binSources) removePeer(host string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for sha, ps := range b.peers {
+		for i, p := range ps {
+			if p.host == host {
+				b.peers[sha] = append(ps[:i:i], ps[i+1:]...)
+			}
+		}
+	}
+}
+
+// get waits for a source of the binary sha for a host that can fetch
+// (canFetch) or not; failed is how many fetches of this host failed
+// already: such a host does not wait for peers when every peer known
+// failed. The caller hands the source back with done.
+func (b *binSources) get(ctx context.Context, sha string, canFetch bool, failed int) (binSource, error) {
+	start := b.now()
+	for {
+		b.mu.Lock()
+		if canFetch {
+			if p := b.freePeer(sha); p != nil {
+				p.busy++
+				b.mu.Unlock()
+				return binSource{peer: p}, nil
+			}
+		}
+		// The wait for a peer counts once the bastion delivered this
+		// binary somewhere: before that, the first uploads are the
+		// peers to come.
+		wait := max(b.minWait, 4*b.slowest)
+		late := b.finished[sha] > 0 && b.now().Sub(start) >= wait
+		if !canFetch || b.started[sha] < b.firstUploads || late || failed > 0 && !b.anyGoodPeer(sha) {
+			b.started[sha]++
+			b.mu.Unlock()
+			return binSource{}, nil
+		}
+		ch := b.changed
+		b.mu.Unlock()
+		t := time.NewTimer(wait - b.now().Sub(start))
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return binSource{}, ctx.Err()
+		}
+		t.Stop()
+	}
+}
+
+// anyGoodPeer reports whether sha has a peer whose transfers did not fail;
+// b.mu is held.
+func (b *binSources) anyGoodPeer(sha string) bool {
+	for _, p := range b.peers[sha] {
+		if !p.bad {
+			return true
+		}
+	}
+	return false
+}
+
+// freePeer is the usable peer of sha with the fewest fetches in flight
+// (below perPeer), or nil; b.mu is held.
+func (b *binSources) freePeer(sha string) *binPeer {
+	ps := b.peers[sha]
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].busy < ps[j].busy })
+	for _, p := range ps {
+		if !p.bad && p.busy < b.perPeer {
+			return p
+		}
+	}
+	return nil
+}
+
+// done hands src back after a transfer of size bytes that took took and
+// succeeded (ok) or not. A peer that failed is not asked again; a failed
+// bastion upload frees its place among the first uploads.
+func (b *binSources) done(src binSource, sha string, ok bool, size int64, took time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case src.peer != nil:
+		src.peer.busy--
+		if !ok {
+			src.peer.bad = true
+		} else {
+			b.stats.FromPeers++
+		}
+	case ok:
+		b.stats.FromBastion++
+		b.stats.BastionBytes += size
+		b.slowest = max(b.slowest, took)
+		b.finished[sha]++
+	default:
+		b.started[sha]--
+	}
+	b.signal()
+}
+
+// cached records a host whose node cache held the binary.
+func (b *binSources) cached() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stats.FromCache++
+}
+
+// report is what the binary's distribution cost so far.
+func (b *binSources) report() NodeBinaryReport {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stats
+}
