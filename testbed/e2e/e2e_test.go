@@ -184,11 +184,17 @@ func imageOn(t testing.TB, lab *testbed.Lab, host, ref string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// leftovers lists what a job left on a host: its temp dirs and processes.
+// leftovers lists what a job left on a host: its temp dirs, its node's
+// processes (named by their command line), and anything in the node cache
+// but the node binary and its compressed twin, which is all a job keeps on
+// a host (see layercast clean).
 func leftovers(t testing.TB, lab *testbed.Lab, host, jobID string) string {
 	t.Helper()
 	out, err := lab.Exec(context.Background(), host, "sh", "-c",
-		`ls -d /tmp/layercast-* 2>/dev/null; for p in /proc/[0-9]*; do case "$(readlink $p/exe 2>/dev/null)" in *layercast-$1*) echo "pid ${p#/proc/}: $(readlink $p/exe)";; esac; done`, "sh", jobID)
+		`ls -d /tmp/layercast-* 2>/dev/null
+for p in /proc/[0-9]*; do case " $(tr '\0' ' ' < $p/cmdline 2>/dev/null) " in *" --job $1 "*) echo "pid ${p#/proc/}: $(tr '\0' ' ' < $p/cmdline)";; esac; done
+for f in "${XDG_CACHE_HOME:-$HOME/.cache}"/layercast/*; do case "$f" in */layercast-node-*.partial-*) echo "partial $f";; */layercast-node-*) ;; *) [ -e "$f" ] && echo "cache $f";; esac; done
+true`, "sh", jobID)
 	if err != nil {
 		t.Fatalf("look for leftovers on %s: %v", host, err)
 	}
