@@ -564,3 +564,18 @@ func TestRelease_SameImageFromDaemonAndRegistryDedupsByChainID(t *testing.T) {
 		t.Errorf("fetched %v, want only the gzipped layer: the uncompressed one was in the cache", gets)
 	}
 }
+
+func TestResolve_UnreachableRegistryIsOneLineAndNotTheOperatorsInput(t *testing.T) {
+	noDockerConfig(t)
+	src := newSource(t, t.TempDir(), &registrytest.Recorder{})
+	_, err := src.Resolve(t.Context(), "127.0.0.1:1/team/app:v1")
+	t.Logf("error line: %v", err)
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "reach registry 127.0.0.1:1") {
+		t.Fatalf("got %v, want one line saying the registry was not reached", err)
+	}
+	for _, sentinel := range []error{imagecache.ErrNoImage, registrysource.ErrDenied, imagecache.ErrUnsupported, registrysource.ErrBadReference} {
+		if errors.Is(err, sentinel) {
+			t.Errorf("an unreachable registry wraps %v", sentinel)
+		}
+	}
+}
