@@ -233,7 +233,7 @@ func (ss *session) resolveIndex(ctx context.Context, rel *imagecache.Release, ra
 			return err
 		}
 		im, err := ss.image(ctx, m.Digest.String(), mraw, p)
-		if errors.Is(err, imagecache.ErrUnsupported) && p != nil {
+		if (errors.Is(err, imagecache.ErrUnsupported) || errors.Is(err, imagecache.ErrNoLayers)) && p != nil {
 			rel.Unusable = append(rel.Unusable, imagecache.Unusable{Platform: *p, Err: err})
 			continue
 		}
