@@ -26,8 +26,10 @@ type Archive struct {
 type ArchiveLayer struct {
 	// Name is the file name inside the archive, unique per content.
 	Name string
-	// File is the verified layer file on disk (tar or gzipped tar); empty
-	// when the daemon already has the layer.
+	// File is the verified layer file on disk (tar or gzipped tar, which
+	// the daemon tells apart by content whatever Name says; zstd fails
+	// the load on Docker 20.10); empty when the daemon already has the
+	// layer.
 	File string
 }
 

@@ -1,12 +1,20 @@
-// Package imagecache prepares an image on the bastion for a job: it finds the
-// image in the local Docker daemon (pulling it when missing), exports it once,
-// and keeps each layer and the config as a content-addressed file that later
-// jobs reuse without exporting again.
+// Package imagecache is the bastion's content-addressed store of images for
+// jobs, and the image model both sources fill: a Release (one Image per
+// platform) whose layers name the files that travel (digest, size, media
+// type) and what the daemons dedup by (diff ID, chain ID). The daemon source
+// lives here: Prepare finds the image in the local Docker daemon (pulling it
+// when missing) and exports it once; a registry source (package
+// registrysource) writes into the same store through OpenPartial,
+// StoreBlob and VerifyLayer.
 //
 // Layout under the cache directory:
 //
-//	blobs/sha256/<hex>      layer files and image configs, named by their sha256
-//	images/<id-hex>.json    one Image per image ID: which blobs make it up
+//	blobs/sha256/<hex>      complete, verified blobs named by their sha256: layer
+//	                        files (uncompressed from a daemon, compressed as a
+//	                        registry holds them), image configs, manifests
+//	partial/<hex>           a blob being downloaded; a later fetch continues it
+//	layers/<hex>.json       a layer blob checked once: its diff ID and unpacked size
+//	images/<id-hex>.json    one daemon-exported Image per image ID
 //	tmp/                    files being written; removed on error
 package imagecache
 
@@ -53,16 +61,36 @@ type Image struct {
 	ID         string  `json:"id"`
 	ConfigPath string  `json:"config_path"`
 	Layers     []Layer `json:"layers"`
+	// Platform is the config's os/architecture/variant (or the index's).
+	Platform Platform `json:"platform"`
+	// ManifestDigest is the registry manifest the image came from; empty
+	// for a daemon's export.
+	ManifestDigest string `json:"manifest_digest,omitempty"`
 }
 
-// Layer is one layer file in the cache.
+// Layer is one layer file in the cache. Digest, Size and MediaType describe
+// the file that travels; DiffID and ChainID what the daemon checks and dedups
+// by, the same whichever source (and compression) the file came from.
 type Layer struct {
 	DiffID    string `json:"diff_id"`
 	ChainID   string `json:"chain_id"`
 	Digest    string `json:"digest"`
 	Size      int64  `json:"size"`
-	MediaType string `json:"media_type"` // "tar" or "tar+gzip"
+	MediaType string `json:"media_type"` // MediaTar or MediaTarGzip
 	Path      string `json:"path"`
+	// UnpackedSize is the size of the layer tar: what the daemon stores.
+	// Zero until known (a registry layer before it is fetched).
+	UnpackedSize int64 `json:"unpacked_size,omitempty"`
+}
+
+// UnpackedSize is the sum of the layers' tar sizes, a lower bound while
+// some are unknown.
+func (im *Image) UnpackedSize() int64 {
+	var n int64
+	for _, l := range im.Layers {
+		n += max(l.UnpackedSize, l.Size)
+	}
+	return n
 }
 
 // Size is the sum of the layer file sizes.
@@ -90,7 +118,7 @@ type Cache struct {
 
 // New returns a cache rooted at dir, creating it.
 func New(dir string) (*Cache, error) {
-	for _, d := range []string{"blobs/sha256", "images", "tmp"} {
+	for _, d := range []string{"blobs/sha256", "images", "tmp", "partial", "layers"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("create image cache: %w", err)
 		}
@@ -130,7 +158,7 @@ func (c *Cache) Prepare(ctx context.Context, d Docker, ref string, status func(s
 	}
 	if im, err := c.lookup(insp.ID); err == nil {
 		im.Ref = ref
-		return im, nil
+		return im, fillDaemonImage(im)
 	}
 	status("exporting " + ref + " from the bastion's daemon")
 	im, err := c.export(ctx, d, insp.ID, insp.RootFS.Layers)
@@ -138,7 +166,37 @@ func (c *Cache) Prepare(ctx context.Context, d Docker, ref string, status func(s
 		return nil, fmt.Errorf("export image %s: %w", ref, err)
 	}
 	im.Ref = ref
-	return im, nil
+	return im, fillDaemonImage(im)
+}
+
+// fillDaemonImage sets what records written before the registry source
+// lack: the platform, from the config, and the unpacked size of
+// uncompressed layers.
+func fillDaemonImage(im *Image) error {
+	if im.Platform == (Platform{}) {
+		b, err := im.Config()
+		if err != nil {
+			return err
+		}
+		if im.Platform, err = ConfigPlatform(b); err != nil {
+			return err
+		}
+	}
+	for i, l := range im.Layers {
+		if l.MediaType == MediaTar {
+			im.Layers[i].UnpackedSize = l.Size
+		}
+	}
+	return nil
+}
+
+// ConfigPlatform reads os, architecture and variant from an image config.
+func ConfigPlatform(config []byte) (Platform, error) {
+	var p Platform
+	if err := json.Unmarshal(config, &p); err != nil {
+		return Platform{}, fmt.Errorf("parse image config: %w", err)
+	}
+	return p, nil
 }
 
 func pull(ctx context.Context, d Docker, ref string) error {

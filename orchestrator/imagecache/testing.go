@@ -44,7 +44,12 @@ func NewFakeDockerFiles(ref string, diffIDs []string, layers [][]byte) *FakeDock
 		"architecture": "amd64", "os": "linux",
 		"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs},
 	})
-	id := digestOf(cfg)
+	return &FakeDocker{Ref: ref, ID: digestOf(cfg), DiffIDs: diffIDs, Save: saveTar(ref, cfg, layers), present: true}
+}
+
+// saveTar is a docker-save archive of one image.
+func saveTar(ref string, config []byte, layers [][]byte) []byte {
+	id := digestOf(config)
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	add := func(name string, b []byte) {
@@ -58,11 +63,11 @@ func NewFakeDockerFiles(ref string, diffIDs []string, layers [][]byte) *FakeDock
 		paths = append(paths, p)
 	}
 	cfgName := id[len("sha256:"):] + ".json"
-	add(cfgName, cfg)
+	add(cfgName, config)
 	manifest, _ := json.Marshal([]map[string]any{{"Config": cfgName, "RepoTags": []string{ref}, "Layers": paths}})
 	add("manifest.json", manifest)
 	_ = tw.Close()
-	return &FakeDocker{Ref: ref, ID: id, DiffIDs: diffIDs, Save: buf.Bytes(), present: true}
+	return buf.Bytes()
 }
 
 func digestOf(b []byte) string {
@@ -97,4 +102,15 @@ func (f *FakeDocker) ImageSave(_ context.Context, ids []string, _ ...client.Imag
 		return nil, errdefs.NotFound(fmt.Errorf("no such image: %v", ids))
 	}
 	return io.NopCloser(bytes.NewReader(f.Save)), nil
+}
+
+// NewFakeDockerConfig builds a daemon holding the image of this exact
+// config (so its ID is the config's digest, as in a registry) with these
+// uncompressed layer tars.
+func NewFakeDockerConfig(ref string, config []byte, layers [][]byte) *FakeDocker {
+	var diffIDs []string
+	for _, l := range layers {
+		diffIDs = append(diffIDs, digestOf(l))
+	}
+	return &FakeDocker{Ref: ref, ID: digestOf(config), DiffIDs: diffIDs, Save: saveTar(ref, config, layers), present: true}
 }
