@@ -33,6 +33,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/orchestrator/imagecache"
 )
 
@@ -329,7 +330,7 @@ func (ss *session) image(ctx context.Context, digest string, raw []byte, p *imag
 			return nil, fmt.Errorf("%w: %s: layer %d has size %d", imagecache.ErrUnsupported, im.Platform, i+1, l.Size)
 		}
 		diffID := cfg.RootFS.DiffIDs[i]
-		chain = imagecache.ChainID(chain, diffID)
+		chain = jobspec.ChainID(chain, diffID)
 		im.Layers = append(im.Layers, imagecache.Layer{
 			DiffID: diffID, ChainID: chain, Digest: l.Digest.String(), Size: l.Size,
 			MediaType: mt, Path: ss.s.cache.BlobPath(l.Digest.String()),

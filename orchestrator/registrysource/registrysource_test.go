@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/orchestrator/imagecache"
 	"github.com/layercast/layercast/orchestrator/registrysource"
 	"github.com/layercast/layercast/orchestrator/registrysource/registrytest"
@@ -137,7 +138,7 @@ func TestFetch_MixedFleetGetsEachPlatformVerifiedWithSharedLayersOnce(t *testing
 		}
 		chain := ""
 		for i, l := range im.Layers {
-			chain = imagecache.ChainID(chain, sha(c.tars[i]))
+			chain = jobspec.ChainID(chain, sha(c.tars[i]))
 			if l.DiffID != sha(c.tars[i]) || l.ChainID != chain || l.MediaType != c.mediaType || l.UnpackedSize != int64(len(c.tars[i])) {
 				t.Errorf("%s layer %d: %+v", c.host, i, l)
 			}
