@@ -5,9 +5,10 @@
 // later layers still download, creating the image under its name, checking
 // the result, and removing everything a failed job created.
 //
-// It speaks containerd's gRPC API directly with the API module's generated
-// stubs instead of containerd's Go client, which would add about 2 MB to the
-// compressed node binary (see DESIGN.md). Every step is one the client's own
+// It speaks containerd's gRPC API with Go's own HTTP/2 client and the few
+// protobuf messages it needs written by hand (rpc.go, api.go): containerd's
+// Go client would add 2.0 MB to the compressed node binary, the API
+// module's generated stubs with grpc-go 1.6 MB, this package about 0.1 MB. Every step is one the client's own
 // unpacker takes: content writes and snapshots are held by a lease while the
 // job runs, the image's config carries the snapshot GC label, the manifest
 // the content GC labels, and the lease goes once the image holds everything.
@@ -21,35 +22,17 @@ import (
 	"strings"
 	"time"
 
-	contentapi "github.com/containerd/containerd/api/services/content/v1"
-	diffapi "github.com/containerd/containerd/api/services/diff/v1"
-	imagesapi "github.com/containerd/containerd/api/services/images/v1"
-	introspectionapi "github.com/containerd/containerd/api/services/introspection/v1"
-	leasesapi "github.com/containerd/containerd/api/services/leases/v1"
-	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
-	versionapi "github.com/containerd/containerd/api/services/version/v1"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/emptypb"
+	"github.com/layercast/layercast/nodebin/jobspec"
 )
 
 // Defaults of Config.
 const (
-	DefaultAddress   = "/run/containerd/containerd.sock"
-	DefaultNamespace = "k8s.io" // the kubelet's
+	DefaultAddress   = jobspec.DefaultContainerdAddress
+	DefaultNamespace = jobspec.DefaultContainerdNamespace // the kubelet's
 	// DefaultSnapshotter is used when its plugin loaded; FallbackSnapshotter
 	// otherwise (overlayfs needs a backing filesystem that supports it).
 	DefaultSnapshotter  = "overlayfs"
 	FallbackSnapshotter = "native"
-)
-
-// gRPC metadata keys containerd reads the namespace and the lease from.
-const (
-	namespaceHeader = "containerd-namespace"
-	leaseHeader     = "containerd-lease"
 )
 
 // ErrUnresponsive means containerd stopped answering while a call ran.
@@ -92,17 +75,10 @@ func (c *Config) defaults() {
 // Client is a connection to containerd for one namespace and snapshotter.
 type Client struct {
 	cfg         Config
-	conn        *grpc.ClientConn
+	conn        *conn
 	version     string
 	snapshotter string
 	roots       []Root
-
-	content   contentapi.ContentClient
-	diff      diffapi.DiffClient
-	images    imagesapi.ImagesClient
-	leases    leasesapi.LeasesClient
-	snapshots snapshotsapi.SnapshotsClient
-	versions  versionapi.VersionClient
 }
 
 // Root is a directory where containerd keeps what an import writes.
@@ -116,38 +92,17 @@ type Root struct {
 // message) and picks the snapshotter.
 func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	cfg.defaults()
-	target := cfg.Address
-	if !strings.HasPrefix(target, "unix://") {
-		target = "unix://" + target
-	}
-	conn, err := grpc.NewClient(target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		// containerd accepts messages of up to 16 MiB.
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20), grpc.MaxCallSendMsgSize(16<<20)),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("containerd client for %s: %w", cfg.Address, err)
-	}
-	c := &Client{
-		cfg:       cfg,
-		conn:      conn,
-		content:   contentapi.NewContentClient(conn),
-		diff:      diffapi.NewDiffClient(conn),
-		images:    imagesapi.NewImagesClient(conn),
-		leases:    leasesapi.NewLeasesClient(conn),
-		snapshots: snapshotsapi.NewSnapshotsClient(conn),
-		versions:  versionapi.NewVersionClient(conn),
-	}
+	c := &Client{cfg: cfg, conn: dial(strings.TrimPrefix(cfg.Address, "unix://"))}
 	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	v, err := c.versions.Version(vctx, &emptypb.Empty{}, grpc.WaitForReady(true))
+	v, err := c.apiVersion(vctx)
 	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("reach containerd at %s (is it running, and may this user use it?): %w", cfg.Address, native(err))
+		c.Close()
+		return nil, fmt.Errorf("reach containerd at %s (is it running, and may this user use it?): %w", cfg.Address, err)
 	}
-	c.version = v.Version
+	c.version = v
 	if err := c.pickSnapshotter(ctx); err != nil {
-		conn.Close()
+		c.Close()
 		return nil, err
 	}
 	cfg.Log.Debug("containerd", "address", cfg.Address, "version", c.version, "namespace", cfg.Namespace, "snapshotter", c.snapshotter)
@@ -158,16 +113,14 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 // when its plugin loaded, or the fallback, and notes the roots of the
 // snapshotter and the content store.
 func (c *Client) pickSnapshotter(ctx context.Context) error {
-	resp, err := introspectionapi.NewIntrospectionClient(c.conn).Plugins(c.ns(ctx), &introspectionapi.PluginsRequest{
-		Filters: []string{"type==io.containerd.snapshotter.v1", "type==io.containerd.content.v1"},
-	})
+	plugins, err := c.apiPlugins(c.ns(ctx), "type==io.containerd.snapshotter.v1", "type==io.containerd.content.v1")
 	if err != nil {
-		return fmt.Errorf("list containerd plugins: %w", native(err))
+		return fmt.Errorf("list containerd plugins: %w", err)
 	}
-	ok := map[string]*introspectionapi.Plugin{}
+	ok := map[string]plugin{}
 	var contentRoot string
-	for _, p := range resp.Plugins {
-		if p.InitErr != nil {
+	for _, p := range plugins {
+		if p.Failed {
 			continue
 		}
 		if p.Type == "io.containerd.content.v1" {
@@ -179,13 +132,13 @@ func (c *Client) pickSnapshotter(ctx context.Context) error {
 	name := c.cfg.Snapshotter
 	switch {
 	case name != "":
-	case ok[DefaultSnapshotter] != nil:
+	case ok[DefaultSnapshotter].ID != "":
 		name = DefaultSnapshotter
 	default:
 		name = FallbackSnapshotter
 	}
-	p := ok[name]
-	if p == nil {
+	p, found := ok[name]
+	if !found {
 		return fmt.Errorf("containerd at %s has no usable %s snapshotter", c.cfg.Address, name)
 	}
 	c.snapshotter = name
@@ -199,7 +152,10 @@ func (c *Client) pickSnapshotter(ctx context.Context) error {
 }
 
 // Close closes the connection.
-func (c *Client) Close() error { return c.conn.Close() }
+func (c *Client) Close() error {
+	c.conn.close()
+	return nil
+}
 
 // Version is containerd's version, e.g. "1.6.20~ds1".
 func (c *Client) Version() string { return c.version }
@@ -217,13 +173,13 @@ func (c *Client) Roots() []Root { return c.roots }
 
 // ns returns ctx carrying the client's namespace.
 func (c *Client) ns(ctx context.Context) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, namespaceHeader, c.cfg.Namespace)
+	return withMeta(ctx, callMeta{namespace: c.cfg.Namespace})
 }
 
 // withLease returns ctx carrying the namespace and the lease id, so that
 // what containerd creates for the call belongs to the lease.
 func (c *Client) withLease(ctx context.Context, lease string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, namespaceHeader, c.cfg.Namespace, leaseHeader, lease)
+	return withMeta(ctx, callMeta{namespace: c.cfg.Namespace, lease: lease})
 }
 
 // guard runs fn with a context that is cancelled with ErrUnresponsive when
@@ -246,10 +202,10 @@ func (c *Client) guard(ctx context.Context, fn func(ctx context.Context) error) 
 			case <-t.C:
 			}
 			pctx, pcancel := context.WithTimeout(gctx, c.cfg.ProbeTimeout)
-			_, err := c.versions.Version(pctx, &emptypb.Empty{})
+			_, err := c.apiVersion(pctx)
 			pcancel()
 			if err != nil && gctx.Err() == nil {
-				cancel(fmt.Errorf("%w within %s: %w", ErrUnresponsive, c.cfg.ProbeTimeout, native(err)))
+				cancel(fmt.Errorf("%w within %s: %w", ErrUnresponsive, c.cfg.ProbeTimeout, err))
 				return
 			}
 		}
@@ -282,33 +238,9 @@ func retry(ctx context.Context, fn func(ctx context.Context) error) error {
 
 // transient reports errors of a daemon that is away, not of a request.
 func transient(err error) bool {
-	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded:
+	switch statusCode(err) {
+	case codeUnavailable, codeDeadlineExceeded:
 		return true
 	}
-	return errors.Is(err, ErrUnresponsive) || errors.Is(err, context.DeadlineExceeded)
+	return errors.Is(err, ErrUnresponsive)
 }
-
-// native gives a gRPC error containerd's wording ("content sha256:... not
-// found") and keeps its status reachable for status.Code.
-func native(err error) error {
-	if err == nil {
-		return nil
-	}
-	s, ok := status.FromError(err)
-	if !ok {
-		return err
-	}
-	return &rpcError{msg: s.Message(), err: err}
-}
-
-type rpcError struct {
-	msg string
-	err error
-}
-
-func (e *rpcError) Error() string { return e.msg }
-func (e *rpcError) Unwrap() error { return e.err }
-
-func isNotFound(err error) bool      { return status.Code(err) == codes.NotFound }
-func isAlreadyExists(err error) bool { return status.Code(err) == codes.AlreadyExists }

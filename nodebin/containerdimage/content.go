@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-
-	contentapi "github.com/containerd/containerd/api/services/content/v1"
-	"google.golang.org/protobuf/types/known/fieldmaskpb"
 )
 
 // chunk is the size of one write message (containerd's client uses 1 MiB
@@ -17,48 +14,32 @@ import (
 const chunk = 1 << 20
 
 // contentInfo returns the content store's info on digest, or found=false.
-func (c *Client) contentInfo(ctx context.Context, digest string) (*contentapi.Info, bool, error) {
-	resp, err := c.content.Info(ctx, &contentapi.InfoRequest{Digest: digest})
-	switch err := native(err); {
+func (c *Client) contentInfo(ctx context.Context, digest string) (contentInfo, bool, error) {
+	info, err := c.apiContentInfo(ctx, digest)
+	switch {
 	case isNotFound(err):
-		return nil, false, nil
+		return contentInfo{}, false, nil
 	case err != nil:
-		return nil, false, fmt.Errorf("content info %s: %w", digest, err)
+		return contentInfo{}, false, fmt.Errorf("content info %s: %w", digest, err)
 	}
-	return resp.Info, true, nil
+	return info, true, nil
 }
 
-// writeBlob writes r (size bytes, digest d) into the content store under
-// ingest ref, with labels. It returns nil when the store already has d.
-// The content store checks size and digest on commit: a file that is not
-// what the job says fails here.
+// writeBlob writes r (d.Size bytes, digest d.Digest) into the content
+// store under ingest ref, with labels. It returns nil when the store
+// already has the blob. The content store checks size and digest on
+// commit: a file that is not what the job says fails here.
 func (c *Client) writeBlob(ctx context.Context, ref string, d descriptor, r io.Reader, labels map[string]string) error {
-	stream, err := c.content.Write(ctx)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", d.Digest, native(err))
-	}
-	defer stream.CloseSend()
-	send := func(req *contentapi.WriteContentRequest) (*contentapi.WriteContentResponse, error) {
-		if err := stream.Send(req); err != nil {
-			// The daemon's answer says why the stream ended.
-			if _, rerr := stream.Recv(); rerr != nil {
-				return nil, native(rerr)
-			}
-			return nil, native(err)
-		}
-		resp, err := stream.Recv()
-		return resp, native(err)
-	}
-	resp, err := send(&contentapi.WriteContentRequest{
-		Action: contentapi.WriteAction_STAT, Ref: ref, Total: d.Size, Expected: d.Digest,
-	})
+	w := c.apiContentWrite(ctx)
+	defer w.close()
+	resp, err := w.roundTrip(writeRequest{Action: writeStat, Ref: ref, Total: d.Size, Expected: d.Digest})
 	switch {
 	case isAlreadyExists(err):
 		return nil
 	case err != nil:
 		return fmt.Errorf("write %s: %w", d.Digest, err)
 	case resp.Offset != 0:
-		// A stale ingest under this ref: start again from scratch.
+		// A stale ingest under this ref: the rollback of its job removes it.
 		return fmt.Errorf("write %s: ingest %s is at offset %d, want a new one", d.Digest, ref, resp.Offset)
 	}
 	buf := make([]byte, chunk)
@@ -66,7 +47,7 @@ func (c *Client) writeBlob(ctx context.Context, ref string, d descriptor, r io.R
 	for {
 		n, rerr := io.ReadFull(r, buf)
 		if n > 0 {
-			resp, err := send(&contentapi.WriteContentRequest{Action: contentapi.WriteAction_WRITE, Offset: off, Data: buf[:n]})
+			resp, err := w.roundTrip(writeRequest{Action: writeWrite, Offset: off, Data: buf[:n]})
 			if err != nil {
 				return fmt.Errorf("write %s at offset %d: %w", d.Digest, off, err)
 			}
@@ -81,16 +62,11 @@ func (c *Client) writeBlob(ctx context.Context, ref string, d descriptor, r io.R
 		if rerr != nil {
 			return fmt.Errorf("write %s: read: %w", d.Digest, rerr)
 		}
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("write %s: %w", d.Digest, err)
-		}
 	}
 	if off != d.Size {
 		return fmt.Errorf("write %s: file has %d bytes, want %d", d.Digest, off, d.Size)
 	}
-	resp, err = send(&contentapi.WriteContentRequest{
-		Action: contentapi.WriteAction_COMMIT, Total: d.Size, Offset: off, Expected: d.Digest, Labels: labels,
-	})
+	resp, err = w.roundTrip(writeRequest{Action: writeCommit, Total: d.Size, Offset: off, Expected: d.Digest, Labels: labels})
 	switch {
 	case isAlreadyExists(err):
 		return nil
@@ -120,46 +96,43 @@ func (c *Client) writeBytes(ctx context.Context, ref string, d descriptor, b []b
 // setLabels sets labels on content digest, leaving its other labels alone.
 // An empty value removes the label.
 func (c *Client) setLabels(ctx context.Context, digest string, labels map[string]string) error {
-	info := &contentapi.Info{Digest: digest, Labels: map[string]string{}}
+	set := map[string]string{}
 	var paths []string
 	for k, v := range labels {
 		if v != "" {
-			info.Labels[k] = v
+			set[k] = v
 		}
 		paths = append(paths, "labels."+k)
 	}
-	if _, err := c.content.Update(ctx, &contentapi.UpdateRequest{Info: info, UpdateMask: &fieldmaskpb.FieldMask{Paths: paths}}); err != nil {
-		return fmt.Errorf("label %s: %w", digest, native(err))
+	if err := c.apiContentUpdate(ctx, digest, set, paths); err != nil {
+		return fmt.Errorf("label %s: %w", digest, err)
 	}
 	return nil
 }
 
 // readBlob reads content digest, at most max bytes.
 func (c *Client) readBlob(ctx context.Context, digest string, max int64) ([]byte, error) {
-	stream, err := c.content.Read(ctx, &contentapi.ReadContentRequest{Digest: digest})
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", digest, native(err))
-	}
+	r := c.apiContentRead(ctx, digest)
+	defer r.close()
 	var b []byte
 	for {
-		resp, err := stream.Recv()
+		data, err := r.next()
 		if errors.Is(err, io.EOF) {
 			return b, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", digest, native(err))
+			return nil, fmt.Errorf("read %s: %w", digest, callErr(ctx, err))
 		}
-		if int64(len(b)+len(resp.Data)) > max {
+		if int64(len(b)+len(data)) > max {
 			return nil, fmt.Errorf("read %s: larger than %d bytes", digest, max)
 		}
-		b = append(b, resp.Data...)
+		b = append(b, data...)
 	}
 }
 
 // abort drops ingest ref; one that is not there is not an error.
 func (c *Client) abort(ctx context.Context, ref string) error {
-	_, err := c.content.Abort(ctx, &contentapi.AbortRequest{Ref: ref})
-	if err := native(err); err != nil && !isNotFound(err) {
+	if err := c.apiContentAbort(ctx, ref); err != nil && !isNotFound(err) {
 		return fmt.Errorf("abort ingest %s: %w", ref, err)
 	}
 	return nil

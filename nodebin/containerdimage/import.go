@@ -9,13 +9,6 @@ import (
 	"strings"
 	"time"
 
-	diffapi "github.com/containerd/containerd/api/services/diff/v1"
-	imagesapi "github.com/containerd/containerd/api/services/images/v1"
-	leasesapi "github.com/containerd/containerd/api/services/leases/v1"
-	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
-	"github.com/containerd/containerd/api/types"
-	"google.golang.org/protobuf/types/known/fieldmaskpb"
-
 	"github.com/layercast/layercast/nodebin/dockerimage"
 	"github.com/layercast/layercast/nodebin/jobspec"
 )
@@ -42,7 +35,7 @@ type Import struct {
 	unpacked int
 	had      bool // Name named this image, unpacked, before the job
 
-	prior          *imagesapi.Image // what Name named before, nil if nothing
+	prior          *imageRecord // what Name named before, nil if nothing
 	configExisted  bool
 	priorSnapLabel string // the config's snapshot GC label before the job
 	touchedImage   bool   // Name was created or changed
@@ -69,11 +62,11 @@ func (c *Client) Begin(ctx context.Context, img Image) (*Import, error) {
 			return err
 		}
 		now := time.Now().UTC()
-		_, err := c.leases.Create(nctx, &leasesapi.CreateRequest{ID: im.lease, Labels: map[string]string{
+		err := c.apiLeaseCreate(nctx, im.lease, map[string]string{
 			labelGCExpire: now.Add(leaseLifetime).Format(time.RFC3339),
 			labelJob:      img.Job,
-		}})
-		if err := native(err); err != nil {
+		})
+		if err != nil {
 			return fmt.Errorf("create lease %s: %w", im.lease, err)
 		}
 		im.leased = true
@@ -93,13 +86,13 @@ func (c *Client) Begin(ctx context.Context, img Image) (*Import, error) {
 // record notes what Name and the config were before the job.
 func (im *Import) record(ctx context.Context) error {
 	c := im.c
-	resp, err := c.images.Get(ctx, &imagesapi.GetImageRequest{Name: im.img.Name})
-	switch err := native(err); {
+	prior, err := c.apiImageGet(ctx, im.img.Name)
+	switch {
 	case isNotFound(err):
 	case err != nil:
 		return fmt.Errorf("get image %s: %w", im.img.Name, err)
 	default:
-		im.prior = resp.Image
+		im.prior = &prior
 	}
 	info, found, err := c.contentInfo(ctx, im.img.ID)
 	if err != nil {
@@ -153,8 +146,7 @@ func (im *Import) findPresent(ctx context.Context) error {
 }
 
 func (im *Import) leaseResource(ctx context.Context, typ, id string) error {
-	_, err := im.c.leases.AddResource(ctx, &leasesapi.AddResourceRequest{ID: im.lease, Resource: &leasesapi.Resource{ID: id, Type: typ}})
-	if err := native(err); err != nil {
+	if err := im.c.apiLeaseAddResource(ctx, im.lease, typ, id); err != nil {
 		return fmt.Errorf("lease %s %s: %w", typ, id, err)
 	}
 	return nil
@@ -163,23 +155,23 @@ func (im *Import) leaseResource(ctx context.Context, typ, id string) error {
 // committed reports whether a committed snapshot named name exists.
 func (c *Client) committed(ctx context.Context, name string) (bool, error) {
 	info, found, err := c.statSnapshot(ctx, name)
-	return found && info.Kind == snapshotsapi.Kind_COMMITTED, err
+	return found && info.Kind == kindCommitted, err
 }
 
-func (c *Client) statSnapshot(ctx context.Context, key string) (*snapshotsapi.Info, bool, error) {
-	resp, err := c.snapshots.Stat(ctx, &snapshotsapi.StatSnapshotRequest{Snapshotter: c.snapshotter, Key: key})
-	switch err := native(err); {
+func (c *Client) statSnapshot(ctx context.Context, key string) (snapshotInfo, bool, error) {
+	info, err := c.apiSnapshotStat(ctx, key)
+	switch {
 	case isNotFound(err):
-		return nil, false, nil
+		return snapshotInfo{}, false, nil
 	case err != nil:
-		return nil, false, fmt.Errorf("stat snapshot %s: %w", key, err)
+		return snapshotInfo{}, false, fmt.Errorf("stat snapshot %s: %w", key, err)
 	}
-	return resp.Info, true, nil
+	return info, true, nil
 }
 
 // configOf returns the config digest of the manifest target names, or ""
 // when target is not a single image manifest.
-func (c *Client) configOf(ctx context.Context, target *types.Descriptor) (string, error) {
+func (c *Client) configOf(ctx context.Context, target descriptor) (string, error) {
 	m, err := c.readManifest(ctx, target)
 	if err != nil || m == nil {
 		return "", err
@@ -187,8 +179,8 @@ func (c *Client) configOf(ctx context.Context, target *types.Descriptor) (string
 	return m.Config.Digest, nil
 }
 
-func (c *Client) readManifest(ctx context.Context, target *types.Descriptor) (*manifest, error) {
-	switch target.GetMediaType() {
+func (c *Client) readManifest(ctx context.Context, target descriptor) (*manifest, error) {
+	switch target.MediaType {
 	case MediaTypeManifest, "application/vnd.docker.distribution.manifest.v2+json":
 	default:
 		return nil, nil
@@ -284,22 +276,19 @@ func (im *Import) unpack(ctx context.Context, i int, file string) error {
 	}
 	key := fmt.Sprintf("%s%s-%d-%s", extractPrefix, safe(im.img.Job), i, strings.TrimPrefix(l.ChainID, "sha256:")[:12])
 	im.active = append(im.active, key)
-	prep, err := c.snapshots.Prepare(ctx, &snapshotsapi.PrepareSnapshotRequest{Snapshotter: c.snapshotter, Key: key, Parent: parent})
+	mounts, err := c.apiSnapshotPrepare(ctx, key, parent)
 	if err != nil {
-		return fmt.Errorf("prepare snapshot on %s: %w", parent, native(err))
+		return fmt.Errorf("prepare snapshot on %q: %w", parent, err)
 	}
-	applied, err := c.diff.Apply(ctx, &diffapi.ApplyRequest{
-		Diff:   &types.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size},
-		Mounts: prep.Mounts,
-	})
+	applied, err := c.apiDiffApply(ctx, d, mounts)
 	if err != nil {
-		return fmt.Errorf("apply layer %s: %w", l.Digest, native(err))
+		return fmt.Errorf("apply layer %s: %w", l.Digest, err)
 	}
-	if got := applied.GetApplied().GetDigest(); got != l.DiffID {
-		return fmt.Errorf("apply layer %s: diff ID %s, want %s: %w", l.Digest, got, l.DiffID, ErrImageMismatch)
+	if applied.Digest != l.DiffID {
+		return fmt.Errorf("apply layer %s: diff ID %s, want %s: %w", l.Digest, applied.Digest, l.DiffID, ErrImageMismatch)
 	}
-	_, err = c.snapshots.Commit(ctx, &snapshotsapi.CommitSnapshotRequest{Snapshotter: c.snapshotter, Name: l.ChainID, Key: key})
-	switch err := native(err); {
+	err = c.apiSnapshotCommit(ctx, l.ChainID, key)
+	switch {
 	case isAlreadyExists(err):
 		// Unpacked by someone else meanwhile: theirs serves.
 		if err := im.removeActive(ctx, key); err != nil {
@@ -318,8 +307,7 @@ func (im *Import) ref(what string) string {
 }
 
 func (im *Import) removeActive(ctx context.Context, key string) error {
-	_, err := im.c.snapshots.Remove(ctx, &snapshotsapi.RemoveSnapshotRequest{Snapshotter: im.c.snapshotter, Key: key})
-	if err := native(err); err != nil && !isNotFound(err) {
+	if err := im.c.apiSnapshotRemove(ctx, key); err != nil && !isNotFound(err) {
 		return fmt.Errorf("remove snapshot %s: %w", key, err)
 	}
 	im.active = slices.DeleteFunc(im.active, func(k string) bool { return k == key })
@@ -369,17 +357,13 @@ func (im *Import) createImage(ctx context.Context) error {
 	if err := c.setLabels(ctx, md.Digest, mlabels); err != nil {
 		return err
 	}
-	target := &types.Descriptor{MediaType: md.MediaType, Digest: md.Digest, Size: md.Size}
 	im.touchedImage = true
-	_, err = c.images.Create(ctx, &imagesapi.CreateImageRequest{Image: &imagesapi.Image{Name: img.Name, Target: target}})
-	if isAlreadyExists(native(err)) {
-		_, err = c.images.Update(ctx, &imagesapi.UpdateImageRequest{
-			Image:      &imagesapi.Image{Name: img.Name, Target: target},
-			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"target"}},
-		})
+	err = c.apiImageCreate(ctx, imageRecord{Name: img.Name, Target: md})
+	if isAlreadyExists(err) {
+		err = c.apiImageUpdate(ctx, imageRecord{Name: img.Name, Target: md}, "target")
 	}
 	if err != nil {
-		return fmt.Errorf("create image %s: %w", img.Name, native(err))
+		return fmt.Errorf("create image %s: %w", img.Name, err)
 	}
 	return nil
 }
@@ -390,19 +374,19 @@ func (im *Import) createImage(ctx context.Context) error {
 // snapshot for the garbage collector.
 func (c *Client) Check(ctx context.Context, name, id string, layers []jobspec.Layer) error {
 	ctx = c.ns(ctx)
-	resp, err := c.images.Get(ctx, &imagesapi.GetImageRequest{Name: name})
-	switch err := native(err); {
+	rec, err := c.apiImageGet(ctx, name)
+	switch {
 	case isNotFound(err):
 		return fmt.Errorf("check image: %s is not in containerd: %w", name, ErrImageMismatch)
 	case err != nil:
 		return fmt.Errorf("check image: %w", err)
 	}
-	m, err := c.readManifest(ctx, resp.Image.Target)
+	m, err := c.readManifest(ctx, rec.Target)
 	switch {
 	case err != nil:
 		return fmt.Errorf("check image: %w", err)
 	case m == nil:
-		return fmt.Errorf("check image: %s is a %s, want an image manifest: %w", name, resp.Image.Target.GetMediaType(), ErrImageMismatch)
+		return fmt.Errorf("check image: %s is a %s, want an image manifest: %w", name, rec.Target.MediaType, ErrImageMismatch)
 	case m.Config.Digest != id:
 		return fmt.Errorf("check image: %s has config %s, want %s: %w", name, m.Config.Digest, id, ErrImageMismatch)
 	case len(m.Layers) != len(layers):
@@ -429,7 +413,7 @@ func (c *Client) Check(ctx context.Context, name, id string, layers []jobspec.La
 		if i > 0 {
 			parent = chains[i-1]
 		}
-		if !found || info.Kind != snapshotsapi.Kind_COMMITTED || info.Parent != parent {
+		if !found || info.Kind != kindCommitted || info.Parent != parent {
 			return fmt.Errorf("check image: layer %d (chain ID %s) is not unpacked for %s: %w", i+1, chains[i], c.snapshotter, ErrImageMismatch)
 		}
 	}
@@ -437,7 +421,7 @@ func (c *Client) Check(ctx context.Context, name, id string, layers []jobspec.La
 	if err != nil {
 		return fmt.Errorf("check image: %w", err)
 	}
-	if got := info.GetLabels()[labelGCRefSnapshot+c.snapshotter]; got != chains[len(chains)-1] {
+	if got := info.Labels[labelGCRefSnapshot+c.snapshotter]; got != chains[len(chains)-1] {
 		return fmt.Errorf("check image: config holds snapshot %q, want %s: %w", got, chains[len(chains)-1], ErrImageMismatch)
 	}
 	return nil
@@ -449,8 +433,7 @@ func (im *Import) Commit(ctx context.Context) error {
 	if !im.leased {
 		return nil
 	}
-	_, err := im.c.leases.Delete(im.c.ns(ctx), &leasesapi.DeleteRequest{ID: im.lease})
-	if err := native(err); err != nil && !isNotFound(err) {
+	if err := im.c.apiLeaseDelete(im.c.ns(ctx), im.lease, false); err != nil && !isNotFound(err) {
 		return fmt.Errorf("release lease %s: %w", im.lease, err)
 	}
 	im.leased = false
@@ -484,8 +467,7 @@ func (im *Import) Rollback(ctx context.Context) error {
 	}
 	if im.leased {
 		errs = append(errs, retry(nctx, func(ctx context.Context) error {
-			_, err := c.leases.Delete(ctx, &leasesapi.DeleteRequest{ID: im.lease, Sync: true})
-			if err := native(err); err != nil && !isNotFound(err) {
+			if err := c.apiLeaseDelete(ctx, im.lease, true); err != nil && !isNotFound(err) {
 				return fmt.Errorf("delete lease %s: %w", im.lease, err)
 			}
 			im.leased = false
@@ -520,17 +502,12 @@ func (im *Import) abortIngest(ctx context.Context, ref string) error {
 func (im *Import) restoreImage(ctx context.Context) error {
 	c := im.c
 	if im.prior != nil {
-		_, err := c.images.Update(ctx, &imagesapi.UpdateImageRequest{
-			Image:      &imagesapi.Image{Name: im.prior.Name, Target: im.prior.Target, Labels: im.prior.Labels},
-			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"target", "labels"}},
-		})
-		if err != nil {
-			return fmt.Errorf("restore image %s: %w", im.img.Name, native(err))
+		if err := c.apiImageUpdate(ctx, *im.prior, "target", "labels"); err != nil {
+			return fmt.Errorf("restore image %s: %w", im.img.Name, err)
 		}
 		return nil
 	}
-	_, err := c.images.Delete(ctx, &imagesapi.DeleteImageRequest{Name: im.img.Name})
-	if err := native(err); err != nil && !isNotFound(err) {
+	if err := c.apiImageDelete(ctx, im.img.Name); err != nil && !isNotFound(err) {
 		return fmt.Errorf("delete image %s: %w", im.img.Name, err)
 	}
 	return nil

@@ -215,6 +215,10 @@ func TestImport_SkipsLayersContainerdHas(t *testing.T) {
 	if im.Present() != 2 || im.Unpacked() != 2 || im.Had() {
 		t.Fatalf("present %d, unpacked %d, had %v; want 2, 2, false", im.Present(), im.Unpacked(), im.Had())
 	}
+	// The job's lease is there while it runs, and expires on its own.
+	if out := d.Ctr(ns, "leases", "ls"); !strings.Contains(out, containerdimage.LeaseID("job")) || !strings.Contains(out, "containerd.io/gc.expire=") {
+		t.Errorf("leases during the job:\n%s", out)
+	}
 	// Only the missing layer's file is there.
 	f := files(t, full)
 	f[0], f[1] = "", ""
