@@ -44,6 +44,8 @@ type setup struct {
 	// wait holds the node before it connects to docker until ready is
 	// closed, so the test can set connect.
 	wait bool
+	// containerd is the node's Options.Containerd.
+	containerd func(ctx context.Context, spec *jobspec.Spec) (node.Runtime, error)
 }
 
 func start(t *testing.T, s setup) *run {
@@ -76,8 +78,9 @@ func start(t *testing.T, s setup) *run {
 			r.leecher.Dir = dir
 			return r.leecher, nil
 		},
-		Ticks:  func(time.Duration) (<-chan time.Time, func()) { return r.ticks, func() {} },
-		Serial: s.serial,
+		Ticks:      func(time.Duration) (<-chan time.Time, func()) { return r.ticks, func() {} },
+		Serial:     s.serial,
+		Containerd: s.containerd,
 	}
 	go func() {
 		r.code <- node.Run(t.Context(), opts)
