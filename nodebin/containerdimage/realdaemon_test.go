@@ -250,21 +250,15 @@ func TestImport_SkipsLayersContainerdHas(t *testing.T) {
 func TestImport_LayerInContentStoreIsUnpackedWithoutItsFile(t *testing.T) {
 	c, d := realContainerd(t)
 	ctx := context.Background()
-	ti := testImage(5, true, 30_000, 40_000)
-	f := files(t, ti)
-	// Layer 1's blob is in the content store (as after a pull whose
-	// snapshotter differs), held by a GC root label.
-	blob, err := os.Open(f[0])
-	if err != nil {
+	tars := [][]byte{dockerimage.LayerTar(500, "f", 30_000), dockerimage.LayerTar(501, "f", 40_000)}
+	ti := dockerimage.NewTestImage(tars, true, "app")
+	// Layer 1's blob is in the content store but not unpacked, as after a
+	// pull for another snapshotter: an image holds it, its snapshot is gone.
+	base := dockerimage.NewTestImage(tars[:1], true, "base")
+	if err := importImage(ctx, c, image(t, base, "lab/base:v1", "base", true), files(t, base)); err != nil {
 		t.Fatal(err)
 	}
-	defer blob.Close()
-	ingest := exec.Command("ctr", "-a", d.Address, "-n", ns, "content", "ingest", "--expected-digest", ti.Layers[0].Digest, "preload")
-	ingest.Stdin = blob
-	if out, err := ingest.CombinedOutput(); err != nil {
-		t.Fatalf("ctr content ingest: %v: %s", err, out)
-	}
-	d.Ctr(ns, "content", "label", ti.Layers[0].Digest, "containerd.io/gc.root=test")
+	d.Ctr(ns, "snapshots", "rm", base.Layers[0].ChainID)
 	img := image(t, ti, "lab/app:v1", "job", true)
 	im, err := c.Begin(ctx, img)
 	if err != nil {
@@ -273,6 +267,7 @@ func TestImport_LayerInContentStoreIsUnpackedWithoutItsFile(t *testing.T) {
 	if im.Present() != 1 || im.Unpacked() != 0 || im.Registered() != 1 {
 		t.Fatalf("present %d, unpacked %d, registered %d; want 1, 0, 1", im.Present(), im.Unpacked(), im.Registered())
 	}
+	f := files(t, ti)
 	f[0] = ""
 	if err := im.Finish(ctx, f); err != nil {
 		t.Fatal(errors.Join(err, im.Rollback(ctx)))
