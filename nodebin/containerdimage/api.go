@@ -329,9 +329,12 @@ func (c *Client) apiImageUpdate(ctx context.Context, img imageRecord, paths ...s
 	return err
 }
 
-func (c *Client) apiImageDelete(ctx context.Context, name string) error {
+// apiImageDelete deletes image name; with sync the garbage collector has
+// run when it returns.
+func (c *Client) apiImageDelete(ctx context.Context, name string, sync bool) error {
 	var req msg
 	req.str(1, name)
+	req.boolean(2, sync)
 	_, err := c.conn.unary(ctx, svcImages+"Delete", req)
 	return err
 }

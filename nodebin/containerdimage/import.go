@@ -35,7 +35,11 @@ type Import struct {
 	unpacked int
 	had      bool // Name named this image, unpacked, before the job
 
-	prior          *imageRecord // what Name named before, nil if nothing
+	prior *imageRecord // what Name named before, nil if nothing
+	// idNamed: an image named by the ID ("sha256:..."), which the CRI
+	// plugin adds for every image, existed before the job.
+	idNamed        bool
+	manifestDigest string
 	configExisted  bool
 	priorSnapLabel string // the config's snapshot GC label before the job
 	touchedImage   bool   // Name was created or changed
@@ -55,8 +59,12 @@ func (c *Client) Begin(ctx context.Context, img Image) (*Import, error) {
 	if err := img.check(); err != nil {
 		return nil, err
 	}
-	im := &Import{c: c, img: img, lease: LeaseID(img.Job)}
-	err := c.guard(ctx, func(ctx context.Context) error {
+	_, md, _, err := img.manifest()
+	if err != nil {
+		return nil, err
+	}
+	im := &Import{c: c, img: img, lease: LeaseID(img.Job), manifestDigest: md.Digest}
+	err = c.guard(ctx, func(ctx context.Context) error {
 		nctx := c.ns(ctx)
 		if err := im.record(nctx); err != nil {
 			return err
@@ -93,6 +101,12 @@ func (im *Import) record(ctx context.Context) error {
 		return fmt.Errorf("get image %s: %w", im.img.Name, err)
 	default:
 		im.prior = &prior
+	}
+	switch _, err := c.apiImageGet(ctx, im.img.ID); {
+	case err == nil:
+		im.idNamed = true
+	case !isNotFound(err):
+		return fmt.Errorf("get image %s: %w", im.img.ID, err)
 	}
 	info, found, err := c.contentInfo(ctx, im.img.ID)
 	if err != nil {
@@ -459,6 +473,7 @@ func (im *Import) Rollback(ctx context.Context) error {
 	}
 	if im.touchedImage {
 		errs = append(errs, retry(nctx, im.restoreImage))
+		errs = append(errs, retry(nctx, im.dropIDName))
 	}
 	if im.touchedConfig && im.configExisted {
 		errs = append(errs, retry(nctx, func(ctx context.Context) error {
@@ -474,8 +489,35 @@ func (im *Import) Rollback(ctx context.Context) error {
 			return nil
 		}))
 	}
+	if im.touchedImage {
+		// The CRI plugin may have named the image by its ID while the
+		// name was being removed.
+		errs = append(errs, retry(nctx, im.dropIDName))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("undo containerd changes: %w", err)
+	}
+	return nil
+}
+
+// dropIDName deletes the image named by the job's image ID when it did not
+// exist before the job and names the job's manifest: the CRI plugin of a
+// Kubernetes node adds that name for every image it sees created.
+func (im *Import) dropIDName(ctx context.Context) error {
+	if im.idNamed {
+		return nil
+	}
+	rec, err := im.c.apiImageGet(ctx, im.img.ID)
+	switch {
+	case isNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("get image %s: %w", im.img.ID, err)
+	case rec.Target.Digest != im.manifestDigest:
+		return nil
+	}
+	if err := im.c.apiImageDelete(ctx, im.img.ID, true); err != nil && !isNotFound(err) {
+		return fmt.Errorf("delete image %s: %w", im.img.ID, err)
 	}
 	return nil
 }
@@ -507,7 +549,7 @@ func (im *Import) restoreImage(ctx context.Context) error {
 		}
 		return nil
 	}
-	if err := c.apiImageDelete(ctx, im.img.Name); err != nil && !isNotFound(err) {
+	if err := c.apiImageDelete(ctx, im.img.Name, false); err != nil && !isNotFound(err) {
 		return fmt.Errorf("delete image %s: %w", im.img.Name, err)
 	}
 	return nil

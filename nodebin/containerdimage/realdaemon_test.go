@@ -315,6 +315,48 @@ func TestImport_CorruptedLayerLeavesNothing(t *testing.T) {
 	}
 }
 
+// TestImport_CRIHostRollbackLeavesNothing imports into a containerd whose
+// CRI plugin adds a sha256:ID name for every new image, and rolls back.
+func TestImport_CRIHostRollbackLeavesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts containerd")
+	}
+	d := containerdtest.StartCRI(t)
+	c := connect(t, d)
+	ctx := context.Background()
+	before := stateOf(t, d)
+	ti := testImage(13, false, 5000, 6000)
+	img := image(t, ti, "lab/app:v1", "job", false)
+	im, err := c.Begin(ctx, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Finish(ctx, files(t, ti)); err != nil {
+		t.Fatal(err)
+	}
+	// Rolled back at once: the plugin may add its name during the
+	// rollback, or have added it already.
+	if err := im.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Give the plugin time to act on the last events before looking.
+	time.Sleep(time.Second)
+	sameState(t, "after rollback", stateOf(t, d), before)
+
+	// A job that succeeds keeps the plugin's name, as a pull would.
+	im, err = c.Begin(ctx, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Finish(ctx, files(t, ti)); err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the plugin's ID name", func() bool { return slices.Contains(d.Lines(ns, "images", "ls", "-q"), ti.ID) })
+}
+
 func TestImport_RollbackPointsTheNameBack(t *testing.T) {
 	c, d := realContainerd(t)
 	ctx := context.Background()
@@ -492,4 +534,15 @@ func fromArchive(t *testing.T, b []byte) dockerimage.TestImage {
 	ti.Config = entries[m[0].Config]
 	ti.ID = dockerimage.Digest(ti.Config)
 	return ti
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after 30s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -1,7 +1,8 @@
 // Package containerdtest starts a private containerd for tests: its own
 // root, state dir and unix socket in a temp dir, its own mount namespace
 // (every mount it makes goes away with it), stopped by pid and removed when
-// the test ends. The CRI plugin is off: tests talk to containerd's own API.
+// the test ends. The CRI plugin is off unless StartCRI starts it, as on a
+// Kubernetes node.
 package containerdtest
 
 import (
@@ -27,6 +28,7 @@ type Daemon struct {
 	Root    string // containerd's root dir
 
 	t      testing.TB
+	cri    bool
 	cmd    *exec.Cmd
 	exited chan error
 	logf   *os.File
@@ -35,6 +37,19 @@ type Daemon struct {
 // Start starts containerd for t, or skips t when this machine cannot run
 // it (not root, no containerd, no unshare).
 func Start(t testing.TB) *Daemon {
+	t.Helper()
+	return start(t, false)
+}
+
+// StartCRI is Start with containerd's CRI plugin on, in a network
+// namespace of its own: the plugin reacts to image events in the k8s.io
+// namespace (it adds a sha256:ID name for every image).
+func StartCRI(t testing.TB) *Daemon {
+	t.Helper()
+	return start(t, true)
+}
+
+func start(t testing.TB, cri bool) *Daemon {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to start containerd")
@@ -50,16 +65,20 @@ func Start(t testing.TB) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Daemon{Address: filepath.Join(dir, "sock"), Dir: dir, Root: filepath.Join(dir, "root"), t: t}
+	d := &Daemon{Address: filepath.Join(dir, "sock"), Dir: dir, Root: filepath.Join(dir, "root"), t: t, cri: cri}
+	disabled := `disabled_plugins = ["io.containerd.grpc.v1.cri"]`
+	if cri {
+		disabled = ""
+	}
 	config := fmt.Sprintf(`version = 2
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+%s
 [grpc]
   address = %q
 [ttrpc]
   address = %q
-`, d.Root, filepath.Join(dir, "state"), d.Address, d.Address+".ttrpc")
+`, d.Root, filepath.Join(dir, "state"), disabled, d.Address, d.Address+".ttrpc")
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +102,12 @@ func (d *Daemon) start() {
 	}
 	// unshare execs containerd in place, so the pid we hold is
 	// containerd's; its mount namespace takes its mounts away with it.
-	cmd := exec.Command("unshare", "--mount", "--propagation", "private", Containerd, "--config", filepath.Join(d.Dir, "config.toml"))
+	args := []string{"--mount", "--propagation", "private"}
+	if d.cri {
+		// The CRI plugin's streaming server listens on its own loopback.
+		args = append(args, "--net")
+	}
+	cmd := exec.Command("unshare", append(args, Containerd, "--config", filepath.Join(d.Dir, "config.toml"))...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
