@@ -8,10 +8,12 @@
 // It speaks containerd's gRPC API with Go's own HTTP/2 client and the few
 // protobuf messages it needs written by hand (rpc.go, api.go): containerd's
 // Go client would add 2.0 MB to the compressed node binary, the API
-// module's generated stubs with grpc-go 1.6 MB, this package about 0.1 MB. Every step is one the client's own
-// unpacker takes: content writes and snapshots are held by a lease while the
-// job runs, the image's config carries the snapshot GC label, the manifest
-// the content GC labels, and the lease goes once the image holds everything.
+// module's generated stubs with grpc-go 1.6 MB, this package 0.06 MB.
+//
+// Every step is one containerd's own unpacker takes: content writes and
+// snapshots are held by a lease while the job runs, the image's config
+// carries the snapshot GC label, the manifest the content GC labels, and
+// the lease goes once the image holds everything.
 package containerdimage
 
 import (
