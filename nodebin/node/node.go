@@ -129,14 +129,15 @@ type job struct {
 	// stopProgress ends the progress events; idempotent.
 	stopProgress func()
 
-	rt      Runtime
-	imp     Import              // p2p mode's import into rt
-	daemon  *dockerimage.Daemon // Docker's, for registry mode
-	undo    *dockerimage.Undo   // registry mode's
-	ref     string              // the tag to give the image
-	present int                 // leading layers the daemon has
-	imageID string              // as checked in the daemon (registry mode)
-	leecher Leecher
+	rt       Runtime
+	imp      Import              // p2p mode's import into rt
+	imported bool                // imp committed: the image is in place
+	daemon   *dockerimage.Daemon // Docker's, for registry mode
+	undo     *dockerimage.Undo   // registry mode's
+	ref      string              // the tag to give the image
+	present  int                 // leading layers the daemon has
+	imageID  string              // as checked in the daemon (registry mode)
+	leecher  Leecher
 }
 
 // step is one stage of a job. Every step that started is cleaned up, in

@@ -46,6 +46,8 @@ type setup struct {
 	wait bool
 	// containerd is the node's Options.Containerd.
 	containerd func(ctx context.Context, spec *jobspec.Spec) (node.Runtime, error)
+	// swarmErr fails the swarm step.
+	swarmErr error
 }
 
 func start(t *testing.T, s setup) *run {
@@ -74,6 +76,9 @@ func start(t *testing.T, s setup) *run {
 			return r.docker, nil
 		},
 		Swarm: func(ctx context.Context, spec *jobspec.Spec, dir string) (node.Leecher, error) {
+			if s.swarmErr != nil {
+				return nil, s.swarmErr
+			}
 			r.swarms++
 			r.leecher.Dir = dir
 			return r.leecher, nil

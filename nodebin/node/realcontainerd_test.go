@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -36,13 +37,38 @@ func containerdSpec(img dockerimage.TestImage, ref, dir string, d *containerdtes
 // containerdRun runs a node importing into d with a fake swarm.
 func containerdRun(t *testing.T, d *containerdtest.Daemon, spec *jobspec.Spec, l *node.FakeLeecher) *run {
 	t.Helper()
-	return start(t, setup{spec: spec, leecher: l, containerd: func(ctx context.Context, spec *jobspec.Spec) (node.Runtime, error) {
-		c, err := containerdimage.Connect(ctx, containerdimage.Config{Address: spec.ContainerdAddress, Namespace: spec.ContainerdNamespace})
-		if err != nil {
-			return nil, err
-		}
-		return node.ContainerdRuntime(c), nil
-	}})
+	return start(t, setup{spec: spec, leecher: l, containerd: connectContainerd})
+}
+
+func connectContainerd(ctx context.Context, spec *jobspec.Spec) (node.Runtime, error) {
+	c, err := containerdimage.Connect(ctx, containerdimage.Config{Address: spec.ContainerdAddress, Namespace: spec.ContainerdNamespace})
+	if err != nil {
+		return nil, err
+	}
+	return node.ContainerdRuntime(c), nil
+}
+
+func TestNodeContainerd_FailureBeforeTheImportLeavesNoLease(t *testing.T) {
+	d := startContainerd(t)
+	base := dockerimage.NewTestImage([][]byte{dockerimage.LayerTar(50, "a", 1000)}, false, "base")
+	r := containerdRun(t, d, containerdSpec(base, "lab/base:1", workDir(t), d), &node.FakeLeecher{Files: files(base)})
+	r.waitState(jobspec.StateDone)
+	r.send(jobspec.ControlStop)
+	if code := r.exit(); code != node.ExitOK {
+		t.Fatalf("base job: exit %d: %s", code, r.summary())
+	}
+	// The check leases the base's snapshot; the swarm then fails.
+	app := dockerimage.NewTestImage([][]byte{dockerimage.LayerTar(50, "a", 1000), dockerimage.LayerTar(51, "b", 1000)}, false, "app")
+	r = start(t, setup{spec: containerdSpec(app, "lab/app:1", workDir(t), d), containerd: connectContainerd, swarmErr: errors.New("no tracker")})
+	if code := r.exit(); code != node.ExitFailed {
+		t.Errorf("exit %d: %s", code, r.summary())
+	}
+	if got := d.Lines("k8s.io", "leases", "ls", "-q"); len(got) != 0 {
+		t.Errorf("leases left: %v", got)
+	}
+	if got := d.Lines("k8s.io", "images", "ls", "-q"); !slices.Equal(got, []string{"docker.io/lab/base:1"}) {
+		t.Errorf("images %v, want the base only", got)
+	}
 }
 
 func TestNodeContainerd_ImportsOnTopOfThePresentBaseAsLayersArrive(t *testing.T) {

@@ -160,7 +160,9 @@ func (s *connectStep) Cleanup(ctx context.Context) error {
 	return s.j.rt.Close()
 }
 
-// checkStep finds the leading layers the runtime already has.
+// checkStep finds the leading layers the runtime already has. It begins
+// the import, so it ends it too: a job that fails anywhere before the
+// import is committed rolls it back.
 type checkStep struct{ j *job }
 
 func (s *checkStep) Title() string { return "check which layers " + s.j.spec.RuntimeOf() + " has" }
@@ -185,6 +187,13 @@ func (s *checkStep) Run(ctx context.Context) error {
 	j.log.Info(msg)
 	j.ev.emit(jobspec.Event{Kind: jobspec.EventLog, Message: msg})
 	return nil
+}
+
+func (s *checkStep) Cleanup(ctx context.Context) error {
+	if s.j.imp == nil || s.j.imported {
+		return nil
+	}
+	return s.j.imp.Rollback(ctx)
 }
 
 // missing returns the layers to download, once per digest.
@@ -266,12 +275,9 @@ func (s *swarmStep) Cleanup(ctx context.Context) error {
 
 // transferStep downloads the missing layers and imports them, loading each
 // downloaded prefix while later layers still download, then the whole image
-// under its tag, and checks the result. On failure or cancel it removes
-// everything the job created in the daemon.
-type transferStep struct {
-	j         *job
-	committed bool
-}
+// under its tag, and checks the result. Until it commits, the check step's
+// cleanup removes everything the job created in the runtime.
+type transferStep struct{ j *job }
 
 func (s *transferStep) Title() string { return "download and import" }
 
@@ -291,7 +297,7 @@ func (s *transferStep) Run(ctx context.Context) error {
 	if err := j.imp.Commit(ctx); err != nil {
 		return err
 	}
-	s.committed = true
+	j.imported = true
 	return nil
 }
 
@@ -361,13 +367,6 @@ func (s *transferStep) download(ctx context.Context, loader Import, files []stri
 		}
 	})
 	return g.Wait()
-}
-
-func (s *transferStep) Cleanup(ctx context.Context) error {
-	if s.committed || s.j.imp == nil {
-		return nil
-	}
-	return s.j.imp.Rollback(ctx)
 }
 
 // pullStep is registry mode: a plain pull, then the same check.
