@@ -22,7 +22,7 @@ var ErrImageMismatch = errors.New("image in containerd does not match the job")
 const leaseLifetime = 24 * time.Hour
 
 // Import is one job's import into containerd. Begin records what containerd
-// held, UnpackPrefix and Finish put the image in, Commit hands everything to
+// held, LoadPrefix and Finish put the image in, Commit hands everything to
 // the image, Rollback removes what the job created.
 type Import struct {
 	c   *Client
