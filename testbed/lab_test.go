@@ -538,6 +538,15 @@ func TestLab_ContainerdHosts(t *testing.T) {
 		t.Errorf("committed snapshots on h02: %s, want 2", out)
 	}
 
+	// runc runs a container there: the lab image prints its line.
+	if err := lab.LoadImage(ctx, "h02", img.Path); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustSSH(t, c, "ctr -n k8s.io run --rm docker.io/"+img.Spec.Tag+" lab-run"); out != strings.TrimSpace(testbed.HelloMessage) {
+		t.Errorf("ctr run printed %q", out)
+	}
+	mustSSH(t, c, "ctr -n k8s.io images rm docker.io/"+img.Spec.Tag+" "+img.ID)
+
 	// From outside the lab, and across a restart.
 	addr, err := lab.ContainerdAddress("h02")
 	if err != nil {

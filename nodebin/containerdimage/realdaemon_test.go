@@ -165,7 +165,9 @@ func TestImport_UnpacksChecksAndOutlivesItsLease(t *testing.T) {
 			// A restart runs the garbage collector: the image must hold
 			// its content and snapshots by itself.
 			d.Kill()
-			d.Restart()
+			if err := d.Restart(); err != nil {
+				t.Fatal(err)
+			}
 			c = connect(t, d)
 			if err := c.Check(ctx, img.Name, img.ID, img.Layers); err != nil {
 				t.Fatalf("after a restart: %v", err)
@@ -176,6 +178,32 @@ func TestImport_UnpacksChecksAndOutlivesItsLease(t *testing.T) {
 				t.Errorf("ctr images check: %s", out)
 			}
 		})
+	}
+}
+
+func TestImport_NativeSnapshotter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts containerd")
+	}
+	d := containerdtest.Start(t)
+	c, err := containerdimage.Connect(context.Background(), containerdimage.Config{Address: d.Address, Namespace: ns, Snapshotter: "native"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Snapshotter() != "native" {
+		t.Fatalf("snapshotter %q", c.Snapshotter())
+	}
+	ti := testImage(14, true, 3000, 4000)
+	img := image(t, ti, "lab/app:v1", "job", true)
+	if err := importImage(context.Background(), c, img, files(t, ti)); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(d.Lines(ns, "snapshots", "--snapshotter", "native", "ls")); got != 3 {
+		t.Errorf("%d lines of native snapshots, want a header and 2", got)
+	}
+	if _, err := containerdimage.Connect(context.Background(), containerdimage.Config{Address: d.Address, Snapshotter: "zfs"}); err == nil {
+		t.Error("connected for a snapshotter that did not load")
 	}
 }
 
@@ -436,16 +464,17 @@ func TestImport_KilledContainerdFailsAndIsCleanedAfterRestart(t *testing.T) {
 	}
 	// A restarted containerd still holds the job's lease and snapshot;
 	// the rollback waits for it and removes them.
-	restarted := make(chan struct{})
+	restarted := make(chan error, 1)
 	go func() {
-		defer close(restarted)
 		time.Sleep(time.Second)
-		d.Restart()
+		restarted <- d.Restart()
 	}()
 	cctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
 	err = im.Rollback(cctx)
-	<-restarted
+	if rerr := <-restarted; rerr != nil {
+		t.Fatal(rerr)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/layercast/layercast/nodebin/containerdimage"
 	"github.com/layercast/layercast/nodebin/dockerimage"
@@ -159,6 +160,38 @@ func TestNodeContainerd_StopDuringImportLeavesNothing(t *testing.T) {
 	if r.errorMessage() == "" {
 		t.Skip("the import finished before the stop")
 	}
+	for _, what := range [][]string{{"images", "ls", "-q"}, {"leases", "ls", "-q"}, {"content", "ls", "-q"}} {
+		if got := d.Lines("k8s.io", what...); len(got) != 0 {
+			t.Errorf("%s: %v, want nothing", what[0], got)
+		}
+	}
+	if got := snapshots(t, d); len(got) != 0 {
+		t.Errorf("snapshots %v, want none", got)
+	}
+}
+
+func TestNodeContainerd_KilledContainerdFailsTheJobAndIsCleanedWhenBack(t *testing.T) {
+	d := startContainerd(t)
+	img := testImage(44, 100<<10, 200<<10)
+	gate := make(chan struct{})
+	r := containerdRun(t, d, containerdSpec(img, "lab/app:5", workDir(t), d), &node.FakeLeecher{Files: files(img), Gate: gate})
+	gate <- struct{}{}
+	waitUntil(t, "layer 1 unpacked", func() bool { return len(snapshots(t, d)) == 1 })
+	d.Kill()
+	// containerd comes back while the node cleans up.
+	restarted := make(chan error, 1)
+	go func() {
+		time.Sleep(2 * time.Second)
+		restarted <- d.Restart()
+	}()
+	gate <- struct{}{}
+	if code := r.exit(); code != node.ExitFailed {
+		t.Errorf("exit %d: %s", code, r.summary())
+	}
+	if err := <-restarted; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("error event: %s", r.errorMessage())
 	for _, what := range [][]string{{"images", "ls", "-q"}, {"leases", "ls", "-q"}, {"content", "ls", "-q"}} {
 		if got := d.Lines("k8s.io", what...); len(got) != 0 {
 			t.Errorf("%s: %v, want nothing", what[0], got)

@@ -88,17 +88,17 @@ state = %q
 			t.Errorf("remove containerd dir: %v", err)
 		}
 	})
-	d.start()
+	if err := d.start(); err != nil {
+		t.Fatal(err)
+	}
 	return d
 }
 
 // start runs containerd on d's dirs and waits until it answers.
-func (d *Daemon) start() {
-	t := d.t
-	t.Helper()
+func (d *Daemon) start() error {
 	logf, err := os.OpenFile(filepath.Join(d.Dir, "log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	// unshare execs containerd in place, so the pid we hold is
 	// containerd's; its mount namespace takes its mounts away with it.
@@ -112,14 +112,15 @@ func (d *Daemon) start() {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		t.Fatalf("start containerd: %v", err)
+		return fmt.Errorf("start containerd: %w", err)
 	}
 	d.cmd, d.logf, d.exited = cmd, logf, make(chan error, 1)
 	go func(exited chan<- error) { exited <- cmd.Wait() }(d.exited)
 	if err := d.wait(60 * time.Second); err != nil {
 		log, _ := os.ReadFile(filepath.Join(d.Dir, "log"))
-		t.Fatalf("%v\n%s", err, tail(log, 3000))
+		return fmt.Errorf("%w\n%s", err, tail(log, 3000))
 	}
+	return nil
 }
 
 func (d *Daemon) wait(limit time.Duration) error {
@@ -162,11 +163,9 @@ func (d *Daemon) stop(sig syscall.Signal) {
 // Kill kills containerd with SIGKILL, as a crash would.
 func (d *Daemon) Kill() { d.stop(syscall.SIGKILL) }
 
-// Restart starts containerd again on the same root, state and socket.
-func (d *Daemon) Restart() {
-	d.t.Helper()
-	d.start()
-}
+// Restart starts containerd again on the same root, state and socket; it
+// may be called from any goroutine.
+func (d *Daemon) Restart() error { return d.start() }
 
 // Pause stops containerd with SIGSTOP: it keeps its socket and answers
 // nothing until Resume.
