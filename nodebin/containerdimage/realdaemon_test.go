@@ -481,6 +481,52 @@ func TestImport_KilledContainerdFailsAndIsCleanedAfterRestart(t *testing.T) {
 	sameState(t, "after rollback", stateOf(t, d), before)
 }
 
+func TestImport_ContainerdKilledMidWriteIsCleanedAfterRestart(t *testing.T) {
+	c, d := realContainerd(t)
+	before := stateOf(t, d)
+	ti := testImage(15, false, 128<<20)
+	f := files(t, ti)
+	ctx := context.Background()
+	im, err := c.Begin(ctx, image(t, ti, "lab/app:v1", "job", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished := make(chan error, 1)
+	go func() { finished <- im.Finish(ctx, f) }()
+	// Kill it once the layer's ingest is under way.
+	var killed bool
+	for !killed {
+		select {
+		case err := <-finished:
+			t.Skipf("the import ended before the kill: %v", err)
+		default:
+		}
+		if out, _ := d.TryCtr(ns, "content", "active"); strings.Contains(out, "layercast-ingest-job-") {
+			d.Kill()
+			killed = true
+		}
+	}
+	if err := <-finished; err == nil {
+		t.Fatal("import succeeded with containerd killed")
+	} else {
+		t.Log(err)
+	}
+	if err := d.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	if err := im.Rollback(cctx); err != nil {
+		t.Fatal(err)
+	}
+	after := stateOf(t, d)
+	sameState(t, "after rollback", after, before)
+	ingest, _ := os.ReadDir(filepath.Join(d.Root, "io.containerd.content.v1.content", "ingest"))
+	if len(ingest) != 0 {
+		t.Errorf("ingest dirs left on disk: %d", len(ingest))
+	}
+}
+
 func TestImport_CancelMidWriteLeavesNothing(t *testing.T) {
 	c, d := realContainerd(t)
 	before := stateOf(t, d)

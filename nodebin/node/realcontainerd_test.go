@@ -92,10 +92,10 @@ func TestNodeContainerd_ImportsOnTopOfThePresentBaseAsLayersArrive(t *testing.T)
 	})
 	r.waitState(jobspec.StateDownloading)
 	// Layer 3 arrives: it is unpacked while 4 and 5 still download.
-	gate <- struct{}{}
-	waitUntil(t, "layer 3 unpacked", func() bool { return len(snapshots(t, d)) == 3 })
-	gate <- struct{}{}
-	gate <- struct{}{}
+	release(t, gate)
+	waitUntil(t, "layer 3 unpacked", func() bool { return len(committed(t, d)) == 3 })
+	release(t, gate)
+	release(t, gate)
 	done := r.waitState(jobspec.StateDone)
 	if done.ImageID != app.ID {
 		t.Errorf("done with %s, want %s", done.ImageID, app.ID)
@@ -116,6 +116,29 @@ func TestNodeContainerd_ImportsOnTopOfThePresentBaseAsLayersArrive(t *testing.T)
 	if got := snapshots(t, d); len(got) != 5 {
 		t.Errorf("snapshots %v, want the image's 5", got)
 	}
+}
+
+// release lets the fake swarm deliver one more layer, failing the test if
+// the node no longer takes it.
+func release(t *testing.T, gate chan<- struct{}) {
+	t.Helper()
+	select {
+	case gate <- struct{}{}:
+	case <-time.After(time.Minute):
+		t.Fatal("the node took no more layers within a minute")
+	}
+}
+
+// committed lists the committed snapshots; an unpack in progress shows as
+// an active one.
+func committed(t *testing.T, d *containerdtest.Daemon) []string {
+	var out []string
+	for _, l := range snapshots(t, d) {
+		if strings.HasSuffix(l, "Committed") {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func snapshots(t *testing.T, d *containerdtest.Daemon) []string {
@@ -175,8 +198,8 @@ func TestNodeContainerd_KilledContainerdFailsTheJobAndIsCleanedWhenBack(t *testi
 	img := testImage(44, 100<<10, 200<<10)
 	gate := make(chan struct{})
 	r := containerdRun(t, d, containerdSpec(img, "lab/app:5", workDir(t), d), &node.FakeLeecher{Files: files(img), Gate: gate})
-	gate <- struct{}{}
-	waitUntil(t, "layer 1 unpacked", func() bool { return len(snapshots(t, d)) == 1 })
+	release(t, gate)
+	waitUntil(t, "layer 1 unpacked", func() bool { return len(committed(t, d)) == 1 })
 	d.Kill()
 	// containerd comes back while the node cleans up.
 	restarted := make(chan error, 1)
@@ -184,7 +207,7 @@ func TestNodeContainerd_KilledContainerdFailsTheJobAndIsCleanedWhenBack(t *testi
 		time.Sleep(2 * time.Second)
 		restarted <- d.Restart()
 	}()
-	gate <- struct{}{}
+	release(t, gate)
 	if code := r.exit(); code != node.ExitFailed {
 		t.Errorf("exit %d: %s", code, r.summary())
 	}
