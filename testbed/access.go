@@ -35,7 +35,8 @@ func (l *Lab) IdentityPath() string { return filepath.Join(l.st.Dir, "id_ed25519
 // or "" when the lab has none.
 func (l *Lab) RegistryAddr() string { return l.registryAddr() }
 
-// Hosts returns the names of the lab's Docker hosts in order (h01, h02...).
+// Hosts returns the names of the lab's hosts in order (h01, h02...),
+// containerd hosts (Config.Containerd) last.
 func (l *Lab) Hosts() []string {
 	var names []string
 	for _, m := range l.hostMachines() {
@@ -66,6 +67,29 @@ func (l *Lab) DockerHost(name string) (string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return "unix://" + m.DockerSocket(), nil
+}
+
+// Runtime is a host's container runtime: RuntimeDocker or
+// RuntimeContainerd.
+func (l *Lab) Runtime(name string) (string, error) {
+	m, err := l.host(name)
+	if err != nil {
+		return "", err
+	}
+	return m.RuntimeOf(), nil
+}
+
+// ContainerdAddress is a containerd host's socket as a path that reaches it
+// from outside the lab, e.g. for ctr --address in a test. Inside the host
+// it is ContainerdSocketInHost.
+func (l *Lab) ContainerdAddress(name string) (string, error) {
+	m, err := l.containerdHost(name)
+	if err != nil {
+		return "", err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return m.ContainerdSocket(), nil
 }
 
 func (l *Lab) machine(name string) (*Machine, error) {

@@ -26,8 +26,13 @@ type Config struct {
 	// default directory, and (through a slot) its interface names and subnet.
 	// Lower-case letters, digits and '-', at most 32 characters. Default "lab".
 	Name string
-	// Hosts is the number of Docker hosts, 1..MaxHosts.
+	// Hosts is the number of hosts, 1..MaxHosts.
 	Hosts int
+	// Containerd is how many of the hosts, the last ones, run containerd
+	// only, as a Kubernetes node does: Debian's containerd with its CRI
+	// plugin, its socket at /run/containerd/containerd.sock inside the
+	// host, no dockerd. 0..Hosts; the others run dockerd.
+	Containerd int
 	// Rate shapes every link in both directions, in tc's notation
 	// ("100mbit", "1gbit"). Default DefaultRate.
 	Rate string
@@ -61,6 +66,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Hosts < 1 || c.Hosts > MaxHosts {
 		return c, fmt.Errorf("%w: hosts %d: want 1..%d", ErrInvalidConfig, c.Hosts, MaxHosts)
+	}
+	if c.Containerd < 0 || c.Containerd > c.Hosts {
+		return c, fmt.Errorf("%w: containerd hosts %d: want 0..%d (the hosts)", ErrInvalidConfig, c.Containerd, c.Hosts)
 	}
 	if c.Rate == "" {
 		c.Rate = DefaultRate

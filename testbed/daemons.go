@@ -28,6 +28,18 @@ func (l *Lab) startDocker(m *Machine) error {
 	return nil
 }
 
+// startContainerd starts a containerd host's daemon.
+func (l *Lab) startContainerd(m *Machine) error {
+	p, err := spawn(m.containerdArgs(), filepath.Join(m.Dir, "containerd.log"), daemonEnv())
+	if err != nil {
+		return fmt.Errorf("start containerd: %w", err)
+	}
+	l.mu.Lock()
+	m.Containerd = p
+	l.mu.Unlock()
+	return nil
+}
+
 func (l *Lab) startSSHD(m *Machine) error {
 	p, err := spawn(m.sshdArgs(), filepath.Join(m.Dir, "sshd.log"), daemonEnv())
 	if err != nil {
@@ -90,6 +102,12 @@ func (l *Lab) waitReady(ctx context.Context, timeout time.Duration) error {
 				if err := waitPort(ctx, bastion.NetnsPath(), m.IP+":22", timeout); err != nil {
 					return fmt.Errorf("%s: sshd: %w", m.Name, err)
 				}
+			}
+			if m.runsContainerd() {
+				if err := m.waitContainerd(ctx, timeout); err != nil {
+					return fmt.Errorf("%s: %w", m.Name, err)
+				}
+				return nil
 			}
 			if err := m.waitDocker(ctx, timeout); err != nil {
 				return fmt.Errorf("%s: %w", m.Name, err)

@@ -1,5 +1,6 @@
 // Package testbed turns one Linux machine (as root) into a small lab of
-// Docker hosts for layercast's tests and benchmarks.
+// Docker hosts, and containerd-only hosts like Kubernetes nodes, for
+// layercast's tests and benchmarks.
 //
 // A lab has one bridge and, per machine, a network namespace joined to the
 // bridge by a veth pair shaped with tc (HTB) in both directions. Every host
@@ -10,6 +11,16 @@
 // OpenSSH sshd and its dockerd, and every SSH session, see a machine of
 // their own: /var/run/docker.sock inside a host is that host's daemon. Each
 // host has the logins root and DeployUser (docker only through sudo -n).
+//
+// The last Config.Containerd hosts run Debian's containerd instead of
+// dockerd, with its CRI plugin as on a Kubernetes node: /var/lib/containerd
+// and /etc/containerd are their own too, the socket is
+// /run/containerd/containerd.sock inside the host, there is no Docker
+// socket, and the lab registry is trusted through
+// /etc/containerd/certs.d. The inventory marks them with the label
+// runtime: containerd and the group containerd. Containers started there
+// (ctr run) die with the host's namespaces on Down; their cgroups are
+// containerd's own, outside the lab's.
 //
 // The bastion (the operator's machine) has its own network, hostname, /run
 // and dockerd but otherwise sees the machine's files, so the operator's

@@ -23,11 +23,12 @@ func (l *Lab) Down(ctx context.Context) error {
 	l.mu.Unlock()
 	var errs []error
 
-	// Daemons first, politely: dockerd stops its containerd and containers.
+	// Daemons first, politely: dockerd stops its containerd and containers;
+	// a containerd host's containers (shims) go with its namespaces below.
 	var g errgroup.Group
 	g.SetLimit(32)
 	for _, m := range machines {
-		for _, p := range []Proc{m.Docker, m.SSHD, m.Registry} {
+		for _, p := range []Proc{m.Docker, m.Containerd, m.SSHD, m.Registry} {
 			g.Go(func() error { return p.stop(ctx, 15*time.Second) })
 		}
 	}

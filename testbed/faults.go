@@ -37,7 +37,7 @@ func (l *Lab) KillHost(ctx context.Context, name string) error {
 		return fmt.Errorf("kill host %s: %w", name, err)
 	}
 	l.mu.Lock()
-	m.Docker, m.SSHD = Proc{}, Proc{}
+	m.Docker, m.Containerd, m.SSHD = Proc{}, Proc{}, Proc{}
 	l.mu.Unlock()
 	return l.save()
 }
@@ -185,6 +185,61 @@ func (l *Lab) StartDocker(ctx context.Context, name string) error {
 		return fmt.Errorf("start dockerd of %s: %w", name, err)
 	}
 	return nil
+}
+
+// StopContainerd stops a containerd host's daemon (SIGTERM, then SIGKILL
+// after 15s).
+func (l *Lab) StopContainerd(ctx context.Context, name string) error {
+	m, err := l.containerdHost(name)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	p := m.Containerd
+	l.mu.Unlock()
+	if err := p.stop(ctx, 15*time.Second); err != nil {
+		return fmt.Errorf("stop containerd of %s: %w", name, err)
+	}
+	l.mu.Lock()
+	m.Containerd = Proc{}
+	l.mu.Unlock()
+	return l.save()
+}
+
+// StartContainerd starts a containerd host's daemon again and waits until
+// it answers.
+func (l *Lab) StartContainerd(ctx context.Context, name string) error {
+	m, err := l.containerdHost(name)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	running := m.Containerd.Alive()
+	l.mu.Unlock()
+	if running {
+		return nil
+	}
+	if err := l.startContainerd(m); err != nil {
+		return fmt.Errorf("start containerd of %s: %w", name, err)
+	}
+	if err := l.save(); err != nil {
+		return err
+	}
+	if err := m.waitContainerd(ctx, 60*time.Second); err != nil {
+		return fmt.Errorf("start containerd of %s: %w", name, err)
+	}
+	return nil
+}
+
+func (l *Lab) containerdHost(name string) (*Machine, error) {
+	m, err := l.host(name)
+	if err != nil {
+		return nil, err
+	}
+	if !m.runsContainerd() {
+		return nil, fmt.Errorf("%w: %s runs %s, not containerd", ErrNotHost, name, m.RuntimeOf())
+	}
+	return m, nil
 }
 
 // StopSSHD stops a host's sshd listener; sessions already open go on, as

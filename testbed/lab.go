@@ -199,7 +199,11 @@ func reserve(ctx context.Context, cfg Config) (*Lab, error) {
 	}
 	width := max(2, len(strconv.Itoa(cfg.Hosts)))
 	for i := 1; i <= cfg.Hosts; i++ {
-		st.Machines = append(st.Machines, machine(fmt.Sprintf("h%0*d", width, i), RoleHost, 10+i, "h"+strconv.Itoa(i)))
+		m := machine(fmt.Sprintf("h%0*d", width, i), RoleHost, 10+i, "h"+strconv.Itoa(i))
+		if i > cfg.Hosts-cfg.Containerd {
+			m.Runtime = RuntimeContainerd
+		}
+		st.Machines = append(st.Machines, m)
 	}
 	if cfg.Ephemeral {
 		start, err := procStart(os.Getpid())
@@ -370,8 +374,14 @@ func (l *Lab) build(ctx context.Context, cfg Config) error {
 	}, "ip", "-batch", "-"); err != nil {
 		return fmt.Errorf("create bridge: %w", err)
 	}
-	if err := os.MkdirAll("/var/lib/docker", 0o711); err != nil {
-		return fmt.Errorf("create mount point /var/lib/docker: %w", err)
+	mountPoints := []string{"/var/lib/docker"}
+	if cfg.Containerd > 0 {
+		mountPoints = append(mountPoints, "/var/lib/containerd", "/etc/containerd")
+	}
+	for _, p := range mountPoints {
+		if err := os.MkdirAll(p, 0o711); err != nil {
+			return fmt.Errorf("create mount point %s: %w", p, err)
+		}
 	}
 
 	clientKey, clientPub, err := newKeyPair("layercast-lab-" + l.st.Name)
@@ -468,6 +478,9 @@ func (l *Lab) setupMachine(ctx context.Context, m *Machine, acc *accounts, clien
 	if err != nil {
 		return err
 	}
+	if m.Role == RoleHost && m.runsContainerd() {
+		files = append(files, m.containerdFiles(l.registryAddr())...)
+	}
 	if err := writeFiles(files); err != nil {
 		return err
 	}
@@ -485,7 +498,11 @@ func (l *Lab) setupMachine(ctx context.Context, m *Machine, acc *accounts, clien
 	if _, err := run(ctx, nil, "nsenter", "--mount="+m.MountNS, "sh", "-c", m.mountScript()); err != nil {
 		return fmt.Errorf("set up mount namespace: %w", err)
 	}
-	if err := l.startDocker(m); err != nil {
+	if m.runsContainerd() {
+		if err := l.startContainerd(m); err != nil {
+			return err
+		}
+	} else if err := l.startDocker(m); err != nil {
 		return err
 	}
 	if m.Role == RoleHost {

@@ -395,7 +395,7 @@ func labResources(t *testing.T, lab *testbed.Lab) (netns, links, mounts []string
 		if err != nil {
 			continue
 		}
-		for _, p := range []testbed.Proc{m.Docker, m.SSHD, m.Registry} {
+		for _, p := range []testbed.Proc{m.Docker, m.Containerd, m.SSHD, m.Registry} {
 			if p.Alive() {
 				procs = append(procs, p)
 			}
@@ -479,6 +479,115 @@ func TestDown_LeavesNothing(t *testing.T) {
 		if _, err := testbed.Open(lab.Name()); !errors.Is(err, testbed.ErrNoLab) {
 			t.Errorf("Open after down: %v", err)
 		}
+	}
+}
+
+// TestLab_ContainerdHosts brings up a lab whose last host runs containerd
+// only, as a Kubernetes node does, and checks what a job there relies on.
+func TestLab_ContainerdHosts(t *testing.T) {
+	lab := testbed.UpForTest(t, testbed.Config{Hosts: 2, Containerd: 1, Registry: true})
+	ctx := context.Background()
+	for h, want := range map[string]string{"h01": testbed.RuntimeDocker, "h02": testbed.RuntimeContainerd} {
+		if got, err := lab.Runtime(h); err != nil || got != want {
+			t.Errorf("runtime of %s: %q, %v; want %q", h, got, err, want)
+		}
+	}
+
+	// Over SSH, as the bastion sees it: containerd at its default socket,
+	// no Docker daemon, the lab registry trusted.
+	c := sshClient(t, lab, "h02", "root")
+	if out := mustSSH(t, c, "ctr version"); !strings.Contains(out, "Server:") || !strings.Contains(out, "Version:") {
+		t.Errorf("ctr version on h02:\n%s", out)
+	}
+	mustSSH(t, c, "test -S "+testbed.ContainerdSocketInHost)
+	if out, _, err := sshRun(t, c, "ls -l /run/docker.sock /var/run/docker.sock; command -v dockerd >/dev/null && docker info"); err == nil {
+		t.Errorf("h02 has a Docker daemon:\n%s", out)
+	}
+	if out := mustSSH(t, c, "cat /etc/containerd/certs.d/"+lab.RegistryAddr()+"/hosts.toml"); !strings.Contains(out, "http://"+lab.RegistryAddr()) {
+		t.Errorf("registry hosts file:\n%s", out)
+	}
+	d := sshClient(t, lab, "h01", "root")
+	mustSSH(t, d, "docker info --format '{{.ServerVersion}}'")
+	if _, _, err := sshRun(t, d, "test -e "+testbed.ContainerdSocketInHost); err == nil {
+		t.Errorf("docker host h01 has %s", testbed.ContainerdSocketInHost)
+	}
+
+	// The inventory names the runtime as a label and a group.
+	inv, err := os.ReadFile(lab.InventoryPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(inv), "runtime: containerd}") || !strings.Contains(string(inv), "containerd: [h02]") {
+		t.Errorf("inventory:\n%s", inv)
+	}
+
+	// Preloading a base imports it into the kubelet's namespace, unpacked.
+	img, err := lab.MakeImage(ctx, testbed.ImageSpec{Tag: "lab/app:v1", Size: 2 << 20, Layers: 3, BaseSize: 1 << 20, BaseLayers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.Preload(ctx, img.Spec.Tag, "h02"); err != nil {
+		t.Fatal(err)
+	}
+	// The CRI plugin names each image by its ID too, as on a Kubernetes node.
+	want := []string{"docker.io/" + img.Base.Tag, img.Base.ID}
+	if out := strings.Fields(mustSSH(t, c, "ctr -n k8s.io images ls -q")); !slices.Equal(out, want) {
+		t.Errorf("images on h02 after preload: %q, want %q", out, want)
+	}
+	if out := mustSSH(t, c, "ctr -n k8s.io snapshots ls | grep -c Committed"); out != "2" {
+		t.Errorf("committed snapshots on h02: %s, want 2", out)
+	}
+
+	// runc runs a container there: the lab image prints its line.
+	if err := lab.LoadImage(ctx, "h02", img.Path); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustSSH(t, c, "ctr -n k8s.io run --rm docker.io/"+img.Spec.Tag+" lab-run"); out != strings.TrimSpace(testbed.HelloMessage) {
+		t.Errorf("ctr run printed %q", out)
+	}
+	mustSSH(t, c, "ctr -n k8s.io images rm docker.io/"+img.Spec.Tag+" "+img.ID)
+
+	// From outside the lab, and across a restart.
+	addr, err := lab.ContainerdAddress("h02")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runOut("ctr", "--address", addr, "version"); err != nil {
+		t.Errorf("ctr --address %s version: %v: %s", addr, err, out)
+	}
+	if _, err := lab.ContainerdAddress("h01"); err == nil {
+		t.Error("ContainerdAddress of a docker host")
+	}
+	if err := lab.StopContainerd(ctx, "h02"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := sshRun(t, c, "ctr version"); err == nil {
+		t.Error("ctr version answered with containerd stopped")
+	}
+	if err := lab.StartContainerd(ctx, "h02"); err != nil {
+		t.Fatal(err)
+	}
+	if out := strings.Fields(mustSSH(t, c, "ctr -n k8s.io images ls -q")); !slices.Equal(out, want) {
+		t.Errorf("images on h02 after a restart: %q, want %q", out, want)
+	}
+
+	// Down removes the containerd host with everything else.
+	m, _ := lab.Machine("h02")
+	if !m.Containerd.Alive() {
+		t.Fatal("containerd of h02 not running")
+	}
+	if err := lab.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m.Containerd.Alive() {
+		t.Errorf("containerd %d still running after down", m.Containerd.Pid)
+	}
+	netns, links, mounts, _ := labResources(t, lab)
+	if len(netns)+len(links)+len(mounts) > 0 {
+		t.Errorf("down left netns %v links %v mounts %v", netns, links, mounts)
+	}
+	if _, err := os.Stat(m.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("down left %s", m.Dir)
 	}
 }
 

@@ -119,27 +119,40 @@ func (l *Lab) FindImage(tag string) (*Image, error) {
 	return &img, nil
 }
 
-// LoadImage loads a docker-save archive into a lab machine's daemon with
-// docker load, reading the archive from outside the machine.
+// ContainerdNamespace is where a containerd host's images go: the
+// kubelet's namespace.
+const ContainerdNamespace = "k8s.io"
+
+// LoadImage loads a docker-save archive into a lab machine's daemon, reading
+// the archive from outside the machine: docker load, or on a containerd
+// host ctr images import into ContainerdNamespace, unpacked.
 func (l *Lab) LoadImage(ctx context.Context, machine, archive string) error {
 	f, err := os.Open(archive)
 	if err != nil {
 		return fmt.Errorf("load image: %w", err)
 	}
 	defer f.Close()
-	cmd, err := l.Command(ctx, machine, "docker", "load", "--quiet")
+	m, err := l.machine(machine)
+	if err != nil {
+		return err
+	}
+	args := []string{"docker", "load", "--quiet"}
+	if m.Role == RoleHost && m.runsContainerd() {
+		args = []string{"ctr", "--namespace", ContainerdNamespace, "images", "import", "-"}
+	}
+	cmd, err := l.Command(ctx, machine, args...)
 	if err != nil {
 		return err
 	}
 	cmd.Stdin = f
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("docker load into %s: %w: %s", machine, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("%s into %s: %w: %s", strings.Join(args[:2], " "), machine, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
 
 // Preload loads the base layers of an image MakeImage made (its base-only
-// image) into the given hosts' daemons, so those hosts already hold the
+// image) into the given hosts' daemons (docker or containerd), so those hosts already hold the
 // layers the image shares with its base.
 func (l *Lab) Preload(ctx context.Context, tag string, hosts ...string) error {
 	img, err := l.FindImage(tag)

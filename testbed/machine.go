@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -21,6 +22,15 @@ const (
 	RoleBastion  Role = "bastion"
 	RoleRegistry Role = "registry"
 )
+
+// Container runtimes of lab hosts (Machine.Runtime).
+const (
+	RuntimeDocker     = "docker"
+	RuntimeContainerd = "containerd"
+)
+
+// ContainerdSocketInHost is containerd's socket as a containerd host sees it.
+const ContainerdSocketInHost = "/run/containerd/containerd.sock"
 
 // Machine is one machine of the lab as recorded in its state file.
 type Machine struct {
@@ -42,9 +52,14 @@ type Machine struct {
 	KnownHost string `json:"known_host,omitempty"`
 	// CgroupParent holds the cgroups of the machine's containers.
 	CgroupParent string `json:"cgroup_parent,omitempty"`
-	Docker       Proc   `json:"docker"`
-	SSHD         Proc   `json:"sshd"`
-	Registry     Proc   `json:"registry"`
+	// Runtime is what a host runs: RuntimeDocker (dockerd, also when
+	// empty) or RuntimeContainerd (containerd only). The bastion always
+	// runs dockerd.
+	Runtime    string `json:"runtime,omitempty"`
+	Docker     Proc   `json:"docker"`
+	Containerd Proc   `json:"containerd"`
+	SSHD       Proc   `json:"sshd"`
+	Registry   Proc   `json:"registry"`
 	// Cut and RateFactor record link faults; TmpFull a full /tmp.
 	Cut        bool    `json:"cut,omitempty"`
 	RateFactor float64 `json:"rate_factor,omitempty"`
@@ -64,6 +79,26 @@ func (m *Machine) DockerSocket() string {
 	// Unix socket paths are limited to 108 bytes; reach the same file
 	// through the daemon's view of the file system instead.
 	return fmt.Sprintf("/proc/%d/root/run/docker.sock", m.Docker.Pid)
+}
+
+// RuntimeOf is the machine's runtime with the default applied.
+func (m *Machine) RuntimeOf() string {
+	if m.Runtime == "" {
+		return RuntimeDocker
+	}
+	return m.Runtime
+}
+
+func (m *Machine) runsContainerd() bool { return m.RuntimeOf() == RuntimeContainerd }
+
+// ContainerdSocket is a containerd host's socket as seen from outside the
+// lab (inside the host it is ContainerdSocketInHost).
+func (m *Machine) ContainerdSocket() string {
+	p := filepath.Join(m.Dir, "run", "containerd", "containerd.sock")
+	if len(p) < 100 || !m.Containerd.Alive() {
+		return p
+	}
+	return fmt.Sprintf("/proc/%d/root%s", m.Containerd.Pid, ContainerdSocketInHost)
 }
 
 // enter returns the nsenter prefix that runs a program inside the machine.
@@ -91,6 +126,12 @@ func (m *Machine) binds() [][2]string {
 	}
 	if m.Role != RoleHost {
 		return b
+	}
+	if m.runsContainerd() {
+		b = append(b,
+			[2]string{filepath.Join(d, "containerd"), "/var/lib/containerd"},
+			[2]string{filepath.Join(d, "etc-containerd"), "/etc/containerd"},
+		)
 	}
 	return append(b,
 		[2]string{filepath.Join(d, "ssh"), "/etc/ssh"},
@@ -150,6 +191,15 @@ func (m *Machine) machineFiles(acc *accounts, clientKey []byte, etcHosts []byte)
 			{filepath.Join(d, "root"), 0o700},
 			{filepath.Join(d, "home"), 0o755},
 			{filepath.Join(d, "tmp"), 0o777 | os.ModeSticky},
+		}...)
+	}
+	if m.runsContainerd() {
+		dirs = append(dirs, []struct {
+			path string
+			mode os.FileMode
+		}{
+			{filepath.Join(d, "containerd"), 0o711},
+			{filepath.Join(d, "etc-containerd"), 0o755},
 		}...)
 	}
 	for _, dir := range dirs {
@@ -255,6 +305,70 @@ func (m *Machine) dockerdArgs(registry string) []string {
 
 func (m *Machine) sshdArgs() []string {
 	return append(m.enter(), "--", "/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config")
+}
+
+// containerdArgs is the command line of a containerd host's daemon; its
+// configuration is the host's /etc/containerd/config.toml.
+func (m *Machine) containerdArgs() []string {
+	return append(m.enter(), "--", "containerd", "--config", "/etc/containerd/config.toml")
+}
+
+// containerdFiles are a containerd host's configuration: the default
+// paths, the CRI plugin as on a Kubernetes node, and the lab registry (if
+// any) trusted over plain HTTP through the hosts directory, which the CRI
+// plugin reads and ctr reads with --hosts-dir /etc/containerd/certs.d.
+func (m *Machine) containerdFiles(registry string) []fileSpec {
+	etc := filepath.Join(m.Dir, "etc-containerd")
+	config := `# layercast lab host (containerd only)
+version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+[grpc]
+  address = "` + ContainerdSocketInHost + `"
+[plugins."io.containerd.grpc.v1.cri".registry]
+  config_path = "/etc/containerd/certs.d"
+`
+	files := []fileSpec{{path: filepath.Join(etc, "config.toml"), data: []byte(config), mode: 0o644}}
+	if registry != "" {
+		hosts := fmt.Sprintf("server = %q\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", "http://"+registry, "http://"+registry)
+		files = append(files, fileSpec{path: filepath.Join(etc, "certs.d", registry, "hosts.toml"), data: []byte(hosts), mode: 0o644})
+	}
+	return files
+}
+
+// containerdVersion asks a containerd host's daemon for its version from
+// outside the lab.
+func (m *Machine) containerdVersion(ctx context.Context) error {
+	out, err := exec.CommandContext(ctx, "ctr", "--address", m.ContainerdSocket(), "version").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ctr version: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	if !strings.Contains(string(out), "Server:") {
+		return fmt.Errorf("ctr version: no server in %q", out)
+	}
+	return nil
+}
+
+// waitContainerd waits until a containerd host's daemon answers.
+func (m *Machine) waitContainerd(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		err := m.containerdVersion(pctx)
+		pcancel()
+		if err == nil {
+			return nil
+		}
+		if !m.Containerd.Alive() {
+			return fmt.Errorf("containerd exited (see %s)", filepath.Join(m.Dir, "containerd.log"))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for containerd: %w (last error: %w)", ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // dockerPing asks the machine's daemon for /_ping from outside the lab.

@@ -10,15 +10,18 @@ import (
 
 // MachineStatus is what Status reports for one lab machine.
 type MachineStatus struct {
-	Name     string
-	Role     Role
-	IP       string
-	Docker   bool  // dockerd runs
-	SSHD     bool  // sshd runs
-	Registry bool  // docker-registry runs
-	Procs    int   // processes in the machine's namespaces
-	PSS      int64 // their proportional set size, bytes
-	Faults   string
+	Name    string
+	Role    Role
+	IP      string
+	Runtime string // a host's: docker or containerd
+	Docker  bool   // dockerd runs
+	// Containerd: a containerd host's containerd runs.
+	Containerd bool
+	SSHD       bool  // sshd runs
+	Registry   bool  // docker-registry runs
+	Procs      int   // processes in the machine's namespaces
+	PSS        int64 // their proportional set size, bytes
+	Faults     string
 }
 
 // Status reports every machine's daemons, processes and memory.
@@ -40,8 +43,9 @@ func (l *Lab) Status() ([]MachineStatus, error) {
 			return nil, err
 		}
 		s := MachineStatus{
-			Name: m.Name, Role: m.Role, IP: m.IP,
-			Docker: m.Docker.Alive(), SSHD: m.SSHD.Alive(), Registry: m.Registry.Alive(),
+			Runtime: map[bool]string{true: m.RuntimeOf()}[m.Role == RoleHost],
+			Name:    m.Name, Role: m.Role, IP: m.IP,
+			Docker: m.Docker.Alive(), Containerd: m.Containerd.Alive(), SSHD: m.SSHD.Alive(), Registry: m.Registry.Alive(),
 			Procs: len(procs),
 		}
 		for _, p := range procs {

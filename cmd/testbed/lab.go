@@ -24,15 +24,16 @@ func newUpCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "lab %s up in %s: %d hosts, registry %q\n",
-				lab.Name(), time.Since(start).Round(time.Millisecond), len(lab.Hosts()), lab.RegistryAddr())
+			fmt.Fprintf(os.Stderr, "lab %s up in %s: %d hosts (%d containerd only), registry %q\n",
+				lab.Name(), time.Since(start).Round(time.Millisecond), len(lab.Hosts()), cfg.Containerd, lab.RegistryAddr())
 			fmt.Fprintf(os.Stderr, "inventory: %s\n", lab.InventoryPath())
 			fmt.Println(lab.Dir())
 			return nil
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&cfg.Hosts, "hosts", 3, "number of Docker hosts")
+	f.IntVar(&cfg.Hosts, "hosts", 3, "number of hosts")
+	f.IntVar(&cfg.Containerd, "containerd", 0, "how many of the hosts (the last ones) run containerd only, like Kubernetes nodes, instead of dockerd")
 	f.StringVar(&cfg.Rate, "rate", testbed.DefaultRate, "rate of every link, both ways (tc notation: 100mbit, 1gbit)")
 	f.DurationVar(&cfg.Delay, "delay", 0, "one-way latency added between lab machines")
 	f.BoolVar(&cfg.Registry, "registry", false, "add a registry (docker-registry on :5000) that every daemon trusts")
@@ -98,8 +99,12 @@ func newStatusCmd() *cobra.Command {
 			}
 			var total int64
 			for _, m := range st {
-				fmt.Printf("%-9s %-8s %-13s dockerd=%-5t sshd=%-5t registry=%-5t procs=%-3d pss=%dMiB%s\n",
-					m.Name, m.Role, m.IP, m.Docker, m.SSHD, m.Registry, m.Procs, m.PSS>>20, m.Faults)
+				daemon := fmt.Sprintf("dockerd=%-5t", m.Docker)
+				if m.Runtime == testbed.RuntimeContainerd {
+					daemon = fmt.Sprintf("containerd=%-5t", m.Containerd)
+				}
+				fmt.Printf("%-9s %-8s %-13s %-16s sshd=%-5t registry=%-5t procs=%-3d pss=%dMiB%s\n",
+					m.Name, m.Role, m.IP, daemon, m.SSHD, m.Registry, m.Procs, m.PSS>>20, m.Faults)
 				total += m.PSS
 			}
 			fmt.Printf("total pss %d MiB\n", total>>20)
@@ -141,7 +146,7 @@ directory and environment are kept, so the operator's tools run as usual:
 func newDepsCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "deps",
-		Short: "Install the lab's Debian packages when missing (docker.io, openssh-server, docker-registry, iproute2, sudo)",
+		Short: "Install the lab's Debian packages when missing (docker.io, containerd, runc, openssh-server, docker-registry, iproute2, sudo)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if missing := testbed.MissingDeps(); len(missing) > 0 {

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -55,6 +56,19 @@ type Spec struct {
 	// DockerHost overrides DOCKER_HOST for the node's Docker client.
 	DockerHost string `json:"docker_host,omitempty"`
 
+	// Runtime is where the image goes: RuntimeDocker (the default when
+	// empty) or RuntimeContainerd (p2p mode only).
+	Runtime string `json:"runtime,omitempty"`
+	// ContainerdAddress is containerd's socket (a path or unix:// URL);
+	// empty means DefaultContainerdAddress.
+	ContainerdAddress string `json:"containerd_address,omitempty"`
+	// ContainerdNamespace is the namespace the image goes into; empty
+	// means DefaultContainerdNamespace, the kubelet's.
+	ContainerdNamespace string `json:"containerd_namespace,omitempty"`
+	// ContainerdSnapshotter is the snapshotter the image is unpacked for;
+	// empty means overlayfs, or native where overlayfs did not load.
+	ContainerdSnapshotter string `json:"containerd_snapshotter,omitempty"`
+
 	// Swarm.
 	Announce   string   `json:"announce"`              // tracker announce URL, token included
 	Seeders    []string `json:"seeders,omitempty"`     // host:port of the bastion's seeder, added as peers directly
@@ -84,6 +98,26 @@ type Handoff struct {
 	Path string `json:"path"`
 	// Name is the URL path it is served at: HandoffName(sha256).
 	Name string `json:"name"`
+}
+
+// Container runtimes a node imports into (Spec.Runtime).
+const (
+	RuntimeDocker     = "docker"
+	RuntimeContainerd = "containerd"
+)
+
+// Where containerd is on a Kubernetes node unless the spec says otherwise.
+const (
+	DefaultContainerdAddress   = "/run/containerd/containerd.sock"
+	DefaultContainerdNamespace = "k8s.io"
+)
+
+// RuntimeOf returns the spec's runtime with the default applied.
+func (s *Spec) RuntimeOf() string {
+	if s.Runtime == "" {
+		return RuntimeDocker
+	}
+	return s.Runtime
 }
 
 // Layer is one image layer as it travels through the swarm.
@@ -225,6 +259,39 @@ func (s *Spec) Validate() error {
 	case "registry":
 	default:
 		errs = append(errs, fmt.Errorf("mode %q: want p2p or registry", s.Mode))
+	}
+	errs = append(errs, s.validateRuntime())
+	return errors.Join(errs...)
+}
+
+// containerd's rule for namespace names.
+var namespaceRE = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$`)
+
+func (s *Spec) validateRuntime() error {
+	var errs []error
+	switch s.Runtime {
+	case "", RuntimeDocker:
+		if s.ContainerdAddress != "" || s.ContainerdNamespace != "" || s.ContainerdSnapshotter != "" {
+			errs = append(errs, errors.New("containerd_* set, but runtime is docker"))
+		}
+	case RuntimeContainerd:
+		if s.Mode == "registry" {
+			errs = append(errs, errors.New("registry mode pulls through docker; runtime containerd takes p2p mode only"))
+		}
+		if s.DockerHost != "" {
+			errs = append(errs, errors.New("docker_host set, but runtime is containerd"))
+		}
+		if a := strings.TrimPrefix(s.ContainerdAddress, "unix://"); a != "" && !strings.HasPrefix(a, "/") {
+			errs = append(errs, fmt.Errorf("containerd_address %q: want an absolute socket path or unix:///path", s.ContainerdAddress))
+		}
+		if n := s.ContainerdNamespace; n != "" && (len(n) > 76 || !namespaceRE.MatchString(n)) {
+			errs = append(errs, fmt.Errorf("containerd_namespace %q is not a containerd namespace name", n))
+		}
+		if n := s.ContainerdSnapshotter; n != "" && !namespaceRE.MatchString(n) {
+			errs = append(errs, fmt.Errorf("containerd_snapshotter %q is not a snapshotter name", n))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("runtime %q: want %s or %s", s.Runtime, RuntimeDocker, RuntimeContainerd))
 	}
 	return errors.Join(errs...)
 }

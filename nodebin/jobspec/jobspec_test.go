@@ -138,3 +138,38 @@ func FuzzDecodeEvents(f *testing.F) {
 		}
 	})
 }
+
+func TestSpec_ValidateRuntime(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		edit  func(*Spec)
+		wrong string // empty: valid
+	}{
+		{"docker by default", func(s *Spec) {}, ""},
+		{"containerd with defaults", func(s *Spec) { s.Runtime = RuntimeContainerd }, ""},
+		{"containerd with address and namespace", func(s *Spec) {
+			s.Runtime, s.ContainerdAddress, s.ContainerdNamespace = RuntimeContainerd, "unix:///run/k3s/containerd/containerd.sock", "k8s.io"
+		}, ""},
+		{"unknown runtime", func(s *Spec) { s.Runtime = "cri-o" }, `runtime "cri-o"`},
+		{"containerd in registry mode", func(s *Spec) { s.Runtime, s.Mode = RuntimeContainerd, "registry" }, "registry mode"},
+		{"relative address", func(s *Spec) { s.Runtime, s.ContainerdAddress = RuntimeContainerd, "run/containerd.sock" }, "containerd_address"},
+		{"bad namespace", func(s *Spec) { s.Runtime, s.ContainerdNamespace = RuntimeContainerd, "k8s io" }, "containerd_namespace"},
+		{"containerd fields for docker", func(s *Spec) { s.ContainerdNamespace = "k8s.io" }, "runtime is docker"},
+		{"docker host for containerd", func(s *Spec) { s.Runtime, s.DockerHost = RuntimeContainerd, "unix:///x" }, "docker_host"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := validSpec()
+			c.edit(s)
+			err := s.Validate()
+			switch {
+			case c.wrong == "" && err != nil:
+				t.Errorf("rejected: %v", err)
+			case c.wrong != "" && (err == nil || !strings.Contains(err.Error(), c.wrong)):
+				t.Errorf("error %v, want one naming %q", err, c.wrong)
+			}
+		})
+	}
+	if got := validSpec().RuntimeOf(); got != RuntimeDocker {
+		t.Errorf("default runtime %q", got)
+	}
+}

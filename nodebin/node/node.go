@@ -1,6 +1,7 @@
 // Package node is the job state machine of the node binary: it reads the
 // job spec and control lines on stdin, gets the image into the local Docker
-// daemon (from the swarm, or from a registry), writes events on stdout, and
+// daemon (from the swarm, or from a registry) or into containerd (from the
+// swarm), writes events on stdout, and
 // leaves nothing of the job behind when it exits.
 package node
 
@@ -62,6 +63,9 @@ type Options struct {
 	Log    *slog.Logger
 	// Docker connects to the daemon; host is the spec's DockerHost.
 	Docker func(ctx context.Context, host string) (DockerAPI, error)
+	// Containerd connects to containerd as the spec says (runtime
+	// containerd); nil: the node imports into Docker only.
+	Containerd func(ctx context.Context, spec *jobspec.Spec) (Runtime, error)
 	// Swarm starts the job's BitTorrent client with its files in dir.
 	Swarm func(ctx context.Context, spec *jobspec.Spec, dir string) (Leecher, error)
 	// Ticks returns the channel pacing progress events and its stop
@@ -123,13 +127,15 @@ type job struct {
 	// stopProgress ends the progress events; idempotent.
 	stopProgress func()
 
-	docker  DockerAPI
-	daemon  *dockerimage.Daemon
-	undo    *dockerimage.Undo
-	ref     string // the tag to give the image
-	present int    // leading layers the daemon has
-	imageID string // as checked in the daemon (registry mode)
-	leecher Leecher
+	rt       Runtime
+	imp      Import              // p2p mode's import into rt
+	imported bool                // imp committed: the image is in place
+	daemon   *dockerimage.Daemon // Docker's, for registry mode
+	undo     *dockerimage.Undo   // registry mode's
+	ref      string              // the tag to give the image
+	present  int                 // leading layers the daemon has
+	imageID  string              // as checked in the daemon (registry mode)
+	leecher  Leecher
 }
 
 // step is one stage of a job. Every step that started is cleaned up, in

@@ -44,6 +44,10 @@ type setup struct {
 	// wait holds the node before it connects to docker until ready is
 	// closed, so the test can set connect.
 	wait bool
+	// containerd is the node's Options.Containerd.
+	containerd func(ctx context.Context, spec *jobspec.Spec) (node.Runtime, error)
+	// swarmErr fails the swarm step.
+	swarmErr error
 }
 
 func start(t *testing.T, s setup) *run {
@@ -72,12 +76,16 @@ func start(t *testing.T, s setup) *run {
 			return r.docker, nil
 		},
 		Swarm: func(ctx context.Context, spec *jobspec.Spec, dir string) (node.Leecher, error) {
+			if s.swarmErr != nil {
+				return nil, s.swarmErr
+			}
 			r.swarms++
 			r.leecher.Dir = dir
 			return r.leecher, nil
 		},
-		Ticks:  func(time.Duration) (<-chan time.Time, func()) { return r.ticks, func() {} },
-		Serial: s.serial,
+		Ticks:      func(time.Duration) (<-chan time.Time, func()) { return r.ticks, func() {} },
+		Serial:     s.serial,
+		Containerd: s.containerd,
 	}
 	go func() {
 		r.code <- node.Run(t.Context(), opts)

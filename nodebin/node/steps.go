@@ -146,60 +146,74 @@ func tagRef(image string) (string, error) {
 	return reference.FamiliarString(withTag), nil
 }
 
-// connectStep opens the Docker client.
+// connectStep opens the runtime's client: Docker's, or containerd's when
+// the spec says so.
 type connectStep struct{ j *job }
 
-func (s *connectStep) Title() string { return "connect to docker" }
+func (s *connectStep) Title() string { return "connect to " + s.j.spec.RuntimeOf() }
 
 func (s *connectStep) Run(ctx context.Context) error {
+	if s.j.spec.RuntimeOf() == jobspec.RuntimeContainerd {
+		if s.j.opts.Containerd == nil {
+			return errors.New("this node cannot import into containerd")
+		}
+		rt, err := s.j.opts.Containerd(ctx, s.j.spec)
+		if err != nil {
+			return err
+		}
+		s.j.rt = rt
+		return nil
+	}
 	api, err := s.j.opts.Docker(ctx, s.j.spec.DockerHost)
 	if err != nil {
 		return err
 	}
-	s.j.docker = api
 	s.j.daemon = dockerimage.New(api, s.j.log)
+	s.j.rt = &dockerRuntime{api: api, daemon: s.j.daemon, host: s.j.spec.DockerHost}
 	return nil
 }
 
 func (s *connectStep) Cleanup(ctx context.Context) error {
-	if s.j.docker == nil {
+	if s.j.rt == nil {
 		return nil
 	}
-	return s.j.docker.Close()
+	return s.j.rt.Close()
 }
 
-// checkStep finds the leading layers the daemon already has.
+// checkStep finds the leading layers the runtime already has. It begins
+// the import, so it ends it too: a job that fails anywhere before the
+// import is committed rolls it back.
 type checkStep struct{ j *job }
 
-func (s *checkStep) Title() string { return "check which layers docker has" }
+func (s *checkStep) Title() string { return "check which layers " + s.j.spec.RuntimeOf() + " has" }
 
 func (s *checkStep) Run(ctx context.Context) error {
 	j := s.j
 	j.ev.state(jobspec.StateChecking, "")
-	undo, err := j.daemon.Record(ctx, j.ref, j.spec.ImageID)
+	imp, err := j.rt.Begin(ctx, RuntimeImage{
+		Ref: j.ref, ID: j.spec.ImageID, Config: j.spec.Config, Layers: j.spec.Layers, Job: j.spec.JobID,
+	})
 	if err != nil {
 		return err
 	}
-	j.undo = undo
-	j.present = len(j.spec.Layers)
-	if !undo.Had(j.spec.ImageID) {
-		var chains []string
-		for _, l := range j.spec.Layers {
-			chains = append(chains, l.ChainID)
-		}
-		if j.present, err = j.daemon.PresentPrefix(ctx, chains); err != nil {
-			return err
-		}
-	}
+	j.imp = imp
+	j.present = imp.Present()
 	j.prog.setLayers(j.spec.Layers, j.present)
 	missing := j.missing()
-	msg := fmt.Sprintf("docker has %d of %d layers; downloading %d (%s)", j.present, len(j.spec.Layers), len(missing), human(size(missing)))
-	if undo.Had(j.spec.ImageID) {
-		msg = "docker has the image; tagging it only"
+	msg := fmt.Sprintf("%s has %d of %d layers; downloading %d (%s)", j.rt.Name(), j.present, len(j.spec.Layers), len(missing), human(size(missing)))
+	if imp.Had() {
+		msg = j.rt.Name() + " has the image; tagging it only"
 	}
 	j.log.Info(msg)
 	j.ev.emit(jobspec.Event{Kind: jobspec.EventLog, Message: msg})
 	return nil
+}
+
+func (s *checkStep) Cleanup(ctx context.Context) error {
+	if s.j.imp == nil || s.j.imported {
+		return nil
+	}
+	return s.j.imp.Rollback(ctx)
 }
 
 // missing returns the layers to download, once per digest.
@@ -236,11 +250,8 @@ func (s *diskStep) Run(ctx context.Context) error {
 		return nil
 	}
 	uses := []diskUse{{path: j.spec.WorkDir, bytes: need, what: "layer files"}}
-	if daemonIsLocal(j.spec.DockerHost) {
-		if root, err := j.daemon.RootDir(ctx); err == nil && root != "" {
-			// A lower bound: compressed layers unpack to more.
-			uses = append(uses, diskUse{path: root, bytes: need, what: "docker data root"})
-		}
+	for _, d := range j.rt.StorageDirs(ctx) {
+		uses = append(uses, diskUse{path: d.Path, bytes: need, what: d.What})
 	}
 	return checkSpace(uses, j.log)
 }
@@ -284,48 +295,35 @@ func (s *swarmStep) Cleanup(ctx context.Context) error {
 
 // transferStep downloads the missing layers and imports them, loading each
 // downloaded prefix while later layers still download, then the whole image
-// under its tag, and checks the result. On failure or cancel it removes
-// everything the job created in the daemon.
-type transferStep struct {
-	j         *job
-	committed bool
-}
+// under its tag, and checks the result. Until it commits, the check step's
+// cleanup removes everything the job created in the runtime.
+type transferStep struct{ j *job }
 
 func (s *transferStep) Title() string { return "download and import" }
 
 func (s *transferStep) Run(ctx context.Context) error {
 	j := s.j
-	var names []string
-	for _, l := range j.spec.Layers {
-		names = append(names, dockerimage.LayerName(l.Digest))
-	}
-	loader, err := j.daemon.NewLoader(j.undo, dockerimage.Image{
-		Ref: j.ref, ID: j.spec.ImageID, Config: j.spec.Config, Names: names, Job: j.spec.JobID,
-	}, j.present)
-	if err != nil {
-		return err
-	}
 	files := make([]string, len(j.spec.Layers))
 	if len(j.missing()) > 0 {
 		j.ev.state(jobspec.StateDownloading, "")
-		if err := s.download(ctx, loader, files); err != nil {
+		if err := s.download(ctx, j.imp, files); err != nil {
 			return err
 		}
 	}
 	j.ev.state(jobspec.StateImporting, "")
-	if err := loader.Finish(ctx, files); err != nil {
+	if err := j.imp.Finish(ctx, files); err != nil {
 		return err
 	}
-	if err := j.undo.DropTemps(ctx); err != nil {
+	if err := j.imp.Commit(ctx); err != nil {
 		return err
 	}
-	s.committed = true
+	j.imported = true
 	return nil
 }
 
 // download runs the swarm download and, beside it, loads every newly
 // complete prefix of layers into the daemon. files[i] gets layer i's path.
-func (s *transferStep) download(ctx context.Context, loader *dockerimage.Loader, files []string) error {
+func (s *transferStep) download(ctx context.Context, loader Import, files []string) error {
 	j := s.j
 	var mu sync.Mutex
 	finished := false
@@ -389,13 +387,6 @@ func (s *transferStep) download(ctx context.Context, loader *dockerimage.Loader,
 		}
 	})
 	return g.Wait()
-}
-
-func (s *transferStep) Cleanup(ctx context.Context) error {
-	if s.committed || s.j.undo == nil {
-		return nil
-	}
-	return s.j.undo.Rollback(ctx)
 }
 
 // pullStep is registry mode: a plain pull, then the same check.

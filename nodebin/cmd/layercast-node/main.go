@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/layercast/layercast/nodebin/containerdimage"
 	"github.com/layercast/layercast/nodebin/dockerimage"
 	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/nodebin/node"
@@ -49,6 +50,18 @@ func main() {
 		Log:    log,
 		Docker: func(ctx context.Context, host string) (node.DockerAPI, error) {
 			return dockerimage.Connect(ctx, host)
+		},
+		Containerd: func(ctx context.Context, spec *jobspec.Spec) (node.Runtime, error) {
+			c, err := containerdimage.Connect(ctx, containerdimage.Config{
+				Address:     spec.ContainerdAddress,
+				Namespace:   spec.ContainerdNamespace,
+				Snapshotter: spec.ContainerdSnapshotter,
+				Log:         log.With("component", "containerd"),
+			})
+			if err != nil {
+				return nil, err
+			}
+			return node.ContainerdRuntime(c), nil
 		},
 		Swarm: func(ctx context.Context, spec *jobspec.Spec, dir string) (node.Leecher, error) {
 			return swarm.New(ctx, swarm.Config{
