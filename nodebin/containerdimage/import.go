@@ -414,7 +414,7 @@ func (c *Client) Check(ctx context.Context, name, id string, layers []jobspec.La
 	if err != nil {
 		return fmt.Errorf("check image: %w", err)
 	}
-	chains := dockerimage.ChainIDs(diffIDs)
+	chains := jobspec.ChainIDs(diffIDs)
 	for i, l := range layers {
 		if diffIDs[i] != l.DiffID {
 			return fmt.Errorf("check image: layer %d has diff ID %s, want %s: %w", i+1, diffIDs[i], l.DiffID, ErrImageMismatch)

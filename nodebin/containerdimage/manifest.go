@@ -117,7 +117,7 @@ func (img Image) check() error {
 	if !slices.Equal(diffIDs, layerDiffs) {
 		return fmt.Errorf("layers' diff IDs %v differ from the config's %v", layerDiffs, diffIDs)
 	}
-	if chains := dockerimage.ChainIDs(diffIDs); !slices.Equal(chains, layerChains) {
+	if chains := jobspec.ChainIDs(diffIDs); !slices.Equal(chains, layerChains) {
 		return fmt.Errorf("layers' chain IDs %v, computed %v", layerChains, chains)
 	}
 	if _, err := ImageName(img.Name); err != nil {

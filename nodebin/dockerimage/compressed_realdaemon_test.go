@@ -8,6 +8,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/layercast/layercast/nodebin/dockerimage"
+	"github.com/layercast/layercast/nodebin/jobspec"
 )
 
 // The layer files of a registry-source job are the registry's blobs as
@@ -67,7 +68,7 @@ func TestRealDaemon_CompressedLayerFiles(t *testing.T) {
 		}
 		// The registry holds the three-layer image with gzipped blobs.
 		app := dockerimage.NewTestImage(tars, true, "shared")
-		present, err := d.PresentPrefix(ctx, dockerimage.ChainIDs(app.DiffIDs()))
+		present, err := d.PresentPrefix(ctx, jobspec.ChainIDs(app.DiffIDs()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +102,7 @@ func TestRealDaemon_CompressedLayerFiles(t *testing.T) {
 		if plain.ID != app.ID {
 			t.Fatalf("plain and gzipped flavours have IDs %s and %s", plain.ID, app.ID)
 		}
-		present, err = d.PresentPrefix(ctx, dockerimage.ChainIDs(plain.DiffIDs()))
+		present, err = d.PresentPrefix(ctx, jobspec.ChainIDs(plain.DiffIDs()))
 		if err != nil || present != 3 {
 			t.Fatalf("PresentPrefix of the plain flavour = %d, %v; want 3", present, err)
 		}

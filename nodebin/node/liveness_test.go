@@ -119,9 +119,9 @@ func TestRemoveDeadTemps_LeavesLiveJobsAlone(t *testing.T) {
 func TestTempRefJob(t *testing.T) {
 	for ref, want := range map[string]string{
 		jobspec.TempRef("20261130-101010-abc123", 3): "20261130-101010-abc123",
-		"layercast-tmp:jx-1":                          "x",
-		"layercast-tmp:latest":                        "",
-		"app:v1":                                      "",
+		"layercast-tmp:jx-1":                         "x",
+		"layercast-tmp:latest":                       "",
+		"app:v1":                                     "",
 	} {
 		got, ok := tempRefJob(ref)
 		if got != want || ok != (want != "") {

@@ -102,7 +102,7 @@ func specFromArchive(t *testing.T, b []byte, ref string) *jobspec.Spec {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chains := dockerimage.ChainIDs(diffIDs)
+	chains := jobspec.ChainIDs(diffIDs)
 	spec := &jobspec.Spec{
 		Version: jobspec.Version, JobID: "job1", Host: "h01", Image: ref,
 		ImageID: dockerimage.Digest(config), Config: config,
