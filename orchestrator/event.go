@@ -36,6 +36,8 @@ const (
 	EventHostState EventKind = "host_state"
 	// EventHostProgress: Host and Progress.
 	EventHostProgress EventKind = "host_progress"
+	// EventHostInfo: Host and Info; what the probe learned of the host.
+	EventHostInfo EventKind = "host_info"
 	// EventHostLog: Host and Message; a log line from the host's node.
 	EventHostLog EventKind = "host_log"
 	// EventSeeder: Seeder; the bastion's own transfer, about twice a second.
@@ -57,6 +59,7 @@ type Event struct {
 	Message  string        `json:"msg,omitempty"`
 	Progress *HostProgress `json:"progress,omitempty"`
 	Seeder   *SeederStats  `json:"seeder,omitempty"`
+	Info     *HostInfo     `json:"info,omitempty"`
 	Job      *JobInfo      `json:"job,omitempty"`
 	Report   *Report       `json:"report,omitempty"`
 }
@@ -87,6 +90,15 @@ type JobInfo struct {
 type LayerInfo struct {
 	Digest string `json:"digest"`
 	Size   int64  `json:"size"`
+}
+
+// HostInfo is what the probe learned of a host.
+type HostInfo struct {
+	Arch string `json:"arch"`
+	// Runtime is where the image goes: "docker" or "containerd".
+	Runtime string `json:"runtime"`
+	// Namespace is containerd's namespace the image goes into.
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // HostProgress is one host's transfer at one instant.
@@ -149,6 +161,8 @@ type HostResult struct {
 	FromSeeder    int64         `json:"from_seeder"`
 	LayersSkipped int           `json:"layers_skipped"`
 	ImageID       string        `json:"image_id,omitempty"`
+	// Runtime is where the image went: "docker" or "containerd".
+	Runtime string `json:"runtime,omitempty"`
 	// NodeFrom is where the host's node binary came from: "cache", the
 	// name of the host it was fetched from, or "bastion".
 	NodeFrom string `json:"node_from,omitempty"`

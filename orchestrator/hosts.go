@@ -28,6 +28,7 @@ type hostRecord struct {
 	progress *HostProgress
 	imageID  string
 	nodeFrom string
+	runtime  string
 	// advanced is when the host last received a byte or changed state.
 	advanced time.Time
 }
@@ -163,6 +164,17 @@ func (b *hostBook) cancelRest(reason string) {
 	}
 }
 
+// setInfo records what the probe learned of the host and tells the
+// consumers.
+func (b *hostBook) setInfo(host string, info HostInfo) {
+	b.mu.Lock()
+	if r := b.hosts[host]; r != nil {
+		r.runtime = info.Runtime
+	}
+	b.mu.Unlock()
+	b.emit(Event{Kind: EventHostInfo, Host: host, Info: &info})
+}
+
 // setNodeFrom records where the host's node binary came from.
 func (b *hostBook) setNodeFrom(host, from string) {
 	b.mu.Lock()
@@ -201,7 +213,7 @@ func (b *hostBook) results() []HostResult {
 	defer b.mu.Unlock()
 	out := make([]HostResult, 0, len(b.hosts))
 	for _, r := range b.hosts {
-		hr := HostResult{Host: r.name, State: r.state, Error: r.err, ImageID: r.imageID, NodeFrom: r.nodeFrom}
+		hr := HostResult{Host: r.name, State: r.state, Error: r.err, ImageID: r.imageID, NodeFrom: r.nodeFrom, Runtime: r.runtime}
 		if !r.state.Terminal() {
 			hr.State = HostCancelled
 		}

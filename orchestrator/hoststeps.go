@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,7 +23,7 @@ import (
 func hostSteps(j *job, book *hostBook, nodes *nodeassets.Set, fan *fanOut, bins *binSources, registryAuth string) []step[*hostRun] {
 	return []step[*hostRun]{
 		connectStep{dialer: j.dialer, book: book},
-		probeStep{},
+		probeStep{book: book, registry: j.mode == ModeRegistry},
 		cleanStaleStep{jobID: j.id, emit: j.emit},
 		nodeBinaryStep{nodes: nodes, noCache: j.opts.NoNodeCache},
 		workDirStep{jobID: j.id, book: book},
@@ -58,11 +59,14 @@ func (connectStep) Cleanup(ctx context.Context, hr *hostRun) {
 }
 
 // probeStep learns what the host is and whether it can take the job.
-type probeStep struct{}
+type probeStep struct {
+	book     *hostBook
+	registry bool // registry mode: the host pulls with docker
+}
 
 func (probeStep) Title() string { return "probe the host" }
 
-func (probeStep) Run(ctx context.Context, hr *hostRun) error {
+func (s probeStep) Run(ctx context.Context, hr *hostRun) error {
 	// The node asks the daemon itself; the docker CLI would cost the host
 	// about 0.2 CPU-seconds here.
 	facts, err := hr.conn.Probe(ctx, false)
@@ -73,6 +77,15 @@ func (probeStep) Run(ctx context.Context, hr *hostRun) error {
 		return err
 	}
 	hr.facts = facts
+	info := HostInfo{Arch: facts.Arch, Runtime: facts.Runtime}
+	if facts.Runtime == hostops.RuntimeContainerd {
+		info.Namespace = cmp.Or(hr.host.ContainerdNamespace, jobspec.DefaultContainerdNamespace)
+		if s.registry {
+			s.book.setInfo(hr.host.Name, info)
+			return errors.New("registry mode pulls with docker, and this host runs containerd without it: use --mode p2p")
+		}
+	}
+	s.book.setInfo(hr.host.Name, info)
 	return nil
 }
 

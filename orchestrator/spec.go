@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/layercast/layercast/nodebin/jobspec"
+	"github.com/layercast/layercast/orchestrator/hostops"
 )
 
 // specFor builds the job spec one host's node reads: the image, where the
@@ -28,6 +29,11 @@ func (j *job) specFor(ctx context.Context, hr *hostRun, registryAuth string) (*j
 	}
 	if j.image != nil {
 		spec.ImageID, spec.Config = j.image.ID, j.config
+	}
+	if hr.facts.Runtime == hostops.RuntimeContainerd {
+		h := hr.host
+		spec.Runtime, spec.DockerHost = jobspec.RuntimeContainerd, ""
+		spec.ContainerdAddress, spec.ContainerdNamespace, spec.ContainerdSnapshotter = h.ContainerdAddress, h.ContainerdNamespace, h.ContainerdSnapshotter
 	}
 	if j.mode == ModeRegistry {
 		// On the node's stdin only: never in arguments or files.

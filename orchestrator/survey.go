@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,6 +38,8 @@ type HostPlan struct {
 	Arch      string `json:"arch,omitempty"`
 	// Docker is "direct", "sudo" or "none".
 	Docker string `json:"docker,omitempty"`
+	// Runtime is where the image would go: "docker" or "containerd".
+	Runtime string `json:"runtime,omitempty"`
 	// LayersPresent is how many layers (a prefix) the daemon already holds.
 	LayersPresent int  `json:"layers_present"`
 	UpToDate      bool `json:"up_to_date"`
@@ -110,20 +113,31 @@ func (s survey) host(ctx context.Context, h inventory.Host) (HostPlan, error) {
 	if err != nil {
 		return hp, fmt.Errorf("probe host: %w", err)
 	}
-	hp.Arch, hp.Docker = facts.Arch, string(facts.Docker)
+	hp.Arch, hp.Docker, hp.Runtime = facts.Arch, string(facts.Docker), facts.Runtime
 	hp.NodeCache = s.nodeCache(ctx, conn, h, facts)
 	if err := facts.Usable(); err != nil {
 		return hp, err
 	}
-	list := openssh.Script(listLayersScript, h.DockerHost)
-	list.Become = h.Become // docker may need root
-	out, err := conn.Run(ctx, list)
-	if err != nil {
-		return hp, fmt.Errorf("list the daemon's layers: %w", err)
-	}
-	chains, ids, err := parseLayerLists(out)
-	if err != nil {
-		return hp, err
+	var chains, ids map[string]bool
+	if facts.Runtime == hostops.RuntimeContainerd {
+		list := openssh.Script(listSnapshotsScript, cmp.Or(h.ContainerdAddress, jobspec.DefaultContainerdAddress),
+			cmp.Or(h.ContainerdNamespace, jobspec.DefaultContainerdNamespace), cmp.Or(h.ContainerdSnapshotter, "overlayfs"))
+		list.Become = h.Become // containerd's socket is root's
+		out, err := conn.Run(ctx, list)
+		if err != nil {
+			return hp, fmt.Errorf("list containerd's snapshots (with ctr): %w", err)
+		}
+		chains, ids = parseSnapshots(out), map[string]bool{}
+	} else {
+		list := openssh.Script(listLayersScript, h.DockerHost)
+		list.Become = h.Become // docker may need root
+		out, err := conn.Run(ctx, list)
+		if err != nil {
+			return hp, fmt.Errorf("list the daemon's layers: %w", err)
+		}
+		if chains, ids, err = parseLayerLists(out); err != nil {
+			return hp, err
+		}
 	}
 	if ids[s.image.ID] {
 		hp.UpToDate, hp.Needs, hp.LayersPresent = true, 0, len(s.image.Layers)
@@ -137,6 +151,25 @@ func (s survey) host(ctx context.Context, h inventory.Host) (HostPlan, error) {
 		hp.Needs -= l.Size
 	}
 	return hp, nil
+}
+
+// listSnapshotsScript prints containerd's committed snapshots in namespace
+// $2 for snapshotter $3 through its socket $1, one "KEY PARENT KIND" line
+// each (ctr's table). An unpacked layer's snapshot is named by its chain
+// ID. Read-only.
+const listSnapshotsScript = `ctr -a "$1" -n "$2" snapshots --snapshotter "$3" ls`
+
+// parseSnapshots returns the chain IDs of the committed snapshots in
+// listSnapshotsScript's output.
+func parseSnapshots(out []byte) map[string]bool {
+	chains := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[len(f)-1] == "Committed" && strings.HasPrefix(f[0], "sha256:") {
+			chains[f[0]] = true
+		}
+	}
+	return chains
 }
 
 // nodeCache says whether the host's node cache holds the node binary for

@@ -64,12 +64,10 @@ func writeInventory(path string, hosts []*Machine, user string, rackSize int) er
 		if (i+1)%2 == 0 {
 			parity = "even"
 		}
-		runtime := ""
+		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    labels: {rack: %s, parity: %s}\n", h.Name, h.IP, rack, parity)
 		if h.runsContainerd() {
-			// A label until inventories name the runtime themselves.
-			runtime = ", runtime: " + RuntimeContainerd
+			fmt.Fprintf(&b, "    runtime: %s\n", RuntimeContainerd)
 		}
-		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    labels: {rack: %s, parity: %s%s}\n", h.Name, h.IP, rack, parity, runtime)
 		addTo(rack, h.Name)
 		addTo(parity, h.Name)
 		if h.runsContainerd() {

@@ -517,7 +517,7 @@ func TestLab_ContainerdHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(inv), "runtime: containerd}") || !strings.Contains(string(inv), "containerd: [h02]") {
+	if !strings.Contains(string(inv), "    runtime: containerd\n") || !strings.Contains(string(inv), "containerd: [h02]") {
 		t.Errorf("inventory:\n%s", inv)
 	}
 

@@ -39,6 +39,13 @@ func (d detailModel) view(c *common, j *jobState) string {
 		lines = append(lines, st.subtle.Render(fmt.Sprintf("received %s: %s from peers, %s from the bastion · sent %s to peers",
 			textfmt.Bytes(got), formatPercent(share), textfmt.Bytes(h.prog.FromSeeder), textfmt.Bytes(h.prog.Uploaded))))
 	}
+	if i := h.info; i != nil {
+		rt := "runtime " + i.Runtime
+		if i.Namespace != "" {
+			rt += " (namespace " + i.Namespace + ")"
+		}
+		lines = append(lines, st.subtle.Render(rt+" · "+i.Arch))
+	}
 	if h.inv != nil {
 		where := []string{h.inv.Address}
 		if len(h.inv.Groups) > 0 {

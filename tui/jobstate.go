@@ -31,6 +31,7 @@ type hostRow struct {
 	reason   string // why it failed
 	prog     orchestrator.HostProgress
 	hasProg  bool
+	info     *orchestrator.HostInfo // what the probe learned, once it did
 	started  time.Time // left pending
 	ended    time.Time // reached a terminal state
 	logs     []logLine
@@ -207,6 +208,11 @@ func (j *jobState) apply(e orchestrator.Event, now time.Time) {
 		h := j.row(e.Host, j.inventory)
 		h.prog = *e.Progress
 		h.hasProg = true
+	case orchestrator.EventHostInfo:
+		if e.Info != nil {
+			info := *e.Info
+			j.row(e.Host, j.inventory).info = &info
+		}
 	case orchestrator.EventHostLog:
 		h := j.row(e.Host, j.inventory)
 		l := logLine{t: t, host: e.Host, msg: e.Message}

@@ -459,3 +459,33 @@ func (c *Client) apiDiffApply(ctx context.Context, d descriptor, mounts [][]byte
 	}
 	return decodeDescriptor(data)
 }
+
+// apiLeaseList returns the IDs of the leases and their labels
+// (leases.v1.ListResponse: repeated Lease leases = 1; Lease: id = 1,
+// labels = 3).
+func (c *Client) apiLeaseList(ctx context.Context) (map[string]map[string]string, error) {
+	b, err := c.conn.unary(ctx, svcLeases+"List", nil)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[string]string{}
+	err = fields(b, func(num int, _ uint64, data []byte) error {
+		if num != 1 {
+			return nil
+		}
+		var id string
+		labels := map[string]string{}
+		err := fields(data, func(n int, _ uint64, d []byte) error {
+			switch n {
+			case 1:
+				id = string(d)
+			case 3:
+				return mapEntry(d, labels)
+			}
+			return nil
+		})
+		out[id] = labels
+		return err
+	})
+	return out, err
+}

@@ -621,3 +621,36 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestJobLeases_AKilledNodesLeaseIsFoundAndDropped: a node killed in the
+// middle of an import leaves its lease (and what it holds); the next job
+// finds it by the job's label and drops it, which leaves nothing.
+func TestJobLeases_AKilledNodesLeaseIsFoundAndDropped(t *testing.T) {
+	c, d := realContainerd(t)
+	ctx := context.Background()
+	before := stateOf(t, d)
+	ti := testImage(12, false, 100_000, 1<<20)
+	f := files(t, ti)
+	im, err := c.Begin(ctx, image(t, ti, "lab/app:v1", "killed-job", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := im.LoadPrefix(ctx, 1, f); err != nil {
+		t.Fatal(err)
+	}
+	// The node dies here: no Finish, no Rollback.
+	jobs, err := c.JobLeases(ctx)
+	if err != nil || !slices.Equal(jobs, []string{"killed-job"}) {
+		t.Fatalf("JobLeases = %v, %v; want the killed job's", jobs, err)
+	}
+	if err := c.DropJobLease(ctx, "killed-job"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DropJobLease(ctx, "killed-job"); err != nil {
+		t.Fatalf("dropping a lease that is gone: %v", err)
+	}
+	if jobs, err := c.JobLeases(ctx); err != nil || len(jobs) != 0 {
+		t.Fatalf("JobLeases after the drop = %v, %v", jobs, err)
+	}
+	sameState(t, "after the drop", stateOf(t, d), before)
+}

@@ -56,25 +56,25 @@ func (s *handoffStep) Cleanup(ctx context.Context) error {
 	return s.srv.Close(ctx)
 }
 
-// staleTempsStep removes the temporary images of this host's earlier jobs
-// that are over but were cut short before they could clean up; images of
-// jobs still running are left alone.
+// staleTempsStep removes what this host's earlier jobs that are over left
+// in the runtime (temporary images in Docker, an import lease in
+// containerd) when their node was cut short before it could clean up;
+// what jobs still running hold is left alone.
 type staleTempsStep struct{ j *job }
 
-func (s *staleTempsStep) Title() string { return "remove what ended jobs left in the daemon" }
+func (s *staleTempsStep) Title() string { return "remove what ended jobs left in the runtime" }
 
 func (s *staleTempsStep) Run(ctx context.Context) error {
-	if s.j.daemon == nil {
-		// containerd: a job's leftovers there are its lease, which expires.
+	if s.j.rt == nil {
 		return nil
 	}
-	removed, err := removeDeadTemps(ctx, s.j.daemon, s.j.spec.JobID, jobspec.WorkDir)
+	removed, err := s.j.rt.RemoveEnded(ctx, s.j.spec.JobID, jobEnded(s.j.spec.WorkDir))
 	if len(removed) > 0 {
-		s.j.ev.emit(jobspec.Event{Kind: jobspec.EventLog, Message: fmt.Sprintf("removed temporary images an ended job left: %v", removed)})
+		s.j.ev.emit(jobspec.Event{Kind: jobspec.EventLog, Message: fmt.Sprintf("removed what an ended job left in %s: %v", s.j.rt.Name(), removed)})
 	}
 	if err != nil {
-		// Not this job's images: report and go on.
-		s.j.log.Warn("remove temporary images of ended jobs", "err", err)
+		// Not this job's: report and go on.
+		s.j.log.Warn("remove what ended jobs left", "err", err)
 	}
 	return nil
 }

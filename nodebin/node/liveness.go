@@ -55,25 +55,25 @@ func jobOver(dir string) bool {
 // removeDeadTemps removes the temporary images of the jobs on this host
 // that are over (see jobOver) but left some behind: their node was killed
 // before it could clean up. Images of live jobs, this one included, stay.
-// dirOf maps a job ID to its work dir (jobspec.WorkDir). It returns the
-// references removed.
-func removeDeadTemps(ctx context.Context, d *dockerimage.Daemon, ownJob string, dirOf func(job string) string) ([]string, error) {
+// over says whether a job is over (jobOver of its work dir). It returns
+// the references removed.
+func removeDeadTemps(ctx context.Context, d *dockerimage.Daemon, ownJob string, over func(job string) bool) ([]string, error) {
 	refs, err := d.TempRefs(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var removed []string
 	var errs []error
-	over := map[string]bool{}
+	ended := map[string]bool{}
 	for _, ref := range refs {
 		job, ok := tempRefJob(ref)
 		if !ok || job == ownJob {
 			continue
 		}
-		o, seen := over[job]
+		o, seen := ended[job]
 		if !seen {
-			o = jobspec.ValidJobID(job) && jobOver(dirOf(job))
-			over[job] = o
+			o = over(job)
+			ended[job] = o
 		}
 		if !o {
 			continue
@@ -85,6 +85,18 @@ func removeDeadTemps(ctx context.Context, d *dockerimage.Daemon, ownJob string, 
 		removed = append(removed, ref)
 	}
 	return removed, errors.Join(errs...)
+}
+
+// jobEnded reports whether job, a job of this host other than the node's
+// own, is over: see jobOver of its work dir next to dir (the node's own
+// work dir; every job of a host lives under the same parent).
+func jobEnded(dir string) func(job string) bool {
+	return func(job string) bool {
+		if !jobspec.ValidJobID(job) {
+			return false
+		}
+		return jobOver(filepath.Join(filepath.Dir(dir), filepath.Base(jobspec.WorkDir(job))))
+	}
 }
 
 // tempRefJob returns the job ID in a TempRef, "layercast-tmp:j<job>-<n>".

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 
 	"github.com/layercast/layercast/nodebin/containerdimage"
 	"github.com/layercast/layercast/nodebin/dockerimage"
@@ -20,6 +21,10 @@ type Runtime interface {
 	// taking about the size of the missing layers; nil when unknown or
 	// not on this host.
 	StorageDirs(ctx context.Context) []StorageDir
+	// RemoveEnded removes what other jobs that are over (over(job)) left
+	// in the runtime because their node could not clean up: temporary
+	// images, an import lease. It returns what it removed, for the log.
+	RemoveEnded(ctx context.Context, ownJob string, over func(job string) bool) ([]string, error)
 	Close() error
 }
 
@@ -82,6 +87,10 @@ func (r *dockerRuntime) StorageDirs(ctx context.Context) []StorageDir {
 	return []StorageDir{{Path: root, What: "docker data root"}}
 }
 
+func (r *dockerRuntime) RemoveEnded(ctx context.Context, ownJob string, over func(string) bool) ([]string, error) {
+	return removeDeadTemps(ctx, r.daemon, ownJob, over)
+}
+
 func (r *dockerRuntime) Begin(ctx context.Context, img RuntimeImage) (Import, error) {
 	undo, err := r.daemon.Record(ctx, img.Ref, img.ID)
 	if err != nil {
@@ -139,6 +148,26 @@ func (r containerdRuntime) StorageDirs(context.Context) []StorageDir {
 		out = append(out, StorageDir{Path: root.Path, What: root.What})
 	}
 	return out
+}
+
+func (r containerdRuntime) RemoveEnded(ctx context.Context, ownJob string, over func(string) bool) ([]string, error) {
+	jobs, err := r.c.JobLeases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, job := range jobs {
+		if job == ownJob || !over(job) {
+			continue
+		}
+		if err := r.c.DropJobLease(ctx, job); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, "lease "+containerdimage.LeaseID(job))
+	}
+	return removed, errors.Join(errs...)
 }
 
 func (r containerdRuntime) Begin(ctx context.Context, img RuntimeImage) (Import, error) {

@@ -9,6 +9,9 @@ var (
 	ErrSudoNeedsPassword = errors.New("sudo needs a password")
 	// ErrNoDocker: docker is missing or not usable by the login user.
 	ErrNoDocker = errors.New("docker not usable")
+	// ErrNoRuntime: the container runtime asked for (containerd) is not
+	// usable on the host.
+	ErrNoRuntime = errors.New("container runtime not usable")
 	// ErrNotLinux: the host is not a Linux host.
 	ErrNotLinux = errors.New("not a linux host")
 	// ErrChecksumMismatch: the uploaded binary's sha256 on the host differs

@@ -313,7 +313,7 @@ func TestParseProbe_DockerAccess(t *testing.T) {
 		{"sudo but daemon down", "cli=yes\ndirect=fail x\nsudo=ok\nsudo_docker=fail Cannot connect to the Docker daemon\n", true, DockerNone, ErrNoDocker, "Cannot connect"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f := parseProbe([]byte(base+c.out), c.become, "")
+			f := parseProbe([]byte(base+c.out), inventory.Host{Become: c.become})
 			if f.Arch != "arm64" || f.ServerIP != "10.0.0.11" || f.ClientIP != "10.0.0.1" || f.TmpFree != 1024*1024 {
 				t.Errorf("facts %+v", f)
 			}
@@ -329,9 +329,39 @@ func TestParseProbe_DockerAccess(t *testing.T) {
 			}
 		})
 	}
-	f := parseProbe([]byte("os=Darwin\nmachine=arm64\n"), false, "")
+	f := parseProbe([]byte("os=Darwin\nmachine=arm64\n"), inventory.Host{})
 	if !errors.Is(f.Usable(), ErrNotLinux) {
 		t.Errorf("darwin: %v", f.Usable())
+	}
+}
+
+func TestParseProbe_Runtime(t *testing.T) {
+	base := "os=Linux\nmachine=x86_64\nuser=deploy\nctd=/run/containerd/containerd.sock\n"
+	noDocker := "sock=/var/run/docker.sock\nsock_present=no\nsock_rw=no\ncli=skip\n"
+	for _, c := range []struct {
+		name, out string
+		host      inventory.Host
+		runtime   string
+		err       error
+	}{
+		{"docker when usable", "sock=/var/run/docker.sock\nsock_present=yes\nsock_rw=yes\ncli=skip\nctd_present=yes\nctd_rw=yes\n", inventory.Host{}, RuntimeDocker, nil},
+		{"containerd when only it is there", noDocker + "ctd_present=yes\nctd_rw=no\nsudo=ok\nsudo_ctd=yes\n", inventory.Host{Become: true}, RuntimeContainerd, nil},
+		{"containerd needs root", noDocker + "ctd_present=yes\nctd_rw=no\n", inventory.Host{}, RuntimeContainerd, ErrNoRuntime},
+		{"neither", noDocker + "ctd_present=no\nctd_rw=no\n", inventory.Host{}, RuntimeDocker, ErrNoDocker},
+		{"asked for, missing", noDocker + "ctd_present=no\nctd_rw=no\nsudo=ok\nsudo_ctd=no\n", inventory.Host{Runtime: RuntimeContainerd, Become: true}, RuntimeContainerd, ErrNoRuntime},
+		{"asked for while docker works", "sock=/var/run/docker.sock\nsock_present=yes\nsock_rw=yes\ncli=skip\nctd_present=yes\nctd_rw=yes\n", inventory.Host{Runtime: RuntimeContainerd}, RuntimeContainerd, nil},
+		{"docker asked for", noDocker + "ctd_present=yes\nctd_rw=yes\n", inventory.Host{Runtime: RuntimeDocker}, RuntimeDocker, ErrNoDocker},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := parseProbe([]byte(base+c.out), c.host)
+			if f.Runtime != c.runtime {
+				t.Errorf("runtime %q, want %q", f.Runtime, c.runtime)
+			}
+			err := f.Usable()
+			if c.err == nil && err != nil || c.err != nil && !errors.Is(err, c.err) {
+				t.Errorf("Usable() = %v, want %v", err, c.err)
+			}
+		})
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/layercast/layercast/nodebin/jobspec"
+	"github.com/layercast/layercast/orchestrator/inventory"
 	"github.com/layercast/layercast/orchestrator/openssh"
 )
 
@@ -49,7 +51,20 @@ type Facts struct {
 	// Fetch is the tool the host can fetch a URL with: "curl", "wget" or
 	// "" for none.
 	Fetch string
+
+	// Runtime is where the job puts the image: RuntimeDocker or
+	// RuntimeContainerd (the inventory's choice, else Docker when it is
+	// usable and containerd when only it is). ContainerdErr says why
+	// containerd cannot be used, when it was asked for.
+	Runtime       string
+	ContainerdErr error `json:"-"`
 }
+
+// Runtimes a host can have.
+const (
+	RuntimeDocker     = "docker"
+	RuntimeContainerd = "containerd"
+)
 
 // Usable says whether a job can run on the host: Linux, a known CPU and
 // docker reachable. The error wraps ErrNotLinux, ErrNoDocker or
@@ -57,6 +72,9 @@ type Facts struct {
 func (f Facts) Usable() error {
 	if f.OS != "linux" {
 		return fmt.Errorf("%w: the host reports %q (uname -s); layercast needs Linux", ErrNotLinux, f.OS)
+	}
+	if f.Runtime == RuntimeContainerd {
+		return f.ContainerdErr
 	}
 	if f.Docker == DockerNone {
 		if f.DockerErr != nil {
@@ -82,7 +100,12 @@ echo "user=$(id -un 2>/dev/null)"
 echo "tmpfree=$(df -Pk /tmp 2>/dev/null | awk 'NR==2 {print $4}')"
 echo "cache_home=${XDG_CACHE_HOME:-$HOME/.cache}"
 if command -v curl >/dev/null 2>&1; then echo "fetch=curl"; elif command -v wget >/dev/null 2>&1; then echo "fetch=wget"; else echo "fetch=none"; fi
-dh=$1; become=$2; askcli=$3
+dh=$1; become=$2; askcli=$3; ctd=${4#unix://}
+if [ -n "$ctd" ]; then
+  echo "ctd=$ctd"
+  if [ -S "$ctd" ]; then echo "ctd_present=yes"; else echo "ctd_present=no"; fi
+  if [ -r "$ctd" ] && [ -w "$ctd" ]; then echo "ctd_rw=yes"; else echo "ctd_rw=no"; fi
+fi
 [ -n "$dh" ] && export DOCKER_HOST="$dh"
 sock=/var/run/docker.sock
 case "$dh" in unix://*) sock=${dh#unix://};; "") ;; *) sock="";; esac
@@ -102,6 +125,7 @@ fi
 [ "$become" = 1 ] || exit 0
 if ! command -v sudo >/dev/null 2>&1; then echo "sudo=missing"; exit 0; fi
 if out=$(sudo -n true 2>&1); then echo "sudo=ok"; else echo "sudo=fail $(printf %s "$out" | tr '\n' ' ' | cut -c1-300)"; exit 0; fi
+if [ -n "$ctd" ]; then if sudo -n test -S "$ctd"; then echo "sudo_ctd=yes"; else echo "sudo_ctd=no"; fi; fi
 if [ "$askcli" = 1 ] && command -v docker >/dev/null 2>&1; then
   if out=$(sudo -n env ${dh:+DOCKER_HOST="$dh"} docker version --format '{{.Server.Version}}' 2>&1); then echo "sudo_docker=ok $out"; else echo "sudo_docker=fail $(printf %s "$out" | tr '\n' ' ' | cut -c1-300)"; fi
 elif [ -n "$sock" ]; then
@@ -122,7 +146,11 @@ func (c *Conn) Probe(ctx context.Context, askDocker bool) (Facts, error) {
 	if askDocker {
 		ask = "1"
 	}
-	out, err := c.Run(ctx, openssh.Script(probeScript, h.DockerHost, c.become(), ask))
+	ctd := h.ContainerdAddress
+	if ctd == "" {
+		ctd = jobspec.DefaultContainerdAddress
+	}
+	out, err := c.Run(ctx, openssh.Script(probeScript, h.DockerHost, c.become(), ask, ctd))
 	if err != nil {
 		if len(out) == 0 {
 			// Not even uname answered: most likely not a POSIX shell.
@@ -130,11 +158,12 @@ func (c *Conn) Probe(ctx context.Context, askDocker bool) (Facts, error) {
 		}
 		return Facts{}, fmt.Errorf("probe host: %w", err)
 	}
-	return parseProbe(out, h.Become, h.DockerHost), nil
+	return parseProbe(out, h), nil
 }
 
-// parseProbe turns probeScript's output into Facts.
-func parseProbe(out []byte, become bool, dockerHost string) Facts {
+// parseProbe turns probeScript's output for host h into Facts.
+func parseProbe(out []byte, h inventory.Host) Facts {
+	become, dockerHost := h.Become, h.DockerHost
 	kv := map[string]string{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
@@ -171,7 +200,34 @@ func parseProbe(out []byte, become bool, dockerHost string) Facts {
 	if f.DockerErr != nil {
 		f.DockerReason = f.DockerErr.Error()
 	}
+	f.Runtime, f.ContainerdErr = chooseRuntime(kv, h, f)
 	return f
+}
+
+// chooseRuntime picks where the image goes on the host: the inventory's
+// runtime, else Docker when it is usable, else containerd when its socket
+// is there. The error says why containerd (when chosen) cannot be used.
+func chooseRuntime(kv map[string]string, h inventory.Host, f Facts) (string, error) {
+	switch h.Runtime {
+	case RuntimeDocker:
+		return RuntimeDocker, nil
+	case "":
+		if f.Docker != DockerNone || kv["ctd_present"] != "yes" && kv["sudo_ctd"] != "yes" {
+			return RuntimeDocker, nil
+		}
+	}
+	sock := kv["ctd"]
+	switch {
+	case h.Become && kv["sudo"] == "missing":
+		return RuntimeContainerd, fmt.Errorf("%w: become is set but sudo is not installed", ErrNoRuntime)
+	case h.Become && kv["sudo"] != "ok":
+		return RuntimeContainerd, fmt.Errorf("%w: `sudo -n true` failed: %s; allow user %s passwordless sudo (NOPASSWD)", ErrSudoNeedsPassword, strings.TrimSpace(strings.TrimPrefix(kv["sudo"], "fail")), f.User)
+	case h.Become && kv["sudo_ctd"] == "yes", !h.Become && kv["ctd_rw"] == "yes":
+		return RuntimeContainerd, nil
+	case kv["ctd_present"] != "yes" && kv["sudo_ctd"] != "yes":
+		return RuntimeContainerd, fmt.Errorf("%w: no containerd socket at %s (containerd not running, or set containerd_address)", ErrNoRuntime, sock)
+	}
+	return RuntimeContainerd, fmt.Errorf("%w: user %s cannot write containerd's socket %s; set become: true (containerd's socket is root's)", ErrNoRuntime, f.User, sock)
 }
 
 func dockerAccess(kv map[string]string, become bool, dockerHost, user string) (DockerAccess, string, string, error) {

@@ -16,6 +16,9 @@ package inventory
 //	ansible_become                                    -> become
 //	layercast_docker_host                             -> docker_host
 //	layercast_node_cache                              -> node_cache
+//	layercast_runtime, layercast_containerd_address,
+//	layercast_containerd_namespace, layercast_containerd_snapshotter
+//	                                                  -> runtime, containerd_*
 //
 // Ignored, and listed in Inventory.Ignored: every other variable (for
 // example ansible_python_interpreter), passwords (ansible_password,
@@ -340,6 +343,11 @@ func (m *ansibleModel) hostFromVars(name string, vars map[string]ansibleVar, opt
 		case "layercast_docker_host":
 			if s, ok := use("docker_host", v); ok {
 				h.DockerHost = s
+			}
+		case "layercast_runtime", "layercast_containerd_address", "layercast_containerd_namespace", "layercast_containerd_snapshotter":
+			field := strings.TrimPrefix(k, "layercast_")
+			if s, ok := use(field, v); ok {
+				*map[string]*string{"runtime": &h.Runtime, "containerd_address": &h.ContainerdAddress, "containerd_namespace": &h.ContainerdNamespace, "containerd_snapshotter": &h.ContainerdSnapshotter}[field] = s
 			}
 		case "layercast_node_cache":
 			if s, ok := use("node_cache", v); ok {

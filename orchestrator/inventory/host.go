@@ -24,6 +24,17 @@ type Host struct {
 	Become bool `yaml:"become,omitempty"`
 	// DockerHost is DOCKER_HOST for the node; empty: the daemon's default.
 	DockerHost string `yaml:"docker_host,omitempty"`
+	// Runtime is where images go on the host: "docker", "containerd", or
+	// empty to take Docker when it is usable and containerd otherwise.
+	Runtime string `yaml:"runtime,omitempty"`
+	// ContainerdAddress is containerd's socket (default
+	// /run/containerd/containerd.sock), ContainerdNamespace the namespace
+	// images go into (default k8s.io, the kubelet's) and
+	// ContainerdSnapshotter the snapshotter they are unpacked for
+	// (default: overlayfs when containerd has it).
+	ContainerdAddress     string `yaml:"containerd_address,omitempty"`
+	ContainerdNamespace   string `yaml:"containerd_namespace,omitempty"`
+	ContainerdSnapshotter string `yaml:"containerd_snapshotter,omitempty"`
 	// NoNodeCache (inventory: node_cache: false) keeps no copy of the
 	// node binary on the host between jobs: every job brings it anew
 	// and removes it. By default the host keeps the binary of the
@@ -99,6 +110,17 @@ func (h *Host) Validate() error {
 	}
 	if h.DockerHost != "" && !validDockerHost(h.DockerHost) {
 		bad("docker_host", "%q: want unix:///path, tcp://host:port or fd://", h.DockerHost)
+	}
+	switch h.Runtime {
+	case "", "docker", "containerd":
+	default:
+		bad("runtime", "%q: want docker or containerd", h.Runtime)
+	}
+	if a := strings.TrimPrefix(h.ContainerdAddress, "unix://"); h.ContainerdAddress != "" && !strings.HasPrefix(a, "/") {
+		bad("containerd_address", "%q: want an absolute socket path or unix:///path", h.ContainerdAddress)
+	}
+	if strings.ContainsAny(h.ContainerdNamespace+h.ContainerdSnapshotter, " \t\r\n/") {
+		bad("containerd_namespace", "%q / snapshotter %q: names without spaces or slashes", h.ContainerdNamespace, h.ContainerdSnapshotter)
 	}
 	for k := range h.Labels {
 		if k == "" {

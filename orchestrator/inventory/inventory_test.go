@@ -245,7 +245,7 @@ func TestExampleInventory_ParsesAndDocumentsEveryField(t *testing.T) {
 	}
 	opts := fixture(t)
 	inv := mustParse(t, "inventory.example.yaml", string(data), opts)
-	if len(inv.Hosts) != 3 || len(inv.Groups["rack1"]) != 2 {
+	if len(inv.Hosts) != 4 || len(inv.Groups["rack1"]) != 2 || inv.Hosts[3].Runtime != "containerd" {
 		t.Errorf("example parsed to %+v", inv)
 	}
 	typ := reflect.TypeOf(Host{})

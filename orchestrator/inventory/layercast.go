@@ -243,6 +243,14 @@ func (w *walker) hostFields(n ast.Node, field string, isHost bool, opts Options)
 			h.Become, _ = w.boolean(p.value, f)
 		case "docker_host":
 			h.DockerHost, _ = w.str(p.value, f)
+		case "runtime":
+			h.Runtime, _ = w.str(p.value, f)
+		case "containerd_address":
+			h.ContainerdAddress, _ = w.str(p.value, f)
+		case "containerd_namespace":
+			h.ContainerdNamespace, _ = w.str(p.value, f)
+		case "containerd_snapshotter":
+			h.ContainerdSnapshotter, _ = w.str(p.value, f)
 		case "node_cache":
 			keep, _ := w.boolean(p.value, f)
 			h.NoNodeCache = !keep
@@ -259,9 +267,9 @@ func (w *walker) hostFields(n ast.Node, field string, isHost bool, opts Options)
 				h.Labels[l.key] = v
 			}
 		default:
-			want := "name, address, port, user, identity_file, become, docker_host, node_cache or labels"
+			want := "name, address, port, user, identity_file, become, docker_host, runtime, containerd_address, containerd_namespace, containerd_snapshotter, node_cache or labels"
 			if !isHost {
-				want = "port, user, identity_file, become, docker_host, node_cache or labels"
+				want = want[len("name, address, "):]
 			}
 			w.errorf(p.node, f, "unknown field (want %s)", want)
 		}
@@ -291,6 +299,11 @@ func (hf *hostFields) applyDefaults(d hostFields) {
 	}
 	if !set("docker_host") {
 		h.DockerHost = d.host.DockerHost
+	}
+	for f, p := range map[string]*string{"runtime": &h.Runtime, "containerd_address": &h.ContainerdAddress, "containerd_namespace": &h.ContainerdNamespace, "containerd_snapshotter": &h.ContainerdSnapshotter} {
+		if !set(f) {
+			*p = map[string]string{"runtime": d.host.Runtime, "containerd_address": d.host.ContainerdAddress, "containerd_namespace": d.host.ContainerdNamespace, "containerd_snapshotter": d.host.ContainerdSnapshotter}[f]
+		}
 	}
 	if !set("node_cache") {
 		h.NoNodeCache = d.host.NoNodeCache
