@@ -32,8 +32,8 @@ type hostRow struct {
 	prog     orchestrator.HostProgress
 	hasProg  bool
 	info     *orchestrator.HostInfo // what the probe learned, once it did
-	started  time.Time // left pending
-	ended    time.Time // reached a terminal state
+	started  time.Time              // left pending
+	ended    time.Time              // reached a terminal state
 	logs     []logLine
 	tornDown bool
 	result   *orchestrator.HostResult
