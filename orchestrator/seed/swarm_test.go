@@ -1,0 +1,164 @@
+package seed
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
+	"github.com/layercast/layercast/nodebin/swarm"
+	"github.com/layercast/layercast/tracker"
+)
+
+// testJob is a job's bastion side in one process: one layer, a tracker and
+// the seeder, on loopback.
+type testJob struct {
+	seeder   *Seeder
+	layer    jobspec.Layer
+	announce string
+	size     int64
+}
+
+// newTestJob writes a layer of size pseudo-random bytes and serves it.
+func newTestJob(tb testing.TB, size int64, cfg Config) *testJob {
+	tb.Helper()
+	dir := tb.TempDir()
+	path, digest := writeLargeFile(tb, dir, size, 7)
+	mt, ih, err := MakeTorrent(path, 0, "")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tr := tracker.New(tracker.Config{Token: "tok", InfoHashes: []metainfo.Hash{ih}})
+	srv := httptest.NewServer(tr)
+	tb.Cleanup(srv.Close)
+	cfg.ListenAddr = "127.0.0.1:0"
+	cfg.AllowLoopback = true
+	s, err := NewSeeder(context.Background(), cfg, []Layer{{Path: path, Torrent: mt}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			tb.Errorf("close seeder: %v", err)
+		}
+	})
+	return &testJob{
+		seeder:   s,
+		layer:    jobspec.Layer{Digest: digest, DiffID: digest, ChainID: digest, Size: size, Torrent: mt},
+		announce: tr.AnnounceURL(srv.URL),
+		size:     size,
+	}
+}
+
+// writeLargeFile is writeFile without holding the whole file in memory.
+func writeLargeFile(tb testing.TB, dir string, size int64, seed byte) (string, string) {
+	tb.Helper()
+	tmp := filepath.Join(dir, "tmp")
+	f, err := os.Create(tmp)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h := sha256.New()
+	src := rand.NewChaCha8([32]byte{seed})
+	if _, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(src, size)); err != nil {
+		tb.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	path := filepath.Join(dir, sum)
+	if err := os.Rename(tmp, path); err != nil {
+		tb.Fatal(err)
+	}
+	return path, "sha256:" + sum
+}
+
+// leecher starts a node (nodebin/swarm) that finds peers through the job's
+// tracker and is given the seeder's address, as the orchestrator does.
+func (j *testJob) leecher(tb testing.TB) *swarm.Client {
+	tb.Helper()
+	c, err := swarm.New(context.Background(), swarm.Config{
+		Dir:      tb.TempDir(),
+		Announce: j.announce,
+		Seeders:  []string{fmt.Sprintf("127.0.0.1:%d", j.seeder.Port())},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// download runs Download on every client at once and returns each one's
+// error; a nil error means the node verified the layer's sha256.
+func (j *testJob) download(ctx context.Context, clients []*swarm.Client) []error {
+	errs := make([]error, len(clients))
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.Download(ctx, []jobspec.Layer{j.layer}, func(l jobspec.Layer, path string) {
+				if path != "" && filepath.Base(path) != strings.TrimPrefix(l.Digest, "sha256:") {
+					errs[i] = fmt.Errorf("layer written to %s", path)
+				}
+			})
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// egress is the seeder's upload so far divided by the layer's size.
+func (j *testJob) egress() float64 {
+	return float64(j.seeder.Stats().Uploaded) / float64(j.size)
+}
+
+// swarmSize is the layer size of the swarm tests: above the 64 MiB a node
+// looks ahead (anacrolix's MaxUnverifiedBytes), so that the nodes' piece
+// window matters, and small enough for a test.
+const swarmSize = 80 << 20
+
+// swarmRate caps the seeder so that it is the swarm's bottleneck on
+// loopback.
+const swarmRate = 16 << 20
+
+func TestSeeder_EachPieceLeavesAboutOnce(t *testing.T) {
+	for _, n := range []int{5, 10} {
+		t.Run(fmt.Sprintf("%d leechers", n), func(t *testing.T) {
+			j := newTestJob(t, swarmSize, Config{MaxRate: swarmRate})
+			clients := make([]*swarm.Client, n)
+			for i := range clients {
+				clients[i] = j.leecher(t)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			start := time.Now()
+			for i, err := range j.download(ctx, clients) {
+				if err != nil {
+					t.Errorf("leecher %d: %v", i, err)
+				}
+			}
+			st := j.seeder.Stats()
+			t.Logf("%d leechers × %d MiB in %v: egress %.2f × layer, resent %d MiB", n, swarmSize>>20, time.Since(start).Round(time.Millisecond), j.egress(), st.Resent>>20)
+			if e := j.egress(); e > 1.3 {
+				t.Errorf("seeder sent %.2f × the layer, want at most 1.3", e)
+			}
+		})
+	}
+}
