@@ -41,14 +41,26 @@ type conn struct {
 	peer *peer // the policy's handle; guarded by t.mu
 
 	mu    sync.Mutex
-	queue requestQueue
-	ctrl  []byte // encoded messages waiting for the writer
-	busy  bool   // the writer is sending a block
+	queue requestQueue // served requests waiting for the writer
+	held  requestQueue // requests the policy holds (see policy)
+	ctrl  []byte       // encoded messages waiting for the writer
+	cur   request      // the block the writer has taken
+	state writerState
 
 	wake      chan struct{} // capacity 1: "something to write"
 	done      chan struct{}
 	closeOnce sync.Once
 }
+
+// writerState is where the writer is with the block it took.
+type writerState int
+
+const (
+	writerIdle      writerState = iota
+	writerWaiting               // for the rate limit: a cancel can still stop it
+	writerCancelled             // cancelled while waiting
+	writerSending
+)
 
 func (c *conn) close() {
 	c.closeOnce.Do(func() {
@@ -72,11 +84,14 @@ func (c *conn) queueCtrl(b []byte) {
 	c.signal()
 }
 
-// idle reports whether the connection has no block queued or being sent.
+// idle reports whether the connection has no served request pending: none
+// queued or being sent. Held requests do not count: an anacrolix node with
+// only held requests outstanding plans no more until something happens on
+// the connection.
 func (c *conn) idle() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.queue.len() == 0 && !c.busy
+	return c.queue.len() == 0 && c.state == writerIdle
 }
 
 // readLoop handles the peer's messages until it fails or the peer has
@@ -146,45 +161,114 @@ func (c *conn) onRequest(r request, now time.Time) error {
 	if err := checkRequest(r, c.t.layer); err != nil {
 		return err
 	}
-	c.t.mu.Lock()
-	v := c.t.pol.request(c.peer, int(r.index), now)
-	c.t.mu.Unlock()
-	if v == refuse {
-		// Only peers with the fast extension are ever refused.
+	// Only the reader adds requests, so what it sees here can only shrink
+	// before it adds one.
+	c.mu.Lock()
+	dup := c.queue.contains(r) || c.held.contains(r)
+	full := c.queue.len()+c.held.len() >= maxQueued
+	c.mu.Unlock()
+	switch {
+	case dup:
+		return nil // a peer repeating itself gets one answer
+	case full && !c.fast:
+		return fmt.Errorf("request: %w", errQueueFull)
+	case full:
 		c.queueCtrl(appendBlockMsg(nil, msgReject, r))
 		return nil
 	}
+	c.t.mu.Lock()
+	v := c.t.pol.request(c.peer, int(r.index), now)
+	c.t.mu.Unlock()
 	c.mu.Lock()
-	added, err := c.queue.push(r)
+	switch v {
+	case serve:
+		c.queue.push(r)
+	case hold:
+		c.held.push(r)
+	default: // only peers with the fast extension are ever refused
+		c.ctrl = appendBlockMsg(c.ctrl, msgReject, r)
+	}
 	c.mu.Unlock()
-	switch {
-	case err != nil && c.fast:
-		c.queueCtrl(appendBlockMsg(nil, msgReject, r))
-	case err != nil:
-		return fmt.Errorf("request: %w", err)
-	case added:
+	if v != hold {
 		c.signal()
 	}
 	return nil
 }
 
-// onCancel drops a queued request. With the fast extension the peer waits
-// for an answer to each cancel (BEP 6): a reject when the block was still
-// queued; a block already sent or being sent answers it by itself.
-func (c *conn) onCancel(r request) {
+// recheck asks the policy again about every held request.
+func (c *conn) recheck(now time.Time) {
 	c.mu.Lock()
-	removed := c.queue.cancel(r)
-	if removed && c.fast {
-		c.ctrl = appendBlockMsg(c.ctrl, msgReject, r)
+	held := append([]request(nil), c.held.items...)
+	c.mu.Unlock()
+	if len(held) == 0 {
+		return
+	}
+	verdicts := make([]verdict, len(held))
+	c.t.mu.Lock()
+	for i, r := range held {
+		verdicts[i] = c.t.pol.request(c.peer, int(r.index), now)
+	}
+	c.t.mu.Unlock()
+	var gone []request // served while the peer cancelled them
+	changed := false
+	c.mu.Lock()
+	for i, r := range held {
+		if verdicts[i] == hold {
+			continue
+		}
+		if !c.held.cancel(r) {
+			if verdicts[i] == serve {
+				gone = append(gone, r)
+			}
+			continue
+		}
+		changed = true
+		if verdicts[i] == serve {
+			c.queue.push(r)
+		} else {
+			c.ctrl = appendBlockMsg(c.ctrl, msgReject, r)
+		}
 	}
 	c.mu.Unlock()
-	if removed {
+	if len(gone) > 0 {
+		c.t.mu.Lock()
+		for _, r := range gone {
+			c.t.pol.dropped(c.peer, r)
+		}
+		c.t.mu.Unlock()
+	}
+	if changed {
 		c.signal()
 	}
 }
 
-// writeLoop sends queued control messages first, then one block at a time,
-// and a keepalive when it has been silent for keepaliveEvery.
+// onCancel drops a pending request. With the fast extension the peer waits
+// for an answer to each cancel (BEP 6): a reject when the block was still
+// pending; a block already being sent answers it by itself.
+func (c *conn) onCancel(r request) {
+	c.mu.Lock()
+	served := c.queue.cancel(r)
+	if !served && c.state == writerWaiting && c.cur == r {
+		c.state = writerCancelled
+		served = true
+	}
+	held := !served && c.held.cancel(r)
+	if (served || held) && c.fast {
+		c.ctrl = appendBlockMsg(c.ctrl, msgReject, r)
+	}
+	c.mu.Unlock()
+	if served {
+		c.t.mu.Lock()
+		c.t.pol.dropped(c.peer, r)
+		c.t.mu.Unlock()
+	}
+	if served || held {
+		c.signal()
+	}
+}
+
+// writeLoop sends queued control messages as they come, the served blocks
+// one at a time, and a keepalive when it has been silent for keepaliveEvery.
 func (c *conn) writeLoop() error {
 	keepalive := time.NewTimer(keepaliveEvery)
 	defer keepalive.Stop()
@@ -194,29 +278,29 @@ func (c *conn) writeLoop() error {
 		buf = append(buf[:0], c.ctrl...)
 		c.ctrl = c.ctrl[:0]
 		r, ok := c.queue.pop()
-		c.busy = ok
+		if ok {
+			c.cur, c.state = r, writerWaiting
+		}
 		c.mu.Unlock()
-		var err error
-		switch {
-		case ok:
-			err = c.sendBlock(buf, r)
-			c.mu.Lock()
-			c.busy = false
-			c.mu.Unlock()
-		case len(buf) > 0:
-			err = c.write(buf)
-		default:
+		if len(buf) == 0 && !ok {
 			select {
 			case <-c.wake:
 				continue
 			case <-c.done:
 				return nil
 			case <-keepalive.C:
-				err = c.write(appendKeepalive(buf[:0]))
+				buf = appendKeepalive(buf)
 			}
 		}
-		if err != nil {
-			return err
+		if len(buf) > 0 {
+			if err := c.write(buf); err != nil {
+				return err
+			}
+		}
+		if ok {
+			if err := c.sendBlock(r); err != nil {
+				return err
+			}
 		}
 		keepalive.Reset(keepaliveEvery)
 	}
@@ -232,18 +316,34 @@ func (c *conn) write(b []byte) error {
 	return nil
 }
 
-// sendBlock sends prefix (queued control messages) and the piece message
-// for r, the block itself with sendfile from the layer file, once the rate
-// limit allows it.
-func (c *conn) sendBlock(prefix []byte, r request) error {
-	if err := c.s.limiter.WaitN(c.s.ctx, int(r.length)); err != nil {
+// sendBlock sends the piece message for r once the rate limit allows it,
+// the block itself with sendfile from the layer file; unless the peer
+// cancelled it meanwhile.
+func (c *conn) sendBlock(r request) error {
+	err := c.s.limiter.WaitN(c.s.ctx, int(r.length))
+	c.mu.Lock()
+	cancelled := c.state == writerCancelled
+	c.state = writerSending
+	if err != nil || cancelled {
+		c.state = writerIdle
+	}
+	c.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("wait for the rate limit: %w", err)
 	}
+	if cancelled {
+		return nil
+	}
+	defer func() {
+		c.mu.Lock()
+		c.state = writerIdle
+		c.mu.Unlock()
+	}()
 	off := int64(r.index)*c.t.layer.pieceLen + int64(r.begin)
 	if _, err := c.file.Seek(off, io.SeekStart); err != nil {
 		return fmt.Errorf("seek layer file: %w", err)
 	}
-	if err := c.write(appendPieceHeader(prefix, r)); err != nil {
+	if err := c.write(appendPieceHeader(nil, r)); err != nil {
 		return err
 	}
 	n, err := c.nc.ReadFrom(&io.LimitedReader{R: c.file, N: int64(r.length)})

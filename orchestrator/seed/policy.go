@@ -18,27 +18,38 @@ import (
 // seeder advertising only a few pieces per connection (BEP 16 style) would
 // leave every node of a layer larger than 64 MiB staring at pieces nobody
 // offers: it would request nothing, from the seeder or its peers. So the
-// seeder says it has everything (HaveAll) and uses the fast extension's
-// Reject Request (BEP 6) to refuse what it will not send:
+// seeder says it has everything (HaveAll) and answers each request with one
+// of three verdicts:
 //
-//   - A piece nobody has received yet goes to the first connection that
-//     asks for it, which then owns it until it reports the piece (HAVE) or
-//     leaves; nobody else gets it from the seeder meanwhile. A connection
-//     owns at most ownCap pieces at once unless it is the only one
-//     downloading, so the never-sent pieces spread over the hosts and a lone
-//     host still gets the seeder's full rate.
-//   - A piece some host has reported is not sent again, except to a
-//     starving connection: one that is interested, lacks pieces, and has
-//     reported none for starveLimit while every piece is out (owned or
-//     delivered). It is rescued: served whatever it asks until it reports a
-//     piece the seeder did not send it (it has another source again).
-//   - An owner that stops asking for its piece for ownerIdle, or leaves
-//     before reporting it, gives the piece back to the pool.
+//   - serve: a piece nobody has received yet goes to the first connection
+//     that asks for it, which then owns it until it reports the piece (HAVE)
+//     or leaves. A connection owns at most ownCap pieces at once unless it
+//     is the only one downloading, so the never-sent pieces spread over the
+//     hosts and a lone host still gets the seeder's full rate.
+//   - hold: a request for a piece another connection owns, or one over the
+//     cap, waits unanswered and is decided again later (see recheck). A
+//     reject would be simpler, but each one lowers the anacrolix node's
+//     request budget with that peer (peakRequests); after a few it keeps one
+//     request outstanding, for the first piece in its own fixed random order
+//     among the rarest, and stops pulling even the pieces it owns while
+//     another node owns that one. A held request keeps its place and the
+//     node keeps pulling its other pieces.
+//   - refuse (the fast extension's Reject Request, BEP 6): a piece some host
+//     has reported is not sent again; the node then asks a peer for it.
+//     Except to a starving connection: one that is interested, lacks pieces,
+//     and has reported none for starveLimit while no piece is left in the
+//     pool. It is rescued: served whatever it asks until it reports a piece
+//     the seeder did not send it (it has another source again).
 //
-// After a reject, an anacrolix node asks that connection for nothing more
-// until something else happens on it, so the seeder pokes idle connections
-// that could be served (a never-sent piece is free, or they are rescued)
-// with a Suggest Piece, which makes the node re-plan its requests.
+// An owner that neither asks for nor is sent a block of its piece for
+// ownerGrace loses it to the next connection that asks (the bytes it got
+// are sent again), and gives it back to the pool after ownerIdle. An owner
+// does go idle: its requests fill up with held ones for the first pieces in
+// its order, owned by others, and the rest of its own piece waits. After a reject an anacrolix node asks
+// that peer for nothing more until something else happens on the
+// connection, so the seeder pokes connections with nothing pending that
+// could be served (a piece is undelivered, or they are rescued) with a
+// Suggest Piece, which makes the node plan its requests again.
 type policy struct {
 	cfg       policyConfig
 	numPieces int
@@ -48,19 +59,22 @@ type policy struct {
 	pieces []pieceState
 	peers  map[*peer]struct{}
 	// pool counts pieces neither delivered nor owned: never sent, or given
-	// back by an owner that left.
+	// back by an owner.
 	pool int
+	// undelivered counts pieces no peer has reported.
+	undelivered int
 	// allOutAt is when pool last became 0; starving is measured from there.
 	allOutAt time.Time
 	// haveGap is a moving average of the time between two reports of one
-	// peer while every piece is out: how long a healthy host takes per piece.
+	// peer while the pool is empty: how long a healthy host takes per piece.
 	haveGap time.Duration
 }
 
 type policyConfig struct {
 	ownCap      int           // pieces a connection may own while others download too
 	starveAfter time.Duration // least time without a report before a connection starves
-	ownerIdle   time.Duration // an owner silent this long about its piece gives it back
+	ownerGrace  time.Duration // an owner idle this long on its piece loses it to a connection that asks
+	ownerIdle   time.Duration // an owner idle this long on its piece gives it back
 	pokeEvery   time.Duration // least time between two pokes of one connection
 }
 
@@ -69,10 +83,14 @@ type policyConfig struct {
 const blockUnit = 16 << 10
 
 type pieceState struct {
-	owner     *peer
-	lastReq   time.Time // the owner's last request for it
-	delivered bool      // some peer reported it
-	sent      []uint64  // blockUnits sent at least once
+	owner *peer
+	// ownerQueued counts the owner's requests for the piece that were
+	// served and not sent yet; ownerSeen is the owner's last request for it
+	// or the last block of it sent to the owner.
+	ownerQueued int
+	ownerSeen   time.Time
+	delivered   bool     // some peer reported it
+	sent        []uint64 // blockUnits sent at least once
 }
 
 // peer is the policy's view of one connection.
@@ -88,20 +106,39 @@ type peer struct {
 	since    time.Time // joined, or last became interested
 	lastHave time.Time
 	lastPoke time.Time
-	sentTo   map[int]int64 // bytes sent to this peer, by piece
+	sentTo   map[int]int64 // bytes sent to this peer, by piece not yet reported
+}
+
+// verdict is the policy's answer to a request.
+type verdict int
+
+const (
+	serve verdict = iota
+	hold
+	refuse
+)
+
+func (v verdict) String() string {
+	switch v {
+	case serve:
+		return "serve"
+	case hold:
+		return "hold"
+	}
+	return "refuse"
 }
 
 func newPolicy(l *layerInfo, cfg policyConfig) *policy {
-	p := &policy{
-		cfg:       cfg,
-		numPieces: l.numPieces,
-		pieceLen:  l.pieceLen,
-		lastLen:   l.pieceLength(l.numPieces - 1),
-		pieces:    make([]pieceState, l.numPieces),
-		peers:     make(map[*peer]struct{}),
-		pool:      l.numPieces,
+	return &policy{
+		cfg:         cfg,
+		numPieces:   l.numPieces,
+		pieceLen:    l.pieceLen,
+		lastLen:     l.pieceLength(l.numPieces - 1),
+		pieces:      make([]pieceState, l.numPieces),
+		peers:       make(map[*peer]struct{}),
+		pool:        l.numPieces,
+		undelivered: l.numPieces,
 	}
-	return p
 }
 
 func (p *policy) length(i int) int64 {
@@ -136,10 +173,17 @@ func (p *policy) leave(pr *peer) {
 	}
 }
 
+// ownerIdleFor reports whether piece i's owner has been idle on it for d:
+// no request of it waiting, none made and no block sent.
+func (p *policy) ownerIdleFor(i int, d time.Duration, now time.Time) bool {
+	ps := &p.pieces[i]
+	return ps.ownerQueued == 0 && now.Sub(ps.ownerSeen) >= d
+}
+
 func (p *policy) release(i int) {
 	ps := &p.pieces[i]
 	ps.owner.owned--
-	ps.owner = nil
+	ps.owner, ps.ownerQueued = nil, 0
 	p.pool++
 }
 
@@ -166,15 +210,16 @@ func (p *policy) have(pr *peer, i int, now time.Time) bool {
 	ps := &p.pieces[i]
 	if !ps.delivered {
 		ps.delivered = true
+		p.undelivered--
 		if ps.owner != nil {
 			ps.owner.owned--
-			ps.owner = nil
+			ps.owner, ps.ownerQueued = nil, 0
 		} else {
 			p.pool--
 			p.noteAllOut(now)
 		}
 	}
-	if p.pool == 0 && !pr.lastHave.IsZero() && !p.allOutAt.IsZero() && pr.lastHave.After(p.allOutAt) {
+	if p.pool == 0 && !pr.lastHave.IsZero() && pr.lastHave.After(p.allOutAt) {
 		p.haveGap = ewma(p.haveGap, now.Sub(pr.lastHave))
 	}
 	pr.lastHave = now
@@ -205,15 +250,9 @@ func (p *policy) haveAll(pr *peer, now time.Time) {
 	}
 }
 
-// verdict is the policy's answer to a request.
-type verdict bool
-
-const (
-	serve  verdict = true
-	refuse verdict = false
-)
-
-// request decides whether pr gets a block of piece i.
+// request decides what to do with pr's request for a block of piece i. A
+// held request is asked about again later; every served request of a
+// piece's owner must be followed by sent or dropped.
 func (p *policy) request(pr *peer, i int, now time.Time) verdict {
 	if pr.serveAll {
 		return serve
@@ -221,28 +260,42 @@ func (p *policy) request(pr *peer, i int, now time.Time) verdict {
 	if pr.hasPiece(i) {
 		return refuse
 	}
+	if !pr.rescued && p.starving(pr, now) {
+		pr.rescued = true
+	}
 	ps := &p.pieces[i]
 	switch {
 	case ps.delivered:
 	case ps.owner == pr:
-		ps.lastReq = now
+		ps.ownerQueued++
+		ps.ownerSeen = now
 		return serve
-	case ps.owner == nil:
-		if pr.rescued || pr.owned < p.cfg.ownCap || p.alone(pr) {
-			ps.owner, ps.lastReq = pr, now
-			pr.owned++
+	case (ps.owner == nil || p.ownerIdleFor(i, p.cfg.ownerGrace, now)) &&
+		(pr.rescued || pr.owned < p.cfg.ownCap || p.alone(pr)):
+		if ps.owner == nil {
 			p.pool--
 			p.noteAllOut(now)
-			return serve
+		} else {
+			ps.owner.owned-- // taken over: what it got of the piece is sent again
 		}
-	}
-	if !pr.rescued && p.starving(pr, now) {
-		pr.rescued = true
+		ps.owner, ps.ownerQueued, ps.ownerSeen = pr, 1, now
+		pr.owned++
+		return serve
+	case !pr.rescued:
+		return hold
 	}
 	if pr.rescued {
 		return serve
 	}
 	return refuse
+}
+
+// dropped records that a served request will not be sent after all (the
+// peer cancelled it).
+func (p *policy) dropped(pr *peer, r request) {
+	if ps := &p.pieces[r.index]; ps.owner == pr && ps.ownerQueued > 0 {
+		ps.ownerQueued--
+	}
 }
 
 // alone reports whether pr is the only connection downloading.
@@ -256,7 +309,7 @@ func (p *policy) alone(pr *peer) bool {
 }
 
 // starving reports whether pr lacks pieces, wants them, and has reported
-// none for starveLimit while every piece is out.
+// none for starveLimit while the pool is empty.
 func (p *policy) starving(pr *peer, now time.Time) bool {
 	if p.pool > 0 || !pr.interested || pr.complete(p.numPieces) {
 		return false
@@ -279,13 +332,15 @@ func (p *policy) starveLimit() time.Duration {
 }
 
 // sent records that a block went out to pr; it returns how many of its bytes
-// had been sent before (to anyone). A block sent to its piece's owner counts
-// as the owner still working on it.
+// had been sent before (to anyone).
 func (p *policy) sent(pr *peer, r request, now time.Time) (resent int64) {
 	i := int(r.index)
 	ps := &p.pieces[i]
 	if ps.owner == pr {
-		ps.lastReq = now
+		if ps.ownerQueued > 0 {
+			ps.ownerQueued--
+		}
+		ps.ownerSeen = now
 	}
 	if ps.sent == nil {
 		ps.sent = make([]uint64, (p.length(i)+blockUnit*64-1)/(blockUnit*64))
@@ -299,7 +354,7 @@ func (p *policy) sent(pr *peer, r request, now time.Time) (resent int64) {
 		}
 		ps.sent[w] |= bit
 	}
-	if _, ok := p.peers[pr]; ok {
+	if _, ok := p.peers[pr]; ok && !pr.hasPiece(i) {
 		pr.sentTo[i] += int64(r.length)
 	}
 	return resent
@@ -312,13 +367,12 @@ type poke struct {
 }
 
 // tick gives back pieces whose owners went quiet, marks starving
-// connections rescued, and returns the idle connections worth poking: those
-// that could be served now. idle reports whether a connection has nothing
-// queued or being sent.
+// connections rescued, and returns the connections worth poking: those with
+// nothing pending (idle) that could be served now.
 func (p *policy) tick(now time.Time, idle func(*peer) bool) []poke {
 	for i := range p.pieces {
 		ps := &p.pieces[i]
-		if ps.owner != nil && now.Sub(ps.lastReq) >= p.cfg.ownerIdle {
+		if ps.owner != nil && p.ownerIdleFor(i, p.cfg.ownerIdle, now) {
 			p.release(i)
 		}
 	}
@@ -337,7 +391,7 @@ func (p *policy) tick(now time.Time, idle func(*peer) bool) []poke {
 		switch {
 		case pr.rescued:
 			piece = p.firstMissing(pr, false)
-		case p.pool > 0 && (pr.owned < p.cfg.ownCap || p.alone(pr)):
+		case p.undelivered > 0:
 			piece = p.firstMissing(pr, true)
 		default:
 			continue
@@ -351,9 +405,9 @@ func (p *policy) tick(now time.Time, idle func(*peer) bool) []poke {
 	return pokes
 }
 
-// firstMissing returns the lowest piece pr lacks (and, with fromPool, that is
-// in the pool), or -1.
-func (p *policy) firstMissing(pr *peer, fromPool bool) int {
+// firstMissing returns the lowest piece pr lacks (and, with undelivered,
+// that nobody has reported), or -1.
+func (p *policy) firstMissing(pr *peer, undelivered bool) int {
 	for w, word := range pr.has {
 		missing := ^word
 		for missing != 0 {
@@ -362,7 +416,7 @@ func (p *policy) firstMissing(pr *peer, fromPool bool) int {
 				return -1
 			}
 			missing &= missing - 1
-			if !fromPool || (!p.pieces[i].delivered && p.pieces[i].owner == nil) {
+			if !undelivered || !p.pieces[i].delivered {
 				return i
 			}
 		}

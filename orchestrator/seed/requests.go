@@ -50,7 +50,7 @@ type requestQueue struct {
 // push queues r. It returns false if r is queued already (a peer repeating
 // itself gets one block), errQueueFull when the queue is full.
 func (q *requestQueue) push(r request) (bool, error) {
-	if slices.Contains(q.items, r) {
+	if q.contains(r) {
 		return false, nil
 	}
 	if len(q.items) >= q.limit {
@@ -59,6 +59,8 @@ func (q *requestQueue) push(r request) (bool, error) {
 	q.items = append(q.items, r)
 	return true, nil
 }
+
+func (q *requestQueue) contains(r request) bool { return slices.Contains(q.items, r) }
 
 // cancel removes r and reports whether it was queued.
 func (q *requestQueue) cancel(r request) bool {

@@ -48,13 +48,15 @@ type Stats struct {
 // Policy timings (see policy).
 const (
 	defaultStarveAfter = 3 * time.Second
-	ownerIdle          = 10 * time.Second
+	ownerGrace         = time.Second
+	ownerIdle          = 5 * time.Second
 	pokeEvery          = 250 * time.Millisecond
 	tickEvery          = 100 * time.Millisecond
 	// ownBytes is how much never-sent data a connection may own at once
-	// while other connections download too: enough to keep a connection's
-	// pipe full, little enough that the pieces spread over the hosts.
-	ownBytes = 8 << 20
+	// while other connections download too (at least 2 pieces): enough to
+	// keep a connection's pipe full, little enough that the pieces spread
+	// over the hosts and that a node owns little beyond what it pulls.
+	ownBytes = 2 << 20
 	// maxConns bounds the connections the seeder keeps open.
 	maxConns = 4096
 )
@@ -170,6 +172,7 @@ func (s *Seeder) Add(layers ...Layer) error {
 				pol: newPolicy(info, policyConfig{
 					ownCap:      int(max(2, (ownBytes+info.pieceLen-1)/info.pieceLen)),
 					starveAfter: s.cfg.StarveAfter,
+					ownerGrace:  ownerGrace,
 					ownerIdle:   ownerIdle,
 					pokeEvery:   pokeEvery,
 				}),
@@ -250,6 +253,7 @@ func (s *Seeder) serveConn(nc *net.TCPConn) error {
 		s: s, t: t, nc: nc, file: f, fast: h.fast(),
 		log:   s.log.With("peer", nc.RemoteAddr().String()),
 		queue: requestQueue{limit: maxQueued},
+		held:  requestQueue{limit: maxQueued},
 		wake:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
 	}
@@ -340,6 +344,15 @@ func (s *Seeder) tickLoop() {
 }
 
 func (t *torrent) tick(now time.Time) {
+	t.mu.Lock()
+	all := make([]*conn, 0, len(t.conns))
+	for _, c := range t.conns {
+		all = append(all, c)
+	}
+	t.mu.Unlock()
+	for _, c := range all {
+		c.recheck(now)
+	}
 	t.mu.Lock()
 	pokes := t.pol.tick(now, func(pr *peer) bool { return t.conns[pr].idle() })
 	conns := make([]*conn, len(pokes))

@@ -162,3 +162,75 @@ func TestSeeder_EachPieceLeavesAboutOnce(t *testing.T) {
 		})
 	}
 }
+
+func TestSeeder_LoneLeecherGetsEverything(t *testing.T) {
+	j := newTestJob(t, swarmSize, Config{MaxRate: 2 * swarmRate})
+	node := j.leecher(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	if err := j.download(ctx, []*swarm.Client{node})[0]; err != nil {
+		t.Fatal(err)
+	}
+	d := time.Since(start)
+	st := j.seeder.Stats()
+	t.Logf("one leecher: %d MiB in %v, %.1f MiB/s (max rate %d MiB/s), egress %.2f", swarmSize>>20, d.Round(time.Millisecond), float64(swarmSize)/(1<<20)/d.Seconds(), 2*swarmRate>>20, j.egress())
+	if st.Uploaded != swarmSize || st.Resent != 0 {
+		t.Errorf("seeder sent %d bytes (%d again) for a %d-byte layer to its only leecher", st.Uploaded, st.Resent, swarmSize)
+	}
+}
+
+func TestSeeder_RescuesALeecherWhosePeersVanish(t *testing.T) {
+	j := newTestJob(t, swarmSize, Config{MaxRate: swarmRate})
+	victim := j.leecher(t)
+	others := []*swarm.Client{j.leecher(t), j.leecher(t), j.leecher(t)}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	othersCtx, stopOthers := context.WithCancel(ctx)
+	defer stopOthers()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		j.download(othersCtx, others) // they are closed before they finish
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- j.download(ctx, []*swarm.Client{victim})[0] }()
+
+	// Once the victim holds a quarter of the layer, its peers vanish.
+	for layerDone(victim) < swarmSize/4 {
+		select {
+		case err := <-errc:
+			t.Fatalf("victim finished before its peers vanished: %v", err)
+		case <-ctx.Done():
+			t.Fatal("victim made no progress")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	stopOthers()
+	for _, c := range others {
+		c.Close()
+	}
+	wg.Wait()
+	vanished := time.Now()
+	before := victim.Stats()
+	if err := <-errc; err != nil {
+		t.Fatalf("victim: %v", err)
+	}
+	after := victim.Stats()
+	t.Logf("peers vanished at %d MiB; the victim got %d MiB more from the seeder in %v; seeder egress %.2f, resent %d MiB",
+		layerDoneOf(before)>>20, (after.FromSeeder-before.FromSeeder)>>20, time.Since(vanished).Round(time.Millisecond), j.egress(), j.seeder.Stats().Resent>>20)
+	if after.FromSeeder == before.FromSeeder {
+		t.Error("the victim finished without the seeder's help")
+	}
+}
+
+// layerDone is how much of its one layer a leecher has verified pieces of.
+func layerDone(c *swarm.Client) int64 { return layerDoneOf(c.Stats()) }
+
+func layerDoneOf(p jobspec.Progress) int64 {
+	if len(p.Layers) == 0 {
+		return 0
+	}
+	return p.Layers[0].Done
+}
