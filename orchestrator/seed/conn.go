@@ -84,14 +84,14 @@ func (c *conn) queueCtrl(b []byte) {
 	c.signal()
 }
 
-// idle reports whether the connection has no served request pending: none
-// queued or being sent. Held requests do not count: an anacrolix node with
-// only held requests outstanding plans no more until something happens on
-// the connection.
-func (c *conn) idle() bool {
+// requestState tells the policy whether the connection has a served
+// request pending (queued or being sent) and how many it holds. An
+// anacrolix node with only held requests outstanding plans no more until
+// something happens on the connection, so it counts as idle.
+func (c *conn) requestState() connState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.queue.len() == 0 && c.state == writerIdle
+	return connState{idle: c.queue.len() == 0 && c.state == writerIdle, held: c.held.len()}
 }
 
 // readLoop handles the peer's messages until it fails or the peer has
@@ -339,6 +339,12 @@ func (c *conn) sendBlock(r request) error {
 		c.state = writerIdle
 		c.mu.Unlock()
 	}()
+	// Recorded before the block leaves: the peer may report the piece
+	// before this goroutine runs again.
+	c.t.mu.Lock()
+	resent := c.t.pol.sent(c.peer, r, time.Now())
+	c.t.mu.Unlock()
+	c.s.resent.Add(resent)
 	off := int64(r.index)*c.t.layer.pieceLen + int64(r.begin)
 	if _, err := c.file.Seek(off, io.SeekStart); err != nil {
 		return fmt.Errorf("seek layer file: %w", err)
@@ -354,9 +360,5 @@ func (c *conn) sendBlock(r request) error {
 		return fmt.Errorf("send block %d+%d of piece %d: %w", r.begin, r.length, r.index, err)
 	}
 	c.s.uploaded.Add(n)
-	c.t.mu.Lock()
-	resent := c.t.pol.sent(c.peer, r, time.Now())
-	c.t.mu.Unlock()
-	c.s.resent.Add(resent)
 	return nil
 }

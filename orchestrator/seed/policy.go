@@ -37,9 +37,10 @@ import (
 //   - refuse (the fast extension's Reject Request, BEP 6): a piece some host
 //     has reported is not sent again; the node then asks a peer for it.
 //     Except to a starving connection: one that is interested, lacks pieces,
-//     and has reported none for starveLimit while no piece is left in the
-//     pool. It is rescued: served whatever it asks until it reports a piece
-//     the seeder did not send it (it has another source again).
+//     owns none, waits for no owner (no held request) and has reported no
+//     piece for starveLimit. It is rescued: served whatever it asks until it
+//     reports a piece the seeder did not send it (it has another source
+//     again).
 //
 // An owner that neither asks for nor is sent a block of its piece for
 // ownerGrace loses it to the next connection that asks (the bytes it got
@@ -63,10 +64,9 @@ type policy struct {
 	pool int
 	// undelivered counts pieces no peer has reported.
 	undelivered int
-	// allOutAt is when pool last became 0; starving is measured from there.
-	allOutAt time.Time
 	// haveGap is a moving average of the time between two reports of one
-	// peer while the pool is empty: how long a healthy host takes per piece.
+	// peer, for pieces it got from its peers: how long a healthy host takes
+	// per piece passed on.
 	haveGap time.Duration
 }
 
@@ -160,16 +160,40 @@ func (p *policy) join(serveAll bool, now time.Time) *peer {
 	return pr
 }
 
-// leave removes a connection; the pieces it owned go back to the pool.
+// leave removes a connection; the pieces it owned go back to the pool,
+// except those it was sent all of: an anacrolix node closes its connection
+// to a seeder as soon as it has every piece, sometimes before its last
+// reports leave, so it most likely has them.
 func (p *policy) leave(pr *peer) {
 	if _, ok := p.peers[pr]; !ok {
 		return
 	}
 	delete(p.peers, pr)
 	for i := range p.pieces {
-		if p.pieces[i].owner == pr {
+		if p.pieces[i].owner != pr {
+			continue
+		}
+		if pr.sentTo[i] >= p.length(i) {
+			p.deliver(i)
+		} else {
 			p.release(i)
 		}
+	}
+}
+
+// deliver marks piece i reported by some peer.
+func (p *policy) deliver(i int) {
+	ps := &p.pieces[i]
+	if ps.delivered {
+		return
+	}
+	ps.delivered = true
+	p.undelivered--
+	if ps.owner != nil {
+		ps.owner.owned--
+		ps.owner, ps.ownerQueued = nil, 0
+	} else {
+		p.pool--
 	}
 }
 
@@ -207,33 +231,16 @@ func (p *policy) have(pr *peer, i int, now time.Time) bool {
 	}
 	pr.has[i/64] |= 1 << (i % 64)
 	pr.nHave++
-	ps := &p.pieces[i]
-	if !ps.delivered {
-		ps.delivered = true
-		p.undelivered--
-		if ps.owner != nil {
-			ps.owner.owned--
-			ps.owner, ps.ownerQueued = nil, 0
-		} else {
-			p.pool--
-			p.noteAllOut(now)
+	p.deliver(i)
+	if fromPeers := pr.sentTo[i] < p.length(i); fromPeers {
+		if !pr.lastHave.IsZero() {
+			p.haveGap = ewma(p.haveGap, now.Sub(pr.lastHave))
 		}
-	}
-	if p.pool == 0 && !pr.lastHave.IsZero() && pr.lastHave.After(p.allOutAt) {
-		p.haveGap = ewma(p.haveGap, now.Sub(pr.lastHave))
+		pr.rescued = false // it has a source besides the seeder again
 	}
 	pr.lastHave = now
-	if pr.rescued && pr.sentTo[i] < p.length(i) {
-		pr.rescued = false // it got a piece from someone else: it has peers again
-	}
 	delete(pr.sentTo, i)
 	return pr.complete(p.numPieces)
-}
-
-func (p *policy) noteAllOut(now time.Time) {
-	if p.pool == 0 {
-		p.allOutAt = now
-	}
 }
 
 func ewma(avg, sample time.Duration) time.Duration {
@@ -260,9 +267,6 @@ func (p *policy) request(pr *peer, i int, now time.Time) verdict {
 	if pr.hasPiece(i) {
 		return refuse
 	}
-	if !pr.rescued && p.starving(pr, now) {
-		pr.rescued = true
-	}
 	ps := &p.pieces[i]
 	switch {
 	case ps.delivered:
@@ -274,7 +278,6 @@ func (p *policy) request(pr *peer, i int, now time.Time) verdict {
 		(pr.rescued || pr.owned < p.cfg.ownCap || p.alone(pr)):
 		if ps.owner == nil {
 			p.pool--
-			p.noteAllOut(now)
 		} else {
 			ps.owner.owned-- // taken over: what it got of the piece is sent again
 		}
@@ -308,25 +311,24 @@ func (p *policy) alone(pr *peer) bool {
 	return true
 }
 
-// starving reports whether pr lacks pieces, wants them, and has reported
-// none for starveLimit while the pool is empty.
-func (p *policy) starving(pr *peer, now time.Time) bool {
-	if p.pool > 0 || !pr.interested || pr.complete(p.numPieces) {
+// starving reports whether pr lacks pieces and wants them, owns none, waits
+// for no owner (held is its number of held requests), and has reported
+// none for starveLimit.
+func (p *policy) starving(pr *peer, held int, now time.Time) bool {
+	if !pr.interested || pr.complete(p.numPieces) || pr.owned > 0 || held > 0 {
 		return false
 	}
 	last := pr.since
 	if pr.lastHave.After(last) {
 		last = pr.lastHave
 	}
-	if p.allOutAt.After(last) {
-		last = p.allOutAt
-	}
 	return now.Sub(last) >= p.starveLimit()
 }
 
 // starveLimit is how long a connection may go without reporting a piece
 // before it starves: cfg.starveAfter, or four times the usual gap between a
-// healthy host's reports if that is longer, at most 8 × cfg.starveAfter.
+// healthy host's reports of pieces from its peers if that is longer, at
+// most 8 × cfg.starveAfter.
 func (p *policy) starveLimit() time.Duration {
 	return min(max(p.cfg.starveAfter, 4*p.haveGap), 8*p.cfg.starveAfter)
 }
@@ -366,10 +368,16 @@ type poke struct {
 	piece int
 }
 
+// connState is what the policy needs to know of a connection's requests.
+type connState struct {
+	idle bool // nothing served is queued or being sent
+	held int  // requests held
+}
+
 // tick gives back pieces whose owners went quiet, marks starving
 // connections rescued, and returns the connections worth poking: those with
-// nothing pending (idle) that could be served now.
-func (p *policy) tick(now time.Time, idle func(*peer) bool) []poke {
+// nothing served pending that could be served now.
+func (p *policy) tick(now time.Time, state func(*peer) connState) []poke {
 	for i := range p.pieces {
 		ps := &p.pieces[i]
 		if ps.owner != nil && p.ownerIdleFor(i, p.cfg.ownerIdle, now) {
@@ -381,10 +389,11 @@ func (p *policy) tick(now time.Time, idle func(*peer) bool) []poke {
 		if pr.serveAll || !pr.interested || pr.complete(p.numPieces) {
 			continue
 		}
-		if !pr.rescued && p.starving(pr, now) {
+		st := state(pr)
+		if !pr.rescued && p.starving(pr, st.held, now) {
 			pr.rescued = true
 		}
-		if now.Sub(pr.lastPoke) < p.cfg.pokeEvery || !idle(pr) {
+		if now.Sub(pr.lastPoke) < p.cfg.pokeEvery || !st.idle {
 			continue
 		}
 		var piece int

@@ -267,16 +267,16 @@ func (s *Seeder) serveConn(nc *net.TCPConn) error {
 		b = appendFullBitfield(b, t.layer.numPieces)
 	}
 	b = appendSimple(b, msgUnchoke)
+	if !s.register(c) {
+		return errors.New("seeder closed")
+	}
+	defer s.unregister(c)
 	if _, err := nc.Write(b); err != nil {
 		return fmt.Errorf("send handshake: %w", err)
 	}
 	if err := nc.SetDeadline(time.Time{}); err != nil {
 		return err
 	}
-	if !s.register(c) {
-		return errors.New("seeder closed")
-	}
-	defer s.unregister(c)
 
 	writeErr := make(chan error, 1)
 	go func() {
@@ -354,7 +354,7 @@ func (t *torrent) tick(now time.Time) {
 		c.recheck(now)
 	}
 	t.mu.Lock()
-	pokes := t.pol.tick(now, func(pr *peer) bool { return t.conns[pr].idle() })
+	pokes := t.pol.tick(now, func(pr *peer) connState { return t.conns[pr].requestState() })
 	conns := make([]*conn, len(pokes))
 	for i, p := range pokes {
 		conns[i] = t.conns[p.peer]

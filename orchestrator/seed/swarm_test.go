@@ -131,14 +131,17 @@ func (j *testJob) egress() float64 {
 
 // swarmSize is the layer size of the swarm tests: above the 64 MiB a node
 // looks ahead (anacrolix's MaxUnverifiedBytes), so that the nodes' piece
-// window matters, and small enough for a test.
-const swarmSize = 80 << 20
+// window matters, and small enough for a test (384 pieces of 256 KiB).
+const swarmSize = 96 << 20
 
 // swarmRate caps the seeder so that it is the swarm's bottleneck on
 // loopback.
 const swarmRate = 16 << 20
 
 func TestSeeder_EachPieceLeavesAboutOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("swarm of leechers")
+	}
 	for _, n := range []int{5, 10} {
 		t.Run(fmt.Sprintf("%d leechers", n), func(t *testing.T) {
 			j := newTestJob(t, swarmSize, Config{MaxRate: swarmRate})
@@ -164,6 +167,9 @@ func TestSeeder_EachPieceLeavesAboutOnce(t *testing.T) {
 }
 
 func TestSeeder_LoneLeecherGetsEverything(t *testing.T) {
+	if testing.Short() {
+		t.Skip("swarm of leechers")
+	}
 	j := newTestJob(t, swarmSize, Config{MaxRate: 2 * swarmRate})
 	node := j.leecher(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -181,6 +187,9 @@ func TestSeeder_LoneLeecherGetsEverything(t *testing.T) {
 }
 
 func TestSeeder_RescuesALeecherWhosePeersVanish(t *testing.T) {
+	if testing.Short() {
+		t.Skip("swarm of leechers")
+	}
 	j := newTestJob(t, swarmSize, Config{MaxRate: swarmRate})
 	victim := j.leecher(t)
 	others := []*swarm.Client{j.leecher(t), j.leecher(t), j.leecher(t)}
@@ -222,6 +231,36 @@ func TestSeeder_RescuesALeecherWhosePeersVanish(t *testing.T) {
 		layerDoneOf(before)>>20, (after.FromSeeder-before.FromSeeder)>>20, time.Since(vanished).Round(time.Millisecond), j.egress(), j.seeder.Stats().Resent>>20)
 	if after.FromSeeder == before.FromSeeder {
 		t.Error("the victim finished without the seeder's help")
+	}
+}
+
+func TestSeeder_RescuesALeecherWhosePeersAreGone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("swarm of leechers")
+	}
+	j := newTestJob(t, swarmSize, Config{MaxRate: 2 * swarmRate})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	// Two hosts get every piece, then vanish: the seeder has sent each
+	// piece once and the last host has nobody else to get them from.
+	first := []*swarm.Client{j.leecher(t), j.leecher(t)}
+	for i, err := range j.download(ctx, first) {
+		if err != nil {
+			t.Fatalf("leecher %d: %v", i, err)
+		}
+	}
+	for _, c := range first {
+		c.Close()
+	}
+	sentBefore := j.seeder.Stats().Uploaded
+	start := time.Now()
+	if err := j.download(ctx, []*swarm.Client{j.leecher(t)})[0]; err != nil {
+		t.Fatal(err)
+	}
+	st := j.seeder.Stats()
+	t.Logf("the last host got %d MiB from the seeder in %v (after %d MiB to the first two)", (st.Uploaded-sentBefore)>>20, time.Since(start).Round(time.Millisecond), sentBefore>>20)
+	if st.Resent < swarmSize/2 {
+		t.Errorf("seeder sent %d bytes again, want the layer (it must have come from the seeder)", st.Resent)
 	}
 }
 
