@@ -44,13 +44,15 @@ import (
 //
 // An owner that neither asks for nor is sent a block of its piece for
 // ownerGrace loses it to the next connection that asks (the bytes it got
-// are sent again), and gives it back to the pool after ownerIdle. An owner
-// does go idle: its requests fill up with held ones for the first pieces in
-// its order, owned by others, and the rest of its own piece waits. After a reject an anacrolix node asks
-// that peer for nothing more until something else happens on the
-// connection, so the seeder pokes connections with nothing pending that
-// could be served (a piece is undelivered, or they are rescued) with a
-// Suggest Piece, which makes the node plan its requests again.
+// are sent again), and gives it back to the pool after ownerIdle. Owners do
+// go idle: a node's requests fill up with held ones for the first pieces in
+// its order, owned by others, and the rest of its own piece waits.
+//
+// A node whose requests were all refused or held asks that peer for nothing
+// more until something else happens on the connection, so the seeder pokes
+// connections with nothing served pending that could be served (a piece is
+// undelivered, or they are rescued) with a Suggest Piece, which makes the
+// node plan its requests again.
 type policy struct {
 	cfg       policyConfig
 	numPieces int

@@ -196,7 +196,14 @@ func TestSeeder_CloseEndsEveryConnection(t *testing.T) {
 	if st := s.Stats(); st.Peers != 1 {
 		t.Errorf("%d peers, want 1", st.Peers)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// A peer that connected and never greeted must not hold Close up for
+	// the handshake timeout (10 s).
+	silent, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout/2)
 	defer cancel()
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)

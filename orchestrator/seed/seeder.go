@@ -29,10 +29,11 @@ type Config struct {
 	AllowLoopback bool
 	// MaxRate caps the seeder's total upload in bytes/s; 0 is unlimited.
 	MaxRate int64
-	// StarveAfter is the least time a downloading connection may go without
-	// reporting a piece, once every piece has left the seeder, before the
-	// seeder serves it what others already have; 0 means 3 s. The seeder
-	// waits longer when hosts take longer per piece (see policy).
+	// StarveAfter is the least time a downloading connection that owns no
+	// piece and waits for no other host may go without reporting a piece
+	// before the seeder serves it what other hosts already have; 0 means
+	// 3 s. The seeder waits longer when hosts take longer per piece (see
+	// policy).
 	StarveAfter time.Duration
 	Logger      *slog.Logger
 }
@@ -76,6 +77,7 @@ type Seeder struct {
 
 	uploaded atomic.Int64
 	resent   atomic.Int64
+	open     atomic.Int64 // connections accepted and not yet closed
 
 	mu       sync.Mutex
 	torrents map[metainfo.Hash]*torrent
@@ -210,17 +212,16 @@ func (s *Seeder) acceptLoop() {
 			continue
 		}
 		addr := nc.RemoteAddr().(*net.TCPAddr).AddrPort()
-		s.mu.Lock()
-		full := len(s.conns) >= maxConns
-		s.mu.Unlock()
-		if !s.allow(addr.Addr()) || full {
-			s.log.Debug("seeder refused a peer", "peer", addr, "allowed", !full)
+		if !s.allow(addr.Addr()) || s.open.Load() >= maxConns {
+			s.log.Debug("seeder refused a peer", "peer", addr, "open", s.open.Load())
 			nc.Close()
 			continue
 		}
+		s.open.Add(1)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer s.open.Add(-1)
 			if err := s.serveConn(nc); err != nil {
 				s.log.Debug("seeder connection ended", "peer", addr, "err", err)
 			}
@@ -231,6 +232,8 @@ func (s *Seeder) acceptLoop() {
 // serveConn runs one connection from handshake to close.
 func (s *Seeder) serveConn(nc *net.TCPConn) error {
 	defer nc.Close()
+	stop := context.AfterFunc(s.ctx, func() { nc.Close() }) // Close ends it at any stage
+	defer stop()
 	if err := nc.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
 		return err
 	}
