@@ -23,11 +23,10 @@ import (
 //
 //   - serve: a piece nobody has received yet goes to the first connection
 //     that asks for it, which then owns it until it reports the piece (HAVE)
-//     or leaves. A connection owns at most ownCap pieces at once unless it
-//     is the only one downloading, so the never-sent pieces spread over the
-//     hosts and a lone host still gets the seeder's full rate.
-//   - hold: a request for a piece another connection owns, or one over the
-//     cap, waits unanswered and is decided again later (see recheck). A
+//     or leaves. A lone host therefore gets everything at the seeder's full
+//     rate, and many hosts get disjoint pieces.
+//   - hold: a request for a piece another connection owns and is pulling
+//     waits unanswered and is decided again later (see conn.recheck). A
 //     reject would be simpler, but each one lowers the anacrolix node's
 //     request budget with that peer (peakRequests); after a few it keeps one
 //     request outstanding, for the first piece in its own fixed random order
@@ -42,11 +41,15 @@ import (
 //     reports a piece the seeder did not send it (it has another source
 //     again).
 //
-// An owner that neither asks for nor is sent a block of its piece for
-// ownerGrace loses it to the next connection that asks (the bytes it got
-// are sent again), and gives it back to the pool after ownerIdle. Owners do
-// go idle: a node's requests fill up with held ones for the first pieces in
-// its order, owned by others, and the rest of its own piece waits.
+// An owner with no request of its piece waiting, that has neither asked for
+// nor been sent a block of it for ownerGrace, loses it to the next
+// connection that asks (the bytes it got are sent again, Stats.Resent), and
+// gives it back to the pool after ownerIdle. Owners do go idle: a node's
+// requests come in bursts in its own order; a burst often ends inside a
+// free piece, and the node asks for the rest only once the held requests
+// ahead of it in its order are answered. (An ownership cap per connection
+// was tried: it only adds that case at the cap, and deadlocks when every
+// node is at the cap with idle pieces.)
 //
 // A node whose requests were all refused or held asks that peer for nothing
 // more until something else happens on the connection, so the seeder pokes
@@ -73,7 +76,6 @@ type policy struct {
 }
 
 type policyConfig struct {
-	ownCap      int           // pieces a connection may own while others download too
 	starveAfter time.Duration // least time without a report before a connection starves
 	ownerGrace  time.Duration // an owner idle this long on its piece loses it to a connection that asks
 	ownerIdle   time.Duration // an owner idle this long on its piece gives it back
@@ -276,8 +278,7 @@ func (p *policy) request(pr *peer, i int, now time.Time) verdict {
 		ps.ownerQueued++
 		ps.ownerSeen = now
 		return serve
-	case (ps.owner == nil || p.ownerIdleFor(i, p.cfg.ownerGrace, now)) &&
-		(pr.rescued || pr.owned < p.cfg.ownCap || p.alone(pr)):
+	case ps.owner == nil || p.ownerIdleFor(i, p.cfg.ownerGrace, now):
 		if ps.owner == nil {
 			p.pool--
 		} else {
@@ -301,16 +302,6 @@ func (p *policy) dropped(pr *peer, r request) {
 	if ps := &p.pieces[r.index]; ps.owner == pr && ps.ownerQueued > 0 {
 		ps.ownerQueued--
 	}
-}
-
-// alone reports whether pr is the only connection downloading.
-func (p *policy) alone(pr *peer) bool {
-	for o := range p.peers {
-		if o != pr && o.interested && !o.complete(p.numPieces) {
-			return false
-		}
-	}
-	return true
 }
 
 // starving reports whether pr lacks pieces and wants them, owns none, waits

@@ -12,7 +12,6 @@ func busyConns(*peer) connState { return connState{} }
 func idleConns(*peer) connState { return connState{idle: true} }
 
 var testPolicyConfig = policyConfig{
-	ownCap:      2,
 	starveAfter: 3 * time.Second,
 	ownerGrace:  time.Second,
 	ownerIdle:   5 * time.Second,
@@ -70,24 +69,13 @@ func TestPolicy_ServesALonePeerEverythingInOrder(t *testing.T) {
 	f.p.join(false, f.now) // a host that has not started this layer
 	a := f.downloader()
 	for i := 0; i < 16; i++ {
-		f.expect(a, i, serve) // no cap: nobody else downloads
+		f.expect(a, i, serve)
 	}
 	for i := 0; i < 16; i++ {
 		if r := f.send(a, i); r != 0 {
 			t.Fatalf("piece %d: %d bytes counted as resent", i, r)
 		}
 	}
-}
-
-func TestPolicy_CapsWhatAConnectionOwnsWhileOthersDownload(t *testing.T) {
-	f := newPolicyFixture(t, 8)
-	a, _ := f.downloader(), f.downloader()
-	f.expect(a, 0, serve)
-	f.expect(a, 1, serve)
-	f.expect(a, 2, hold) // ownCap 2
-	f.send(a, 0)
-	f.p.have(a, 0, f.now)
-	f.expect(a, 2, serve)
 }
 
 func TestPolicy_GivesThePieceOfAConnectionThatLeftToAnother(t *testing.T) {

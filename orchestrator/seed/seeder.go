@@ -49,15 +49,10 @@ type Stats struct {
 // Policy timings (see policy).
 const (
 	defaultStarveAfter = 3 * time.Second
-	ownerGrace         = time.Second
+	ownerGrace         = 500 * time.Millisecond
 	ownerIdle          = 5 * time.Second
 	pokeEvery          = 250 * time.Millisecond
 	tickEvery          = 100 * time.Millisecond
-	// ownBytes is how much never-sent data a connection may own at once
-	// while other connections download too (at least 2 pieces): enough to
-	// keep a connection's pipe full, little enough that the pieces spread
-	// over the hosts and that a node owns little beyond what it pulls.
-	ownBytes = 2 << 20
 	// maxConns bounds the connections the seeder keeps open.
 	maxConns = 4096
 )
@@ -172,7 +167,6 @@ func (s *Seeder) Add(layers ...Layer) error {
 			s.torrents[info.infoHash] = &torrent{
 				layer: info,
 				pol: newPolicy(info, policyConfig{
-					ownCap:      int(max(2, (ownBytes+info.pieceLen-1)/info.pieceLen)),
 					starveAfter: s.cfg.StarveAfter,
 					ownerGrace:  ownerGrace,
 					ownerIdle:   ownerIdle,
