@@ -273,3 +273,65 @@ func layerDoneOf(p jobspec.Progress) int64 {
 	}
 	return p.Layers[0].Done
 }
+
+func TestSeeder_ServesAnImageOfSeveralLayers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("swarm of leechers")
+	}
+	// Nodes connect for every layer at once but start them in image order
+	// (nodebin/swarm's startAhead), so connections wait uninterested.
+	sizes := []int64{40 << 20, 3 << 20, 72 << 20}
+	dir := t.TempDir()
+	var seedLayers []Layer
+	var layers []jobspec.Layer
+	var hashes []metainfo.Hash
+	var total int64
+	for i, size := range sizes {
+		path, digest := writeLargeFile(t, dir, size, byte(20+i))
+		mt, ih, err := MakeTorrent(path, 0, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seedLayers = append(seedLayers, Layer{Path: path, Torrent: mt})
+		layers = append(layers, jobspec.Layer{Digest: digest, DiffID: digest, ChainID: digest, Size: size, Torrent: mt})
+		hashes = append(hashes, ih)
+		total += size
+	}
+	tr := tracker.New(tracker.Config{Token: "tok", InfoHashes: hashes})
+	srv := httptest.NewServer(tr)
+	defer srv.Close()
+	s, err := NewSeeder(context.Background(), Config{ListenAddr: "127.0.0.1:0", AllowLoopback: true, MaxRate: swarmRate}, seedLayers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	errs := make(chan error, 5)
+	for range 5 {
+		c, err := swarm.New(ctx, swarm.Config{Dir: t.TempDir(), Announce: tr.AnnounceURL(srv.URL), Seeders: []string{fmt.Sprintf("127.0.0.1:%d", s.Port())}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		go func() {
+			done := 0
+			err := c.Download(ctx, layers, func(jobspec.Layer, string) { done++ })
+			if err == nil && done != len(layers) {
+				err = fmt.Errorf("%d of %d layers done", done, len(layers))
+			}
+			errs <- err
+		}()
+	}
+	for range 5 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	st := s.Stats()
+	e := float64(st.Uploaded) / float64(total)
+	t.Logf("5 leechers × %d layers (%d MiB): egress %.2f × image, resent %d MiB", len(layers), total>>20, e, st.Resent>>20)
+	if e > 1.3 {
+		t.Errorf("seeder sent %.2f × the image, want at most 1.3", e)
+	}
+}
