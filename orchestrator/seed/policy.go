@@ -368,16 +368,15 @@ type connState struct {
 }
 
 // tick gives back pieces whose owners went quiet, marks starving
-// connections rescued, and returns the connections worth poking: those with
-// nothing served pending that could be served now.
-func (p *policy) tick(now time.Time, state func(*peer) connState) []poke {
+// connections rescued (and returns those), and returns the connections worth
+// poking: those with nothing served pending that could be served now.
+func (p *policy) tick(now time.Time, state func(*peer) connState) (pokes []poke, rescued []*peer) {
 	for i := range p.pieces {
 		ps := &p.pieces[i]
 		if ps.owner != nil && p.ownerIdleFor(i, p.cfg.ownerIdle, now) {
 			p.release(i)
 		}
 	}
-	var pokes []poke
 	for pr := range p.peers {
 		if pr.serveAll || !pr.interested || pr.complete(p.numPieces) {
 			continue
@@ -385,6 +384,7 @@ func (p *policy) tick(now time.Time, state func(*peer) connState) []poke {
 		st := state(pr)
 		if !pr.rescued && p.starving(pr, st.held, now) {
 			pr.rescued = true
+			rescued = append(rescued, pr)
 		}
 		if now.Sub(pr.lastPoke) < p.cfg.pokeEvery || !st.idle {
 			continue
@@ -404,7 +404,7 @@ func (p *policy) tick(now time.Time, state func(*peer) connState) []poke {
 		pr.lastPoke = now
 		pokes = append(pokes, poke{pr, piece})
 	}
-	return pokes
+	return pokes, rescued
 }
 
 // firstMissing returns the lowest piece pr lacks (and, with undelivered,

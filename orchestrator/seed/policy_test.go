@@ -170,7 +170,7 @@ func TestPolicy_SendsNothingAgainToHealthyConnections(t *testing.T) {
 		f.p.have(b, i, f.now)
 		f.expect(b, 3, refuse)
 	}
-	if pokes := f.p.tick(f.now, idleConns); len(pokes) != 0 {
+	if pokes, _ := f.p.tick(f.now, idleConns); len(pokes) != 0 {
 		t.Errorf("poked %d healthy connections", len(pokes))
 	}
 }
@@ -185,9 +185,12 @@ func TestPolicy_RescuesAStarvingConnection(t *testing.T) {
 	f.advance(testPolicyConfig.starveAfter - time.Millisecond)
 	f.expect(b, 1, refuse)
 	f.advance(time.Millisecond)
-	pokes := f.p.tick(f.now, idleConns)
+	pokes, rescued := f.p.tick(f.now, idleConns)
 	if len(pokes) != 1 || pokes[0].peer != b || pokes[0].piece != 1 {
 		t.Fatalf("pokes %+v, want b with piece 1", pokes)
+	}
+	if len(rescued) != 1 || rescued[0] != b {
+		t.Fatalf("rescued %v, want b", rescued)
 	}
 	f.expect(b, 1, serve)
 	f.send(b, 1)
@@ -237,16 +240,16 @@ func TestPolicy_PokesIdleConnectionsThatCouldBeServed(t *testing.T) {
 	f.p.join(false, f.now) // not interested: never poked
 	busy := map[*peer]bool{b: true}
 	idle := func(pr *peer) connState { return connState{idle: !busy[pr]} }
-	pokes := f.p.tick(f.now, idle)
+	pokes, _ := f.p.tick(f.now, idle)
 	if len(pokes) != 1 || pokes[0].peer != a || pokes[0].piece != 0 {
 		t.Fatalf("pokes %+v, want a with piece 0 only", pokes)
 	}
-	if pokes := f.p.tick(f.now, idle); len(pokes) != 0 {
+	if pokes, _ := f.p.tick(f.now, idle); len(pokes) != 0 {
 		t.Errorf("poked again within pokeEvery: %+v", pokes)
 	}
 	f.advance(testPolicyConfig.pokeEvery)
 	busy[b] = false
-	if pokes := f.p.tick(f.now, idle); len(pokes) != 2 {
+	if pokes, _ := f.p.tick(f.now, idle); len(pokes) != 2 {
 		t.Errorf("pokes %+v, want a and b", pokes)
 	}
 }

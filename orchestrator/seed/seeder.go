@@ -351,12 +351,20 @@ func (t *torrent) tick(now time.Time) {
 		c.recheck(now)
 	}
 	t.mu.Lock()
-	pokes := t.pol.tick(now, func(pr *peer) connState { return t.conns[pr].requestState() })
+	pokes, rescued := t.pol.tick(now, func(pr *peer) connState { return t.conns[pr].requestState() })
 	conns := make([]*conn, len(pokes))
 	for i, p := range pokes {
 		conns[i] = t.conns[p.peer]
 	}
+	starving := make([]*conn, len(rescued))
+	missing := make([]int, len(rescued))
+	for i, pr := range rescued {
+		starving[i], missing[i] = t.conns[pr], t.layer.numPieces-pr.nHave
+	}
 	t.mu.Unlock()
+	for i, c := range starving {
+		c.log.Info("seeder serves a host that gets nothing from its peers", "layer", t.layer.infoHash.HexString(), "missing_pieces", missing[i])
+	}
 	for i, p := range pokes {
 		conns[i].queueCtrl(appendIndex(nil, msgSuggest, uint32(p.piece)))
 	}
