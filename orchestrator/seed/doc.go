@@ -5,8 +5,8 @@
 // The seeder speaks the peer wire protocol (BEP 3, with the fast extension
 // of BEP 6) itself rather than through a BitTorrent library, because what
 // it must control is per connection and per request: which never-sent piece
-// goes to which host, and which requests to refuse because a host already
-// has the piece to pass on. No maintained Go library exposes that (anacrolix
+// goes to which host, which requests wait for another host, and which to
+// refuse because a host already has the piece to pass on. No maintained Go library exposes that (anacrolix
 // serves every request for a piece it has and advertises the same pieces to
 // every peer; it has no super-seeding). The files split it by idea:
 //
