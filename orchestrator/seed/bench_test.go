@@ -1,60 +1,223 @@
 package seed
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"os"
+	"os/exec"
+	"runtime/pprof"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/nodebin/swarm"
+	"github.com/layercast/layercast/tracker"
 )
 
-// BenchmarkSeederToNode1GiB measures one node (nodebin/swarm) downloading
-// one layer from the bastion's Seeder over loopback, sha256 check included.
-// LAYERCAST_BENCH_BYTES sets the size (default 1 GiB); the piece length is
-// AutoPieceLength's.
+// Environment of the seeder child process of BenchmarkSwarm.
+const (
+	envChildLayer   = "LAYERCAST_SEEDER_CHILD_LAYER" // the layer file
+	envChildTorrent = "LAYERCAST_SEEDER_CHILD_TORRENT"
+	envChildRate    = "LAYERCAST_SEEDER_CHILD_RATE"
+	// envChildProfile, when set, is where the child writes a CPU profile of
+	// its serving.
+	envChildProfile = "LAYERCAST_BENCH_SEEDER_CPUPROFILE"
+)
+
+// TestSeederChild is the seeder process of BenchmarkSwarm; it is skipped
+// unless the benchmark started it. It prints its port, serves until its
+// stdin closes, then prints what it sent and the CPU time it spent serving.
+func TestSeederChild(t *testing.T) {
+	path := os.Getenv(envChildLayer)
+	if path == "" {
+		t.Skip("run by BenchmarkSwarm")
+	}
+	mt, err := os.ReadFile(os.Getenv(envChildTorrent))
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxRate, err := strconv.ParseInt(os.Getenv(envChildRate), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSeeder(context.Background(), Config{ListenAddr: "127.0.0.1:0", AllowLoopback: true, MaxRate: maxRate}, []Layer{{Path: path, Torrent: mt}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := os.Getenv(envChildProfile); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	cpu := processCPU()
+	fmt.Printf("PORT %d\n", s.Port())
+	bufio.NewReader(os.Stdin).ReadString('\n') // until the benchmark closes stdin
+	st := s.Stats()
+	cpu = processCPU() - cpu
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("STATS %d %d %f\n", st.Uploaded, st.Resent, cpu)
+}
+
+func processCPU() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+func benchEnv(b *testing.B, name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func benchInt(b *testing.B, name string, def int64) int64 {
+	n, err := strconv.ParseInt(benchEnv(b, name, strconv.FormatInt(def, 10)), 10, 64)
+	if err != nil {
+		b.Fatalf("%s: %v", name, err)
+	}
+	return n
+}
+
+// BenchmarkSwarm measures one job on loopback: the seeder, in a child
+// process so that its CPU time is its own, serves one layer at most
+// LAYERCAST_BENCH_RATE MiB/s (default 32; 0 is unlimited) to N nodes
+// (nodebin/swarm, in this process) that find each other through a
+// tracker, for N in LAYERCAST_BENCH_LEECHERS (default 1,5,10). The layer
+// is LAYERCAST_BENCH_BYTES long (default 256 MiB, beyond the nodes' 64 MiB
+// look-ahead) with AutoPieceLength's pieces. It reports the seeder's egress
+// ÷ the layer, the layer's MB/s from start to the last node verified, and
+// the seeder's CPU seconds per GB sent (LAYERCAST_BENCH_SEEDER_CPUPROFILE
+// names a file for the seeder's CPU profile).
 //
-//	go test ./orchestrator/seed -run '^$' -bench SeederToNode -benchtime 3x
-func BenchmarkSeederToNode1GiB(b *testing.B) {
-	size := int64(1 << 30)
-	if v := os.Getenv("LAYERCAST_BENCH_BYTES"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			b.Fatal(err)
-		}
-		size = n
-	}
+//	go test ./orchestrator/seed -run '^$' -bench Swarm -benchtime 1x
+func BenchmarkSwarm(b *testing.B) {
+	size := benchInt(b, "LAYERCAST_BENCH_BYTES", 256<<20)
+	rate := benchInt(b, "LAYERCAST_BENCH_RATE", 32) << 20
 	dir := b.TempDir()
-	path, digest := writeFile(b, dir, size, 9)
-	mt, _, err := MakeTorrent(path, 0, "")
+	path, digest := writeLargeFile(b, dir, size, 11)
+	mt, ih, err := MakeTorrent(path, 0, "")
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx := context.Background()
-	s, err := NewSeeder(ctx, Config{ListenAddr: "127.0.0.1:0", AllowLoopback: true}, []Layer{{Path: path, Torrent: mt}})
-	if err != nil {
+	torrentPath := path + ".torrent"
+	if err := os.WriteFile(torrentPath, mt, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	defer s.Close(ctx)
 	layer := jobspec.Layer{Digest: digest, DiffID: digest, ChainID: digest, Size: size, Torrent: mt}
-	b.SetBytes(size)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		nodeDir := b.TempDir()
-		node, err := swarm.New(ctx, swarm.Config{Dir: nodeDir, Seeders: []string{fmt.Sprintf("127.0.0.1:%d", s.Port())}})
+	for _, f := range strings.Split(benchEnv(b, "LAYERCAST_BENCH_LEECHERS", "1,5,10"), ",") {
+		n, err := strconv.Atoi(f)
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.StartTimer()
-		if err := node.Download(ctx, []jobspec.Layer{layer}, nil); err != nil {
+		b.Run(fmt.Sprintf("leechers=%d", n), func(b *testing.B) {
+			var egress, mbps, cpuPerGB float64
+			for i := 0; i < b.N; i++ {
+				r := runBenchJob(b, n, layer, ih, path, torrentPath, rate)
+				egress += r.egress / float64(b.N)
+				mbps += r.mbps / float64(b.N)
+				cpuPerGB += r.cpuPerGB / float64(b.N)
+			}
+			b.ReportMetric(egress, "egress/layer")
+			b.ReportMetric(mbps, "MB/s")
+			b.ReportMetric(cpuPerGB, "seeder-CPU-s/GB")
+		})
+	}
+}
+
+type benchResult struct{ egress, mbps, cpuPerGB float64 }
+
+func runBenchJob(b *testing.B, n int, layer jobspec.Layer, ih metainfo.Hash, path, torrentPath string, rate int64) benchResult {
+	b.StopTimer()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	child := exec.CommandContext(ctx, os.Args[0], "-test.run", "^TestSeederChild$", "-test.v")
+	child.Env = append(os.Environ(), envChildLayer+"="+path, envChildTorrent+"="+torrentPath, envChildRate+"="+strconv.FormatInt(rate, 10))
+	stdin, err := child.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := child.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer child.Wait()
+	defer stdin.Close()
+	lines := bufio.NewScanner(stdout)
+	port := ""
+	for port == "" && lines.Scan() {
+		if v, ok := strings.CutPrefix(lines.Text(), "PORT "); ok {
+			port = v
+		}
+	}
+	if port == "" {
+		b.Fatal("seeder child printed no port")
+	}
+
+	tr := tracker.New(tracker.Config{Token: "tok", InfoHashes: []metainfo.Hash{ih}})
+	srv := httptest.NewServer(tr)
+	defer srv.Close()
+	clients := make([]*swarm.Client, n)
+	for i := range clients {
+		dir, err := os.MkdirTemp(b.TempDir(), "node")
+		if err != nil {
 			b.Fatal(err)
 		}
-		b.StopTimer()
-		node.Close()
-		os.RemoveAll(nodeDir)
-		b.StartTimer()
+		c, err := swarm.New(ctx, swarm.Config{Dir: dir, Announce: tr.AnnounceURL(srv.URL), Seeders: []string{"127.0.0.1:" + port}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		clients[i] = c
+	}
+	j := &testJob{layer: layer, size: layer.Size}
+	b.StartTimer()
+	start := time.Now()
+	for i, err := range j.download(ctx, clients) {
+		if err != nil {
+			b.Fatalf("leecher %d: %v", i, err)
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	stdin.Close()
+	var uploaded, resent int64
+	var cpu float64
+	for lines.Scan() {
+		if v, ok := strings.CutPrefix(lines.Text(), "STATS "); ok {
+			if _, err := fmt.Sscan(v, &uploaded, &resent, &cpu); err != nil {
+				b.Fatalf("seeder stats %q: %v", v, err)
+			}
+		}
+	}
+	if err := child.Wait(); err != nil {
+		b.Fatalf("seeder child: %v", err)
+	}
+	b.Logf("%d leechers × %d MiB at %d MiB/s: %v, egress %.3f × layer (%d MiB resent), seeder %.2f CPU-s",
+		n, layer.Size>>20, rate>>20, elapsed.Round(time.Millisecond), float64(uploaded)/float64(layer.Size), resent>>20, cpu)
+	b.StartTimer()
+	return benchResult{
+		egress:   float64(uploaded) / float64(layer.Size),
+		mbps:     float64(layer.Size) / 1e6 / elapsed.Seconds(),
+		cpuPerGB: cpu / (float64(uploaded) / 1e9),
 	}
 }

@@ -101,22 +101,21 @@ func startJob(t *testing.T, size int64, cfg Config) (*Seeder, jobspec.Layer, str
 	tr := tracker.New(tracker.Config{Token: "tok", InfoHashes: []metainfo.Hash{ih}})
 	srv := httptest.NewServer(tr)
 	t.Cleanup(srv.Close)
-	cfg.Announce = tr.AnnounceURL(srv.URL)
 	s, err := NewSeeder(context.Background(), cfg, []Layer{{Path: path, Torrent: mt}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close(context.Background()) })
 	layer := jobspec.Layer{Digest: digest, DiffID: digest, ChainID: digest, Size: size, Torrent: mt}
-	return s, layer, cfg.Announce, tr
+	return s, layer, tr.AnnounceURL(srv.URL), tr
 }
 
-func TestSeeder_ServesNodesThatFindItThroughTheTracker(t *testing.T) {
+func TestSeeder_ServesANodeGivenItsAddress(t *testing.T) {
 	const size = 5 << 20
 	s, layer, announce, _ := startJob(t, size, Config{ListenAddr: "127.0.0.1:0", AllowLoopback: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	node, err := swarm.New(ctx, swarm.Config{Dir: t.TempDir(), Announce: announce})
+	node, err := swarm.New(ctx, swarm.Config{Dir: t.TempDir(), Announce: announce, Seeders: []string{fmt.Sprintf("127.0.0.1:%d", s.Port())}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,73 +1,98 @@
 package seed
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha1"
+	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/anacrolix/torrent"
-	"github.com/anacrolix/torrent/iplist"
 	"github.com/anacrolix/torrent/metainfo"
 	"golang.org/x/time/rate"
 )
 
-// ErrFileMismatch means a layer file does not hold what its torrent says.
-var ErrFileMismatch = errors.New("layer file does not match its torrent")
-
-// Layer is one file to seed with the metainfo MakeTorrent built from it.
-type Layer struct {
-	Path    string
-	Torrent []byte
-}
-
-// Config is how the bastion's seeder joins a job's swarm.
+// Config is how the bastion's seeder serves a job's swarm.
 type Config struct {
 	// ListenAddr is host:port to accept peers on; port 0 picks one.
 	ListenAddr string
-	// Announce is the job's announce URL (token included); empty: no tracker.
-	Announce string
-	// PublicIP is sent to the tracker as ip=, the address nodes dial.
-	PublicIP string
-	// AllowedIPs are the job's hosts; every other address is refused, in and
-	// out. An empty list admits no remote peer at all.
+	// AllowedIPs are the job's hosts; every other address is refused before
+	// it can send a byte. An empty list admits no remote peer at all.
 	AllowedIPs []string
 	// AllowLoopback admits 127.0.0.0/8 and ::1 too: with --tunnel, nodes
 	// reach the seeder through sshd, which connects from loopback.
 	AllowLoopback bool
-	Logger        *slog.Logger
+	// MaxRate caps the seeder's total upload in bytes/s; 0 is unlimited.
+	MaxRate int64
+	// StarveAfter is the least time a downloading connection that owns no
+	// piece and waits for no other host may go without reporting a piece
+	// before the seeder serves it what other hosts already have; 0 means
+	// 3 s. The seeder waits longer when hosts take longer per piece (see
+	// policy).
+	StarveAfter time.Duration
+	Logger      *slog.Logger
 }
 
 // Stats is the seeder's transfer so far.
 type Stats struct {
 	Uploaded int64   // bytes of piece data sent
+	Resent   int64   // bytes of piece data that had been sent before
 	Rate     float64 // bytes/s since the previous Stats call
-	Peers    int     // distinct connected peers over all layers
+	Peers    int     // distinct remote IPs connected, over all layers
 }
 
-// Seeder seeds a job's layers.
+// Policy timings (see policy).
+const (
+	defaultStarveAfter = 3 * time.Second
+	ownerGrace         = 500 * time.Millisecond
+	ownerIdle          = 5 * time.Second
+	pokeEvery          = 250 * time.Millisecond
+	tickEvery          = 100 * time.Millisecond
+	// maxConns bounds the connections the seeder keeps open.
+	maxConns = 4096
+)
+
+// Seeder serves a job's layers over the BitTorrent peer wire protocol.
 type Seeder struct {
-	log   *slog.Logger
-	cfg   Config
-	cl    *torrent.Client
-	store *readOnlyStorage
+	log     *slog.Logger
+	cfg     Config
+	allowed map[netip.Addr]struct{}
+	ln      *net.TCPListener
+	limiter *rate.Limiter
+	peerID  [20]byte
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	uploaded atomic.Int64
+	resent   atomic.Int64
+	open     atomic.Int64 // connections accepted and not yet closed
 
 	mu       sync.Mutex
-	torrents []*torrent.Torrent
+	torrents map[metainfo.Hash]*torrent
+	conns    map[*conn]struct{}
+	closed   bool
 	lastUp   int64
 	lastAt   time.Time
 }
 
-// NewSeeder starts a client on cfg.ListenAddr seeding layers.
+// torrent is one seeded layer.
+type torrent struct {
+	layer *layerInfo
+
+	mu    sync.Mutex
+	pol   *policy
+	conns map[*peer]*conn
+}
+
+// NewSeeder starts serving layers on cfg.ListenAddr. It keeps serving until
+// Close; ctx only bounds the start.
 func NewSeeder(ctx context.Context, cfg Config, layers []Layer) (*Seeder, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -76,130 +101,285 @@ func NewSeeder(ctx context.Context, cfg Config, layers []Layer) (*Seeder, error)
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	allow, err := newAllowList(cfg.AllowedIPs, cfg.AllowLoopback)
-	if err != nil {
-		return nil, fmt.Errorf("seeder config: %w", err)
+	if cfg.StarveAfter <= 0 {
+		cfg.StarveAfter = defaultStarveAfter
 	}
-	host, portStr, err := net.SplitHostPort(cfg.ListenAddr)
-	if err != nil {
-		return nil, fmt.Errorf("seeder listen address %q: %w", cfg.ListenAddr, err)
+	if cfg.MaxRate < 0 {
+		return nil, fmt.Errorf("seeder config: max rate %d is negative", cfg.MaxRate)
 	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return nil, fmt.Errorf("seeder listen port %q: %w", portStr, err)
-	}
-	s := &Seeder{log: logger, cfg: cfg, store: newReadOnlyStorage(), lastAt: time.Now()}
-	cc := clientConfig(logger, s.store)
-	cc.ListenHost = func(string) string { return host }
-	cc.ListenPort = int(port)
-	cc.IPBlocklist = allow
-	if cfg.PublicIP != "" {
-		ip := net.ParseIP(cfg.PublicIP)
-		if ip == nil || ip.To4() == nil {
-			return nil, fmt.Errorf("seeder public IP %q is not an IPv4 address", cfg.PublicIP)
+	allowed := make(map[netip.Addr]struct{}, len(cfg.AllowedIPs))
+	for _, s := range cfg.AllowedIPs {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("seeder config: allowed IP %q: %w", s, err)
 		}
-		cc.PublicIp4 = ip.To4()
+		allowed[ip.Unmap()] = struct{}{}
 	}
-	cl, err := torrent.NewClient(cc)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.ListenAddr)
 	if err != nil {
-		return nil, fmt.Errorf("start seeder: %w", err)
+		return nil, fmt.Errorf("seeder listen on %q: %w", cfg.ListenAddr, err)
 	}
-	s.cl = cl
+	s := &Seeder{
+		log:      logger,
+		cfg:      cfg,
+		allowed:  allowed,
+		ln:       ln.(*net.TCPListener),
+		limiter:  newLimiter(cfg.MaxRate),
+		torrents: make(map[metainfo.Hash]*torrent),
+		conns:    make(map[*conn]struct{}),
+		lastAt:   time.Now(),
+	}
+	copy(s.peerID[:], "-LC0001-")
+	rand.Read(s.peerID[8:])
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.Add(layers...); err != nil {
 		s.Close(ctx)
 		return nil, err
 	}
+	s.wg.Add(2)
+	go s.acceptLoop()
+	go s.tickLoop()
 	return s, nil
 }
 
-// Port is the port the seeder listens on.
-func (s *Seeder) Port() int { return s.cl.LocalPort() }
+func newLimiter(maxRate int64) *rate.Limiter {
+	if maxRate == 0 {
+		return rate.NewLimiter(rate.Inf, 0)
+	}
+	// A burst of a tenth of a second, at least one block of the largest size.
+	return rate.NewLimiter(rate.Limit(maxRate), int(max(maxBlockLen, maxRate/10)))
+}
 
-// Add seeds more layers. Each file is trusted to be the one its torrent was
-// made from (the layer cache is content-addressed and MakeTorrent hashed it);
-// Add checks its size and the hashes of its first, middle and last pieces,
-// which catches a wrong path or a truncated file without rehashing it all.
+// Port is the port the seeder listens on.
+func (s *Seeder) Port() int { return s.ln.Addr().(*net.TCPAddr).Port }
+
+// Add seeds more layers (see openLayer for the check of each file). A layer
+// already seeded is left as it is.
 func (s *Seeder) Add(layers ...Layer) error {
 	for _, l := range layers {
-		t, err := s.add(l)
+		info, f, err := openLayer(l)
 		if err != nil {
 			return fmt.Errorf("seed %s: %w", l.Path, err)
 		}
+		f.Close() // every connection opens its own descriptor
 		s.mu.Lock()
-		s.torrents = append(s.torrents, t)
+		if _, ok := s.torrents[info.infoHash]; !ok {
+			s.torrents[info.infoHash] = &torrent{
+				layer: info,
+				pol: newPolicy(info, policyConfig{
+					starveAfter: s.cfg.StarveAfter,
+					ownerGrace:  ownerGrace,
+					ownerIdle:   ownerIdle,
+					pokeEvery:   pokeEvery,
+				}),
+				conns: make(map[*peer]*conn),
+			}
+		}
 		s.mu.Unlock()
 	}
 	return nil
 }
 
-func (s *Seeder) add(l Layer) (*torrent.Torrent, error) {
-	mi, err := metainfo.Load(bytes.NewReader(l.Torrent))
-	if err != nil {
-		return nil, fmt.Errorf("read metainfo: %w", err)
+// allow reports whether a peer at ip may connect.
+func (s *Seeder) allow(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	if _, ok := s.allowed[ip]; ok {
+		return true
 	}
-	info, err := mi.UnmarshalInfo()
-	if err != nil {
-		return nil, fmt.Errorf("read info: %w", err)
-	}
-	if info.IsDir() {
-		return nil, errors.New("torrent has several files; a layer torrent has one")
-	}
-	f, err := os.Open(l.Path)
-	if err != nil {
-		return nil, fmt.Errorf("open layer file: %w", err)
-	}
-	if err := spotCheck(f, &info); err != nil {
-		f.Close()
-		return nil, err
-	}
-	ih := mi.HashInfoBytes()
-	s.store.add(ih, f)
-	t, _ := s.cl.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: ih, InfoBytes: mi.InfoBytes, Storage: s.store})
-	if t.Info() == nil {
-		return nil, errors.New("torrent client rejected the info")
-	}
-	if s.cfg.Announce != "" {
-		t.AddTrackers([][]string{{s.cfg.Announce}})
-	}
-	return t, nil
+	return s.cfg.AllowLoopback && ip.IsLoopback()
 }
 
-// spotCheck compares the file's size and a few piece hashes with the info.
-func spotCheck(f *os.File, info *metainfo.Info) error {
-	fi, err := f.Stat()
+func (s *Seeder) acceptLoop() {
+	defer s.wg.Done()
+	for {
+		nc, err := s.ln.AcceptTCP()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("seeder accept", "err", err)
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-s.ctx.Done():
+				return
+			}
+			continue
+		}
+		addr := nc.RemoteAddr().(*net.TCPAddr).AddrPort()
+		if !s.allow(addr.Addr()) || s.open.Load() >= maxConns {
+			s.log.Debug("seeder refused a peer", "peer", addr, "open", s.open.Load())
+			nc.Close()
+			continue
+		}
+		s.open.Add(1)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.open.Add(-1)
+			if err := s.serveConn(nc); err != nil {
+				s.log.Debug("seeder connection ended", "peer", addr, "err", err)
+			}
+		}()
+	}
+}
+
+// serveConn runs one connection from handshake to close.
+func (s *Seeder) serveConn(nc *net.TCPConn) error {
+	defer nc.Close()
+	stop := context.AfterFunc(s.ctx, func() { nc.Close() }) // Close ends it at any stage
+	defer stop()
+	if err := nc.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
+		return err
+	}
+	h, err := readHandshake(nc)
 	if err != nil {
-		return fmt.Errorf("stat layer file: %w", err)
+		return err
 	}
-	if fi.Size() != info.TotalLength() {
-		return fmt.Errorf("%w: %d bytes, torrent says %d", ErrFileMismatch, fi.Size(), info.TotalLength())
+	s.mu.Lock()
+	t := s.torrents[h.infoHash]
+	s.mu.Unlock()
+	if t == nil {
+		return fmt.Errorf("handshake for unknown torrent %x", h.infoHash)
 	}
-	n := info.NumPieces()
-	for _, i := range []int{0, n / 2, n - 1} {
-		p := info.Piece(i)
-		h := sha1.New()
-		if _, err := io.Copy(h, io.NewSectionReader(f, p.Offset(), p.Length())); err != nil {
-			return fmt.Errorf("read piece %d: %w", i, err)
+	f, err := os.Open(t.layer.path)
+	if err != nil {
+		return fmt.Errorf("open layer file: %w", err)
+	}
+	defer f.Close()
+	c := &conn{
+		s: s, t: t, nc: nc, file: f, fast: h.fast(),
+		log:   s.log.With("peer", nc.RemoteAddr().String()),
+		queue: requestQueue{limit: maxQueued},
+		held:  requestQueue{limit: maxQueued},
+		wake:  make(chan struct{}, 1),
+		done:  make(chan struct{}),
+	}
+	// Reply, say what we have and unchoke: a seeder never chokes.
+	reply := handshake{infoHash: h.infoHash, peerID: s.peerID}
+	reply.reserved[fastByte] |= fastBit
+	b := reply.append(nil)
+	if c.fast {
+		b = appendSimple(b, msgHaveAll)
+	} else {
+		b = appendFullBitfield(b, t.layer.numPieces)
+	}
+	b = appendSimple(b, msgUnchoke)
+	if !s.register(c) {
+		return errors.New("seeder closed")
+	}
+	defer s.unregister(c)
+	if _, err := nc.Write(b); err != nil {
+		return fmt.Errorf("send handshake: %w", err)
+	}
+	if err := nc.SetDeadline(time.Time{}); err != nil {
+		return err
+	}
+
+	writeErr := make(chan error, 1)
+	go func() {
+		err := c.writeLoop()
+		c.close()
+		writeErr <- err
+	}()
+	err = c.readLoop()
+	c.close()
+	if werr := <-writeErr; err == nil || errors.Is(err, net.ErrClosed) {
+		err = werr
+	}
+	if errors.Is(err, errPeerComplete) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+func (s *Seeder) register(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	c.t.mu.Lock()
+	c.peer = c.t.pol.join(!c.fast, time.Now())
+	c.t.conns[c.peer] = c
+	c.t.mu.Unlock()
+	return true
+}
+
+func (s *Seeder) unregister(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	c.t.mu.Lock()
+	c.t.pol.leave(c.peer)
+	delete(c.t.conns, c.peer)
+	c.t.mu.Unlock()
+}
+
+// tickLoop runs each torrent's policy clock: owners that went quiet, starving
+// connections, pokes.
+func (s *Seeder) tickLoop() {
+	defer s.wg.Done()
+	tk := time.NewTicker(tickEvery)
+	defer tk.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-tk.C:
+			s.mu.Lock()
+			ts := make([]*torrent, 0, len(s.torrents))
+			for _, t := range s.torrents {
+				ts = append(ts, t)
+			}
+			s.mu.Unlock()
+			for _, t := range ts {
+				t.tick(now)
+			}
 		}
-		if !bytes.Equal(h.Sum(nil), p.V1Hash().Unwrap().Bytes()) {
-			return fmt.Errorf("%w: piece %d hash differs", ErrFileMismatch, i)
-		}
 	}
-	return nil
+}
+
+func (t *torrent) tick(now time.Time) {
+	t.mu.Lock()
+	all := make([]*conn, 0, len(t.conns))
+	for _, c := range t.conns {
+		all = append(all, c)
+	}
+	t.mu.Unlock()
+	for _, c := range all {
+		c.recheck(now)
+	}
+	t.mu.Lock()
+	pokes, rescued := t.pol.tick(now, func(pr *peer) connState { return t.conns[pr].requestState() })
+	conns := make([]*conn, len(pokes))
+	for i, p := range pokes {
+		conns[i] = t.conns[p.peer]
+	}
+	starving := make([]*conn, len(rescued))
+	missing := make([]int, len(rescued))
+	for i, pr := range rescued {
+		starving[i], missing[i] = t.conns[pr], t.layer.numPieces-pr.nHave
+	}
+	t.mu.Unlock()
+	for i, c := range starving {
+		c.log.Info("seeder serves a host that gets nothing from its peers", "layer", t.layer.infoHash.HexString(), "missing_pieces", missing[i])
+	}
+	for i, p := range pokes {
+		conns[i].queueCtrl(appendIndex(nil, msgSuggest, uint32(p.piece)))
+	}
 }
 
 // Stats returns a snapshot of the transfer.
 func (s *Seeder) Stats() Stats {
-	cs := s.cl.Stats()
-	st := Stats{Uploaded: cs.BytesWrittenData.Int64()}
+	st := Stats{Uploaded: s.uploaded.Load(), Resent: s.resent.Load()}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	peers := make(map[string]struct{})
-	for _, t := range s.torrents {
-		for _, pc := range t.PeerConns() {
-			peers[pc.RemoteAddr.String()] = struct{}{}
-		}
+	ips := make(map[netip.Addr]struct{})
+	for c := range s.conns {
+		ips[c.nc.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()] = struct{}{}
 	}
-	st.Peers = len(peers)
+	st.Peers = len(ips)
 	now := time.Now()
 	if dt := now.Sub(s.lastAt).Seconds(); dt > 0 {
 		st.Rate = float64(st.Uploaded-s.lastUp) / dt
@@ -208,74 +388,37 @@ func (s *Seeder) Stats() Stats {
 	return st
 }
 
-// Close stops seeding. anacrolix sends "stopped" announces while closing;
-// Close waits for that until ctx is done, then closes the files anyway.
+// Close stops seeding: it closes the listener and every connection and
+// waits for them until ctx is done.
 func (s *Seeder) Close(ctx context.Context) error {
-	done := make(chan []error, 1)
-	go func() { done <- s.cl.Close() }()
-	var errs []error
-	select {
-	case errs = <-done:
-	case <-ctx.Done():
-		errs = append(errs, fmt.Errorf("close seeder client: %w", ctx.Err()))
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
 	}
-	errs = append(errs, s.store.close())
-	if err := errors.Join(errs...); err != nil {
+	s.closed = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	err := s.ln.Close()
+	for _, c := range conns {
+		c.close()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = errors.Join(err, fmt.Errorf("wait for connections: %w", ctx.Err()))
+	}
+	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("close seeder: %w", err)
 	}
 	return nil
-}
-
-// allowList blocks every IP that is not allowed (see swarm's twin: the two
-// sides share no code). anacrolix consults IPBlocklist before dialing and
-// when accepting.
-type allowList struct {
-	allowed  map[netip.Addr]struct{}
-	loopback bool
-}
-
-func newAllowList(ips []string, loopback bool) (*allowList, error) {
-	a := &allowList{allowed: make(map[netip.Addr]struct{}, len(ips)), loopback: loopback}
-	for _, s := range ips {
-		ip, err := netip.ParseAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("allowed IP %q: %w", s, err)
-		}
-		a.allowed[ip.Unmap()] = struct{}{}
-	}
-	return a, nil
-}
-
-func (a *allowList) Lookup(ip net.IP) (iplist.Range, bool) {
-	if addr, ok := netip.AddrFromSlice(ip); ok {
-		addr = addr.Unmap()
-		if _, allowed := a.allowed[addr]; allowed || (a.loopback && addr.IsLoopback()) {
-			return iplist.Range{}, false
-		}
-	}
-	return iplist.Range{First: ip, Last: ip, Description: "not a host of this job"}, true
-}
-
-func (a *allowList) NumRanges() int { return len(a.allowed) }
-
-// clientConfig mirrors the node side's tuning (nodebin/swarm): TCP only, no
-// DHT/PEX/uPnP/webseeds, no header obfuscation, IPv4 only.
-func clientConfig(logger *slog.Logger, store *readOnlyStorage) *torrent.ClientConfig {
-	cc := torrent.NewDefaultClientConfig()
-	cc.Slogger = logger
-	cc.DefaultStorage = store
-	cc.Seed = true
-	cc.NoDHT = true
-	cc.DhtStartingNodes = nil
-	cc.PeriodicallyAnnounceTorrentsToDht = false
-	cc.DisablePEX = true
-	cc.DisableUTP = true
-	cc.DisableIPv6 = true
-	cc.NoDefaultPortForwarding = true
-	cc.DisableWebtorrent = true
-	cc.DisableWebseeds = true
-	cc.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{}
-	cc.MaxAllocPeerRequestDataPerConn = 4 << 20 // 64 blocks of the nodes' 64 KiB requests
-	cc.DialRateLimiter = rate.NewLimiter(100, 100)
-	return cc
 }

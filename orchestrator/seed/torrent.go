@@ -1,5 +1,3 @@
-// Package seed is the bastion's BitTorrent side: it builds one torrent per
-// layer file and seeds the job's layers to the fleet.
 package seed
 
 import (

@@ -1,0 +1,427 @@
+package seed
+
+import (
+	"math/bits"
+	"time"
+)
+
+// policy decides, for one torrent, which requests the seeder serves, so that
+// each piece leaves the bastion about once and the hosts pass it on among
+// themselves. It is a pure state machine: the connections tell it what
+// peers have and ask, and pass the time in.
+//
+// Why it decides per request and advertises everything: the nodes' client
+// (anacrolix/torrent v1.61.0 with its default MaxUnverifiedBytes of 64 MiB)
+// only looks at the first 64 MiB of the pieces it still wants, ordered
+// partial first, then by availability (lowest first), then by index. A piece
+// no connected peer advertises has availability 0 and sorts first, so a
+// seeder advertising only a few pieces per connection (BEP 16 style) would
+// leave every node of a layer larger than 64 MiB staring at pieces nobody
+// offers: it would request nothing, from the seeder or its peers. So the
+// seeder says it has everything (HaveAll) and answers each request with one
+// of three verdicts:
+//
+//   - serve: a piece nobody has received yet goes to the first connection
+//     that asks for it, which then owns it until it reports the piece (HAVE)
+//     or leaves. A lone host therefore gets everything at the seeder's full
+//     rate, and many hosts get disjoint pieces.
+//   - hold: a request for a piece another connection owns and is pulling
+//     waits unanswered and is decided again later (see conn.recheck). A
+//     reject would be simpler, but each one lowers the anacrolix node's
+//     request budget with that peer (peakRequests); after a few it keeps one
+//     request outstanding, for the first piece in its own fixed random order
+//     among the rarest, and stops pulling even the pieces it owns while
+//     another node owns that one. A held request keeps its place and the
+//     node keeps pulling its other pieces.
+//   - refuse (the fast extension's Reject Request, BEP 6): a piece some host
+//     has reported is not sent again; the node then asks a peer for it.
+//     Except to a starving connection: one that is interested, lacks pieces,
+//     owns none, waits for no owner (no held request) and has reported no
+//     piece for starveLimit. It is rescued: served whatever it asks until it
+//     reports a piece the seeder did not send it (it has another source
+//     again).
+//
+// An owner with no request of its piece waiting, that has neither asked for
+// nor been sent a block of it for ownerGrace, loses it to the next
+// connection that asks (the bytes it got are sent again, Stats.Resent), and
+// gives it back to the pool after ownerIdle. Owners do go idle: a node's
+// requests come in bursts in its own order; a burst often ends inside a
+// free piece, and the node asks for the rest only once the held requests
+// ahead of it in its order are answered. (An ownership cap per connection
+// was tried: it only adds that case at the cap, and deadlocks when every
+// node is at the cap with idle pieces.)
+//
+// A node whose requests were all refused or held asks that peer for nothing
+// more until something else happens on the connection, so the seeder pokes
+// connections with nothing served pending that could be served (a piece is
+// undelivered, or they are rescued) with a Suggest Piece, which makes the
+// node plan its requests again.
+type policy struct {
+	cfg       policyConfig
+	numPieces int
+	pieceLen  int64
+	lastLen   int64
+
+	pieces []pieceState
+	peers  map[*peer]struct{}
+	// pool counts pieces neither delivered nor owned: never sent, or given
+	// back by an owner.
+	pool int
+	// undelivered counts pieces no peer has reported.
+	undelivered int
+	// haveGap is a moving average of the time between two reports of one
+	// peer, for pieces it got from its peers: how long a healthy host takes
+	// per piece passed on.
+	haveGap time.Duration
+}
+
+type policyConfig struct {
+	starveAfter time.Duration // least time without a report before a connection starves
+	ownerGrace  time.Duration // an owner idle this long on its piece loses it to a connection that asks
+	ownerIdle   time.Duration // an owner idle this long on its piece gives it back
+	pokeEvery   time.Duration // least time between two pokes of one connection
+}
+
+// blockUnit is the granularity at which the policy remembers which bytes of
+// a piece were sent (for Stats.Resent).
+const blockUnit = 16 << 10
+
+type pieceState struct {
+	owner *peer
+	// ownerQueued counts the owner's requests for the piece that were
+	// served and not sent yet; ownerSeen is the owner's last request for it
+	// or the last block of it sent to the owner.
+	ownerQueued int
+	ownerSeen   time.Time
+	delivered   bool     // some peer reported it
+	sent        []uint64 // blockUnits sent at least once
+}
+
+// peer is the policy's view of one connection.
+type peer struct {
+	has        []uint64
+	nHave      int
+	owned      int
+	interested bool
+	// serveAll is for peers without the fast extension: they cannot be
+	// refused, so they are served everything they ask for.
+	serveAll bool
+	rescued  bool
+	since    time.Time // joined, or last became interested
+	lastHave time.Time
+	lastPoke time.Time
+	sentTo   map[int]int64 // bytes sent to this peer, by piece not yet reported
+}
+
+// verdict is the policy's answer to a request.
+type verdict int
+
+const (
+	serve verdict = iota
+	hold
+	refuse
+)
+
+func (v verdict) String() string {
+	switch v {
+	case serve:
+		return "serve"
+	case hold:
+		return "hold"
+	}
+	return "refuse"
+}
+
+func newPolicy(l *layerInfo, cfg policyConfig) *policy {
+	return &policy{
+		cfg:         cfg,
+		numPieces:   l.numPieces,
+		pieceLen:    l.pieceLen,
+		lastLen:     l.pieceLength(l.numPieces - 1),
+		pieces:      make([]pieceState, l.numPieces),
+		peers:       make(map[*peer]struct{}),
+		pool:        l.numPieces,
+		undelivered: l.numPieces,
+	}
+}
+
+func (p *policy) length(i int) int64 {
+	if i == p.numPieces-1 {
+		return p.lastLen
+	}
+	return p.pieceLen
+}
+
+// join adds a connection.
+func (p *policy) join(serveAll bool, now time.Time) *peer {
+	pr := &peer{
+		has:      make([]uint64, (p.numPieces+63)/64),
+		serveAll: serveAll,
+		since:    now,
+		sentTo:   make(map[int]int64),
+	}
+	p.peers[pr] = struct{}{}
+	return pr
+}
+
+// leave removes a connection; the pieces it owned go back to the pool,
+// except those it was sent all of: an anacrolix node closes its connection
+// to a seeder as soon as it has every piece, sometimes before its last
+// reports leave, so it most likely has them.
+func (p *policy) leave(pr *peer) {
+	if _, ok := p.peers[pr]; !ok {
+		return
+	}
+	delete(p.peers, pr)
+	for i := range p.pieces {
+		if p.pieces[i].owner != pr {
+			continue
+		}
+		if pr.sentTo[i] >= p.length(i) {
+			p.deliver(i)
+		} else {
+			p.release(i)
+		}
+	}
+}
+
+// deliver marks piece i reported by some peer.
+func (p *policy) deliver(i int) {
+	ps := &p.pieces[i]
+	if ps.delivered {
+		return
+	}
+	ps.delivered = true
+	p.undelivered--
+	if ps.owner != nil {
+		ps.owner.owned--
+		ps.owner, ps.ownerQueued = nil, 0
+	} else {
+		p.pool--
+	}
+}
+
+// ownerIdleFor reports whether piece i's owner has been idle on it for d:
+// no request of it waiting, none made and no block sent.
+func (p *policy) ownerIdleFor(i int, d time.Duration, now time.Time) bool {
+	ps := &p.pieces[i]
+	return ps.ownerQueued == 0 && now.Sub(ps.ownerSeen) >= d
+}
+
+func (p *policy) release(i int) {
+	ps := &p.pieces[i]
+	ps.owner.owned--
+	ps.owner, ps.ownerQueued = nil, 0
+	p.pool++
+}
+
+func (pr *peer) hasPiece(i int) bool { return pr.has[i/64]&(1<<(i%64)) != 0 }
+
+func (pr *peer) complete(n int) bool { return pr.nHave == n }
+
+// setInterested records the peer's interest.
+func (p *policy) setInterested(pr *peer, on bool, now time.Time) {
+	if on && !pr.interested {
+		pr.since = now
+	}
+	pr.interested = on
+}
+
+// have records that pr reported piece i; it returns whether pr now has
+// every piece.
+func (p *policy) have(pr *peer, i int, now time.Time) bool {
+	if pr.hasPiece(i) {
+		return pr.complete(p.numPieces)
+	}
+	pr.has[i/64] |= 1 << (i % 64)
+	pr.nHave++
+	p.deliver(i)
+	if fromPeers := pr.sentTo[i] < p.length(i); fromPeers {
+		if !pr.lastHave.IsZero() {
+			p.haveGap = ewma(p.haveGap, now.Sub(pr.lastHave))
+		}
+		pr.rescued = false // it has a source besides the seeder again
+	}
+	pr.lastHave = now
+	delete(pr.sentTo, i)
+	return pr.complete(p.numPieces)
+}
+
+func ewma(avg, sample time.Duration) time.Duration {
+	if avg == 0 {
+		return sample
+	}
+	return (avg*7 + sample) / 8
+}
+
+// haveAll records that pr has every piece.
+func (p *policy) haveAll(pr *peer, now time.Time) {
+	for i := 0; i < p.numPieces; i++ {
+		p.have(pr, i, now)
+	}
+}
+
+// request decides what to do with pr's request for a block of piece i. A
+// held request is asked about again later; every served request of a
+// piece's owner must be followed by sent or dropped.
+func (p *policy) request(pr *peer, i int, now time.Time) verdict {
+	if pr.serveAll {
+		return serve
+	}
+	if pr.hasPiece(i) {
+		return refuse
+	}
+	ps := &p.pieces[i]
+	switch {
+	case ps.delivered:
+	case ps.owner == pr:
+		ps.ownerQueued++
+		ps.ownerSeen = now
+		return serve
+	case ps.owner == nil || p.ownerIdleFor(i, p.cfg.ownerGrace, now):
+		if ps.owner == nil {
+			p.pool--
+		} else {
+			ps.owner.owned-- // taken over: what it got of the piece is sent again
+		}
+		ps.owner, ps.ownerQueued, ps.ownerSeen = pr, 1, now
+		pr.owned++
+		return serve
+	case !pr.rescued:
+		return hold
+	}
+	if pr.rescued {
+		return serve
+	}
+	return refuse
+}
+
+// dropped records that a served request will not be sent after all (the
+// peer cancelled it).
+func (p *policy) dropped(pr *peer, r request) {
+	if ps := &p.pieces[r.index]; ps.owner == pr && ps.ownerQueued > 0 {
+		ps.ownerQueued--
+	}
+}
+
+// starving reports whether pr lacks pieces and wants them, owns none, waits
+// for no owner (held is its number of held requests), and has reported
+// none for starveLimit.
+func (p *policy) starving(pr *peer, held int, now time.Time) bool {
+	if !pr.interested || pr.complete(p.numPieces) || pr.owned > 0 || held > 0 {
+		return false
+	}
+	last := pr.since
+	if pr.lastHave.After(last) {
+		last = pr.lastHave
+	}
+	return now.Sub(last) >= p.starveLimit()
+}
+
+// starveLimit is how long a connection may go without reporting a piece
+// before it starves: cfg.starveAfter, or four times the usual gap between a
+// healthy host's reports of pieces from its peers if that is longer, at
+// most 8 × cfg.starveAfter.
+func (p *policy) starveLimit() time.Duration {
+	return min(max(p.cfg.starveAfter, 4*p.haveGap), 8*p.cfg.starveAfter)
+}
+
+// sent records that a block went out to pr; it returns how many of its bytes
+// had been sent before (to anyone).
+func (p *policy) sent(pr *peer, r request, now time.Time) (resent int64) {
+	i := int(r.index)
+	ps := &p.pieces[i]
+	if ps.owner == pr {
+		if ps.ownerQueued > 0 {
+			ps.ownerQueued--
+		}
+		ps.ownerSeen = now
+	}
+	if ps.sent == nil {
+		ps.sent = make([]uint64, (p.length(i)+blockUnit*64-1)/(blockUnit*64))
+	}
+	end := int64(r.begin) + int64(r.length)
+	for u := int64(r.begin) / blockUnit; u*blockUnit < end; u++ {
+		lo, hi := max(u*blockUnit, int64(r.begin)), min((u+1)*blockUnit, end)
+		w, bit := u/64, uint64(1)<<(u%64)
+		if ps.sent[w]&bit != 0 {
+			resent += hi - lo
+		}
+		ps.sent[w] |= bit
+	}
+	if _, ok := p.peers[pr]; ok && !pr.hasPiece(i) {
+		pr.sentTo[i] += int64(r.length)
+	}
+	return resent
+}
+
+// poke is a connection to nudge with a Suggest Piece for piece.
+type poke struct {
+	peer  *peer
+	piece int
+}
+
+// connState is what the policy needs to know of a connection's requests.
+type connState struct {
+	idle bool // nothing served is queued or being sent
+	held int  // requests held
+}
+
+// tick gives back pieces whose owners went quiet, marks starving
+// connections rescued (and returns those), and returns the connections worth
+// poking: those with nothing served pending that could be served now.
+func (p *policy) tick(now time.Time, state func(*peer) connState) (pokes []poke, rescued []*peer) {
+	for i := range p.pieces {
+		ps := &p.pieces[i]
+		if ps.owner != nil && p.ownerIdleFor(i, p.cfg.ownerIdle, now) {
+			p.release(i)
+		}
+	}
+	for pr := range p.peers {
+		if pr.serveAll || !pr.interested || pr.complete(p.numPieces) {
+			continue
+		}
+		st := state(pr)
+		if !pr.rescued && p.starving(pr, st.held, now) {
+			pr.rescued = true
+			rescued = append(rescued, pr)
+		}
+		if now.Sub(pr.lastPoke) < p.cfg.pokeEvery || !st.idle {
+			continue
+		}
+		var piece int
+		switch {
+		case pr.rescued:
+			piece = p.firstMissing(pr, false)
+		case p.undelivered > 0:
+			piece = p.firstMissing(pr, true)
+		default:
+			continue
+		}
+		if piece < 0 {
+			continue
+		}
+		pr.lastPoke = now
+		pokes = append(pokes, poke{pr, piece})
+	}
+	return pokes, rescued
+}
+
+// firstMissing returns the lowest piece pr lacks (and, with undelivered,
+// that nobody has reported), or -1.
+func (p *policy) firstMissing(pr *peer, undelivered bool) int {
+	for w, word := range pr.has {
+		missing := ^word
+		for missing != 0 {
+			i := w*64 + bits.TrailingZeros64(missing)
+			if i >= p.numPieces {
+				return -1
+			}
+			missing &= missing - 1
+			if !undelivered || !p.pieces[i].delivered {
+				return i
+			}
+		}
+	}
+	return -1
+}

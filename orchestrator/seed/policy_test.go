@@ -1,0 +1,295 @@
+package seed
+
+import (
+	"testing"
+	"time"
+)
+
+const testPieceLen = 256 << 10
+
+// busyConns and idleConns describe every connection to policy.tick.
+func busyConns(*peer) connState { return connState{} }
+func idleConns(*peer) connState { return connState{idle: true} }
+
+var testPolicyConfig = policyConfig{
+	starveAfter: 3 * time.Second,
+	ownerGrace:  time.Second,
+	ownerIdle:   5 * time.Second,
+	pokeEvery:   250 * time.Millisecond,
+}
+
+// policyFixture is a policy for a torrent of n full pieces and a clock.
+type policyFixture struct {
+	t   *testing.T
+	p   *policy
+	now time.Time
+}
+
+func newPolicyFixture(t *testing.T, n int) *policyFixture {
+	l := &layerInfo{length: int64(n) * testPieceLen, pieceLen: testPieceLen, numPieces: n}
+	return &policyFixture{t: t, p: newPolicy(l, testPolicyConfig), now: time.Unix(1000, 0)}
+}
+
+func (f *policyFixture) advance(d time.Duration) { f.now = f.now.Add(d) }
+
+// downloader joins a fast-extension peer that wants the torrent.
+func (f *policyFixture) downloader() *peer {
+	pr := f.p.join(false, f.now)
+	f.p.setInterested(pr, true, f.now)
+	return pr
+}
+
+func (f *policyFixture) expect(pr *peer, piece int, want verdict) {
+	f.t.Helper()
+	if got := f.p.request(pr, piece, f.now); got != want {
+		f.t.Fatalf("request for piece %d: %v, want %v", piece, got, want)
+	}
+}
+
+// send records that all of piece i went out to pr.
+func (f *policyFixture) send(pr *peer, i int) int64 {
+	return f.p.sent(pr, request{index: uint32(i), length: testPieceLen}, f.now)
+}
+
+func TestPolicy_GivesEachNeverSentPieceToOneConnection(t *testing.T) {
+	f := newPolicyFixture(t, 8)
+	a, b := f.downloader(), f.downloader()
+	f.expect(a, 0, serve)
+	f.expect(b, 0, hold) // a owns it
+	f.expect(b, 1, serve)
+	f.expect(a, 1, hold) // b owns it
+	f.send(a, 0)
+	f.p.have(a, 0, f.now)
+	// Once a reports it, b gets piece 0 from a, not from the seeder.
+	f.expect(b, 0, refuse)
+}
+
+func TestPolicy_ServesALonePeerEverythingInOrder(t *testing.T) {
+	f := newPolicyFixture(t, 16)
+	f.p.join(false, f.now) // a host that has not started this layer
+	a := f.downloader()
+	for i := 0; i < 16; i++ {
+		f.expect(a, i, serve)
+	}
+	for i := 0; i < 16; i++ {
+		if r := f.send(a, i); r != 0 {
+			t.Fatalf("piece %d: %d bytes counted as resent", i, r)
+		}
+	}
+}
+
+func TestPolicy_GivesThePieceOfAConnectionThatLeftToAnother(t *testing.T) {
+	f := newPolicyFixture(t, 4)
+	a, b := f.downloader(), f.downloader()
+	f.expect(a, 0, serve)
+	f.p.sent(a, request{index: 0, length: 16 << 10}, f.now)
+	f.expect(b, 0, hold)
+	f.p.leave(a) // before it reported the piece
+	f.expect(b, 0, serve)
+	if r := f.send(b, 0); r != 16<<10 {
+		t.Errorf("resent %d bytes, want the %d a got", r, 16<<10)
+	}
+}
+
+func TestPolicy_AnOwnerThatLeftWithAllOfItsPieceCountsAsHavingIt(t *testing.T) {
+	f := newPolicyFixture(t, 4)
+	a, b := f.downloader(), f.downloader()
+	f.expect(a, 0, serve)
+	f.send(a, 0)
+	f.expect(a, 1, serve)
+	f.p.sent(a, request{index: 1, length: 16 << 10}, f.now)
+	f.p.leave(a) // finished and hung up before its reports arrived
+	f.expect(b, 0, refuse)
+	f.expect(b, 1, serve)
+}
+
+func TestPolicy_AnIdleOwnerLosesItsPieceToAConnectionThatAsks(t *testing.T) {
+	f := newPolicyFixture(t, 4)
+	a, b := f.downloader(), f.downloader()
+	f.expect(a, 0, serve)
+	f.p.sent(a, request{index: 0, length: 16 << 10}, f.now) // a's only request, sent
+	f.advance(testPolicyConfig.ownerGrace / 2)
+	f.expect(b, 0, hold)
+	f.advance(testPolicyConfig.ownerGrace / 2)
+	f.expect(b, 0, serve)
+	f.expect(a, 0, hold) // b owns it now
+}
+
+func TestPolicy_AnOwnerWithARequestWaitingKeepsItsPiece(t *testing.T) {
+	f := newPolicyFixture(t, 4)
+	a, b := f.downloader(), f.downloader()
+	f.expect(a, 0, serve) // queued, not sent yet
+	f.advance(10 * testPolicyConfig.ownerIdle)
+	f.expect(b, 0, hold)
+	f.p.tick(f.now, func(*peer) connState { return connState{held: 1} })
+	f.expect(b, 0, hold)
+}
+
+func TestPolicy_AnIdleOwnerGivesItsPieceBack(t *testing.T) {
+	f := newPolicyFixture(t, 4)
+	a, _ := f.downloader(), f.downloader()
+	f.expect(a, 0, serve)
+	f.send(a, 0)
+	if f.p.pool != 3 {
+		t.Fatalf("pool %d, want 3", f.p.pool)
+	}
+	f.advance(testPolicyConfig.ownerIdle)
+	f.p.tick(f.now, busyConns)
+	if f.p.pool != 4 || a.owned != 0 {
+		t.Errorf("after ownerIdle: pool %d, a owns %d; want 4 and 0", f.p.pool, a.owned)
+	}
+}
+
+// deliverEverything has a fresh peer take every piece nobody reported yet
+// from the seeder, and end up with all of them.
+func (f *policyFixture) deliverEverything() *peer {
+	f.t.Helper()
+	x := f.downloader()
+	for i := 0; i < f.p.numPieces; i++ {
+		if !f.p.pieces[i].delivered {
+			f.expect(x, i, serve)
+			f.send(x, i)
+		}
+		f.p.have(x, i, f.now)
+	}
+	return x
+}
+
+func TestPolicy_SendsNothingAgainToHealthyConnections(t *testing.T) {
+	f := newPolicyFixture(t, 4)
+	b := f.downloader()
+	f.p.setInterested(b, false, f.now) // b has not started this layer yet
+	f.deliverEverything()
+	f.p.setInterested(b, true, f.now)
+	for i := 0; i < 4; i++ {
+		f.expect(b, i, refuse)
+	}
+	// b gets pieces from its peers and reports them: it never starves.
+	for i := 0; i < 3; i++ {
+		f.advance(testPolicyConfig.starveAfter - time.Millisecond)
+		f.p.have(b, i, f.now)
+		f.expect(b, 3, refuse)
+	}
+	if pokes, _ := f.p.tick(f.now, idleConns); len(pokes) != 0 {
+		t.Errorf("poked %d healthy connections", len(pokes))
+	}
+}
+
+func TestPolicy_RescuesAStarvingConnection(t *testing.T) {
+	f := newPolicyFixture(t, 4)
+	b := f.downloader()
+	f.expect(b, 0, serve)
+	f.send(b, 0)
+	f.p.have(b, 0, f.now)
+	f.deliverEverything() // its peer got the rest; then vanishes
+	f.advance(testPolicyConfig.starveAfter - time.Millisecond)
+	f.expect(b, 1, refuse)
+	f.advance(time.Millisecond)
+	pokes, rescued := f.p.tick(f.now, idleConns)
+	if len(pokes) != 1 || pokes[0].peer != b || pokes[0].piece != 1 {
+		t.Fatalf("pokes %+v, want b with piece 1", pokes)
+	}
+	if len(rescued) != 1 || rescued[0] != b {
+		t.Fatalf("rescued %v, want b", rescued)
+	}
+	f.expect(b, 1, serve)
+	f.send(b, 1)
+	f.p.have(b, 1, f.now)
+	if !b.rescued {
+		t.Fatal("rescue ended with a piece the seeder sent")
+	}
+	f.p.have(b, 2, f.now) // from a peer: b has a source again
+	if b.rescued {
+		t.Fatal("still rescued after a piece from elsewhere")
+	}
+	f.expect(b, 3, refuse)
+}
+
+func TestPolicy_AConnectionWaitingForAnOwnerIsNotStarving(t *testing.T) {
+	f := newPolicyFixture(t, 4)
+	a, b := f.downloader(), f.downloader()
+	f.expect(a, 0, serve)
+	f.expect(b, 0, hold)
+	f.advance(10 * testPolicyConfig.starveAfter)
+	f.p.tick(f.now, func(pr *peer) connState {
+		if pr == b {
+			return connState{idle: true, held: 1}
+		}
+		return connState{}
+	})
+	if b.rescued || a.rescued {
+		t.Error("rescued a connection that waits for an owner or owns a piece")
+	}
+}
+
+func TestPolicy_StarvingWaitsLongerWhenHostsTakeLongerPerPiece(t *testing.T) {
+	f := newPolicyFixture(t, 4)
+	f.p.haveGap = 2 * time.Second
+	if got := f.p.starveLimit(); got != 8*time.Second {
+		t.Errorf("limit %v, want 4 × 2s", got)
+	}
+	f.p.haveGap = time.Minute
+	if got := f.p.starveLimit(); got != 8*testPolicyConfig.starveAfter {
+		t.Errorf("limit %v, want the cap %v", got, 8*testPolicyConfig.starveAfter)
+	}
+}
+
+func TestPolicy_PokesIdleConnectionsThatCouldBeServed(t *testing.T) {
+	f := newPolicyFixture(t, 4)
+	a, b := f.downloader(), f.downloader()
+	f.p.join(false, f.now) // not interested: never poked
+	busy := map[*peer]bool{b: true}
+	idle := func(pr *peer) connState { return connState{idle: !busy[pr]} }
+	pokes, _ := f.p.tick(f.now, idle)
+	if len(pokes) != 1 || pokes[0].peer != a || pokes[0].piece != 0 {
+		t.Fatalf("pokes %+v, want a with piece 0 only", pokes)
+	}
+	if pokes, _ := f.p.tick(f.now, idle); len(pokes) != 0 {
+		t.Errorf("poked again within pokeEvery: %+v", pokes)
+	}
+	f.advance(testPolicyConfig.pokeEvery)
+	busy[b] = false
+	if pokes, _ := f.p.tick(f.now, idle); len(pokes) != 2 {
+		t.Errorf("pokes %+v, want a and b", pokes)
+	}
+}
+
+func TestPolicy_CountsBytesSentAgain(t *testing.T) {
+	f := newPolicyFixture(t, 2)
+	a, b := f.downloader(), f.downloader()
+	blk := request{index: 0, begin: 32 << 10, length: 32 << 10}
+	if r := f.p.sent(a, blk, f.now); r != 0 {
+		t.Errorf("first send counted %d resent", r)
+	}
+	if r := f.p.sent(b, blk, f.now); r != 32<<10 {
+		t.Errorf("second send counted %d resent, want %d", r, 32<<10)
+	}
+	overlap := request{index: 0, begin: 48 << 10, length: 32 << 10}
+	if r := f.p.sent(b, overlap, f.now); r != 16<<10 {
+		t.Errorf("overlapping send counted %d resent, want %d", r, 16<<10)
+	}
+	if r := f.p.sent(b, request{index: 1, length: 16 << 10}, f.now); r != 0 {
+		t.Errorf("other piece counted %d resent", r)
+	}
+}
+
+func TestPolicy_ServesEverythingToAPeerThatCannotBeRefused(t *testing.T) {
+	f := newPolicyFixture(t, 2)
+	f.deliverEverything()
+	old := f.p.join(true, f.now) // no fast extension
+	f.expect(old, 0, serve)
+	f.expect(old, 1, serve)
+}
+
+func TestPolicy_ReportsACompletePeer(t *testing.T) {
+	f := newPolicyFixture(t, 3)
+	a := f.downloader()
+	for i, want := range []bool{false, false, true} {
+		if got := f.p.have(a, i, f.now); got != want {
+			t.Errorf("after piece %d complete=%v, want %v", i, got, want)
+		}
+	}
+	if f.p.undelivered != 0 || f.p.pool != 0 {
+		t.Errorf("undelivered %d, pool %d after every piece reported", f.p.undelivered, f.p.pool)
+	}
+}

@@ -1,0 +1,217 @@
+package seed
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
+)
+
+// rawPeer is a scripted BitTorrent peer speaking to the seeder over
+// loopback with the package's own codec.
+type rawPeer struct {
+	t  *testing.T
+	nc net.Conn
+	r  *msgReader
+}
+
+func dialRaw(t *testing.T, s *Seeder, ih metainfo.Hash, fast bool) *rawPeer {
+	t.Helper()
+	nc, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	// Generous: only a hung seeder ever hits it.
+	nc.SetDeadline(time.Now().Add(30 * time.Second))
+	h := handshake{infoHash: ih, peerID: [20]byte{'-', 'T', 'T'}}
+	if fast {
+		h.reserved[fastByte] |= fastBit
+	}
+	if _, err := nc.Write(h.append(nil)); err != nil {
+		t.Fatal(err)
+	}
+	return &rawPeer{t: t, nc: nc, r: newMsgReader(nc, 1<<20)}
+}
+
+func (p *rawPeer) send(b []byte) {
+	p.t.Helper()
+	if _, err := p.nc.Write(b); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// next returns the next message that is not a keepalive.
+func (p *rawPeer) next() message {
+	p.t.Helper()
+	for {
+		m, err := p.r.next()
+		if err != nil {
+			p.t.Fatalf("read: %v", err)
+		}
+		if !m.keepalive {
+			return m
+		}
+	}
+}
+
+// expectClosed checks that the seeder closes the connection without
+// sending anything.
+func (p *rawPeer) expectClosed() {
+	p.t.Helper()
+	b, err := io.ReadAll(p.nc)
+	if len(b) != 0 || err != nil {
+		p.t.Errorf("seeder sent %d bytes (err %v), want it to close at once", len(b), err)
+	}
+}
+
+// protocolJob serves one layer of 4 pieces of 256 KiB.
+func protocolJob(t *testing.T, cfg Config) (*Seeder, metainfo.Hash, []byte) {
+	t.Helper()
+	path, _ := writeFile(t, t.TempDir(), 4*256<<10, 5)
+	mt, ih, err := MakeTorrent(path, 256<<10, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ListenAddr = "127.0.0.1:0"
+	s, err := NewSeeder(context.Background(), cfg, []Layer{{Path: path, Torrent: mt}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s, ih, data
+}
+
+func TestSeeder_SpeaksTheFastExtension(t *testing.T) {
+	// The rate limit keeps most of a's requests waiting for minutes, so a
+	// stays the active owner of piece 0 however slow the test runs.
+	s, ih, data := protocolJob(t, Config{AllowLoopback: true, MaxRate: 1024})
+	greet := func(p *rawPeer) {
+		t.Helper()
+		h, err := readHandshake(p.nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.infoHash != ih || !h.fast() {
+			t.Fatalf("handshake for %x, fast %v", h.infoHash, h.fast())
+		}
+		if m := p.next(); m.id != msgHaveAll {
+			t.Fatalf("first message %d, want have all", m.id)
+		}
+		if m := p.next(); m.id != msgUnchoke {
+			t.Fatalf("second message %d, want unchoke", m.id)
+		}
+		p.send(appendSimple(appendSimple(nil, msgHaveNone), msgInterested))
+	}
+	a, b := dialRaw(t, s, ih, true), dialRaw(t, s, ih, true)
+	greet(a)
+	greet(b)
+
+	// a asks first for all of piece 0 and gets its first block.
+	var reqs []byte
+	for begin := uint32(0); begin < 256<<10; begin += 16 << 10 {
+		reqs = appendBlockMsg(reqs, msgRequest, request{index: 0, begin: begin, length: 16 << 10})
+	}
+	a.send(reqs)
+	m := a.next()
+	if m.id != msgPiece || !bytes.Equal(m.payload[8:], data[:16<<10]) {
+		t.Fatalf("a got message %d with %d bytes, want the first block", m.id, len(m.payload))
+	}
+
+	// b's requests for piece 0 wait while a owns it; b's cancel of one is
+	// answered with a reject.
+	held1 := request{index: 0, begin: 0, length: 16 << 10}
+	held2 := request{index: 0, begin: 32 << 10, length: 16 << 10}
+	b.send(appendBlockMsg(appendBlockMsg(nil, msgRequest, held1), msgRequest, held2))
+	b.send(appendBlockMsg(nil, msgCancel, held1))
+	if m := b.next(); m.id != msgReject || (request{m.index, m.begin, m.length}) != held1 {
+		t.Fatalf("b got %+v, want the reject of its cancelled request", m)
+	}
+	// Once a reports piece 0, b is to get it from a: its request is refused.
+	a.send(appendIndex(nil, msgHave, 0))
+	if m := b.next(); m.id != msgReject || (request{m.index, m.begin, m.length}) != held2 {
+		t.Fatalf("b got %+v, want the reject of its held request", m)
+	}
+
+	// A request outside the piece ends the connection.
+	a.send(appendBlockMsg(nil, msgRequest, request{index: 1, begin: 250 << 10, length: 16 << 10}))
+	if _, err := io.ReadAll(a.nc); err != nil {
+		t.Errorf("after a bad request: %v", err)
+	}
+}
+
+func TestSeeder_ServesAPeerWithoutTheFastExtensionEverything(t *testing.T) {
+	s, ih, data := protocolJob(t, Config{AllowLoopback: true})
+	p := dialRaw(t, s, ih, false)
+	if _, err := readHandshake(p.nc); err != nil {
+		t.Fatal(err)
+	}
+	if m := p.next(); m.id != msgBitfield || !bytes.Equal(m.payload, []byte{0xf0}) {
+		t.Fatalf("first message %+v, want a full bitfield", m)
+	}
+	if m := p.next(); m.id != msgUnchoke {
+		t.Fatalf("second message %d, want unchoke", m.id)
+	}
+	p.send(appendSimple(nil, msgInterested))
+	for i := range uint32(4) {
+		p.send(appendBlockMsg(nil, msgRequest, request{index: i, begin: 0, length: 16 << 10}))
+		m := p.next()
+		off := int(i) * 256 << 10
+		if m.id != msgPiece || !bytes.Equal(m.payload[8:], data[off:off+16<<10]) {
+			t.Fatalf("piece %d: message %d", i, m.id)
+		}
+	}
+}
+
+func TestSeeder_RefusesUnknownTorrentsAndHostsBeforeAnyData(t *testing.T) {
+	s, _, _ := protocolJob(t, Config{AllowLoopback: true})
+	dialRaw(t, s, metainfo.Hash{9, 9, 9}, true).expectClosed()
+
+	s2, ih2, _ := protocolJob(t, Config{AllowedIPs: []string{"10.1.2.3"}})
+	dialRaw(t, s2, ih2, true).expectClosed()
+	if st := s2.Stats(); st.Peers != 0 || st.Uploaded != 0 {
+		t.Errorf("stats after a refused host: %+v", st)
+	}
+}
+
+func TestSeeder_CloseEndsEveryConnection(t *testing.T) {
+	s, ih, _ := protocolJob(t, Config{AllowLoopback: true})
+	p := dialRaw(t, s, ih, true)
+	if _, err := readHandshake(p.nc); err != nil {
+		t.Fatal(err)
+	}
+	p.next() // have all
+	p.next() // unchoke
+	if st := s.Stats(); st.Peers != 1 {
+		t.Errorf("%d peers, want 1", st.Peers)
+	}
+	// A peer that connected and never greeted must not hold Close up for
+	// the handshake timeout (10 s).
+	silent, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout/2)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(p.nc); err != nil && !errors.Is(err, net.ErrClosed) {
+		t.Errorf("read after close: %v", err)
+	}
+	if _, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port())); err == nil {
+		t.Error("seeder still accepts after Close")
+	}
+}
