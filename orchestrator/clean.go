@@ -77,6 +77,7 @@ func (e *Engine) Clean(ctx context.Context, opts Options, keepNodeCache bool) ([
 		if err != nil {
 			out[i].Error = err.Error()
 		}
+		out[i].makeSafe()
 	}
 	return out, nil
 }

@@ -84,6 +84,20 @@ type job struct {
 	served *served
 }
 
+// layerMatcher checks the nodes' progress against the job's layers: the
+// bastion's image in p2p mode, none (whatever the registry serves) in
+// registry mode.
+func (j *job) layerMatcher() layerMatcher {
+	m := layerMatcher{peers: len(j.hosts)}
+	if j.mode != ModeRegistry && j.image != nil {
+		m.layers = make([]LayerInfo, 0, len(j.image.Layers))
+		for _, l := range j.image.Layers {
+			m.layers = append(m.layers, LayerInfo{Digest: l.Digest, Size: l.Size})
+		}
+	}
+	return m
+}
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
@@ -115,11 +129,12 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 	if err != nil {
 		return nil, err
 	}
+	// Every event leaves through here, host text made harmless.
 	j := &job{prepared: p, id: id, token: randomHex(16), log: log, emit: func(ev Event) {
 		if ev.Time.IsZero() {
 			ev.Time = e.deps.Now()
 		}
-		sink.Emit(ev)
+		sink.Emit(safeEvent(ev))
 	}}
 	if opts.Timeout > 0 {
 		var cancel context.CancelFunc

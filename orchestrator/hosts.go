@@ -4,8 +4,6 @@ import (
 	"sort"
 	"sync"
 	"time"
-
-	"github.com/layercast/layercast/nodebin/jobspec"
 )
 
 // hostBook is the engine's record of every host in a job: state, progress
@@ -76,19 +74,9 @@ func (b *hostBook) state(host string) HostState {
 	return ""
 }
 
-// progress records a node's progress event.
-func (b *hostBook) progress(host string, p *jobspec.Progress) {
-	hp := &HostProgress{Rate: p.Rate, Peers: p.Peers, FromPeers: p.FromPeers, FromSeeder: p.FromSeeder, Uploaded: p.Uploaded}
-	for _, l := range p.Layers {
-		hp.Layers = append(hp.Layers, LayerProgress(l))
-		hp.Total += l.Total
-		if l.Skipped {
-			hp.Done += l.Total
-		} else {
-			hp.Done += l.Done
-			hp.Needed += l.Total
-		}
-	}
+// progress records a node's progress, matched to the job's layers
+// (layerMatcher).
+func (b *hostBook) progress(host string, hp *HostProgress) {
 	b.mu.Lock()
 	if r := b.hosts[host]; r != nil {
 		if r.progress == nil || hp.Done > r.progress.Done {

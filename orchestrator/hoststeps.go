@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -273,11 +274,13 @@ func (s startStep) Run(ctx context.Context, hr *hostRun) error {
 	}
 	bins, sha, host := s.bins, hr.binary.SHA256, hr.host.Name
 	serverIP := hr.facts.ServerIP
-	hr.node = followNode(proc, host, hr.log, nodeOutlets{book: s.book, emit: s.j.emit, imageID: imageID, serving: func(addr string) {
-		if h, p, err := net.SplitHostPort(addr); err == nil {
-			if h == "" {
-				h = serverIP
-			}
+	hr.node = followNode(proc, host, hr.log, nodeOutlets{book: s.book, emit: s.j.emit, imageID: imageID, layers: s.j.layerMatcher(), serving: func(addr string) {
+		// Only an IP and a port: other hosts fetch from there.
+		h, p, err := net.SplitHostPort(addr)
+		if h == "" {
+			h = serverIP
+		}
+		if _, perr := strconv.ParseUint(p, 10, 16); err == nil && perr == nil && net.ParseIP(h) != nil {
 			bins.addPeer(sha, host, "http://"+net.JoinHostPort(h, p)+"/"+jobspec.HandoffName(sha))
 		}
 	}})

@@ -45,12 +45,14 @@ type node struct {
 
 // nodeOutlets are where a node's events go: its states and progress move
 // its host in book (a node that reports an image other than imageID fails;
-// "" checks nothing), its log lines are emitted, and serving hears where it
-// hands the node binary on (host:port, the host part possibly empty).
+// "" checks nothing; progress is matched to the job's layers by layers),
+// its log lines are emitted, and serving hears where it hands the node
+// binary on (host:port, the host part possibly empty).
 type nodeOutlets struct {
 	book    *hostBook
 	emit    func(Event)
 	imageID string
+	layers  layerMatcher
 	serving func(addr string)
 }
 
@@ -80,8 +82,9 @@ func (n *node) send(v any) error { return n.stdin.send(v) }
 func (n *node) follow(stdout io.Reader, out nodeOutlets) error {
 	name, book, imageID := n.host, out.book, out.imageID
 	dec := jobspec.NewDecoder(stdout)
+	dropped := 0
 	for {
-		var ev jobspec.Event
+		ev := nodeEvent{Progress: boundedProgress{max: out.layers.maxLayers()}}
 		err := dec.Decode(&ev)
 		if errors.Is(err, io.EOF) {
 			break
@@ -108,8 +111,19 @@ func (n *node) follow(stdout io.Reader, out nodeOutlets) error {
 				book.set(name, HostFailed, ev.Message)
 			}
 		case jobspec.EventProgress:
-			if ev.Progress != nil {
-				book.progress(name, ev.Progress)
+			hp, err := (*HostProgress)(nil), ev.Progress.err
+			if err == nil && ev.Progress.p != nil {
+				hp, err = out.layers.match(ev.Progress.p)
+			}
+			if err != nil {
+				// Once per node: a node that sends nonsense sends it often.
+				if dropped++; dropped == 1 {
+					n.log.Warn("node progress ignored", "err", err)
+				}
+				continue
+			}
+			if hp != nil {
+				book.progress(name, hp)
 			}
 		case jobspec.EventLog:
 			out.emit(Event{Kind: EventHostLog, Host: name, Message: ev.Message})

@@ -86,6 +86,7 @@ func (e *Engine) Plan(ctx context.Context, opts Options) (*Plan, error) {
 		p.Bytes += hp.Needs
 		p.Hosts = append(p.Hosts, hp)
 	}
+	p.makeSafe()
 	return p, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -284,13 +285,37 @@ func writeMarkdown(w io.Writer, r *orchestrator.Report) {
 		icon = "❌"
 	}
 	fmt.Fprintf(w, "### %s layercast: `%s` to %d/%d hosts in %s\n\n", icon, r.Image, len(r.Hosts)-len(failed), len(r.Hosts), r.Duration.Round(100*time.Millisecond))
-	fmt.Fprintf(w, "Mode %s · image %s · %s\n\n", r.Mode, textfmt.Bytes(r.Size), traffic(r))
+	fmt.Fprintf(w, "Mode %s · image %s · %s\n\n", mdText(r.Mode), textfmt.Bytes(r.Size), mdText(traffic(r)))
+	if r.Unverified != "" {
+		fmt.Fprintf(w, "⚠️ Not verified: %s\n\n", mdText(r.Unverified))
+	}
 	fmt.Fprintln(w, "| host | result | time | from peers | from bastion | layers skipped | error |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- |")
 	for _, h := range r.Hosts {
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %d | %s |\n", h.Host, h.State, h.Duration.Round(100*time.Millisecond),
-			textfmt.Bytes(h.FromPeers), textfmt.Bytes(h.FromSeeder), h.LayersSkipped, strings.ReplaceAll(textfmt.OneLine(h.Error), "|", "\\|"))
+		result := string(h.State)
+		if h.Unverified {
+			result += " (not verified)"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %d | %s |\n", mdText(h.Host), mdText(result), h.Duration.Round(100*time.Millisecond),
+			textfmt.Bytes(h.FromPeers), textfmt.Bytes(h.FromSeeder), h.LayersSkipped, mdText(h.Error))
 	}
+}
+
+// mdText puts text on one line and backslash-escapes every ASCII
+// punctuation character (CommonMark allows escaping any of them), so that
+// nothing in it (a host's error, a host name) can open a link, an image,
+// HTML, emphasis, code or a table cell in the summary: it renders as the
+// text it is.
+func mdText(s string) string {
+	s = textfmt.OneLine(s)
+	var b strings.Builder
+	for _, r := range s {
+		if r < 0x80 && unicode.IsPunct(r) || r < 0x80 && unicode.IsSymbol(r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func newVersionCmd() *cobra.Command {
