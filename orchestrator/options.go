@@ -3,7 +3,10 @@ package orchestrator
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/distribution/reference"
 )
 
 // Mode chooses how layers reach the hosts.
@@ -85,6 +88,30 @@ func (o Options) Validate() error {
 	}
 	if o.Concurrency < 1 || o.UploadConcurrency < 1 {
 		return errors.New("--concurrency and --upload-concurrency must be at least 1")
+	}
+	if o.Image != "" {
+		if err := checkImageRef(o.Image, o.Mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkImageRef refuses a reference the daemons would refuse, before
+// anything is contacted.
+func checkImageRef(image string, mode Mode) error {
+	named, err := reference.ParseNormalizedNamed(image)
+	if err != nil {
+		return fmt.Errorf("invalid image reference %q: %v; write [registry/]name[:tag][@sha256:digest], the name in lower case", image, err)
+	}
+	// The parser takes a first component in upper case for a registry
+	// host ("UPPER/app"); no registry is named so.
+	if name := named.Name(); strings.ToLower(name) != name {
+		return fmt.Errorf("invalid image reference %q: the name must be lower case (%s)", image, strings.ToLower(reference.FamiliarName(named)))
+	}
+	_, tagged := named.(reference.Tagged)
+	if _, digested := named.(reference.Digested); digested && !tagged && mode == ModeP2P {
+		return fmt.Errorf("image reference %q has a digest and no tag: p2p mode tags the image it brings; add a tag (name:tag@sha256:...) or use --mode registry", image)
 	}
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 
 func newRootCmd() *cobra.Command {
 	var jf jobFlags
+	var showVersion bool
 	root := &cobra.Command{
 		Use:   "layercast",
 		Short: "Push a container image to a fleet of Docker hosts peer-to-peer",
@@ -38,6 +39,9 @@ On a terminal, layercast without a command opens the console.`,
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if showVersion {
+				return printVersion(cmd.OutOrStdout())
+			}
 			if !term.IsTerminal(int(os.Stdin.Fd())) || !term.IsTerminal(int(os.Stdout.Fd())) {
 				return usageErr(errors.New("the console needs a terminal; use `layercast run` for headless jobs"))
 			}
@@ -46,6 +50,7 @@ On a terminal, layercast without a command opens the console.`,
 	}
 	jf.register(root)
 	root.Flags().StringVar(&jf.image, "image", "", "image to preselect in the console")
+	root.Flags().BoolVar(&showVersion, "version", false, "print the version, as `layercast version` does")
 	root.AddCommand(newRunCmd(), newPlanCmd(), newCleanCmd(), newVersionCmd(), newCompletionCmd())
 	return root
 }
