@@ -26,6 +26,8 @@ type hostRecord struct {
 	progress *HostProgress
 	imageID  string
 	nodeFrom string
+	// unverified: its image ID is not checked against the bastion's.
+	unverified bool
 	// advanced is when the host last received a byte or changed state.
 	advanced time.Time
 }
@@ -86,6 +88,16 @@ func (b *hostBook) progress(host string, hp *HostProgress) {
 	}
 	b.mu.Unlock()
 	b.emit(Event{Kind: EventHostProgress, Host: host, Progress: hp})
+}
+
+// setUnverified records that the host's image ID is checked against
+// nothing (registry mode).
+func (b *hostBook) setUnverified(host string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r := b.hosts[host]; r != nil {
+		r.unverified = true
+	}
 }
 
 func (b *hostBook) setImageID(host, id string) {
@@ -189,7 +201,8 @@ func (b *hostBook) results() []HostResult {
 	defer b.mu.Unlock()
 	out := make([]HostResult, 0, len(b.hosts))
 	for _, r := range b.hosts {
-		hr := HostResult{Host: r.name, State: r.state, Error: r.err, ImageID: r.imageID, NodeFrom: r.nodeFrom}
+		hr := HostResult{Host: r.name, State: r.state, Error: r.err, ImageID: r.imageID, NodeFrom: r.nodeFrom,
+			Unverified: r.unverified && r.state == HostDone}
 		if !r.state.Terminal() {
 			hr.State = HostCancelled
 		}

@@ -268,9 +268,11 @@ func (s startStep) Run(ctx context.Context, hr *hostRun) error {
 	if err != nil {
 		return fmt.Errorf("start node binary: %w", err)
 	}
-	imageID := ""
-	if s.j.image != nil {
-		imageID = s.j.image.ID
+	// The node's done must name the image the spec asked for; a registry
+	// pull with nothing to check against is recorded as unverified.
+	imageID := spec.ImageID
+	if imageID == "" {
+		s.book.setUnverified(hr.host.Name)
 	}
 	bins, sha, host := s.bins, hr.binary.SHA256, hr.host.Name
 	serverIP := hr.facts.ServerIP

@@ -24,6 +24,28 @@ type prepared struct {
 	image    *imagecache.Image
 	config   []byte
 	cacheDir string
+	// expect is, in registry mode, the bastion's copy of the image that
+	// the hosts' pulls are checked against; nil when the bastion has none.
+	expect *expectedImage
+}
+
+// expectedImage is the bastion's copy of an image in registry mode.
+type expectedImage struct {
+	ID       string
+	Platform imagecache.Platform
+	// Config is the config JSON when the bastion exported the image
+	// (--mode auto); the nodes then check the layers too.
+	Config []byte
+}
+
+// idFor is the image ID a host of CPU arch must end up with, or "" when
+// the bastion's copy cannot tell: another CPU pulls another image.
+func (e *expectedImage) idFor(arch string) string {
+	p := e.Platform
+	if (p.OS == "" || p.OS == "linux") && p.Architecture == arch && p.Architecture != "arm" {
+		return e.ID
+	}
+	return ""
 }
 
 // reachable reads the inventory, selects the hosts and sets up SSH to
@@ -66,10 +88,14 @@ func (e *Engine) prepare(ctx context.Context, opts Options, log *slog.Logger) (*
 
 	if p.mode == ModeRegistry {
 		// The hosts pull from the registry; the bastion's copy, when it has
-		// one, only gives the image ID to check against.
-		if insp, err := e.deps.Docker.ImageInspect(ctx, opts.Image); err == nil {
-			log.Debug("registry mode: bastion knows the image", "id", insp.ID)
+		// one, gives the image ID to check every pull against.
+		insp, err := e.deps.Docker.ImageInspect(ctx, opts.Image)
+		if err != nil {
+			log.Info("registry mode: the bastion has no copy of the image; the hosts' image IDs cannot be checked", "err", err)
+			return p, nil
 		}
+		p.expect = &expectedImage{ID: insp.ID, Platform: imagecache.Platform{OS: insp.Os, Architecture: insp.Architecture, Variant: insp.Variant}}
+		log.Debug("registry mode: bastion knows the image", "id", insp.ID, "platform", p.expect.Platform)
 		return p, nil
 	}
 
@@ -103,6 +129,9 @@ func (e *Engine) prepare(ctx context.Context, opts Options, log *slog.Logger) (*
 	if p.mode == ModeAuto {
 		p.mode = chooseMode(im.Size(), len(p.hosts))
 		log.Info("auto mode", "chose", p.mode, "size", im.Size(), "hosts", len(p.hosts))
+		if p.mode == ModeRegistry {
+			p.expect = &expectedImage{ID: im.ID, Platform: im.Platform, Config: p.config}
+		}
 	}
 	return p, nil
 }

@@ -26,14 +26,20 @@ func (j *job) specFor(ctx context.Context, hr *hostRun, registryAuth string) (*j
 		ProgressEvery: jobspec.Duration(jobspec.DefaultProgressEvery),
 		PublicIP:      hr.facts.ServerIP,
 	}
-	if j.image != nil {
-		spec.ImageID, spec.Config = j.image.ID, j.config
-	}
 	if j.mode == ModeRegistry {
 		// On the node's stdin only: never in arguments or files.
 		spec.RegistryAuth = registryAuth
+		// The node checks its pull against the bastion's copy when that
+		// is an image for the host's CPU; otherwise the host's result is
+		// unverified.
+		if j.expect != nil {
+			if spec.ImageID = j.expect.idFor(hr.facts.Arch); spec.ImageID != "" {
+				spec.Config = j.expect.Config
+			}
+		}
 		return spec, nil
 	}
+	spec.ImageID, spec.Config = j.image.ID, j.config
 	sv := j.served
 	spec.Layers = sv.layers
 	if j.opts.Tunnel {

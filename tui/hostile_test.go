@@ -115,3 +115,18 @@ func TestConsole_HostileHostTextRendersHarmless(t *testing.T) {
 	}
 	t.Logf("%d frames checked", len(frames))
 }
+
+func TestSummaryScreen_SaysWhenTheImageWasNotVerified(t *testing.T) {
+	rec := Recording{Events: []orchestrator.Event{
+		{Kind: orchestrator.EventJobStarted, Job: &orchestrator.JobInfo{ID: "r1", Image: "lab/app:v3", Mode: "registry", Hosts: []string{"h01"}}},
+		{Kind: orchestrator.EventHostState, Host: "h01", State: orchestrator.HostDone},
+		{Kind: orchestrator.EventJobDone, Report: &orchestrator.Report{JobID: "r1", Image: "lab/app:v3", Mode: "registry",
+			Unverified: "the bastion has no copy of lab/app:v3 to compare with",
+			Hosts:      []orchestrator.HostResult{{Host: "h01", State: orchestrator.HostDone, Unverified: true}}}},
+	}}
+	tm := startConsole(t, testConfig(&ReplayEngine{Recordings: []Recording{rec}}, labCatalog(), recordingStart))
+	waitFor(t, tm, "8 of 8 selected", "4 local images")
+	press(tm, "lab/app:v3", "enter")
+	waitFor(t, tm, "1 done", "⚠ not verified: the bastion has no copy of lab/app:v3")
+	finalView(t, tm)
+}

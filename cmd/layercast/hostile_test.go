@@ -92,3 +92,17 @@ func TestOutput_HostileHostsRenderHarmless(t *testing.T) {
 		t.Errorf("summary does not show the host's Markdown as text:\n%s", md.String())
 	}
 }
+
+func TestOutput_UnverifiedResultIsSaid(t *testing.T) {
+	rep := &orchestrator.Report{JobID: "j1", Image: "reg.example/app:v1", Mode: "registry",
+		Unverified: "the bastion has no copy of reg.example/app:v1 to compare with: host h01 holds whatever the registry serves under that name",
+		Hosts:      []orchestrator.HostResult{{Host: "h01", State: orchestrator.HostDone, Unverified: true, ImageID: "sha256:ab"}}}
+	var plain, md bytes.Buffer
+	writeTable(&plain, rep)
+	writeMarkdown(&md, rep)
+	for name, out := range map[string]string{"table": plain.String(), "markdown": md.String()} {
+		if !strings.Contains(strings.ReplaceAll(out, `\`, ""), "no copy of reg.example/app:v1") || !strings.Contains(out, "unverified") && !strings.Contains(out, "not verified") {
+			t.Errorf("%s does not say the result is unverified:\n%s", name, out)
+		}
+	}
+}

@@ -102,7 +102,11 @@ func writeTable(w io.Writer, r *orchestrator.Report) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tRESULT\tTIME\tFROM PEERS\tFROM BASTION\tLAYERS SKIPPED\tERROR")
 	for _, h := range hosts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", h.Host, h.State, h.Duration.Round(100*time.Millisecond),
+		result := string(h.State)
+		if h.Unverified {
+			result += " (unverified)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", h.Host, result, h.Duration.Round(100*time.Millisecond),
 			textfmt.Bytes(h.FromPeers), textfmt.Bytes(h.FromSeeder), h.LayersSkipped, textfmt.OneLine(h.Error))
 	}
 	tw.Flush()
@@ -111,6 +115,9 @@ func writeTable(w io.Writer, r *orchestrator.Report) {
 		r.Image, len(r.Hosts)-len(failed), len(r.Hosts), r.Duration.Round(100*time.Millisecond), traffic(r))
 	if len(failed) > 0 {
 		fmt.Fprintf(w, "failed: %s (rerun them with --hosts %s)\n", strings.Join(failed, ", "), strings.Join(failed, ","))
+	}
+	if r.Unverified != "" {
+		fmt.Fprintf(w, "not verified: %s\n", textfmt.OneLine(r.Unverified))
 	}
 }
 
