@@ -180,7 +180,7 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 		names[i] = h.Name
 	}
 	book := newHostBook(names, e.deps.Now, j.emit)
-	info := &JobInfo{ID: j.id, Image: opts.Image, Mode: string(j.mode), Hosts: names}
+	info := &JobInfo{ID: j.id, Image: opts.Image, Mode: string(j.mode), Hosts: names, Ignored: j.ignored}
 	if j.expect != nil {
 		info.ImageID = j.expect.ID
 	}

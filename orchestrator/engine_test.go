@@ -473,3 +473,32 @@ func TestEngine_RegistryModeChecksTheBastionsImageOrSaysItDidNot(t *testing.T) {
 		}
 	})
 }
+
+func TestEngine_IgnoredInventorySettingsReachJobAndPlan(t *testing.T) {
+	l := newTestLab(t, "h1")
+	ini := filepath.Join(filepath.Dir(l.inv), "hosts.ini")
+	if err := os.WriteFile(ini, []byte("[web]\nh1 ansible_host=127.0.0.2 ansible_python_interpreter=/usr/bin/python3 ansible_ssh_common_args='-o StrictHostKeyChecking=no'\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.inv = ini
+	l.play("h1", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
+	_, rec, err := l.run(t, context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := rec.events[0].Job
+	got := strings.Join(info.Ignored, "\n")
+	for _, w := range []string{"ansible_python_interpreter: not used by layercast (h1)", "-o StrictHostKeyChecking=no: not used"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("job_started lists as ignored:\n%s\nwant %q", got, w)
+		}
+	}
+	eng, _ := NewEngine(l.deps)
+	p, err := eng.Plan(context.Background(), Options{InventoryPath: ini, Image: "lab/app:v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Ignored) != len(info.Ignored) {
+		t.Errorf("plan lists %v as ignored, the job %v", p.Ignored, info.Ignored)
+	}
+}

@@ -81,6 +81,9 @@ type JobInfo struct {
 	Size    int64       `json:"size"`
 	Layers  []LayerInfo `json:"layers,omitempty"`
 	Hosts   []string    `json:"hosts"`
+	// Ignored lists, one line each, what the inventory holds that
+	// layercast does not use (Ansible variables and options).
+	Ignored []string `json:"ignored,omitempty"`
 }
 
 // LayerInfo is one layer of the job's image.

@@ -15,10 +15,13 @@ import (
 // prepared is the operator's input, checked: the hosts, how to reach them,
 // the mode and the image. A job and a plan both start from it.
 type prepared struct {
-	opts   Options // defaults applied
-	hosts  []inventory.Host
-	dialer Dialer
-	mode   Mode
+	opts  Options // defaults applied
+	hosts []inventory.Host
+	// ignored is what the inventory holds that layercast does not use
+	// (inventory.Inventory.Ignored).
+	ignored []string
+	dialer  Dialer
+	mode    Mode
 	// image is nil in registry mode; config is its config JSON and
 	// cacheDir the cache it lives in.
 	image    *imagecache.Image
@@ -62,7 +65,7 @@ func (e *Engine) reachable(opts Options) (*prepared, error) {
 	if len(hosts) == 0 {
 		return nil, configErr(fmt.Errorf("%s: no hosts selected", opts.InventoryPath))
 	}
-	p := &prepared{opts: opts, hosts: hosts, mode: opts.Mode}
+	p := &prepared{opts: opts, hosts: hosts, mode: opts.Mode, ignored: inv.Ignored}
 	if p.dialer, err = e.deps.Dialer(inv, opts); err != nil {
 		return nil, configErr(fmt.Errorf("set up SSH for %s: %w", opts.InventoryPath, err))
 	}

@@ -28,6 +28,8 @@ type Plan struct {
 	Bytes int64 `json:"bytes"`
 	// UpToDate counts the hosts that already have the image.
 	UpToDate int `json:"up_to_date"`
+	// Ignored lists what the inventory holds that layercast does not use.
+	Ignored []string `json:"ignored,omitempty"`
 }
 
 // HostPlan is one host's line of a plan.
@@ -68,7 +70,7 @@ func (e *Engine) Plan(ctx context.Context, opts Options) (*Plan, error) {
 		return nil, err
 	}
 	s := survey{dialer: in.dialer, image: in.image, nodes: e.deps.Nodes, noCache: opts.NoNodeCache}
-	p := &Plan{Image: opts.Image, ImageID: in.image.ID, Size: in.image.Size(), Layers: len(in.image.Layers), Mode: string(in.mode)}
+	p := &Plan{Image: opts.Image, ImageID: in.image.ID, Size: in.image.Size(), Layers: len(in.image.Layers), Mode: string(in.mode), Ignored: in.ignored}
 	hosts := make([]HostPlan, len(in.hosts))
 	errs := newFanOut(opts.Concurrency, opts.UploadConcurrency).each(ctx, len(in.hosts), func(ctx context.Context, i int, _ func()) error {
 		var err error

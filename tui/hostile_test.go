@@ -130,3 +130,20 @@ func TestSummaryScreen_SaysWhenTheImageWasNotVerified(t *testing.T) {
 	waitFor(t, tm, "1 done", "⚠ not verified: the bastion has no copy of lab/app:v3")
 	finalView(t, tm)
 }
+
+func TestConsole_ShowsIgnoredInventorySettings(t *testing.T) {
+	cat := labCatalog()
+	inv := cat.Inventories[labInv]
+	inv.Ignored = []string{"ansible_python_interpreter: not used by layercast (h01)"}
+	cat.Inventories[labInv] = inv
+	rec := Recording{Events: []orchestrator.Event{
+		{Kind: orchestrator.EventJobStarted, Job: &orchestrator.JobInfo{ID: "i1", Image: "lab/app:v3", Hosts: []string{"h01"}, Ignored: inv.Ignored}},
+		{Kind: orchestrator.EventHostState, Host: "h01", State: orchestrator.HostConnecting},
+		{Kind: orchestrator.EventJobDone, Report: &orchestrator.Report{Cancelled: true}},
+	}, HoldFrom: 2}
+	tm := startConsole(t, testConfig(&ReplayEngine{Recordings: []Recording{rec}}, cat, recordingStart))
+	waitFor(t, tm, "8 of 8 selected", "the inventory holds 1 setting layercast does not use", "ansible_python_interpreter")
+	press(tm, "lab/app:v3", "enter")
+	waitFor(t, tm, "1 connecting", "inventory: ignored: ansible_python_interpreter")
+	finalView(t, tm)
+}

@@ -106,3 +106,19 @@ func TestOutput_UnverifiedResultIsSaid(t *testing.T) {
 		}
 	}
 }
+
+func TestOutput_IgnoredInventorySettingsAreShown(t *testing.T) {
+	ignored := []string{"ansible_python_interpreter: not used by layercast (h01, h02)", "ansible_ssh_common_args: -o StrictHostKeyChecking=no: not used (layercast reaches hosts as ~/.ssh/config says) (h01)"}
+	var plain, js, plan bytes.Buffer
+	ev := orchestrator.Event{Kind: orchestrator.EventJobStarted, Job: &orchestrator.JobInfo{ID: "j", Image: "app:v1", Hosts: []string{"h01"}, Ignored: ignored}}
+	newPlainPrinter(&plain, time.Second).Emit(ev)
+	newJSONPrinter(&js, time.Second).Emit(ev)
+	writePlan(&plan, &orchestrator.Plan{Image: "app:v1", Ignored: ignored})
+	for name, out := range map[string]string{"plain": plain.String(), "json": js.String(), "plan": plan.String()} {
+		for _, l := range ignored {
+			if !strings.Contains(out, l) {
+				t.Errorf("%s output lacks %q:\n%s", name, l, out)
+			}
+		}
+	}
+}

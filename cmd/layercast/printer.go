@@ -39,6 +39,9 @@ func (p *plainPrinter) Emit(e orchestrator.Event) {
 	case orchestrator.EventJobStarted:
 		p.job = e.Job
 		fmt.Fprintf(p.w, "%s job %s: %s (%s, %d layers, mode %s) to %d hosts\n", ts, e.Job.ID, e.Job.Image, textfmt.Bytes(e.Job.Size), len(e.Job.Layers), e.Job.Mode, len(e.Job.Hosts))
+		for _, l := range e.Job.Ignored {
+			fmt.Fprintf(p.w, "%s inventory: ignored: %s\n", ts, textfmt.OneLine(l))
+		}
 	case orchestrator.EventStep:
 		fmt.Fprintf(p.w, "%s %s\n", ts, textfmt.OneLine(e.Message))
 	case orchestrator.EventHostState:

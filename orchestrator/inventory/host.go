@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"strings"
 )
 
@@ -24,6 +25,15 @@ type Host struct {
 	Become bool `yaml:"become,omitempty"`
 	// DockerHost is DOCKER_HOST for the node; empty: the daemon's default.
 	DockerHost string `yaml:"docker_host,omitempty"`
+	// ProxyJump is the jump hosts to reach the host through, as OpenSSH's
+	// ProxyJump: [user@]host[:port], several separated by commas, the
+	// first dialled first. Empty: ~/.ssh/config's ProxyJump, if any.
+	ProxyJump string `yaml:"proxy_jump,omitempty"`
+	// WorkDir is the absolute directory on the host in which each job
+	// makes its work dir (layercast-<job>); it must allow executing
+	// programs. Empty: the first of /tmp, /var/tmp and the login user's
+	// cache dir that is writable and not mounted noexec.
+	WorkDir string `yaml:"work_dir,omitempty"`
 	// NoNodeCache (inventory: node_cache: false) keeps no copy of the
 	// node binary on the host between jobs: every job brings it anew
 	// and removes it. By default the host keeps the binary of the
@@ -99,6 +109,17 @@ func (h *Host) Validate() error {
 	}
 	if h.DockerHost != "" && !validDockerHost(h.DockerHost) {
 		bad("docker_host", "%q: want unix:///path, tcp://host:port or fd://", h.DockerHost)
+	}
+	if h.ProxyJump != "" {
+		for _, hop := range strings.Split(h.ProxyJump, ",") {
+			if hop == "" || strings.ContainsAny(hop, " \t\r\n/") || strings.HasPrefix(hop, "-") {
+				bad("proxy_jump", "%q: want [user@]host[:port], several separated by commas", h.ProxyJump)
+				break
+			}
+		}
+	}
+	if h.WorkDir != "" && (!path.IsAbs(h.WorkDir) || path.Clean(h.WorkDir) != h.WorkDir || h.WorkDir == "/" || strings.ContainsAny(h.WorkDir, "\r\n")) {
+		bad("work_dir", "%q: want an absolute directory such as /var/tmp (not / itself)", h.WorkDir)
 	}
 	for k := range h.Labels {
 		if k == "" {

@@ -243,6 +243,10 @@ func (w *walker) hostFields(n ast.Node, field string, isHost bool, opts Options)
 			h.Become, _ = w.boolean(p.value, f)
 		case "docker_host":
 			h.DockerHost, _ = w.str(p.value, f)
+		case "proxy_jump":
+			h.ProxyJump, _ = w.str(p.value, f)
+		case "work_dir":
+			h.WorkDir, _ = w.str(p.value, f)
 		case "node_cache":
 			keep, _ := w.boolean(p.value, f)
 			h.NoNodeCache = !keep
@@ -259,9 +263,9 @@ func (w *walker) hostFields(n ast.Node, field string, isHost bool, opts Options)
 				h.Labels[l.key] = v
 			}
 		default:
-			want := "name, address, port, user, identity_file, become, docker_host, node_cache or labels"
+			want := "name, address, port, user, identity_file, become, docker_host, proxy_jump, work_dir, node_cache or labels"
 			if !isHost {
-				want = "port, user, identity_file, become, docker_host, node_cache or labels"
+				want = "port, user, identity_file, become, docker_host, proxy_jump, work_dir, node_cache or labels"
 			}
 			w.errorf(p.node, f, "unknown field (want %s)", want)
 		}
@@ -291,6 +295,12 @@ func (hf *hostFields) applyDefaults(d hostFields) {
 	}
 	if !set("docker_host") {
 		h.DockerHost = d.host.DockerHost
+	}
+	if !set("proxy_jump") {
+		h.ProxyJump = d.host.ProxyJump
+	}
+	if !set("work_dir") {
+		h.WorkDir = d.host.WorkDir
 	}
 	if !set("node_cache") {
 		h.NoNodeCache = d.host.NoNodeCache

@@ -121,7 +121,7 @@ func (r *resolver) resolveHost(h inventory.Host) (Target, error) {
 	if h.IdentityFile != "" {
 		idents = []string{h.IdentityFile}
 	}
-	return r.resolve(spec{alias: alias, hostName: h.Address, port: h.Port, user: h.User, identities: idents}, 0)
+	return r.resolve(spec{alias: alias, hostName: h.Address, port: h.Port, user: h.User, identities: idents, jump: h.ProxyJump}, 0)
 }
 
 // spec is what is known of a hop before ~/.ssh/config.
@@ -131,6 +131,7 @@ type spec struct {
 	port       int    // 0: from config, else 22
 	user       string
 	identities []string
+	jump       string // explicit ProxyJump; empty: from config
 }
 
 func (r *resolver) resolve(s spec, depth int) (Target, error) {
@@ -206,6 +207,10 @@ func (r *resolver) resolve(s spec, depth int) (Target, error) {
 	if err != nil {
 		return Target{}, err
 	}
+	jumpFrom := r.cfg.path
+	if s.jump != "" {
+		jump, jumpFrom = s.jump, "the inventory"
+	}
 	if jump == "" || strings.EqualFold(jump, "none") {
 		if pc, err := get("ProxyCommand"); err != nil {
 			return Target{}, err
@@ -217,7 +222,7 @@ func (r *resolver) resolve(s spec, depth int) (Target, error) {
 	for i, hop := range strings.Split(jump, ",") {
 		js, err := parseJump(strings.TrimSpace(hop))
 		if err != nil {
-			return Target{}, fmt.Errorf("%w: %s: ProxyJump for %s: %v", ErrSSHConfig, r.cfg.path, s.alias, err)
+			return Target{}, fmt.Errorf("%w: %s: ProxyJump for %s: %v", ErrSSHConfig, jumpFrom, s.alias, err)
 		}
 		jt, err := r.resolve(js, depth+1)
 		if err != nil {
