@@ -31,7 +31,7 @@ type Config struct {
 	Dir        string   // where layer files are written: Dir/<digest-hex>
 	Announce   string   // tracker announce URL, token included
 	Seeders    []string // host:port added as peers directly
-	AllowedIPs []string // only these IPs may be peers (others refused in and out); empty = allow all
+	AllowedIPs []string // only these IPs may be peers (others refused in and out); empty = nobody
 	ListenPort int      // 0 = any
 	PublicIP   string   // sent to the tracker as ip=
 	Logger     *slog.Logger

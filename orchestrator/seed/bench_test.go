@@ -44,7 +44,7 @@ func BenchmarkSeederToNode1GiB(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		nodeDir := b.TempDir()
-		node, err := swarm.New(ctx, swarm.Config{Dir: nodeDir, Seeders: []string{fmt.Sprintf("127.0.0.1:%d", s.Port())}})
+		node, err := swarm.New(ctx, swarm.Config{Dir: nodeDir, AllowedIPs: []string{"127.0.0.1"}, Seeders: []string{fmt.Sprintf("127.0.0.1:%d", s.Port())}})
 		if err != nil {
 			b.Fatal(err)
 		}
