@@ -386,7 +386,7 @@ func TestEngine_HostThatStopsReceivingFailsAfterTheStallTimeout(t *testing.T) {
 
 // registryNode plays a node in registry mode: it pulls image pulled and
 // fails, as the real node's check does, when the spec names another ID.
-func registryNode(pulled string) func(context.Context, openssh.Command, *openssh.FakeProcess) {
+func registryNode(pulled string, specs chan<- *jobspec.Spec) func(context.Context, openssh.Command, *openssh.FakeProcess) {
 	return func(ctx context.Context, _ openssh.Command, p *openssh.FakeProcess) {
 		dec := jobspec.NewDecoder(p.StdinReader())
 		enc := jobspec.NewEncoder(p.StdoutWriter())
@@ -394,6 +394,9 @@ func registryNode(pulled string) func(context.Context, openssh.Command, *openssh
 		if err != nil {
 			p.Exit(err)
 			return
+		}
+		if specs != nil {
+			specs <- spec
 		}
 		emit := func(e jobspec.Event) { e.Time = time.Now(); _ = enc.Encode(e) }
 		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateDownloading})
@@ -419,8 +422,8 @@ func TestEngine_RegistryModeChecksTheBastionsImageOrSaysItDidNot(t *testing.T) {
 	other := "sha256:" + strings.Repeat("e", 64)
 	t.Run("registry serves the bastion's image", func(t *testing.T) {
 		l := newTestLab(t, "h1", "h2")
-		l.play("h1", registryNode(l.docker.ID))
-		arm := l.play("h2", registryNode(other)) // another CPU, another image
+		l.play("h1", registryNode(l.docker.ID, nil))
+		arm := l.play("h2", registryNode(other, nil)) // another CPU, another image
 		arm.Facts.Arch, arm.Facts.Machine = "arm64", "aarch64"
 		rep, _, err := l.run(t, context.Background(), Options{Mode: ModeRegistry})
 		if err != nil {
@@ -445,7 +448,7 @@ func TestEngine_RegistryModeChecksTheBastionsImageOrSaysItDidNot(t *testing.T) {
 	})
 	t.Run("registry serves another image", func(t *testing.T) {
 		l := newTestLab(t, "h1")
-		l.play("h1", registryNode(other))
+		l.play("h1", registryNode(other, nil))
 		rep, _, err := l.run(t, context.Background(), Options{Mode: ModeRegistry})
 		if err != nil {
 			t.Fatal(err)
@@ -457,7 +460,7 @@ func TestEngine_RegistryModeChecksTheBastionsImageOrSaysItDidNot(t *testing.T) {
 	t.Run("bastion without the image", func(t *testing.T) {
 		l := newTestLab(t, "h1")
 		l.docker.Remove()
-		l.play("h1", registryNode(other))
+		l.play("h1", registryNode(other, nil))
 		rep, rec, err := l.run(t, context.Background(), Options{Mode: ModeRegistry})
 		if err != nil {
 			t.Fatal(err)
@@ -500,5 +503,40 @@ func TestEngine_IgnoredInventorySettingsReachJobAndPlan(t *testing.T) {
 	}
 	if len(p.Ignored) != len(info.Ignored) {
 		t.Errorf("plan lists %v as ignored, the job %v", p.Ignored, info.Ignored)
+	}
+}
+
+func TestEngine_RegistryCredentialsForALoopbackRegistryStayOnTheBastion(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("DOCKER_CONFIG", dir)
+	basic := "Y2k6czNjcmV0" // ci:s3cret
+	cfg := `{"auths": {"localhost:5000": {"auth": "` + basic + `"}, "127.0.0.1:5001": {"auth": "` + basic + `"}, "reg.example:5000": {"auth": "` + basic + `"}}}`
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for image, wantAuth := range map[string]bool{"localhost:5000/app:v1": false, "127.0.0.1:5001/app:v1": false, "reg.example:5000/app:v1": true} {
+		l := newTestLab(t, "h1")
+		specs := make(chan *jobspec.Spec, 1)
+		l.play("h1", registryNode("sha256:"+strings.Repeat("1", 64), specs))
+		if _, _, err := l.run(t, context.Background(), Options{Mode: ModeRegistry, Image: image}); err != nil {
+			t.Fatal(err)
+		}
+		spec := <-specs
+		if got := spec.RegistryAuth != ""; got != wantAuth {
+			t.Errorf("%s: credentials sent: %v, want %v", image, got, wantAuth)
+		}
+	}
+}
+
+func TestEngine_BastionAddrNameIsResolvedForTheAllowList(t *testing.T) {
+	l := newTestLab(t, "h1")
+	specs := make(chan *jobspec.Spec, 1)
+	l.play("h1", fakeNode(t, specs, ""))
+	if _, _, err := l.run(t, context.Background(), Options{BastionAddr: "localhost"}); err != nil {
+		t.Fatal(err)
+	}
+	spec := <-specs
+	if !strings.Contains(spec.Announce, "//localhost:") || len(spec.Seeders) == 0 || !strings.HasPrefix(spec.Seeders[0], "127.0.0.1:") || !contains(spec.AllowedIPs, "127.0.0.1") || contains(spec.AllowedIPs, "localhost") {
+		t.Errorf("announce %s, seeders %v, allowed %v; want the name for the tracker, its address for the seeder and the allow list", spec.Announce, spec.Seeders, spec.AllowedIPs)
 	}
 }

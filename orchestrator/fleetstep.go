@@ -39,9 +39,17 @@ func (s *fleetStep) Run(ctx context.Context, j *job) error {
 	var auth string
 	if j.mode == ModeRegistry {
 		var err error
-		if auth, err = registryAuth(j.opts.Image); err != nil {
-			// The pull may not need credentials; the hosts will tell.
-			j.log.Warn("registry credentials", "err", err)
+		switch reg := registryHost(j.opts.Image); {
+		case loopbackRegistry(reg):
+			// Each host's loopback is its own registry (a local mirror,
+			// say): the bastion's credentials for its own mean nothing
+			// there, and must not travel.
+			j.log.Warn("registry on loopback: the bastion's credentials for it are not sent to the hosts", "registry", reg)
+		default:
+			if auth, err = registryAuth(j.opts.Image); err != nil {
+				// The pull may not need credentials; the hosts will tell.
+				j.log.Warn("registry credentials", "err", err)
+			}
 		}
 	}
 	s.bins = newBinSources()

@@ -209,17 +209,45 @@ func (n *node) cleanedUp() bool {
 	}
 }
 
+// drainStderr reads the node's stderr to its end: a node whose stderr is
+// not read blocks on its next log line, and its events with it. A line
+// longer than stderrTail is kept cut; the rest of it is read and dropped.
 func (n *node) drainStderr(r io.Reader) {
 	defer close(n.stderrDone)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
+	eachLine(r, stderrTail, func(line string) {
 		// The tail explains a node that died: its progress logs do not.
 		if !routineLog(line) {
 			n.stderr.add(line)
 		}
 		n.log.Debug("node", "stderr", line)
+	})
+}
+
+// eachLine calls fn with every line of r, without its line end and cut to
+// max bytes, until r ends or fails. However long a line, it costs at most
+// the reader's buffer and max.
+func eachLine(r io.Reader, max int, fn func(string)) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var line []byte
+	started := false
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(frag) > 0 {
+			started = true
+			if room := max - len(line); room > 0 {
+				line = append(line, frag[:min(len(frag), room)]...)
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if started {
+			fn(strings.TrimRight(string(line), "\r\n"))
+		}
+		line, started = line[:0], false
+		if err != nil {
+			return
+		}
 	}
 }
 

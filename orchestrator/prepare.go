@@ -10,6 +10,7 @@ import (
 	"github.com/layercast/layercast/orchestrator/inventory"
 	"log/slog"
 	"net"
+	"time"
 )
 
 // prepared is the operator's input, checked: the hosts, how to reach them,
@@ -27,6 +28,9 @@ type prepared struct {
 	image    *imagecache.Image
 	config   []byte
 	cacheDir string
+	// bastionIPs are --bastion-addr's addresses, resolved on the bastion
+	// (IPv4 only: the swarm speaks IPv4); empty without --bastion-addr.
+	bastionIPs []string
 	// expect is, in registry mode, the bastion's copy of the image that
 	// the hosts' pulls are checked against; nil when the bastion has none.
 	expect *expectedImage
@@ -88,6 +92,11 @@ func (e *Engine) prepare(ctx context.Context, opts Options, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
+	if opts.BastionAddr != "" && !opts.Tunnel {
+		if p.bastionIPs, err = resolveBastion(ctx, opts.BastionAddr); err != nil {
+			return nil, configErr(err)
+		}
+	}
 
 	if p.mode == ModeRegistry {
 		// The hosts pull from the registry; the bastion's copy, when it has
@@ -137,6 +146,28 @@ func (e *Engine) prepare(ctx context.Context, opts Options, log *slog.Logger) (*
 		}
 	}
 	return p, nil
+}
+
+// resolveBastion turns --bastion-addr into the IPv4 addresses nodes dial
+// the seeder at and accept it from. A name must resolve here.
+func resolveBastion(ctx context.Context, addr string) ([]string, error) {
+	if ip := net.ParseIP(addr); ip != nil {
+		if ip.To4() == nil {
+			return nil, fmt.Errorf("--bastion-addr %s: the swarm speaks IPv4; give an IPv4 address or a name that has one", addr)
+		}
+		return []string{ip.String()}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupIP(ctx, "ip4", addr)
+	if err != nil || len(ips) == 0 {
+		return nil, fmt.Errorf("--bastion-addr %s: this machine cannot resolve it to an IPv4 address (%v); give an IP address, or a name it resolves", addr, err)
+	}
+	var out []string
+	for _, ip := range ips {
+		out = append(out, ip.String())
+	}
+	return out, nil
 }
 
 // resolveHosts lists the addresses of hosts that the bastion can resolve,

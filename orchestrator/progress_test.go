@@ -141,3 +141,41 @@ func TestNodeProgress_MatchedToTheJobsLayersAndCapped(t *testing.T) {
 		t.Errorf("registry mode: got %+v, want only the well-formed event", got)
 	}
 }
+
+// A node's stderr line of several MiB must not stop the drain: a stopped
+// drain blocks the node's next log line, and its events with it.
+func TestNode_LongStderrLineDoesNotStopTheDrain(t *testing.T) {
+	book := newHostBook([]string{"h1"}, time.Now, func(Event) {})
+	p := openssh.NewFakeProcess()
+	go drainStdin(p)
+	n := followNode(p, "h1", slog.New(slog.DiscardHandler), nodeOutlets{book: book, emit: func(Event) {}})
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := p.StderrWriter().Write([]byte(strings.Repeat("x", 3<<20) + "\nlast words before dying\n"))
+		wrote <- err
+	}()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the node's stderr write blocked: the drain stopped at the long line")
+	}
+	p.Exit(errors.New("exit status 1"))
+	<-n.exited
+	if n.err == nil || !strings.Contains(n.err.Error(), "last words before dying") {
+		t.Errorf("node's end: %v; want its last stderr line", n.err)
+	}
+	if len(n.err.Error()) > 3*stderrTail {
+		t.Errorf("the error kept %d bytes of stderr", len(n.err.Error()))
+	}
+}
+
+func TestEachLine_CutsLongLinesAndKeepsTheRest(t *testing.T) {
+	var got []string
+	eachLine(strings.NewReader("short\r\n"+strings.Repeat("y", 200<<10)+"\nlast"), 10, func(l string) { got = append(got, l) })
+	if fmt.Sprint(got) != fmt.Sprint([]string{"short", "yyyyyyyyyy", "last"}) {
+		t.Errorf("lines %q", got)
+	}
+}

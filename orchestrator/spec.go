@@ -57,15 +57,22 @@ func (j *job) specFor(ctx context.Context, hr *hostRun, registryAuth string) (*j
 		spec.AllowedIPs = append(append([]string(nil), j.allowed...), "127.0.0.1")
 		return spec, nil
 	}
-	bastion := j.opts.BastionAddr
+	// The bastion as the host reaches it: --bastion-addr (a name goes to
+	// the tracker's URL as given; the seeder is dialled, and accepted, at
+	// the addresses it resolved to here), else as the SSH connection sees
+	// it.
+	bastion, ips := j.opts.BastionAddr, j.bastionIPs
 	if bastion == "" {
-		bastion = hr.facts.ClientIP
+		bastion, ips = hr.facts.ClientIP, []string{hr.facts.ClientIP}
 	}
 	if bastion == "" {
 		return nil, errors.New("cannot tell the bastion's address from the SSH connection; pass --bastion-addr or --tunnel")
 	}
 	spec.Announce = sv.announceURL(net.JoinHostPort(bastion, portOf(sv.trackerAddr)))
-	spec.Seeders = []string{net.JoinHostPort(bastion, portOf(sv.seederAddr))}
-	spec.AllowedIPs = append(append([]string(nil), j.allowed...), bastion)
+	spec.Seeders = nil
+	for _, ip := range ips {
+		spec.Seeders = append(spec.Seeders, net.JoinHostPort(ip, portOf(sv.seederAddr)))
+	}
+	spec.AllowedIPs = append(append([]string(nil), j.allowed...), ips...)
 	return spec, nil
 }

@@ -172,6 +172,7 @@ var badInputCases = []badInputCase{
 		want: []string{"inventory.yaml:2", "ansible_become_method", "sudo"}},
 	{name: "ansible proxy command", edit: whole("[web]\nh01 ansible_host=127.0.0.1 ansible_port=PORT ansible_ssh_common_args='-o ProxyCommand=\"nc %h %p\"'\n"),
 		want: []string{"inventory.yaml:2", "ProxyCommand", "use -J"}},
+	{name: "bastion address that does not resolve", args: []string{"--bastion-addr", "no-such-host.invalid", "app:v1"}, want: []string{"--bastion-addr no-such-host.invalid", "cannot resolve it"}},
 	{name: "unknown group selected", args: []string{"--group", "db", "app:v1"}, want: []string{`unknown group "db"`}},
 	{name: "unknown host selected", args: []string{"--hosts", "h01,h9", "app:v1"}, want: []string{`unknown host "h9"`}},
 	{name: "no image", args: []string{}, want: []string{"IMAGE"}},

@@ -84,7 +84,7 @@ func (f *jobFlags) register(cmd *cobra.Command) {
 	fl.StringSliceVarP(&f.groups, "group", "g", nil, "only the hosts of these groups")
 	fl.StringVar(&f.mode, "mode", string(orchestrator.DefaultMode), "how layers travel: p2p, registry (every host pulls) or auto")
 	fl.BoolVar(&f.tunnel, "tunnel", false, "reach tracker and seeder through SSH remote forwarding (hosts that cannot connect to this machine)")
-	fl.StringVar(&f.bastionAddr, "bastion-addr", "", "address hosts use to reach this machine (default: as each host's SSH connection sees it)")
+	fl.StringVar(&f.bastionAddr, "bastion-addr", "", "address hosts use to reach this machine: an IPv4 address, or a name this machine resolves (default: as each host's SSH connection sees it)")
 	fl.IntVar(&f.concurrency, "concurrency", orchestrator.DefaultConcurrency, "hosts worked on at once over SSH")
 	fl.IntVar(&f.uploadConcurrency, "upload-concurrency", orchestrator.DefaultUploadConcurrency, "node binary uploads at once")
 	fl.BoolVar(&f.acceptNew, "accept-new-host-keys", false, "trust and record the key of a host not yet in known_hosts")
