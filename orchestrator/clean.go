@@ -50,7 +50,7 @@ func (e *Engine) Clean(ctx context.Context, opts Options, keepNodeCache bool) ([
 			return fmt.Errorf("probe host: %w", err)
 		}
 		var errs []error
-		stale, err := conn.CleanStale(ctx, "")
+		stale, err := conn.CleanStale(ctx, "", facts.WorkBases)
 		errs = append(errs, err)
 		for _, s := range stale {
 			switch {
@@ -63,7 +63,7 @@ func (e *Engine) Clean(ctx context.Context, opts Options, keepNodeCache bool) ([
 			}
 		}
 		if facts.Usable() == nil {
-			hc.TempImages, err = conn.RemoveTempImages(ctx, "", false)
+			hc.TempImages, err = conn.RemoveTempImages(ctx, "", false, facts.WorkBases)
 			errs = append(errs, err)
 		}
 		if !keepNodeCache && facts.CacheHome != "" {

@@ -90,7 +90,7 @@ type cleanStaleStep struct {
 func (cleanStaleStep) Title() string { return "remove what ended jobs left" }
 
 func (s cleanStaleStep) Run(ctx context.Context, hr *hostRun) error {
-	removed, err := hr.conn.CleanStale(ctx, s.jobID)
+	removed, err := hr.conn.CleanStale(ctx, s.jobID, hr.facts.WorkBases)
 	if err != nil {
 		hr.log.Warn("clean up earlier jobs", "err", err)
 		return nil
@@ -116,9 +116,10 @@ func (s cleanStaleStep) Run(ctx context.Context, hr *hostRun) error {
 
 // nodeBinaryStep picks the node binary for the host's CPU and where it
 // lives there: the login user's node cache (kept between jobs, see
-// hostops.PlaceNode) unless the operator or the inventory said no, else
-// the work dir. Without a cache it checks, before anything is written,
-// that /tmp has room for it.
+// hostops.PlaceNode) unless the operator or the inventory said no, or the
+// cache is on a file system mounted noexec; else the work dir. Without a
+// cache it checks, before anything is written, that the work dir's base
+// has room for it.
 type nodeBinaryStep struct {
 	nodes   *nodeassets.Set
 	noCache bool
@@ -132,24 +133,24 @@ func (s nodeBinaryStep) Run(ctx context.Context, hr *hostRun) error {
 		return err
 	}
 	hr.binary = bin
-	if !s.noCache && !hr.host.NoNodeCache && hr.facts.CacheHome != "" {
+	if !s.noCache && !hr.host.NoNodeCache && hr.facts.CacheHome != "" && !hr.facts.CacheNoExec {
 		hr.cacheDir = path.Join(hr.facts.CacheHome, "layercast")
 		return nil
 	}
-	return roomForNode(hr.facts.TmpFree, bin.Size+int64(len(bin.Gz)))
+	return roomForNode(hr.facts.WorkBase, hr.facts.WorkFree, bin.Size+int64(len(bin.Gz)))
 }
 
-// ErrNoRoom means a host's /tmp cannot hold the node binary.
-var ErrNoRoom = errors.New("not enough space in /tmp")
+// ErrNoRoom means a host's work dir cannot hold the node binary.
+var ErrNoRoom = errors.New("not enough space")
 
-// roomForNode checks that /tmp (free bytes as probed; negative when
-// unknown) can hold the node binary while it unpacks. The node itself
-// checks the room for the layers.
-func roomForNode(free, need int64) error {
+// roomForNode checks that the work dir's base dir (free bytes as probed;
+// negative when unknown) can hold the node binary while it unpacks. The
+// node itself checks the room for the layers.
+func roomForNode(dir string, free, need int64) error {
 	if free < 0 || free >= need {
 		return nil
 	}
-	return fmt.Errorf("%w: the host has %.1f MB free in /tmp, the node binary needs %.1f MB; free space in /tmp", ErrNoRoom, float64(free)/1e6, float64(need)/1e6)
+	return fmt.Errorf("%w in %s: the host has %.1f MB free in %s, the node binary needs %.1f MB; free space there, or set work_dir: in the inventory", ErrNoRoom, dir, float64(free)/1e6, dir, float64(need)/1e6)
 }
 
 // workDirStep makes the job's fresh work dir on the host; its cleanup
@@ -164,7 +165,7 @@ func (workDirStep) Title() string { return "make the work dir" }
 func (s workDirStep) Run(ctx context.Context, hr *hostRun) error {
 	// From here on the host is written to: shown as uploading.
 	s.book.set(hr.host.Name, HostUploading, "")
-	dir, err := hr.conn.MakeWorkDir(ctx, s.jobID)
+	dir, err := hr.conn.MakeWorkDir(ctx, hr.facts.WorkBase, s.jobID)
 	if err != nil {
 		return fmt.Errorf("make job dir: %w", err)
 	}
@@ -309,7 +310,7 @@ func (s startStep) Cleanup(ctx context.Context, hr *hostRun) {
 	if !hr.node.cleanedUp() {
 		// The node died without cleaning up: what it loaded into the
 		// daemon for this job is still there.
-		if refs, err := hr.conn.RemoveTempImages(ctx, s.j.id, true); err != nil {
+		if refs, err := hr.conn.RemoveTempImages(ctx, s.j.id, true, hr.facts.WorkBases); err != nil {
 			hr.log.Warn("remove temporary images", "err", err)
 			msg += "; could not remove its temporary images: " + err.Error()
 		} else if len(refs) > 0 {

@@ -22,6 +22,7 @@ func (j *job) specFor(ctx context.Context, hr *hostRun, registryAuth string) (*j
 		Mode:          string(j.mode),
 		DockerHost:    hr.host.DockerHost,
 		WorkDir:       hr.dir,
+		WorkBases:     hr.facts.WorkBases,
 		Heartbeat:     jobspec.Duration(jobspec.DefaultHeartbeat),
 		ProgressEvery: jobspec.Duration(jobspec.DefaultProgressEvery),
 		PublicIP:      hr.facts.ServerIP,

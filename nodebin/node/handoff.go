@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/layercast/layercast/nodebin/handoff"
@@ -56,6 +58,20 @@ func (s *handoffStep) Cleanup(ctx context.Context) error {
 	return s.srv.Close(ctx)
 }
 
+// workDirOf is where job's work dir is on this host: in the first of the
+// job's work-dir bases (and this job's own base) that holds it, else where
+// it would be in /tmp (gone, so the job counts as over).
+func (j *job) workDirOf(job string) string {
+	bases := append([]string{filepath.Dir(j.spec.WorkDir)}, j.spec.WorkBases...)
+	for _, b := range bases {
+		d := filepath.Join(b, jobspec.WorkDirName(job))
+		if _, err := os.Lstat(d); err == nil {
+			return d
+		}
+	}
+	return jobspec.WorkDir(job)
+}
+
 // staleTempsStep removes the temporary images of this host's earlier jobs
 // that are over but were cut short before they could clean up; images of
 // jobs still running are left alone.
@@ -64,7 +80,7 @@ type staleTempsStep struct{ j *job }
 func (s *staleTempsStep) Title() string { return "remove what ended jobs left in the daemon" }
 
 func (s *staleTempsStep) Run(ctx context.Context) error {
-	removed, err := removeDeadTemps(ctx, s.j.daemon, s.j.spec.JobID, jobspec.WorkDir)
+	removed, err := removeDeadTemps(ctx, s.j.daemon, s.j.spec.JobID, s.j.workDirOf)
 	if len(removed) > 0 {
 		s.j.ev.emit(jobspec.Event{Kind: jobspec.EventLog, Message: fmt.Sprintf("removed temporary images an ended job left: %v", removed)})
 	}

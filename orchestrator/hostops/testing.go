@@ -113,7 +113,8 @@ func NewFakeConn(h inventory.Host) *FakeConn {
 	return &FakeConn{
 		host: h,
 		Facts: Facts{OS: "linux", Arch: "amd64", Machine: "x86_64", User: "root",
-			ServerIP: "192.0.2.10", ClientIP: "192.0.2.1", Docker: DockerDirect, DockerVersion: "20.10.24", TmpFree: 10 << 30},
+			ServerIP: "192.0.2.10", ClientIP: "192.0.2.1", Docker: DockerDirect, DockerVersion: "20.10.24",
+			WorkBase: "/tmp", WorkFree: 10 << 30, WorkBases: workBases(h.WorkDir, "/root/.cache"), CacheHome: ""},
 		uploaded: map[string]Binary{},
 		fetched:  map[string]string{},
 		files:    map[string]bool{},
@@ -220,14 +221,14 @@ func (c *FakeConn) Run(ctx context.Context, cmd openssh.Command) ([]byte, error)
 	return nil, nil
 }
 
-func (c *FakeConn) MakeWorkDir(ctx context.Context, jobID string) (string, error) {
+func (c *FakeConn) MakeWorkDir(ctx context.Context, base, jobID string) (string, error) {
 	if err := c.record("mkdir %s", jobID); err != nil {
 		return "", err
 	}
 	if c.MkdirErr != nil {
 		return "", c.MkdirErr
 	}
-	dir := jobspec.WorkDir(jobID)
+	dir := base + "/" + jobspec.WorkDirName(jobID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.workDirs[dir] {
@@ -334,7 +335,7 @@ func (c *FakeConn) Forward(ctx context.Context, localAddr string) (openssh.Forwa
 	return f, nil
 }
 
-func (c *FakeConn) CleanStale(ctx context.Context, keepJobID string) ([]StaleDir, error) {
+func (c *FakeConn) CleanStale(ctx context.Context, keepJobID string, bases []string) ([]StaleDir, error) {
 	if err := c.record("clean %s", keepJobID); err != nil {
 		return nil, err
 	}
@@ -348,7 +349,7 @@ func (c *FakeConn) TempImagesLeft() []string {
 	return append([]string(nil), c.TempImages...)
 }
 
-func (c *FakeConn) RemoveTempImages(ctx context.Context, jobID string, only bool) ([]string, error) {
+func (c *FakeConn) RemoveTempImages(ctx context.Context, jobID string, only bool, bases []string) ([]string, error) {
 	if err := c.record("rmtemp %s %v", jobID, only); err != nil {
 		return nil, err
 	}
