@@ -160,7 +160,8 @@ type Event struct {
 // Progress is a node's whole transfer at one instant.
 type Progress struct {
 	Layers []LayerProgress `json:"layers"`
-	// Peers is the number of connected peers over all torrents.
+	// Peers is the number of hosts (distinct IPs) connected over all
+	// torrents: the bastion's seeder counts as one.
 	Peers int `json:"peers"`
 	// Rate is the download rate in bytes/s over the last period.
 	Rate float64 `json:"rate"`

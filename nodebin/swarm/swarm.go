@@ -391,7 +391,8 @@ func (c *Client) Stats() jobspec.Progress {
 			Total:  ls.layer.Size,
 		})
 		for _, pc := range ls.t.PeerConns() {
-			peers[pc.RemoteAddr.String()] = struct{}{}
+			ip, _, _ := net.SplitHostPort(pc.RemoteAddr.String()) // a host, not a connection
+			peers[ip] = struct{}{}
 		}
 	}
 	p.Peers = len(peers)
