@@ -28,8 +28,12 @@ type hostRecord struct {
 	nodeFrom string
 	// unverified: its image ID is not checked against the bastion's.
 	unverified bool
-	// advanced is when the host last received a byte or changed state.
+	// advanced is when the host last received a byte or changed state;
+	// entered when it entered its state; complete when its progress first
+	// showed every layer in (zero until then).
 	advanced time.Time
+	entered  time.Time
+	complete time.Time
 }
 
 func newHostBook(names []string, now func() time.Time, emit func(Event)) *hostBook {
@@ -49,6 +53,9 @@ func (b *hostBook) set(host string, s HostState, msg string) {
 	if r == nil || r.state.Terminal() || (r.state == s && msg == "") {
 		b.mu.Unlock()
 		return
+	}
+	if r.state != s {
+		r.entered = b.now()
 	}
 	r.state = s
 	r.advanced = b.now()
@@ -84,6 +91,9 @@ func (b *hostBook) progress(host string, hp *HostProgress) {
 		if r.progress == nil || hp.Done > r.progress.Done {
 			r.advanced = b.now()
 		}
+		if r.complete.IsZero() && hp.Total > 0 && hp.Done >= hp.Total {
+			r.complete = b.now()
+		}
 		r.progress = hp
 	}
 	b.mu.Unlock()
@@ -108,20 +118,26 @@ func (b *hostBook) setImageID(host, id string) {
 	}
 }
 
-// stalled lists the hosts that have been downloading without receiving a
-// byte for longer than limit.
-func (b *hostBook) stalled(limit time.Duration) []string {
+// overdue says, for every host stuck in its state longer than limits
+// allow, why (see deadlines.overdue). Hosts are named in order.
+func (b *hostBook) overdue(l deadlines) ([]string, []error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var out []string
+	var names []string
+	errs := map[string]error{}
 	now := b.now()
 	for n, r := range b.hosts {
-		if r.state == HostDownloading && now.Sub(r.advanced) > limit {
-			out = append(out, n)
+		if err := l.overdue(r, now); err != nil {
+			names = append(names, n)
+			errs[n] = err
 		}
 	}
-	sort.Strings(out)
-	return out
+	sort.Strings(names)
+	out := make([]error, len(names))
+	for i, n := range names {
+		out[i] = errs[n]
+	}
+	return names, out
 }
 
 // waitAll blocks until every host is in a terminal state or done closes.

@@ -21,13 +21,14 @@ import (
 // start the node and follow it. The steps keep what they learn in the
 // host's hostRun; their cleanups are the host's teardown.
 func hostSteps(j *job, book *hostBook, nodes *nodeassets.Set, fan *fanOut, bins *binSources, registryAuth string) []step[*hostRun] {
+	setup := j.opts.SetupTimeout
 	return []step[*hostRun]{
 		connectStep{dialer: j.dialer, book: book},
-		probeStep{},
-		cleanStaleStep{jobID: j.id, emit: j.emit},
+		probeStep{limit: setup},
+		cleanStaleStep{jobID: j.id, emit: j.emit, limit: setup},
 		nodeBinaryStep{nodes: nodes, noCache: j.opts.NoNodeCache},
-		workDirStep{jobID: j.id, book: book},
-		placeNodeStep{fan: fan, bins: bins, book: book},
+		workDirStep{jobID: j.id, book: book, limit: setup},
+		placeNodeStep{fan: fan, bins: bins, book: book, limit: setup},
 		startStep{j: j, book: book, bins: bins, registryAuth: registryAuth},
 		followStep{},
 	}
@@ -59,14 +60,20 @@ func (connectStep) Cleanup(ctx context.Context, hr *hostRun) {
 }
 
 // probeStep learns what the host is and whether it can take the job.
-type probeStep struct{}
+type probeStep struct {
+	limit time.Duration // --setup-timeout
+}
 
 func (probeStep) Title() string { return "probe the host" }
 
-func (probeStep) Run(ctx context.Context, hr *hostRun) error {
+func (s probeStep) Run(ctx context.Context, hr *hostRun) error {
 	// The node asks the daemon itself; the docker CLI would cost the host
 	// about 0.2 CPU-seconds here.
-	facts, err := hr.conn.Probe(ctx, false)
+	var facts hostops.Facts
+	err := within(ctx, s.limit, "probe host", func(ctx context.Context) (err error) {
+		facts, err = hr.conn.Probe(ctx, false)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("probe host: %w", err)
 	}
@@ -85,12 +92,17 @@ func (probeStep) Run(ctx context.Context, hr *hostRun) error {
 type cleanStaleStep struct {
 	jobID string
 	emit  func(Event)
+	limit time.Duration // --setup-timeout
 }
 
 func (cleanStaleStep) Title() string { return "remove what ended jobs left" }
 
 func (s cleanStaleStep) Run(ctx context.Context, hr *hostRun) error {
-	removed, err := hr.conn.CleanStale(ctx, s.jobID, hr.facts.WorkBases)
+	var removed []hostops.StaleDir
+	err := within(ctx, s.limit, "remove what ended jobs left", func(ctx context.Context) (err error) {
+		removed, err = hr.conn.CleanStale(ctx, s.jobID, hr.facts.WorkBases)
+		return err
+	})
 	if err != nil {
 		hr.log.Warn("clean up earlier jobs", "err", err)
 		return nil
@@ -158,6 +170,7 @@ func roomForNode(dir string, free, need int64) error {
 type workDirStep struct {
 	jobID string
 	book  *hostBook
+	limit time.Duration // --setup-timeout
 }
 
 func (workDirStep) Title() string { return "make the work dir" }
@@ -165,7 +178,11 @@ func (workDirStep) Title() string { return "make the work dir" }
 func (s workDirStep) Run(ctx context.Context, hr *hostRun) error {
 	// From here on the host is written to: shown as uploading.
 	s.book.set(hr.host.Name, HostUploading, "")
-	dir, err := hr.conn.MakeWorkDir(ctx, hr.facts.WorkBase, s.jobID)
+	var dir string
+	err := within(ctx, s.limit, "make the work dir", func(ctx context.Context) (err error) {
+		dir, err = hr.conn.MakeWorkDir(ctx, hr.facts.WorkBase, s.jobID)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("make job dir: %w", err)
 	}
@@ -190,9 +207,10 @@ func (workDirStep) Cleanup(ctx context.Context, hr *hostRun) {
 // from the bastion, holding one of the fan-out's upload slots. A peer whose
 // transfer failed is not asked again; the host then tries the next source.
 type placeNodeStep struct {
-	fan  *fanOut
-	bins *binSources
-	book *hostBook
+	fan   *fanOut
+	bins  *binSources
+	book  *hostBook
+	limit time.Duration // --setup-timeout, per transfer; waiting for a slot is not counted
 }
 
 func (placeNodeStep) Title() string { return "bring the node binary" }
@@ -202,7 +220,11 @@ const maxPeerTries = 3
 
 func (s placeNodeStep) Run(ctx context.Context, hr *hostRun) error {
 	sha := hr.binary.SHA256
-	place, err := hr.conn.PlaceNode(ctx, hr.dir, hr.cacheDir, sha)
+	var place hostops.NodePlace
+	err := within(ctx, s.limit, "place the node binary", func(ctx context.Context) (err error) {
+		place, err = hr.conn.PlaceNode(ctx, hr.dir, hr.cacheDir, sha)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -221,7 +243,9 @@ func (s placeNodeStep) Run(ctx context.Context, hr *hostRun) error {
 		start := time.Now()
 		if src.peer == nil {
 			err = s.fan.upload(ctx, func() error {
-				return hr.conn.Upload(ctx, place.Path, hostops.Binary{Gzip: hr.binary.Gz, SHA256: sha})
+				return within(ctx, s.limit, "upload node binary", func(ctx context.Context) error {
+					return hr.conn.Upload(ctx, place.Path, hostops.Binary{Gzip: hr.binary.Gz, SHA256: sha})
+				})
 			})
 			s.bins.done(src, sha, err == nil, int64(len(hr.binary.Gz)), time.Since(start))
 			if err != nil {
@@ -230,7 +254,9 @@ func (s placeNodeStep) Run(ctx context.Context, hr *hostRun) error {
 			s.book.setNodeFrom(hr.host.Name, "bastion")
 			return nil
 		}
-		err = hr.conn.Fetch(ctx, place.Path, sha, src.peer.url)
+		err = within(ctx, s.limit, "fetch node binary", func(ctx context.Context) error {
+			return hr.conn.Fetch(ctx, place.Path, sha, src.peer.url)
+		})
 		s.bins.done(src, sha, err == nil, int64(len(hr.binary.Gz)), time.Since(start))
 		if err == nil {
 			s.book.setNodeFrom(hr.host.Name, src.peer.host)
@@ -269,6 +295,9 @@ func (s startStep) Run(ctx context.Context, hr *hostRun) error {
 	if err != nil {
 		return fmt.Errorf("start node binary: %w", err)
 	}
+	// The node runs: until it downloads, it connects to the daemon and
+	// asks it what it has, bounded by --check-timeout.
+	s.book.set(hr.host.Name, HostChecking, "")
 	// The node's done must name the image the spec asked for; a registry
 	// pull with nothing to check against is recorded as unverified.
 	imageID := spec.ImageID
@@ -309,8 +338,13 @@ func (s startStep) Cleanup(ctx context.Context, hr *hostRun) {
 	msg := hr.node.stop(ctx)
 	if !hr.node.cleanedUp() {
 		// The node died without cleaning up: what it loaded into the
-		// daemon for this job is still there.
-		if refs, err := hr.conn.RemoveTempImages(ctx, s.j.id, true, hr.facts.WorkBases); err != nil {
+		// daemon for this job is still there. A daemon that hangs (a
+		// reason the node may have died) gets a bounded try, so that the
+		// work dir is still removed.
+		tctx, cancel := context.WithTimeout(ctx, tempImagesGrace)
+		refs, err := hr.conn.RemoveTempImages(tctx, s.j.id, true, hr.facts.WorkBases)
+		cancel()
+		if err != nil {
 			hr.log.Warn("remove temporary images", "err", err)
 			msg += "; could not remove its temporary images: " + err.Error()
 		} else if len(refs) > 0 {
@@ -319,6 +353,10 @@ func (s startStep) Cleanup(ctx context.Context, hr *hostRun) {
 	}
 	hr.note(msg)
 }
+
+// tempImagesGrace bounds the teardown's removal of a dead node's
+// temporary images.
+const tempImagesGrace = 20 * time.Second
 
 // followStep lasts while the node runs: until it ends (an error when it
 // ended before the host finished) or until the job's hosts are all done.

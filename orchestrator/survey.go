@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/orchestrator/hostops"
@@ -69,7 +70,7 @@ func (e *Engine) Plan(ctx context.Context, opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := survey{dialer: in.dialer, image: in.image, nodes: e.deps.Nodes, noCache: opts.NoNodeCache}
+	s := survey{dialer: in.dialer, image: in.image, nodes: e.deps.Nodes, noCache: opts.NoNodeCache, limit: opts.SetupTimeout}
 	p := &Plan{Image: opts.Image, ImageID: in.image.ID, Size: in.image.Size(), Layers: len(in.image.Layers), Mode: string(in.mode), Ignored: in.ignored}
 	hosts := make([]HostPlan, len(in.hosts))
 	errs := newFanOut(opts.Concurrency, opts.UploadConcurrency).each(ctx, len(in.hosts), func(ctx context.Context, i int, _ func()) error {
@@ -98,6 +99,8 @@ type survey struct {
 	image   *imagecache.Image
 	nodes   *nodeassets.Set
 	noCache bool
+	// limit bounds each command on a host (--setup-timeout).
+	limit time.Duration
 }
 
 // host learns what one host has. Its error is the host's, not the plan's.
@@ -109,7 +112,11 @@ func (s survey) host(ctx context.Context, h inventory.Host) (HostPlan, error) {
 	}
 	defer conn.Close()
 	hp.Reachable = true
-	facts, err := conn.Probe(ctx, true)
+	var facts hostops.Facts
+	err = within(ctx, s.limit, "probe host", func(ctx context.Context) (err error) {
+		facts, err = conn.Probe(ctx, true)
+		return err
+	})
 	if err != nil {
 		return hp, fmt.Errorf("probe host: %w", err)
 	}
@@ -120,7 +127,11 @@ func (s survey) host(ctx context.Context, h inventory.Host) (HostPlan, error) {
 	}
 	list := openssh.Script(listLayersScript, h.DockerHost)
 	list.Become = h.Become // docker may need root
-	out, err := conn.Run(ctx, list)
+	var out []byte
+	err = within(ctx, s.limit, "list the daemon's layers", func(ctx context.Context) (err error) {
+		out, err = conn.Run(ctx, list)
+		return err
+	})
 	if err != nil {
 		return hp, fmt.Errorf("list the daemon's layers: %w", err)
 	}
@@ -152,7 +163,11 @@ func (s survey) nodeCache(ctx context.Context, conn Conn, h inventory.Host, fact
 	if err != nil {
 		return ""
 	}
-	ok, err := conn.NodeCached(ctx, path.Join(facts.CacheHome, "layercast"), bin.SHA256)
+	var ok bool
+	err = within(ctx, s.limit, "look for the node binary", func(ctx context.Context) (err error) {
+		ok, err = conn.NodeCached(ctx, path.Join(facts.CacheHome, "layercast"), bin.SHA256)
+		return err
+	})
 	switch {
 	case err != nil:
 		return ""

@@ -180,6 +180,7 @@ var badInputCases = []badInputCase{
 	{name: "image in upper case", args: []string{"UPPER/case:v1"}, want: []string{"invalid image reference", "UPPER/case:v1", "lower case"}},
 	{name: "image with a digest and no tag in p2p mode", args: []string{"app@sha256:" + strings.Repeat("a", 64)}, want: []string{"has a digest and no tag", "--mode registry"}},
 	{name: "bad mode", args: []string{"--mode", "fast", "app:v1"}, want: []string{`--mode "fast"`, "p2p, registry or auto"}},
+	{name: "negative deadline", args: []string{"--check-timeout", "-1s", "app:v1"}, want: []string{"--check-timeout -1s is negative"}},
 	{name: "zero concurrency", args: []string{"--concurrency", "0", "app:v1"}, want: []string{"--concurrency", "at least 1"}},
 	{name: "retry report missing", args: []string{"--retry-failed", "DIR/none.json", "app:v1"}, want: []string{"--retry-failed", "none.json"}},
 	{name: "retry report not JSON", args: []string{"--retry-failed", "DIR/not-json.json", "app:v1"}, want: []string{"--retry-failed", "not a layercast JSON report"}},

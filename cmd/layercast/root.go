@@ -70,6 +70,10 @@ type jobFlags struct {
 	announce          time.Duration
 	timeout           time.Duration
 	stallTimeout      time.Duration
+	connectTimeout    time.Duration
+	setupTimeout      time.Duration
+	checkTimeout      time.Duration
+	importTimeout     time.Duration
 	cacheDir          string
 	noNodeCache       bool
 	nodeBinDir        string
@@ -90,7 +94,11 @@ func (f *jobFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.acceptNew, "accept-new-host-keys", false, "trust and record the key of a host not yet in known_hosts")
 	fl.DurationVar(&f.announce, "announce-interval", 0, "tracker announce interval (0: automatic, 1s for small fleets and longer as the fleet grows)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "give up on the whole job after this long (0: no limit)")
-	fl.DurationVar(&f.stallTimeout, "stall-timeout", 2*time.Minute, "fail a host that receives nothing for this long while downloading (0: never)")
+	fl.DurationVar(&f.stallTimeout, "stall-timeout", orchestrator.DefaultStallTimeout, "fail a host that receives nothing for this long while downloading (0: never)")
+	fl.DurationVar(&f.connectTimeout, "connect-timeout", orchestrator.DefaultConnectTimeout, "fail an SSH connect and handshake to a host (or jump host) that takes longer, per attempt")
+	fl.DurationVar(&f.setupTimeout, "setup-timeout", orchestrator.DefaultSetupTimeout, "fail a host whose setup command (probe, cleanup, work dir, node binary upload or fetch) takes longer (0: never)")
+	fl.DurationVar(&f.checkTimeout, "check-timeout", orchestrator.DefaultCheckTimeout, "fail a host whose node takes longer from its start to asking Docker which layers it has (0: never)")
+	fl.DurationVar(&f.importTimeout, "import-timeout", orchestrator.DefaultImportTimeout, "fail a host whose Docker daemon takes longer to import the image once every layer is in (0: never)")
 	fl.StringVar(&f.cacheDir, "cache-dir", "", "where exported layers are kept between jobs (default ~/.cache/layercast)")
 	fl.BoolVar(&f.noNodeCache, "no-node-cache", false, "keep no node binary on the hosts between jobs (default: ~/.cache/layercast of the login user; see `layercast clean`)")
 	fl.StringVar(&f.nodeBinDir, "node-binary-dir", "", "take node binaries from this directory instead of the built-in ones")
@@ -115,6 +123,10 @@ func (f *jobFlags) options() (orchestrator.Options, error) {
 		AnnounceInterval:  f.announce,
 		Timeout:           f.timeout,
 		StallTimeout:      f.stallTimeout,
+		ConnectTimeout:    f.connectTimeout,
+		SetupTimeout:      f.setupTimeout,
+		CheckTimeout:      f.checkTimeout,
+		ImportTimeout:     f.importTimeout,
 		CacheDir:          f.cacheDir,
 		NoNodeCache:       f.noNodeCache,
 	}
@@ -176,6 +188,10 @@ func newRunCmd() *cobra.Command {
 		Long: `run takes IMAGE from this machine's Docker daemon (pulling it there first if
 it is missing) to every selected host and exits when each host has it or has
 failed. Progress goes to stdout as plain lines, or as JSON lines with --json.
+
+Every phase on a host has a deadline (--connect-timeout, --setup-timeout,
+--check-timeout, --stall-timeout, --import-timeout; 0 turns one off): a host
+that misses one fails with the reason, the others go on.
 
 Exit codes: 0 every host has the image; 1 some hosts failed; 2 bad usage,
 inventory or image (no host was touched); 3 the bastion itself failed;

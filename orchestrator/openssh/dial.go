@@ -185,7 +185,10 @@ func (d *Dialer) dialTarget(ctx context.Context, h inventory.Host, t Target) (*C
 
 // dialHop opens one SSH connection, directly or through via.
 func (d *Dialer) dialHop(ctx context.Context, via *ssh.Client, t Target) (*ssh.Client, error) {
-	ctx, cancel := context.WithTimeout(ctx, d.cfg.ConnectTimeout)
+	// The hop's own deadline is a failure that a retry may cure, unlike
+	// the end of the caller's ctx.
+	ctx, cancel := context.WithTimeoutCause(ctx, d.cfg.ConnectTimeout,
+		fmt.Errorf("no SSH answer within %s (raise --connect-timeout if the link is only slow)", d.cfg.ConnectTimeout))
 	defer cancel()
 
 	check, algos, hostKeyErr, err := d.keys.checker(t)
@@ -222,6 +225,9 @@ func (d *Dialer) dialHop(ctx context.Context, via *ssh.Client, t Target) (*ssh.C
 		conn, err = via.DialContext(ctx, "tcp", addr)
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
 	// The handshake has no context of its own: closing the connection when
