@@ -22,7 +22,7 @@ import (
 // the job's teardown stops it (and kills it if it does not stop).
 
 // ErrHostTimeout marks a host that took longer than a phase's deadline.
-var ErrHostTimeout = errors.New("host took too long")
+var ErrHostTimeout = errors.New("deadline missed")
 
 // deadlines are the watchdog's limits; zero disables one.
 type deadlines struct {
