@@ -49,7 +49,7 @@ func (e *Engine) Clean(ctx context.Context, opts Options, keepNodeCache bool) ([
 		defer conn.Close()
 		limit := opts.SetupTimeout
 		var facts hostops.Facts
-		err = within(ctx, limit, "probe host", func(ctx context.Context) (err error) {
+		err = within(ctx, limit, func(ctx context.Context) (err error) {
 			facts, err = conn.Probe(ctx, false)
 			return err
 		})
@@ -58,7 +58,7 @@ func (e *Engine) Clean(ctx context.Context, opts Options, keepNodeCache bool) ([
 		}
 		var errs []error
 		var stale []hostops.StaleDir
-		errs = append(errs, within(ctx, limit, "remove what ended jobs left", func(ctx context.Context) (err error) {
+		errs = append(errs, within(ctx, limit, func(ctx context.Context) (err error) {
 			stale, err = conn.CleanStale(ctx, "", facts.WorkBases)
 			return err
 		}))
@@ -73,13 +73,13 @@ func (e *Engine) Clean(ctx context.Context, opts Options, keepNodeCache bool) ([
 			}
 		}
 		if facts.Usable() == nil {
-			errs = append(errs, within(ctx, limit, "remove temporary images", func(ctx context.Context) (err error) {
+			errs = append(errs, within(ctx, limit, func(ctx context.Context) (err error) {
 				hc.TempImages, err = conn.RemoveTempImages(ctx, "", false, facts.WorkBases)
 				return err
 			}))
 		}
 		if !keepNodeCache && facts.CacheHome != "" {
-			errs = append(errs, within(ctx, limit, "remove the node cache", func(ctx context.Context) (err error) {
+			errs = append(errs, within(ctx, limit, func(ctx context.Context) (err error) {
 				hc.NodeCache, err = conn.RemoveNodeCache(ctx, path.Join(facts.CacheHome, "layercast"))
 				return err
 			}))

@@ -92,17 +92,19 @@ func watchHosts(ctx context.Context, book *hostBook, l deadlines) func() {
 
 // within runs op, one setup command on a host, bounded by limit (none when
 // zero). A command the host does not answer in time fails with a reason
-// that says so and names what was being done.
-func within(ctx context.Context, limit time.Duration, what string, op func(ctx context.Context) error) error {
+// that says so; the callers' wrapping says what was being done.
+func within(ctx context.Context, limit time.Duration, op func(ctx context.Context) error) error {
 	if limit <= 0 {
 		return op(ctx)
 	}
-	cause := fmt.Errorf("%w: %s: no answer from the host within %s (raise --setup-timeout if it is only slow)", ErrHostTimeout, what, limit)
+	cause := fmt.Errorf("%w: no answer from the host within %s (raise --setup-timeout if it is only slow)", ErrHostTimeout, limit)
 	sctx, cancel := context.WithTimeoutCause(ctx, limit, cause)
 	defer cancel()
 	err := op(sctx)
-	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(sctx), ErrHostTimeout) {
-		return context.Cause(sctx)
+	if err != nil && ctx.Err() == nil && context.Cause(sctx) == cause && !errors.Is(err, ErrHostTimeout) {
+		// The command's error does not say why it ended (only the SSH
+		// transport passes the cause on).
+		return fmt.Errorf("%w (%v)", cause, err)
 	}
 	return err
 }

@@ -70,7 +70,7 @@ func (s probeStep) Run(ctx context.Context, hr *hostRun) error {
 	// The node asks the daemon itself; the docker CLI would cost the host
 	// about 0.2 CPU-seconds here.
 	var facts hostops.Facts
-	err := within(ctx, s.limit, "probe host", func(ctx context.Context) (err error) {
+	err := within(ctx, s.limit, func(ctx context.Context) (err error) {
 		facts, err = hr.conn.Probe(ctx, false)
 		return err
 	})
@@ -99,7 +99,7 @@ func (cleanStaleStep) Title() string { return "remove what ended jobs left" }
 
 func (s cleanStaleStep) Run(ctx context.Context, hr *hostRun) error {
 	var removed []hostops.StaleDir
-	err := within(ctx, s.limit, "remove what ended jobs left", func(ctx context.Context) (err error) {
+	err := within(ctx, s.limit, func(ctx context.Context) (err error) {
 		removed, err = hr.conn.CleanStale(ctx, s.jobID, hr.facts.WorkBases)
 		return err
 	})
@@ -179,7 +179,7 @@ func (s workDirStep) Run(ctx context.Context, hr *hostRun) error {
 	// From here on the host is written to: shown as uploading.
 	s.book.set(hr.host.Name, HostUploading, "")
 	var dir string
-	err := within(ctx, s.limit, "make the work dir", func(ctx context.Context) (err error) {
+	err := within(ctx, s.limit, func(ctx context.Context) (err error) {
 		dir, err = hr.conn.MakeWorkDir(ctx, hr.facts.WorkBase, s.jobID)
 		return err
 	})
@@ -221,7 +221,7 @@ const maxPeerTries = 3
 func (s placeNodeStep) Run(ctx context.Context, hr *hostRun) error {
 	sha := hr.binary.SHA256
 	var place hostops.NodePlace
-	err := within(ctx, s.limit, "place the node binary", func(ctx context.Context) (err error) {
+	err := within(ctx, s.limit, func(ctx context.Context) (err error) {
 		place, err = hr.conn.PlaceNode(ctx, hr.dir, hr.cacheDir, sha)
 		return err
 	})
@@ -243,7 +243,7 @@ func (s placeNodeStep) Run(ctx context.Context, hr *hostRun) error {
 		start := time.Now()
 		if src.peer == nil {
 			err = s.fan.upload(ctx, func() error {
-				return within(ctx, s.limit, "upload node binary", func(ctx context.Context) error {
+				return within(ctx, s.limit, func(ctx context.Context) error {
 					return hr.conn.Upload(ctx, place.Path, hostops.Binary{Gzip: hr.binary.Gz, SHA256: sha})
 				})
 			})
@@ -254,7 +254,7 @@ func (s placeNodeStep) Run(ctx context.Context, hr *hostRun) error {
 			s.book.setNodeFrom(hr.host.Name, "bastion")
 			return nil
 		}
-		err = within(ctx, s.limit, "fetch node binary", func(ctx context.Context) error {
+		err = within(ctx, s.limit, func(ctx context.Context) error {
 			return hr.conn.Fetch(ctx, place.Path, sha, src.peer.url)
 		})
 		s.bins.done(src, sha, err == nil, int64(len(hr.binary.Gz)), time.Since(start))

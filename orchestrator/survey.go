@@ -113,7 +113,7 @@ func (s survey) host(ctx context.Context, h inventory.Host) (HostPlan, error) {
 	defer conn.Close()
 	hp.Reachable = true
 	var facts hostops.Facts
-	err = within(ctx, s.limit, "probe host", func(ctx context.Context) (err error) {
+	err = within(ctx, s.limit, func(ctx context.Context) (err error) {
 		facts, err = conn.Probe(ctx, true)
 		return err
 	})
@@ -128,7 +128,7 @@ func (s survey) host(ctx context.Context, h inventory.Host) (HostPlan, error) {
 	list := openssh.Script(listLayersScript, h.DockerHost)
 	list.Become = h.Become // docker may need root
 	var out []byte
-	err = within(ctx, s.limit, "list the daemon's layers", func(ctx context.Context) (err error) {
+	err = within(ctx, s.limit, func(ctx context.Context) (err error) {
 		out, err = conn.Run(ctx, list)
 		return err
 	})
@@ -164,7 +164,7 @@ func (s survey) nodeCache(ctx context.Context, conn Conn, h inventory.Host, fact
 		return ""
 	}
 	var ok bool
-	err = within(ctx, s.limit, "look for the node binary", func(ctx context.Context) (err error) {
+	err = within(ctx, s.limit, func(ctx context.Context) (err error) {
 		ok, err = conn.NodeCached(ctx, path.Join(facts.CacheHome, "layercast"), bin.SHA256)
 		return err
 	})
