@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"path"
+
+	"github.com/layercast/layercast/orchestrator/hostops"
 )
 
 // HostClean is what Clean removed from one host.
@@ -45,13 +47,21 @@ func (e *Engine) Clean(ctx context.Context, opts Options, keepNodeCache bool) ([
 			return fmt.Errorf("connect: %w", err)
 		}
 		defer conn.Close()
-		facts, err := conn.Probe(ctx, false)
+		limit := opts.SetupTimeout
+		var facts hostops.Facts
+		err = within(ctx, limit, func(ctx context.Context) (err error) {
+			facts, err = conn.Probe(ctx, false)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("probe host: %w", err)
 		}
 		var errs []error
-		stale, err := conn.CleanStale(ctx, "")
-		errs = append(errs, err)
+		var stale []hostops.StaleDir
+		errs = append(errs, within(ctx, limit, func(ctx context.Context) (err error) {
+			stale, err = conn.CleanStale(ctx, "", facts.WorkBases)
+			return err
+		}))
 		for _, s := range stale {
 			switch {
 			case s.Live:
@@ -63,12 +73,16 @@ func (e *Engine) Clean(ctx context.Context, opts Options, keepNodeCache bool) ([
 			}
 		}
 		if facts.Usable() == nil {
-			hc.TempImages, err = conn.RemoveTempImages(ctx, "", false)
-			errs = append(errs, err)
+			errs = append(errs, within(ctx, limit, func(ctx context.Context) (err error) {
+				hc.TempImages, err = conn.RemoveTempImages(ctx, "", false, facts.WorkBases)
+				return err
+			}))
 		}
 		if !keepNodeCache && facts.CacheHome != "" {
-			hc.NodeCache, err = conn.RemoveNodeCache(ctx, path.Join(facts.CacheHome, "layercast"))
-			errs = append(errs, err)
+			errs = append(errs, within(ctx, limit, func(ctx context.Context) (err error) {
+				hc.NodeCache, err = conn.RemoveNodeCache(ctx, path.Join(facts.CacheHome, "layercast"))
+				return err
+			}))
 		}
 		return errors.Join(errs...)
 	})
@@ -77,6 +91,7 @@ func (e *Engine) Clean(ctx context.Context, opts Options, keepNodeCache bool) ([
 		if err != nil {
 			out[i].Error = err.Error()
 		}
+		out[i].makeSafe()
 	}
 	return out, nil
 }

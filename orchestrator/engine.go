@@ -9,7 +9,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/layercast/layercast/orchestrator/imagecache"
@@ -84,6 +86,50 @@ type job struct {
 	served *served
 }
 
+// unverified says why some hosts that ended done were not checked
+// against the bastion's image, or "" when every one was.
+func (j *job) unverified(hosts []HostResult) string {
+	var names []string
+	for _, h := range hosts {
+		if h.Unverified {
+			names = append(names, h.Host)
+		}
+	}
+	switch {
+	case len(names) == 0:
+		return ""
+	case j.expect == nil:
+		return fmt.Sprintf("the bastion has no copy of %s to compare with: %s hold whatever the registry serves under that name (docker pull it on the bastion to have it checked)", j.opts.Image, summarize(names))
+	default:
+		return fmt.Sprintf("%s run another CPU than the bastion's copy of %s (%s): their image was not compared", summarize(names), j.opts.Image, j.expect.Platform)
+	}
+}
+
+// summarize lists up to five names and counts the rest.
+func summarize(names []string) string {
+	if len(names) > 5 {
+		return fmt.Sprintf("%s and %d more hosts", strings.Join(names[:5], ", "), len(names)-5)
+	}
+	if len(names) == 1 {
+		return "host " + names[0]
+	}
+	return "hosts " + strings.Join(names, ", ")
+}
+
+// layerMatcher checks the nodes' progress against the job's layers: the
+// bastion's image in p2p mode, none (whatever the registry serves) in
+// registry mode.
+func (j *job) layerMatcher() layerMatcher {
+	m := layerMatcher{peers: len(j.hosts)}
+	if j.mode != ModeRegistry && j.image != nil {
+		m.layers = make([]LayerInfo, 0, len(j.image.Layers))
+		for _, l := range j.image.Layers {
+			m.layers = append(m.layers, LayerInfo{Digest: l.Digest, Size: l.Size})
+		}
+	}
+	return m
+}
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
@@ -115,11 +161,12 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 	if err != nil {
 		return nil, err
 	}
+	// Every event leaves through here, host text made harmless.
 	j := &job{prepared: p, id: id, token: randomHex(16), log: log, emit: func(ev Event) {
 		if ev.Time.IsZero() {
 			ev.Time = e.deps.Now()
 		}
-		sink.Emit(ev)
+		sink.Emit(safeEvent(ev))
 	}}
 	if opts.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -133,7 +180,10 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 		names[i] = h.Name
 	}
 	book := newHostBook(names, e.deps.Now, j.emit)
-	info := &JobInfo{ID: j.id, Image: opts.Image, Mode: string(j.mode), Hosts: names}
+	info := &JobInfo{ID: j.id, Image: opts.Image, Mode: string(j.mode), Hosts: names, Ignored: j.ignored}
+	if j.expect != nil {
+		info.ImageID = j.expect.ID
+	}
 	if j.image != nil {
 		info.ImageID, info.Size = j.image.ID, j.image.Size()
 		for _, l := range j.image.Layers {
@@ -171,6 +221,10 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 	if j.image != nil {
 		rep.ImageID, rep.Size = j.image.ID, j.image.Size()
 	}
+	if j.expect != nil {
+		rep.ImageID = j.expect.ID
+	}
+	rep.Unverified = j.unverified(rep.Hosts)
 	j.emit(Event{Kind: EventJobDone, Report: rep})
 	if ctx.Err() != nil {
 		return rep, nil

@@ -125,7 +125,9 @@ func newTestLab(t *testing.T, hosts ...string) *testLab {
 	zw := gzip.NewWriter(&gz)
 	zw.Write([]byte("not really a node binary"))
 	zw.Close()
-	os.WriteFile(filepath.Join(nodes, nodeassets.FileName("amd64")), gz.Bytes(), 0o600)
+	for _, arch := range []string{"amd64", "arm64"} {
+		os.WriteFile(filepath.Join(nodes, nodeassets.FileName(arch)), gz.Bytes(), 0o600)
+	}
 
 	l := &testLab{dialer: &hostops.FakeDialer{}, docker: imagecache.NewFakeDocker("lab/app:v1", bytes.Repeat([]byte{1}, 40000), bytes.Repeat([]byte{2}, 70000)), inv: invPath}
 	l.deps = Deps{
@@ -379,5 +381,162 @@ func TestEngine_HostThatStopsReceivingFailsAfterTheStallTimeout(t *testing.T) {
 	}
 	if res["fine"].State != HostDone {
 		t.Errorf("fine: %+v", res["fine"])
+	}
+}
+
+// registryNode plays a node in registry mode: it pulls image pulled and
+// fails, as the real node's check does, when the spec names another ID.
+func registryNode(pulled string, specs chan<- *jobspec.Spec) func(context.Context, openssh.Command, *openssh.FakeProcess) {
+	return func(ctx context.Context, _ openssh.Command, p *openssh.FakeProcess) {
+		dec := jobspec.NewDecoder(p.StdinReader())
+		enc := jobspec.NewEncoder(p.StdoutWriter())
+		spec, err := jobspec.ReadSpec(dec)
+		if err != nil {
+			p.Exit(err)
+			return
+		}
+		if specs != nil {
+			specs <- spec
+		}
+		emit := func(e jobspec.Event) { e.Time = time.Now(); _ = enc.Encode(e) }
+		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateDownloading})
+		if spec.ImageID != "" && spec.ImageID != pulled {
+			emit(jobspec.Event{Kind: jobspec.EventError, State: jobspec.StateFailed, Message: fmt.Sprintf("check image: %s has ID %s, want %s: image in the daemon does not match the job", spec.Image, pulled, spec.ImageID)})
+			emit(jobspec.Event{Kind: jobspec.EventExit})
+			p.Exit(errors.New("exit status 1"))
+			return
+		}
+		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateDone, ImageID: pulled})
+		for {
+			var c jobspec.Control
+			if err := dec.Decode(&c); err != nil || c.Kind == jobspec.ControlStop {
+				break
+			}
+		}
+		emit(jobspec.Event{Kind: jobspec.EventExit})
+		p.Exit(nil)
+	}
+}
+
+func TestEngine_RegistryModeChecksTheBastionsImageOrSaysItDidNot(t *testing.T) {
+	other := "sha256:" + strings.Repeat("e", 64)
+	t.Run("registry serves the bastion's image", func(t *testing.T) {
+		l := newTestLab(t, "h1", "h2")
+		l.play("h1", registryNode(l.docker.ID, nil))
+		arm := l.play("h2", registryNode(other, nil)) // another CPU, another image
+		arm.Facts.Arch, arm.Facts.Machine = "arm64", "aarch64"
+		rep, _, err := l.run(t, context.Background(), Options{Mode: ModeRegistry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := map[string]HostResult{}
+		for _, h := range rep.Hosts {
+			res[h.Host] = h
+		}
+		if h := res["h1"]; h.State != HostDone || h.Unverified || h.ImageID != l.docker.ID {
+			t.Errorf("h1: %+v; want done, verified", h)
+		}
+		if h := res["h2"]; h.State != HostDone || !h.Unverified {
+			t.Errorf("h2 (arm64): %+v; want done, unverified", h)
+		}
+		if !strings.Contains(rep.Unverified, "host h2") || !strings.Contains(rep.Unverified, "linux/amd64") {
+			t.Errorf("report says %q; want it to name h2 and the bastion's platform", rep.Unverified)
+		}
+		if rep.ImageID != l.docker.ID {
+			t.Errorf("report image ID %q, want the bastion's", rep.ImageID)
+		}
+	})
+	t.Run("registry serves another image", func(t *testing.T) {
+		l := newTestLab(t, "h1")
+		l.play("h1", registryNode(other, nil))
+		rep, _, err := l.run(t, context.Background(), Options{Mode: ModeRegistry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := rep.Hosts[0]; h.State != HostFailed || !strings.Contains(h.Error, "does not match") {
+			t.Errorf("h1: %+v; want failed with a mismatch", h)
+		}
+	})
+	t.Run("bastion without the image", func(t *testing.T) {
+		l := newTestLab(t, "h1")
+		l.docker.Remove()
+		l.play("h1", registryNode(other, nil))
+		rep, rec, err := l.run(t, context.Background(), Options{Mode: ModeRegistry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := rep.Hosts[0]; h.State != HostDone || !h.Unverified || h.ImageID != other {
+			t.Errorf("h1: %+v; want done, unverified, with the registry's image", h)
+		}
+		if !strings.Contains(rep.Unverified, "no copy of lab/app:v1") {
+			t.Errorf("report says %q; want it to say the bastion has no copy", rep.Unverified)
+		}
+		if ev := rec.events[len(rec.events)-1]; ev.Report == nil || ev.Report.Unverified == "" {
+			t.Error("the job_done event's report does not say the result is unverified")
+		}
+	})
+}
+
+func TestEngine_IgnoredInventorySettingsReachJobAndPlan(t *testing.T) {
+	l := newTestLab(t, "h1")
+	ini := filepath.Join(filepath.Dir(l.inv), "hosts.ini")
+	if err := os.WriteFile(ini, []byte("[web]\nh1 ansible_host=127.0.0.2 ansible_python_interpreter=/usr/bin/python3 ansible_ssh_common_args='-o StrictHostKeyChecking=no'\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.inv = ini
+	l.play("h1", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
+	_, rec, err := l.run(t, context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := rec.events[0].Job
+	got := strings.Join(info.Ignored, "\n")
+	for _, w := range []string{"ansible_python_interpreter: not used by layercast (h1)", "-o StrictHostKeyChecking=no: not used"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("job_started lists as ignored:\n%s\nwant %q", got, w)
+		}
+	}
+	eng, _ := NewEngine(l.deps)
+	p, err := eng.Plan(context.Background(), Options{InventoryPath: ini, Image: "lab/app:v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Ignored) != len(info.Ignored) {
+		t.Errorf("plan lists %v as ignored, the job %v", p.Ignored, info.Ignored)
+	}
+}
+
+func TestEngine_RegistryCredentialsForALoopbackRegistryStayOnTheBastion(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("DOCKER_CONFIG", dir)
+	basic := "Y2k6czNjcmV0" // ci:s3cret
+	cfg := `{"auths": {"localhost:5000": {"auth": "` + basic + `"}, "127.0.0.1:5001": {"auth": "` + basic + `"}, "reg.example:5000": {"auth": "` + basic + `"}}}`
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for image, wantAuth := range map[string]bool{"localhost:5000/app:v1": false, "127.0.0.1:5001/app:v1": false, "reg.example:5000/app:v1": true} {
+		l := newTestLab(t, "h1")
+		specs := make(chan *jobspec.Spec, 1)
+		l.play("h1", registryNode("sha256:"+strings.Repeat("1", 64), specs))
+		if _, _, err := l.run(t, context.Background(), Options{Mode: ModeRegistry, Image: image}); err != nil {
+			t.Fatal(err)
+		}
+		spec := <-specs
+		if got := spec.RegistryAuth != ""; got != wantAuth {
+			t.Errorf("%s: credentials sent: %v, want %v", image, got, wantAuth)
+		}
+	}
+}
+
+func TestEngine_BastionAddrNameIsResolvedForTheAllowList(t *testing.T) {
+	l := newTestLab(t, "h1")
+	specs := make(chan *jobspec.Spec, 1)
+	l.play("h1", fakeNode(t, specs, ""))
+	if _, _, err := l.run(t, context.Background(), Options{BastionAddr: "localhost"}); err != nil {
+		t.Fatal(err)
+	}
+	spec := <-specs
+	if !strings.Contains(spec.Announce, "//localhost:") || len(spec.Seeders) == 0 || !strings.HasPrefix(spec.Seeders[0], "127.0.0.1:") || !contains(spec.AllowedIPs, "127.0.0.1") || contains(spec.AllowedIPs, "localhost") {
+		t.Errorf("announce %s, seeders %v, allowed %v; want the name for the tracker, its address for the seeder and the allow list", spec.Announce, spec.Seeders, spec.AllowedIPs)
 	}
 }

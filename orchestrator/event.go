@@ -84,6 +84,9 @@ type JobInfo struct {
 	Size    int64       `json:"size"`
 	Layers  []LayerInfo `json:"layers,omitempty"`
 	Hosts   []string    `json:"hosts"`
+	// Ignored lists, one line each, what the inventory holds that
+	// layercast does not use (Ansible variables and options).
+	Ignored []string `json:"ignored,omitempty"`
 }
 
 // LayerInfo is one layer of the job's image.
@@ -148,7 +151,13 @@ type Report struct {
 	NodeBinary NodeBinaryReport `json:"node_binary"`
 	Cancelled  bool             `json:"cancelled,omitempty"` // the operator stopped the job
 	TimedOut   bool             `json:"timed_out,omitempty"` // the job's --timeout ran out
-	Hosts      []HostResult     `json:"hosts"`
+	// Unverified, when set, says why the image ID of some hosts that ended
+	// done was not checked against the bastion's (registry mode without
+	// the image on the bastion, or hosts of another CPU): those hosts
+	// have what the registry served under the name. Their HostResult
+	// has Unverified set.
+	Unverified string       `json:"unverified,omitempty"`
+	Hosts      []HostResult `json:"hosts"`
 }
 
 // HostResult is one host's line in the report.
@@ -166,6 +175,9 @@ type HostResult struct {
 	// NodeFrom is where the host's node binary came from: "cache", the
 	// name of the host it was fetched from, or "bastion".
 	NodeFrom string `json:"node_from,omitempty"`
+	// Unverified: the host's image ID was not checked against the
+	// bastion's (see Report.Unverified).
+	Unverified bool `json:"unverified,omitempty"`
 }
 
 // NodeBinaryReport counts how the hosts got the node binary.

@@ -39,9 +39,17 @@ func (s *fleetStep) Run(ctx context.Context, j *job) error {
 	var auth string
 	if j.mode == ModeRegistry {
 		var err error
-		if auth, err = registryAuth(j.opts.Image); err != nil {
-			// The pull may not need credentials; the hosts will tell.
-			j.log.Warn("registry credentials", "err", err)
+		switch reg := registryHost(j.opts.Image); {
+		case loopbackRegistry(reg):
+			// Each host's loopback is its own registry (a local mirror,
+			// say): the bastion's credentials for its own mean nothing
+			// there, and must not travel.
+			j.log.Warn("registry on loopback: the bastion's credentials for it are not sent to the hosts", "registry", reg)
+		default:
+			if auth, err = registryAuth(j.opts.Image); err != nil {
+				// The pull may not need credentials; the hosts will tell.
+				j.log.Warn("registry credentials", "err", err)
+			}
 		}
 	}
 	s.bins = newBinSources()
@@ -79,7 +87,7 @@ func (s *fleetStep) Run(ctx context.Context, j *job) error {
 		}
 	}()
 
-	stopWatch := watchStalls(ctx, s.book, j.opts.StallTimeout)
+	stopWatch := watchHosts(ctx, s.book, deadlinesOf(j.opts))
 	defer stopWatch()
 	if !s.book.waitAll(ctx.Done()) {
 		// Before teardown stops the nodes: a node stopped now reports a
@@ -148,33 +156,6 @@ func (hr *hostRun) teardown(ctx context.Context) string {
 
 // note adds to the teardown line.
 func (hr *hostRun) note(s string) { hr.torn = append(hr.torn, s) }
-
-// watchStalls fails hosts that download nothing for limit: a host that lost
-// its network must not hold the whole job forever. Its node is stopped at
-// teardown, which removes whatever it had.
-func watchStalls(ctx context.Context, book *hostBook, limit time.Duration) func() {
-	if limit <= 0 {
-		return func() {}
-	}
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(min(limit/4, 5*time.Second))
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				for _, h := range book.stalled(limit) {
-					book.fail(h, fmt.Errorf("no data for %s while downloading: the host lost its peers and the bastion (check its network), or raise --stall-timeout", limit))
-				}
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return func() { close(done) }
-}
 
 // reportSeeder emits the seeder's stats twice a second until the returned
 // func is called.

@@ -18,7 +18,7 @@ import (
 func TestFleet_HostWithoutRoomForTheNodeFailsBeforeUpload(t *testing.T) {
 	l := newTestLab(t, "h1", "h2")
 	small := l.play("h1", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
-	small.Facts.TmpFree = 10 // the fake node binary is 24 bytes, 48 compressed
+	small.Facts.WorkFree = 10 // the fake node binary is 24 bytes, 48 compressed
 	l.play("h2", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
 	rep, _, err := l.run(t, context.Background(), Options{})
 	if err != nil {

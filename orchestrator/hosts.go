@@ -4,8 +4,6 @@ import (
 	"sort"
 	"sync"
 	"time"
-
-	"github.com/layercast/layercast/nodebin/jobspec"
 )
 
 // hostBook is the engine's record of every host in a job: state, progress
@@ -29,8 +27,14 @@ type hostRecord struct {
 	imageID  string
 	nodeFrom string
 	runtime  string
-	// advanced is when the host last received a byte or changed state.
+	// unverified: its image ID is not checked against the bastion's.
+	unverified bool
+	// advanced is when the host last received a byte or changed state;
+	// entered when it entered its state; complete when its progress first
+	// showed every layer in (zero until then).
 	advanced time.Time
+	entered  time.Time
+	complete time.Time
 }
 
 func newHostBook(names []string, now func() time.Time, emit func(Event)) *hostBook {
@@ -50,6 +54,9 @@ func (b *hostBook) set(host string, s HostState, msg string) {
 	if r == nil || r.state.Terminal() || (r.state == s && msg == "") {
 		b.mu.Unlock()
 		return
+	}
+	if r.state != s {
+		r.entered = b.now()
 	}
 	r.state = s
 	r.advanced = b.now()
@@ -77,28 +84,31 @@ func (b *hostBook) state(host string) HostState {
 	return ""
 }
 
-// progress records a node's progress event.
-func (b *hostBook) progress(host string, p *jobspec.Progress) {
-	hp := &HostProgress{Rate: p.Rate, Peers: p.Peers, FromPeers: p.FromPeers, FromSeeder: p.FromSeeder, Uploaded: p.Uploaded}
-	for _, l := range p.Layers {
-		hp.Layers = append(hp.Layers, LayerProgress(l))
-		hp.Total += l.Total
-		if l.Skipped {
-			hp.Done += l.Total
-		} else {
-			hp.Done += l.Done
-			hp.Needed += l.Total
-		}
-	}
+// progress records a node's progress, matched to the job's layers
+// (layerMatcher).
+func (b *hostBook) progress(host string, hp *HostProgress) {
 	b.mu.Lock()
 	if r := b.hosts[host]; r != nil {
 		if r.progress == nil || hp.Done > r.progress.Done {
 			r.advanced = b.now()
 		}
+		if r.complete.IsZero() && hp.Total > 0 && hp.Done >= hp.Total {
+			r.complete = b.now()
+		}
 		r.progress = hp
 	}
 	b.mu.Unlock()
 	b.emit(Event{Kind: EventHostProgress, Host: host, Progress: hp})
+}
+
+// setUnverified records that the host's image ID is checked against
+// nothing (registry mode).
+func (b *hostBook) setUnverified(host string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r := b.hosts[host]; r != nil {
+		r.unverified = true
+	}
 }
 
 func (b *hostBook) setImageID(host, id string) {
@@ -109,20 +119,26 @@ func (b *hostBook) setImageID(host, id string) {
 	}
 }
 
-// stalled lists the hosts that have been downloading without receiving a
-// byte for longer than limit.
-func (b *hostBook) stalled(limit time.Duration) []string {
+// overdue says, for every host stuck in its state longer than limits
+// allow, why (see deadlines.overdue). Hosts are named in order.
+func (b *hostBook) overdue(l deadlines) ([]string, []error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var out []string
+	var names []string
+	errs := map[string]error{}
 	now := b.now()
 	for n, r := range b.hosts {
-		if r.state == HostDownloading && now.Sub(r.advanced) > limit {
-			out = append(out, n)
+		if err := l.overdue(r, now); err != nil {
+			names = append(names, n)
+			errs[n] = err
 		}
 	}
-	sort.Strings(out)
-	return out
+	sort.Strings(names)
+	out := make([]error, len(names))
+	for i, n := range names {
+		out[i] = errs[n]
+	}
+	return names, out
 }
 
 // waitAll blocks until every host is in a terminal state or done closes.
@@ -213,7 +229,8 @@ func (b *hostBook) results() []HostResult {
 	defer b.mu.Unlock()
 	out := make([]HostResult, 0, len(b.hosts))
 	for _, r := range b.hosts {
-		hr := HostResult{Host: r.name, State: r.state, Error: r.err, ImageID: r.imageID, NodeFrom: r.nodeFrom, Runtime: r.runtime}
+		hr := HostResult{Host: r.name, State: r.state, Error: r.err, ImageID: r.imageID, NodeFrom: r.nodeFrom, Runtime: r.runtime,
+			Unverified: r.unverified && r.state == HostDone}
 		if !r.state.Terminal() {
 			hr.State = HostCancelled
 		}

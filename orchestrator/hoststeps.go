@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,13 +22,14 @@ import (
 // start the node and follow it. The steps keep what they learn in the
 // host's hostRun; their cleanups are the host's teardown.
 func hostSteps(j *job, book *hostBook, nodes *nodeassets.Set, fan *fanOut, bins *binSources, registryAuth string) []step[*hostRun] {
+	setup := j.opts.SetupTimeout
 	return []step[*hostRun]{
 		connectStep{dialer: j.dialer, book: book},
-		probeStep{book: book, registry: j.mode == ModeRegistry},
-		cleanStaleStep{jobID: j.id, emit: j.emit},
+		probeStep{book: book, registry: j.mode == ModeRegistry, limit: setup},
+		cleanStaleStep{jobID: j.id, emit: j.emit, limit: setup},
 		nodeBinaryStep{nodes: nodes, noCache: j.opts.NoNodeCache},
-		workDirStep{jobID: j.id, book: book},
-		placeNodeStep{fan: fan, bins: bins, book: book},
+		workDirStep{jobID: j.id, book: book, limit: setup},
+		placeNodeStep{fan: fan, bins: bins, book: book, limit: setup},
 		startStep{j: j, book: book, bins: bins, registryAuth: registryAuth},
 		followStep{},
 	}
@@ -62,6 +64,7 @@ func (connectStep) Cleanup(ctx context.Context, hr *hostRun) {
 type probeStep struct {
 	book     *hostBook
 	registry bool // registry mode: the host pulls with docker
+	limit time.Duration // --setup-timeout
 }
 
 func (probeStep) Title() string { return "probe the host" }
@@ -69,7 +72,11 @@ func (probeStep) Title() string { return "probe the host" }
 func (s probeStep) Run(ctx context.Context, hr *hostRun) error {
 	// The node asks the daemon itself; the docker CLI would cost the host
 	// about 0.2 CPU-seconds here.
-	facts, err := hr.conn.Probe(ctx, false)
+	var facts hostops.Facts
+	err := within(ctx, s.limit, func(ctx context.Context) (err error) {
+		facts, err = hr.conn.Probe(ctx, false)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("probe host: %w", err)
 	}
@@ -97,12 +104,17 @@ func (s probeStep) Run(ctx context.Context, hr *hostRun) error {
 type cleanStaleStep struct {
 	jobID string
 	emit  func(Event)
+	limit time.Duration // --setup-timeout
 }
 
 func (cleanStaleStep) Title() string { return "remove what ended jobs left" }
 
 func (s cleanStaleStep) Run(ctx context.Context, hr *hostRun) error {
-	removed, err := hr.conn.CleanStale(ctx, s.jobID)
+	var removed []hostops.StaleDir
+	err := within(ctx, s.limit, func(ctx context.Context) (err error) {
+		removed, err = hr.conn.CleanStale(ctx, s.jobID, hr.facts.WorkBases)
+		return err
+	})
 	if err != nil {
 		hr.log.Warn("clean up earlier jobs", "err", err)
 		return nil
@@ -128,9 +140,10 @@ func (s cleanStaleStep) Run(ctx context.Context, hr *hostRun) error {
 
 // nodeBinaryStep picks the node binary for the host's CPU and where it
 // lives there: the login user's node cache (kept between jobs, see
-// hostops.PlaceNode) unless the operator or the inventory said no, else
-// the work dir. Without a cache it checks, before anything is written,
-// that /tmp has room for it.
+// hostops.PlaceNode) unless the operator or the inventory said no, or the
+// cache is on a file system mounted noexec; else the work dir. Without a
+// cache it checks, before anything is written, that the work dir's base
+// has room for it.
 type nodeBinaryStep struct {
 	nodes   *nodeassets.Set
 	noCache bool
@@ -144,24 +157,24 @@ func (s nodeBinaryStep) Run(ctx context.Context, hr *hostRun) error {
 		return err
 	}
 	hr.binary = bin
-	if !s.noCache && !hr.host.NoNodeCache && hr.facts.CacheHome != "" {
+	if !s.noCache && !hr.host.NoNodeCache && hr.facts.CacheHome != "" && !hr.facts.CacheNoExec {
 		hr.cacheDir = path.Join(hr.facts.CacheHome, "layercast")
 		return nil
 	}
-	return roomForNode(hr.facts.TmpFree, bin.Size+int64(len(bin.Gz)))
+	return roomForNode(hr.facts.WorkBase, hr.facts.WorkFree, bin.Size+int64(len(bin.Gz)))
 }
 
-// ErrNoRoom means a host's /tmp cannot hold the node binary.
-var ErrNoRoom = errors.New("not enough space in /tmp")
+// ErrNoRoom means a host's work dir cannot hold the node binary.
+var ErrNoRoom = errors.New("not enough space")
 
-// roomForNode checks that /tmp (free bytes as probed; negative when
-// unknown) can hold the node binary while it unpacks. The node itself
-// checks the room for the layers.
-func roomForNode(free, need int64) error {
+// roomForNode checks that the work dir's base dir (free bytes as probed;
+// negative when unknown) can hold the node binary while it unpacks. The
+// node itself checks the room for the layers.
+func roomForNode(dir string, free, need int64) error {
 	if free < 0 || free >= need {
 		return nil
 	}
-	return fmt.Errorf("%w: the host has %.1f MB free in /tmp, the node binary needs %.1f MB; free space in /tmp", ErrNoRoom, float64(free)/1e6, float64(need)/1e6)
+	return fmt.Errorf("%w in %s: the host has %.1f MB free in %s, the node binary needs %.1f MB; free space there, or set work_dir: in the inventory", ErrNoRoom, dir, float64(free)/1e6, dir, float64(need)/1e6)
 }
 
 // workDirStep makes the job's fresh work dir on the host; its cleanup
@@ -169,6 +182,7 @@ func roomForNode(free, need int64) error {
 type workDirStep struct {
 	jobID string
 	book  *hostBook
+	limit time.Duration // --setup-timeout
 }
 
 func (workDirStep) Title() string { return "make the work dir" }
@@ -176,7 +190,11 @@ func (workDirStep) Title() string { return "make the work dir" }
 func (s workDirStep) Run(ctx context.Context, hr *hostRun) error {
 	// From here on the host is written to: shown as uploading.
 	s.book.set(hr.host.Name, HostUploading, "")
-	dir, err := hr.conn.MakeWorkDir(ctx, s.jobID)
+	var dir string
+	err := within(ctx, s.limit, func(ctx context.Context) (err error) {
+		dir, err = hr.conn.MakeWorkDir(ctx, hr.facts.WorkBase, s.jobID)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("make job dir: %w", err)
 	}
@@ -201,9 +219,10 @@ func (workDirStep) Cleanup(ctx context.Context, hr *hostRun) {
 // from the bastion, holding one of the fan-out's upload slots. A peer whose
 // transfer failed is not asked again; the host then tries the next source.
 type placeNodeStep struct {
-	fan  *fanOut
-	bins *binSources
-	book *hostBook
+	fan   *fanOut
+	bins  *binSources
+	book  *hostBook
+	limit time.Duration // --setup-timeout, per transfer; waiting for a slot is not counted
 }
 
 func (placeNodeStep) Title() string { return "bring the node binary" }
@@ -213,7 +232,11 @@ const maxPeerTries = 3
 
 func (s placeNodeStep) Run(ctx context.Context, hr *hostRun) error {
 	sha := hr.binary.SHA256
-	place, err := hr.conn.PlaceNode(ctx, hr.dir, hr.cacheDir, sha)
+	var place hostops.NodePlace
+	err := within(ctx, s.limit, func(ctx context.Context) (err error) {
+		place, err = hr.conn.PlaceNode(ctx, hr.dir, hr.cacheDir, sha)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -232,7 +255,9 @@ func (s placeNodeStep) Run(ctx context.Context, hr *hostRun) error {
 		start := time.Now()
 		if src.peer == nil {
 			err = s.fan.upload(ctx, func() error {
-				return hr.conn.Upload(ctx, place.Path, hostops.Binary{Gzip: hr.binary.Gz, SHA256: sha})
+				return within(ctx, s.limit, func(ctx context.Context) error {
+					return hr.conn.Upload(ctx, place.Path, hostops.Binary{Gzip: hr.binary.Gz, SHA256: sha})
+				})
 			})
 			s.bins.done(src, sha, err == nil, int64(len(hr.binary.Gz)), time.Since(start))
 			if err != nil {
@@ -241,7 +266,9 @@ func (s placeNodeStep) Run(ctx context.Context, hr *hostRun) error {
 			s.book.setNodeFrom(hr.host.Name, "bastion")
 			return nil
 		}
-		err = hr.conn.Fetch(ctx, place.Path, sha, src.peer.url)
+		err = within(ctx, s.limit, func(ctx context.Context) error {
+			return hr.conn.Fetch(ctx, place.Path, sha, src.peer.url)
+		})
 		s.bins.done(src, sha, err == nil, int64(len(hr.binary.Gz)), time.Since(start))
 		if err == nil {
 			s.book.setNodeFrom(hr.host.Name, src.peer.host)
@@ -280,17 +307,24 @@ func (s startStep) Run(ctx context.Context, hr *hostRun) error {
 	if err != nil {
 		return fmt.Errorf("start node binary: %w", err)
 	}
-	imageID := ""
-	if s.j.image != nil {
-		imageID = s.j.image.ID
+	// The node runs: until it downloads, it connects to the daemon and
+	// asks it what it has, bounded by --check-timeout.
+	s.book.set(hr.host.Name, HostChecking, "")
+	// The node's done must name the image the spec asked for; a registry
+	// pull with nothing to check against is recorded as unverified.
+	imageID := spec.ImageID
+	if imageID == "" {
+		s.book.setUnverified(hr.host.Name)
 	}
 	bins, sha, host := s.bins, hr.binary.SHA256, hr.host.Name
 	serverIP := hr.facts.ServerIP
-	hr.node = followNode(proc, host, hr.log, nodeOutlets{book: s.book, emit: s.j.emit, imageID: imageID, serving: func(addr string) {
-		if h, p, err := net.SplitHostPort(addr); err == nil {
-			if h == "" {
-				h = serverIP
-			}
+	hr.node = followNode(proc, host, hr.log, nodeOutlets{book: s.book, emit: s.j.emit, imageID: imageID, layers: s.j.layerMatcher(), serving: func(addr string) {
+		// Only an IP and a port: other hosts fetch from there.
+		h, p, err := net.SplitHostPort(addr)
+		if h == "" {
+			h = serverIP
+		}
+		if _, perr := strconv.ParseUint(p, 10, 16); err == nil && perr == nil && net.ParseIP(h) != nil {
 			bins.addPeer(sha, host, "http://"+net.JoinHostPort(h, p)+"/"+jobspec.HandoffName(sha))
 		}
 	}})
@@ -316,8 +350,13 @@ func (s startStep) Cleanup(ctx context.Context, hr *hostRun) {
 	msg := hr.node.stop(ctx)
 	if !hr.node.cleanedUp() {
 		// The node died without cleaning up: what it loaded into the
-		// daemon for this job is still there.
-		if refs, err := hr.conn.RemoveTempImages(ctx, s.j.id, true); err != nil {
+		// daemon for this job is still there. A daemon that hangs (a
+		// reason the node may have died) gets a bounded try, so that the
+		// work dir is still removed.
+		tctx, cancel := context.WithTimeout(ctx, tempImagesGrace)
+		refs, err := hr.conn.RemoveTempImages(tctx, s.j.id, true, hr.facts.WorkBases)
+		cancel()
+		if err != nil {
 			hr.log.Warn("remove temporary images", "err", err)
 			msg += "; could not remove its temporary images: " + err.Error()
 		} else if len(refs) > 0 {
@@ -326,6 +365,10 @@ func (s startStep) Cleanup(ctx context.Context, hr *hostRun) {
 	}
 	hr.note(msg)
 }
+
+// tempImagesGrace bounds the teardown's removal of a dead node's
+// temporary images.
+const tempImagesGrace = 20 * time.Second
 
 // followStep lasts while the node runs: until it ends (an error when it
 // ended before the host finished) or until the job's hosts are all done.

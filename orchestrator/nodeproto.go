@@ -45,12 +45,14 @@ type node struct {
 
 // nodeOutlets are where a node's events go: its states and progress move
 // its host in book (a node that reports an image other than imageID fails;
-// "" checks nothing), its log lines are emitted, and serving hears where it
-// hands the node binary on (host:port, the host part possibly empty).
+// "" checks nothing; progress is matched to the job's layers by layers),
+// its log lines are emitted, and serving hears where it hands the node
+// binary on (host:port, the host part possibly empty).
 type nodeOutlets struct {
 	book    *hostBook
 	emit    func(Event)
 	imageID string
+	layers  layerMatcher
 	serving func(addr string)
 }
 
@@ -80,8 +82,9 @@ func (n *node) send(v any) error { return n.stdin.send(v) }
 func (n *node) follow(stdout io.Reader, out nodeOutlets) error {
 	name, book, imageID := n.host, out.book, out.imageID
 	dec := jobspec.NewDecoder(stdout)
+	dropped := 0
 	for {
-		var ev jobspec.Event
+		ev := nodeEvent{Progress: boundedProgress{max: out.layers.maxLayers()}}
 		err := dec.Decode(&ev)
 		if errors.Is(err, io.EOF) {
 			break
@@ -108,8 +111,19 @@ func (n *node) follow(stdout io.Reader, out nodeOutlets) error {
 				book.set(name, HostFailed, ev.Message)
 			}
 		case jobspec.EventProgress:
-			if ev.Progress != nil {
-				book.progress(name, ev.Progress)
+			hp, err := (*HostProgress)(nil), ev.Progress.err
+			if err == nil && ev.Progress.p != nil {
+				hp, err = out.layers.match(ev.Progress.p)
+			}
+			if err != nil {
+				// Once per node: a node that sends nonsense sends it often.
+				if dropped++; dropped == 1 {
+					n.log.Warn("node progress ignored", "err", err)
+				}
+				continue
+			}
+			if hp != nil {
+				book.progress(name, hp)
 			}
 		case jobspec.EventLog:
 			out.emit(Event{Kind: EventHostLog, Host: name, Message: ev.Message})
@@ -195,17 +209,45 @@ func (n *node) cleanedUp() bool {
 	}
 }
 
+// drainStderr reads the node's stderr to its end: a node whose stderr is
+// not read blocks on its next log line, and its events with it. A line
+// longer than stderrTail is kept cut; the rest of it is read and dropped.
 func (n *node) drainStderr(r io.Reader) {
 	defer close(n.stderrDone)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
+	eachLine(r, stderrTail, func(line string) {
 		// The tail explains a node that died: its progress logs do not.
 		if !routineLog(line) {
 			n.stderr.add(line)
 		}
 		n.log.Debug("node", "stderr", line)
+	})
+}
+
+// eachLine calls fn with every line of r, without its line end and cut to
+// max bytes, until r ends or fails. However long a line, it costs at most
+// the reader's buffer and max.
+func eachLine(r io.Reader, max int, fn func(string)) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var line []byte
+	started := false
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(frag) > 0 {
+			started = true
+			if room := max - len(line); room > 0 {
+				line = append(line, frag[:min(len(frag), room)]...)
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if started {
+			fn(strings.TrimRight(string(line), "\r\n"))
+		}
+		line, started = line[:0], false
+		if err != nil {
+			return
+		}
 	}
 }
 

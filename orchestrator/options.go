@@ -3,7 +3,10 @@ package orchestrator
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/distribution/reference"
 )
 
 // Mode chooses how layers reach the hosts.
@@ -20,6 +23,32 @@ const (
 	DefaultMode              = ModeP2P
 	DefaultConcurrency       = 32
 	DefaultUploadConcurrency = 8
+)
+
+// The deadlines of each phase on a host that the command line sets when
+// the operator does not: they suit a 1 GB image over a slow link (10
+// Mbit/s per host) to a loaded daemon, and catch a daemon or a host that
+// hangs. An Options left zero has none of them (ConnectTimeout aside,
+// which openssh defaults to 15s).
+const (
+	// DefaultConnectTimeout bounds TCP connect plus SSH handshake of one
+	// hop, per attempt (three attempts).
+	DefaultConnectTimeout = 15 * time.Second
+	// DefaultSetupTimeout bounds each command that sets a host up (probe,
+	// cleanup of ended jobs, work dir, node binary placement, its upload
+	// once an upload slot is free or its fetch from another host): the 8
+	// MB node binary takes about a minute at 1 Mbit/s.
+	DefaultSetupTimeout = 5 * time.Minute
+	// DefaultCheckTimeout bounds the node's start: it connects to the
+	// daemon, clears what ended jobs left there and asks which layers the
+	// daemon has; seconds on a healthy host.
+	DefaultCheckTimeout = 2 * time.Minute
+	// DefaultImportTimeout bounds the import once every layer is in: the
+	// daemon writes a 1 GB image twice, a few minutes on a slow disk.
+	DefaultImportTimeout = 10 * time.Minute
+	// DefaultStallTimeout fails a host that receives nothing for this long
+	// while downloading.
+	DefaultStallTimeout = 2 * time.Minute
 )
 
 // Options is one job as the operator asked for it. The TUI and the run
@@ -52,6 +81,16 @@ type Options struct {
 	// StallTimeout fails a host that receives nothing for this long while
 	// downloading; zero means never.
 	StallTimeout time.Duration
+	// ConnectTimeout bounds the SSH connect and handshake of each hop,
+	// per attempt; zero means 15s.
+	ConnectTimeout time.Duration
+	// SetupTimeout bounds each command that sets a host up (probe,
+	// cleanup, work dir, node binary); CheckTimeout the node's start until
+	// it downloads; ImportTimeout the import once every layer is in
+	// (registry mode: the check after the pull). Zero means never.
+	SetupTimeout  time.Duration
+	CheckTimeout  time.Duration
+	ImportTimeout time.Duration
 	// CacheDir holds exported layers between jobs.
 	CacheDir string
 	// NoNodeCache keeps no node binary on any host between jobs (the
@@ -85,6 +124,39 @@ func (o Options) Validate() error {
 	}
 	if o.Concurrency < 1 || o.UploadConcurrency < 1 {
 		return errors.New("--concurrency and --upload-concurrency must be at least 1")
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--timeout", o.Timeout}, {"--stall-timeout", o.StallTimeout}, {"--connect-timeout", o.ConnectTimeout},
+		{"--setup-timeout", o.SetupTimeout}, {"--check-timeout", o.CheckTimeout}, {"--import-timeout", o.ImportTimeout}} {
+		if d.v < 0 {
+			return fmt.Errorf("%s %s is negative: give a duration such as 5m, or 0 for none", d.flag, d.v)
+		}
+	}
+	if o.Image != "" {
+		if err := checkImageRef(o.Image, o.Mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkImageRef refuses a reference the daemons would refuse, before
+// anything is contacted.
+func checkImageRef(image string, mode Mode) error {
+	named, err := reference.ParseNormalizedNamed(image)
+	if err != nil {
+		return fmt.Errorf("invalid image reference %q: %v; write [registry/]name[:tag][@sha256:digest], the name in lower case", image, err)
+	}
+	// The parser takes a first component in upper case for a registry
+	// host ("UPPER/app"); no registry is named so.
+	if name := named.Name(); strings.ToLower(name) != name {
+		return fmt.Errorf("invalid image reference %q: the name must be lower case (%s)", image, strings.ToLower(reference.FamiliarName(named)))
+	}
+	_, tagged := named.(reference.Tagged)
+	if _, digested := named.(reference.Digested); digested && !tagged && mode == ModeP2P {
+		return fmt.Errorf("image reference %q has a digest and no tag: p2p mode tags the image it brings; add a tag (name:tag@sha256:...) or use --mode registry", image)
 	}
 	return nil
 }

@@ -10,20 +10,49 @@ import (
 	"github.com/layercast/layercast/orchestrator/inventory"
 	"log/slog"
 	"net"
+	"time"
 )
 
 // prepared is the operator's input, checked: the hosts, how to reach them,
 // the mode and the image. A job and a plan both start from it.
 type prepared struct {
-	opts   Options // defaults applied
-	hosts  []inventory.Host
-	dialer Dialer
-	mode   Mode
+	opts  Options // defaults applied
+	hosts []inventory.Host
+	// ignored is what the inventory holds that layercast does not use
+	// (inventory.Inventory.Ignored).
+	ignored []string
+	dialer  Dialer
+	mode    Mode
 	// image is nil in registry mode; config is its config JSON and
 	// cacheDir the cache it lives in.
 	image    *imagecache.Image
 	config   []byte
 	cacheDir string
+	// bastionIPs are --bastion-addr's addresses, resolved on the bastion
+	// (IPv4 only: the swarm speaks IPv4); empty without --bastion-addr.
+	bastionIPs []string
+	// expect is, in registry mode, the bastion's copy of the image that
+	// the hosts' pulls are checked against; nil when the bastion has none.
+	expect *expectedImage
+}
+
+// expectedImage is the bastion's copy of an image in registry mode.
+type expectedImage struct {
+	ID       string
+	Platform imagecache.Platform
+	// Config is the config JSON when the bastion exported the image
+	// (--mode auto); the nodes then check the layers too.
+	Config []byte
+}
+
+// idFor is the image ID a host of CPU arch must end up with, or "" when
+// the bastion's copy cannot tell: another CPU pulls another image.
+func (e *expectedImage) idFor(arch string) string {
+	p := e.Platform
+	if (p.OS == "" || p.OS == "linux") && p.Architecture == arch && p.Architecture != "arm" {
+		return e.ID
+	}
+	return ""
 }
 
 // reachable reads the inventory, selects the hosts and sets up SSH to
@@ -40,7 +69,7 @@ func (e *Engine) reachable(opts Options) (*prepared, error) {
 	if len(hosts) == 0 {
 		return nil, configErr(fmt.Errorf("%s: no hosts selected", opts.InventoryPath))
 	}
-	p := &prepared{opts: opts, hosts: hosts, mode: opts.Mode}
+	p := &prepared{opts: opts, hosts: hosts, mode: opts.Mode, ignored: inv.Ignored}
 	if p.dialer, err = e.deps.Dialer(inv, opts); err != nil {
 		return nil, configErr(fmt.Errorf("set up SSH for %s: %w", opts.InventoryPath, err))
 	}
@@ -63,13 +92,22 @@ func (e *Engine) prepare(ctx context.Context, opts Options, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
+	if opts.BastionAddr != "" && !opts.Tunnel {
+		if p.bastionIPs, err = resolveBastion(ctx, opts.BastionAddr); err != nil {
+			return nil, configErr(err)
+		}
+	}
 
 	if p.mode == ModeRegistry {
 		// The hosts pull from the registry; the bastion's copy, when it has
-		// one, only gives the image ID to check against.
-		if insp, err := e.deps.Docker.ImageInspect(ctx, opts.Image); err == nil {
-			log.Debug("registry mode: bastion knows the image", "id", insp.ID)
+		// one, gives the image ID to check every pull against.
+		insp, err := e.deps.Docker.ImageInspect(ctx, opts.Image)
+		if err != nil {
+			log.Info("registry mode: the bastion has no copy of the image; the hosts' image IDs cannot be checked", "err", err)
+			return p, nil
 		}
+		p.expect = &expectedImage{ID: insp.ID, Platform: imagecache.Platform{OS: insp.Os, Architecture: insp.Architecture, Variant: insp.Variant}}
+		log.Debug("registry mode: bastion knows the image", "id", insp.ID, "platform", p.expect.Platform)
 		return p, nil
 	}
 
@@ -103,8 +141,33 @@ func (e *Engine) prepare(ctx context.Context, opts Options, log *slog.Logger) (*
 	if p.mode == ModeAuto {
 		p.mode = chooseMode(im.Size(), len(p.hosts))
 		log.Info("auto mode", "chose", p.mode, "size", im.Size(), "hosts", len(p.hosts))
+		if p.mode == ModeRegistry {
+			p.expect = &expectedImage{ID: im.ID, Platform: im.Platform, Config: p.config}
+		}
 	}
 	return p, nil
+}
+
+// resolveBastion turns --bastion-addr into the IPv4 addresses nodes dial
+// the seeder at and accept it from. A name must resolve here.
+func resolveBastion(ctx context.Context, addr string) ([]string, error) {
+	if ip := net.ParseIP(addr); ip != nil {
+		if ip.To4() == nil {
+			return nil, fmt.Errorf("--bastion-addr %s: the swarm speaks IPv4; give an IPv4 address or a name that has one", addr)
+		}
+		return []string{ip.String()}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupIP(ctx, "ip4", addr)
+	if err != nil || len(ips) == 0 {
+		return nil, fmt.Errorf("--bastion-addr %s: this machine cannot resolve it to an IPv4 address (%v); give an IP address, or a name it resolves", addr, err)
+	}
+	var out []string
+	for _, ip := range ips {
+		out = append(out, ip.String())
+	}
+	return out, nil
 }
 
 // resolveHosts lists the addresses of hosts that the bastion can resolve,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,6 +85,21 @@ func registryHost(image string) string {
 		return "docker.io"
 	}
 	return normalizeRegistry(first)
+}
+
+// loopbackRegistry reports whether a registry host (host[:port]) is on
+// loopback: localhost, 127.0.0.0/8 or ::1.
+func loopbackRegistry(reg string) bool {
+	host := reg
+	if h, _, err := net.SplitHostPort(reg); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // normalizeRegistry turns a config.json key ("https://reg:5000/v1/",

@@ -27,14 +27,17 @@ type Conn interface {
 	Probe(ctx context.Context, askDocker bool) (hostops.Facts, error)
 	// Run runs a command to completion and returns its stdout.
 	Run(ctx context.Context, cmd openssh.Command) ([]byte, error)
-	// CleanStale removes work dirs (and nodes) of jobs other than keepJobID.
-	CleanStale(ctx context.Context, keepJobID string) ([]hostops.StaleDir, error)
+	// CleanStale removes work dirs (and nodes) of jobs other than
+	// keepJobID that are over, looking in every work-dir base of bases.
+	CleanStale(ctx context.Context, keepJobID string, bases []string) ([]hostops.StaleDir, error)
 	// RemoveTempImages removes the daemon's temporary images of job jobID
-	// (only) or of every other job, and returns their names.
-	RemoveTempImages(ctx context.Context, jobID string, only bool) ([]string, error)
-	// MakeWorkDir creates the job's fresh work dir and returns its path;
-	// RemoveWorkDir deletes it, stopping a node still running from it.
-	MakeWorkDir(ctx context.Context, jobID string) (string, error)
+	// (only) or of every other job that is over (its work dir alive in
+	// none of bases), and returns their names.
+	RemoveTempImages(ctx context.Context, jobID string, only bool, bases []string) ([]string, error)
+	// MakeWorkDir creates the job's fresh work dir in base and returns
+	// its path; RemoveWorkDir deletes it, stopping a node still running
+	// from it.
+	MakeWorkDir(ctx context.Context, base, jobID string) (string, error)
 	RemoveWorkDir(ctx context.Context, dir string) error
 	// PlaceNode says where the node binary with sha256 sha lives: in
 	// cacheDir (kept between jobs) or, with cacheDir empty, in workDir;

@@ -23,12 +23,10 @@ func (j *job) specFor(ctx context.Context, hr *hostRun, registryAuth string) (*j
 		Mode:          string(j.mode),
 		DockerHost:    hr.host.DockerHost,
 		WorkDir:       hr.dir,
+		WorkBases:     hr.facts.WorkBases,
 		Heartbeat:     jobspec.Duration(jobspec.DefaultHeartbeat),
 		ProgressEvery: jobspec.Duration(jobspec.DefaultProgressEvery),
 		PublicIP:      hr.facts.ServerIP,
-	}
-	if j.image != nil {
-		spec.ImageID, spec.Config = j.image.ID, j.config
 	}
 	if hr.facts.Runtime == hostops.RuntimeContainerd {
 		h := hr.host
@@ -38,8 +36,19 @@ func (j *job) specFor(ctx context.Context, hr *hostRun, registryAuth string) (*j
 	if j.mode == ModeRegistry {
 		// On the node's stdin only: never in arguments or files.
 		spec.RegistryAuth = registryAuth
+		// The hosts the node hands its binary on to.
+		spec.AllowedIPs = append([]string(nil), j.allowed...)
+		// The node checks its pull against the bastion's copy when that
+		// is an image for the host's CPU; otherwise the host's result is
+		// unverified.
+		if j.expect != nil {
+			if spec.ImageID = j.expect.idFor(hr.facts.Arch); spec.ImageID != "" {
+				spec.Config = j.expect.Config
+			}
+		}
 		return spec, nil
 	}
+	spec.ImageID, spec.Config = j.image.ID, j.config
 	sv := j.served
 	spec.Layers = sv.layers
 	if j.opts.Tunnel {
@@ -57,15 +66,22 @@ func (j *job) specFor(ctx context.Context, hr *hostRun, registryAuth string) (*j
 		spec.AllowedIPs = append(append([]string(nil), j.allowed...), "127.0.0.1")
 		return spec, nil
 	}
-	bastion := j.opts.BastionAddr
+	// The bastion as the host reaches it: --bastion-addr (a name goes to
+	// the tracker's URL as given; the seeder is dialled, and accepted, at
+	// the addresses it resolved to here), else as the SSH connection sees
+	// it.
+	bastion, ips := j.opts.BastionAddr, j.bastionIPs
 	if bastion == "" {
-		bastion = hr.facts.ClientIP
+		bastion, ips = hr.facts.ClientIP, []string{hr.facts.ClientIP}
 	}
 	if bastion == "" {
 		return nil, errors.New("cannot tell the bastion's address from the SSH connection; pass --bastion-addr or --tunnel")
 	}
 	spec.Announce = sv.announceURL(net.JoinHostPort(bastion, portOf(sv.trackerAddr)))
-	spec.Seeders = []string{net.JoinHostPort(bastion, portOf(sv.seederAddr))}
-	spec.AllowedIPs = append(append([]string(nil), j.allowed...), bastion)
+	spec.Seeders = nil
+	for _, ip := range ips {
+		spec.Seeders = append(spec.Seeders, net.JoinHostPort(ip, portOf(sv.seederAddr)))
+	}
+	spec.AllowedIPs = append(append([]string(nil), j.allowed...), ips...)
 	return spec, nil
 }

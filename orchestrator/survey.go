@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/orchestrator/hostops"
@@ -29,6 +30,8 @@ type Plan struct {
 	Bytes int64 `json:"bytes"`
 	// UpToDate counts the hosts that already have the image.
 	UpToDate int `json:"up_to_date"`
+	// Ignored lists what the inventory holds that layercast does not use.
+	Ignored []string `json:"ignored,omitempty"`
 }
 
 // HostPlan is one host's line of a plan.
@@ -70,8 +73,8 @@ func (e *Engine) Plan(ctx context.Context, opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := survey{dialer: in.dialer, image: in.image, nodes: e.deps.Nodes, noCache: opts.NoNodeCache}
-	p := &Plan{Image: opts.Image, ImageID: in.image.ID, Size: in.image.Size(), Layers: len(in.image.Layers), Mode: string(in.mode)}
+	s := survey{dialer: in.dialer, image: in.image, nodes: e.deps.Nodes, noCache: opts.NoNodeCache, limit: opts.SetupTimeout}
+	p := &Plan{Image: opts.Image, ImageID: in.image.ID, Size: in.image.Size(), Layers: len(in.image.Layers), Mode: string(in.mode), Ignored: in.ignored}
 	hosts := make([]HostPlan, len(in.hosts))
 	errs := newFanOut(opts.Concurrency, opts.UploadConcurrency).each(ctx, len(in.hosts), func(ctx context.Context, i int, _ func()) error {
 		var err error
@@ -89,6 +92,7 @@ func (e *Engine) Plan(ctx context.Context, opts Options) (*Plan, error) {
 		p.Bytes += hp.Needs
 		p.Hosts = append(p.Hosts, hp)
 	}
+	p.makeSafe()
 	return p, nil
 }
 
@@ -98,6 +102,8 @@ type survey struct {
 	image   *imagecache.Image
 	nodes   *nodeassets.Set
 	noCache bool
+	// limit bounds each command on a host (--setup-timeout).
+	limit time.Duration
 }
 
 // host learns what one host has. Its error is the host's, not the plan's.
@@ -109,7 +115,11 @@ func (s survey) host(ctx context.Context, h inventory.Host) (HostPlan, error) {
 	}
 	defer conn.Close()
 	hp.Reachable = true
-	facts, err := conn.Probe(ctx, true)
+	var facts hostops.Facts
+	err = within(ctx, s.limit, func(ctx context.Context) (err error) {
+		facts, err = conn.Probe(ctx, true)
+		return err
+	})
 	if err != nil {
 		return hp, fmt.Errorf("probe host: %w", err)
 	}
@@ -119,21 +129,32 @@ func (s survey) host(ctx context.Context, h inventory.Host) (HostPlan, error) {
 		return hp, err
 	}
 	var chains, ids map[string]bool
+	run := func(what string, list openssh.Command) ([]byte, error) {
+		var out []byte
+		err := within(ctx, s.limit, func(ctx context.Context) (err error) {
+			out, err = conn.Run(ctx, list)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		return out, nil
+	}
 	if facts.Runtime == hostops.RuntimeContainerd {
 		list := openssh.Script(listSnapshotsScript, cmp.Or(h.ContainerdAddress, jobspec.DefaultContainerdAddress),
 			cmp.Or(h.ContainerdNamespace, jobspec.DefaultContainerdNamespace), cmp.Or(h.ContainerdSnapshotter, "overlayfs"))
 		list.Become = h.Become // containerd's socket is root's
-		out, err := conn.Run(ctx, list)
+		out, err := run("list containerd's snapshots (with ctr)", list)
 		if err != nil {
-			return hp, fmt.Errorf("list containerd's snapshots (with ctr): %w", err)
+			return hp, err
 		}
 		chains, ids = parseSnapshots(out), map[string]bool{}
 	} else {
 		list := openssh.Script(listLayersScript, h.DockerHost)
 		list.Become = h.Become // docker may need root
-		out, err := conn.Run(ctx, list)
+		out, err := run("list the daemon's layers", list)
 		if err != nil {
-			return hp, fmt.Errorf("list the daemon's layers: %w", err)
+			return hp, err
 		}
 		if chains, ids, err = parseLayerLists(out); err != nil {
 			return hp, err
@@ -182,7 +203,11 @@ func (s survey) nodeCache(ctx context.Context, conn Conn, h inventory.Host, fact
 	if err != nil {
 		return ""
 	}
-	ok, err := conn.NodeCached(ctx, path.Join(facts.CacheHome, "layercast"), bin.SHA256)
+	var ok bool
+	err = within(ctx, s.limit, func(ctx context.Context) (err error) {
+		ok, err = conn.NodeCached(ctx, path.Join(facts.CacheHome, "layercast"), bin.SHA256)
+		return err
+	})
 	switch {
 	case err != nil:
 		return ""

@@ -177,6 +177,9 @@ func (j *jobState) apply(e orchestrator.Event, now time.Time) {
 			for _, name := range e.Job.Hosts {
 				j.row(name, j.inventory)
 			}
+			for _, l := range e.Job.Ignored {
+				j.addLog(logLine{t: t, msg: "inventory: ignored: " + l})
+			}
 		}
 	case orchestrator.EventStep:
 		j.step = e.Message

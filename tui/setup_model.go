@@ -278,6 +278,9 @@ func (s setupModel) problems() []problem {
 	case len(s.inv.Hosts) == 0:
 		add(true, "the inventory %s lists no hosts — add some under hosts:", s.invPath)
 	}
+	if n := len(s.inv.Ignored); n > 0 && s.invErr == nil {
+		add(false, "the inventory holds %s layercast does not use (the job's log lists them): %s", plural(n, "setting", "settings"), strings.Join(s.inv.Ignored, "; "))
+	}
 	if s.imgErr != nil {
 		add(false, "%v — any image you type is pulled by the job", s.imgErr)
 	}

@@ -204,6 +204,8 @@ func (s summaryModel) header(c *common, j *jobState) []string {
 			off = "tracker and seeder stopped"
 		}
 		lines = append(lines, st.subtle.Render(fmt.Sprintf("teardown finished on %d of %d hosts · %s", j.tornDown, n, off)))
+	case j.report != nil && j.report.Unverified != "":
+		lines = append(lines, st.warn.Render(fit("⚠ not verified: "+textfmt.OneLine(j.report.Unverified), c.width)))
 	default:
 		lines = append(lines, "")
 	}

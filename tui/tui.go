@@ -42,6 +42,9 @@ type Inventory struct {
 	Path   string
 	Hosts  []InventoryHost
 	Groups []string // group names, in file order
+	// Ignored lists what the inventory holds that layercast does not
+	// use, one line each.
+	Ignored []string
 }
 
 // InventoryHost is one host of an inventory.

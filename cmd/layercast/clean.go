@@ -21,7 +21,8 @@ func newCleanCmd() *cobra.Command {
 		Long: `clean connects to every selected host and removes what layercast keeps
 there between jobs, the node binaries in the node cache
 (~/.cache/layercast of the login user), and what ended jobs left behind:
-work dirs (/tmp/layercast-*), nodes still running from them, temporary
+work dirs (layercast-* in /tmp, /var/tmp, the login user's cache dir or the
+inventory's work_dir), nodes still running from them, temporary
 images (layercast-tmp:*). A job still running on a host is left alone. Use
 --keep-node-cache to remove only the leftovers.
 

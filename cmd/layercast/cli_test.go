@@ -68,6 +68,17 @@ func TestHelp_EveryCommandShowsExamples(t *testing.T) {
 	}
 }
 
+func TestVersion_FlagPrintsWhatTheCommandPrints(t *testing.T) {
+	cmd, _, err := execute(t, "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flag, _, err := execute(t, "--version")
+	if err != nil || flag != cmd {
+		t.Errorf("layercast --version: %v\n%s\nwant what layercast version prints:\n%s", err, flag, cmd)
+	}
+}
+
 func TestVersion_NamesTheNodeBinariesForBothArchitectures(t *testing.T) {
 	out, _, err := execute(t, "version")
 	if err != nil {

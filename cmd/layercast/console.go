@@ -78,7 +78,7 @@ func (c catalog) LoadInventory(path string) (tui.Inventory, error) {
 	if err != nil {
 		return tui.Inventory{}, err
 	}
-	out := tui.Inventory{Path: path}
+	out := tui.Inventory{Path: path, Ignored: inv.Ignored}
 	for _, h := range inv.Hosts {
 		out.Hosts = append(out.Hosts, tui.InventoryHost{Name: h.Name, Address: h.Address, Groups: h.Groups, Labels: h.Labels})
 	}

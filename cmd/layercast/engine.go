@@ -26,6 +26,7 @@ func newEngine(nodeBinDir string, log *slog.Logger) (*orchestrator.Engine, error
 		d, err := hostops.NewDialer(openssh.Config{
 			KnownHostsPath:    inv.KnownHosts,
 			AcceptNewHostKeys: opts.AcceptNewHostKeys,
+			ConnectTimeout:    opts.ConnectTimeout,
 			Logger:            log,
 		})
 		if err != nil {

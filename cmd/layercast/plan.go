@@ -90,6 +90,12 @@ func writePlan(w io.Writer, p *orchestrator.Plan) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\ntotal: %s to move to %d hosts; %d already up to date\n", textfmt.Bytes(p.Bytes), len(p.Hosts), p.UpToDate)
+	if len(p.Ignored) > 0 {
+		fmt.Fprintln(w, "\nthe inventory holds what layercast does not use:")
+		for _, l := range p.Ignored {
+			fmt.Fprintf(w, "  ignored: %s\n", textfmt.OneLine(l))
+		}
+	}
 }
 
 func dash(s string) string {

@@ -39,6 +39,9 @@ func (p *plainPrinter) Emit(e orchestrator.Event) {
 	case orchestrator.EventJobStarted:
 		p.job = e.Job
 		fmt.Fprintf(p.w, "%s job %s: %s (%s, %d layers, mode %s) to %d hosts\n", ts, e.Job.ID, e.Job.Image, textfmt.Bytes(e.Job.Size), len(e.Job.Layers), e.Job.Mode, len(e.Job.Hosts))
+		for _, l := range e.Job.Ignored {
+			fmt.Fprintf(p.w, "%s inventory: ignored: %s\n", ts, textfmt.OneLine(l))
+		}
 	case orchestrator.EventStep:
 		fmt.Fprintf(p.w, "%s %s\n", ts, textfmt.OneLine(e.Message))
 	case orchestrator.EventHostState:
@@ -102,7 +105,11 @@ func writeTable(w io.Writer, r *orchestrator.Report) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tRESULT\tTIME\tFROM PEERS\tFROM BASTION\tLAYERS SKIPPED\tERROR")
 	for _, h := range hosts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", h.Host, h.State, h.Duration.Round(100*time.Millisecond),
+		result := string(h.State)
+		if h.Unverified {
+			result += " (unverified)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", h.Host, result, h.Duration.Round(100*time.Millisecond),
 			textfmt.Bytes(h.FromPeers), textfmt.Bytes(h.FromSeeder), h.LayersSkipped, textfmt.OneLine(h.Error))
 	}
 	tw.Flush()
@@ -111,6 +118,9 @@ func writeTable(w io.Writer, r *orchestrator.Report) {
 		r.Image, len(r.Hosts)-len(failed), len(r.Hosts), r.Duration.Round(100*time.Millisecond), traffic(r))
 	if len(failed) > 0 {
 		fmt.Fprintf(w, "failed: %s (rerun them with --hosts %s)\n", strings.Join(failed, ", "), strings.Join(failed, ","))
+	}
+	if r.Unverified != "" {
+		fmt.Fprintf(w, "not verified: %s\n", textfmt.OneLine(r.Unverified))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -20,6 +21,7 @@ import (
 
 func newRootCmd() *cobra.Command {
 	var jf jobFlags
+	var showVersion bool
 	root := &cobra.Command{
 		Use:   "layercast",
 		Short: "Push a container image to a fleet of Docker hosts peer-to-peer",
@@ -37,6 +39,9 @@ On a terminal, layercast without a command opens the console.`,
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if showVersion {
+				return printVersion(cmd.OutOrStdout())
+			}
 			if !term.IsTerminal(int(os.Stdin.Fd())) || !term.IsTerminal(int(os.Stdout.Fd())) {
 				return usageErr(errors.New("the console needs a terminal; use `layercast run` for headless jobs"))
 			}
@@ -45,6 +50,7 @@ On a terminal, layercast without a command opens the console.`,
 	}
 	jf.register(root)
 	root.Flags().StringVar(&jf.image, "image", "", "image to preselect in the console")
+	root.Flags().BoolVar(&showVersion, "version", false, "print the version, as `layercast version` does")
 	root.AddCommand(newRunCmd(), newPlanCmd(), newCleanCmd(), newVersionCmd(), newCompletionCmd())
 	return root
 }
@@ -64,6 +70,10 @@ type jobFlags struct {
 	announce          time.Duration
 	timeout           time.Duration
 	stallTimeout      time.Duration
+	connectTimeout    time.Duration
+	setupTimeout      time.Duration
+	checkTimeout      time.Duration
+	importTimeout     time.Duration
 	cacheDir          string
 	noNodeCache       bool
 	nodeBinDir        string
@@ -78,13 +88,17 @@ func (f *jobFlags) register(cmd *cobra.Command) {
 	fl.StringSliceVarP(&f.groups, "group", "g", nil, "only the hosts of these groups")
 	fl.StringVar(&f.mode, "mode", string(orchestrator.DefaultMode), "how layers travel: p2p, registry (every host pulls) or auto")
 	fl.BoolVar(&f.tunnel, "tunnel", false, "reach tracker and seeder through SSH remote forwarding (hosts that cannot connect to this machine)")
-	fl.StringVar(&f.bastionAddr, "bastion-addr", "", "address hosts use to reach this machine (default: as each host's SSH connection sees it)")
+	fl.StringVar(&f.bastionAddr, "bastion-addr", "", "address hosts use to reach this machine: an IPv4 address, or a name this machine resolves (default: as each host's SSH connection sees it)")
 	fl.IntVar(&f.concurrency, "concurrency", orchestrator.DefaultConcurrency, "hosts worked on at once over SSH")
 	fl.IntVar(&f.uploadConcurrency, "upload-concurrency", orchestrator.DefaultUploadConcurrency, "node binary uploads at once")
 	fl.BoolVar(&f.acceptNew, "accept-new-host-keys", false, "trust and record the key of a host not yet in known_hosts")
 	fl.DurationVar(&f.announce, "announce-interval", 0, "tracker announce interval (0: automatic, 1s for small fleets and longer as the fleet grows)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "give up on the whole job after this long (0: no limit)")
-	fl.DurationVar(&f.stallTimeout, "stall-timeout", 2*time.Minute, "fail a host that receives nothing for this long while downloading (0: never)")
+	fl.DurationVar(&f.stallTimeout, "stall-timeout", orchestrator.DefaultStallTimeout, "fail a host that receives nothing for this long while downloading (0: never)")
+	fl.DurationVar(&f.connectTimeout, "connect-timeout", orchestrator.DefaultConnectTimeout, "fail an SSH connect and handshake to a host (or jump host) that takes longer, per attempt")
+	fl.DurationVar(&f.setupTimeout, "setup-timeout", orchestrator.DefaultSetupTimeout, "fail a host whose setup command (probe, cleanup, work dir, node binary upload or fetch) takes longer (0: never)")
+	fl.DurationVar(&f.checkTimeout, "check-timeout", orchestrator.DefaultCheckTimeout, "fail a host whose node takes longer from its start to asking Docker which layers it has (0: never)")
+	fl.DurationVar(&f.importTimeout, "import-timeout", orchestrator.DefaultImportTimeout, "fail a host whose Docker daemon takes longer to import the image once every layer is in (0: never)")
 	fl.StringVar(&f.cacheDir, "cache-dir", "", "where exported layers are kept between jobs (default ~/.cache/layercast)")
 	fl.BoolVar(&f.noNodeCache, "no-node-cache", false, "keep no node binary on the hosts between jobs (default: ~/.cache/layercast of the login user; see `layercast clean`)")
 	fl.StringVar(&f.nodeBinDir, "node-binary-dir", "", "take node binaries from this directory instead of the built-in ones")
@@ -109,6 +123,10 @@ func (f *jobFlags) options() (orchestrator.Options, error) {
 		AnnounceInterval:  f.announce,
 		Timeout:           f.timeout,
 		StallTimeout:      f.stallTimeout,
+		ConnectTimeout:    f.connectTimeout,
+		SetupTimeout:      f.setupTimeout,
+		CheckTimeout:      f.checkTimeout,
+		ImportTimeout:     f.importTimeout,
 		CacheDir:          f.cacheDir,
 		NoNodeCache:       f.noNodeCache,
 	}
@@ -170,6 +188,10 @@ func newRunCmd() *cobra.Command {
 		Long: `run takes IMAGE from this machine's Docker daemon (pulling it there first if
 it is missing) to every selected host and exits when each host has it or has
 failed. Progress goes to stdout as plain lines, or as JSON lines with --json.
+
+Every phase on a host has a deadline (--connect-timeout, --setup-timeout,
+--check-timeout, --stall-timeout, --import-timeout; 0 turns one off): a host
+that misses one fails with the reason, the others go on.
 
 Exit codes: 0 every host has the image; 1 some hosts failed; 2 bad usage,
 inventory or image (no host was touched); 3 the bastion itself failed;
@@ -284,13 +306,37 @@ func writeMarkdown(w io.Writer, r *orchestrator.Report) {
 		icon = "❌"
 	}
 	fmt.Fprintf(w, "### %s layercast: `%s` to %d/%d hosts in %s\n\n", icon, r.Image, len(r.Hosts)-len(failed), len(r.Hosts), r.Duration.Round(100*time.Millisecond))
-	fmt.Fprintf(w, "Mode %s · image %s · %s\n\n", r.Mode, textfmt.Bytes(r.Size), traffic(r))
+	fmt.Fprintf(w, "Mode %s · image %s · %s\n\n", mdText(r.Mode), textfmt.Bytes(r.Size), mdText(traffic(r)))
+	if r.Unverified != "" {
+		fmt.Fprintf(w, "⚠️ Not verified: %s\n\n", mdText(r.Unverified))
+	}
 	fmt.Fprintln(w, "| host | result | time | from peers | from bastion | layers skipped | error |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- |")
 	for _, h := range r.Hosts {
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %d | %s |\n", h.Host, h.State, h.Duration.Round(100*time.Millisecond),
-			textfmt.Bytes(h.FromPeers), textfmt.Bytes(h.FromSeeder), h.LayersSkipped, strings.ReplaceAll(textfmt.OneLine(h.Error), "|", "\\|"))
+		result := string(h.State)
+		if h.Unverified {
+			result += " (not verified)"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %d | %s |\n", mdText(h.Host), mdText(result), h.Duration.Round(100*time.Millisecond),
+			textfmt.Bytes(h.FromPeers), textfmt.Bytes(h.FromSeeder), h.LayersSkipped, mdText(h.Error))
 	}
+}
+
+// mdText puts text on one line and backslash-escapes every ASCII
+// punctuation character (CommonMark allows escaping any of them), so that
+// nothing in it (a host's error, a host name) can open a link, an image,
+// HTML, emphasis, code or a table cell in the summary: it renders as the
+// text it is.
+func mdText(s string) string {
+	s = textfmt.OneLine(s)
+	var b strings.Builder
+	for _, r := range s {
+		if r < 0x80 && unicode.IsPunct(r) || r < 0x80 && unicode.IsSymbol(r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func newVersionCmd() *cobra.Command {

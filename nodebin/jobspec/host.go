@@ -13,10 +13,23 @@ import (
 // temporary images are named, how layers are identified in the daemon,
 // and how often the two sides speak.
 
-// WorkDirPrefix starts the name of every job's temp dir on a host; the job
-// ID follows. The bastion makes and removes these dirs and looks for stale
-// ones by this prefix.
-const WorkDirPrefix = "/tmp/layercast-"
+// WorkDirPrefix starts the name of a job's temp dir in /tmp, the first
+// work-dir base a host is given; the job ID follows. A host whose /tmp is
+// mounted noexec gets its dir under another base (Spec.WorkBases), always
+// named WorkDirName(job). The bastion makes and removes these dirs and
+// looks for stale ones by that name in every base.
+const WorkDirPrefix = "/tmp/" + WorkDirNamePrefix
+
+// WorkDirNamePrefix starts the name of every job's work dir.
+const WorkDirNamePrefix = "layercast-"
+
+// WorkDirName is the name of job id's work dir, in whatever base.
+func WorkDirName(jobID string) string { return WorkDirNamePrefix + jobID }
+
+// DefaultWorkBases are the dirs a host's work dirs go into unless the
+// inventory names one, tried in order; the login user's cache dir
+// ($XDG_CACHE_HOME, else ~/.cache) comes after them.
+func DefaultWorkBases() []string { return []string{"/tmp", "/var/tmp"} }
 
 var jobIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 

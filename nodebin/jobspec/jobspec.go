@@ -80,6 +80,10 @@ type Spec struct {
 
 	// WorkDir is the job's temp dir on the host; the node removes it on exit.
 	WorkDir string `json:"work_dir"`
+	// WorkBases are the dirs this host's jobs make their work dirs in (the
+	// bastion scans them all); the node looks there for other jobs' dirs
+	// before it takes their temporary images for left over.
+	WorkBases []string `json:"work_bases,omitempty"`
 	// Heartbeat: the node exits on its own when no Control line arrived for
 	// this long (the bastion died). Zero means 15s.
 	Heartbeat Duration `json:"heartbeat,omitempty"`
@@ -190,7 +194,8 @@ type Event struct {
 // Progress is a node's whole transfer at one instant.
 type Progress struct {
 	Layers []LayerProgress `json:"layers"`
-	// Peers is the number of connected peers over all torrents.
+	// Peers is the number of hosts (distinct IPs) connected over all
+	// torrents: the bastion's seeder counts as one.
 	Peers int `json:"peers"`
 	// Rate is the download rate in bytes/s over the last period.
 	Rate float64 `json:"rate"`

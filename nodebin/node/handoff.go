@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/layercast/layercast/nodebin/handoff"
@@ -56,6 +58,20 @@ func (s *handoffStep) Cleanup(ctx context.Context) error {
 	return s.srv.Close(ctx)
 }
 
+// workDirOf is where job's work dir is on this host: in the first of the
+// job's work-dir bases (and this job's own base) that holds it, else where
+// it would be in /tmp (gone, so the job counts as over).
+func (j *job) workDirOf(job string) string {
+	bases := append([]string{filepath.Dir(j.spec.WorkDir)}, j.spec.WorkBases...)
+	for _, b := range bases {
+		d := filepath.Join(b, jobspec.WorkDirName(job))
+		if _, err := os.Lstat(d); err == nil {
+			return d
+		}
+	}
+	return jobspec.WorkDir(job)
+}
+
 // staleTempsStep removes what this host's earlier jobs that are over left
 // in the runtime (temporary images in Docker, an import lease in
 // containerd) when their node was cut short before it could clean up;
@@ -68,7 +84,8 @@ func (s *staleTempsStep) Run(ctx context.Context) error {
 	if s.j.rt == nil {
 		return nil
 	}
-	removed, err := s.j.rt.RemoveEnded(ctx, s.j.spec.JobID, jobEnded(s.j.spec.WorkDir))
+	over := func(job string) bool { return jobspec.ValidJobID(job) && jobOver(s.j.workDirOf(job)) }
+	removed, err := s.j.rt.RemoveEnded(ctx, s.j.spec.JobID, over)
 	if len(removed) > 0 {
 		s.j.ev.emit(jobspec.Event{Kind: jobspec.EventLog, Message: fmt.Sprintf("removed what an ended job left in %s: %v", s.j.rt.Name(), removed)})
 	}

@@ -87,18 +87,6 @@ func removeDeadTemps(ctx context.Context, d *dockerimage.Daemon, ownJob string, 
 	return removed, errors.Join(errs...)
 }
 
-// jobEnded reports whether job, a job of this host other than the node's
-// own, is over: see jobOver of its work dir next to dir (the node's own
-// work dir; every job of a host lives under the same parent).
-func jobEnded(dir string) func(job string) bool {
-	return func(job string) bool {
-		if !jobspec.ValidJobID(job) {
-			return false
-		}
-		return jobOver(filepath.Join(filepath.Dir(dir), filepath.Base(jobspec.WorkDir(job))))
-	}
-}
-
 // tempRefJob returns the job ID in a TempRef, "layercast-tmp:j<job>-<n>".
 func tempRefJob(ref string) (string, bool) {
 	rest, ok := strings.CutPrefix(ref, jobspec.AnyTempRefPrefix)

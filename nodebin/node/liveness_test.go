@@ -100,7 +100,7 @@ func TestRemoveDeadTemps_LeavesLiveJobsAlone(t *testing.T) {
 	for _, ref := range []string{jobspec.TempRef("own", 1), jobspec.TempRef("live", 1), jobspec.TempRef("dead", 1), jobspec.TempRef("dead", 2), "app:v1"} {
 		fd.Put(img, ref)
 	}
-	removed, err := removeDeadTemps(context.Background(), dockerimage.New(fd, nil), "own", jobEnded(dirOf("own")))
+	removed, err := removeDeadTemps(context.Background(), dockerimage.New(fd, nil), "own", func(job string) bool { return jobOver(dirOf(job)) })
 	if err != nil {
 		t.Fatal(err)
 	}

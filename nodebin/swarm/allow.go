@@ -16,12 +16,9 @@ type allowList struct {
 	allowed map[netip.Addr]struct{}
 }
 
-// newAllowList parses the allowed IPs; an empty list returns nil (no
-// filtering).
+// newAllowList parses the allowed IPs. It fails closed: an empty list
+// allows nobody, as the bastion's seeder does.
 func newAllowList(ips []string) (*allowList, error) {
-	if len(ips) == 0 {
-		return nil, nil
-	}
 	a := &allowList{allowed: make(map[netip.Addr]struct{}, len(ips))}
 	for _, s := range ips {
 		ip, err := netip.ParseAddr(s)

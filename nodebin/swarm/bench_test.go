@@ -43,7 +43,7 @@ func BenchmarkDownload1GiB(b *testing.B) {
 		b.StopTimer()
 		dir := b.TempDir()
 		ctx := context.Background()
-		node, err := New(ctx, Config{Dir: dir, Seeders: []string{addr}})
+		node, err := New(ctx, Config{Dir: dir, AllowedIPs: loopbackPeers(), Seeders: []string{addr}})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -72,7 +72,7 @@ func fileDigest(tb testing.TB, path string) string {
 // newSeeder starts a Client that seeds layers already present in dir.
 func newSeeder(tb testing.TB, dir string, layers []jobspec.Layer) *Client {
 	tb.Helper()
-	s, err := New(context.Background(), Config{Dir: dir})
+	s, err := New(context.Background(), Config{Dir: dir, AllowedIPs: loopbackPeers()})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func TestLeecherChild(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	node, err := New(ctx, Config{Dir: t.TempDir(), Seeders: []string{seeder}})
+	node, err := New(ctx, Config{Dir: t.TempDir(), AllowedIPs: loopbackPeers(), Seeders: []string{seeder}})
 	if err != nil {
 		t.Fatal(err)
 	}

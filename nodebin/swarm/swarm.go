@@ -31,7 +31,7 @@ type Config struct {
 	Dir        string   // where layer files are written: Dir/<digest-hex>
 	Announce   string   // tracker announce URL, token included
 	Seeders    []string // host:port added as peers directly
-	AllowedIPs []string // only these IPs may be peers (others refused in and out); empty = allow all
+	AllowedIPs []string // only these IPs may be peers (others refused in and out); empty = nobody
 	ListenPort int      // 0 = any
 	PublicIP   string   // sent to the tracker as ip=
 	Logger     *slog.Logger
@@ -391,7 +391,8 @@ func (c *Client) Stats() jobspec.Progress {
 			Total:  ls.layer.Size,
 		})
 		for _, pc := range ls.t.PeerConns() {
-			peers[pc.RemoteAddr.String()] = struct{}{}
+			ip, _, _ := net.SplitHostPort(pc.RemoteAddr.String()) // a host, not a connection
+			peers[ip] = struct{}{}
 		}
 	}
 	p.Peers = len(peers)

@@ -32,7 +32,7 @@ func TestDownload_VerifiesLayersAndCountsSeederBytes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	node, err := New(ctx, Config{Dir: dir, Seeders: []string{fmt.Sprintf("127.0.0.1:%d", seeder.LocalPort())}})
+	node, err := New(ctx, Config{Dir: dir, AllowedIPs: loopbackPeers(), Seeders: []string{fmt.Sprintf("127.0.0.1:%d", seeder.LocalPort())}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestDownload_FailsWhenMetainfoDisagreesWithDigest(t *testing.T) {
 	lie.Torrent = a.Torrent
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	node, err := New(ctx, Config{Dir: t.TempDir(), Seeders: []string{fmt.Sprintf("127.0.0.1:%d", seeder.LocalPort())}})
+	node, err := New(ctx, Config{Dir: t.TempDir(), AllowedIPs: loopbackPeers(), Seeders: []string{fmt.Sprintf("127.0.0.1:%d", seeder.LocalPort())}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestDownload_BansPeerServingCorruptDataAndEndsCorrect(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	node, err := New(ctx, Config{Dir: dir, Seeders: []string{fmt.Sprintf("127.0.0.2:%d", bad.LocalPort())}})
+	node, err := New(ctx, Config{Dir: dir, AllowedIPs: loopbackPeers(), Seeders: []string{fmt.Sprintf("127.0.0.2:%d", bad.LocalPort())}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func TestDownload_ReturnsOnCancel(t *testing.T) {
 	seedDir := t.TempDir()
 	layer := writeLayer(t, seedDir, 1<<20, 256<<10, 8)
 	// No seeder: nothing will ever arrive.
-	node, err := New(context.Background(), Config{Dir: t.TempDir()})
+	node, err := New(context.Background(), Config{Dir: t.TempDir(), AllowedIPs: loopbackPeers()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ package hostops
 import (
 	"context"
 
-	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/orchestrator/inventory"
 	"github.com/layercast/layercast/orchestrator/openssh"
 )
@@ -20,8 +19,6 @@ import (
 // and CheckKeys come from the openssh.Dialer inside.
 type Dialer struct {
 	*openssh.Dialer
-	// workPrefix is jobspec.WorkDirPrefix; tests point it elsewhere.
-	workPrefix string
 }
 
 // NewDialer reads the user's SSH configuration as openssh.NewDialer does.
@@ -30,7 +27,7 @@ func NewDialer(cfg openssh.Config) (*Dialer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Dialer{Dialer: d, workPrefix: jobspec.WorkDirPrefix}, nil
+	return &Dialer{Dialer: d}, nil
 }
 
 // Dial connects to h as openssh.Dialer.Dial does.
@@ -39,7 +36,7 @@ func (d *Dialer) Dial(ctx context.Context, h inventory.Host) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{transport: c, workPrefix: d.workPrefix}, nil
+	return &Conn{transport: c}, nil
 }
 
 // transport is what the host operations need of a connection.
@@ -59,7 +56,6 @@ type transport interface {
 // Close. Every method is safe for concurrent use.
 type Conn struct {
 	transport
-	workPrefix string
 }
 
 // become is the "1" or "0" the scripts take for the host's become.

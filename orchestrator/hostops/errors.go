@@ -21,4 +21,7 @@ var (
 	ErrFetch = errors.New("fetch failed")
 	// ErrNoFetchTool: the host has neither curl nor wget.
 	ErrNoFetchTool = errors.New("no tool to fetch with")
+	// ErrNoWorkDir: no candidate work-dir base is writable and allows
+	// exec.
+	ErrNoWorkDir = errors.New("no directory for the job to run in")
 )

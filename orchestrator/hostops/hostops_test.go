@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -68,12 +69,11 @@ func (l localHost) Forward(context.Context, string) (openssh.Forward, error) {
 
 func (l localHost) Close() error { return nil }
 
-// connect returns a Conn to this machine whose work dirs go under a temp
-// dir, never to the real /tmp/layercast-*.
+// connect returns a Conn to this machine and a work-dir base in a temp
+// dir, never the real /tmp.
 func connect(t *testing.T) (*Conn, string) {
 	t.Helper()
-	prefix := filepath.Join(t.TempDir(), "layercast-")
-	return &Conn{transport: localHost{host: inventory.Host{Name: "local"}}, workPrefix: prefix}, prefix
+	return &Conn{transport: localHost{host: inventory.Host{Name: "local"}}}, t.TempDir()
 }
 
 func gz(t *testing.T, data []byte) []byte {
@@ -88,26 +88,30 @@ func gz(t *testing.T, data []byte) []byte {
 }
 
 func TestClient_UploadChecksUnpacksAndRenames(t *testing.T) {
-	c, prefix := connect(t)
+	c, base := connect(t)
 	ctx := context.Background()
 	bin := bytes.Repeat([]byte("#!/bin/sh\necho node\n"), 50000)
 	sum := sha256.Sum256(bin)
 	sha := hex.EncodeToString(sum[:])
-	dir, err := c.MakeWorkDir(ctx, "job1")
+	dir, err := c.MakeWorkDir(ctx, base, "job1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dir != prefix+"job1" {
+	if dir != base+"/layercast-job1" {
 		t.Errorf("work dir %s", dir)
 	}
 	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
 		t.Fatalf("work dir: %v %v", st, err)
 	}
-	if _, err := c.MakeWorkDir(ctx, "job1"); err == nil {
+	if _, err := c.MakeWorkDir(ctx, base, "job1"); err == nil {
 		t.Errorf("a second MakeWorkDir of the same job succeeded; work dirs must be fresh")
 	}
-	if _, err := c.MakeWorkDir(ctx, "../etc"); err == nil {
+	if _, err := c.MakeWorkDir(ctx, base, "../etc"); err == nil {
 		t.Errorf("job id with a path accepted")
+	}
+	// A base that does not exist yet (a fresh cache dir) is made.
+	if d, err := c.MakeWorkDir(ctx, base+"/home/.cache", "job2"); err != nil || d != base+"/home/.cache/layercast-job2" {
+		t.Errorf("work dir in a missing base: %s, %v", d, err)
 	}
 
 	// Without a cache the binary goes into the work dir.
@@ -146,8 +150,10 @@ func TestClient_UploadChecksUnpacksAndRenames(t *testing.T) {
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("work dir still there: %v", err)
 	}
-	if err := c.RemoveWorkDir(ctx, "/etc"); err == nil {
-		t.Errorf("RemoveWorkDir accepted a dir that is no work dir")
+	for _, d := range []string{"/etc", "/layercast-x", base + "/layercast-", base + "/layercast-../x", "relative/layercast-x"} {
+		if err := c.RemoveWorkDir(ctx, d); err == nil {
+			t.Errorf("RemoveWorkDir accepted %q, which is no work dir", d)
+		}
 	}
 }
 
@@ -269,8 +275,8 @@ func TestClient_ProbeReportsOSArchAndConnection(t *testing.T) {
 	if f.ServerIP != "127.0.0.1" || f.ClientIP != "127.0.0.1" {
 		t.Errorf("addresses server %q client %q", f.ServerIP, f.ClientIP)
 	}
-	if f.TmpFree <= 0 {
-		t.Errorf("tmp free %d", f.TmpFree)
+	if f.WorkBase == "" || f.WorkFree <= 0 || !slices.Contains(f.WorkBases, f.WorkBase) {
+		t.Errorf("work base %q (%d bytes free) of %v", f.WorkBase, f.WorkFree, f.WorkBases)
 	}
 	if f.Docker == "" || (f.Docker == DockerNone) != (f.Usable() != nil) {
 		t.Errorf("docker %q, usable %v", f.Docker, f.Usable())
@@ -291,7 +297,7 @@ func TestClient_ProbeReportsOSArchAndConnection(t *testing.T) {
 }
 
 func TestParseProbe_DockerAccess(t *testing.T) {
-	base := "os=Linux\nmachine=aarch64\nconn=10.0.0.1 5555 10.0.0.11 22\nuser=deploy\ntmpfree=1024\n"
+	base := "os=Linux\nmachine=aarch64\nconn=10.0.0.1 5555 10.0.0.11 22\nuser=deploy\nworkbase=/tmp\nworkfree=1024\n"
 	for _, c := range []struct {
 		name, out string
 		become    bool
@@ -314,7 +320,7 @@ func TestParseProbe_DockerAccess(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := parseProbe([]byte(base+c.out), inventory.Host{Become: c.become})
-			if f.Arch != "arm64" || f.ServerIP != "10.0.0.11" || f.ClientIP != "10.0.0.1" || f.TmpFree != 1024*1024 {
+			if f.Arch != "arm64" || f.ServerIP != "10.0.0.11" || f.ClientIP != "10.0.0.1" || f.WorkFree != 1024*1024 || f.WorkBase != "/tmp" {
 				t.Errorf("facts %+v", f)
 			}
 			if f.Docker != c.access {
@@ -336,7 +342,7 @@ func TestParseProbe_DockerAccess(t *testing.T) {
 }
 
 func TestParseProbe_Runtime(t *testing.T) {
-	base := "os=Linux\nmachine=x86_64\nuser=deploy\nctd=/run/containerd/containerd.sock\n"
+	base := "os=Linux\nmachine=x86_64\nuser=deploy\nworkbase=/tmp\nworkfree=1024\nctd=/run/containerd/containerd.sock\n"
 	noDocker := "sock=/var/run/docker.sock\nsock_present=no\nsock_rw=no\ncli=skip\n"
 	for _, c := range []struct {
 		name, out string
@@ -366,7 +372,8 @@ func TestParseProbe_Runtime(t *testing.T) {
 }
 
 func TestClient_CleanStaleTakesOnlyJobsThatAreOver(t *testing.T) {
-	c, prefix := connect(t)
+	c, base := connect(t)
+	other := t.TempDir() // a second work-dir base, /var/tmp say
 	flock, err := exec.LookPath("flock")
 	if err != nil {
 		t.Skip("no flock(1) on this machine")
@@ -381,7 +388,10 @@ func TestClient_CleanStaleTakesOnlyJobsThatAreOver(t *testing.T) {
 		return cmd
 	}
 	mkdir := func(job string, lock bool) string {
-		d := prefix + job
+		d := filepath.Join(base, jobspec.WorkDirName(job))
+		if job == "abandoned" || job == "live" {
+			d = filepath.Join(other, jobspec.WorkDirName(job))
+		}
 		if err := os.Mkdir(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -416,8 +426,8 @@ func TestClient_CleanStaleTakesOnlyJobsThatAreOver(t *testing.T) {
 	}
 	// reused: the lock is free and the pid file names an unrelated process.
 	reused := mkdir("reused", true)
-	other := start("sleep", "300")
-	writePid(reused, other.Process.Pid)
+	unrelated := start("sleep", "300")
+	writePid(reused, unrelated.Process.Pid)
 	current := mkdir("current", false)
 
 	// Let flock take its lock before the cleanup looks.
@@ -430,7 +440,7 @@ func TestClient_CleanStaleTakesOnlyJobsThatAreOver(t *testing.T) {
 	}
 	hungDone := make(chan error, 1)
 	go func() { hungDone <- hung.Wait() }()
-	got, err := c.CleanStale(context.Background(), "current")
+	got, err := c.CleanStale(context.Background(), "current", []string{base, other})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +472,7 @@ func TestClient_CleanStaleTakesOnlyJobsThatAreOver(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Errorf("the hung node of an ended job still runs")
 	}
-	for _, p := range []*exec.Cmd{other, holder} {
+	for _, p := range []*exec.Cmd{unrelated, holder} {
 		if err := p.Process.Signal(syscall.Signal(0)); err != nil {
 			t.Errorf("pid %d was killed: %v", p.Process.Pid, err)
 		}
@@ -481,4 +491,61 @@ func TestClient_CleanStaleTakesOnlyJobsThatAreOver(t *testing.T) {
 func lockHeld(t *testing.T, flock, lock string) bool {
 	t.Helper()
 	return exec.Command(flock, "-n", "-s", lock, "true").Run() != nil
+}
+
+// probeWith runs the probe script here against a made-up mount table.
+func probeWith(t *testing.T, workDir, mounts string) Facts {
+	t.Helper()
+	c, _ := connect(t)
+	table := filepath.Join(t.TempDir(), "mounts")
+	if err := os.WriteFile(table, []byte(mounts), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := inventory.Host{Name: "local", WorkDir: workDir}
+	out, err := c.Run(context.Background(), openssh.Script(probeScript, "", "0", "0", workDir, table))
+	if err != nil {
+		t.Fatalf("probe: %v\n%s", err, out)
+	}
+	return parseProbe(out, h)
+}
+
+func TestProbe_WorkDirBaseAllowsExec(t *testing.T) {
+	if _, err := os.Stat("/var/tmp"); err != nil {
+		t.Skip("no /var/tmp here")
+	}
+	plain := "/dev/sda1 / ext4 rw,relatime 0 0\n"
+	if f := probeWith(t, "", plain); f.WorkBase != "/tmp" || f.WorkFree <= 0 {
+		t.Errorf("nothing noexec: work base %q (%d free), want /tmp", f.WorkBase, f.WorkFree)
+	}
+	f := probeWith(t, "", plain+"tmpfs /tmp tmpfs rw,nosuid,nodev,noexec 0 0\n")
+	if f.WorkBase != "/var/tmp" || !strings.Contains(f.WorkReason, "/tmp is on a file system mounted noexec") {
+		t.Errorf("/tmp noexec: work base %q (%s), want /var/tmp", f.WorkBase, f.WorkReason)
+	}
+	if f.Usable() != nil && !errors.Is(f.Usable(), ErrNoDocker) {
+		t.Errorf("a host with /var/tmp to run from: %v", f.Usable())
+	}
+	if !slices.Equal(f.WorkBases[:2], []string{"/tmp", "/var/tmp"}) || f.WorkBases[2] != f.CacheHome {
+		t.Errorf("work bases %v: cleanup must scan /tmp, /var/tmp and the cache dir", f.WorkBases)
+	}
+	// Stacked mounts: the last one on a mount point counts.
+	f = probeWith(t, "", plain+"tmpfs /tmp tmpfs rw,noexec 0 0\ntmpfs /tmp tmpfs rw 0 0\n")
+	if f.WorkBase != "/tmp" {
+		t.Errorf("/tmp remounted exec over a noexec one: work base %q", f.WorkBase)
+	}
+	// The inventory's work_dir is the only candidate.
+	dir := t.TempDir()
+	if f := probeWith(t, dir, plain); f.WorkBase != dir || f.WorkBases[0] != dir {
+		t.Errorf("work_dir %s: work base %q, bases %v", dir, f.WorkBase, f.WorkBases)
+	}
+	f = probeWith(t, dir, plain+"tmpfs "+dir+" tmpfs rw,noexec 0 0\n")
+	f.Docker, f.DockerErr = DockerDirect, nil // this machine's docker is not the point
+	if err := f.Usable(); f.WorkBase != "" || !errors.Is(err, ErrNoWorkDir) || !strings.Contains(err.Error(), "set work_dir:") {
+		t.Errorf("work_dir on a noexec mount: base %q, usable %v", f.WorkBase, err)
+	}
+	// Everything noexec: say so, and what to do.
+	f = probeWith(t, "", "/dev/sda1 / ext4 rw,noexec 0 0\n")
+	f.Docker, f.DockerErr = DockerDirect, nil
+	if err := f.Usable(); !errors.Is(err, ErrNoWorkDir) || !f.CacheNoExec {
+		t.Errorf("all noexec: usable %v, cache noexec %v", err, f.CacheNoExec)
+	}
 }

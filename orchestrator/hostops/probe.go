@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -44,10 +46,22 @@ type Facts struct {
 	// ErrSudoNeedsPassword.
 	DockerErr error `json:"-"`
 
-	// TmpFree is the free space in /tmp in bytes; -1 when unknown.
-	TmpFree int64
+	// WorkBase is the dir the job's work dir goes into: the inventory's
+	// work_dir, else the first of /tmp, /var/tmp and CacheHome that the
+	// login user can write and that is not mounted noexec. Empty when none
+	// is; WorkReason then says why.
+	WorkBase   string
+	WorkReason string
+	// WorkFree is the free space in WorkBase in bytes; -1 when unknown.
+	WorkFree int64
+	// WorkBases are every dir a job may have put its work dir in on this
+	// host: where cleanup looks for what ended jobs left.
+	WorkBases []string
 	// CacheHome is $XDG_CACHE_HOME, else ~/.cache, of the login user.
 	CacheHome string
+	// CacheNoExec: CacheHome is on a file system mounted noexec, so the
+	// node cannot run from a node cache there.
+	CacheNoExec bool
 	// Fetch is the tool the host can fetch a URL with: "curl", "wget" or
 	// "" for none.
 	Fetch string
@@ -73,14 +87,19 @@ func (f Facts) Usable() error {
 	if f.OS != "linux" {
 		return fmt.Errorf("%w: the host reports %q (uname -s); layercast needs Linux", ErrNotLinux, f.OS)
 	}
-	if f.Runtime == RuntimeContainerd {
-		return f.ContainerdErr
-	}
-	if f.Docker == DockerNone {
+	switch {
+	case f.Runtime == RuntimeContainerd:
+		if f.ContainerdErr != nil {
+			return f.ContainerdErr
+		}
+	case f.Docker == DockerNone:
 		if f.DockerErr != nil {
 			return f.DockerErr
 		}
 		return fmt.Errorf("%w: %s", ErrNoDocker, f.DockerReason)
+	}
+	if f.WorkBase == "" {
+		return fmt.Errorf("%w: %s; set work_dir: in the inventory to a directory the login user can write, on a file system not mounted noexec", ErrNoWorkDir, f.WorkReason)
 	}
 	return nil
 }
@@ -88,19 +107,45 @@ func (f Facts) Usable() error {
 // probeScript prints key=value lines. $1 is DOCKER_HOST (may be empty), $2
 // is 1 when sudo may be used, $3 is 1 to ask the docker CLI (about 0.2
 // CPU-seconds per call on a small host; a job leaves that to the node,
-// which asks the daemon's API anyway). It writes nothing on the host. sudo
-// is only tried when become is set: a failed sudo is logged on the host and
-// may alert its admins.
+// which asks the daemon's API anyway), $4 the inventory's work_dir (may be
+// empty), $5 the mount table to read ("" for /proc/self/mounts; tests
+// give another), $6 containerd's socket. It writes nothing on the host.
+// sudo is only tried when become is set: a failed sudo is logged on the
+// host and may alert its admins.
+//
+// The work dir's base is the first candidate that is (or would be made in)
+// a directory the user can write, on a file system whose mount (the
+// longest mount point above it in /proc/self/mounts, the last one wins
+// when mounts are stacked) is not noexec: the node runs from there when
+// the host keeps no node cache.
 const probeScript = `
 os=$(uname -s 2>/dev/null); m=$(uname -m 2>/dev/null)
 echo "os=$os"; echo "machine=$m"
 [ "$os" = Linux ] || exit 0
 echo "conn=$SSH_CONNECTION"
 echo "user=$(id -un 2>/dev/null)"
-echo "tmpfree=$(df -Pk /tmp 2>/dev/null | awk 'NR==2 {print $4}')"
-echo "cache_home=${XDG_CACHE_HOME:-$HOME/.cache}"
+cache=${XDG_CACHE_HOME:-$HOME/.cache}
+echo "cache_home=$cache"
+mounts=${5:-/proc/self/mounts}
+noexec() {
+  awk -v p="$1" '{ m = $2; if (m == "/" || p == m || index(p, m "/") == 1) { if (length(m) >= best) { best = length(m); o = $4 } } }
+    END { n = split(o, a, ","); for (i = 1; i <= n; i++) if (a[i] == "noexec") exit 0; exit 1 }' "$mounts" 2>/dev/null
+}
+existing() { e=$1; while [ ! -e "$e" ] && [ "$e" != / ]; do e=$(dirname -- "$e"); done; printf %s "$e"; }
+noexec "$(cd -- "$(existing "$cache")" 2>/dev/null && pwd -P)" && echo "cache_noexec=1"
+found=""
+try() {
+  [ -n "$found" ] && return
+  e=$(existing "$1")
+  if ! [ -d "$e" ] || ! [ -w "$e" ] || ! [ -x "$e" ]; then echo "workno=$1 is not a directory the user can write"; return; fi
+  if noexec "$(cd -- "$e" && pwd -P)"; then echo "workno=$1 is on a file system mounted noexec"; return; fi
+  found=$1
+  echo "workbase=$1"
+  echo "workfree=$(df -Pk -- "$e" 2>/dev/null | awk 'NR==2 {print $4}')"
+}
+if [ -n "$4" ]; then try "$4"; else try /tmp; try /var/tmp; try "$cache"; fi
 if command -v curl >/dev/null 2>&1; then echo "fetch=curl"; elif command -v wget >/dev/null 2>&1; then echo "fetch=wget"; else echo "fetch=none"; fi
-dh=$1; become=$2; askcli=$3; ctd=${4#unix://}
+dh=$1; become=$2; askcli=$3; ctd=${6#unix://}
 if [ -n "$ctd" ]; then
   echo "ctd=$ctd"
   if [ -S "$ctd" ]; then echo "ctd_present=yes"; else echo "ctd_present=no"; fi
@@ -133,8 +178,9 @@ elif [ -n "$sock" ]; then
 fi
 `
 
-// Probe learns OS, CPU, the SSH connection's addresses, Docker access, free
-// space in /tmp, the user's cache dir and a tool to fetch URLs with. It
+// Probe learns OS, CPU, the SSH connection's addresses, Docker access, the
+// work dir's base and its free space, the user's cache dir and a tool to
+// fetch URLs with. It
 // writes nothing on the host. With askDocker the docker CLI is asked for
 // the daemon's version (plan shows it); without, Docker access is judged
 // from the socket and sudo alone and the node checks the daemon itself. An
@@ -150,7 +196,7 @@ func (c *Conn) Probe(ctx context.Context, askDocker bool) (Facts, error) {
 	if ctd == "" {
 		ctd = jobspec.DefaultContainerdAddress
 	}
-	out, err := c.Run(ctx, openssh.Script(probeScript, h.DockerHost, c.become(), ask, ctd))
+	out, err := c.Run(ctx, openssh.Script(probeScript, h.DockerHost, c.become(), ask, h.WorkDir, "", ctd))
 	if err != nil {
 		if len(out) == 0 {
 			// Not even uname answered: most likely not a POSIX shell.
@@ -163,22 +209,33 @@ func (c *Conn) Probe(ctx context.Context, askDocker bool) (Facts, error) {
 
 // parseProbe turns probeScript's output for host h into Facts.
 func parseProbe(out []byte, h inventory.Host) Facts {
-	become, dockerHost := h.Become, h.DockerHost
 	kv := map[string]string{}
+	var workNo []string
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), "=")
-		if ok {
-			kv[k] = v
+		if !ok {
+			continue
 		}
+		if k == "workno" {
+			workNo = append(workNo, v)
+		}
+		kv[k] = v
 	}
 	f := Facts{
-		OS:      strings.ToLower(kv["os"]),
-		Machine: kv["machine"],
-		User:    kv["user"],
-		TmpFree: -1,
+		OS:       strings.ToLower(kv["os"]),
+		Machine:  kv["machine"],
+		User:     kv["user"],
+		WorkFree: -1,
 
-		CacheHome: kv["cache_home"],
+		CacheHome:   kv["cache_home"],
+		CacheNoExec: kv["cache_noexec"] == "1",
+		WorkBase:    kv["workbase"],
+		WorkReason:  strings.Join(workNo, "; "),
+	}
+	f.WorkBases = workBases(h.WorkDir, f.CacheHome)
+	if f.WorkBase != "" && !slices.Contains(f.WorkBases, f.WorkBase) {
+		f.WorkBase = "" // not one the probe was given
 	}
 	if t := kv["fetch"]; t == "curl" || t == "wget" {
 		f.Fetch = t
@@ -187,8 +244,8 @@ func parseProbe(out []byte, h inventory.Host) Facts {
 	if fields := strings.Fields(kv["conn"]); len(fields) == 4 {
 		f.ClientIP, f.ServerIP = fields[0], fields[2]
 	}
-	if kb, err := strconv.ParseInt(strings.TrimSpace(kv["tmpfree"]), 10, 64); err == nil {
-		f.TmpFree = kb * 1024
+	if kb, err := strconv.ParseInt(strings.TrimSpace(kv["workfree"]), 10, 64); err == nil {
+		f.WorkFree = kb * 1024
 	}
 	if f.OS != "linux" {
 		f.Docker = DockerNone
@@ -196,7 +253,7 @@ func parseProbe(out []byte, h inventory.Host) Facts {
 		f.DockerReason = f.DockerErr.Error()
 		return f
 	}
-	f.Docker, f.DockerVersion, f.DockerReason, f.DockerErr = dockerAccess(kv, become, dockerHost, f.User)
+	f.Docker, f.DockerVersion, f.DockerReason, f.DockerErr = dockerAccess(kv, h.Become, h.DockerHost, f.User)
 	if f.DockerErr != nil {
 		f.DockerReason = f.DockerErr.Error()
 	}
@@ -228,6 +285,19 @@ func chooseRuntime(kv map[string]string, h inventory.Host, f Facts) (string, err
 		return RuntimeContainerd, fmt.Errorf("%w: no containerd socket at %s (containerd not running, or set containerd_address)", ErrNoRuntime, sock)
 	}
 	return RuntimeContainerd, fmt.Errorf("%w: user %s cannot write containerd's socket %s; set become: true (containerd's socket is root's)", ErrNoRuntime, f.User, sock)
+}
+
+// workBases are the dirs a job may put its work dir in on a host: the
+// inventory's work_dir, the default bases and the login user's cache dir,
+// absolute ones only, each once.
+func workBases(workDir, cacheHome string) []string {
+	var out []string
+	for _, b := range append(append([]string{workDir}, jobspec.DefaultWorkBases()...), cacheHome) {
+		if path.IsAbs(b) && path.Clean(b) == b && b != "/" && !slices.Contains(out, b) {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 func dockerAccess(kv map[string]string, become bool, dockerHost, user string) (DockerAccess, string, string, error) {

@@ -62,7 +62,7 @@ const liveFuncs = `
 node_pid() {
   pid=$(head -c 32 "$1/` + jobspec.PidFile + `" 2>/dev/null | tr -cd 0-9)
   [ -n "$pid" ] || return 1
-  job=${1##*/}; job=${job#` + workDirBase + `}
+  job=${1##*/}; job=${job#` + jobspec.WorkDirNamePrefix + `}
   args=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null) || return 1
   case " $args " in *" ` + jobspec.NodeJobFlag + ` $job "*) echo "$pid";; *) return 1;; esac
 }
@@ -90,26 +90,24 @@ kill_node() {
 }
 `
 
-// workDirBase is the last element of jobspec.WorkDirPrefix: a work dir's
-// name is workDirBase followed by the job ID.
-const workDirBase = "layercast-"
-
-// staleScript looks at every $3* (jobspec.WorkDirPrefix*) dir owned by the
-// login user except the current job's ($1); of those whose job is over
-// (alive fails) it stops a node still running from it (kill_node) and
-// removes it. $2 = 1 runs flock, kill and rm through sudo -n (become), $4
-// is GRACE. Output: "live DIR", "removed DIR PID killed|none" or
-// "failed DIR PID reason".
+// staleScript looks, in every work-dir base given ($4 on), at every
+// layercast-* (jobspec.WorkDirName) dir owned by the login user except the
+// current job's (named $1); of those whose job is over (alive fails) it
+// stops a node still running from it (kill_node) and removes it. $2 = 1
+// runs flock, kill and rm through sudo -n (become), $3 is GRACE. Output:
+// "live DIR", "removed DIR PID killed|none" or "failed DIR PID reason".
 const staleScript = liveFuncs + `
-prefix=$3; keep="$prefix$1"; S=""; [ "$2" = 1 ] && S="sudo -n"; GRACE=$4
-for d in "$prefix"*; do
+keep=$1; S=""; [ "$2" = 1 ] && S="sudo -n"; GRACE=$3; shift 3
+for base; do
+for d in "$base"/` + jobspec.WorkDirNamePrefix + `*; do
   [ -d "$d" ] && [ ! -L "$d" ] && [ -O "$d" ] || continue
-  [ "$d" = "$keep" ] && continue
+  [ "${d##*/}" = "$keep" ] && continue
   if alive "$d"; then echo "live $d"; continue; fi
   r=$(kill_node "$d"); state=${r%% *}; pid=${r#"$state"}; pid=${pid# }
   if [ "$state" = alive ]; then echo "failed $d $pid its node ignored SIGKILL"; continue; fi
   if out=$($S rm -rf -- "$d" 2>&1) && [ ! -e "$d" ]; then echo "removed $d ${pid:-0} $state"
   else echo "failed $d ${pid:-0} $(printf %s "$out" | tr '\n' ' ' | cut -c1-200)"; fi
+done
 done
 exit 0
 `
@@ -130,14 +128,20 @@ $S rm -rf -- "$1"
 const StaleGrace = 15 * time.Minute
 
 // CleanStale removes what earlier jobs that are over left on the host: the
-// work dirs (jobspec.WorkDirPrefix*, owned by the login user) of jobs other
-// than keepJobID whose node holds no lock (or that never started a node
-// and are older than StaleGrace), after stopping a node still running from
-// one. Live jobs are reported, never touched. A node whose bastion died
-// exits by itself after its heartbeat timeout; this catches the rest.
-func (c *Conn) CleanStale(ctx context.Context, keepJobID string) ([]StaleDir, error) {
+// work dirs (jobspec.WorkDirName, owned by the login user, in any of bases:
+// Facts.WorkBases) of jobs other than keepJobID whose node holds no lock
+// (or that never started a node and are older than StaleGrace), after
+// stopping a node still running from one. Live jobs are reported, never
+// touched. A node whose bastion died exits by itself after its heartbeat
+// timeout; this catches the rest.
+func (c *Conn) CleanStale(ctx context.Context, keepJobID string, bases []string) ([]StaleDir, error) {
 	grace := strconv.Itoa(int(StaleGrace / time.Minute))
-	out, err := c.Run(ctx, openssh.Script(staleScript, keepJobID, c.become(), c.workPrefix, grace))
+	keep := jobspec.WorkDirName(keepJobID)
+	if keepJobID == "" {
+		keep = ""
+	}
+	args := append([]string{keep, c.become(), grace}, bases...)
+	out, err := c.Run(ctx, openssh.Script(staleScript, args...))
 	if err != nil {
 		return nil, fmt.Errorf("clean stale work dirs: %w", err)
 	}
@@ -177,12 +181,16 @@ func parseStale(out []byte) []StaleDir {
 // tempImagesScript removes temporary images (jobspec.TempRef) and prints
 // each removed reference: with $4 = only, those of job $1 (their names
 // start with $5); otherwise those of every other job that is over (names
-// starting with $6 but not $5, whose work dir under prefix $7 is gone or
-// not alive, GRACE $8). $2 is DOCKER_HOST, $3 = 1 runs docker through
-// sudo -n. Without a docker CLI, or with the daemon down, it removes
-// nothing and succeeds.
+// starting with $6 but not $5, whose work dir is alive in none of the
+// work-dir bases $8 on, GRACE $7). $2 is DOCKER_HOST, $3 = 1 runs docker
+// through sudo -n. Without a docker CLI, or with the daemon down, it
+// removes nothing and succeeds.
 const tempImagesScript = liveFuncs + `
-dh=$2; S=""; [ "$3" = 1 ] && S="sudo -n"; mode=$4; this=$5; any=$6; prefix=$7; GRACE=$8
+dh=$2; S=""; [ "$3" = 1 ] && S="sudo -n"; mode=$4; this=$5; any=$6; GRACE=$7; shift 7
+live() {
+  for base; do [ -d "$base/` + jobspec.WorkDirNamePrefix + `$j" ] && alive "$base/` + jobspec.WorkDirNamePrefix + `$j" && return 0; done
+  return 1
+}
 command -v docker >/dev/null 2>&1 || exit 0
 refs=$($S env ${dh:+DOCKER_HOST="$dh"} docker image ls --format '{{.Repository}}:{{.Tag}}' ` + jobspec.TempRepo + ` 2>/dev/null) || exit 0
 for r in $refs; do
@@ -191,7 +199,7 @@ for r in $refs; do
   "$any"*)
     [ "$mode" = only ] && continue
     j=${r#"$any"}; j=${j%-*}
-    [ -d "$prefix$j" ] && alive "$prefix$j" && continue;;
+    live "$@" && continue;;
   *) continue;;
   esac
   if $S env ${dh:+DOCKER_HOST="$dh"} docker image rm "$r" >/dev/null 2>&1; then echo "$r"; fi
@@ -202,14 +210,16 @@ exit 0
 // RemoveTempImages removes temporary images from the host's daemon: with
 // only set, those of job jobID (its node died before removing them);
 // otherwise those that nodes of other jobs that are over left there (a
-// live job's are left alone). It returns the references removed.
-func (c *Conn) RemoveTempImages(ctx context.Context, jobID string, only bool) ([]string, error) {
+// live job's, whose work dir is alive in one of bases, are left alone). It
+// returns the references removed.
+func (c *Conn) RemoveTempImages(ctx context.Context, jobID string, only bool, bases []string) ([]string, error) {
 	mode := "others"
 	if only {
 		mode = "only"
 	}
 	grace := strconv.Itoa(int(StaleGrace / time.Minute))
-	out, err := c.Run(ctx, openssh.Script(tempImagesScript, jobID, c.Host().DockerHost, c.become(), mode, jobspec.TempRefPrefix(jobID), jobspec.AnyTempRefPrefix, c.workPrefix, grace))
+	args := append([]string{jobID, c.Host().DockerHost, c.become(), mode, jobspec.TempRefPrefix(jobID), jobspec.AnyTempRefPrefix, grace}, bases...)
+	out, err := c.Run(ctx, openssh.Script(tempImagesScript, args...))
 	if err != nil {
 		return nil, fmt.Errorf("remove temporary images: %w", err)
 	}

@@ -89,6 +89,10 @@ type FakeConn struct {
 	// TempImages are the daemon's temporary images (jobspec.TempRef);
 	// RemoveTempImages removes them. Read them back with TempImagesLeft.
 	TempImages []string
+	// HangOn names a method ("probe", "clean", "mkdir", "place",
+	// "upload") that hangs until its ctx ends, as on a host that stopped
+	// answering.
+	HangOn string
 	// StartFunc plays the started command (for example a fake node that
 	// reads the spec from p.StdinReader() and writes events to
 	// p.StdoutWriter()); it runs in its own goroutine. Nil: the process
@@ -113,12 +117,22 @@ func NewFakeConn(h inventory.Host) *FakeConn {
 	return &FakeConn{
 		host: h,
 		Facts: Facts{OS: "linux", Arch: "amd64", Machine: "x86_64", User: "root",
-			ServerIP: "192.0.2.10", ClientIP: "192.0.2.1", Docker: DockerDirect, DockerVersion: "20.10.24", TmpFree: 10 << 30},
+			ServerIP: "192.0.2.10", ClientIP: "192.0.2.1", Docker: DockerDirect, DockerVersion: "20.10.24",
+			WorkBase: "/tmp", WorkFree: 10 << 30, WorkBases: workBases(h.WorkDir, "/root/.cache"), CacheHome: ""},
 		uploaded: map[string]Binary{},
 		fetched:  map[string]string{},
 		files:    map[string]bool{},
 		workDirs: map[string]bool{},
 	}
+}
+
+// hang blocks until ctx ends when the method is the one to hang on.
+func (c *FakeConn) hang(ctx context.Context, method string) error {
+	if c.HangOn != method {
+		return nil
+	}
+	<-ctx.Done()
+	return fmt.Errorf("%s: %w", method, ctx.Err())
 }
 
 func (c *FakeConn) record(format string, args ...any) error {
@@ -207,6 +221,9 @@ func (c *FakeConn) Probe(ctx context.Context, askDocker bool) (Facts, error) {
 	if err := c.record("probe"); err != nil {
 		return Facts{}, err
 	}
+	if err := c.hang(ctx, "probe"); err != nil {
+		return Facts{}, err
+	}
 	return c.Facts, c.ProbeErr
 }
 
@@ -220,14 +237,17 @@ func (c *FakeConn) Run(ctx context.Context, cmd openssh.Command) ([]byte, error)
 	return nil, nil
 }
 
-func (c *FakeConn) MakeWorkDir(ctx context.Context, jobID string) (string, error) {
+func (c *FakeConn) MakeWorkDir(ctx context.Context, base, jobID string) (string, error) {
 	if err := c.record("mkdir %s", jobID); err != nil {
+		return "", err
+	}
+	if err := c.hang(ctx, "mkdir"); err != nil {
 		return "", err
 	}
 	if c.MkdirErr != nil {
 		return "", c.MkdirErr
 	}
-	dir := jobspec.WorkDir(jobID)
+	dir := base + "/" + jobspec.WorkDirName(jobID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.workDirs[dir] {
@@ -239,6 +259,9 @@ func (c *FakeConn) MakeWorkDir(ctx context.Context, jobID string) (string, error
 
 func (c *FakeConn) PlaceNode(ctx context.Context, workDir, cacheDir, sha string) (NodePlace, error) {
 	if err := c.record("place %s", sha); err != nil {
+		return NodePlace{}, err
+	}
+	if err := c.hang(ctx, "place"); err != nil {
 		return NodePlace{}, err
 	}
 	p := workDir + "/" + NodeBinaryName
@@ -277,6 +300,9 @@ func (c *FakeConn) RemoveNodeCache(ctx context.Context, cacheDir string) ([]stri
 
 func (c *FakeConn) Upload(ctx context.Context, dest string, bin Binary) error {
 	if err := c.record("upload %s", dest); err != nil {
+		return err
+	}
+	if err := c.hang(ctx, "upload"); err != nil {
 		return err
 	}
 	if c.UploadErr != nil {
@@ -334,8 +360,11 @@ func (c *FakeConn) Forward(ctx context.Context, localAddr string) (openssh.Forwa
 	return f, nil
 }
 
-func (c *FakeConn) CleanStale(ctx context.Context, keepJobID string) ([]StaleDir, error) {
+func (c *FakeConn) CleanStale(ctx context.Context, keepJobID string, bases []string) ([]StaleDir, error) {
 	if err := c.record("clean %s", keepJobID); err != nil {
+		return nil, err
+	}
+	if err := c.hang(ctx, "clean"); err != nil {
 		return nil, err
 	}
 	return c.Stale, c.CleanErr
@@ -348,7 +377,7 @@ func (c *FakeConn) TempImagesLeft() []string {
 	return append([]string(nil), c.TempImages...)
 }
 
-func (c *FakeConn) RemoveTempImages(ctx context.Context, jobID string, only bool) ([]string, error) {
+func (c *FakeConn) RemoveTempImages(ctx context.Context, jobID string, only bool, bases []string) ([]string, error) {
 	if err := c.record("rmtemp %s %v", jobID, only); err != nil {
 		return nil, err
 	}

@@ -13,17 +13,33 @@ import (
 	"github.com/layercast/layercast/orchestrator/openssh"
 )
 
-// MakeWorkDir creates the job's temp dir, mode 0700, owned by the login
-// user. It fails if the dir exists: a job dir is always fresh.
-func (c *Conn) MakeWorkDir(ctx context.Context, jobID string) (string, error) {
+// makeWorkDirScript makes the base $1 if missing (the login user's cache
+// dir may not exist yet) and the fresh work dir $2 in it, mode 0700.
+const makeWorkDirScript = `mkdir -p -- "$1" && mkdir -m 0700 -- "$2"`
+
+// MakeWorkDir creates the job's temp dir in base (Facts.WorkBase), named
+// jobspec.WorkDirName, mode 0700, owned by the login user. It fails if the
+// dir exists: a job dir is always fresh.
+func (c *Conn) MakeWorkDir(ctx context.Context, base, jobID string) (string, error) {
 	if !jobspec.ValidJobID(jobID) {
 		return "", fmt.Errorf("make work dir: job id %q has characters a path cannot hold", jobID)
 	}
-	dir := c.workPrefix + jobID
-	if _, err := c.Run(ctx, openssh.Command{Path: "mkdir", Args: []string{"-m", "0700", "--", dir}}); err != nil {
+	if !path.IsAbs(base) || path.Clean(base) != base || base == "/" {
+		return "", fmt.Errorf("make work dir: base %q is not an absolute directory", base)
+	}
+	dir := path.Join(base, jobspec.WorkDirName(jobID))
+	if _, err := c.Run(ctx, openssh.Script(makeWorkDirScript, base, dir)); err != nil {
 		return "", fmt.Errorf("make work dir %s: %w", dir, err)
 	}
 	return dir, nil
+}
+
+// IsWorkDir reports whether dir can be a job's work dir: an absolute,
+// clean path below a directory, named jobspec.WorkDirName of a valid job
+// ID. Nothing else is ever removed as one.
+func IsWorkDir(dir string) bool {
+	job, ok := strings.CutPrefix(path.Base(dir), jobspec.WorkDirNamePrefix)
+	return ok && jobspec.ValidJobID(job) && path.IsAbs(dir) && path.Clean(dir) == dir && strings.Count(dir, "/") >= 2
 }
 
 // RemoveWorkDir deletes a job's temp dir and everything in it (through sudo
@@ -31,7 +47,7 @@ func (c *Conn) MakeWorkDir(ctx context.Context, jobID string) (string, error) {
 // after stopping a node still running from it: a node that hangs must not
 // outlive its job.
 func (c *Conn) RemoveWorkDir(ctx context.Context, dir string) error {
-	if !strings.HasPrefix(dir, c.workPrefix) || !jobspec.ValidJobID(strings.TrimPrefix(dir, c.workPrefix)) {
+	if !IsWorkDir(dir) {
 		return fmt.Errorf("remove work dir: %q is not a layercast work dir", dir)
 	}
 	sudo := ""

@@ -82,7 +82,7 @@ func (f *FakeDocker) ImageInspect(_ context.Context, ref string, _ ...client.Ima
 	if !f.present || (ref != f.Ref && ref != f.ID) {
 		return image.InspectResponse{}, errdefs.NotFound(fmt.Errorf("no such image: %s", ref))
 	}
-	r := image.InspectResponse{ID: f.ID, RepoTags: []string{f.Ref}}
+	r := image.InspectResponse{ID: f.ID, RepoTags: []string{f.Ref}, Os: "linux", Architecture: "amd64"}
 	r.RootFS.Layers = f.DiffIDs
 	return r, nil
 }

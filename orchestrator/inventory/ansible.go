@@ -14,21 +14,30 @@ package inventory
 //	ansible_user, ansible_ssh_user                    -> user
 //	ansible_ssh_private_key_file, ansible_private_key_file -> identity_file
 //	ansible_become                                    -> become
+//	ansible_ssh_common_args, ansible_ssh_extra_args,
+//	ansible_ssh_args: -J HOP, -o ProxyJump=HOP and
+//	-o ProxyCommand="ssh -W %h:%p [-q] [user@]HOP"    -> proxy_jump
 //	layercast_docker_host                             -> docker_host
 //	layercast_node_cache                              -> node_cache
+//	layercast_work_dir                                -> work_dir
 //	layercast_runtime, layercast_containerd_address,
 //	layercast_containerd_namespace, layercast_containerd_snapshotter
 //	                                                  -> runtime, containerd_*
 //
-// Ignored, and listed in Inventory.Ignored: every other variable (for
-// example ansible_python_interpreter), passwords (ansible_password,
-// ansible_become_password: layercast never sends a password, it uses keys
-// and `sudo -n`), ansible_ssh_common_args and ansible_ssh_extra_args (put
-// ProxyJump and other options in ~/.ssh/config instead), ansible_become_user
-// and ansible_become_method (layercast only runs `sudo -n` as root), group
-// priority, host_vars/ and group_vars/ directories, dynamic inventory
-// scripts and plugins. Hosts with ansible_connection other than ssh, smart
-// or paramiko (for example "local") are left out and listed too.
+// Refused (the inventory is an error, saying what to change), because
+// layercast would not do what they ask: with become, an
+// ansible_become_user other than root or an ansible_become_method other
+// than sudo; a ProxyCommand other than the ssh -W form above.
+//
+// Ignored, and listed in Inventory.Ignored (plan, run and the console show
+// the list): every other variable (for example ansible_python_interpreter),
+// passwords (ansible_password, ansible_become_password: layercast never
+// sends a password, it uses keys and `sudo -n`), the other options in
+// ansible_ssh_*_args (put them in ~/.ssh/config), ansible_become_user and
+// ansible_become_method without become, group priority, host_vars/ and
+// group_vars/ directories, dynamic inventory scripts and plugins. Hosts with
+// ansible_connection other than ssh, smart or paramiko (for example
+// "local") are left out and listed too.
 //
 // Templates ("{{ ... }}") are not evaluated: one in a variable that layercast
 // uses is an error.
@@ -357,27 +366,63 @@ func (m *ansibleModel) hostFromVars(name string, vars map[string]ansibleVar, opt
 				}
 				h.NoNodeCache = !b
 			}
+		case "layercast_work_dir":
+			if s, ok := use("work_dir", v); ok {
+				h.WorkDir = s
+			}
 		case "ansible_connection":
-		case "ansible_become_user":
-			if v.value != "root" && v.value != "" {
-				ignored["ansible_become_user: layercast runs sudo -n as root"] = append(ignored["ansible_become_user: layercast runs sudo -n as root"], name)
-			}
-		case "ansible_become_method":
-			if v.value != "sudo" {
-				ignored["ansible_become_method: layercast only uses sudo -n"] = append(ignored["ansible_become_method: layercast only uses sudo -n"], name)
-			}
+		case "ansible_become_user", "ansible_become_method":
+			// Checked below, once become is known.
 		case "ansible_password", "ansible_ssh_pass", "ansible_ssh_password", "ansible_become_password", "ansible_become_pass", "ansible_sudo_pass":
 			d := k + ": layercast never sends passwords (use keys or ssh-agent, and sudo -n)"
 			ignored[d] = append(ignored[d], name)
-		case "ansible_ssh_common_args", "ansible_ssh_extra_args", "ansible_ssh_args":
-			d := k + ": put ProxyJump and other options in ~/.ssh/config"
-			ignored[d] = append(ignored[d], name)
+		case "ansible_ssh_args", "ansible_ssh_common_args", "ansible_ssh_extra_args":
+			if s, ok := use("proxy_jump", v); ok {
+				args, err := parseSSHArgs(s)
+				if err != nil {
+					m.errorf(v.at, "%q: %v", s, err)
+					continue
+				}
+				if args.jump != "" {
+					if h.ProxyJump != "" && h.ProxyJump != args.jump {
+						m.errorf(v.at, "jump host %s differs from %s set by another ansible_ssh_*_args; keep one", args.jump, h.ProxyJump)
+					}
+					h.ProxyJump = args.jump
+				}
+				for _, a := range args.ignored {
+					d := fmt.Sprintf("%s: %s: not used (layercast reaches hosts as ~/.ssh/config says)", k, a)
+					ignored[d] = append(ignored[d], name)
+				}
+			}
 		default:
 			d := k + ": not used by layercast"
 			ignored[d] = append(ignored[d], name)
 		}
 	}
+	m.checkBecome(name, h.Become, vars, ignored)
 	return h, at
+}
+
+// checkBecome refuses what layercast cannot do as asked: become another
+// user than root, or become other than through sudo. Without become the
+// two variables change nothing and are only listed.
+func (m *ansibleModel) checkBecome(name string, become bool, vars map[string]ansibleVar, ignored map[string][]string) {
+	if v, ok := vars["ansible_become_user"]; ok && v.value != "" && v.value != "root" {
+		if become {
+			m.errorf(v.at, "%q: layercast runs the node as root through sudo -n; set ansible_become_user=root or leave it out", v.value)
+		} else {
+			d := "ansible_become_user: not used without ansible_become"
+			ignored[d] = append(ignored[d], name)
+		}
+	}
+	if v, ok := vars["ansible_become_method"]; ok && v.value != "" && v.value != "sudo" {
+		if become {
+			m.errorf(v.at, "%q: layercast becomes root only through sudo -n; set ansible_become_method=sudo or leave it out", v.value)
+		} else {
+			d := "ansible_become_method: not used without ansible_become"
+			ignored[d] = append(ignored[d], name)
+		}
+	}
 }
 
 // ansibleBool reads a boolean as Ansible does.

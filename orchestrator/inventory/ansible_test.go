@@ -187,3 +187,62 @@ func TestExpandHostPattern(t *testing.T) {
 		}
 	}
 }
+
+func TestParseAnsible_JumpHostsFromSSHArgsBecomeProxyJump(t *testing.T) {
+	opts := fixture(t)
+	src := `[web]
+h01 ansible_ssh_common_args='-J deploy@gw:2222'
+h02 ansible_ssh_common_args='-o ProxyJump=gw1,gw2 -o StrictHostKeyChecking=no'
+h03 ansible_ssh_common_args='-o ProxyCommand="ssh -W %h:%p -q ops@bastion.example"'
+h04 ansible_ssh_extra_args="-oProxyCommand='ssh -p 2200 -W %h:%p gw'" ansible_ssh_common_args="-C"
+h05 ansible_ssh_common_args="-o 'ProxyJump none'"
+`
+	inv, err := Parse("hosts", []byte(src), Options{Dir: opts.Dir, Home: opts.Home, Format: FormatAnsibleINI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"h01": "deploy@gw:2222", "h02": "gw1,gw2", "h03": "ops@bastion.example", "h04": "gw:2200", "h05": ""}
+	for _, h := range inv.Hosts {
+		if h.ProxyJump != want[h.Name] {
+			t.Errorf("%s: ProxyJump %q, want %q", h.Name, h.ProxyJump, want[h.Name])
+		}
+	}
+	ignored := strings.Join(inv.Ignored, "\n")
+	for _, w := range []string{"ansible_ssh_common_args: -o StrictHostKeyChecking=no: not used", "ansible_ssh_common_args: -C: not used (layercast reaches hosts as ~/.ssh/config says) (h04)"} {
+		if !strings.Contains(ignored, w) {
+			t.Errorf("Ignored lacks %q:\n%s", w, ignored)
+		}
+	}
+}
+
+func TestParseAnsible_RefusesWhatLayercastWouldNotDo(t *testing.T) {
+	opts := fixture(t)
+	for _, c := range []struct{ name, src, want string }{
+		{"become another user", "[web]\nh01 ansible_become=yes ansible_become_user=deploy\n",
+			`hosts:2: h01 ansible_become_user: "deploy": layercast runs the node as root through sudo -n; set ansible_become_user=root or leave it out`},
+		{"become through su", "[web]\nh01\n[web:vars]\nansible_become=true\nansible_become_method=su\n",
+			`hosts:5: [web:vars] ansible_become_method: "su": layercast becomes root only through sudo -n; set ansible_become_method=sudo or leave it out`},
+		{"proxy command", "[web]\nh01 ansible_ssh_common_args='-o ProxyCommand=\"nc -X 5 -x proxy:1080 %h %p\"'\n",
+			`ProxyCommand "nc -X 5 -x proxy:1080 %h %p" is not supported: use -J [user@]jumphost[:port]`},
+		{"two jump hosts", "[web]\nh01 ansible_ssh_common_args='-J a -o ProxyJump=b'\n", `names two jump hosts, a and b`},
+		{"unbalanced quote", "[web]\nh01 ansible_ssh_common_args=\"-o 'ProxyJump a\"\n", `unbalanced single quote`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("hosts", []byte(c.src), Options{Dir: opts.Dir, Home: opts.Home, Format: FormatAnsibleINI})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("got %v\nwant %s", err, c.want)
+			}
+			if err != nil && strings.Count(err.Error(), "\n") > 0 {
+				t.Errorf("more than one line: %v", err)
+			}
+		})
+	}
+	// Without become, the two become variables change nothing: listed.
+	inv, err := Parse("hosts", []byte("[web]\nh01 ansible_become_user=deploy ansible_become_method=su\n"), Options{Dir: opts.Dir, Home: opts.Home, Format: FormatAnsibleINI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(inv.Ignored, "\n"); !strings.Contains(got, "ansible_become_user: not used without ansible_become (h01)") || !strings.Contains(got, "ansible_become_method: not used without ansible_become") {
+		t.Errorf("Ignored: %s", got)
+	}
+}

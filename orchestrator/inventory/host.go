@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"strings"
 )
 
@@ -35,6 +36,15 @@ type Host struct {
 	ContainerdAddress     string `yaml:"containerd_address,omitempty"`
 	ContainerdNamespace   string `yaml:"containerd_namespace,omitempty"`
 	ContainerdSnapshotter string `yaml:"containerd_snapshotter,omitempty"`
+	// ProxyJump is the jump hosts to reach the host through, as OpenSSH's
+	// ProxyJump: [user@]host[:port], several separated by commas, the
+	// first dialled first. Empty: ~/.ssh/config's ProxyJump, if any.
+	ProxyJump string `yaml:"proxy_jump,omitempty"`
+	// WorkDir is the absolute directory on the host in which each job
+	// makes its work dir (layercast-<job>); it must allow executing
+	// programs. Empty: the first of /tmp, /var/tmp and the login user's
+	// cache dir that is writable and not mounted noexec.
+	WorkDir string `yaml:"work_dir,omitempty"`
 	// NoNodeCache (inventory: node_cache: false) keeps no copy of the
 	// node binary on the host between jobs: every job brings it anew
 	// and removes it. By default the host keeps the binary of the
@@ -121,6 +131,17 @@ func (h *Host) Validate() error {
 	}
 	if strings.ContainsAny(h.ContainerdNamespace+h.ContainerdSnapshotter, " \t\r\n/") {
 		bad("containerd_namespace", "%q / snapshotter %q: names without spaces or slashes", h.ContainerdNamespace, h.ContainerdSnapshotter)
+	}
+	if h.ProxyJump != "" {
+		for _, hop := range strings.Split(h.ProxyJump, ",") {
+			if hop == "" || strings.ContainsAny(hop, " \t\r\n/") || strings.HasPrefix(hop, "-") {
+				bad("proxy_jump", "%q: want [user@]host[:port], several separated by commas", h.ProxyJump)
+				break
+			}
+		}
+	}
+	if h.WorkDir != "" && (!path.IsAbs(h.WorkDir) || path.Clean(h.WorkDir) != h.WorkDir || h.WorkDir == "/" || strings.ContainsAny(h.WorkDir, "\r\n")) {
+		bad("work_dir", "%q: want an absolute directory such as /var/tmp (not / itself)", h.WorkDir)
 	}
 	for k := range h.Labels {
 		if k == "" {

@@ -251,6 +251,10 @@ func (w *walker) hostFields(n ast.Node, field string, isHost bool, opts Options)
 			h.ContainerdNamespace, _ = w.str(p.value, f)
 		case "containerd_snapshotter":
 			h.ContainerdSnapshotter, _ = w.str(p.value, f)
+		case "proxy_jump":
+			h.ProxyJump, _ = w.str(p.value, f)
+		case "work_dir":
+			h.WorkDir, _ = w.str(p.value, f)
 		case "node_cache":
 			keep, _ := w.boolean(p.value, f)
 			h.NoNodeCache = !keep
@@ -267,7 +271,7 @@ func (w *walker) hostFields(n ast.Node, field string, isHost bool, opts Options)
 				h.Labels[l.key] = v
 			}
 		default:
-			want := "name, address, port, user, identity_file, become, docker_host, runtime, containerd_address, containerd_namespace, containerd_snapshotter, node_cache or labels"
+			want := "name, address, port, user, identity_file, become, docker_host, proxy_jump, work_dir, runtime, containerd_address, containerd_namespace, containerd_snapshotter, node_cache or labels"
 			if !isHost {
 				want = want[len("name, address, "):]
 			}
@@ -304,6 +308,12 @@ func (hf *hostFields) applyDefaults(d hostFields) {
 		if !set(f) {
 			*p = map[string]string{"runtime": d.host.Runtime, "containerd_address": d.host.ContainerdAddress, "containerd_namespace": d.host.ContainerdNamespace, "containerd_snapshotter": d.host.ContainerdSnapshotter}[f]
 		}
+	}
+	if !set("proxy_jump") {
+		h.ProxyJump = d.host.ProxyJump
+	}
+	if !set("work_dir") {
+		h.WorkDir = d.host.WorkDir
 	}
 	if !set("node_cache") {
 		h.NoNodeCache = d.host.NoNodeCache

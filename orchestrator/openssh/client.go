@@ -170,6 +170,9 @@ func (c *Client) keepAlive(every time.Duration) {
 // maxOutput bounds what Run keeps of a command's stdout.
 const maxOutput = 4 << 20
 
+// abandonGrace is how long Run waits for a command it killed to end.
+const abandonGrace = 5 * time.Second
+
 // Run runs cmd, waits for it and returns its stdout. A non-zero exit is an
 // *ExitError carrying the tail of stderr. When ctx ends the command is
 // signalled and its session closed.
@@ -197,8 +200,16 @@ func (c *Client) Run(ctx context.Context, cmd Command) ([]byte, error) {
 	case <-ctx.Done():
 		_ = s.Signal(ssh.SIGKILL)
 		s.Close()
-		<-done
-		return stdout.Bytes(), fmt.Errorf("run %s: %w", cmd.Path, ctx.Err())
+		// sshd keeps the channel open while any child of the command
+		// holds its output (a docker CLI stuck on a hung daemon outlives
+		// the killed shell): give up waiting after a grace, the session
+		// ends with the connection.
+		select {
+		case <-done:
+		case <-time.After(abandonGrace):
+			c.log.Warn("command did not end after it was killed; abandoned", "cmd", cmd.Path)
+		}
+		return stdout.Bytes(), fmt.Errorf("run %s: %w", cmd.Path, context.Cause(ctx))
 	}
 	if err != nil {
 		return stdout.Bytes(), exitError(cmd, err, stderr.String())

@@ -25,9 +25,17 @@ type Config struct {
 	// SSHConfigPath is the ssh_config file; "" means ~/.ssh/config (a
 	// missing file is fine), "none" reads none. Tests set it.
 	SSHConfigPath string
-	// KnownHostsPath is the known_hosts file; "" means ~/.ssh/known_hosts.
-	// Set it to the inventory's KnownHosts.
+	// KnownHostsPath, when set, is the one user known_hosts file, as `ssh
+	// -o UserKnownHostsFile=FILE` would have it: set it to the
+	// inventory's KnownHosts. "" means ssh_config's UserKnownHostsFile,
+	// else ~/.ssh/known_hosts and ~/.ssh/known_hosts2.
 	KnownHostsPath string
+	// GlobalKnownHosts are the system's known_hosts files unless
+	// ssh_config's GlobalKnownHostsFile names others; nil means OpenSSH's
+	// /etc/ssh/ssh_known_hosts and /etc/ssh/ssh_known_hosts2. They are read
+	// too: their keys count, their revocations win, and a new key is
+	// never accepted for a host they pin to another. Tests set it.
+	GlobalKnownHosts []string
 	// AcceptNewHostKeys trusts and records the key of a host that
 	// known_hosts does not list. A changed key is never accepted.
 	AcceptNewHostKeys bool
@@ -82,9 +90,6 @@ func NewDialer(cfg Config) (*Dialer, error) {
 	if cfg.SSHConfigPath == "" {
 		cfg.SSHConfigPath = filepath.Join(cfg.Home, ".ssh", "config")
 	}
-	if cfg.KnownHostsPath == "" {
-		cfg.KnownHostsPath = filepath.Join(cfg.Home, ".ssh", "known_hosts")
-	}
 	switch cfg.AgentSocket {
 	case "":
 		cfg.AgentSocket = os.Getenv("SSH_AUTH_SOCK")
@@ -112,8 +117,8 @@ func NewDialer(cfg Config) (*Dialer, error) {
 	}
 	return &Dialer{
 		cfg:      cfg,
-		resolver: resolver{cfg: sc, home: cfg.Home, localUser: cfg.LocalUser},
-		keys:     hostKeys{path: cfg.KnownHostsPath, acceptNew: cfg.AcceptNewHostKeys, mu: &sync.Mutex{}},
+		resolver: resolver{cfg: sc, home: cfg.Home, localUser: cfg.LocalUser, knownHosts: cfg.KnownHostsPath, globalKnownHosts: cfg.GlobalKnownHosts},
+		keys:     hostKeys{acceptNew: cfg.AcceptNewHostKeys, mu: &sync.Mutex{}},
 		log:      cfg.Logger,
 	}, nil
 }
@@ -180,7 +185,10 @@ func (d *Dialer) dialTarget(ctx context.Context, h inventory.Host, t Target) (*C
 
 // dialHop opens one SSH connection, directly or through via.
 func (d *Dialer) dialHop(ctx context.Context, via *ssh.Client, t Target) (*ssh.Client, error) {
-	ctx, cancel := context.WithTimeout(ctx, d.cfg.ConnectTimeout)
+	// The hop's own deadline is a failure that a retry may cure, unlike
+	// the end of the caller's ctx.
+	ctx, cancel := context.WithTimeoutCause(ctx, d.cfg.ConnectTimeout,
+		fmt.Errorf("no SSH answer within %s (raise --connect-timeout if the link is only slow)", d.cfg.ConnectTimeout))
 	defer cancel()
 
 	check, algos, hostKeyErr, err := d.keys.checker(t)
@@ -217,6 +225,9 @@ func (d *Dialer) dialHop(ctx context.Context, via *ssh.Client, t Target) (*ssh.C
 		conn, err = via.DialContext(ctx, "tcp", addr)
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
 	// The handshake has no context of its own: closing the connection when

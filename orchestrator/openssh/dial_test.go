@@ -29,7 +29,10 @@ type env struct {
 	raw        ed25519.PrivateKey
 	keyPath    string
 	knownHosts string
-	sshConfig  string
+	// global is the system-wide known_hosts file the dialer reads (in
+	// place of /etc/ssh/ssh_known_hosts).
+	global    string
+	sshConfig string
 }
 
 func newEnv(t *testing.T) *env {
@@ -37,7 +40,7 @@ func newEnv(t *testing.T) *env {
 	home := t.TempDir()
 	signer, raw := newKey(t)
 	e := &env{home: home, key: signer, raw: raw, keyPath: filepath.Join(home, "id_test"),
-		knownHosts: filepath.Join(home, "known_hosts"), sshConfig: filepath.Join(home, "ssh_config")}
+		knownHosts: filepath.Join(home, "known_hosts"), global: filepath.Join(home, "ssh_known_hosts"), sshConfig: filepath.Join(home, "ssh_config")}
 	writeKey(t, e.keyPath, e.raw, nil)
 	return e
 }
@@ -63,7 +66,7 @@ func writeKey(t *testing.T, path string, raw ed25519.PrivateKey, passphrase []by
 
 func (e *env) dialer(t *testing.T, mod func(*Config)) *Dialer {
 	t.Helper()
-	cfg := Config{SSHConfigPath: e.sshConfig, KnownHostsPath: e.knownHosts, AgentSocket: "none",
+	cfg := Config{SSHConfigPath: e.sshConfig, KnownHostsPath: e.knownHosts, GlobalKnownHosts: []string{e.global}, AgentSocket: "none",
 		Home: e.home, LocalUser: "tester", ConnectTimeout: 5 * time.Second, DialAttempts: 1, KeepAlive: -1}
 	if mod != nil {
 		mod(&cfg)

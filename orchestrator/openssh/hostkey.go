@@ -16,26 +16,51 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
-// hostKeys checks host keys against one known_hosts file, strictly unless
-// acceptNew is set. With acceptNew an unknown host's key is appended to the
-// file (under a lock, by atomic rename) and trusted; a mismatch is never
-// accepted.
+// hostKeys checks host keys against the known_hosts files of each hop
+// (Target.KnownHosts and GlobalKnownHosts, read together as OpenSSH does:
+// a key in any file is known, a revocation in any file wins), strictly
+// unless acceptNew is set. With acceptNew an unknown host's key is appended
+// to the hop's first user file (under a lock, by atomic rename) and
+// trusted; a key that any file contradicts (another key for the host, or
+// the key revoked) is never accepted.
 type hostKeys struct {
-	path      string
 	acceptNew bool
 	mu        *sync.Mutex // serializes appends within this process
 }
 
-// load reads the file; a missing file is an empty database.
-func (k *hostKeys) load() (ssh.HostKeyCallback, error) {
-	if _, err := os.Stat(k.path); errors.Is(err, os.ErrNotExist) {
+// existing lists the files of t that exist, user files first.
+func existing(t Target) []string {
+	var out []string
+	for _, f := range append(append([]string(nil), t.KnownHosts...), t.GlobalKnownHosts...) {
+		if st, err := os.Stat(f); err == nil && !st.IsDir() {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// load reads the hop's files; none at all is an empty database.
+func load(files []string) (ssh.HostKeyCallback, error) {
+	if len(files) == 0 {
 		return func(string, net.Addr, ssh.PublicKey) error { return &knownhosts.KeyError{} }, nil
 	}
-	cb, err := knownhosts.New(k.path)
+	cb, err := knownhosts.New(files...)
 	if err != nil {
 		return nil, fmt.Errorf("read known_hosts: %w", err)
 	}
 	return cb, nil
+}
+
+// userFile is where a new key of t is recorded and where the operator is
+// told to add one: the first user file, else the first file at all.
+func userFile(t Target) string {
+	if len(t.KnownHosts) > 0 {
+		return t.KnownHosts[0]
+	}
+	if len(t.GlobalKnownHosts) > 0 {
+		return t.GlobalKnownHosts[0]
+	}
+	return "~/.ssh/known_hosts"
 }
 
 // probeKey is a public key that matches no known_hosts line; checking it
@@ -73,27 +98,36 @@ var (
 	}
 )
 
-// caLines are the @cert-authority lines of a known_hosts file: their line
-// numbers and keys. x/crypto/ssh/knownhosts lists them among a host's plain
-// keys, and would even accept a CA key offered as a plain host key; these
-// let layercast tell them apart.
+// caLines are the @cert-authority lines of known_hosts files: where they
+// are and their keys. x/crypto/ssh/knownhosts lists them among a host's
+// plain keys, and would even accept a CA key offered as a plain host key;
+// these let layercast tell them apart.
 type caLines struct {
-	lines map[int]bool
+	lines map[caLine]bool
 	keys  map[string]bool
 }
 
-func readCALines(path string) caLines {
-	ca := caLines{lines: map[int]bool{}, keys: map[string]bool{}}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return ca
-	}
-	for i, l := range strings.Split(string(data), "\n") {
-		f := strings.Fields(l)
-		if len(f) >= 4 && f[0] == "@cert-authority" {
-			ca.lines[i+1] = true
-			if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(strings.Join(f[2:], " "))); err == nil {
-				ca.keys[string(k.Marshal())] = true
+type caLine struct {
+	file string
+	line int
+}
+
+func (ca caLines) has(w knownhosts.KnownKey) bool { return ca.lines[caLine{w.Filename, w.Line}] }
+
+func readCALines(files []string) caLines {
+	ca := caLines{lines: map[caLine]bool{}, keys: map[string]bool{}}
+	for _, path := range files {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		for i, l := range strings.Split(string(data), "\n") {
+			f := strings.Fields(l)
+			if len(f) >= 4 && f[0] == "@cert-authority" {
+				ca.lines[caLine{path, i + 1}] = true
+				if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(strings.Join(f[2:], " "))); err == nil {
+					ca.keys[string(k.Marshal())] = true
+				}
 			}
 		}
 	}
@@ -117,7 +151,7 @@ func knownAlgorithms(cb ssh.HostKeyCallback, addr string, ca caLines) []string {
 		seen  = map[string]bool{}
 	)
 	for _, w := range ke.Want {
-		if ca.lines[w.Line] {
+		if ca.has(w) {
 			hasCA = true
 			continue
 		}
@@ -141,18 +175,19 @@ func knownAlgorithms(cb ssh.HostKeyCallback, addr string, ca caLines) []string {
 // for, and a func that reports the host key error seen, if any (the ssh
 // library flattens errors into its handshake message).
 func (k *hostKeys) checker(t Target) (ssh.HostKeyCallback, []string, func() error, error) {
-	cb, err := k.load()
+	files := existing(t)
+	cb, err := load(files)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ca := readCALines(k.path)
-	algos := knownAlgorithms(cb, t.Addr(), ca)
+	ca := readCALines(files)
+	algos := knownAlgorithms(cb, t.KeyAddr(), ca)
 	var (
 		mu      sync.Mutex
 		seenErr error
 	)
-	check := func(hostname string, remote net.Addr, key ssh.PublicKey) error {
-		err := k.verify(cb, ca, t, hostname, remote, key)
+	check := func(_ string, remote net.Addr, key ssh.PublicKey) error {
+		err := k.verify(cb, ca, t, remote, key)
 		mu.Lock()
 		seenErr = err
 		mu.Unlock()
@@ -166,11 +201,12 @@ func (k *hostKeys) checker(t Target) (ssh.HostKeyCallback, []string, func() erro
 	return check, algos, last, nil
 }
 
-func (k *hostKeys) verify(cb ssh.HostKeyCallback, ca caLines, t Target, hostname string, remote net.Addr, key ssh.PublicKey) error {
+func (k *hostKeys) verify(cb ssh.HostKeyCallback, ca caLines, t Target, remote net.Addr, key ssh.PublicKey) error {
 	if _, isCert := key.(*ssh.Certificate); !isCert && ca.keys[string(key.Marshal())] {
 		return fmt.Errorf("%w: %s offered a certificate authority's key as its own host key", ErrHostKeyMismatch, t.Addr())
 	}
-	err := cb(hostname, remote, key)
+	// Looked up under HostKeyAlias when ssh_config sets one.
+	err := cb(t.KeyAddr(), remote, key)
 	if err == nil {
 		return nil
 	}
@@ -180,7 +216,7 @@ func (k *hostKeys) verify(cb ssh.HostKeyCallback, ca caLines, t Target, hostname
 	)
 	if errors.As(err, &ke) {
 		// @cert-authority lines are no plain keys of the host.
-		ke = &knownhosts.KeyError{Want: slices.DeleteFunc(slices.Clone(ke.Want), func(w knownhosts.KnownKey) bool { return ca.lines[w.Line] })}
+		ke = &knownhosts.KeyError{Want: slices.DeleteFunc(slices.Clone(ke.Want), ca.has)}
 		err = ke
 	}
 	switch {
@@ -191,40 +227,49 @@ func (k *hostKeys) verify(cb ssh.HostKeyCallback, ca caLines, t Target, hostname
 		for _, w := range ke.Want {
 			lines = append(lines, fmt.Sprintf("%s:%d (%s)", w.Filename, w.Line, w.Key.Type()))
 		}
-		return fmt.Errorf("%w: %s offered %s key %s, but %s holds a different key for it: %s. Someone may be intercepting the connection; if the host was reinstalled, check its new key and remove the old one with `ssh-keygen -f %s -R %s`",
-			ErrHostKeyMismatch, t.Addr(), key.Type(), ssh.FingerprintSHA256(key), k.path, strings.Join(lines, ", "), k.path, knownhosts.Normalize(t.Addr()))
+		file := ke.Want[0].Filename
+		return fmt.Errorf("%w: %s offered %s key %s, but known_hosts holds a different key for it: %s. Someone may be intercepting the connection; if the host was reinstalled, check its new key and remove the old one with `ssh-keygen -f %s -R %s`",
+			ErrHostKeyMismatch, t.Addr(), key.Type(), ssh.FingerprintSHA256(key), strings.Join(lines, ", "), file, knownhosts.Normalize(t.KeyAddr()))
 	case errors.As(err, &ke):
+		files := strings.Join(existing(t), ", ")
+		if files == "" {
+			files = "no known_hosts file"
+		}
 		if cert, ok := key.(*ssh.Certificate); ok {
 			// The host showed a certificate that no @cert-authority line
 			// vouches for; its plain key is not known either.
-			return fmt.Errorf("%w: %s offered a host certificate signed by %s, which no @cert-authority line in %s trusts", ErrHostKeyUnknown, t.Addr(), ssh.FingerprintSHA256(cert.SignatureKey), k.path)
+			return fmt.Errorf("%w: %s offered a host certificate signed by %s, which no @cert-authority line in %s trusts", ErrHostKeyUnknown, t.Addr(), ssh.FingerprintSHA256(cert.SignatureKey), files)
 		}
 		if k.acceptNew {
 			return k.appendKey(t, key)
 		}
 		return fmt.Errorf("%w: %s has no entry for %s (%s key %s). Check the fingerprint, then add it with `ssh-keyscan -p %d %s >> %s`, or rerun with --accept-new-host-keys to trust it on first use",
-			ErrHostKeyUnknown, k.path, t.Addr(), key.Type(), ssh.FingerprintSHA256(key), t.Port, t.HostName, k.path)
+			ErrHostKeyUnknown, files, t.Addr(), key.Type(), ssh.FingerprintSHA256(key), t.Port, t.HostName, userFile(t))
 	default:
 		// A certificate the CertChecker refused: wrong principal, expired,
 		// not a host certificate, or signed by an unknown authority.
 		if _, ok := key.(*ssh.Certificate); ok {
 			return fmt.Errorf("%w: host certificate of %s rejected: %v", ErrHostKeyMismatch, t.Addr(), err)
 		}
-		return fmt.Errorf("%w: check %s against %s: %v", ErrHostKeyMismatch, t.Addr(), k.path, err)
+		return fmt.Errorf("%w: check %s against known_hosts: %v", ErrHostKeyMismatch, t.Addr(), err)
 	}
 }
 
 // appendKey trusts key for t on first use: under an exclusive lock on the
-// known_hosts directory it re-reads the file (another process may have
-// added the host meanwhile), and appends by writing a new file and renaming
-// it over the old one.
+// directory of the hop's first user known_hosts file it re-reads every
+// file of the hop (another process may have added the host meanwhile,
+// another file may pin or revoke it), and appends by writing a new file
+// and renaming it over the old one.
 func (k *hostKeys) appendKey(t Target, key ssh.PublicKey) error {
 	if _, ok := key.(*ssh.Certificate); ok {
 		return fmt.Errorf("%w: %s offered a certificate; trust its authority with an @cert-authority line instead", ErrHostKeyUnknown, t.Addr())
 	}
+	if len(t.KnownHosts) == 0 {
+		return fmt.Errorf("%w: %s is not in known_hosts and UserKnownHostsFile is none: there is nowhere to record its key", ErrHostKeyUnknown, t.Addr())
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	path := k.path
+	path := t.KnownHosts[0]
 	if resolved, err := filepath.EvalSymlinks(path); err == nil {
 		path = resolved
 	}
@@ -242,19 +287,24 @@ func (k *hostKeys) appendKey(t Target, key ssh.PublicKey) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("accept new host key: %w", err)
 	}
-	if len(old) > 0 {
-		cb, err := knownhosts.New(path)
+	if files := existing(t); len(files) > 0 {
+		cb, err := knownhosts.New(files...)
 		if err != nil {
 			return fmt.Errorf("accept new host key: %w", err)
 		}
 		addr := &net.TCPAddr{IP: net.IPv4zero}
-		err = cb(t.Addr(), addr, key)
-		var ke *knownhosts.KeyError
+		err = cb(t.KeyAddr(), addr, key)
+		var (
+			ke *knownhosts.KeyError
+			re *knownhosts.RevokedError
+		)
 		switch {
 		case err == nil:
 			return nil // added by someone else meanwhile, same key
+		case errors.As(err, &re):
+			return fmt.Errorf("%w: %s offered a key revoked in %s", ErrHostKeyMismatch, t.Addr(), re.Revoked.String())
 		case errors.As(err, &ke) && len(ke.Want) > 0:
-			return fmt.Errorf("%w: %s: a different key for %s was added to %s meanwhile", ErrHostKeyMismatch, t.Addr(), t.Addr(), k.path)
+			return fmt.Errorf("%w: %s: a different key for %s is in %s:%d", ErrHostKeyMismatch, t.Addr(), t.Addr(), ke.Want[0].Filename, ke.Want[0].Line)
 		}
 	}
 	mode := os.FileMode(0o600)
@@ -266,7 +316,7 @@ func (k *hostKeys) appendKey(t Target, key ssh.PublicKey) error {
 	if len(old) > 0 && old[len(old)-1] != '\n' {
 		buf.WriteByte('\n')
 	}
-	buf.WriteString(knownhosts.Line([]string{knownhosts.Normalize(t.Addr())}, key))
+	buf.WriteString(knownhosts.Line([]string{knownhosts.Normalize(t.KeyAddr())}, key))
 	buf.WriteByte('\n')
 	tmp, err := os.CreateTemp(dir, ".known_hosts.layercast-*")
 	if err != nil {

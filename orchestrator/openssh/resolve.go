@@ -35,6 +35,23 @@ type Target struct {
 	IdentitiesOnly bool
 	// Jumps are the ProxyJump hops, the first one dialled first.
 	Jumps []Target
+	// KnownHosts are the user's known_hosts files for the hop (a new key
+	// is recorded in the first), GlobalKnownHosts the system's; both are
+	// read, and a revocation in any of them wins. HostKeyAlias, when set,
+	// is the name the hop's key is looked up and recorded under.
+	KnownHosts       []string
+	GlobalKnownHosts []string
+	HostKeyAlias     string
+}
+
+// KeyAddr is the name the hop's host key is looked up under in
+// known_hosts, as host:port: HostKeyAlias when set (OpenSSH looks it up
+// without a port), else the address dialled.
+func (t Target) KeyAddr() string {
+	if t.HostKeyAlias != "" {
+		return net.JoinHostPort(t.HostKeyAlias, "22")
+	}
+	return t.Addr()
 }
 
 // IdentitySource says who named a hop's identity files, which decides how
@@ -108,6 +125,12 @@ type resolver struct {
 	cfg       *sshConfig
 	home      string
 	localUser string
+	// knownHosts, when set, is the one user known_hosts file (the
+	// inventory's), as `ssh -o UserKnownHostsFile=` would have it;
+	// globalKnownHosts are the system's files unless ssh_config names
+	// others.
+	knownHosts       string
+	globalKnownHosts []string
 }
 
 // resolveHost builds the Target for an inventory host. Fields the inventory
@@ -121,7 +144,7 @@ func (r *resolver) resolveHost(h inventory.Host) (Target, error) {
 	if h.IdentityFile != "" {
 		idents = []string{h.IdentityFile}
 	}
-	return r.resolve(spec{alias: alias, hostName: h.Address, port: h.Port, user: h.User, identities: idents}, 0)
+	return r.resolve(spec{alias: alias, hostName: h.Address, port: h.Port, user: h.User, identities: idents, jump: h.ProxyJump}, 0)
 }
 
 // spec is what is known of a hop before ~/.ssh/config.
@@ -131,6 +154,7 @@ type spec struct {
 	port       int    // 0: from config, else 22
 	user       string
 	identities []string
+	jump       string // explicit ProxyJump; empty: from config
 }
 
 func (r *resolver) resolve(s spec, depth int) (Target, error) {
@@ -202,9 +226,17 @@ func (r *resolver) resolve(s spec, depth int) (Target, error) {
 		}
 	}
 
+	if err := r.knownHostsFiles(&t, get); err != nil {
+		return Target{}, err
+	}
+
 	jump, err := get("ProxyJump")
 	if err != nil {
 		return Target{}, err
+	}
+	jumpFrom := r.cfg.path
+	if s.jump != "" {
+		jump, jumpFrom = s.jump, "the inventory"
 	}
 	if jump == "" || strings.EqualFold(jump, "none") {
 		if pc, err := get("ProxyCommand"); err != nil {
@@ -217,7 +249,7 @@ func (r *resolver) resolve(s spec, depth int) (Target, error) {
 	for i, hop := range strings.Split(jump, ",") {
 		js, err := parseJump(strings.TrimSpace(hop))
 		if err != nil {
-			return Target{}, fmt.Errorf("%w: %s: ProxyJump for %s: %v", ErrSSHConfig, r.cfg.path, s.alias, err)
+			return Target{}, fmt.Errorf("%w: %s: ProxyJump for %s: %v", ErrSSHConfig, jumpFrom, s.alias, err)
 		}
 		jt, err := r.resolve(js, depth+1)
 		if err != nil {
@@ -238,6 +270,46 @@ func (r *resolver) resolve(s spec, depth int) (Target, error) {
 		return Target{}, fmt.Errorf("%w: ProxyJump chain for %s is longer than %d hops", ErrSSHConfig, s.alias, maxJumpDepth)
 	}
 	return t, nil
+}
+
+// knownHostsFiles sets the known_hosts files and HostKeyAlias of a hop
+// as OpenSSH would: UserKnownHostsFile (default ~/.ssh/known_hosts and
+// ~/.ssh/known_hosts2; the inventory's file replaces them),
+// GlobalKnownHostsFile (default /etc/ssh/ssh_known_hosts and
+// /etc/ssh/ssh_known_hosts2), several files separated by spaces, "none"
+// for none.
+func (r *resolver) knownHostsFiles(t *Target, get func(string) (string, error)) error {
+	files := func(key string, def []string) ([]string, error) {
+		v, err := get(key)
+		if err != nil || v == "" {
+			return def, err
+		}
+		if strings.EqualFold(v, "none") {
+			return []string{}, nil
+		}
+		var out []string
+		for _, f := range strings.Fields(v) {
+			out = append(out, r.expandPath(r.expand(f, t.Alias, *t)))
+		}
+		return out, nil
+	}
+	var err error
+	if r.knownHosts != "" {
+		t.KnownHosts = []string{r.knownHosts}
+	} else if t.KnownHosts, err = files("UserKnownHostsFile", []string{
+		filepath.Join(r.home, ".ssh", "known_hosts"), filepath.Join(r.home, ".ssh", "known_hosts2"),
+	}); err != nil {
+		return err
+	}
+	global := r.globalKnownHosts
+	if global == nil {
+		global = []string{"/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"}
+	}
+	if t.GlobalKnownHosts, err = files("GlobalKnownHostsFile", global); err != nil {
+		return err
+	}
+	t.HostKeyAlias, err = get("HostKeyAlias")
+	return err
 }
 
 // parseJump reads one ProxyJump hop: [user@]host[:port] or

@@ -106,6 +106,27 @@ Host inner
 	}
 }
 
+func TestResolve_InventoryProxyJumpWinsOverSSHConfig(t *testing.T) {
+	d := resolverFor(t, `
+Host target
+  ProxyJump fromconfig
+Host gw
+  User gwuser
+  Port 2201
+`)
+	got, err := d.Resolve(inventory.Host{Name: "target", ProxyJump: "gw,ops@gw2:2222"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hops []string
+	for _, j := range got.Jumps {
+		hops = append(hops, j.String())
+	}
+	if strings.Join(hops, " ") != "gwuser@gw:2201 ops@gw2:2222" {
+		t.Errorf("hops %v, want gw (with its ~/.ssh/config) then gw2", hops)
+	}
+}
+
 func TestResolve_Errors(t *testing.T) {
 	for _, c := range []struct{ config, want string }{
 		{"Host a\n  ProxyCommand nc %h %p\n", "ProxyCommand for a is not supported"},

@@ -115,7 +115,7 @@ func TestSeeder_ServesANodeGivenItsAddress(t *testing.T) {
 	s, layer, announce, _ := startJob(t, size, Config{ListenAddr: "127.0.0.1:0", AllowLoopback: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	node, err := swarm.New(ctx, swarm.Config{Dir: t.TempDir(), Announce: announce, Seeders: []string{fmt.Sprintf("127.0.0.1:%d", s.Port())}})
+	node, err := swarm.New(ctx, swarm.Config{Dir: t.TempDir(), Announce: announce, AllowedIPs: []string{"127.0.0.1"}, Seeders: []string{fmt.Sprintf("127.0.0.1:%d", s.Port())}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestSeeder_RefusesPeersOutsideAllowedIPs(t *testing.T) {
 			s, layer, _, _ := startJob(t, 1<<20, tc.cfg)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			node, err := swarm.New(ctx, swarm.Config{Dir: t.TempDir(), Seeders: []string{fmt.Sprintf("127.0.0.1:%d", s.Port())}})
+			node, err := swarm.New(ctx, swarm.Config{Dir: t.TempDir(), AllowedIPs: []string{"127.0.0.1"}, Seeders: []string{fmt.Sprintf("127.0.0.1:%d", s.Port())}})
 			if err != nil {
 				t.Fatal(err)
 			}

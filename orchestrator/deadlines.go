@@ -1,0 +1,110 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Every phase of a host has a bound, so that one host that hangs (a
+// daemon that stopped answering, a link that died, an sshd that stalls)
+// never holds the job:
+//
+//	connect       openssh's ConnectTimeout, per hop and attempt (--connect-timeout)
+//	setup         each setup command, through within (--setup-timeout)
+//	checking      the watchdog: from the node's start until it downloads (--check-timeout)
+//	downloading   the watchdog: no byte for --stall-timeout
+//	importing     the watchdog: from the last byte in, or from the node's
+//	              "importing", until done (--import-timeout)
+//
+// The watchdog fails such a host in the host book; its node runs on until
+// the job's teardown stops it (and kills it if it does not stop).
+
+// ErrHostTimeout marks a host that took longer than a phase's deadline.
+var ErrHostTimeout = errors.New("deadline missed")
+
+// deadlines are the watchdog's limits; zero disables one.
+type deadlines struct {
+	check, stall, imp time.Duration
+}
+
+func deadlinesOf(o Options) deadlines {
+	return deadlines{check: o.CheckTimeout, stall: o.StallTimeout, imp: o.ImportTimeout}
+}
+
+// tick is how often the watchdog looks: a quarter of the shortest limit,
+// between 50ms and 5s; zero when there is no limit.
+func (l deadlines) tick() time.Duration {
+	shortest := time.Duration(0)
+	for _, d := range []time.Duration{l.check, l.stall, l.imp} {
+		if d > 0 && (shortest == 0 || d < shortest) {
+			shortest = d
+		}
+	}
+	if shortest == 0 {
+		return 0
+	}
+	return min(max(shortest/4, 50*time.Millisecond), 5*time.Second)
+}
+
+// overdue says why a host has been in its state too long, or nil.
+func (l deadlines) overdue(r *hostRecord, now time.Time) error {
+	switch {
+	case r.state == HostChecking && l.check > 0 && now.Sub(r.entered) > l.check:
+		return fmt.Errorf("%w: checking took more than %s: the node got no answer from the Docker daemon in time (is dockerd hung or overloaded?); raise --check-timeout if it is only slow", ErrHostTimeout, l.check)
+	case r.state == HostImporting && l.imp > 0 && now.Sub(r.entered) > l.imp,
+		r.state == HostDownloading && !r.complete.IsZero() && l.imp > 0 && now.Sub(r.complete) > l.imp:
+		return fmt.Errorf("%w: importing took more than %s: the Docker daemon did not finish loading the image (is dockerd hung or overloaded?); raise --import-timeout if it is only slow", ErrHostTimeout, l.imp)
+	case r.state == HostDownloading && r.complete.IsZero() && l.stall > 0 && now.Sub(r.advanced) > l.stall:
+		return fmt.Errorf("%w: no data for %s while downloading: the host lost its peers and the bastion (check its network), or raise --stall-timeout", ErrHostTimeout, l.stall)
+	}
+	return nil
+}
+
+// watchHosts fails the hosts that stay in a state longer than l allows,
+// until ctx ends or the returned func is called.
+func watchHosts(ctx context.Context, book *hostBook, l deadlines) func() {
+	every := l.tick()
+	if every == 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				names, errs := book.overdue(l)
+				for i, h := range names {
+					book.fail(h, errs[i])
+				}
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// within runs op, one setup command on a host, bounded by limit (none when
+// zero). A command the host does not answer in time fails with a reason
+// that says so; the callers' wrapping says what was being done.
+func within(ctx context.Context, limit time.Duration, op func(ctx context.Context) error) error {
+	if limit <= 0 {
+		return op(ctx)
+	}
+	cause := fmt.Errorf("%w: no answer from the host within %s (raise --setup-timeout if it is only slow)", ErrHostTimeout, limit)
+	sctx, cancel := context.WithTimeoutCause(ctx, limit, cause)
+	defer cancel()
+	err := op(sctx)
+	if err != nil && ctx.Err() == nil && context.Cause(sctx) == cause && !errors.Is(err, ErrHostTimeout) {
+		// The command's error does not say why it ended (only the SSH
+		// transport passes the cause on).
+		return fmt.Errorf("%w (%v)", cause, err)
+	}
+	return err
+}
