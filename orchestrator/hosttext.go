@@ -28,6 +28,11 @@ func safeEvent(e Event) Event {
 		}
 		e.Progress = &c
 	}
+	if i := e.Info; i != nil {
+		c := *i
+		c.Arch = safe(c.Arch)
+		e.Info = &c
+	}
 	if e.Report != nil {
 		e.Report.makeSafe()
 	}
@@ -39,7 +44,7 @@ func (r *Report) makeSafe() {
 	r.Unverified = safe(r.Unverified)
 	for i := range r.Hosts {
 		h := &r.Hosts[i]
-		h.Error, h.ImageID, h.NodeFrom = safe(h.Error), safe(h.ImageID), safe(h.NodeFrom)
+		h.Error, h.ImageID, h.NodeFrom, h.Runtime = safe(h.Error), safe(h.ImageID), safe(h.NodeFrom), safe(h.Runtime)
 	}
 }
 
@@ -47,7 +52,7 @@ func (r *Report) makeSafe() {
 func (p *Plan) makeSafe() {
 	for i := range p.Hosts {
 		h := &p.Hosts[i]
-		h.Arch, h.Docker, h.NodeCache, h.Error = safe(h.Arch), safe(h.Docker), safe(h.NodeCache), safe(h.Error)
+		h.Arch, h.Docker, h.Runtime, h.NodeCache, h.Error = safe(h.Arch), safe(h.Docker), safe(h.Runtime), safe(h.NodeCache), safe(h.Error)
 	}
 }
 
