@@ -63,8 +63,8 @@ func (connectStep) Cleanup(ctx context.Context, hr *hostRun) {
 // probeStep learns what the host is and whether it can take the job.
 type probeStep struct {
 	book     *hostBook
-	registry bool // registry mode: the host pulls with docker
-	limit time.Duration // --setup-timeout
+	registry bool          // registry mode: the host pulls with docker
+	limit    time.Duration // --setup-timeout
 }
 
 func (probeStep) Title() string { return "probe the host" }

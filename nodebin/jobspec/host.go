@@ -45,10 +45,20 @@ func WorkDir(jobID string) string { return WorkDirPrefix + jobID }
 const PidFile = "node.pid"
 
 // LockFile is the file in the work dir that the node holds locked
-// (flock, exclusive) for as long as it runs: another job's cleanup takes a
-// work dir whose lock it can take, and only such a dir, for one whose job
-// is over.
+// (flock, exclusive) for as long as it runs, and touches every AliveEvery:
+// another job's cleanup takes a work dir for one whose job is over only
+// when it can take its lock, or when the lock was not touched for
+// AliveWithin (the node hangs: frozen, or too starved to run, past the
+// point where it would have given up its job by itself).
 const LockFile = "node.lock"
+
+// AliveEvery is how often a node touches its lock file; AliveWithin is how
+// long a node that stopped touching it still counts as alive: twice the
+// heartbeat timeout after which a node whose bastion is silent exits.
+const (
+	AliveEvery  = 5 * time.Second
+	AliveWithin = 2 * DefaultHeartbeat
+)
 
 // NodeJobFlag is the node binary's argument that names its job
 // (NodeJobFlag, jobID): it marks the process as the node of that job, so

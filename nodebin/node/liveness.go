@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/layercast/layercast/nodebin/dockerimage"
 	"github.com/layercast/layercast/nodebin/jobspec"
@@ -27,12 +29,34 @@ func holdLock(dir string) (release func(), err error) {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w (is another node running this job?)", f.Name(), err)
 	}
-	return func() { f.Close() }, nil
+	// Touch the lock while alive: a node that stops touching it (frozen,
+	// starved) counts as over for other jobs after jobspec.AliveWithin.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(jobspec.AliveEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				_ = os.Chtimes(f.Name(), now, now)
+			}
+		}
+	}()
+	return sync.OnceFunc(func() {
+		close(stop)
+		<-done
+		f.Close()
+	}), nil
 }
 
 // jobOver reports whether the job that owns work dir dir is provably over:
 // its dir is gone (a node removes it when it exits), or its lock file
-// exists and nobody holds it. A dir without a lock file belongs to a job
+// exists and nobody holds it, or nobody touched it for
+// jobspec.AliveWithin (its node hangs past its own heartbeat timeout). A dir without a lock file belongs to a job
 // whose node has not started yet, and one this process cannot read to a
 // job of another user: neither counts as over.
 func jobOver(dir string) bool {
@@ -46,7 +70,9 @@ func jobOver(dir string) bool {
 	}
 	defer f.Close()
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
-		return false // held: the job's node runs
+		// Held: the job's node runs, unless it stopped touching the lock.
+		fi, err := f.Stat()
+		return err == nil && time.Since(fi.ModTime()) > jobspec.AliveWithin
 	}
 	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	return true

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/layercast/layercast/nodebin/dockerimage"
 	"github.com/layercast/layercast/nodebin/jobspec"
@@ -29,6 +30,15 @@ func TestJobOver_OnlyWhenNobodyHoldsTheLockOrTheDirIsGone(t *testing.T) {
 	// A second holder (another node of the same job) is refused.
 	if _, err := holdLock(live); err == nil {
 		t.Fatal("the lock was taken twice")
+	}
+	// A node that holds its lock but stopped touching it (frozen, its
+	// bastion gone) counts as over once jobspec.AliveWithin passed.
+	stale := time.Now().Add(-jobspec.AliveWithin - time.Second)
+	if err := os.Chtimes(filepath.Join(live, jobspec.LockFile), stale, stale); err != nil {
+		t.Fatal(err)
+	}
+	if !jobOver(live) {
+		t.Fatal("a node that stopped touching its lock still counts as alive")
 	}
 	release()
 	if !jobOver(live) {

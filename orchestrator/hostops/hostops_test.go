@@ -416,6 +416,11 @@ func TestClient_CleanStaleTakesOnlyJobsThatAreOver(t *testing.T) {
 	live := mkdir("live", true)
 	holder := start(flock, "-o", filepath.Join(live, jobspec.LockFile), "sleep", "300")
 	writePid(live, holder.Process.Pid)
+	// frozen: its node holds the lock but stopped touching it longer ago
+	// than jobspec.AliveWithin (frozen, its bastion gone): it is over, its
+	// node is stopped and its dir removed.
+	frozen := mkdir("frozen", true)
+	frozenNode := start(flock, "-o", filepath.Join(frozen, jobspec.LockFile), "sh", "-c", "sleep 300; :", "sh", jobspec.NodeJobFlag, "frozen")
 	// setup: no node started yet, just made: a job still setting up.
 	setup := mkdir("setup", false)
 	// abandoned: no node ever started and older than StaleGrace.
@@ -430,13 +435,22 @@ func TestClient_CleanStaleTakesOnlyJobsThatAreOver(t *testing.T) {
 	writePid(reused, unrelated.Process.Pid)
 	current := mkdir("current", false)
 
-	// Let flock take its lock before the cleanup looks.
+	// Let flock take its locks before the cleanup looks.
 	deadline := time.Now().Add(5 * time.Second)
-	for !lockHeld(t, flock, filepath.Join(live, jobspec.LockFile)) {
+	for !lockHeld(t, flock, filepath.Join(live, jobspec.LockFile)) || !lockHeld(t, flock, filepath.Join(frozen, jobspec.LockFile)) {
 		if time.Now().After(deadline) {
 			t.Fatal("flock(1) never took the lock")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// The frozen node's shell is flock's child, named by its job.
+	kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", frozenNode.Process.Pid, frozenNode.Process.Pid))
+	var frozenPid int
+	fmt.Sscan(string(kids), &frozenPid)
+	writePid(frozen, frozenPid)
+	stale := time.Now().Add(-jobspec.AliveWithin - 5*time.Second)
+	if err := os.Chtimes(filepath.Join(frozen, jobspec.LockFile), stale, stale); err != nil {
+		t.Fatal(err)
 	}
 	hungDone := make(chan error, 1)
 	go func() { hungDone <- hung.Wait() }()
@@ -451,6 +465,9 @@ func TestClient_CleanStaleTakesOnlyJobsThatAreOver(t *testing.T) {
 	if s := byDir[over]; !s.Removed || !s.Killed || s.PID != hung.Process.Pid {
 		t.Errorf("over: %+v", s)
 	}
+	if s := byDir[frozen]; !s.Removed || !s.Killed || s.PID != frozenPid {
+		t.Errorf("frozen: %+v (node pid %d)", s, frozenPid)
+	}
 	for _, d := range []string{abandoned, reused} {
 		if s := byDir[d]; !s.Removed || s.Killed {
 			t.Errorf("%s: %+v", d, s)
@@ -464,7 +481,7 @@ func TestClient_CleanStaleTakesOnlyJobsThatAreOver(t *testing.T) {
 			t.Errorf("%s: %v", d, err)
 		}
 	}
-	if _, ok := byDir[current]; ok || len(got) != 5 {
+	if _, ok := byDir[current]; ok || len(got) != 6 {
 		t.Errorf("reported %v; the current job's dir must be left alone", got)
 	}
 	select {
@@ -477,7 +494,7 @@ func TestClient_CleanStaleTakesOnlyJobsThatAreOver(t *testing.T) {
 			t.Errorf("pid %d was killed: %v", p.Process.Pid, err)
 		}
 	}
-	for _, d := range []string{over, abandoned, reused} {
+	for _, d := range []string{over, frozen, abandoned, reused} {
 		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s not removed", d)
 		}
@@ -547,5 +564,11 @@ func TestProbe_WorkDirBaseAllowsExec(t *testing.T) {
 	f.Docker, f.DockerErr = DockerDirect, nil
 	if err := f.Usable(); !errors.Is(err, ErrNoWorkDir) || !f.CacheNoExec {
 		t.Errorf("all noexec: usable %v, cache noexec %v", err, f.CacheNoExec)
+	}
+}
+
+func TestAliveWithin_IsTheContractsValue(t *testing.T) {
+	if want := fmt.Sprint(int(jobspec.AliveWithin / time.Second)); aliveWithin != want {
+		t.Fatalf("the scripts take a node for hung after %s s, the contract says %s s", aliveWithin, want)
 	}
 }

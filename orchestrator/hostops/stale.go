@@ -42,6 +42,10 @@ func (s StaleDir) String() string {
 	return b.String()
 }
 
+// aliveWithin is jobspec.AliveWithin in seconds, for the scripts (a test
+// keeps the two equal).
+const aliveWithin = "30"
+
 // liveFuncs defines the shell functions that tell a live job from an ended
 // one. S is the sudo prefix ("" or "sudo -n"), GRACE the minutes a work
 // dir without a lock file (its node not started yet) counts as a job
@@ -51,8 +55,9 @@ func (s StaleDir) String() string {
 // node of DIR's job: its command line names the job (jobspec.NodeJobFlag).
 //
 // alive DIR succeeds while DIR's job may still run: its node holds the
-// lock file (checked with flock(1); without it, the node's pid decides), or
-// it has no lock file yet and is younger than GRACE minutes. A dir of
+// lock file (checked with flock(1); without it, the node's pid decides) and
+// touched it within jobspec.AliveWithin, or it has no lock file yet and is
+// younger than GRACE minutes. A dir of
 // another user counts as alive: its lock cannot be read.
 //
 // kill_node DIR stops DIR's node if it still runs (SIGTERM, SIGKILL after
@@ -68,10 +73,13 @@ node_pid() {
 }
 alive() {
   [ -O "$1" ] || return 0
-  if [ -e "$1/` + jobspec.LockFile + `" ]; then
+  lock="$1/` + jobspec.LockFile + `"
+  if [ -e "$lock" ]; then
     if command -v flock >/dev/null 2>&1; then
-      $S flock -n -s "$1/` + jobspec.LockFile + `" true 2>/dev/null && return 1
-      return 0
+      $S flock -n -s "$lock" true 2>/dev/null && return 1
+      touched=$(stat -c %Y -- "$lock" 2>/dev/null) || return 0
+      [ $(( $(date +%s) - touched )) -le ` + aliveWithin + ` ]
+      return
     fi
     node_pid "$1" >/dev/null
     return

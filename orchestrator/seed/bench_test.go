@@ -182,7 +182,7 @@ func runBenchJob(b *testing.B, n int, layer jobspec.Layer, ih metainfo.Hash, pat
 		if err != nil {
 			b.Fatal(err)
 		}
-		c, err := swarm.New(ctx, swarm.Config{Dir: dir, Announce: tr.AnnounceURL(srv.URL), Seeders: []string{"127.0.0.1:" + port}})
+		c, err := swarm.New(ctx, swarm.Config{Dir: dir, Announce: tr.AnnounceURL(srv.URL), AllowedIPs: []string{"127.0.0.1"}, Seeders: []string{"127.0.0.1:" + port}})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -41,6 +41,14 @@ import (
 //     reports a piece the seeder did not send it (it has another source
 //     again).
 //
+// A piece reported by one host only that no other host reported for
+// spreadLimit is stuck: its one holder does not pass it on (its link was
+// cut, it hangs, it is gone). The next connection that asks for it is
+// served once, as if it were undelivered, and is poked to ask; a healthy
+// swarm passes a fresh piece on within a few piece times (the nodes fetch
+// the rarest pieces first), so this costs a resend only where a holder
+// failed.
+//
 // An owner with no request of its piece waiting, that has neither asked for
 // nor been sent a block of it for ownerGrace, loses it to the next
 // connection that asks (the bytes it got are sent again, Stats.Resent), and
@@ -73,6 +81,9 @@ type policy struct {
 	// peer, for pieces it got from its peers: how long a healthy host takes
 	// per piece passed on.
 	haveGap time.Duration
+	// spreadGap is a moving average of the time from a piece's first report
+	// to its second: how long a fresh piece takes to spread.
+	spreadGap time.Duration
 }
 
 type policyConfig struct {
@@ -95,6 +106,10 @@ type pieceState struct {
 	ownerSeen   time.Time
 	delivered   bool     // some peer reported it
 	sent        []uint64 // blockUnits sent at least once
+	// reports counts the peers that reported it; spreadSince is when it
+	// last had one holder only (its first report, or a stuck serve).
+	reports     int
+	spreadSince time.Time
 }
 
 // peer is the policy's view of one connection.
@@ -168,7 +183,7 @@ func (p *policy) join(serveAll bool, now time.Time) *peer {
 // except those it was sent all of: an anacrolix node closes its connection
 // to a seeder as soon as it has every piece, sometimes before its last
 // reports leave, so it most likely has them.
-func (p *policy) leave(pr *peer) {
+func (p *policy) leave(pr *peer, now time.Time) {
 	if _, ok := p.peers[pr]; !ok {
 		return
 	}
@@ -179,6 +194,11 @@ func (p *policy) leave(pr *peer) {
 		}
 		if pr.sentTo[i] >= p.length(i) {
 			p.deliver(i)
+			// Most likely it has the piece and passes it on: as if it had
+			// reported it.
+			if ps := &p.pieces[i]; ps.reports == 0 {
+				ps.reports, ps.spreadSince = 1, now
+			}
 		} else {
 			p.release(i)
 		}
@@ -236,6 +256,14 @@ func (p *policy) have(pr *peer, i int, now time.Time) bool {
 	pr.has[i/64] |= 1 << (i % 64)
 	pr.nHave++
 	p.deliver(i)
+	ps := &p.pieces[i]
+	ps.reports++
+	switch ps.reports {
+	case 1:
+		ps.spreadSince = now
+	case 2:
+		p.spreadGap = ewma(p.spreadGap, now.Sub(ps.spreadSince))
+	}
 	if fromPeers := pr.sentTo[i] < p.length(i); fromPeers {
 		if !pr.lastHave.IsZero() {
 			p.haveGap = ewma(p.haveGap, now.Sub(pr.lastHave))
@@ -273,6 +301,10 @@ func (p *policy) request(pr *peer, i int, now time.Time) verdict {
 	}
 	ps := &p.pieces[i]
 	switch {
+	case ps.delivered && p.stuck(i, now):
+		// Served once; the requester is its second holder to come.
+		ps.spreadSince = now
+		return serve
 	case ps.delivered:
 	case ps.owner == pr:
 		ps.ownerQueued++
@@ -302,6 +334,20 @@ func (p *policy) dropped(pr *peer, r request) {
 	if ps := &p.pieces[r.index]; ps.owner == pr && ps.ownerQueued > 0 {
 		ps.ownerQueued--
 	}
+}
+
+// stuck reports whether piece i was reported by one host only, and by no
+// other for spreadLimit.
+func (p *policy) stuck(i int, now time.Time) bool {
+	ps := &p.pieces[i]
+	return ps.delivered && ps.reports <= 1 && !ps.spreadSince.IsZero() && now.Sub(ps.spreadSince) >= p.spreadLimit()
+}
+
+// spreadLimit is how long a piece may have one holder before it is stuck:
+// four times the usual time a fresh piece takes to reach a second host,
+// within [cfg.starveAfter, 8 × cfg.starveAfter].
+func (p *policy) spreadLimit() time.Duration {
+	return min(max(p.cfg.starveAfter, 4*p.spreadGap), 8*p.cfg.starveAfter)
 }
 
 // starving reports whether pr lacks pieces and wants them, owns none, waits
@@ -389,14 +435,15 @@ func (p *policy) tick(now time.Time, state func(*peer) connState) (pokes []poke,
 		if now.Sub(pr.lastPoke) < p.cfg.pokeEvery || !st.idle {
 			continue
 		}
-		var piece int
+		piece := -1
 		switch {
 		case pr.rescued:
 			piece = p.firstMissing(pr, false)
 		case p.undelivered > 0:
 			piece = p.firstMissing(pr, true)
-		default:
-			continue
+		}
+		if piece < 0 {
+			piece = p.firstStuck(pr, now)
 		}
 		if piece < 0 {
 			continue
@@ -405,6 +452,16 @@ func (p *policy) tick(now time.Time, state func(*peer) connState) (pokes []poke,
 		pokes = append(pokes, poke{pr, piece})
 	}
 	return pokes, rescued
+}
+
+// firstStuck returns the lowest stuck piece pr lacks, or -1.
+func (p *policy) firstStuck(pr *peer, now time.Time) int {
+	for i := range p.pieces {
+		if !pr.hasPiece(i) && p.stuck(i, now) {
+			return i
+		}
+	}
+	return -1
 }
 
 // firstMissing returns the lowest piece pr lacks (and, with undelivered,

@@ -84,7 +84,7 @@ func TestPolicy_GivesThePieceOfAConnectionThatLeftToAnother(t *testing.T) {
 	f.expect(a, 0, serve)
 	f.p.sent(a, request{index: 0, length: 16 << 10}, f.now)
 	f.expect(b, 0, hold)
-	f.p.leave(a) // before it reported the piece
+	f.p.leave(a, f.now) // before it reported the piece
 	f.expect(b, 0, serve)
 	if r := f.send(b, 0); r != 16<<10 {
 		t.Errorf("resent %d bytes, want the %d a got", r, 16<<10)
@@ -98,7 +98,7 @@ func TestPolicy_AnOwnerThatLeftWithAllOfItsPieceCountsAsHavingIt(t *testing.T) {
 	f.send(a, 0)
 	f.expect(a, 1, serve)
 	f.p.sent(a, request{index: 1, length: 16 << 10}, f.now)
-	f.p.leave(a) // finished and hung up before its reports arrived
+	f.p.leave(a, f.now) // finished and hung up before its reports arrived
 	f.expect(b, 0, refuse)
 	f.expect(b, 1, serve)
 }
@@ -291,5 +291,58 @@ func TestPolicy_ReportsACompletePeer(t *testing.T) {
 	}
 	if f.p.undelivered != 0 || f.p.pool != 0 {
 		t.Errorf("undelivered %d, pool %d after every piece reported", f.p.undelivered, f.p.pool)
+	}
+}
+
+func TestPolicy_APieceItsOnlyHolderDoesNotPassOnIsServedOnceMore(t *testing.T) {
+	f := newPolicyFixture(t, 8)
+	a, b, c := f.downloader(), f.downloader(), f.downloader()
+	// Healthy spreading: piece 1 reaches a second host quickly.
+	f.expect(a, 1, serve)
+	f.send(a, 1)
+	f.p.have(a, 1, f.now)
+	f.advance(100 * time.Millisecond)
+	f.p.have(b, 1, f.now)
+	// Piece 0 goes to a, which reports it and then falls silent (its link
+	// was cut): nobody else gets it from a.
+	f.expect(a, 0, serve)
+	f.send(a, 0)
+	f.p.have(a, 0, f.now)
+	f.expect(b, 0, refuse) // a has it: ask a
+	f.advance(f.p.spreadLimit() - time.Millisecond)
+	f.expect(b, 0, refuse)
+	f.advance(time.Millisecond)
+	// Stuck: b gets it from the seeder, once; c waits for b.
+	f.expect(b, 0, serve)
+	if r := f.send(b, 0); r != testPieceLen {
+		t.Fatalf("resent %d bytes, want the piece's %d", r, testPieceLen)
+	}
+	f.expect(c, 0, refuse)
+	// A piece with two holders is never stuck, however long it takes c.
+	f.advance(time.Hour)
+	f.expect(c, 1, refuse)
+}
+
+func TestPolicy_StuckPieceIsSuggestedToWhoLacksIt(t *testing.T) {
+	f := newPolicyFixture(t, 4)
+	a, b := f.downloader(), f.downloader()
+	for i := range 4 {
+		f.expect(a, i, serve)
+		f.send(a, i)
+		f.p.have(a, i, f.now)
+	}
+	f.advance(f.p.spreadLimit())
+	pokes, _ := f.p.tick(f.now, func(*peer) connState { return connState{idle: true} })
+	var got []int
+	for _, pk := range pokes {
+		if pk.peer == b {
+			got = append(got, pk.piece)
+		}
+		if pk.peer == a {
+			t.Errorf("a was poked for piece %d it has", pk.piece)
+		}
+	}
+	if len(got) != 1 || got[0] != 0 {
+		t.Fatalf("b poked for %v, want piece 0 (stuck, lacking)", got)
 	}
 }

@@ -311,7 +311,7 @@ func (s *Seeder) unregister(c *conn) {
 	delete(s.conns, c)
 	s.mu.Unlock()
 	c.t.mu.Lock()
-	c.t.pol.leave(c.peer)
+	c.t.pol.leave(c.peer, time.Now())
 	delete(c.t.conns, c.peer)
 	c.t.mu.Unlock()
 }

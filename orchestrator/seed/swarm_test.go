@@ -93,9 +93,10 @@ func writeLargeFile(tb testing.TB, dir string, size int64, seed byte) (string, s
 func (j *testJob) leecher(tb testing.TB) *swarm.Client {
 	tb.Helper()
 	c, err := swarm.New(context.Background(), swarm.Config{
-		Dir:      tb.TempDir(),
-		Announce: j.announce,
-		Seeders:  []string{fmt.Sprintf("127.0.0.1:%d", j.seeder.Port())},
+		Dir:        tb.TempDir(),
+		Announce:   j.announce,
+		AllowedIPs: []string{"127.0.0.1"},
+		Seeders:    []string{fmt.Sprintf("127.0.0.1:%d", j.seeder.Port())},
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -309,7 +310,7 @@ func TestSeeder_ServesAnImageOfSeveralLayers(t *testing.T) {
 	defer cancel()
 	errs := make(chan error, 5)
 	for range 5 {
-		c, err := swarm.New(ctx, swarm.Config{Dir: t.TempDir(), Announce: tr.AnnounceURL(srv.URL), Seeders: []string{fmt.Sprintf("127.0.0.1:%d", s.Port())}})
+		c, err := swarm.New(ctx, swarm.Config{Dir: t.TempDir(), Announce: tr.AnnounceURL(srv.URL), AllowedIPs: []string{"127.0.0.1"}, Seeders: []string{fmt.Sprintf("127.0.0.1:%d", s.Port())}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -100,7 +100,7 @@ func TestBadInput(t *testing.T) {
 			want       []string
 		}{
 			{"h01", "wrong user", []string{"authentication failed"}},
-			{"h02", "SSH but no docker", []string{"docker not usable", "Cannot connect to the Docker daemon", "start the Docker daemon"}},
+			{"h02", "SSH but no docker", []string{"docker not usable", "not running", "start Docker"}},
 			{"h03", "docker only through sudo, become not set", []string{"docker not usable", "set become: true"}},
 			{"h04", "not Linux", []string{"not a linux host", "darwin", "needs Linux"}},
 		} {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/orchestrator"
 	"github.com/layercast/layercast/testbed"
 )
@@ -35,6 +36,8 @@ type faultLab struct {
 	img *testbed.Image
 	// baseline is the duration of each host in a job without faults.
 	baseline map[string]time.Duration
+	// args are extra flags for the next inject's job.
+	args []string
 }
 
 func TestFaults(t *testing.T) {
@@ -132,8 +135,9 @@ func TestFaults(t *testing.T) {
 	})
 
 	t.Run("disk full before the job", func(t *testing.T) {
-		// Room for the node binary, not for the layers.
-		if err := lab.FillDisk(context.Background(), "h01", 30<<20); err != nil {
+		// No room for the layers in the work dir (the node binary is in
+		// the node cache, elsewhere).
+		if err := lab.FillDisk(context.Background(), "h01", 10<<20); err != nil {
 			t.Fatal(err)
 		}
 		clear := func(t *testing.T) {
@@ -153,6 +157,9 @@ func TestFaults(t *testing.T) {
 				t.Error(err)
 			}
 		}
+		// Without a node cache the binary goes into the work dir in /tmp.
+		fl.args = []string{"--no-node-cache"}
+		t.Cleanup(func() { fl.args = nil })
 		fl.inject(t, "h02", nil, clear, "not enough space in /tmp", "MB free")
 	})
 
@@ -285,6 +292,7 @@ func TestFaults(t *testing.T) {
 				_ = syscall.Kill(p, syscall.SIGKILL)
 			}
 		})
+		frozenAt := time.Now()
 		if err := j.cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
@@ -303,7 +311,10 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("h01 kept nothing to clean up (node %v, dir %v)", frozen, dirExists(lab, "h01", id))
 		}
 
-		// The next job finds what is left on h01 and removes it.
+		// The next job finds what is left on h01 and removes it, once the
+		// frozen node is past the time in which it would have given up by
+		// itself (it stopped touching its lock when it froze).
+		time.Sleep(time.Until(frozenAt.Add(jobspec.AliveWithin + jobspec.AliveEvery)))
 		rep, code, j2 := runJob(t, lab, 3*time.Minute, "-i", lab.InventoryPath(), faultTag)
 		if code != 0 {
 			t.Fatalf("next job: exit %d; stderr:\n%s", code, j2.stderr.String())
@@ -349,7 +360,7 @@ func (fl *faultLab) inject(t *testing.T, host string, during func(*testing.T, *j
 	fl.clean(t)
 	before := fl.daemonImages(t)
 	report := filepath.Join(t.TempDir(), "report.json")
-	j := startJob(t, lab, "--report", report, "-i", lab.InventoryPath(), faultTag)
+	j := startJob(t, lab, append(append([]string{"--report", report, "-i", lab.InventoryPath()}, fl.args...), faultTag)...)
 	if during != nil {
 		j.waitFor(t, time.Minute, func(e orchestrator.Event) bool { return e.Kind == orchestrator.EventJobStarted })
 		during(t, j, j.info(t).ID)
@@ -562,8 +573,10 @@ func findNodePIDs(lab *testbed.Lab, host, jobID string) ([]int, error) {
 		if err != nil {
 			continue
 		}
-		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-		if err != nil || !strings.Contains(exe, "layercast-"+jobID) {
+		// The node runs from the host's node cache or its work dir; its
+		// command line names its job.
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || !strings.Contains(" "+strings.ReplaceAll(string(cmdline), "\x00", " ")+" ", " "+jobspec.NodeJobFlag+" "+jobID+" ") {
 			continue
 		}
 		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil && ns == netns {
