@@ -56,7 +56,7 @@ type binSource struct {
 
 func newBinSources() *binSources {
 	return &binSources{
-		firstUploads: 2, perPeer: 2, minWait: 15 * time.Second, now: time.Now,
+		firstUploads: 3, perPeer: 2, minWait: 15 * time.Second, now: time.Now,
 		changed: make(chan struct{}), peers: map[string][]*binPeer{}, started: map[string]int{}, finished: map[string]int{},
 	}
 }

@@ -152,8 +152,8 @@ func TestFleet_NodeBinaryIsHandedOnByTheHosts(t *testing.T) {
 		t.Fatalf("failed: %+v", rep.Hosts)
 	}
 	nb := rep.NodeBinary
-	if nb.FromBastion != 2 || nb.FromPeers != 6 || nb.FromCache != 0 {
-		t.Errorf("node binary: %+v, want 2 from the bastion and 6 from peers", nb)
+	if nb.FromBastion != 3 || nb.FromPeers != 5 || nb.FromCache != 0 {
+		t.Errorf("node binary: %+v, want 3 from the bastion and 5 from peers", nb)
 	}
 	uploads, fetches := 0, 0
 	for _, c := range conns {
@@ -170,7 +170,7 @@ func TestFleet_NodeBinaryIsHandedOnByTheHosts(t *testing.T) {
 			}
 		}
 	}
-	if uploads != 2 || fetches != 6 {
+	if uploads != 3 || fetches != 5 {
 		t.Errorf("%d uploads, %d fetches", uploads, fetches)
 	}
 	for _, h := range rep.Hosts {

@@ -62,7 +62,8 @@ const aliveWithin = "30"
 //
 // kill_node DIR stops DIR's node if it still runs (SIGTERM, SIGKILL after
 // 2s; a stopped process gets the SIGKILL) and prints killed PID, alive PID
-// (it would not die) or none.
+// (it would not die) or none. A zombie (dead, its parent gone or not
+// reaping) counts as gone: running PID reads its state.
 const liveFuncs = `
 node_pid() {
   pid=$(head -c 32 "$1/` + jobspec.PidFile + `" 2>/dev/null | tr -cd 0-9)
@@ -86,15 +87,19 @@ alive() {
   fi
   [ -z "$(find "$1" -maxdepth 0 -mmin +"$GRACE" 2>/dev/null)" ]
 }
+running() {
+  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+  [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
 kill_node() {
   pid=$(node_pid "$1") || { echo none; return; }
   $S kill -TERM "$pid" 2>/dev/null
   i=0
-  while [ $i -lt 20 ] && $S kill -0 "$pid" 2>/dev/null; do sleep 0.1; i=$((i+1)); done
+  while [ $i -lt 20 ] && running "$pid"; do sleep 0.1; i=$((i+1)); done
   $S kill -KILL "$pid" 2>/dev/null
   i=0
-  while [ $i -lt 10 ] && $S kill -0 "$pid" 2>/dev/null; do sleep 0.1; i=$((i+1)); done
-  if $S kill -0 "$pid" 2>/dev/null; then echo "alive $pid"; else echo "killed $pid"; fi
+  while [ $i -lt 10 ] && running "$pid"; do sleep 0.1; i=$((i+1)); done
+  if running "$pid"; then echo "alive $pid"; else echo "killed $pid"; fi
 }
 `
 
