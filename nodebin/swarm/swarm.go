@@ -35,6 +35,10 @@ type Config struct {
 	ListenPort int      // 0 = any
 	PublicIP   string   // sent to the tracker as ip=
 	Logger     *slog.Logger
+
+	// tune adjusts the anacrolix configuration before the client starts;
+	// benchmarks use it to rate-limit a client like a host's link.
+	tune func(*torrent.ClientConfig)
 }
 
 // ErrCorrupt is returned when a downloaded file does not match its digest
@@ -110,6 +114,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		cc.PublicIp4 = ip.To4()
 	}
 	cc.Callbacks.ReceivedUsefulData = append(cc.Callbacks.ReceivedUsefulData, c.countReceived)
+	if cfg.tune != nil {
+		cfg.tune(cc)
+	}
 	cl, err := torrent.NewClient(cc)
 	if err != nil {
 		return nil, fmt.Errorf("start bittorrent client: %w", err)
