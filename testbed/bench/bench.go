@@ -406,6 +406,8 @@ func (b *bencher) run(ctx context.Context, p point, ref string) (Result, error) 
 	}
 	tl.fill(&res)
 	res.NodeIdle, res.NodeIdleSecs = idleNodeCPU(nodeSamples, tl.doneTimes())
+	b.cfg.Log.Info("cpu by process", "run", name, "node", res.ProcCPU.Node, "docker", res.ProcCPU.Docker,
+		"layercast", res.ProcCPU.Layercast, "sshd", res.ProcCPU.SSHD, "other", res.ProcCPU.Other, "other_top", procs.others(6))
 	if res.Failed > 0 {
 		b.cfg.Log.Warn("hosts failed", "run", name, "failed", res.Failed, "exit", werr, "stderr", tail(stderr.String()))
 	}

@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -82,6 +84,7 @@ type procKey struct {
 // procTrack is one lab process seen during a run.
 type procTrack struct {
 	kind   string
+	name   string  // for the log: what "other" was
 	parent procKey // zero when the parent is not a lab process
 	// base is own+children when the run began: zero for a process born
 	// during the run, its reading at the first scan otherwise.
@@ -126,6 +129,11 @@ func newProcAccount(runStart uint64) *procAccount {
 // observe takes one scan: the stat of every lab process and its kind
 // (kinds[i] is scan[i]'s).
 func (a *procAccount) observe(scan []procStat, kinds []string) {
+	a.observeNamed(scan, kinds, nil)
+}
+
+// observeNamed is observe with each process's name (names may be nil).
+func (a *procAccount) observeNamed(scan []procStat, kinds, names []string) {
 	now := make(map[procKey]bool, len(scan))
 	byPid := make(map[int]procKey, len(scan))
 	grown := make(map[procKey]uint64, len(scan)) // children time growth since the last scan
@@ -135,6 +143,9 @@ func (a *procAccount) observe(scan []procStat, kinds []string) {
 		p := a.procs[k]
 		if p == nil {
 			p = &procTrack{kind: kinds[i]}
+			if names != nil {
+				p.name = names[i]
+			}
 			if a.first && st.start < a.runStart {
 				p.base = st.own + st.children
 			}
@@ -201,6 +212,17 @@ func (a *procAccount) observe(scan []procStat, kinds []string) {
 	a.first = false
 }
 
+// secondsByName returns the CPU seconds of each process name of a kind.
+func (a *procAccount) secondsByName(kind string) map[string]float64 {
+	out := map[string]float64{}
+	for _, p := range a.procs {
+		if p.kind == kind {
+			out[p.name] += p.used()
+		}
+	}
+	return out
+}
+
 // seconds returns the CPU seconds of each kind since the run began.
 func (a *procAccount) seconds() map[string]float64 {
 	out := map[string]float64{}
@@ -232,6 +254,24 @@ func procNetns(pid int) (uint64, bool) {
 	l = strings.TrimSuffix(strings.TrimPrefix(l, "net:["), "]")
 	ino, err := strconv.ParseUint(l, 10, 64)
 	return ino, err == nil
+}
+
+// procName is the name a process goes by: its command name, or the base
+// name of its argv[0] when the command name is "exe" (programs that re-exec
+// /proc/self/exe under another name, as dockerd runs docker-untar).
+func procName(pid int, comm string) string {
+	if comm != "exe" {
+		return comm
+	}
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return comm
+	}
+	argv0, _, _ := strings.Cut(string(b), "\x00")
+	if argv0 == "" {
+		return comm
+	}
+	return filepath.Base(argv0)
 }
 
 // classify names the kind of a lab process from its command name and the
@@ -274,6 +314,7 @@ type procInfo struct {
 	lab  bool
 	kind string
 	host string // the host's name, for nodes
+	name string
 }
 
 // nodeSample is the CPU seconds a host's node processes had used by t.
@@ -366,7 +407,7 @@ func (m *procMeter) scan() error {
 	}
 	at := time.Now()
 	var scan []procStat
-	var kinds []string
+	var kinds, pnames []string
 	nodeCPU := map[string]float64{}
 	for _, n := range names {
 		pid, err := strconv.Atoi(n)
@@ -388,7 +429,8 @@ func (m *procMeter) scan() error {
 			role := m.roles[ino]
 			info = procInfo{lab: ok && role != ""}
 			if info.lab {
-				info.kind = classify(st.comm, role)
+				info.name = role + ":" + procName(pid, st.comm)
+				info.kind = classify(procName(pid, st.comm), role)
 				info.host = m.hosts[ino]
 			}
 			m.known[k] = info
@@ -398,11 +440,12 @@ func (m *procMeter) scan() error {
 		}
 		scan = append(scan, st)
 		kinds = append(kinds, info.kind)
+		pnames = append(pnames, info.name)
 		if info.kind == KindNode {
 			nodeCPU[info.host] += float64(st.own+st.children) / clockTicks
 		}
 	}
-	m.acct.observe(scan, kinds)
+	m.acct.observeNamed(scan, kinds, pnames)
 	for h, c := range nodeCPU {
 		m.nodes[h] = append(m.nodes[h], nodeSample{at, c})
 	}
@@ -418,6 +461,22 @@ func (m *procMeter) finish() (map[string]float64, map[string][]nodeSample, error
 		return nil, nil, m.err
 	}
 	return m.acct.seconds(), m.nodes, nil
+}
+
+// others lists the CPU seconds of the processes counted as other, by
+// machine role and name, the largest first (after finish).
+func (m *procMeter) others(n int) []string {
+	by := m.acct.secondsByName(KindOther)
+	names := make([]string, 0, len(by))
+	for k := range by {
+		names = append(names, k)
+	}
+	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(by[b], by[a]) })
+	var out []string
+	for _, k := range names[:min(n, len(names))] {
+		out = append(out, fmt.Sprintf("%s %.1fs", k, by[k]))
+	}
+	return out
 }
 
 // idleNodeCPU is what nodes use once their host is done: the CPU seconds
