@@ -158,7 +158,9 @@ func (p *bastionProc) stop(b *testing.B) (cpu float64, sent int64, announces, do
 // encoding it as the node's progress loop does; then they seed for
 // LAYERCAST_BENCH_IDLE seconds (default 10) while nobody downloads.
 // LAYERCAST_BENCH_DONE_INTERVAL (seconds, default 1) is the tracker's
-// announce interval for peers that have a whole layer.
+// announce interval for peers that have a whole layer;
+// LAYERCAST_BENCH_CONNS overrides the nodes' connections per torrent;
+// LAYERCAST_BENCH_TIMEOUT (seconds) the bound of the run.
 //
 // Metrics: node-cpu-s/GB, this process's CPU over the download ÷ bytes the
 // nodes received; idle-cpu-ms/node-s, its CPU while seeding idle ÷ nodes ÷
@@ -188,8 +190,13 @@ func BenchmarkSwarm(b *testing.B) {
 		b.Fatal(err)
 	}
 	bastion := startBastion(b, seedDir, bps, doneInterval)
-	// Bound the whole run: 20× the time one link needs for everything.
+	// Bound the whole run: 20× the time one link needs for everything, or
+	// LAYERCAST_BENCH_TIMEOUT seconds (100 nodes in one process on 2 cores
+	// measure the CPU, not the links).
 	timeout := 20*time.Duration(float64(size)/float64(max(bps, 1))*float64(time.Second)) + idle + time.Minute
+	if s := envInt(b, "LAYERCAST_BENCH_TIMEOUT", 0); s > 0 {
+		timeout = time.Duration(s) * time.Second
+	}
 
 	var dlCPU, idleCPU, received, downloadSecs float64
 	b.ResetTimer()
@@ -198,9 +205,17 @@ func BenchmarkSwarm(b *testing.B) {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		clients := make([]*Client, nodes)
 		for i := range clients {
+			lim := limitLink(bps)
 			c, err := New(ctx, Config{
 				Dir: b.TempDir(), Announce: bastion.announce, Seeders: []string{bastion.seeder},
-				tune: limitLink(bps),
+				tune: func(cc *torrent.ClientConfig) {
+					if lim != nil {
+						lim(cc)
+					}
+					if n := envInt(b, "LAYERCAST_BENCH_CONNS", 0); n > 0 {
+						cc.EstablishedConnsPerTorrent = int(n)
+					}
+				},
 			})
 			if err != nil {
 				b.Fatal(err)
