@@ -57,6 +57,10 @@ type Client struct {
 	fromSeeder atomic.Int64
 	fromPeers  atomic.Int64
 
+	ann        *announcer // nil without a tracker
+	stopAnn    context.CancelFunc
+	annStopped chan struct{}
+
 	mu       sync.Mutex
 	layers   []*layerState
 	byDigest map[string]*layerState
@@ -117,11 +121,25 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.tune != nil {
 		cfg.tune(cc)
 	}
+	if cfg.Announce != "" {
+		if c.ann, err = newAnnouncer(cfg.Announce, cc.PublicIp4, cc.EstablishedConnsPerTorrent, logger); err != nil {
+			return nil, fmt.Errorf("swarm config: %w", err)
+		}
+	}
 	cl, err := torrent.NewClient(cc)
 	if err != nil {
 		return nil, fmt.Errorf("start bittorrent client: %w", err)
 	}
 	c.cl = cl
+	if c.ann != nil {
+		// The announcer lives as long as the client, not as the caller's ctx.
+		actx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		c.stopAnn, c.annStopped = stop, make(chan struct{})
+		go func() {
+			defer close(c.annStopped)
+			c.ann.run(actx, cl.PeerID(), cl.LocalPort())
+		}()
+	}
 	return c, nil
 }
 
@@ -202,10 +220,10 @@ func (c *Client) add(l jobspec.Layer, complete bool, onPiece func(int)) (*layerS
 	if t.Info() == nil {
 		return nil, nil, nil, fmt.Errorf("layer %s: torrent client rejected the info", l.Digest)
 	}
-	if c.cfg.Announce != "" {
-		t.AddTrackers([][]string{{c.cfg.Announce}})
-	}
 	t.AddPeers(c.seederPeers())
+	if c.ann != nil {
+		c.ann.add(t)
+	}
 
 	ls := &layerState{layer: l, t: t, path: path}
 	c.mu.Lock()
@@ -268,6 +286,7 @@ func (c *Client) Seed(layers []jobspec.Layer) error {
 
 type verified struct {
 	layer jobspec.Layer
+	ih    metainfo.Hash
 	path  string
 	err   error
 }
@@ -315,7 +334,7 @@ func (c *Client) Download(ctx context.Context, layers []jobspec.Layer, onDone fu
 			case digest != l.Digest:
 				err = fmt.Errorf("layer %s: file hashes to %s: %w", l.Digest, digest, ErrCorrupt)
 			}
-			results <- verified{layer: l, path: ls.path, err: err}
+			results <- verified{layer: l, ih: ls.t.InfoHash(), path: ls.path, err: err}
 		}()
 	}
 	started := 0
@@ -350,6 +369,9 @@ func (c *Client) Download(ctx context.Context, layers []jobspec.Layer, onDone fu
 				return fmt.Errorf("download: %w", r.err)
 			}
 			c.log.Debug("layer verified", "digest", r.layer.Digest)
+			if c.ann != nil {
+				c.ann.completed(r.ih)
+			}
 			startMore()
 			if onDone != nil {
 				onDone(r.layer, r.path)
@@ -411,8 +433,13 @@ func (c *Client) Stats() jobspec.Progress {
 	return p
 }
 
-// Close stops seeding and closes every connection and file.
+// Close stops seeding and closes every connection and file. It tells the
+// tracker the node leaves first, waiting at most about a second for it.
 func (c *Client) Close() error {
+	if c.stopAnn != nil {
+		c.stopAnn()
+		<-c.annStopped
+	}
 	errs := c.cl.Close()
 	errs = append(errs, c.store.close())
 	if err := errors.Join(errs...); err != nil {

@@ -20,11 +20,22 @@ import (
 // finished peers down would.
 type testTracker struct {
 	interval func(left int64) time.Duration
+	// extra is listed in every answer besides the announcing peers.
+	extra []netip.AddrPort
 
 	mu        sync.Mutex
 	swarms    map[string]map[string]testPeer // infohash → peer id → peer
 	announces int
 	byLeft    map[bool]int // announces with left == 0 (true) and > 0
+	log       []trackerAnnounce
+}
+
+// trackerAnnounce is one announce as the tracker saw it.
+type trackerAnnounce struct {
+	at    time.Time
+	event string
+	left  int64
+	port  uint16
 }
 
 type testPeer struct {
@@ -52,6 +63,19 @@ func (tr *testTracker) serve(tb testing.TB) string {
 	go srv.Serve(ln)
 	tb.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String() + "/announce"
+}
+
+// announcesFrom returns the announces from the peer listening on port.
+func (tr *testTracker) announcesFrom(port int) []trackerAnnounce {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	var out []trackerAnnounce
+	for _, a := range tr.log {
+		if int(a.port) == port {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // counts returns the announces received: all, with left == 0, with left > 0.
@@ -87,6 +111,7 @@ func (tr *testTracker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tr.mu.Lock()
 	tr.announces++
 	tr.byLeft[left == 0]++
+	tr.log = append(tr.log, trackerAnnounce{at: now, event: q.Get("event"), left: left, port: uint16(port)})
 	peers := tr.swarms[ih]
 	if peers == nil {
 		peers = map[string]testPeer{}
@@ -108,6 +133,7 @@ func (tr *testTracker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			others = append(others, p.addr)
 		}
 	}
+	others = append(others, tr.extra...)
 	tr.mu.Unlock()
 
 	rand.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
