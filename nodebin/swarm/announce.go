@@ -51,7 +51,7 @@ type announcer struct {
 	log    *slog.Logger
 	// maxConns is the torrents' connection limit.
 	maxConns int
-	wake   chan struct{} // capacity 1
+	wake     chan struct{} // capacity 1
 
 	mu   sync.Mutex
 	list []*announced
@@ -78,8 +78,8 @@ func newAnnouncer(rawURL string, publicIP net.IP, maxConns int, log *slog.Logger
 		return nil, fmt.Errorf("announce URL %q: want http or https", u.Redacted())
 	}
 	return &announcer{
-		tc:   trHttp.NewClient(u, trHttp.NewClientOpts{AllowKeepAlive: true}),
-		opt:  trHttp.AnnounceOpt{ClientIp4: publicIP},
+		tc:       trHttp.NewClient(u, trHttp.NewClientOpts{AllowKeepAlive: true}),
+		opt:      trHttp.AnnounceOpt{ClientIp4: publicIP},
 		key:      rand.Int32(),
 		log:      log,
 		maxConns: maxConns,

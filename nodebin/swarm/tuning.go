@@ -33,7 +33,7 @@ const maxPeerRequestData = 4 << 20
 // and 17 s at 12 (14 CPU-s per GB, BenchmarkSwarm). At 10 hosts a node
 // still connects to every other host and the seeder.
 const (
-	maxConnsPerTorrent     = 12
+	maxConnsPerTorrent      = 12
 	halfOpenConnsPerTorrent = 4
 )
 
