@@ -355,13 +355,17 @@ func (c *Client) Download(ctx context.Context, layers []jobspec.Layer, onDone fu
 	defer redial.Stop()
 	advance := time.NewTicker(advanceEvery)
 	defer advance.Stop()
+	advanceC := advance.C
 	for left := len(layers); left > 0; {
+		if started == len(queue) {
+			advanceC = nil // every layer started: nothing left to poll for
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("download: %w", ctx.Err())
 		case <-redial.C:
 			c.redialSeeder()
-		case <-advance.C:
+		case <-advanceC:
 			startMore()
 		case r := <-results:
 			left--
