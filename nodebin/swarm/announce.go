@@ -61,6 +61,7 @@ type announcer struct {
 // goroutine except next and completeNow, guarded by mu.
 type announced struct {
 	t           *torrent.Torrent
+	left        func() int64 // bytes not verified yet
 	next        time.Time
 	started     bool // the tracker accepted our "started"
 	incomplete  bool // the torrent missed data when first announced
@@ -87,10 +88,10 @@ func newAnnouncer(rawURL string, publicIP net.IP, maxConns int, log *slog.Logger
 	}, nil
 }
 
-// add starts announcing t.
-func (a *announcer) add(t *torrent.Torrent) {
+// add starts announcing t, whose unverified bytes left tells.
+func (a *announcer) add(t *torrent.Torrent, left func() int64) {
 	a.mu.Lock()
-	a.list = append(a.list, &announced{t: t, next: time.Now()})
+	a.list = append(a.list, &announced{t: t, left: left, next: time.Now()})
 	a.mu.Unlock()
 	a.poke()
 }
@@ -162,7 +163,7 @@ func (a *announcer) run(ctx context.Context, peerID [20]byte, port int) {
 
 func (a *announcer) announce(ctx context.Context, an *announced) {
 	t := an.t
-	missing := t.BytesMissing()
+	missing := an.left()
 	if !an.started {
 		an.incomplete = missing > 0
 	}
@@ -253,7 +254,7 @@ func (a *announcer) stop() {
 		if !an.started || ctx.Err() != nil {
 			continue
 		}
-		if _, err := a.do(ctx, an.t, tracker.Stopped, an.t.BytesMissing()); err != nil {
+		if _, err := a.do(ctx, an.t, tracker.Stopped, an.left()); err != nil {
 			a.log.Debug("stopped announce failed", "infohash", an.t.InfoHash().HexString(), "err", err)
 		}
 	}

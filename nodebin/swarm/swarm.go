@@ -71,6 +71,7 @@ type Client struct {
 type layerState struct {
 	layer jobspec.Layer
 	t     *torrent.Torrent
+	lf    *layerFile
 	path  string
 }
 
@@ -222,10 +223,10 @@ func (c *Client) add(l jobspec.Layer, complete bool, onPiece func(int)) (*layerS
 	}
 	t.AddPeers(c.seederPeers())
 	if c.ann != nil {
-		c.ann.add(t)
+		c.ann.add(t, func() int64 { return lf.length - lf.verified.Load() })
 	}
 
-	ls := &layerState{layer: l, t: t, path: path}
+	ls := &layerState{layer: l, t: t, lf: lf, path: path}
 	c.mu.Lock()
 	if _, ok := c.byDigest[l.Digest]; !ok {
 		c.layers = append(c.layers, ls)
@@ -341,7 +342,7 @@ func (c *Client) Download(ctx context.Context, layers []jobspec.Layer, onDone fu
 	startMore := func() {
 		missing := make([]int64, len(queue))
 		for i, ls := range queue[:started] {
-			missing[i] = ls.layer.Size - ls.t.BytesCompleted()
+			missing[i] = ls.layer.Size - ls.lf.verified.Load()
 		}
 		for i := started; i < len(queue); i++ {
 			missing[i] = queue[i].layer.Size
@@ -420,7 +421,7 @@ func (c *Client) Stats() jobspec.Progress {
 	for _, ls := range c.layers {
 		p.Layers = append(p.Layers, jobspec.LayerProgress{
 			Digest: ls.layer.Digest,
-			Done:   ls.t.BytesCompleted(),
+			Done:   ls.lf.verified.Load(),
 			Total:  ls.layer.Size,
 		})
 		for _, pc := range ls.t.PeerConns() {
@@ -453,6 +454,6 @@ func (c *Client) Close() error {
 }
 
 func (c *Client) uploaded() int64 {
-	s := c.cl.Stats()
+	s := c.cl.ConnStats()
 	return s.BytesWrittenData.Int64()
 }
