@@ -27,13 +27,19 @@ const maxPeerRequestData = 4 << 20
 
 // Connection limits per torrent. Every connection costs the node work for
 // every piece anyone completes (have messages, request updates, its own
-// reader and writer), and a layer's pieces spread as well over a dozen
-// random peers as over fifty: in-process, 100 nodes downloading 10 MB
-// took 104 s at anacrolix's 50 connections per torrent (98 CPU-s per GB)
-// and 17 s at 12 (14 CPU-s per GB, BenchmarkSwarm). At 10 hosts a node
-// still connects to every other host and the seeder.
+// reader and writer) and, on a paced link, every peer sending at once
+// splits the node's receive rate into more streams that each wake it for a
+// few packets: the kernel's per-wakeup work, not the bytes, then dominates.
+// A layer's pieces still spread through a swarm in which each node talks to
+// three peers and the seeder.
+//
+// Measured: lab, 10 hosts × 250 MB at 40 Mbit/s, node CPU 57–74 CPU-s at 12
+// connections, 41 at 6, 27 at 4, the hosts done as fast (97 s). In-process
+// (BenchmarkSwarm) 10 nodes × 150 MB: 5.6 CPU-s per GB at 12, 4.1 at 4;
+// 100 nodes × 10 MB: anacrolix's default of 50 took 104 s at 98 CPU-s per
+// GB, 12 took 9 s at 10, 4 took 4 s at 6.5 with half the bastion egress.
 const (
-	maxConnsPerTorrent      = 12
+	maxConnsPerTorrent      = 4
 	halfOpenConnsPerTorrent = 4
 )
 
