@@ -147,15 +147,12 @@ func (a *announcer) run(ctx context.Context, peerID [20]byte, port int) {
 		if len(due) > 0 {
 			continue // recompute: announcing took time
 		}
-		timer.Reset(time.Until(next))
+		timer.Reset(time.Until(next)) // no stale expiry to drain since Go 1.23
 		select {
 		case <-ctx.Done():
 			a.stop()
 			return
 		case <-a.wake:
-			if !timer.Stop() {
-				<-timer.C
-			}
 		case <-timer.C:
 		}
 	}
@@ -175,12 +172,12 @@ func (a *announcer) announce(ctx context.Context, an *announced) {
 		ev = tracker.Completed
 	}
 	resp, err := a.do(ctx, t, ev, missing)
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	now := time.Now()
+	a.mu.Lock()
 	if err != nil {
 		an.failures++
 		an.next = now.Add(min(time.Second<<min(an.failures-1, 4), maxAnnounceRetry))
+		a.mu.Unlock()
 		a.log.Debug("announce failed", "infohash", t.InfoHash().HexString(), "event", ev, "failures", an.failures, "err", err)
 		return
 	}
@@ -196,6 +193,7 @@ func (a *announcer) announce(ctx context.Context, an *announced) {
 		an.next = now // "started" went first; "completed" follows at once
 	}
 	an.completeNow = false
+	a.mu.Unlock()
 	if missing > 0 && len(resp.Peers) > 0 {
 		a.addPeers(t, resp.Peers)
 	}
