@@ -30,6 +30,15 @@ link shaped to --rate, and runs layercast in each mode for every image size
 and cluster size, from clean host daemons each time. It writes results.csv,
 results.md and two SVG figures into --out, after every run.
 
+Besides times, every run records: bastion egress ÷ the bytes of the layers
+some host lacked; the bytes the bastion sent to the hosts' sshd (node
+binary uploads, job specs, control; an iptables counter on TCP port 22);
+setup median and max; and the CPU of the lab's processes by kind from
+/proc (node, docker = dockerd with docker-untar and containerd, the
+bastion's layercast, sshd, registry, other), in CPU-seconds and per GB the
+hosts received (layercast per GB its seeder sent), and what a node uses
+once its host is done.
+
   testbed bench --sizes 50,130,250,500,1000 --hosts 5,10,20,40 --rate 200mbit --out bench-out
   testbed bench --from bench-out/results.csv --out bench-out   # redraw from a CSV`,
 		Args: cobra.NoArgs,

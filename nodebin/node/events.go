@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -157,24 +158,50 @@ func (p *progress) pullSnapshot(now time.Time) *jobspec.Progress {
 	return &out
 }
 
-// reportProgress emits a progress event per tick until ctx ends or the
-// returned stop is called.
+// doneProgressEvery is how often a node whose image is in place looks at
+// its transfer (it only seeds then): a progress event goes out only when
+// something changed, and once done it checks at this pace rather than at
+// every tick.
+const doneProgressEvery = 2 * time.Second
+
+// reportProgress emits a progress event at a tick when the transfer changed
+// since the last event, until ctx ends or the returned stop is called.
 func (j *job) reportProgress(ctx context.Context) (stop func()) {
 	ticks, stopTicks := j.opts.Ticks(j.spec.ProgressEvery.Or(jobspec.DefaultProgressEvery))
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer stopTicks()
+		var last *jobspec.Progress
+		var looked time.Time
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case now := <-ticks:
-				if p := j.prog.snapshot(now); p != nil {
-					j.ev.emit(jobspec.Event{Kind: jobspec.EventProgress, Progress: p})
+				if j.prog.isDone() && now.Sub(looked) < doneProgressEvery {
+					continue
 				}
+				looked = now
+				p := j.prog.snapshot(now)
+				if p == nil || !progressChanged(last, p) {
+					continue
+				}
+				last = p
+				j.ev.emit(jobspec.Event{Kind: jobspec.EventProgress, Progress: p})
 			}
 		}
 	})
 	return sync.OnceFunc(func() { cancel(); wg.Wait() })
+}
+
+// progressChanged tells whether b says more than a: a byte moved, a peer
+// came or went, or the rate fell to zero or rose from it.
+func progressChanged(a, b *jobspec.Progress) bool {
+	if a == nil {
+		return true
+	}
+	return !slices.Equal(a.Layers, b.Layers) || a.Peers != b.Peers ||
+		a.FromSeeder != b.FromSeeder || a.FromPeers != b.FromPeers || a.Uploaded != b.Uploaded ||
+		(a.Rate == 0) != (b.Rate == 0)
 }

@@ -483,7 +483,7 @@ func TestNode_OutOfOrderLayersWaitForTheirPrefix(t *testing.T) {
 	r.exit()
 }
 
-func TestNode_EmitsOneProgressEventPerTick(t *testing.T) {
+func TestNode_EmitsAProgressEventAtATickWhenTheTransferMoved(t *testing.T) {
 	img := testImage(17, 1000, 2000)
 	gate := make(chan struct{})
 	r := start(t, setup{spec: node.SpecFor(img, "lab/app:12", workDir(t)), leecher: &node.FakeLeecher{Files: files(img), Gate: gate}})
@@ -504,6 +504,52 @@ func TestNode_EmitsOneProgressEventPerTick(t *testing.T) {
 	}
 	gate <- struct{}{}
 	r.waitState(jobspec.StateDone)
+	r.send(jobspec.ControlStop)
+	r.exit()
+}
+
+func TestNode_EmitsProgressOnlyWhenItChangedAndLooksLessOftenOnceDone(t *testing.T) {
+	img := testImage(23, 1000, 2000)
+	gate := make(chan struct{})
+	leecher := &node.FakeLeecher{Files: files(img), Gate: gate}
+	r := start(t, setup{spec: node.SpecFor(img, "lab/app:15", workDir(t)), leecher: leecher})
+	r.waitState(jobspec.StateDownloading)
+	t0 := time.Now()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	next := func() *jobspec.Progress {
+		return r.waitFor("progress", func(ev jobspec.Event) bool { return ev.Kind == jobspec.EventProgress }).Progress
+	}
+	r.ticks <- at(0)
+	if p := next(); p.Layers[0].Done != 0 {
+		t.Fatalf("first progress %+v", p)
+	}
+	// Nothing moves: two ticks, no event (the second tick is taken only
+	// once the first was handled).
+	r.ticks <- at(250)
+	r.ticks <- at(500)
+	gate <- struct{}{}
+	waitUntil(t, "layer 0 done", func() bool { return leecher.Stats().FromSeeder > 0 })
+	r.ticks <- at(750)
+	if p := next(); p.Layers[0].Done != p.Layers[0].Total {
+		t.Errorf("progress after an unchanged tick %+v: the unchanged tick sent an event", p)
+	}
+	gate <- struct{}{}
+	r.waitState(jobspec.StateDone)
+	// Done: the node looks every 2 s whatever the tick, and reports
+	// what changed since.
+	leecher.Uploaded.Store(1)
+	r.ticks <- at(3000)
+	if p := next(); p.Uploaded != 1 || p.Layers[1].Done != p.Layers[1].Total {
+		t.Errorf("first progress once done %+v", p)
+	}
+	leecher.Uploaded.Store(2)
+	r.ticks <- at(4000) // too soon: not looked at
+	r.ticks <- at(4500)
+	leecher.Uploaded.Store(3)
+	r.ticks <- at(5100)
+	if p := next(); p.Uploaded != 3 {
+		t.Errorf("progress %+v, want uploaded 3: a tick within 2 s of the last look was looked at", p)
+	}
 	r.send(jobspec.ControlStop)
 	r.exit()
 }

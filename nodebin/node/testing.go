@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/layercast/layercast/nodebin/dockerimage"
 	"github.com/layercast/layercast/nodebin/jobspec"
@@ -24,6 +25,8 @@ type FakeLeecher struct {
 	Gate chan struct{}
 	// Err is returned after the layers in Order are delivered.
 	Err error
+	// Uploaded is reported as the bytes served to peers.
+	Uploaded atomic.Int64
 
 	mu        sync.Mutex
 	requested []jobspec.Layer
@@ -78,7 +81,7 @@ func (f *FakeLeecher) Download(ctx context.Context, layers []jobspec.Layer, onDo
 func (f *FakeLeecher) Stats() jobspec.Progress {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	p := jobspec.Progress{Peers: 1}
+	p := jobspec.Progress{Peers: 1, Uploaded: f.Uploaded.Load()}
 	for _, l := range f.requested {
 		lp := jobspec.LayerProgress{Digest: l.Digest, Total: l.Size}
 		if f.done[l.Digest] {

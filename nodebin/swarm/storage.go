@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	g "github.com/anacrolix/generics"
 	"github.com/anacrolix/torrent/metainfo"
@@ -29,9 +30,14 @@ func newFileStorage() *fileStorage {
 
 // layerFile is the storage of one layer's torrent.
 type layerFile struct {
-	path   string
-	length int64
-	f      *os.File
+	path     string
+	length   int64
+	pieceLen int64
+	f        *os.File
+	// verified counts the bytes of the pieces marked complete: progress,
+	// the next layer's start and the tracker's "left" read it without
+	// taking the torrent client's lock or walking its pieces.
+	verified atomic.Int64
 
 	mu       sync.Mutex
 	complete []bool
@@ -85,7 +91,7 @@ func (s *fileStorage) register(ih metainfo.Hash, path string, info *metainfo.Inf
 	}
 	pieceLen := info.PieceLength
 	lf := &layerFile{
-		path: path, length: length, f: f,
+		path: path, length: length, pieceLen: pieceLen, f: f,
 		complete: make([]bool, info.NumPieces()), onComplete: onComplete,
 		bufs: &sync.Pool{New: func() any { return &pieceBuf{b: make([]byte, pieceLen)} }},
 	}
@@ -93,6 +99,7 @@ func (s *fileStorage) register(ih metainfo.Hash, path string, info *metainfo.Inf
 		for i := range lf.complete {
 			lf.complete[i] = true
 		}
+		lf.verified.Store(length)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -139,6 +146,13 @@ func (lf *layerFile) setComplete(i int, c bool) {
 	lf.mu.Lock()
 	was := lf.complete[i]
 	lf.complete[i] = c
+	if c != was {
+		n := min(lf.pieceLen, lf.length-int64(i)*lf.pieceLen)
+		if !c {
+			n = -n
+		}
+		lf.verified.Add(n)
+	}
 	lf.mu.Unlock()
 	if c && !was && lf.onComplete != nil {
 		lf.onComplete(i)

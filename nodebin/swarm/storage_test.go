@@ -60,3 +60,36 @@ func TestFilePiece_KeepsOnlyThePieceTheHasherWaitsFor(t *testing.T) {
 		t.Fatalf("takeKept(2) = %+v, but piece 2 was read before the hasher waited for it", pb)
 	}
 }
+
+func TestLayerFile_CountsVerifiedBytesAsPiecesComeAndGo(t *testing.T) {
+	info := &metainfo.Info{Name: "layer", PieceLength: 4, Length: 10, Pieces: make([]byte, 3*20)}
+	store := newFileStorage()
+	lf, err := store.register(metainfo.Hash{2}, filepath.Join(t.TempDir(), "layer"), info, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		piece    int
+		complete bool
+		want     int64
+	}{
+		{2, true, 2}, // the last piece is short
+		{0, true, 6},
+		{0, true, 6}, // marked twice: counted once
+		{0, false, 2},
+		{1, true, 6},
+		{0, true, 10},
+	} {
+		lf.setComplete(step.piece, step.complete)
+		if got := lf.verified.Load(); got != step.want {
+			t.Errorf("after piece %d complete=%v: %d verified bytes, want %d", step.piece, step.complete, got, step.want)
+		}
+	}
+	seeded, err := store.register(metainfo.Hash{3}, lf.path, info, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := seeded.verified.Load(); got != 10 {
+		t.Errorf("a file registered complete counts %d verified bytes, want 10", got)
+	}
+}

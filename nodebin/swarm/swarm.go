@@ -35,6 +35,10 @@ type Config struct {
 	ListenPort int      // 0 = any
 	PublicIP   string   // sent to the tracker as ip=
 	Logger     *slog.Logger
+
+	// tune adjusts the anacrolix configuration before the client starts;
+	// benchmarks use it to rate-limit a client like a host's link.
+	tune func(*torrent.ClientConfig)
 }
 
 // ErrCorrupt is returned when a downloaded file does not match its digest
@@ -53,6 +57,10 @@ type Client struct {
 	fromSeeder atomic.Int64
 	fromPeers  atomic.Int64
 
+	ann        *announcer // nil without a tracker
+	stopAnn    context.CancelFunc
+	annStopped chan struct{}
+
 	mu       sync.Mutex
 	layers   []*layerState
 	byDigest map[string]*layerState
@@ -63,6 +71,7 @@ type Client struct {
 type layerState struct {
 	layer jobspec.Layer
 	t     *torrent.Torrent
+	lf    *layerFile
 	path  string
 }
 
@@ -110,11 +119,28 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		cc.PublicIp4 = ip.To4()
 	}
 	cc.Callbacks.ReceivedUsefulData = append(cc.Callbacks.ReceivedUsefulData, c.countReceived)
+	if cfg.tune != nil {
+		cfg.tune(cc)
+	}
+	if cfg.Announce != "" {
+		if c.ann, err = newAnnouncer(cfg.Announce, cc.PublicIp4, cc.EstablishedConnsPerTorrent, logger); err != nil {
+			return nil, fmt.Errorf("swarm config: %w", err)
+		}
+	}
 	cl, err := torrent.NewClient(cc)
 	if err != nil {
 		return nil, fmt.Errorf("start bittorrent client: %w", err)
 	}
 	c.cl = cl
+	if c.ann != nil {
+		// The announcer lives as long as the client, not as the caller's ctx.
+		actx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		c.stopAnn, c.annStopped = stop, make(chan struct{})
+		go func() {
+			defer close(c.annStopped)
+			c.ann.run(actx, cl.PeerID(), cl.LocalPort())
+		}()
+	}
 	return c, nil
 }
 
@@ -195,12 +221,12 @@ func (c *Client) add(l jobspec.Layer, complete bool, onPiece func(int)) (*layerS
 	if t.Info() == nil {
 		return nil, nil, nil, fmt.Errorf("layer %s: torrent client rejected the info", l.Digest)
 	}
-	if c.cfg.Announce != "" {
-		t.AddTrackers([][]string{{c.cfg.Announce}})
-	}
 	t.AddPeers(c.seederPeers())
+	if c.ann != nil {
+		c.ann.add(t, func() int64 { return lf.length - lf.verified.Load() })
+	}
 
-	ls := &layerState{layer: l, t: t, path: path}
+	ls := &layerState{layer: l, t: t, lf: lf, path: path}
 	c.mu.Lock()
 	if _, ok := c.byDigest[l.Digest]; !ok {
 		c.layers = append(c.layers, ls)
@@ -261,6 +287,7 @@ func (c *Client) Seed(layers []jobspec.Layer) error {
 
 type verified struct {
 	layer jobspec.Layer
+	ih    metainfo.Hash
 	path  string
 	err   error
 }
@@ -308,14 +335,14 @@ func (c *Client) Download(ctx context.Context, layers []jobspec.Layer, onDone fu
 			case digest != l.Digest:
 				err = fmt.Errorf("layer %s: file hashes to %s: %w", l.Digest, digest, ErrCorrupt)
 			}
-			results <- verified{layer: l, path: ls.path, err: err}
+			results <- verified{layer: l, ih: ls.t.InfoHash(), path: ls.path, err: err}
 		}()
 	}
 	started := 0
 	startMore := func() {
 		missing := make([]int64, len(queue))
 		for i, ls := range queue[:started] {
-			missing[i] = ls.layer.Size - ls.t.BytesCompleted()
+			missing[i] = ls.layer.Size - ls.lf.verified.Load()
 		}
 		for i := started; i < len(queue); i++ {
 			missing[i] = queue[i].layer.Size
@@ -329,13 +356,17 @@ func (c *Client) Download(ctx context.Context, layers []jobspec.Layer, onDone fu
 	defer redial.Stop()
 	advance := time.NewTicker(advanceEvery)
 	defer advance.Stop()
+	advanceC := advance.C
 	for left := len(layers); left > 0; {
+		if started == len(queue) {
+			advanceC = nil // every layer started: nothing left to poll for
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("download: %w", ctx.Err())
 		case <-redial.C:
 			c.redialSeeder()
-		case <-advance.C:
+		case <-advanceC:
 			startMore()
 		case r := <-results:
 			left--
@@ -343,6 +374,9 @@ func (c *Client) Download(ctx context.Context, layers []jobspec.Layer, onDone fu
 				return fmt.Errorf("download: %w", r.err)
 			}
 			c.log.Debug("layer verified", "digest", r.layer.Digest)
+			if c.ann != nil {
+				c.ann.completed(r.ih)
+			}
 			startMore()
 			if onDone != nil {
 				onDone(r.layer, r.path)
@@ -387,7 +421,7 @@ func (c *Client) Stats() jobspec.Progress {
 	for _, ls := range c.layers {
 		p.Layers = append(p.Layers, jobspec.LayerProgress{
 			Digest: ls.layer.Digest,
-			Done:   ls.t.BytesCompleted(),
+			Done:   ls.lf.verified.Load(),
 			Total:  ls.layer.Size,
 		})
 		for _, pc := range ls.t.PeerConns() {
@@ -405,8 +439,13 @@ func (c *Client) Stats() jobspec.Progress {
 	return p
 }
 
-// Close stops seeding and closes every connection and file.
+// Close stops seeding and closes every connection and file. It tells the
+// tracker the node leaves first, waiting at most about a second for it.
 func (c *Client) Close() error {
+	if c.stopAnn != nil {
+		c.stopAnn()
+		<-c.annStopped
+	}
 	errs := c.cl.Close()
 	errs = append(errs, c.store.close())
 	if err := errors.Join(errs...); err != nil {
@@ -416,6 +455,6 @@ func (c *Client) Close() error {
 }
 
 func (c *Client) uploaded() int64 {
-	s := c.cl.Stats()
+	s := c.cl.ConnStats()
 	return s.BytesWrittenData.Int64()
 }

@@ -326,3 +326,62 @@ func mibs(b []int64) []int64 {
 	}
 	return out
 }
+
+// TestDownload_FinishesFromTheSeederWhenItsPeersVanish: with its few
+// connection slots filled by peers, a node keeps (or gets back) the
+// seeder, and when every peer goes away mid-download it finishes from the
+// seeder alone.
+func TestDownload_FinishesFromTheSeederWhenItsPeersVanish(t *testing.T) {
+	seedDir := t.TempDir()
+	layer := writeLayer(t, seedDir, 8<<20, 256<<10, 31)
+	tr := newTestTracker(nil)
+	announce := tr.serve(t)
+	const rate = 2 << 20 // bytes/s each way per client: the download takes a few seconds
+	seeder, err := New(context.Background(), Config{Dir: seedDir, tune: limitLink(rate)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seeder.Close()
+	if err := seeder.Seed([]jobspec.Layer{layer}); err != nil {
+		t.Fatal(err)
+	}
+	var peers []*Client
+	for range 2 * maxConnsPerTorrent {
+		p, err := New(context.Background(), Config{Dir: seedDir, Announce: announce, tune: limitLink(rate)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		if err := p.Seed([]jobspec.Layer{layer}); err != nil {
+			t.Fatal(err)
+		}
+		peers = append(peers, p)
+	}
+	waitFor(context.Background(), func() bool { all, _, _ := tr.counts(); return all >= len(peers) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	node, err := New(ctx, Config{Dir: t.TempDir(), Announce: announce, Seeders: []string{fmt.Sprintf("127.0.0.1:%d", seeder.LocalPort())}, tune: limitLink(4 * rate)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	errc := make(chan error, 1)
+	go func() { errc <- node.Download(ctx, []jobspec.Layer{layer}, nil) }()
+	if !waitFor(ctx, func() bool { return node.Stats().FromPeers > 1<<20 }) {
+		t.Fatalf("the node got nothing from its peers: %+v", node.Stats())
+	}
+	for _, p := range peers {
+		p.Close()
+	}
+	vanished := time.Now()
+	fromSeeder := node.Stats().FromSeeder
+	if err := <-errc; err != nil {
+		t.Fatalf("download after the peers vanished: %v", err)
+	}
+	st := node.Stats()
+	t.Logf("finished %v after the peers vanished; from seeder %d → %d bytes, from peers %d", time.Since(vanished).Round(100*time.Millisecond), fromSeeder, st.FromSeeder, st.FromPeers)
+	if st.FromSeeder <= fromSeeder {
+		t.Errorf("the seeder sent nothing after the peers vanished: %+v", st)
+	}
+}

@@ -322,6 +322,33 @@ func (b *bencher) run(ctx context.Context, p point, ref string) (Result, error) 
 		return Result{}, err
 	}
 
+	ssh := sshCounter{exec: b.lab.Exec}
+	if err := ssh.add(ctx); err != nil {
+		return Result{}, err
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := ssh.remove(rctx); err != nil {
+			b.cfg.Log.Warn("remove the ssh byte counter", "err", err)
+		}
+	}()
+	s0, err := ssh.read(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	machines := []machineNetns{{name: "bastion", role: string(testbed.RoleBastion), netnsPath: bastion.NetnsPath()}}
+	if p.mode == ModeRegistry {
+		machines = append(machines, machineNetns{name: "registry", role: string(testbed.RoleRegistry), netnsPath: registry.NetnsPath()})
+	}
+	for _, h := range hosts {
+		m, err := b.lab.Machine(h)
+		if err != nil {
+			return Result{}, err
+		}
+		machines = append(machines, machineNetns{name: h, role: string(testbed.RoleHost), netnsPath: m.NetnsPath()})
+	}
+
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.RunTimeout)
 	defer cancel()
 	name := fmt.Sprintf("%s-%03dh-%04dmb", p.mode, p.hosts, p.size/MB)
@@ -344,26 +371,43 @@ func (b *bencher) run(ctx context.Context, p point, ref string) (Result, error) 
 	if err != nil {
 		return Result{}, err
 	}
+	procs, err := startProcMeter(ctx, machines)
+	if err != nil {
+		_, _, _ = cpu.finish()
+		return Result{}, err
+	}
 	if err := cmd.Start(); err != nil {
 		_, _, _ = cpu.finish()
+		_, _, _ = procs.finish()
 		return Result{}, fmt.Errorf("start layercast: %w", err)
 	}
 	tl, rerr := readEvents(out, evlog)
 	werr := cmd.Wait()
 	avg, peak, cerr := cpu.finish()
+	byKind, nodeSamples, perr := procs.finish()
 	b1, berr := bLink.read()
 	r1, gerr := rLink.read()
+	s1, serr := ssh.read(ctx)
 	if rerr != nil {
 		return Result{}, fmt.Errorf("layercast: %w (exit: %v); stderr: %s", rerr, werr, tail(stderr.String()))
 	}
-	if err := errors.Join(cerr, berr, gerr); err != nil {
+	if err := errors.Join(cerr, perr, berr, gerr, serr); err != nil {
 		return Result{}, err
+	}
+	// The bastion's layercast is this process's child: its exit status
+	// has its exact CPU time, the last fraction of a second included.
+	if ps := cmd.ProcessState; ps != nil {
+		byKind[KindLayercast] = (ps.UserTime() + ps.SystemTime()).Seconds()
 	}
 	res := Result{
 		Mode: p.mode, Hosts: p.hosts, Size: p.size, RateBits: b.rate,
-		BastionLink: b1 - b0, RegistryLink: r1 - r0, CPU: avg, CPUPeak: peak,
+		BastionLink: b1 - b0, RegistryLink: r1 - r0, NodeBinLink: s1 - s0, CPU: avg, CPUPeak: peak,
+		ProcCPU: procCPUFrom(byKind),
 	}
 	tl.fill(&res)
+	res.NodeIdle, res.NodeIdleSecs = idleNodeCPU(nodeSamples, tl.doneTimes())
+	b.cfg.Log.Info("cpu by process", "run", name, "node", res.ProcCPU.Node, "docker", res.ProcCPU.Docker,
+		"layercast", res.ProcCPU.Layercast, "sshd", res.ProcCPU.SSHD, "other", res.ProcCPU.Other, "other_top", procs.others(6))
 	if res.Failed > 0 {
 		b.cfg.Log.Warn("hosts failed", "run", name, "failed", res.Failed, "exit", werr, "stderr", tail(stderr.String()))
 	}

@@ -21,14 +21,20 @@ var ErrNoReport = errors.New("layercast ended without a report")
 type timeline struct {
 	report  *orchestrator.Report
 	started time.Time
+	job     *orchestrator.JobInfo
 	// first time each host entered each state
 	states map[string]map[orchestrator.HostState]time.Time
+	// each host's layers as its last progress event listed them
+	layers map[string][]orchestrator.LayerProgress
 }
 
 // readEvents reads `layercast run --json` output, copying every line to
 // keep (the run's event log) when it is not nil.
 func readEvents(r io.Reader, keep io.Writer) (*timeline, error) {
-	tl := &timeline{states: map[string]map[orchestrator.HostState]time.Time{}}
+	tl := &timeline{
+		states: map[string]map[orchestrator.HostState]time.Time{},
+		layers: map[string][]orchestrator.LayerProgress{},
+	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
 	for sc.Scan() {
@@ -42,7 +48,11 @@ func readEvents(r io.Reader, keep io.Writer) (*timeline, error) {
 		}
 		switch e.Kind {
 		case orchestrator.EventJobStarted:
-			tl.started = e.Time
+			tl.started, tl.job = e.Time, e.Job
+		case orchestrator.EventHostProgress:
+			if e.Progress != nil && len(e.Progress.Layers) > 0 {
+				tl.layers[e.Host] = e.Progress.Layers
+			}
 		case orchestrator.EventHostState:
 			m := tl.states[e.Host]
 			if m == nil {
@@ -105,6 +115,78 @@ func (tl *timeline) fill(r *Result) {
 		slices.Sort(*v)
 	}
 	r.Setup, r.Download, r.Import = quantile(setup, 0.5), quantile(dl, 0.5), quantile(imp, 0.5)
+	if len(setup) > 0 {
+		r.SetupMax = setup[len(setup)-1]
+	}
+	r.Missing, r.Delivered = tl.missing()
+}
+
+// missing returns the bytes of the layers that at least one host lacked
+// (the least a bastion must send) and the bytes the hosts lacked summed
+// over hosts (what they received and imported). A layer is present on a
+// host when its progress marks it skipped. Hosts that never reported
+// progress lacked every layer.
+func (tl *timeline) missing() (missing, delivered int64) {
+	size := map[string]int64{}
+	var order []string
+	if tl.job != nil {
+		for _, l := range tl.job.Layers {
+			if _, ok := size[l.Digest]; !ok {
+				order = append(order, l.Digest)
+			}
+			size[l.Digest] = l.Size
+		}
+	}
+	lacked := map[string]bool{}
+	hosts := map[string]bool{}
+	if tl.report != nil {
+		for _, h := range tl.report.Hosts {
+			hosts[h.Host] = true
+		}
+	}
+	for h := range tl.layers {
+		hosts[h] = true
+	}
+	for h := range hosts {
+		layers, ok := tl.layers[h]
+		if !ok {
+			for _, d := range order {
+				lacked[d] = true
+				delivered += size[d]
+			}
+			continue
+		}
+		seen := map[string]bool{}
+		for _, l := range layers {
+			if _, known := size[l.Digest]; !known {
+				order = append(order, l.Digest)
+				size[l.Digest] = l.Total
+			}
+			if l.Skipped || seen[l.Digest] {
+				continue
+			}
+			seen[l.Digest] = true
+			lacked[l.Digest] = true
+			delivered += size[l.Digest]
+		}
+	}
+	for _, d := range order {
+		if lacked[d] {
+			missing += size[d]
+		}
+	}
+	return missing, delivered
+}
+
+// doneTimes is when each host got done.
+func (tl *timeline) doneTimes() map[string]time.Time {
+	out := map[string]time.Time{}
+	for h, st := range tl.states {
+		if t, ok := st[orchestrator.HostDone]; ok {
+			out[h] = t
+		}
+	}
+	return out
 }
 
 // quantile of sorted values, nearest rank; 0 for none.

@@ -33,18 +33,63 @@ type Result struct {
 	// P50, P90 and Max are per-host completion times from the same start.
 	P50, P90, Max time.Duration
 	// Setup is the median time from the start until a host began to
-	// download (SSH, node upload, daemon checks); Download and Import are
-	// the medians of the time a host spent downloading and importing.
-	Setup, Download, Import time.Duration
+	// download (SSH, node upload, daemon checks), SetupMax the longest;
+	// Download and Import are the medians of the time a host spent
+	// downloading and importing.
+	Setup, SetupMax, Download, Import time.Duration
+	// Missing is the size of the layers at least one host lacked (layers
+	// every host reported skipped are present); Delivered is what the hosts
+	// lacked summed over hosts: the bytes they received and imported.
+	Missing, Delivered int64
 	// BastionEgress is what the seeder sent (layercast's report);
 	// BastionLink and RegistryLink are every byte that left the machine on
 	// its link (SSH and node uploads included), from the veth counters.
 	BastionEgress, BastionLink, RegistryLink int64
+	// NodeBinLink is what the bastion sent to the hosts' sshd (TCP port 22,
+	// IP bytes, counted by an iptables rule in its namespace): the node
+	// binary uploads, with the job specs and control lines (a few kB per
+	// host).
+	NodeBinLink int64
+	// ProcCPU is the CPU the lab's processes used during the run, by kind.
+	ProcCPU ProcCPU
+	// NodeIdle is the CPU share (CPU-seconds per second) of a host's node
+	// processes once the host is done, while it only seeds or waits for the
+	// job to end, averaged over NodeIdleSecs host-seconds.
+	NodeIdle, NodeIdleSecs float64
 	// CPU is the whole machine's busy share during the run, 0..1, on
 	// average and at its busiest second.
 	CPU, CPUPeak float64
 	Failed       int    // hosts that did not end done
 	JobID        string // layercast's job id
+}
+
+// ProcCPU is CPU-seconds by process kind (see KindNode and the others).
+type ProcCPU struct {
+	Node, Docker, Layercast, SSHD, Registry, Other float64
+}
+
+func procCPUFrom(m map[string]float64) ProcCPU {
+	return ProcCPU{
+		Node: m[KindNode], Docker: m[KindDocker], Layercast: m[KindLayercast],
+		SSHD: m[KindSSHD], Registry: m[KindRegistry], Other: m[KindOther],
+	}
+}
+
+// EgressRatio is bastion egress ÷ the bytes of the layers some host
+// lacked: 1 when the bastion sent each missing byte once.
+func (r Result) EgressRatio() float64 {
+	if r.Missing <= 0 {
+		return 0
+	}
+	return float64(r.BastionEgress) / float64(r.Missing)
+}
+
+// PerGB is cpu seconds per GB (10^9 bytes) of n bytes; 0 when n is 0.
+func PerGB(cpu float64, n int64) float64 {
+	if n <= 0 {
+		return 0
+	}
+	return cpu / (float64(n) / 1e9)
 }
 
 // Ideal is size ÷ rate: the time one host needs to receive the image over
@@ -174,7 +219,15 @@ var csvHeader = []string{
 	"setup_s", "download_s", "import_s", "ideal_s", "limit_ratio", "scaling",
 	"bastion_egress_mb", "bastion_link_mb", "registry_link_mb",
 	"cpu_avg_pct", "cpu_peak_pct", "unreliable", "failed_hosts", "job_id",
+	"setup_max_s", "missing_mb", "delivered_mb", "egress_ratio", "node_bin_link_mb",
+	"cpu_node_s", "cpu_docker_s", "cpu_layercast_s", "cpu_sshd_s", "cpu_registry_s", "cpu_other_s",
+	"node_cpu_s_per_gb", "docker_cpu_s_per_gb", "layercast_cpu_s_per_gb_sent", "sshd_cpu_s_per_gb",
+	"node_idle_cpu_ms_per_s", "node_idle_s",
 }
+
+// csvHeaderV1 is the header before the per-process CPU columns; ReadCSV
+// still reads it (the new fields stay zero).
+var csvHeaderV1 = csvHeader[:22]
 
 // WriteCSV writes every run, one line each, with a header.
 func (rs Results) WriteCSV(w io.Writer) error {
@@ -200,6 +253,11 @@ func (rs Results) WriteCSV(w io.Writer) error {
 			mbs(r.BastionEgress), mbs(r.BastionLink), mbs(r.RegistryLink),
 			strconv.FormatFloat(100*r.CPU, 'f', 0, 64), strconv.FormatFloat(100*r.CPUPeak, 'f', 0, 64),
 			strconv.FormatBool(r.Unreliable()), strconv.Itoa(r.Failed), r.JobID,
+			sec(r.SetupMax), mbs(r.Missing), mbs(r.Delivered), f2(r.EgressRatio()), mbs(r.NodeBinLink),
+			f2(r.ProcCPU.Node), f2(r.ProcCPU.Docker), f2(r.ProcCPU.Layercast), f2(r.ProcCPU.SSHD), f2(r.ProcCPU.Registry), f2(r.ProcCPU.Other),
+			f2(PerGB(r.ProcCPU.Node, r.Delivered)), f2(PerGB(r.ProcCPU.Docker, r.Delivered)),
+			f2(PerGB(r.ProcCPU.Layercast, r.BastionEgress)), f2(PerGB(r.ProcCPU.SSHD, r.Delivered)),
+			f2(1000 * r.NodeIdle), f2(r.NodeIdleSecs),
 		}
 		if err := cw.Write(rec); err != nil {
 			return fmt.Errorf("write csv: %w", err)
@@ -221,9 +279,10 @@ func ReadCSV(r io.Reader) (Results, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadCSV, err)
 	}
-	if len(recs) == 0 || !slices.Equal(recs[0], csvHeader) {
+	if len(recs) == 0 || !slices.Equal(recs[0], csvHeader) && !slices.Equal(recs[0], csvHeaderV1) {
 		return nil, fmt.Errorf("%w: header is not %v", ErrBadCSV, csvHeader)
 	}
+	v1 := len(recs[0]) == len(csvHeaderV1)
 	col := map[string]int{}
 	for i, h := range csvHeader {
 		col[h] = i
@@ -232,6 +291,9 @@ func ReadCSV(r io.Reader) (Results, error) {
 	for n, rec := range recs[1:] {
 		var perr error
 		num := func(name string) float64 {
+			if v1 && col[name] >= len(csvHeaderV1) {
+				return 0
+			}
 			v, err := strconv.ParseFloat(rec[col[name]], 64)
 			if err != nil && perr == nil {
 				perr = fmt.Errorf("%w: line %d, %s: %w", ErrBadCSV, n+2, name, err)
@@ -248,6 +310,13 @@ func ReadCSV(r io.Reader) (Results, error) {
 			BastionEgress: mbs("bastion_egress_mb"), BastionLink: mbs("bastion_link_mb"), RegistryLink: mbs("registry_link_mb"),
 			CPU: num("cpu_avg_pct") / 100, CPUPeak: num("cpu_peak_pct") / 100,
 			Failed: int(num("failed_hosts")), JobID: rec[col["job_id"]],
+			SetupMax: sec("setup_max_s"), Missing: mbs("missing_mb"), Delivered: mbs("delivered_mb"),
+			NodeBinLink: mbs("node_bin_link_mb"),
+			ProcCPU: ProcCPU{
+				Node: num("cpu_node_s"), Docker: num("cpu_docker_s"), Layercast: num("cpu_layercast_s"),
+				SSHD: num("cpu_sshd_s"), Registry: num("cpu_registry_s"), Other: num("cpu_other_s"),
+			},
+			NodeIdle: num("node_idle_cpu_ms_per_s") / 1000, NodeIdleSecs: num("node_idle_s"),
 		}
 		if perr != nil {
 			return nil, perr

@@ -64,6 +64,9 @@ func TestCSV_RoundTripsEveryMeasuredField(t *testing.T) {
 		Propagation: 41500 * time.Millisecond, P50: 30 * time.Second, P90: 40 * time.Second, Max: 41500 * time.Millisecond,
 		Setup: 2 * time.Second, Download: 25 * time.Second, Import: time.Second,
 		BastionEgress: 0, BastionLink: 170 * MB, RegistryLink: 2600 * MB, CPU: 0.9, CPUPeak: 1, Failed: 1, JobID: "j1",
+		SetupMax: 4500 * time.Millisecond, Missing: 130 * MB, Delivered: 2500 * MB, NodeBinLink: 1563 * MB / 10,
+		ProcCPU:  ProcCPU{Node: 61.25, Docker: 50.5, Layercast: 11, SSHD: 5.01, Registry: 40, Other: 1.5},
+		NodeIdle: 0.01234, NodeIdleSecs: 120.5,
 	}}
 	var buf bytes.Buffer
 	if err := in.WriteCSV(&buf); err != nil {
@@ -186,7 +189,77 @@ func TestReadEvents_TakesTimesFromTheReportAndPhasesFromStates(t *testing.T) {
 	if r.Setup != time.Second || r.Download != 5*time.Second || r.Import != time.Second {
 		t.Errorf("setup %v download %v import %v", r.Setup, r.Download, r.Import)
 	}
+	if r.SetupMax != 2*time.Second {
+		t.Errorf("setup max %v, want 2s", r.SetupMax)
+	}
 	if _, err := readEvents(strings.NewReader(""), nil); !errors.Is(err, ErrNoReport) {
 		t.Errorf("no events: %v, want ErrNoReport", err)
+	}
+}
+
+func TestCSV_ReadsFilesWrittenBeforeThePerProcessColumns(t *testing.T) {
+	old := strings.Join(csvHeaderV1, ",") + "\n" +
+		"p2p,10,250.0,100,30.00,20.00,25.00,30.00,3.00,20.00,2.00,20.00,1.50,,500.0,600.0,0.0,70,95,false,0,j\n"
+	rs, err := ReadCSV(strings.NewReader(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || rs[0].Hosts != 10 || rs[0].BastionEgress != 500*MB || rs[0].ProcCPU != (ProcCPU{}) || rs[0].Missing != 0 {
+		t.Errorf("%+v", rs)
+	}
+}
+
+func TestResult_EgressRatioAndCPUPerGB(t *testing.T) {
+	r := Result{BastionEgress: 325 * MB, Missing: 250 * MB, Delivered: 2500 * MB, ProcCPU: ProcCPU{Node: 15, Docker: 50}}
+	if got := r.EgressRatio(); !near(got, 1.3) {
+		t.Errorf("egress ratio %v, want 1.3", got)
+	}
+	if got := PerGB(r.ProcCPU.Node, r.Delivered); !near(got, 6) {
+		t.Errorf("node %v CPU-s/GB, want 6", got)
+	}
+	if PerGB(1, 0) != 0 || (Result{}).EgressRatio() != 0 {
+		t.Error("a ratio over nothing is not 0")
+	}
+}
+
+func TestParseRuleBytes_FindsTheCommentedRule(t *testing.T) {
+	out := `Chain OUTPUT (policy ACCEPT 9 packets, 900 bytes)
+    pkts      bytes target     prot opt in     out     source               destination
+      12     4000            17   --  *      *       0.0.0.0/0            0.0.0.0/0
+    5400  8123456            6    --  *      *       0.0.0.0/0            0.0.0.0/0            tcp dpt:22 /* layercast-bench-ssh */
+`
+	n, err := parseRuleBytes(out, sshRuleComment)
+	if err != nil || n != 8123456 {
+		t.Errorf("%d, %v; want 8123456", n, err)
+	}
+	if _, err := parseRuleBytes("Chain OUTPUT\n", sshRuleComment); err == nil {
+		t.Error("no rule: no error")
+	}
+}
+
+func TestTimeline_MissingIsWhatSomeHostLackedAndDeliveredWhatEachLacked(t *testing.T) {
+	lp := func(d string, total int64, skipped bool) orchestrator.LayerProgress {
+		done := int64(0)
+		if skipped {
+			done = total
+		}
+		return orchestrator.LayerProgress{Digest: d, Done: done, Total: total, Skipped: skipped}
+	}
+	tl := &timeline{
+		job: &orchestrator.JobInfo{Layers: []orchestrator.LayerInfo{{Digest: "a", Size: 100}, {Digest: "b", Size: 20}, {Digest: "c", Size: 3}}},
+		layers: map[string][]orchestrator.LayerProgress{
+			// h1 had a and b, h2 had a; h3 never reported (lacked all).
+			"h1": {lp("a", 100, true), lp("b", 20, true), lp("c", 3, false)},
+			"h2": {lp("a", 100, true), lp("b", 20, false), lp("c", 3, false)},
+		},
+		report: &orchestrator.Report{Hosts: []orchestrator.HostResult{{Host: "h1"}, {Host: "h2"}, {Host: "h3"}}},
+	}
+	missing, delivered := tl.missing()
+	if missing != 123 || delivered != 3+23+123 {
+		t.Errorf("missing %d delivered %d, want 123 and 149", missing, delivered)
+	}
+	tl.report.Hosts = tl.report.Hosts[:2]
+	if missing, _ := tl.missing(); missing != 23 {
+		t.Errorf("missing %d, want 23: every host had a", missing)
 	}
 }

@@ -54,6 +54,23 @@ func TestBench_SmokeRunFinishesEveryRunAndWritesEveryOutput(t *testing.T) {
 		if r.Mode == ModeP2P && r.BastionEgress == 0 {
 			t.Errorf("P2P run at %d hosts: the bastion seeded nothing", r.Hosts)
 		}
+		// Clean daemons lacked every layer: the bench's image is
+		// generated, so its layers add up to about the size asked.
+		if r.Missing < r.Size*9/10 || r.Delivered < int64(r.Hosts)*r.Missing {
+			t.Errorf("%s %d hosts %d MB: missing %d, delivered %d", r.Mode, r.Hosts, r.Size/MB, r.Missing, r.Delivered)
+		}
+		if r.NodeBinLink < int64(r.Hosts)*MB || r.SetupMax < r.Setup {
+			t.Errorf("%s %d hosts: node binary on the bastion link %d bytes, setup %v max %v", r.Mode, r.Hosts, r.NodeBinLink, r.Setup, r.SetupMax)
+		}
+		if r.ProcCPU.Layercast <= 0 || r.ProcCPU.Docker <= 0 || r.ProcCPU.SSHD <= 0 {
+			t.Errorf("%s %d hosts: CPU by kind %+v", r.Mode, r.Hosts, r.ProcCPU)
+		}
+		if r.Mode == ModeP2P && r.ProcCPU.Node <= 0 {
+			t.Errorf("P2P run at %d hosts: no node CPU", r.Hosts)
+		}
+		if r.Mode == ModeRegistry && r.ProcCPU.Registry <= 0 {
+			t.Errorf("registry run at %d hosts: no registry CPU", r.Hosts)
+		}
 	}
 	for _, name := range []string{CSVFile, MarkdownFile, Fig2File, Fig3File} {
 		b, err := os.ReadFile(filepath.Join(out, name))

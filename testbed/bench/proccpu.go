@@ -1,0 +1,514 @@
+package bench
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The process kinds whose CPU a run records. Each lab machine is a network
+// namespace; a process belongs to the lab when it runs in one of them.
+const (
+	KindNode      = "node"      // layercast-node on the hosts
+	KindDocker    = "docker"    // dockerd, docker-untar, containerd(-shim), runc on the hosts
+	KindLayercast = "layercast" // the operator's layercast on the bastion
+	KindSSHD      = "sshd"      // sshd on the hosts
+	KindRegistry  = "registry"  // docker-registry
+	KindOther     = "other"     // anything else in the lab (shells, docker CLI, the bastion's daemon)
+)
+
+// procKinds lists the kinds in the order tables show them.
+var procKinds = []string{KindNode, KindDocker, KindLayercast, KindSSHD, KindRegistry, KindOther}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times (100 on Linux
+// for every architecture the lab runs on).
+const clockTicks = 100
+
+// procStat is what a run needs of one /proc/PID/stat line.
+type procStat struct {
+	pid, ppid int
+	comm      string
+	state     byte
+	// own is utime+stime; children is cutime+cstime, the CPU of children
+	// the process has waited for (their own children included).
+	own, children uint64
+	start         uint64 // start time, clock ticks after boot
+}
+
+// parseProcStat parses one /proc/PID/stat text. The command name (field 2)
+// is in parentheses and may hold spaces and parentheses itself, so fields
+// are counted from the last ')'.
+func parseProcStat(s string) (procStat, error) {
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open {
+		return procStat{}, fmt.Errorf("parse proc stat %.40q: no command name", s)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(s[:open]))
+	if err != nil {
+		return procStat{}, fmt.Errorf("parse proc stat: pid: %w", err)
+	}
+	f := strings.Fields(s[end+1:])
+	// f[0] is field 3 (state); field n is f[n-3].
+	if len(f) < 20 || len(f[0]) != 1 {
+		return procStat{}, fmt.Errorf("parse proc stat of %d: %d fields", pid, len(f)+2)
+	}
+	var v [5]uint64
+	for i, n := range []int{14, 15, 16, 17, 22} {
+		if v[i], err = strconv.ParseUint(f[n-3], 10, 64); err != nil {
+			return procStat{}, fmt.Errorf("parse proc stat of %d: field %d: %w", pid, n, err)
+		}
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return procStat{}, fmt.Errorf("parse proc stat of %d: ppid: %w", pid, err)
+	}
+	return procStat{
+		pid: pid, ppid: ppid, comm: s[open+1 : end], state: f[0][0],
+		own: v[0] + v[1], children: v[2] + v[3], start: v[4],
+	}, nil
+}
+
+// procKey names a process across pid reuse.
+type procKey struct {
+	pid   int
+	start uint64
+}
+
+// procTrack is one lab process seen during a run.
+type procTrack struct {
+	kind   string
+	name   string  // for the log: what "other" was
+	parent procKey // zero when the parent is not a lab process
+	// base is own+children when the run began: zero for a process born
+	// during the run, its reading at the first scan otherwise.
+	base uint64
+	// own and children as the last scan that saw it read them; own grows
+	// by the CPU used after that scan once the process is gone.
+	own, children uint64
+	// handedOn is the part of the children time that tracked children
+	// brought in when they were reaped: it is counted as theirs.
+	handedOn uint64
+}
+
+func (p *procTrack) used() float64 {
+	u := int64(p.own+p.children) - int64(p.base) - int64(p.handedOn)
+	return float64(max(u, 0)) / clockTicks
+}
+
+// procAccount adds up the CPU of a run's processes by kind from scans of
+// /proc taken a few times a second. Processes come and go between scans:
+// the CPU a process used after the last scan that saw it reaches its
+// parent's children time (cutime+cstime) when the parent reaps it. So when
+// a tracked process is gone, its final time is its last reading plus the
+// part of its parent's children time growth that the readings of the
+// children gone do not explain (exact for one child reaped between two
+// scans; shared in proportion to the last readings for several), and the
+// parent does not count it again. A process that starts and ends between
+// two scans is counted in its parent's kind. What is lost: the last
+// fraction of a second of a process whose parent is not a lab process (the
+// bench reads the bastion's layercast, whose parent it is, from its exit
+// status instead).
+type procAccount struct {
+	runStart uint64 // clock ticks after boot when the run began
+	first    bool   // no scan yet
+	procs    map[procKey]*procTrack
+	alive    map[procKey]bool // seen at the last scan
+}
+
+func newProcAccount(runStart uint64) *procAccount {
+	return &procAccount{runStart: runStart, first: true, procs: map[procKey]*procTrack{}, alive: map[procKey]bool{}}
+}
+
+// observe takes one scan: the stat of every lab process and its kind
+// (kinds[i] is scan[i]'s).
+func (a *procAccount) observe(scan []procStat, kinds []string) {
+	a.observeNamed(scan, kinds, nil)
+}
+
+// observeNamed is observe with each process's name (names may be nil).
+func (a *procAccount) observeNamed(scan []procStat, kinds, names []string) {
+	now := make(map[procKey]bool, len(scan))
+	byPid := make(map[int]procKey, len(scan))
+	grown := make(map[procKey]uint64, len(scan)) // children time growth since the last scan
+	for i, st := range scan {
+		k := procKey{st.pid, st.start}
+		now[k], byPid[st.pid] = true, k
+		p := a.procs[k]
+		if p == nil {
+			p = &procTrack{kind: kinds[i]}
+			if names != nil {
+				p.name = names[i]
+			}
+			if a.first && st.start < a.runStart {
+				p.base = st.own + st.children
+			}
+			a.procs[k] = p
+		} else if st.children > p.children {
+			grown[k] = st.children - p.children
+		}
+		p.own, p.children = max(p.own, st.own), max(p.children, st.children)
+	}
+	for _, st := range scan {
+		if p := a.procs[procKey{st.pid, st.start}]; p.parent == (procKey{}) {
+			if pk, ok := byPid[st.ppid]; ok {
+				p.parent = pk
+			}
+		}
+	}
+	// Processes gone since the last scan, by parent.
+	gone := map[procKey][]*procTrack{}
+	for k := range a.alive {
+		if now[k] {
+			continue
+		}
+		if p := a.procs[k]; p.parent != (procKey{}) && a.alive[p.parent] {
+			gone[p.parent] = append(gone[p.parent], p)
+		}
+	}
+	for pk, kids := range gone {
+		parent := a.procs[pk]
+		var lastSum uint64
+		for _, c := range kids {
+			lastSum += c.own + c.children
+		}
+		if !now[pk] {
+			// Parent and children ended together: the parent's own final
+			// time (from its parent) holds what the children used after
+			// their last reading; only their readings are handed on.
+			parent.handedOn += lastSum
+			continue
+		}
+		d := grown[pk]
+		if d < lastSum {
+			// Not all of them were reaped by this parent (an orphan went to
+			// init): keep their readings, hand on what the parent got.
+			parent.handedOn += d
+			continue
+		}
+		extra := d - lastSum
+		for i, c := range kids {
+			var share uint64
+			switch {
+			case i == len(kids)-1:
+				share = extra // the rest, so that rounding loses nothing
+			case lastSum > 0:
+				share = (d - lastSum) * (c.own + c.children) / lastSum
+			default:
+				share = (d - lastSum) / uint64(len(kids))
+			}
+			c.own += share
+			extra -= share
+		}
+		parent.handedOn += d
+	}
+	a.alive = now
+	a.first = false
+}
+
+// secondsByName returns the CPU seconds of each process name of a kind.
+func (a *procAccount) secondsByName(kind string) map[string]float64 {
+	out := map[string]float64{}
+	for _, p := range a.procs {
+		if p.kind == kind {
+			out[p.name] += p.used()
+		}
+	}
+	return out
+}
+
+// seconds returns the CPU seconds of each kind since the run began.
+func (a *procAccount) seconds() map[string]float64 {
+	out := map[string]float64{}
+	for _, p := range a.procs {
+		out[p.kind] += p.used()
+	}
+	return out
+}
+
+// labNetns maps the inode of each lab machine's network namespace to the
+// machine's role.
+type labNetns map[uint64]string
+
+func netnsInode(path string) (uint64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return 0, fmt.Errorf("stat netns %s: %w", path, err)
+	}
+	return st.Ino, nil
+}
+
+// procNetns returns the inode of pid's network namespace.
+func procNetns(pid int) (uint64, bool) {
+	l, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "ns", "net"))
+	if err != nil {
+		return 0, false
+	}
+	// net:[4026531840]
+	l = strings.TrimSuffix(strings.TrimPrefix(l, "net:["), "]")
+	ino, err := strconv.ParseUint(l, 10, 64)
+	return ino, err == nil
+}
+
+// procName is the name a process goes by: its command name, or the base
+// name of its argv[0] when the command name is "exe" (programs that re-exec
+// /proc/self/exe under another name, as dockerd runs docker-untar).
+func procName(pid int, comm string) string {
+	if comm != "exe" {
+		return comm
+	}
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return comm
+	}
+	argv0, _, _ := strings.Cut(string(b), "\x00")
+	if argv0 == "" {
+		return comm
+	}
+	return filepath.Base(argv0)
+}
+
+// classify names the kind of a lab process from its command name and the
+// role of its machine.
+func classify(comm, role string) string {
+	switch {
+	case role == "host" && comm == "layercast-node":
+		return KindNode
+	case role == "host" && (comm == "dockerd" || comm == "docker-untar" || strings.HasPrefix(comm, "containerd") || comm == "runc" || comm == "docker-proxy"):
+		return KindDocker
+	case role == "host" && comm == "sshd":
+		return KindSSHD
+	case role == "bastion" && comm == "layercast":
+		return KindLayercast
+	case comm == "docker-registry" || comm == "registry":
+		return KindRegistry
+	}
+	return KindOther
+}
+
+// procMeter scans /proc every interval during a run and accounts the CPU
+// of the lab's processes: those whose network namespace is a lab
+// machine's. Besides the totals by kind it keeps each host's node CPU over
+// time, to tell what nodes use once their host is done.
+type procMeter struct {
+	stop context.CancelFunc
+	done chan struct{}
+
+	// Owned by the scanning goroutine until done is closed.
+	acct  *procAccount
+	roles map[uint64]string // netns inode → machine role
+	hosts map[uint64]string // netns inode → host name
+	known map[procKey]procInfo
+	nodes map[string][]nodeSample // host → node CPU by scan time
+	err   error
+}
+
+// procInfo is what a process's first sight decides.
+type procInfo struct {
+	lab  bool
+	kind string
+	host string // the host's name, for nodes
+	name string
+}
+
+// nodeSample is the CPU seconds a host's node processes had used by t.
+type nodeSample struct {
+	t   time.Time
+	cpu float64
+}
+
+// machineNetns names one lab machine for the meter.
+type machineNetns struct {
+	name, role, netnsPath string
+}
+
+// bootTicks is the clock-tick count since boot at t, as /proc/uptime tells.
+func bootTicks() (uint64, error) {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return 0, fmt.Errorf("read uptime: %w", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, fmt.Errorf("parse /proc/uptime %q", b)
+	}
+	up, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse /proc/uptime: %w", err)
+	}
+	return uint64(up * clockTicks), nil
+}
+
+// procScanEvery is how often the meter scans /proc: a process's last
+// fraction of a second is recovered from its parent (see procAccount), so
+// this only bounds how late a new process is first seen.
+const procScanEvery = 200 * time.Millisecond
+
+func startProcMeter(ctx context.Context, machines []machineNetns) (*procMeter, error) {
+	m := &procMeter{
+		roles: map[uint64]string{}, hosts: map[uint64]string{},
+		known: map[procKey]procInfo{}, nodes: map[string][]nodeSample{}, done: make(chan struct{}),
+	}
+	for _, mc := range machines {
+		ino, err := netnsInode(mc.netnsPath)
+		if err != nil {
+			return nil, err
+		}
+		m.roles[ino] = mc.role
+		if mc.role == "host" {
+			m.hosts[ino] = mc.name
+		}
+	}
+	start, err := bootTicks()
+	if err != nil {
+		return nil, err
+	}
+	m.acct = newProcAccount(start)
+	if err := m.scan(); err != nil {
+		return nil, err
+	}
+	ctx, m.stop = context.WithCancel(ctx)
+	go func() {
+		defer close(m.done)
+		tick := time.NewTicker(procScanEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				m.err = m.scan()
+				return
+			case <-tick.C:
+				if err := m.scan(); err != nil {
+					m.err = err
+					return
+				}
+			}
+		}
+	}()
+	return m, nil
+}
+
+// scan reads every process once and feeds the lab's to the account.
+func (m *procMeter) scan() error {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return fmt.Errorf("scan processes: %w", err)
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return fmt.Errorf("scan processes: %w", err)
+	}
+	at := time.Now()
+	var scan []procStat
+	var kinds, pnames []string
+	nodeCPU := map[string]float64{}
+	for _, n := range names {
+		pid, err := strconv.Atoi(n)
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", n, "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		st, err := parseProcStat(string(b))
+		if err != nil {
+			return err
+		}
+		k := procKey{pid, st.start}
+		info, seen := m.known[k]
+		if !seen {
+			ino, ok := procNetns(pid)
+			role := m.roles[ino]
+			info = procInfo{lab: ok && role != ""}
+			if info.lab {
+				info.name = role + ":" + procName(pid, st.comm)
+				info.kind = classify(procName(pid, st.comm), role)
+				info.host = m.hosts[ino]
+			}
+			m.known[k] = info
+		}
+		if !info.lab {
+			continue
+		}
+		scan = append(scan, st)
+		kinds = append(kinds, info.kind)
+		pnames = append(pnames, info.name)
+		if info.kind == KindNode {
+			nodeCPU[info.host] += float64(st.own+st.children) / clockTicks
+		}
+	}
+	m.acct.observeNamed(scan, kinds, pnames)
+	for h, c := range nodeCPU {
+		m.nodes[h] = append(m.nodes[h], nodeSample{at, c})
+	}
+	return nil
+}
+
+// finish stops scanning after a last scan and returns the CPU seconds by
+// kind and each host's node CPU over time.
+func (m *procMeter) finish() (map[string]float64, map[string][]nodeSample, error) {
+	m.stop()
+	<-m.done
+	if m.err != nil {
+		return nil, nil, m.err
+	}
+	return m.acct.seconds(), m.nodes, nil
+}
+
+// others lists the CPU seconds of the processes counted as other, by
+// machine role and name, the largest first (after finish).
+func (m *procMeter) others(n int) []string {
+	by := m.acct.secondsByName(KindOther)
+	names := make([]string, 0, len(by))
+	for k := range by {
+		names = append(names, k)
+	}
+	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(by[b], by[a]) })
+	var out []string
+	for _, k := range names[:min(n, len(names))] {
+		out = append(out, fmt.Sprintf("%s %.1fs", k, by[k]))
+	}
+	return out
+}
+
+// idleNodeCPU is what nodes use once their host is done: the CPU seconds
+// per second of the nodes from each host's done time until the node's last
+// scan (the job's end), over every host that got done. secs is the time
+// summed over those hosts.
+func idleNodeCPU(samples map[string][]nodeSample, done map[string]time.Time) (rate, secs float64) {
+	var cpu float64
+	for host, d := range done {
+		ss := samples[host]
+		if len(ss) == 0 || !ss[len(ss)-1].t.After(d) {
+			continue
+		}
+		last := ss[len(ss)-1]
+		at := ss[0].cpu
+		for i := 1; i < len(ss); i++ {
+			if ss[i].t.Before(d) {
+				at = ss[i].cpu
+				continue
+			}
+			a, b := ss[i-1], ss[i]
+			if a.t.Before(d) {
+				f := d.Sub(a.t).Seconds() / b.t.Sub(a.t).Seconds()
+				at = a.cpu + f*(b.cpu-a.cpu)
+			}
+			break
+		}
+		cpu += last.cpu - at
+		secs += last.t.Sub(d).Seconds()
+	}
+	if secs <= 0 {
+		return 0, 0
+	}
+	return cpu / secs, secs
+}

@@ -1,0 +1,192 @@
+package bench
+
+import (
+	"context"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestParseProcStat_ReadsTimesAfterACommandNameWithSpacesAndParens(t *testing.T) {
+	line := "4242 (we (ird) name) S 17 4242 4242 0 -1 4194560 1 2 3 4 120 30 7 5 20 0 12 0 98765 1 2 3\n"
+	st, err := parseProcStat(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := procStat{pid: 4242, ppid: 17, comm: "we (ird) name", state: 'S', own: 150, children: 12, start: 98765}
+	if st != want {
+		t.Errorf("got %+v\nwant %+v", st, want)
+	}
+	for _, bad := range []string{"", "12 noparens S 1", "12 (x) S 1 2 3", "x (y) S 1 1 1 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5"} {
+		if _, err := parseProcStat(bad); err == nil {
+			t.Errorf("parsed %q", bad)
+		}
+	}
+}
+
+func TestParseProcStat_ReadsThisProcess(t *testing.T) {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	st, err := parseProcStat(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.pid <= 0 || st.start == 0 || st.comm == "" {
+		t.Errorf("%+v", st)
+	}
+}
+
+// scanOf builds a scan: each proc is pid, ppid, own, children, start.
+func scanOf(procs ...[5]uint64) []procStat {
+	var out []procStat
+	for _, p := range procs {
+		out = append(out, procStat{pid: int(p[0]), ppid: int(p[1]), own: p[2], children: p[3], start: p[4]})
+	}
+	return out
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+
+func TestProcAccount_CountsOnlyTheRunAndRecoversTheTailOfAReapedChild(t *testing.T) {
+	a := newProcAccount(1000)
+	kinds := func(k ...string) []string { return k }
+	// dockerd (pid 10) ran before the run: 500 ticks already count for
+	// nothing. sshd (pid 20) too.
+	a.observe(scanOf([5]uint64{10, 1, 500, 40, 900}, [5]uint64{20, 1, 30, 0, 900}), kinds(KindDocker, KindSSHD))
+	// docker-untar (pid 11, child of dockerd) and a node (pid 21, child
+	// of sshd) appear.
+	a.observe(scanOf(
+		[5]uint64{10, 1, 510, 40, 900}, [5]uint64{11, 10, 50, 0, 1100},
+		[5]uint64{20, 1, 31, 0, 900}, [5]uint64{21, 20, 200, 0, 1100},
+	), kinds(KindDocker, KindDocker, KindSSHD, KindNode))
+	// Both end and are reaped; untar used 30 more ticks after the last
+	// scan (its parent's children time grew by 80), the node 5 (205).
+	a.observe(scanOf([5]uint64{10, 1, 520, 120, 900}, [5]uint64{20, 1, 33, 205, 900}), kinds(KindDocker, KindSSHD))
+	got := a.seconds()
+	// docker: dockerd's own 20 + untar's 80; sshd: own 3; node: 205.
+	for kind, want := range map[string]float64{KindDocker: 1.0, KindSSHD: 0.03, KindNode: 2.05} {
+		if !near(got[kind], want) {
+			t.Errorf("%s: %.2f s, want %.2f (all: %v)", kind, got[kind], want, got)
+		}
+	}
+}
+
+func TestProcAccount_SharesAParentsGrowthAmongChildrenReapedTogether(t *testing.T) {
+	a := newProcAccount(1000)
+	a.observe(scanOf([5]uint64{10, 1, 0, 0, 1001}), []string{KindDocker})
+	a.observe(scanOf([5]uint64{10, 1, 0, 0, 1001}, [5]uint64{11, 10, 100, 0, 1002}, [5]uint64{12, 10, 300, 0, 1003}),
+		[]string{KindDocker, KindNode, KindOther})
+	// 40 ticks more in total after the last readings, shared 1:3.
+	a.observe(scanOf([5]uint64{10, 1, 0, 440, 1001}), []string{KindDocker})
+	got := a.seconds()
+	if !near(got[KindNode], 1.10) || !near(got[KindOther], 3.30) || !near(got[KindDocker], 0) {
+		t.Errorf("%v, want node 1.10, other 3.30, docker 0", got)
+	}
+}
+
+func TestProcAccount_ShortLivedChildCountsForItsParentAndPidReuseIsANewProcess(t *testing.T) {
+	a := newProcAccount(1000)
+	a.observe(scanOf([5]uint64{10, 1, 0, 0, 1001}, [5]uint64{30, 1, 7, 0, 1001}), []string{KindSSHD, KindOther})
+	// A child that lived between two scans shows only in the parent's
+	// children time; pid 30 ended and its pid now names another process.
+	a.observe(scanOf([5]uint64{10, 1, 1, 25, 1001}, [5]uint64{30, 10, 4, 0, 1500}), []string{KindSSHD, KindNode})
+	got := a.seconds()
+	if !near(got[KindSSHD], 0.26) || !near(got[KindOther], 0.07) || !near(got[KindNode], 0.04) {
+		t.Errorf("%v, want sshd 0.26, other 0.07, node 0.04", got)
+	}
+}
+
+func TestProcAccount_ParentAndChildEndingTogetherCountOnce(t *testing.T) {
+	a := newProcAccount(1000)
+	// listener sshd 1 → session sshd 2 → node 3
+	a.observe(scanOf([5]uint64{1, 0, 0, 0, 900}, [5]uint64{2, 1, 5, 0, 1001}, [5]uint64{3, 2, 100, 0, 1002}),
+		[]string{KindSSHD, KindSSHD, KindNode})
+	// Node and session both gone: the session reaped the node (102 ticks)
+	// and was reaped by the listener (own 6 + children 102).
+	a.observe(scanOf([5]uint64{1, 0, 0, 108, 900}), []string{KindSSHD})
+	got := a.seconds()
+	// The node keeps its last reading; its 2 last ticks land on sshd.
+	if !near(got[KindNode], 1.00) || !near(got[KindSSHD], 0.08) {
+		t.Errorf("%v, want node 1.00, sshd 0.08", got)
+	}
+	if total := got[KindNode] + got[KindSSHD]; !near(total, 1.08) {
+		t.Errorf("total %.2f, want 1.08: counted twice or lost", total)
+	}
+}
+
+func TestIdleNodeCPU_IsTheNodesRateAfterTheirHostsWereDone(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	samples := map[string][]nodeSample{
+		// h1 done at 10 s, seeded until 20 s using 0.5 s of CPU.
+		"h1": {{at(9), 5}, {at(11), 7}, {at(20), 7.4}},
+		// h2 done at 18 s: 2 s idle, 0.1 s of CPU (interpolated at 18: 9.0).
+		"h2": {{at(16), 8}, {at(19), 9.5}, {at(20), 9.1 + 0.1}},
+		// h3 never done: not counted.
+		"h3": {{at(1), 1}, {at(20), 50}},
+	}
+	done := map[string]time.Time{"h1": at(10), "h2": at(18)}
+	rate, secs := idleNodeCPU(samples, done)
+	// h1: 7.4 - 6 = 1.4 over 10 s; h2: 9.2 - 9.0 = 0.2 over 2 s.
+	if !near(secs, 12) || math.Abs(rate-1.6/12) > 1e-9 {
+		t.Errorf("rate %.4f over %.1f s, want %.4f over 12 s", rate, secs, 1.6/12)
+	}
+}
+
+// TestBusyChild burns CPU for the meter test; skipped unless that test
+// started it.
+func TestBusyChild(t *testing.T) {
+	if os.Getenv("LAYERCAST_BENCH_BUSY_CHILD") == "" {
+		t.Skip("run by TestProcMeter_CountsAProcessThatEndedBetweenScans")
+	}
+	// About 0.3 s of CPU, then exit at once, between two scans.
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+	}
+}
+
+func TestProcMeter_CountsAProcessThatEndedBetweenScans(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a process")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A copy of this binary named like the node, in this process's
+	// network namespace taken as a host's.
+	bin := filepath.Join(t.TempDir(), "layercast-node")
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m, err := startProcMeter(context.Background(), []machineNetns{{name: "h1", role: "host", netnsPath: "/proc/self/ns/net"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run", "^TestBusyChild$")
+	cmd.Env = append(os.Environ(), "LAYERCAST_BENCH_BUSY_CHILD=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		m.finish()
+		t.Fatalf("%v: %s", err, out)
+	}
+	time.Sleep(2 * procScanEvery)
+	byKind, samples, err := m.finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+	if got := byKind[KindNode]; math.Abs(got-want) > 0.03 {
+		t.Errorf("node CPU %.2f s, the process used %.2f s", got, want)
+	}
+	if len(samples["h1"]) == 0 {
+		t.Error("no node samples for h1")
+	}
+}
