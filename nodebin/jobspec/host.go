@@ -118,6 +118,12 @@ func ChainIDs(diffIDs []string) []string {
 	return out
 }
 
+// ChunkSize is the block a node requests from its peers and the bastion's
+// seeder: the seeder accepts requests of up to twice this. 256 KiB keeps
+// the messages, storage writes and request updates per byte few (node CPU
+// per GB received: 9.7 at 64 KiB, 7.0 at 256 KiB in the swarm benchmark).
+const ChunkSize = 256 << 10
+
 // Periods of the protocol.
 const (
 	// HeartbeatEvery is how often the bastion sends ControlHeartbeat.

@@ -48,7 +48,7 @@ func TestAnnounce_HonoursTheTrackersIntervalAndCompletesAtOnce(t *testing.T) {
 	announce := tr.serve(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	node, err := New(ctx, Config{Dir: t.TempDir(), Announce: announce, Seeders: []string{fmt.Sprintf("127.0.0.1:%d", seeder.LocalPort())}})
+	node, err := New(ctx, Config{Dir: t.TempDir(), AllowedIPs: loopbackPeers(), Announce: announce, Seeders: []string{fmt.Sprintf("127.0.0.1:%d", seeder.LocalPort())}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestAnnounce_CompleteTorrentDialsNoTrackerPeers(t *testing.T) {
 
 	// A client that has the layer complete: it serves whoever dials it and
 	// dials nobody itself.
-	s, err := New(context.Background(), Config{Dir: seedDir, Announce: announce})
+	s, err := New(context.Background(), Config{Dir: seedDir, AllowedIPs: loopbackPeers(), Announce: announce})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestAnnounce_CompleteTorrentDialsNoTrackerPeers(t *testing.T) {
 	// Control: a downloading client dials the peers the tracker lists.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	node, err := New(ctx, Config{Dir: t.TempDir(), Announce: announce})
+	node, err := New(ctx, Config{Dir: t.TempDir(), AllowedIPs: loopbackPeers(), Announce: announce})
 	if err != nil {
 		t.Fatal(err)
 	}

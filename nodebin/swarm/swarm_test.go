@@ -337,7 +337,7 @@ func TestDownload_FinishesFromTheSeederWhenItsPeersVanish(t *testing.T) {
 	tr := newTestTracker(nil)
 	announce := tr.serve(t)
 	const rate = 2 << 20 // bytes/s each way per client: the download takes a few seconds
-	seeder, err := New(context.Background(), Config{Dir: seedDir, tune: limitLink(rate)})
+	seeder, err := New(context.Background(), Config{Dir: seedDir, AllowedIPs: loopbackPeers(), tune: limitLink(rate)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +347,7 @@ func TestDownload_FinishesFromTheSeederWhenItsPeersVanish(t *testing.T) {
 	}
 	var peers []*Client
 	for range 2 * maxConnsPerTorrent {
-		p, err := New(context.Background(), Config{Dir: seedDir, Announce: announce, tune: limitLink(rate)})
+		p, err := New(context.Background(), Config{Dir: seedDir, AllowedIPs: loopbackPeers(), Announce: announce, tune: limitLink(rate)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -361,7 +361,7 @@ func TestDownload_FinishesFromTheSeederWhenItsPeersVanish(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	node, err := New(ctx, Config{Dir: t.TempDir(), Announce: announce, Seeders: []string{fmt.Sprintf("127.0.0.1:%d", seeder.LocalPort())}, tune: limitLink(4 * rate)})
+	node, err := New(ctx, Config{Dir: t.TempDir(), AllowedIPs: loopbackPeers(), Announce: announce, Seeders: []string{fmt.Sprintf("127.0.0.1:%d", seeder.LocalPort())}, tune: limitLink(4 * rate)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,12 +5,14 @@ import (
 
 	"github.com/anacrolix/torrent"
 	"golang.org/x/time/rate"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
 )
 
-// chunkSize is the request (block) size. Every peer of a layercast swarm is
-// an anacrolix client (nodes and the bastion's seeder), and those serve
-// requests of any size up to MaxAllocPeerRequestDataPerConn (and, when an
-// upload rate limit is set, its burst). A request is one message, one
+// chunkSize is the request (block) size, jobspec.ChunkSize. The nodes are
+// anacrolix clients, which serve requests of any size up to
+// MaxAllocPeerRequestDataPerConn (and, when an upload rate limit is set, its
+// burst); the bastion's seeder takes requests of up to twice it. A request is one message, one
 // receive, one storage write and one request-strategy update, so the
 // node's per-byte work falls with the block size: 16 → 64 KiB cut the
 // loopback cost from 6.2 to 5.1 CPU-s per GiB (BenchmarkDownload1GiB); in
@@ -18,8 +20,8 @@ import (
 // (BenchmarkSwarm) and each host finished sooner. A layer's pieces are
 // 256 KiB to 4 MiB (the bastion's AutoPieceLength), so a block is never
 // larger than its piece, and the receiving side's message limit (4 blocks,
-// anacrolix) leaves room. The seeder must accept 256 KiB requests.
-const chunkSize = 256 << 10
+// anacrolix) leaves room.
+const chunkSize = jobspec.ChunkSize
 
 // maxPeerRequestData bounds the piece data buffered per connection for
 // requests a peer made: 16 blocks in flight.

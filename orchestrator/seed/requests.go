@@ -4,13 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
 )
 
 // Bounds on what a peer may ask of the seeder.
 const (
-	// maxBlockLen is the largest block a request may ask for. Nodes ask for
-	// 64 KiB (nodebin/swarm's chunkSize); BEP 3 clients for 16 KiB.
-	maxBlockLen = 128 << 10
+	// maxBlockLen is the largest block a request may ask for: twice what
+	// nodes ask for (jobspec.ChunkSize); BEP 3 clients ask for 16 KiB.
+	maxBlockLen = 2 * jobspec.ChunkSize
 	// maxQueued is how many accepted requests a connection may have waiting.
 	// An anacrolix node keeps at most 250 requests outstanding with a peer
 	// that sends no extended handshake (its PeerMaxRequests default), so a

@@ -14,12 +14,12 @@ func TestCheckRequest_KeepsBlocksInsideTheirPiece(t *testing.T) {
 		ok   bool
 	}{
 		{"first block", request{0, 0, 64 << 10}, true},
-		{"largest block", request{1, 128 << 10, 128 << 10}, true},
+		{"a whole piece", request{1, 0, 256 << 10}, true},
 		{"all of the short last piece", request{2, 0, 1000}, true},
 		{"piece past the end", request{3, 0, 16 << 10}, false},
 		{"huge index", request{1 << 31, 0, 16 << 10}, false},
 		{"empty block", request{0, 0, 0}, false},
-		{"block over 128 KiB", request{0, 0, 128<<10 + 1}, false},
+		{"block over the largest", request{0, 0, maxBlockLen + 1}, false},
 		{"block across the piece end", request{0, 250 << 10, 16 << 10}, false},
 		{"past the short last piece", request{2, 0, 1001}, false},
 		{"begin past the piece", request{0, 1 << 31, 1}, false},
