@@ -97,6 +97,7 @@ once its host is done.
 	f.StringVar(&cfg.Bin, "layercast", "", "layercast binary (default: bin/layercast next to this binary, or on PATH)")
 	f.StringVar(&cfg.LabName, "lab", "bench", "name of the lab the bench brings up")
 	f.BoolVar(&cfg.NoSingle, "no-single", false, "skip the single-host P2P runs (time(1) of the scaling column)")
+	f.BoolVar(&cfg.WarmNodeCache, "warm-node-cache", false, "keep the hosts' node caches between runs (a fleet's second job); by default every run starts cold")
 	f.DurationVar(&budget, "budget", 0, "start no new run after this long (0: no limit); what finished is written")
 	f.StringVar(&from, "from", "", "only redraw tables and figures from this results.csv")
 	return cmd

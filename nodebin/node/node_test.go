@@ -536,10 +536,15 @@ func TestNode_EmitsProgressOnlyWhenItChangedAndLooksLessOftenOnceDone(t *testing
 	gate <- struct{}{}
 	r.waitState(jobspec.StateDone)
 	// Done: the node looks every 2 s whatever the tick, and reports
-	// what changed since.
+	// what changed since. The tick at 750 may have been handled after
+	// the gate let layer 1 through, and its event (layer 1 done, nothing
+	// uploaded) may follow the done state: wait past it.
 	leecher.Uploaded.Store(1)
 	r.ticks <- at(3000)
-	if p := next(); p.Uploaded != 1 || p.Layers[1].Done != p.Layers[1].Total {
+	p := r.waitFor("progress with the upload", func(ev jobspec.Event) bool {
+		return ev.Kind == jobspec.EventProgress && ev.Progress.Uploaded != 0
+	}).Progress
+	if p.Uploaded != 1 || p.Layers[1].Done != p.Layers[1].Total {
 		t.Errorf("first progress once done %+v", p)
 	}
 	leecher.Uploaded.Store(2)

@@ -73,7 +73,7 @@ func TestSwarmBastionChild(t *testing.T) {
 		return time.Second
 	})
 	announce := tr.serve(t)
-	s, err := New(context.Background(), Config{Dir: dir, tune: limitLink(bps)})
+	s, err := New(context.Background(), Config{Dir: dir, AllowedIPs: loopbackPeers(), tune: limitLink(bps)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func BenchmarkSwarm(b *testing.B) {
 		for i := range clients {
 			lim := limitLink(bps)
 			c, err := New(ctx, Config{
-				Dir: b.TempDir(), Announce: bastion.announce, Seeders: []string{bastion.seeder},
+				Dir: b.TempDir(), AllowedIPs: loopbackPeers(), Announce: bastion.announce, Seeders: []string{bastion.seeder},
 				tune: func(cc *torrent.ClientConfig) {
 					if lim != nil {
 						lim(cc)

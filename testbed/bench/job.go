@@ -80,6 +80,8 @@ func (tl *timeline) fill(r *Result) {
 	rep := tl.report
 	r.JobID = rep.JobID
 	r.BastionEgress = rep.Egress
+	nb := rep.NodeBinary
+	r.NodeFromBastion, r.NodeFromPeers, r.NodeFromCache, r.NodeUpload = nb.FromBastion, nb.FromPeers, nb.FromCache, nb.BastionBytes
 	var done []time.Duration
 	for _, h := range rep.Hosts {
 		if h.State != orchestrator.HostDone {

@@ -278,7 +278,9 @@ func procName(pid int, comm string) string {
 // role of its machine.
 func classify(comm, role string) string {
 	switch {
-	case role == "host" && comm == "layercast-node":
+	case role == "host" && strings.HasPrefix(comm, "layercast-node"):
+		// "layercast-node", or "layercast-node-" for a cached binary
+		// (layercast-node-<sha256>, cut to 15 bytes by the kernel)
 		return KindNode
 	case role == "host" && (comm == "dockerd" || comm == "docker-untar" || strings.HasPrefix(comm, "containerd") || comm == "runc" || comm == "docker-proxy"):
 		return KindDocker

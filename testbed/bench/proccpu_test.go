@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -157,9 +158,10 @@ func TestProcMeter_CountsAProcessThatEndedBetweenScans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A copy of this binary named like the node, in this process's
-	// network namespace taken as a host's.
-	bin := filepath.Join(t.TempDir(), "layercast-node")
+	// A copy of this binary named like a cached node binary
+	// (layercast-node-<sha256>), in this process's network namespace
+	// taken as a host's.
+	bin := filepath.Join(t.TempDir(), "layercast-node-"+strings.Repeat("ab", 32))
 	b, err := os.ReadFile(self)
 	if err != nil {
 		t.Fatal(err)

@@ -50,6 +50,12 @@ type Result struct {
 	// binary uploads, with the job specs and control lines (a few kB per
 	// host).
 	NodeBinLink int64
+	// NodeFromBastion, NodeFromPeers and NodeFromCache count the hosts
+	// that got the node binary by the bastion's upload, from another
+	// host's node, or from their own node cache (layercast's report);
+	// NodeUpload is the compressed bytes the bastion's uploads carried.
+	NodeFromBastion, NodeFromPeers, NodeFromCache int
+	NodeUpload                                    int64
 	// ProcCPU is the CPU the lab's processes used during the run, by kind.
 	ProcCPU ProcCPU
 	// NodeIdle is the CPU share (CPU-seconds per second) of a host's node
@@ -223,11 +229,14 @@ var csvHeader = []string{
 	"cpu_node_s", "cpu_docker_s", "cpu_layercast_s", "cpu_sshd_s", "cpu_registry_s", "cpu_other_s",
 	"node_cpu_s_per_gb", "docker_cpu_s_per_gb", "layercast_cpu_s_per_gb_sent", "sshd_cpu_s_per_gb",
 	"node_idle_cpu_ms_per_s", "node_idle_s",
+	"node_from_bastion", "node_from_peers", "node_from_cache", "node_upload_mb",
 }
 
-// csvHeaderV1 is the header before the per-process CPU columns; ReadCSV
-// still reads it (the new fields stay zero).
-var csvHeaderV1 = csvHeader[:22]
+// csvHeaderMin is the oldest header ReadCSV still reads: the one before
+// the per-process CPU columns. Every later header extends the one before,
+// so a file with any prefix of csvHeader at least this long is read, and
+// the columns it lacks stay zero.
+var csvHeaderMin = csvHeader[:22]
 
 // WriteCSV writes every run, one line each, with a header.
 func (rs Results) WriteCSV(w io.Writer) error {
@@ -258,6 +267,7 @@ func (rs Results) WriteCSV(w io.Writer) error {
 			f2(PerGB(r.ProcCPU.Node, r.Delivered)), f2(PerGB(r.ProcCPU.Docker, r.Delivered)),
 			f2(PerGB(r.ProcCPU.Layercast, r.BastionEgress)), f2(PerGB(r.ProcCPU.SSHD, r.Delivered)),
 			f2(1000 * r.NodeIdle), f2(r.NodeIdleSecs),
+			strconv.Itoa(r.NodeFromBastion), strconv.Itoa(r.NodeFromPeers), strconv.Itoa(r.NodeFromCache), mbs(r.NodeUpload),
 		}
 		if err := cw.Write(rec); err != nil {
 			return fmt.Errorf("write csv: %w", err)
@@ -279,10 +289,10 @@ func ReadCSV(r io.Reader) (Results, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadCSV, err)
 	}
-	if len(recs) == 0 || !slices.Equal(recs[0], csvHeader) && !slices.Equal(recs[0], csvHeaderV1) {
+	if len(recs) == 0 || len(recs[0]) < len(csvHeaderMin) || len(recs[0]) > len(csvHeader) || !slices.Equal(recs[0], csvHeader[:len(recs[0])]) {
 		return nil, fmt.Errorf("%w: header is not %v", ErrBadCSV, csvHeader)
 	}
-	v1 := len(recs[0]) == len(csvHeaderV1)
+	cols := len(recs[0])
 	col := map[string]int{}
 	for i, h := range csvHeader {
 		col[h] = i
@@ -291,7 +301,7 @@ func ReadCSV(r io.Reader) (Results, error) {
 	for n, rec := range recs[1:] {
 		var perr error
 		num := func(name string) float64 {
-			if v1 && col[name] >= len(csvHeaderV1) {
+			if col[name] >= cols {
 				return 0
 			}
 			v, err := strconv.ParseFloat(rec[col[name]], 64)
@@ -317,6 +327,8 @@ func ReadCSV(r io.Reader) (Results, error) {
 				SSHD: num("cpu_sshd_s"), Registry: num("cpu_registry_s"), Other: num("cpu_other_s"),
 			},
 			NodeIdle: num("node_idle_cpu_ms_per_s") / 1000, NodeIdleSecs: num("node_idle_s"),
+			NodeFromBastion: int(num("node_from_bastion")), NodeFromPeers: int(num("node_from_peers")),
+			NodeFromCache: int(num("node_from_cache")), NodeUpload: mbs("node_upload_mb"),
 		}
 		if perr != nil {
 			return nil, perr

@@ -67,6 +67,7 @@ func TestCSV_RoundTripsEveryMeasuredField(t *testing.T) {
 		SetupMax: 4500 * time.Millisecond, Missing: 130 * MB, Delivered: 2500 * MB, NodeBinLink: 1563 * MB / 10,
 		ProcCPU:  ProcCPU{Node: 61.25, Docker: 50.5, Layercast: 11, SSHD: 5.01, Registry: 40, Other: 1.5},
 		NodeIdle: 0.01234, NodeIdleSecs: 120.5,
+		NodeFromBastion: 3, NodeFromPeers: 16, NodeFromCache: 1, NodeUpload: 23 * MB,
 	}}
 	var buf bytes.Buffer
 	if err := in.WriteCSV(&buf); err != nil {
@@ -198,7 +199,7 @@ func TestReadEvents_TakesTimesFromTheReportAndPhasesFromStates(t *testing.T) {
 }
 
 func TestCSV_ReadsFilesWrittenBeforeThePerProcessColumns(t *testing.T) {
-	old := strings.Join(csvHeaderV1, ",") + "\n" +
+	old := strings.Join(csvHeaderMin, ",") + "\n" +
 		"p2p,10,250.0,100,30.00,20.00,25.00,30.00,3.00,20.00,2.00,20.00,1.50,,500.0,600.0,0.0,70,95,false,0,j\n"
 	rs, err := ReadCSV(strings.NewReader(old))
 	if err != nil {
@@ -206,6 +207,27 @@ func TestCSV_ReadsFilesWrittenBeforeThePerProcessColumns(t *testing.T) {
 	}
 	if len(rs) != 1 || rs[0].Hosts != 10 || rs[0].BastionEgress != 500*MB || rs[0].ProcCPU != (ProcCPU{}) || rs[0].Missing != 0 {
 		t.Errorf("%+v", rs)
+	}
+}
+
+func TestCSV_ReadsFilesWrittenBeforeTheNodeBinaryColumnsAndRefusesOthers(t *testing.T) {
+	var buf bytes.Buffer
+	if err := (Results{{Mode: ModeP2P, Hosts: 4, NodeBinLink: 8 * MB, NodeFromBastion: 3, NodeFromPeers: 1}}).WriteCSV(&buf); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	cut := func(line string, n int) string { return strings.Join(strings.Split(line, ",")[:n], ",") }
+	n := len(csvHeader) - 4 // the header before node_from_bastion
+	rs, err := ReadCSV(strings.NewReader(cut(lines[0], n) + "\n" + cut(lines[1], n) + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || rs[0].Hosts != 4 || rs[0].NodeBinLink != 8*MB || rs[0].NodeFromBastion != 0 {
+		t.Errorf("%+v", rs)
+	}
+	bad := strings.Replace(lines[0], "node_from_peers", "node_from_elsewhere", 1) + "\n" + lines[1] + "\n"
+	if _, err := ReadCSV(strings.NewReader(bad)); !errors.Is(err, ErrBadCSV) {
+		t.Errorf("a header that is no prefix of ours: %v, want ErrBadCSV", err)
 	}
 }
 

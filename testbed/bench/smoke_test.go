@@ -59,8 +59,18 @@ func TestBench_SmokeRunFinishesEveryRunAndWritesEveryOutput(t *testing.T) {
 		if r.Missing < r.Size*9/10 || r.Delivered < int64(r.Hosts)*r.Missing {
 			t.Errorf("%s %d hosts %d MB: missing %d, delivered %d", r.Mode, r.Hosts, r.Size/MB, r.Missing, r.Delivered)
 		}
-		if r.NodeBinLink < int64(r.Hosts)*MB || r.SetupMax < r.Setup {
-			t.Errorf("%s %d hosts: node binary on the bastion link %d bytes, setup %v max %v", r.Mode, r.Hosts, r.NodeBinLink, r.Setup, r.SetupMax)
+		// Every run starts with empty node caches: the bastion uploads
+		// the binary to at most three hosts (at least one), the others
+		// fetch it from those; the sshd port carries those uploads and a
+		// few kB per host besides.
+		if r.NodeFromCache != 0 || r.NodeFromBastion < 1 || r.NodeFromBastion > 3 || r.NodeFromBastion+r.NodeFromPeers != r.Hosts {
+			t.Errorf("%s %d hosts: node binary from bastion %d, peers %d, cache %d", r.Mode, r.Hosts, r.NodeFromBastion, r.NodeFromPeers, r.NodeFromCache)
+		}
+		if r.NodeUpload < int64(r.NodeFromBastion)*MB || r.NodeBinLink < r.NodeUpload || r.NodeBinLink > r.NodeUpload*11/10+int64(r.Hosts)*100_000 {
+			t.Errorf("%s %d hosts: %d bytes on the bastion's sshd link for %d bytes of node binary uploads", r.Mode, r.Hosts, r.NodeBinLink, r.NodeUpload)
+		}
+		if r.SetupMax < r.Setup {
+			t.Errorf("%s %d hosts: setup %v, max %v", r.Mode, r.Hosts, r.Setup, r.SetupMax)
 		}
 		if r.ProcCPU.Layercast <= 0 || r.ProcCPU.Docker <= 0 || r.ProcCPU.SSHD <= 0 {
 			t.Errorf("%s %d hosts: CPU by kind %+v", r.Mode, r.Hosts, r.ProcCPU)
