@@ -30,7 +30,7 @@ func safeEvent(e Event) Event {
 	}
 	if i := e.Info; i != nil {
 		c := *i
-		c.Arch = safe(c.Arch)
+		c.Arch, c.Platform, c.ImageID = safe(c.Arch), safe(c.Platform), safe(c.ImageID)
 		e.Info = &c
 	}
 	if e.Report != nil {
@@ -53,6 +53,7 @@ func (p *Plan) makeSafe() {
 	for i := range p.Hosts {
 		h := &p.Hosts[i]
 		h.Arch, h.Docker, h.Runtime, h.NodeCache, h.Error = safe(h.Arch), safe(h.Docker), safe(h.Runtime), safe(h.NodeCache), safe(h.Error)
+		h.Platform, h.ImageID = safe(h.Platform), safe(h.ImageID)
 	}
 }
 
