@@ -14,9 +14,13 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/layercast/layercast/orchestrator/imagecache"
 	"github.com/layercast/layercast/orchestrator/inventory"
 	"github.com/layercast/layercast/orchestrator/nodeassets"
+	"github.com/layercast/layercast/orchestrator/registrysource"
+	"github.com/layercast/layercast/orchestrator/seed"
 )
 
 // ErrConfig marks errors in what the operator asked for: inventory,
@@ -36,8 +40,12 @@ func configErr(err error) error { return &configError{err: err} }
 // Deps are the engine's edges. cmd/layercast wires the real ones; tests put
 // fakes here.
 type Deps struct {
-	// Docker is the bastion's Docker daemon.
+	// Docker is the bastion's Docker daemon; nil when the bastion has
+	// none (the registry source still works).
 	Docker imagecache.Docker
+	// Registry tunes the registry source; the zero value reads the
+	// bastion's Docker config for credentials.
+	Registry registrysource.Options
 	// Dialer returns the SSH dialer for a job: the inventory gives the
 	// known_hosts file, the options the host key policy.
 	Dialer func(inv *inventory.Inventory, opts Options) (Dialer, error)
@@ -58,8 +66,8 @@ type Engine struct {
 
 // NewEngine checks deps and returns an engine.
 func NewEngine(deps Deps) (*Engine, error) {
-	if deps.Docker == nil || deps.Dialer == nil || deps.Nodes == nil {
-		return nil, errors.New("engine needs a Docker client, an SSH dialer and node binaries")
+	if deps.Dialer == nil || deps.Nodes == nil {
+		return nil, errors.New("engine needs an SSH dialer and node binaries")
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
@@ -84,6 +92,9 @@ type job struct {
 	// served is where the serve step serves the layers; nil in registry
 	// mode.
 	served *served
+	// egress is the bastion's upload budget (--max-rate), shared by the
+	// seeder and the node binary uploads.
+	egress *rate.Limiter
 }
 
 // unverified says why some hosts that ended done were not checked
@@ -116,18 +127,38 @@ func summarize(names []string) string {
 	return "hosts " + strings.Join(names, ", ")
 }
 
-// layerMatcher checks the nodes' progress against the job's layers: the
-// bastion's image in p2p mode, none (whatever the registry serves) in
-// registry mode.
-func (j *job) layerMatcher() layerMatcher {
+// layerMatcher checks a node's progress against the layers of im, the
+// host's image in p2p mode; against none (whatever the registry serves)
+// when im is nil, in registry mode.
+func (j *job) layerMatcher(im *imagecache.Image) layerMatcher {
 	m := layerMatcher{peers: len(j.hosts)}
-	if j.mode != ModeRegistry && j.image != nil {
-		m.layers = make([]LayerInfo, 0, len(j.image.Layers))
-		for _, l := range j.image.Layers {
+	if j.mode != ModeRegistry && im != nil {
+		m.layers = make([]LayerInfo, 0, len(im.Layers))
+		for _, l := range im.Layers {
 			m.layers = append(m.layers, LayerInfo{Digest: l.Digest, Size: l.Size})
 		}
 	}
 	return m
+}
+
+// imageFacts sets what the job's events and report say of its image: the
+// image ID when there is one image, the size and layer files served, and
+// each platform's image.
+func (j *job) imageFacts() (id string, size int64, layers []LayerInfo, platforms []PlatformImage) {
+	if j.expect != nil {
+		id = j.expect.ID
+	}
+	if len(j.images) == 1 {
+		id = j.images[0].ID
+	}
+	for _, l := range j.layers() {
+		size += l.Size
+		layers = append(layers, LayerInfo{Digest: l.Digest, Size: l.Size, MediaType: l.MediaType, Unpacked: l.UnpackedSize})
+	}
+	for _, im := range j.images {
+		platforms = append(platforms, PlatformImage{Platform: im.Platform.String(), ImageID: im.ID, Size: im.Size(), Unpacked: im.UnpackedSize()})
+	}
+	return id, size, layers, platforms
 }
 
 func randomHex(n int) string {
@@ -162,7 +193,7 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 		return nil, err
 	}
 	// Every event leaves through here, host text made harmless.
-	j := &job{prepared: p, id: id, token: randomHex(16), log: log, emit: func(ev Event) {
+	j := &job{prepared: p, id: id, token: randomHex(16), log: log, egress: seed.NewLimiter(opts.MaxRate), emit: func(ev Event) {
 		if ev.Time.IsZero() {
 			ev.Time = e.deps.Now()
 		}
@@ -180,16 +211,9 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 		names[i] = h.Name
 	}
 	book := newHostBook(names, e.deps.Now, j.emit)
-	info := &JobInfo{ID: j.id, Image: opts.Image, Mode: string(j.mode), Hosts: names, Ignored: j.ignored}
-	if j.expect != nil {
-		info.ImageID = j.expect.ID
-	}
-	if j.image != nil {
-		info.ImageID, info.Size = j.image.ID, j.image.Size()
-		for _, l := range j.image.Layers {
-			info.Layers = append(info.Layers, LayerInfo{Digest: l.Digest, Size: l.Size})
-		}
-	}
+	info := &JobInfo{ID: j.id, Image: opts.Image, Mode: string(j.mode), Source: string(j.source), Hosts: names, Ignored: j.ignored,
+		MaxRate: opts.MaxRate}
+	info.ImageID, info.Size, info.Layers, info.Platforms = j.imageFacts()
 	j.emit(Event{Kind: EventJobStarted, Job: info})
 	j.allowed = resolveHosts(ctx, j.dialer, j.hosts, j.log)
 
@@ -218,12 +242,8 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 	if fleet.bins != nil {
 		rep.NodeBinary = fleet.bins.report()
 	}
-	if j.image != nil {
-		rep.ImageID, rep.Size = j.image.ID, j.image.Size()
-	}
-	if j.expect != nil {
-		rep.ImageID = j.expect.ID
-	}
+	rep.ImageID, rep.Size, _, rep.Platforms = j.imageFacts()
+	rep.Source = string(j.source)
 	rep.Unverified = j.unverified(rep.Hosts)
 	j.emit(Event{Kind: EventJobDone, Report: rep})
 	if ctx.Err() != nil {

@@ -77,22 +77,45 @@ func (f SinkFunc) Emit(e Event) { f(e) }
 
 // JobInfo describes a job when it starts.
 type JobInfo struct {
-	ID      string      `json:"id"`
-	Image   string      `json:"image"`
-	ImageID string      `json:"image_id,omitempty"`
-	Mode    string      `json:"mode"`
-	Size    int64       `json:"size"`
-	Layers  []LayerInfo `json:"layers,omitempty"`
-	Hosts   []string    `json:"hosts"`
+	ID    string `json:"id"`
+	Image string `json:"image"`
+	// ImageID is the image's when the job has one image (the hosts'
+	// platforms need one); Platforms lists each platform's.
+	ImageID string `json:"image_id,omitempty"`
+	Mode    string `json:"mode"`
+	// Source is where the bastion took the image from: "daemon" or
+	// "registry" (p2p mode).
+	Source string `json:"source,omitempty"`
+	// Size is the bytes of the layer files the bastion serves, each once
+	// (over every platform), as they travel (compressed or not).
+	Size   int64       `json:"size"`
+	Layers []LayerInfo `json:"layers,omitempty"`
+	// Platforms are the images the job serves, one per platform.
+	Platforms []PlatformImage `json:"platforms,omitempty"`
+	// MaxRate is the cap on the bastion's upload in bytes/s; 0 for none.
+	MaxRate int64    `json:"max_rate,omitempty"`
+	Hosts   []string `json:"hosts"`
 	// Ignored lists, one line each, what the inventory holds that
 	// layercast does not use (Ansible variables and options).
 	Ignored []string `json:"ignored,omitempty"`
 }
 
-// LayerInfo is one layer of the job's image.
+// LayerInfo is one layer file of the job's image.
 type LayerInfo struct {
 	Digest string `json:"digest"`
 	Size   int64  `json:"size"`
+	// MediaType is "tar" or "tar+gzip"; Unpacked the tar's size when the
+	// file is compressed.
+	MediaType string `json:"media_type,omitempty"`
+	Unpacked  int64  `json:"unpacked,omitempty"`
+}
+
+// PlatformImage is the job's image for one platform.
+type PlatformImage struct {
+	Platform string `json:"platform"`
+	ImageID  string `json:"image_id"`
+	Size     int64  `json:"size"`     // its layer files as they travel
+	Unpacked int64  `json:"unpacked"` // its layer tars
 }
 
 // HostInfo is what the probe learned of a host.
@@ -102,6 +125,12 @@ type HostInfo struct {
 	Runtime string `json:"runtime"`
 	// Namespace is containerd's namespace the image goes into.
 	Namespace string `json:"namespace,omitempty"`
+	// Platform is the host's, from its probe ("linux/arm64"); ImageID the
+	// image it gets for it (p2p mode).
+	Platform string `json:"platform,omitempty"`
+	ImageID  string `json:"image_id,omitempty"`
+	// MaxRate is the cap on the host's swarm traffic in bytes/s; 0 none.
+	MaxRate int64 `json:"max_rate,omitempty"`
 }
 
 // HostProgress is one host's transfer at one instant.
@@ -135,14 +164,17 @@ type SeederStats struct {
 // Report is the outcome of a job: what the summary table, the JSON report and
 // --retry-failed read.
 type Report struct {
-	JobID    string        `json:"job_id"`
-	Image    string        `json:"image"`
-	ImageID  string        `json:"image_id,omitempty"`
-	Mode     string        `json:"mode"`
-	Size     int64         `json:"size"`
-	Started  time.Time     `json:"started"`
-	Duration time.Duration `json:"duration_ns"`
-	Egress   int64         `json:"bastion_egress"` // bytes the bastion's seeder sent
+	JobID   string `json:"job_id"`
+	Image   string `json:"image"`
+	ImageID string `json:"image_id,omitempty"`
+	Mode    string `json:"mode"`
+	Source  string `json:"source,omitempty"`
+	Size    int64  `json:"size"`
+	// Platforms are the images the job served, one per platform.
+	Platforms []PlatformImage `json:"platforms,omitempty"`
+	Started   time.Time       `json:"started"`
+	Duration  time.Duration   `json:"duration_ns"`
+	Egress    int64           `json:"bastion_egress"` // bytes the bastion's seeder sent
 	// Missing is the bytes of the layers at least one host lacked: what
 	// the bastion had to send at least once. Egress ÷ Missing is how many
 	// times over it sent them.

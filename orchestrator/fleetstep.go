@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/layercast/layercast/orchestrator/hostops"
+	"github.com/layercast/layercast/orchestrator/imagecache"
 	"github.com/layercast/layercast/orchestrator/inventory"
 	"github.com/layercast/layercast/orchestrator/nodeassets"
 )
@@ -131,6 +132,7 @@ type hostRun struct {
 
 	conn     Conn               // connectStep
 	facts    hostops.Facts      // probeStep
+	image    *imagecache.Image  // probeStep: the image for its platform (p2p)
 	binary   *nodeassets.Binary // nodeBinaryStep
 	cacheDir string             // nodeBinaryStep: the host's node cache, "" for none
 	dir      string             // workDirStep

@@ -11,8 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/orchestrator/hostops"
+	"github.com/layercast/layercast/orchestrator/imagecache"
 	"github.com/layercast/layercast/orchestrator/nodeassets"
 	"github.com/layercast/layercast/orchestrator/openssh"
 )
@@ -25,11 +28,11 @@ func hostSteps(j *job, book *hostBook, nodes *nodeassets.Set, fan *fanOut, bins 
 	setup := j.opts.SetupTimeout
 	return []step[*hostRun]{
 		connectStep{dialer: j.dialer, book: book},
-		probeStep{book: book, registry: j.mode == ModeRegistry, limit: setup},
+		probeStep{j: j, book: book, registry: j.mode == ModeRegistry, limit: setup},
 		cleanStaleStep{jobID: j.id, emit: j.emit, limit: setup},
 		nodeBinaryStep{nodes: nodes, noCache: j.opts.NoNodeCache},
 		workDirStep{jobID: j.id, book: book, limit: setup},
-		placeNodeStep{fan: fan, bins: bins, book: book, limit: setup},
+		placeNodeStep{fan: fan, bins: bins, book: book, limit: setup, egress: j.egress},
 		startStep{j: j, book: book, bins: bins, registryAuth: registryAuth},
 		followStep{},
 	}
@@ -60,8 +63,12 @@ func (connectStep) Cleanup(ctx context.Context, hr *hostRun) {
 	}
 }
 
-// probeStep learns what the host is and whether it can take the job.
+// probeStep learns what the host is and whether it can take the job, and
+// picks the image for its platform (p2p mode): a host whose platform the
+// image lacks, or whose image the job does not serve, fails here, before
+// anything is written on it.
 type probeStep struct {
+	j        *job
 	book     *hostBook
 	registry bool          // registry mode: the host pulls with docker
 	limit    time.Duration // --setup-timeout
@@ -84,7 +91,8 @@ func (s probeStep) Run(ctx context.Context, hr *hostRun) error {
 		return err
 	}
 	hr.facts = facts
-	info := HostInfo{Arch: facts.Arch, Runtime: facts.Runtime}
+	platform := imagecache.HostPlatform(facts.OS, cmp.Or(facts.Machine, facts.Arch))
+	info := HostInfo{Arch: facts.Arch, Runtime: facts.Runtime, Platform: platform.String(), MaxRate: s.j.hostMaxRate(hr.host)}
 	if facts.Runtime == hostops.RuntimeContainerd {
 		info.Namespace = cmp.Or(hr.host.ContainerdNamespace, jobspec.DefaultContainerdNamespace)
 		if s.registry {
@@ -92,8 +100,16 @@ func (s probeStep) Run(ctx context.Context, hr *hostRun) error {
 			return errors.New("registry mode pulls with docker, and this host runs containerd without it: use --mode p2p")
 		}
 	}
+	if s.registry {
+		s.book.setInfo(hr.host.Name, info)
+		return nil
+	}
+	im, err := s.j.imageFor(hr.host.Name, platform, facts.Machine)
+	if err == nil {
+		hr.image, info.ImageID = im, im.ID
+	}
 	s.book.setInfo(hr.host.Name, info)
-	return nil
+	return err
 }
 
 // cleanStaleStep removes what earlier jobs that are over left on the host:
@@ -223,6 +239,9 @@ type placeNodeStep struct {
 	bins  *binSources
 	book  *hostBook
 	limit time.Duration // --setup-timeout, per transfer; waiting for a slot is not counted
+	// egress is the bastion's upload budget (--max-rate): an upload from
+	// the bastion draws its bytes from it before it starts.
+	egress *rate.Limiter
 }
 
 func (placeNodeStep) Title() string { return "bring the node binary" }
@@ -255,6 +274,9 @@ func (s placeNodeStep) Run(ctx context.Context, hr *hostRun) error {
 		start := time.Now()
 		if src.peer == nil {
 			err = s.fan.upload(ctx, func() error {
+				if err := spend(ctx, s.egress, len(hr.binary.Gz)); err != nil {
+					return fmt.Errorf("upload node binary: wait for --max-rate: %w", err)
+				}
 				return within(ctx, s.limit, func(ctx context.Context) error {
 					return hr.conn.Upload(ctx, place.Path, hostops.Binary{Gzip: hr.binary.Gz, SHA256: sha})
 				})
@@ -318,7 +340,7 @@ func (s startStep) Run(ctx context.Context, hr *hostRun) error {
 	}
 	bins, sha, host := s.bins, hr.binary.SHA256, hr.host.Name
 	serverIP := hr.facts.ServerIP
-	hr.node = followNode(proc, host, hr.log, nodeOutlets{book: s.book, emit: s.j.emit, imageID: imageID, layers: s.j.layerMatcher(), serving: func(addr string) {
+	hr.node = followNode(proc, host, hr.log, nodeOutlets{book: s.book, emit: s.j.emit, imageID: imageID, layers: s.j.layerMatcher(hr.image), serving: func(addr string) {
 		// Only an IP and a port: other hosts fetch from there.
 		h, p, err := net.SplitHostPort(addr)
 		if h == "" {
@@ -383,4 +405,22 @@ func (followStep) Run(ctx context.Context, hr *hostRun) error {
 	case <-ctx.Done():
 		return nil
 	}
+}
+
+// spend takes n bytes from the budget l, a burst at a time: an upload the
+// bastion sends at the link's speed then counts against --max-rate as the
+// seeder's blocks do, so the bastion's upload stays within the cap over
+// any stretch longer than the upload.
+func spend(ctx context.Context, l *rate.Limiter, n int) error {
+	if l == nil || l.Limit() == rate.Inf {
+		return nil
+	}
+	for n > 0 {
+		k := min(n, l.Burst())
+		if err := l.WaitN(ctx, k); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
 }

@@ -30,18 +30,35 @@ func safeEvent(e Event) Event {
 	}
 	if i := e.Info; i != nil {
 		c := *i
-		c.Arch = safe(c.Arch)
+		c.Arch, c.Platform, c.ImageID = safe(c.Arch), safe(c.Platform), safe(c.ImageID)
 		e.Info = &c
 	}
 	if e.Report != nil {
 		e.Report.makeSafe()
 	}
+	if e.Job != nil {
+		c := *e.Job
+		c.Platforms = safePlatforms(c.Platforms)
+		e.Job = &c
+	}
 	return e
+}
+
+// safePlatforms cleans what a registry's index and configs say of each
+// platform's image: a registry is no more trusted than a host.
+func safePlatforms(ps []PlatformImage) []PlatformImage {
+	out := make([]PlatformImage, len(ps))
+	for i, p := range ps {
+		p.Platform, p.ImageID = safe(p.Platform), safe(p.ImageID)
+		out[i] = p
+	}
+	return out
 }
 
 // makeSafe cleans the report in place.
 func (r *Report) makeSafe() {
 	r.Unverified = safe(r.Unverified)
+	r.Platforms = safePlatforms(r.Platforms)
 	for i := range r.Hosts {
 		h := &r.Hosts[i]
 		h.Error, h.ImageID, h.NodeFrom, h.Runtime = safe(h.Error), safe(h.ImageID), safe(h.NodeFrom), safe(h.Runtime)
@@ -50,9 +67,11 @@ func (r *Report) makeSafe() {
 
 // makeSafe cleans the plan in place.
 func (p *Plan) makeSafe() {
+	p.Platforms = safePlatforms(p.Platforms)
 	for i := range p.Hosts {
 		h := &p.Hosts[i]
 		h.Arch, h.Docker, h.Runtime, h.NodeCache, h.Error = safe(h.Arch), safe(h.Docker), safe(h.Runtime), safe(h.NodeCache), safe(h.Error)
+		h.Platform, h.ImageID = safe(h.Platform), safe(h.ImageID)
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 
 	"github.com/anacrolix/torrent/metainfo"
 
-	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/orchestrator/seed"
 	"github.com/layercast/layercast/tracker"
 )
@@ -20,7 +19,8 @@ import (
 // and the seeder listen on the bastion, the layers they serve, and how to
 // read the seeder's transfer.
 type served struct {
-	layers      []jobspec.Layer
+	// torrents are the layers' metainfo by digest.
+	torrents    map[string][]byte
 	trackerAddr string // 127.0.0.1:port; the port is the one nodes reach
 	seederAddr  string
 	// announceURL is the tracker's URL for a node that reaches it at
@@ -49,21 +49,17 @@ func (s *serveStep) Title() string { return "start the tracker and seed the laye
 func (s *serveStep) Run(ctx context.Context, j *job) error {
 	var hashes []metainfo.Hash
 	var seedLayers []seed.Layer
-	var layers []jobspec.Layer
-	seen := map[metainfo.Hash]bool{}
-	for _, l := range j.image.Layers {
+	torrents := map[string][]byte{}
+	// One torrent per layer file, however many images (platforms) and
+	// places in an image hold it.
+	for _, l := range j.layers() {
 		mi, ih, err := torrentFor(j.cacheDir, l.Path, l.Digest)
 		if err != nil {
 			return err
 		}
-		layers = append(layers, jobspec.Layer{
-			DiffID: l.DiffID, ChainID: l.ChainID, Digest: l.Digest, Size: l.Size, MediaType: l.MediaType, Torrent: mi,
-		})
-		if !seen[ih] { // an image may hold the same layer twice
-			seen[ih] = true
-			hashes = append(hashes, ih)
-			seedLayers = append(seedLayers, seed.Layer{Path: l.Path, Torrent: mi})
-		}
+		torrents[l.Digest] = mi
+		hashes = append(hashes, ih)
+		seedLayers = append(seedLayers, seed.Layer{Path: l.Path, Torrent: mi})
 	}
 
 	// The job's hosts are the only peers the tracker lists and the only
@@ -103,6 +99,7 @@ func (s *serveStep) Run(ctx context.Context, j *job) error {
 	// dials differs from host to host.
 	s.seeder, err = seed.NewSeeder(ctx, seed.Config{
 		ListenAddr:    net.JoinHostPort(bind, "0"),
+		Limiter:       j.egress,
 		AllowedIPs:    j.allowed,
 		AllowLoopback: j.opts.Tunnel,
 		Logger:        j.log,
@@ -112,7 +109,7 @@ func (s *serveStep) Run(ctx context.Context, j *job) error {
 	}
 	seeder := s.seeder
 	j.served = &served{
-		layers:      layers,
+		torrents:    torrents,
 		trackerAddr: net.JoinHostPort("127.0.0.1", portOf(ln.Addr().String())),
 		seederAddr:  fmt.Sprintf("127.0.0.1:%d", seeder.Port()),
 		announceURL: func(hostport string) string { return tr.AnnounceURL("http://" + hostport) },

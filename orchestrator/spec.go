@@ -48,9 +48,17 @@ func (j *job) specFor(ctx context.Context, hr *hostRun, registryAuth string) (*j
 		}
 		return spec, nil
 	}
-	spec.ImageID, spec.Config = j.image.ID, j.config
+	im := hr.image
+	config, err := im.Config()
+	if err != nil {
+		return nil, err
+	}
 	sv := j.served
-	spec.Layers = sv.layers
+	spec.ImageID, spec.Config, spec.MaxRate = im.ID, config, j.hostMaxRate(hr.host)
+	for _, l := range im.Layers {
+		spec.Layers = append(spec.Layers, jobspec.Layer{DiffID: l.DiffID, ChainID: l.ChainID, Digest: l.Digest, Size: l.Size,
+			MediaType: l.MediaType, UnpackedSize: l.UnpackedSize, Torrent: sv.torrents[l.Digest]})
+	}
 	if j.opts.Tunnel {
 		tf, err := hr.conn.Forward(ctx, sv.trackerAddr)
 		if err != nil {

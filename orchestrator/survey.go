@@ -20,12 +20,17 @@ import (
 
 // Plan is what a job would do, learned without writing anything on a host.
 type Plan struct {
-	Image   string     `json:"image"`
-	ImageID string     `json:"image_id"`
-	Size    int64      `json:"size"`
-	Layers  int        `json:"layers"`
-	Mode    string     `json:"mode"`
-	Hosts   []HostPlan `json:"hosts"`
+	Image string `json:"image"`
+	// ImageID is the image's when the job has one (Platforms lists each).
+	ImageID string `json:"image_id,omitempty"`
+	// Size and Layers are the layer files the bastion would serve.
+	Size   int64  `json:"size"`
+	Layers int    `json:"layers"`
+	Mode   string `json:"mode"`
+	// Source is where the image comes from: "daemon" or "registry".
+	Source    string          `json:"source"`
+	Platforms []PlatformImage `json:"platforms,omitempty"`
+	Hosts     []HostPlan      `json:"hosts"`
 	// Bytes is what the whole job will move to the hosts.
 	Bytes int64 `json:"bytes"`
 	// UpToDate counts the hosts that already have the image.
@@ -39,6 +44,11 @@ type HostPlan struct {
 	Host      string `json:"host"`
 	Reachable bool   `json:"reachable"`
 	Arch      string `json:"arch,omitempty"`
+	// Platform is the host's as probed ("linux/arm64"); ImageID the image
+	// it would get for it, and Layers how many layers that image has.
+	Platform string `json:"platform,omitempty"`
+	ImageID  string `json:"image_id,omitempty"`
+	Layers   int    `json:"layers,omitempty"`
 	// Docker is "direct", "sudo" or "none".
 	Docker string `json:"docker,omitempty"`
 	// Runtime is where the image would go: "docker" or "containerd".
@@ -73,8 +83,14 @@ func (e *Engine) Plan(ctx context.Context, opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := survey{dialer: in.dialer, image: in.image, nodes: e.deps.Nodes, noCache: opts.NoNodeCache, limit: opts.SetupTimeout}
-	p := &Plan{Image: opts.Image, ImageID: in.image.ID, Size: in.image.Size(), Layers: len(in.image.Layers), Mode: string(in.mode), Ignored: in.ignored}
+	s := survey{dialer: in.dialer, job: in, nodes: e.deps.Nodes, noCache: opts.NoNodeCache, limit: opts.SetupTimeout}
+	p := &Plan{Image: opts.Image, Size: in.size(), Layers: len(in.layers()), Mode: string(in.mode), Source: string(in.source), Ignored: in.ignored}
+	for _, im := range in.images {
+		p.Platforms = append(p.Platforms, PlatformImage{Platform: im.Platform.String(), ImageID: im.ID, Size: im.Size(), Unpacked: im.UnpackedSize()})
+	}
+	if len(in.images) == 1 {
+		p.ImageID = in.images[0].ID
+	}
 	hosts := make([]HostPlan, len(in.hosts))
 	errs := newFanOut(opts.Concurrency, opts.UploadConcurrency).each(ctx, len(in.hosts), func(ctx context.Context, i int, _ func()) error {
 		var err error
@@ -99,7 +115,7 @@ func (e *Engine) Plan(ctx context.Context, opts Options) (*Plan, error) {
 // survey is what a plan needs to look at one host.
 type survey struct {
 	dialer  Dialer
-	image   *imagecache.Image
+	job     *prepared
 	nodes   *nodeassets.Set
 	noCache bool
 	// limit bounds each command on a host (--setup-timeout).
@@ -108,7 +124,7 @@ type survey struct {
 
 // host learns what one host has. Its error is the host's, not the plan's.
 func (s survey) host(ctx context.Context, h inventory.Host) (HostPlan, error) {
-	hp := HostPlan{Needs: s.image.Size()}
+	hp := HostPlan{}
 	conn, err := s.dialer.Dial(ctx, h)
 	if err != nil {
 		return hp, fmt.Errorf("connect: %w", err)
@@ -128,6 +144,13 @@ func (s survey) host(ctx context.Context, h inventory.Host) (HostPlan, error) {
 	if err := facts.Usable(); err != nil {
 		return hp, err
 	}
+	platform := imagecache.HostPlatform(facts.OS, cmp.Or(facts.Machine, facts.Arch))
+	hp.Platform = platform.String()
+	image, err := s.job.imageFor(h.Name, platform, facts.Machine)
+	if err != nil {
+		return hp, err
+	}
+	hp.ImageID, hp.Layers, hp.Needs = image.ID, len(image.Layers), image.Size()
 	var chains, ids map[string]bool
 	run := func(what string, list openssh.Command) ([]byte, error) {
 		var out []byte
@@ -160,11 +183,11 @@ func (s survey) host(ctx context.Context, h inventory.Host) (HostPlan, error) {
 			return hp, err
 		}
 	}
-	if ids[s.image.ID] {
-		hp.UpToDate, hp.Needs, hp.LayersPresent = true, 0, len(s.image.Layers)
+	if ids[image.ID] {
+		hp.UpToDate, hp.Needs, hp.LayersPresent = true, 0, len(image.Layers)
 		return hp, nil
 	}
-	for _, l := range s.image.Layers {
+	for _, l := range image.Layers {
 		if !chains[l.ChainID] {
 			break
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +35,23 @@ func (l *Lab) IdentityPath() string { return filepath.Join(l.st.Dir, "id_ed25519
 // RegistryAddr is the registry's host:port as every lab daemon reaches it,
 // or "" when the lab has none.
 func (l *Lab) RegistryAddr() string { return l.registryAddr() }
+
+// RegistryAuth is the registry's one account when it wants basic auth
+// (Config.RegistryUser), else empty.
+func (l *Lab) RegistryAuth() (user, password string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.st.RegistryUser, l.st.RegistryPassword
+}
+
+// RegistryTransport carries HTTP from the bastion's network namespace: a
+// registry client outside the lab (a test pushing an index) reaches the
+// lab registry through it.
+func (l *Lab) RegistryTransport() http.RoundTripper {
+	return &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return l.DialFrom(ctx, "bastion", network, addr)
+	}}
+}
 
 // Hosts returns the names of the lab's hosts in order (h01, h02...),
 // containerd hosts (Config.Containerd) last.

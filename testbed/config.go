@@ -42,6 +42,11 @@ type Config struct {
 	// Registry adds a machine running docker-registry on port 5000 that
 	// every daemon of the lab trusts.
 	Registry bool
+	// RegistryUser and RegistryPassword, when set, put the registry behind
+	// htpasswd basic auth with this one account. MakeImage logs in with
+	// it (in a Docker config of its own, removed after the push); jobs
+	// need credentials of their own.
+	RegistryUser, RegistryPassword string
 	// Dir receives the inventory, keys and every machine's files.
 	// Default /tmp/layercast-lab-NAME. Up removes it on Down.
 	Dir string
@@ -75,6 +80,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if _, err := ParseRate(c.Rate); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if (c.RegistryUser == "") != (c.RegistryPassword == "") || c.RegistryUser != "" && !c.Registry {
+		return c, fmt.Errorf("%w: registry auth needs a registry, a user and a password", ErrInvalidConfig)
+	}
+	if strings.ContainsAny(c.RegistryUser, ":\n") {
+		return c, fmt.Errorf("%w: registry user %q", ErrInvalidConfig, c.RegistryUser)
 	}
 	if c.Delay < 0 {
 		return c, fmt.Errorf("%w: negative delay %v", ErrInvalidConfig, c.Delay)

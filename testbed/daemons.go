@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -72,7 +73,19 @@ func (l *Lab) startRegistry(m *Machine) error {
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return fmt.Errorf("create registry storage: %w", err)
 	}
-	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, registryConfig, data), 0o644); err != nil {
+	config := fmt.Appendf(nil, registryConfig, data)
+	if l.st.RegistryUser != "" {
+		hash, err := bcrypt.GenerateFromPassword([]byte(l.st.RegistryPassword), bcrypt.MinCost)
+		if err != nil {
+			return fmt.Errorf("registry htpasswd: %w", err)
+		}
+		htpasswd := filepath.Join(m.Dir, "htpasswd")
+		if err := os.WriteFile(htpasswd, []byte(l.st.RegistryUser+":"+string(hash)+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write registry htpasswd: %w", err)
+		}
+		config = fmt.Appendf(config, "auth:\n  htpasswd:\n    realm: layercast-lab\n    path: %s\n", htpasswd)
+	}
+	if err := os.WriteFile(cfgPath, config, 0o644); err != nil {
 		return fmt.Errorf("write registry config: %w", err)
 	}
 	args := append(m.enter(), "--", "docker-registry", "serve", cfgPath)

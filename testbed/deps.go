@@ -24,6 +24,7 @@ func labDeps() []struct{ program, pkg string } {
 		{"nsenter", "util-linux"},
 		{"unshare", "util-linux"},
 		{"mount", "mount"},
+		{"debootstrap", "debootstrap"}, // the compressible image of the registry-source tests
 	}
 }
 

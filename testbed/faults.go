@@ -21,6 +21,18 @@ func (l *Lab) host(name string) (*Machine, error) {
 	return m, nil
 }
 
+// dockerMachine is a machine that runs dockerd: a host or the bastion.
+func (l *Lab) dockerMachine(name string) (*Machine, error) {
+	m, err := l.machine(name)
+	if err != nil {
+		return nil, err
+	}
+	if m.Role != RoleHost && m.Role != RoleBastion {
+		return nil, fmt.Errorf("%w: %s runs no dockerd", ErrNotHost, name)
+	}
+	return m, nil
+}
+
 // KillHost kills every process of a host at once with SIGKILL: its sshd,
 // its dockerd and containerd, and every session and program running in it.
 // The host's namespaces stay; StartDocker and StartSSHD bring it back.
@@ -145,9 +157,10 @@ func (l *Lab) ClearDisk(ctx context.Context, name string) error {
 	return l.save()
 }
 
-// StopDocker stops a host's dockerd (SIGTERM, then SIGKILL after 15s).
+// StopDocker stops a host's or the bastion's dockerd (SIGTERM, then
+// SIGKILL after 15s).
 func (l *Lab) StopDocker(ctx context.Context, name string) error {
-	m, err := l.host(name)
+	m, err := l.dockerMachine(name)
 	if err != nil {
 		return err
 	}
@@ -163,9 +176,10 @@ func (l *Lab) StopDocker(ctx context.Context, name string) error {
 	return l.save()
 }
 
-// StartDocker starts a host's dockerd again and waits until it answers.
+// StartDocker starts a host's or the bastion's dockerd again and waits
+// until it answers.
 func (l *Lab) StartDocker(ctx context.Context, name string) error {
-	m, err := l.host(name)
+	m, err := l.dockerMachine(name)
 	if err != nil {
 		return err
 	}

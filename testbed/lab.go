@@ -47,7 +47,11 @@ type labState struct {
 	Rate       int64         `json:"rate_bps"`
 	Delay      time.Duration `json:"delay_ns"`
 	Registry   bool          `json:"registry"`
-	DeployUID  int           `json:"deploy_uid"`
+	// RegistryUser and RegistryPassword are the registry's one account
+	// when it wants basic auth: the lab's own test credentials.
+	RegistryUser     string `json:"registry_user,omitempty"`
+	RegistryPassword string `json:"registry_password,omitempty"`
+	DeployUID        int    `json:"deploy_uid"`
 	// Owner is the process an ephemeral lab belongs to.
 	Owner     Proc       `json:"owner,omitempty"`
 	Machines  []*Machine `json:"machines"`
@@ -178,7 +182,7 @@ func reserve(ctx context.Context, cfg Config) (*Lab, error) {
 	st := labState{
 		Name: cfg.Name, Slot: slot, Dir: cfg.Dir, CreatedDir: createdDir,
 		Bridge: prefix + "br", Subnet: subnet, Rate: rate, Delay: cfg.Delay,
-		Registry: cfg.Registry, CreatedAt: time.Now(),
+		Registry: cfg.Registry, RegistryUser: cfg.RegistryUser, RegistryPassword: cfg.RegistryPassword, CreatedAt: time.Now(),
 	}
 	machine := func(name string, role Role, ip int, short string) *Machine {
 		m := &Machine{

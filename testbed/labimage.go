@@ -69,7 +69,7 @@ func (l *Lab) MakeImage(ctx context.Context, spec ImageSpec) (*Image, error) {
 		if _, err := l.Exec(ctx, "bastion", "docker", "tag", spec.Tag, img.RegistryRef); err != nil {
 			return nil, fmt.Errorf("tag image for the registry: %w", err)
 		}
-		if _, err := l.Exec(ctx, "bastion", "docker", "push", img.RegistryRef); err != nil {
+		if err := l.push(ctx, img.RegistryRef); err != nil {
 			return nil, fmt.Errorf("push image: %w", err)
 		}
 	}
@@ -173,4 +173,30 @@ func (l *Lab) Preload(ctx context.Context, tag string, hosts ...string) error {
 		})
 	}
 	return g.Wait()
+}
+
+// push pushes ref from the bastion's daemon to the lab registry, logged in
+// (password on stdin, in a Docker config of its own that is removed after)
+// when the registry wants basic auth.
+func (l *Lab) push(ctx context.Context, ref string) error {
+	user, password := l.RegistryAuth()
+	if user == "" {
+		_, err := l.Exec(ctx, "bastion", "docker", "push", ref)
+		return err
+	}
+	dir, err := os.MkdirTemp(l.st.Dir, "docker-config-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	login, err := l.Command(ctx, "bastion", "docker", "--config", dir, "login", "-u", user, "--password-stdin", l.RegistryAddr())
+	if err != nil {
+		return err
+	}
+	login.Stdin = strings.NewReader(password)
+	if out, err := login.CombinedOutput(); err != nil {
+		return fmt.Errorf("docker login: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	_, err = l.Exec(ctx, "bastion", "docker", "--config", dir, "push", ref)
+	return err
 }

@@ -21,6 +21,9 @@ const (
 	fieldMode
 	fieldTunnel
 	fieldConcurrency
+	fieldSource
+	fieldMaxRate
+	fieldHostRate
 	fieldHosts
 	fieldCount
 )
@@ -32,6 +35,20 @@ func modeChoices() []orchestrator.Mode {
 // concurrencyChoices are the values ←/→ step through; 0 is the engine's
 // default.
 func concurrencyChoices() []int { return []int{0, 1, 2, 4, 8, 16, 32, 64, 128, 256} }
+
+func sourceChoices() []orchestrator.Source {
+	return []orchestrator.Source{orchestrator.SourceAuto, orchestrator.SourceDaemon, orchestrator.SourceRegistry}
+}
+
+// rateChoices are the caps ←/→ step through, in bytes/s (0: none), with
+// the one the flags gave first when it is none of them.
+func rateChoices(given int64) []int64 {
+	rates := []int64{0, 1e6, 5e6, 10e6, 25e6, 50e6, 100e6}
+	if !slices.Contains(rates, given) {
+		rates = append([]int64{given}, rates...)
+	}
+	return rates
+}
 
 const maxCompletions = 4
 
@@ -69,6 +86,9 @@ type setupModel struct {
 	mode        orchestrator.Mode
 	tunnel      bool
 	concurrency int
+	source      orchestrator.Source
+	maxRate     int64 // the bastion's upload cap, bytes/s
+	hostRate    int64 // each host's cap where the inventory sets none
 
 	attempted bool   // Enter was pressed to start at least once
 	pullAsked string // unknown image the console asked about pulling
@@ -101,6 +121,9 @@ func newSetupModel(cfg Config, c *common) setupModel {
 		mode:        cfg.Options.WithDefaults().Mode,
 		tunnel:      cfg.Options.Tunnel,
 		concurrency: cfg.Options.Concurrency,
+		source:      cfg.Options.WithDefaults().Source,
+		maxRate:     cfg.Options.MaxRate,
+		hostRate:    cfg.Options.HostMaxRate,
 		invPath:     cfg.InventoryPath,
 		invLoading:  true,
 		imgLoading:  true,
@@ -282,7 +305,7 @@ func (s setupModel) problems() []problem {
 		add(false, "the inventory holds %s layercast does not use (the job's log lists them): %s", plural(n, "setting", "settings"), strings.Join(s.inv.Ignored, "; "))
 	}
 	if s.imgErr != nil {
-		add(false, "%v — any image you type is pulled by the job", s.imgErr)
+		add(false, "%v — any image you type is read from its registry", s.imgErr)
 	}
 	if !s.attempted {
 		return ps
@@ -297,10 +320,10 @@ func (s setupModel) problems() []problem {
 		add(true, "no image — type a reference on Image; the list shows the bastion's images")
 	case strings.ContainsAny(ref, " \t"):
 		add(true, "image %q has spaces — a reference looks like repo/name:tag", ref)
-	case !known && s.imgErr == nil && !s.imgLoading && s.pullOK != ref:
-		add(true, "image %q is not on the bastion — pick a listed one, or press enter again to pull it", ref)
+	case !known && s.imgErr == nil && !s.imgLoading && s.pullOK != ref && s.source != orchestrator.SourceRegistry:
+		add(true, "image %q is not on the bastion — pick a listed one, or press enter again to take it from its registry", ref)
 	case !known && s.pullOK == ref:
-		add(false, "image %q is not on the bastion: the job pulls it first", ref)
+		add(false, "image %q is not on the bastion: the job reads it from its registry", ref)
 	}
 	return ps
 }
@@ -318,6 +341,7 @@ func (s setupModel) options() (orchestrator.Options, []string) {
 	opts.Mode = s.mode
 	opts.Tunnel = s.tunnel
 	opts.Concurrency = s.concurrency
+	opts.Source, opts.MaxRate, opts.HostMaxRate = s.source, s.maxRate, s.hostRate
 	opts.Groups = nil
 	hosts := s.selectedHosts()
 	opts.Hosts = hosts

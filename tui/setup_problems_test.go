@@ -20,7 +20,9 @@ func TestSetupScreen_BadInventoryShowsWhatToFix(t *testing.T) {
 
 	// Fixed on disk: reloading from the Inventory field shows the hosts.
 	cat.SetInventory(labInv, labCatalog().Inventories[labInv])
-	press(tm, "tab", "tab", "tab", "tab", "tab", "enter")
+	// Image → mode → tunnel → concurrency → source → max rate → per host →
+	// hosts → inventory.
+	press(tm, "tab", "tab", "tab", "tab", "tab", "tab", "tab", "tab", "enter")
 	waitFor(t, tm, "8 of 8 selected", "8 hosts · image lab/app:v3 (300 MB, 5 layers)")
 	finalView(t, tm)
 	if n := len(eng.Calls()); n != 0 {
@@ -34,7 +36,7 @@ func TestSetupScreen_NothingSelectedAndNoImageBlockStart(t *testing.T) {
 	waitFor(t, tm, "8 of 8 selected", "4 local images")
 	press(tm, "enter")
 	waitFor(t, tm, "✗ no image — type a reference on Image")
-	press(tm, "lab/app:v3", "tab", "tab", "tab", "tab", "a")
+	press(tm, "lab/app:v3", "tab", "tab", "tab", "tab", "tab", "tab", "tab", "a")
 	waitFor(t, tm, "0 of 8 selected")
 	press(tm, "enter")
 	waitFor(t, tm, "✗ no hosts selected — on Hosts, press a to select all")
@@ -49,7 +51,7 @@ func TestSetupScreen_UnknownImageNeedsSecondEnter(t *testing.T) {
 	tm := startConsole(t, testConfig(eng, labCatalog(), recordingStart.Add(50*time.Second)))
 	waitFor(t, tm, "8 of 8 selected", "4 local images")
 	press(tm, "registry.example/tools:9", "enter")
-	waitFor(t, tm, `✗ image "registry.example/tools:9" is not on the bastion`, "or press enter again to pull it")
+	waitFor(t, tm, `✗ image "registry.example/tools:9" is not on the bastion`, "or press enter again to take it from its registry")
 	if n := len(eng.Calls()); n != 0 {
 		t.Fatalf("engine ran on the first enter")
 	}

@@ -28,8 +28,9 @@ func TestSetupScreen_StartsJobOnSelectedGroup(t *testing.T) {
 	tm := startConsole(t, testConfig(eng, labCatalog(), recordingStart))
 	waitFor(t, tm, "8 of 8 selected", "4 local images")
 	press(tm, "lab/app:v3")
-	// Focus: image → mode → tunnel → concurrency → hosts.
-	press(tm, "tab", "right", "tab", "right", "tab", "right", "right", "tab", "g")
+	// Focus: image → mode → tunnel → concurrency → source → max rate →
+	// per host → hosts.
+	press(tm, "tab", "right", "tab", "right", "tab", "right", "right", "tab", "right", "right", "tab", "right", "right", "tab", "right", "tab", "g")
 	waitFor(t, tm, "4 of 8 selected · group rack1")
 	press(tm, "g")
 	waitFor(t, tm, "4 of 8 selected · group rack2")
@@ -48,6 +49,9 @@ func TestSetupScreen_StartsJobOnSelectedGroup(t *testing.T) {
 	if got.Image != "lab/app:v3" || got.Mode != orchestrator.ModeRegistry || !got.Tunnel || got.Concurrency != 2 {
 		t.Errorf("options = image %q mode %q tunnel %v concurrency %d; want lab/app:v3 registry true 2",
 			got.Image, got.Mode, got.Tunnel, got.Concurrency)
+	}
+	if got.Source != orchestrator.SourceRegistry || got.MaxRate != 5e6 || got.HostMaxRate != 1e6 {
+		t.Errorf("options = source %q max rate %d host max rate %d; want registry 5000000 1000000", got.Source, got.MaxRate, got.HostMaxRate)
 	}
 	if got.InventoryPath != labInv {
 		t.Errorf("inventory = %q, want %q", got.InventoryPath, labInv)

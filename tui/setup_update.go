@@ -84,6 +84,12 @@ func (s setupModel) key(msg tea.KeyMsg, c *common) (setupModel, tea.Cmd) {
 		}
 	case fieldConcurrency:
 		s.concurrency = cycle(concurrencyChoices(), s.concurrency, s.step(msg))
+	case fieldSource:
+		s.source = cycle(sourceChoices(), s.source, s.step(msg))
+	case fieldMaxRate:
+		s.maxRate = cycle(rateChoices(s.maxRate), s.maxRate, s.step(msg))
+	case fieldHostRate:
+		s.hostRate = cycle(rateChoices(s.hostRate), s.hostRate, s.step(msg))
 	case fieldHosts:
 		return s.hostsKey(msg, c), nil
 	}

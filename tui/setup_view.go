@@ -9,6 +9,7 @@ import (
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/layercast/layercast/internal/byterate"
 	"github.com/layercast/layercast/internal/textfmt"
 	"github.com/layercast/layercast/orchestrator"
 )
@@ -45,6 +46,13 @@ func choices[T comparable](c *common, opts []T, cur T, name func(T) string) stri
 		}
 	}
 	return b.String()
+}
+
+func rateName(bps int64) string {
+	if bps == 0 {
+		return "none"
+	}
+	return byterate.Format(bps)
 }
 
 func concurrencyName(n int) string {
@@ -162,6 +170,12 @@ func (s setupModel) view(c *common) string {
 		choices(c, []bool{false, true}, s.tunnel, func(b bool) string { return map[bool]string{false: "off", true: "on"}[b] })+"  "+
 		s.inlineLabel(c, fieldConcurrency, "Concurrency")+
 		choices(c, []int{s.concurrency}, s.concurrency, concurrencyName))
+	lines = append(lines, s.label(c, fieldSource, "Source")+
+		choices(c, sourceChoices(), s.source, func(m orchestrator.Source) string { return string(m) })+"  "+
+		s.inlineLabel(c, fieldMaxRate, "Max rate")+
+		choices(c, []int64{s.maxRate}, s.maxRate, rateName)+"  "+
+		s.inlineLabel(c, fieldHostRate, "Per host")+
+		choices(c, []int64{s.hostRate}, s.hostRate, rateName))
 	lines = append(lines, "")
 
 	// Hosts.

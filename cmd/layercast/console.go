@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -40,11 +41,15 @@ func runConsole(ctx context.Context, jf *jobFlags) error {
 		return err
 	}
 	defer done()
+	// No daemon on the bastion is no reason to refuse: the console lists
+	// no local images and jobs read their images from registries.
 	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
-		return &exitCodeError{code: exitError, err: fmt.Errorf("connect to the bastion's Docker daemon: %w", err)}
+		log.Warn("no Docker client on the bastion", "err", err)
+		docker = nil
+	} else {
+		defer docker.Close()
 	}
-	defer docker.Close()
 	return tui.Run(ctx, tui.Config{
 		Engine:        eng,
 		Catalog:       catalog{docker: docker},
@@ -93,6 +98,9 @@ func (c catalog) LoadInventory(path string) (tui.Inventory, error) {
 const maxListedImages = 200
 
 func (c catalog) Images(ctx context.Context) ([]tui.Image, error) {
+	if c.docker == nil {
+		return nil, errors.New("this machine has no usable Docker client (DOCKER_HOST)")
+	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	list, err := c.docker.ImageList(ctx, image.ListOptions{})

@@ -10,17 +10,24 @@ import (
 
 	"github.com/layercast/layercast/orchestrator"
 	"github.com/layercast/layercast/orchestrator/hostops"
+	"github.com/layercast/layercast/orchestrator/imagecache"
 	"github.com/layercast/layercast/orchestrator/inventory"
 	"github.com/layercast/layercast/orchestrator/nodeassets"
 	"github.com/layercast/layercast/orchestrator/openssh"
 )
 
 // newEngine wires the real edges: the bastion's Docker daemon (DOCKER_HOST
-// honoured), SSH as OpenSSH would do it, and the node binaries.
+// honoured; the client connects on first use, so a bastion without a
+// daemon runs jobs from registries), registries with the bastion's Docker
+// config for credentials, SSH as OpenSSH would do it, and the node
+// binaries.
 func newEngine(nodeBinDir string, log *slog.Logger) (*orchestrator.Engine, error) {
-	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err != nil {
-		return nil, fmt.Errorf("connect to the bastion's Docker daemon: %w", err)
+	var docker imagecache.Docker
+	if c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation()); err != nil {
+		// A DOCKER_HOST it cannot use: only the registry source works.
+		log.Warn("no Docker client on the bastion; images come from registries", "err", err)
+	} else {
+		docker = c
 	}
 	dialer := func(inv *inventory.Inventory, opts orchestrator.Options) (orchestrator.Dialer, error) {
 		d, err := hostops.NewDialer(openssh.Config{

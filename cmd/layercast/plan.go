@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -74,9 +75,17 @@ func runPlan(cmd *cobra.Command, jf *jobFlags, asJSON bool) error {
 }
 
 func writePlan(w io.Writer, p *orchestrator.Plan) {
-	fmt.Fprintf(w, "%s (%s, %d layers, %s)\n\n", p.Image, textfmt.Bytes(p.Size), p.Layers, p.ImageID)
+	if len(p.Platforms) > 1 {
+		fmt.Fprintf(w, "%s from the %s (%s in %d layer files over %d platforms)\n", p.Image, p.Source, textfmt.Bytes(p.Size), p.Layers, len(p.Platforms))
+		for _, pi := range p.Platforms {
+			fmt.Fprintf(w, "  %s: %s, %s\n", pi.Platform, pi.ImageID, textfmt.Bytes(pi.Size))
+		}
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintf(w, "%s from the %s (%s, %d layers, %s)\n\n", p.Image, p.Source, textfmt.Bytes(p.Size), p.Layers, p.ImageID)
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tREACHABLE\tARCH\tRUNTIME\tDOCKER\tNODE BINARY\tLAYERS PRESENT\tNEEDS\tNOTE")
+	fmt.Fprintln(tw, "HOST\tREACHABLE\tPLATFORM\tRUNTIME\tDOCKER\tNODE BINARY\tLAYERS PRESENT\tNEEDS\tNOTE")
 	for _, h := range p.Hosts {
 		reach := "yes"
 		if !h.Reachable {
@@ -86,7 +95,7 @@ func writePlan(w io.Writer, p *orchestrator.Plan) {
 		if h.UpToDate {
 			note = "up to date"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", h.Host, reach, dash(h.Arch), dash(h.Runtime), dash(h.Docker), dash(h.NodeCache), h.LayersPresent, p.Layers, textfmt.Bytes(h.Needs), note)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", h.Host, reach, dash(cmp.Or(h.Platform, h.Arch)), dash(h.Runtime), dash(h.Docker), dash(h.NodeCache), h.LayersPresent, h.Layers, textfmt.Bytes(h.Needs), note)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\ntotal: %s to move to %d hosts; %d already up to date\n", textfmt.Bytes(p.Bytes), len(p.Hosts), p.UpToDate)

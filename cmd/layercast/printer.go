@@ -38,7 +38,16 @@ func (p *plainPrinter) Emit(e orchestrator.Event) {
 	switch e.Kind {
 	case orchestrator.EventJobStarted:
 		p.job = e.Job
-		fmt.Fprintf(p.w, "%s job %s: %s (%s, %d layers, mode %s) to %d hosts\n", ts, e.Job.ID, e.Job.Image, textfmt.Bytes(e.Job.Size), len(e.Job.Layers), e.Job.Mode, len(e.Job.Hosts))
+		from := ""
+		if e.Job.Source != "" {
+			from = " from the " + e.Job.Source
+		}
+		fmt.Fprintf(p.w, "%s job %s: %s%s (%s, %d layers, mode %s) to %d hosts\n", ts, e.Job.ID, e.Job.Image, from, textfmt.Bytes(e.Job.Size), len(e.Job.Layers), e.Job.Mode, len(e.Job.Hosts))
+		if len(e.Job.Platforms) > 1 {
+			for _, pi := range e.Job.Platforms {
+				fmt.Fprintf(p.w, "%s   %s: %s (%s)\n", ts, pi.Platform, pi.ImageID, textfmt.Bytes(pi.Size))
+			}
+		}
 		for _, l := range e.Job.Ignored {
 			fmt.Fprintf(p.w, "%s inventory: ignored: %s\n", ts, textfmt.OneLine(l))
 		}

@@ -15,8 +15,10 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/layercast/layercast/internal/byterate"
 	"github.com/layercast/layercast/internal/textfmt"
 	"github.com/layercast/layercast/orchestrator"
+	"github.com/layercast/layercast/orchestrator/imagecache"
 )
 
 func newRootCmd() *cobra.Command {
@@ -25,8 +27,8 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "layercast",
 		Short: "Push a container image to a fleet of Docker hosts peer-to-peer",
-		Long: `layercast takes an image from this machine's Docker daemon to every selected
-host of an inventory. The hosts share the layers with each other over
+		Long: `layercast takes an image from this machine's Docker daemon, or straight from
+its registry, to every selected host of an inventory. The hosts share the layers with each other over
 BitTorrent, so the registry and this machine stop being the bottleneck.
 Nothing is installed on the hosts: each job uploads a small node binary over
 SSH and removes it afterwards.
@@ -62,6 +64,10 @@ type jobFlags struct {
 	groups            []string
 	image             string
 	mode              string
+	source            string
+	compress          string
+	maxRate           string
+	hostMaxRate       string
 	tunnel            bool
 	bastionAddr       string
 	concurrency       int
@@ -87,6 +93,10 @@ func (f *jobFlags) register(cmd *cobra.Command) {
 	fl.StringSliceVar(&f.hosts, "hosts", nil, "only these hosts (comma-separated names)")
 	fl.StringSliceVarP(&f.groups, "group", "g", nil, "only the hosts of these groups")
 	fl.StringVar(&f.mode, "mode", string(orchestrator.DefaultMode), "how layers travel: p2p, registry (every host pulls) or auto")
+	fl.StringVar(&f.source, "source", string(orchestrator.DefaultSource), "where the bastion takes the image from: daemon (this machine's Docker), registry (no daemon needed; credentials from this machine's Docker config stay here) or auto (the daemon when it has the image)")
+	fl.StringVar(&f.compress, "compress", string(orchestrator.DefaultCompress), "how daemon-source layers travel: auto (gzip, kept when it saves 5 %), gzip or none; registry layers travel as the registry holds them")
+	fl.StringVar(&f.maxRate, "max-rate", "0", "cap on this machine's upload to the hosts, e.g. 50MB/s or 400mbit (0: none)")
+	fl.StringVar(&f.hostMaxRate, "host-max-rate", "0", "cap on each host's swarm download and upload, e.g. 20MB/s, where the inventory sets no max_rate (0: none)")
 	fl.BoolVar(&f.tunnel, "tunnel", false, "reach tracker and seeder through SSH remote forwarding (hosts that cannot connect to this machine)")
 	fl.StringVar(&f.bastionAddr, "bastion-addr", "", "address hosts use to reach this machine: an IPv4 address, or a name this machine resolves (default: as each host's SSH connection sees it)")
 	fl.IntVar(&f.concurrency, "concurrency", orchestrator.DefaultConcurrency, "hosts worked on at once over SSH")
@@ -109,7 +119,19 @@ func (f *jobFlags) register(cmd *cobra.Command) {
 }
 
 func (f *jobFlags) options() (orchestrator.Options, error) {
+	maxRate, err := byterate.Parse(f.maxRate)
+	if err != nil {
+		return orchestrator.Options{}, fmt.Errorf("--max-rate: %w", err)
+	}
+	hostMaxRate, err := byterate.Parse(f.hostMaxRate)
+	if err != nil {
+		return orchestrator.Options{}, fmt.Errorf("--host-max-rate: %w", err)
+	}
 	opts := orchestrator.Options{
+		Source:            orchestrator.Source(f.source),
+		Compress:          imagecache.Compression(f.compress),
+		MaxRate:           maxRate,
+		HostMaxRate:       hostMaxRate,
 		InventoryPath:     f.inventory,
 		Hosts:             f.hosts,
 		Groups:            f.groups,
@@ -185,9 +207,11 @@ func newRunCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run -i INVENTORY [--group G | --hosts a,b] IMAGE",
 		Short: "Distribute an image to the selected hosts, headless",
-		Long: `run takes IMAGE from this machine's Docker daemon (pulling it there first if
-it is missing) to every selected host and exits when each host has it or has
-failed. Progress goes to stdout as plain lines, or as JSON lines with --json.
+		Long: `run takes IMAGE to every selected host and exits when each host has it or
+has failed. The image comes from this machine's Docker daemon when it holds
+it, else straight from its registry (no daemon needed); --source chooses.
+From a registry, an index gives each host the image of its own platform.
+Progress goes to stdout as plain lines, or as JSON lines with --json.
 
 Every phase on a host has a deadline (--connect-timeout, --setup-timeout,
 --check-timeout, --stall-timeout, --import-timeout; 0 turns one off): a host

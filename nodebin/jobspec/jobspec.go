@@ -77,6 +77,9 @@ type Spec struct {
 	// PublicIP is this host's address as peers should dial it; sent to the
 	// tracker as ip=. Empty: the tracker uses the announce's source address.
 	PublicIP string `json:"public_ip,omitempty"`
+	// MaxRate caps the node's swarm traffic in bytes/s, its download and
+	// its upload each; zero is unlimited.
+	MaxRate int64 `json:"max_rate,omitempty"`
 
 	// WorkDir is the job's temp dir on the host; the node removes it on exit.
 	WorkDir string `json:"work_dir"`
@@ -134,11 +137,24 @@ type Layer struct {
 	// DiffID unless the file is compressed.
 	Digest string `json:"digest"`
 	Size   int64  `json:"size"`
-	// MediaType tells how the file is compressed: "tar" or "tar+gzip".
+	// MediaType tells how the file is compressed: MediaTar or
+	// MediaTarGzip.
 	MediaType string `json:"media_type,omitempty"`
+	// UnpackedSize is the size of the layer tar once decompressed: what
+	// the runtime stores. Zero means Size (an uncompressed file).
+	UnpackedSize int64 `json:"unpacked_size,omitempty"`
 	// Torrent is the bencoded metainfo of the layer's torrent.
 	Torrent []byte `json:"torrent,omitempty"`
 }
+
+// Layer file media types (Layer.MediaType).
+const (
+	MediaTar     = "tar"
+	MediaTarGzip = "tar+gzip"
+)
+
+// Unpacked is the bytes the runtime stores for the layer.
+func (l Layer) Unpacked() int64 { return max(l.UnpackedSize, l.Size) }
 
 // ControlKind is what the bastion tells a running node.
 type ControlKind string
@@ -260,10 +276,21 @@ func (s *Spec) Validate() error {
 			if len(l.Torrent) == 0 {
 				errs = append(errs, fmt.Errorf("layer %d: no torrent", i))
 			}
+			switch l.MediaType {
+			case "", MediaTar, MediaTarGzip:
+			default:
+				errs = append(errs, fmt.Errorf("layer %d: media_type %q: want %s or %s", i, l.MediaType, MediaTar, MediaTarGzip))
+			}
+			if l.UnpackedSize < 0 {
+				errs = append(errs, fmt.Errorf("layer %d: unpacked_size %d", i, l.UnpackedSize))
+			}
 		}
 	case "registry":
 	default:
 		errs = append(errs, fmt.Errorf("mode %q: want p2p or registry", s.Mode))
+	}
+	if s.MaxRate < 0 {
+		errs = append(errs, fmt.Errorf("max_rate %d is negative", s.MaxRate))
 	}
 	errs = append(errs, s.validateRuntime())
 	return errors.Join(errs...)

@@ -83,7 +83,7 @@ func (r *dockerRuntime) StorageDirs(ctx context.Context) []StorageDir {
 	if err != nil || root == "" {
 		return nil
 	}
-	// A lower bound: compressed layers unpack to more.
+	// A lower bound: the daemon may keep the archive while it loads.
 	return []StorageDir{{Path: root, What: "docker data root"}}
 }
 

@@ -237,8 +237,18 @@ func size(layers []jobspec.Layer) int64 {
 	return n
 }
 
-// diskStep fails early when the layer files or the daemon's copy of the
-// layers cannot fit.
+// unpacked is what the runtime stores of layers: compressed files unpack
+// to more than they weigh.
+func unpacked(layers []jobspec.Layer) int64 {
+	var n int64
+	for _, l := range layers {
+		n += l.Unpacked()
+	}
+	return n
+}
+
+// diskStep fails early when the layer files or the runtime's unpacked copy
+// of the layers cannot fit.
 type diskStep struct{ j *job }
 
 func (s *diskStep) Title() string { return "check disk space" }
@@ -250,8 +260,9 @@ func (s *diskStep) Run(ctx context.Context) error {
 		return nil
 	}
 	uses := []diskUse{{path: j.spec.WorkDir, bytes: need, what: "layer files"}}
+	stored := unpacked(j.missing())
 	for _, d := range j.rt.StorageDirs(ctx) {
-		uses = append(uses, diskUse{path: d.Path, bytes: need, what: d.What})
+		uses = append(uses, diskUse{path: d.Path, bytes: stored, what: d.What})
 	}
 	return checkSpace(uses, j.log)
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
+	"golang.org/x/time/rate"
 
 	"github.com/layercast/layercast/nodebin/jobspec"
 )
@@ -34,6 +35,7 @@ type Config struct {
 	AllowedIPs []string // only these IPs may be peers (others refused in and out); empty = nobody
 	ListenPort int      // 0 = any
 	PublicIP   string   // sent to the tracker as ip=
+	MaxRate    int64    // bytes/s, download and upload each; 0 = unlimited
 	Logger     *slog.Logger
 
 	// tune adjusts the anacrolix configuration before the client starts;
@@ -108,6 +110,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	cc := clientConfig(logger, c.store)
 	cc.ListenPort = cfg.ListenPort
+	if cfg.MaxRate > 0 {
+		cc.UploadRateLimiter, cc.DownloadRateLimiter = rate.NewLimiter(rate.Limit(cfg.MaxRate), 0), rate.NewLimiter(rate.Limit(cfg.MaxRate), 0)
+	}
 	if allow != nil {
 		cc.IPBlocklist = allow
 	}

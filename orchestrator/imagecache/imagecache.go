@@ -15,6 +15,8 @@
 //	partial/<hex>           a blob being downloaded; a later fetch continues it
 //	layers/<hex>.json       a layer blob checked once: its diff ID and unpacked size
 //	images/<id-hex>.json    one daemon-exported Image per image ID
+//	compressed/<hex>.json   a daemon layer's tar gzipped once (Compress): the
+//	                        gzip blob's digest and size
 //	tmp/                    files being written; removed on error
 package imagecache
 
@@ -118,7 +120,7 @@ type Cache struct {
 
 // New returns a cache rooted at dir, creating it.
 func New(dir string) (*Cache, error) {
-	for _, d := range []string{"blobs/sha256", "images", "tmp", "partial", "layers"} {
+	for _, d := range []string{"blobs/sha256", "images", "tmp", "partial", "layers", "compressed"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("create image cache: %w", err)
 		}

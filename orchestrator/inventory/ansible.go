@@ -20,6 +20,8 @@ package inventory
 //	layercast_docker_host                             -> docker_host
 //	layercast_node_cache                              -> node_cache
 //	layercast_work_dir                                -> work_dir
+//	layercast_platform                                -> platform
+//	layercast_max_rate                                -> max_rate
 //	layercast_runtime, layercast_containerd_address,
 //	layercast_containerd_namespace, layercast_containerd_snapshotter
 //	                                                  -> runtime, containerd_*
@@ -47,6 +49,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/layercast/layercast/internal/byterate"
 )
 
 // ansibleVar is one variable with where it was written.
@@ -369,6 +373,18 @@ func (m *ansibleModel) hostFromVars(name string, vars map[string]ansibleVar, opt
 		case "layercast_work_dir":
 			if s, ok := use("work_dir", v); ok {
 				h.WorkDir = s
+			}
+		case "layercast_platform":
+			if s, ok := use("platform", v); ok {
+				h.Platform = s
+			}
+		case "layercast_max_rate":
+			if s, ok := use("max_rate", v); ok {
+				r, err := byterate.Parse(s)
+				if err != nil {
+					m.errorf(v.at, "%v", err)
+				}
+				h.MaxRate = r
 			}
 		case "ansible_connection":
 		case "ansible_become_user", "ansible_become_method":

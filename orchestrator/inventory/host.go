@@ -50,6 +50,16 @@ type Host struct {
 	// and removes it. By default the host keeps the binary of the
 	// latest jobs in ~/.cache/layercast of the login user.
 	NoNodeCache bool `yaml:"-"`
+	// Platform is what the host runs, "os/architecture[/variant]" as an
+	// image index names it ("linux/arm64"): what the bastion fetches and
+	// serves for the host before it reaches it. Empty: the bastion's own.
+	// The host's probe has the last word: a host that turns out to be
+	// another platform fails alone, before any download.
+	Platform string `yaml:"platform,omitempty"`
+	// MaxRate caps the host's swarm traffic in bytes/s, its download and
+	// its upload each (inventory: max_rate: 50MB/s or 400mbit); 0: the
+	// job's --host-max-rate, else none.
+	MaxRate int64 `yaml:"-"`
 	// Labels are free-form tags for the operator.
 	Labels map[string]string `yaml:"labels,omitempty"`
 
@@ -143,6 +153,12 @@ func (h *Host) Validate() error {
 	if h.WorkDir != "" && (!path.IsAbs(h.WorkDir) || path.Clean(h.WorkDir) != h.WorkDir || h.WorkDir == "/" || strings.ContainsAny(h.WorkDir, "\r\n")) {
 		bad("work_dir", "%q: want an absolute directory such as /var/tmp (not / itself)", h.WorkDir)
 	}
+	if h.Platform != "" && !validPlatform(h.Platform) {
+		bad("platform", "%q: want os/architecture[/variant] in lower case, e.g. linux/arm64", h.Platform)
+	}
+	if h.MaxRate < 0 {
+		bad("max_rate", "%d is negative", h.MaxRate)
+	}
 	for k := range h.Labels {
 		if k == "" {
 			bad("labels", "a label has an empty key")
@@ -171,4 +187,18 @@ func validDockerHost(s string) bool {
 		}
 	}
 	return false
+}
+
+// validPlatform reports whether s reads as os/architecture[/variant].
+func validPlatform(s string) bool {
+	parts := strings.Split(s, "/")
+	if len(parts) < 2 || len(parts) > 3 || strings.ToLower(s) != s {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" || strings.ContainsAny(p, " \t\r\n") {
+			return false
+		}
+	}
+	return true
 }

@@ -7,6 +7,8 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+
+	"github.com/layercast/layercast/internal/byterate"
 )
 
 // parseLayercast reads layercast's own YAML inventory.
@@ -258,6 +260,16 @@ func (w *walker) hostFields(n ast.Node, field string, isHost bool, opts Options)
 		case "node_cache":
 			keep, _ := w.boolean(p.value, f)
 			h.NoNodeCache = !keep
+		case "platform":
+			h.Platform, _ = w.str(p.value, f)
+		case "max_rate":
+			if s, ok := w.str(p.value, f); ok {
+				r, err := byterate.Parse(s)
+				if err != nil {
+					w.errorf(p.value, f, "%v", err)
+				}
+				h.MaxRate = r
+			}
 		case "labels":
 			labels, _ := w.mapping(p.value, f)
 			for _, l := range labels {
@@ -271,7 +283,7 @@ func (w *walker) hostFields(n ast.Node, field string, isHost bool, opts Options)
 				h.Labels[l.key] = v
 			}
 		default:
-			want := "name, address, port, user, identity_file, become, docker_host, proxy_jump, work_dir, runtime, containerd_address, containerd_namespace, containerd_snapshotter, node_cache or labels"
+			want := "name, address, port, user, identity_file, become, docker_host, proxy_jump, work_dir, runtime, containerd_address, containerd_namespace, containerd_snapshotter, node_cache, platform, max_rate or labels"
 			if !isHost {
 				want = want[len("name, address, "):]
 			}
@@ -317,6 +329,12 @@ func (hf *hostFields) applyDefaults(d hostFields) {
 	}
 	if !set("node_cache") {
 		h.NoNodeCache = d.host.NoNodeCache
+	}
+	if !set("platform") {
+		h.Platform = d.host.Platform
+	}
+	if !set("max_rate") {
+		h.MaxRate = d.host.MaxRate
 	}
 	if len(d.host.Labels) > 0 {
 		merged := make(map[string]string, len(d.host.Labels)+len(h.Labels))

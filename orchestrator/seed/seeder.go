@@ -29,6 +29,10 @@ type Config struct {
 	AllowLoopback bool
 	// MaxRate caps the seeder's total upload in bytes/s; 0 is unlimited.
 	MaxRate int64
+	// Limiter, when set, is the budget the seeder's upload draws from in
+	// place of its own of MaxRate: the bastion shares one (NewLimiter)
+	// with its other uploads to the hosts.
+	Limiter *rate.Limiter
 	// StarveAfter is the least time a downloading connection that owns no
 	// piece and waits for no other host may go without reporting a piece
 	// before the seeder serves it what other hosts already have; 0 means
@@ -107,6 +111,9 @@ func NewSeeder(ctx context.Context, cfg Config, layers []Layer) (*Seeder, error)
 	if cfg.MaxRate < 0 {
 		return nil, fmt.Errorf("seeder config: max rate %d is negative", cfg.MaxRate)
 	}
+	if cfg.Limiter == nil {
+		cfg.Limiter = NewLimiter(cfg.MaxRate)
+	}
 	allowed := make(map[netip.Addr]struct{}, len(cfg.AllowedIPs))
 	for _, s := range cfg.AllowedIPs {
 		ip, err := netip.ParseAddr(s)
@@ -124,7 +131,7 @@ func NewSeeder(ctx context.Context, cfg Config, layers []Layer) (*Seeder, error)
 		cfg:      cfg,
 		allowed:  allowed,
 		ln:       ln.(*net.TCPListener),
-		limiter:  newLimiter(cfg.MaxRate),
+		limiter:  cfg.Limiter,
 		torrents: make(map[metainfo.Hash]*torrent),
 		conns:    make(map[*conn]struct{}),
 		lastAt:   time.Now(),
@@ -142,7 +149,9 @@ func NewSeeder(ctx context.Context, cfg Config, layers []Layer) (*Seeder, error)
 	return s, nil
 }
 
-func newLimiter(maxRate int64) *rate.Limiter {
+// NewLimiter is an upload budget of maxRate bytes/s (0: unlimited) for
+// Config.Limiter.
+func NewLimiter(maxRate int64) *rate.Limiter {
 	if maxRate == 0 {
 		return rate.NewLimiter(rate.Inf, 0)
 	}

@@ -71,6 +71,7 @@ func main() {
 				AllowedIPs: spec.AllowedIPs,
 				ListenPort: spec.ListenPort,
 				PublicIP:   spec.PublicIP,
+				MaxRate:    spec.MaxRate,
 				Logger:     log.With("component", "swarm"),
 			})
 		},

@@ -1,0 +1,250 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/layercast/layercast/orchestrator"
+	"github.com/layercast/layercast/testbed"
+)
+
+// seederRate is the bastion's egress rate while it sent: the seeder's
+// bytes from its first to its last, over that time, from its events.
+func seederRate(j *job) (rate float64, bytes int64, span time.Duration) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var first, last orchestrator.Event
+	var final int64
+	for _, e := range j.events {
+		if e.Kind == orchestrator.EventSeeder && e.Seeder.Uploaded > final {
+			final = e.Seeder.Uploaded
+			if first.Seeder == nil {
+				first = e
+			}
+			last = e
+		}
+	}
+	if first.Seeder == nil || !last.Time.After(first.Time) {
+		return 0, final, 0
+	}
+	span = last.Time.Sub(first.Time)
+	bytes = last.Seeder.Uploaded - first.Seeder.Uploaded
+	return float64(bytes) / span.Seconds(), final, span
+}
+
+// hostRates are a host's download rate (bytes received from its start of
+// download until every layer was in) and upload rate (bytes it served
+// over the time from its first upload to its last), from the job's events.
+func hostRates(j *job, host string) (down, up float64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var start, complete, upFirst, upLast time.Time
+	var received, upFrom, upTo int64
+	for _, e := range j.events {
+		if e.Host != host {
+			continue
+		}
+		switch {
+		case e.Kind == orchestrator.EventHostState && e.State == orchestrator.HostDownloading && start.IsZero():
+			start = e.Time
+		case e.Kind == orchestrator.EventHostProgress:
+			p := e.Progress
+			if complete.IsZero() && p.Total > 0 && p.Done >= p.Total {
+				complete, received = e.Time, p.FromPeers+p.FromSeeder
+			}
+			if p.Uploaded > upTo {
+				if upFirst.IsZero() {
+					upFirst, upFrom = e.Time, p.Uploaded
+				}
+				upLast, upTo = e.Time, p.Uploaded
+			}
+		}
+	}
+	if !start.IsZero() && complete.After(start) {
+		down = float64(received) / complete.Sub(start).Seconds()
+	}
+	if upLast.After(upFirst) {
+		up = float64(upTo-upFrom) / upLast.Sub(upFirst).Seconds()
+	}
+	return down, up
+}
+
+// TestCaps: the bastion's --max-rate and a host's cap on a 100 Mbit/s lab.
+// Rates are measured from the job's own events and logged; the test fails
+// only when one exceeds its cap by more than 10 %.
+func TestCaps(t *testing.T) {
+	binary(t)
+	lab := testbed.UpForTest(t, testbed.Config{Hosts: 3, Rate: "100mbit"})
+
+	t.Run("bastion capped at 5 MB/s", func(t *testing.T) {
+		makeImage(t, lab, testbed.ImageSpec{Tag: "lab/capb:v1", Size: 60 * mb, Layers: 3})
+		const limit = 5 * mb
+		j := startJob(t, lab, "-i", lab.InventoryPath(), "--hosts", "h01,h02", "--max-rate", "5MB/s", "lab/capb:v1")
+		rep, code := j.wait(t, 5*time.Minute)
+		if rep == nil || code != 0 {
+			t.Fatalf("exit %d; stderr:\n%s", code, j.stderr.String())
+		}
+		rate, total, span := seederRate(j)
+		t.Logf("bastion at --max-rate 5MB/s: sent %.1f MB, %.1f MB in %s while sending = %.2f MB/s (%.1f %% of the cap); job %s",
+			float64(total)/mb, float64(rate*span.Seconds())/mb, span.Round(100*time.Millisecond), rate/mb, 100*rate/limit, rep.Duration.Round(100*time.Millisecond))
+		if rate > 1.10*limit {
+			t.Errorf("bastion egress %.2f MB/s, more than 10 %% over its 5 MB/s cap", rate/mb)
+		}
+		if span < 5*time.Second {
+			t.Errorf("the seeder sent for %s only: too short a measurement", span)
+		}
+	})
+
+	t.Run("hosts capped at 2 MB/s, one at 1 MB/s", func(t *testing.T) {
+		makeImage(t, lab, testbed.ImageSpec{Tag: "lab/caph:v1", Size: 30 * mb, Layers: 3})
+		limits := map[string]float64{"h01": 2 * mb, "h02": 2 * mb, "h03": 1 * mb}
+		inv := editInventory(t, lab, map[string]string{"h03": "    max_rate: 8mbit\n"})
+		j := startJob(t, lab, "-i", inv, "--host-max-rate", "2MB/s", "lab/caph:v1")
+		rep, code := j.wait(t, 5*time.Minute)
+		if rep == nil || code != 0 {
+			t.Fatalf("exit %d; stderr:\n%s", code, j.stderr.String())
+		}
+		for _, h := range []string{"h01", "h02", "h03"} {
+			down, up := hostRates(j, h)
+			limit := limits[h]
+			t.Logf("%s (cap %.0f MB/s): download %.2f MB/s (%.1f %% of the cap), upload %.2f MB/s (%.1f %%)", h, limit/mb, down/mb, 100*down/limit, up/mb, 100*up/limit)
+			if down > 1.10*limit || up > 1.10*limit {
+				t.Errorf("%s: download %.2f MB/s, upload %.2f MB/s; more than 10 %% over its %.0f MB/s cap", h, down/mb, up/mb, limit/mb)
+			}
+		}
+	})
+}
+
+// rootfsDir is a real root filesystem: LAYERCAST_ROOTFS, else a fresh
+// debootstrap (Debian minbase, about 200 MB), else "" when neither is to
+// be had.
+func rootfsDir(t *testing.T) string {
+	t.Helper()
+	if d := os.Getenv("LAYERCAST_ROOTFS"); d != "" {
+		return d
+	}
+	if _, err := exec.LookPath("debootstrap"); err != nil {
+		return ""
+	}
+	dir := filepath.Join(t.TempDir(), "rootfs")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "bookworm", dir, "http://deb.debian.org/debian").CombinedOutput()
+	if err != nil {
+		t.Logf("debootstrap failed (%v): %s", err, lastLines(string(out), 3))
+		return ""
+	}
+	return dir
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(l[max(len(l)-n, 0):], "\n")
+}
+
+// importRootfs makes a one-layer image of dir in the bastion's daemon
+// (docker import), or of repetitive text when dir is empty, and pushes it
+// to the lab registry. It returns the image ID.
+func importRootfs(t *testing.T, lab *testbed.Lab, dir, tag string) string {
+	t.Helper()
+	ctx := context.Background()
+	if dir == "" {
+		dir = t.TempDir()
+		var b strings.Builder
+		for i := range 2_000_000 {
+			fmt.Fprintf(&b, "2026-11-30 12:%02d:%02d host%03d layercast node: layer %d of the job downloaded from peer 10.99.0.%d\n", i/60%60, i%60, i%500, i%7, i%250)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "log.txt"), []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tarCmd := exec.Command("tar", "-C", dir, "--numeric-owner", "-cf", "-", ".")
+	stream, err := tarCmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	imp, err := lab.Command(ctx, "bastion", "docker", "import", "-c", `CMD ["/bin/true"]`, "-", tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imp.Stdin = stream
+	if err := tarCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := imp.CombinedOutput()
+	if werr := tarCmd.Wait(); err == nil && werr != nil {
+		err = werr
+	}
+	if err != nil {
+		t.Fatalf("docker import: %v: %s", err, out)
+	}
+	if _, err := lab.Exec(ctx, "bastion", "docker", "tag", tag, lab.RegistryAddr()+"/"+tag); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.Exec(ctx, "bastion", "docker", "push", lab.RegistryAddr()+"/"+tag); err != nil {
+		t.Fatal(err)
+	}
+	return imageOnBastion(t, lab, tag)
+}
+
+// TestCompressedOnTheWire measures a compressible image (a Debian root
+// filesystem, or repetitive text without debootstrap) to 8 hosts at
+// 100 Mbit/s three ways: from the registry (its gzip blobs), from the
+// daemon uncompressed, from the daemon gzipped on the bastion. It logs
+// bytes on the wire against the image's unpacked size and the fleet's
+// time; it asserts only that every host ends with the image.
+func TestCompressedOnTheWire(t *testing.T) {
+	binary(t)
+	lab := testbed.UpForTest(t, testbed.Config{Hosts: 8, Rate: "100mbit", Registry: true})
+	dir := rootfsDir(t)
+	what := "Debian minbase root filesystem"
+	if dir == "" {
+		what = "text layer"
+	}
+	const tag = "lab/rootfs:v1"
+	id := importRootfs(t, lab, dir, tag)
+	env := []string{"DOCKER_CONFIG=" + dockerConfig(t, `{}`)}
+	var table []string
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"registry (gzip blobs)", []string{"--source", "registry", lab.RegistryAddr() + "/" + tag}},
+		{"daemon, --compress none", []string{"--source", "daemon", "--compress", "none", tag}},
+		{"daemon, --compress auto (gzip-1)", []string{"--source", "daemon", "--compress", "auto", tag}},
+		{"daemon, --compress auto again (cached)", []string{"--source", "daemon", "--compress", "auto", tag}},
+	} {
+		removeImages(t, lab, tag, lab.RegistryAddr()+"/"+tag)
+		start := time.Now()
+		j := startJobEnv(t, lab, env, append([]string{"-i", lab.InventoryPath()}, c.args...)...)
+		rep, code := j.wait(t, 15*time.Minute)
+		wall := time.Since(start)
+		if rep == nil || code != 0 {
+			t.Fatalf("%s: exit %d; stderr:\n%s", c.name, code, j.stderr.String())
+		}
+		info := j.info(t)
+		var unpacked, received int64
+		for _, l := range info.Layers {
+			unpacked += max(l.Unpacked, l.Size)
+		}
+		for _, h := range rep.Hosts {
+			received += h.FromPeers + h.FromSeeder
+			if h.State != orchestrator.HostDone || imageOn(t, lab, h.Host, c.args[len(c.args)-1]) != id {
+				t.Errorf("%s: %s: %s %s", c.name, h.Host, h.State, h.Error)
+			}
+		}
+		n := int64(len(rep.Hosts))
+		table = append(table, fmt.Sprintf("| %s | %.1f MB | %.1f MB | %.2f | %.2f | %.2f | %s | %s |", c.name,
+			float64(unpacked)/mb, float64(info.Size)/mb, float64(info.Size)/float64(unpacked),
+			float64(received)/float64(n*unpacked), float64(rep.Egress)/float64(unpacked),
+			rep.Duration.Round(100*time.Millisecond), wall.Round(100*time.Millisecond)))
+	}
+	t.Logf("%s, 8 hosts at 100 Mbit/s:\n| source | unpacked | layer files | files ÷ unpacked | received per host ÷ unpacked | bastion egress ÷ unpacked | fleet time (job) | wall (prepare included) |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n%s",
+		what, strings.Join(table, "\n"))
+}
