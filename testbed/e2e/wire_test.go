@@ -39,24 +39,31 @@ func seederRate(j *job) (rate float64, bytes int64, span time.Duration) {
 }
 
 // hostRates are a host's download rate (bytes received from its start of
-// download until every layer was in) and upload rate (bytes it served
-// over the time from its first upload to its last), from the job's events.
+// download to its last progress event before it stopped downloading, over
+// that time) and upload rate (bytes it served over the time from its first
+// upload to its last), from the job's events. The last host's progress
+// event with every byte in may never come (the job ends as it imports),
+// so the download rate takes the last one seen while downloading.
 func hostRates(j *job, host string) (down, up float64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	var start, complete, upFirst, upLast time.Time
+	var start, last, upFirst, upLast time.Time
 	var received, upFrom, upTo int64
+	downloading := false
 	for _, e := range j.events {
 		if e.Host != host {
 			continue
 		}
 		switch {
-		case e.Kind == orchestrator.EventHostState && e.State == orchestrator.HostDownloading && start.IsZero():
-			start = e.Time
+		case e.Kind == orchestrator.EventHostState:
+			downloading = e.State == orchestrator.HostDownloading
+			if downloading && start.IsZero() {
+				start = e.Time
+			}
 		case e.Kind == orchestrator.EventHostProgress:
 			p := e.Progress
-			if complete.IsZero() && p.Total > 0 && p.Done >= p.Total {
-				complete, received = e.Time, p.FromPeers+p.FromSeeder
+			if downloading && p.FromPeers+p.FromSeeder > received {
+				last, received = e.Time, p.FromPeers+p.FromSeeder
 			}
 			if p.Uploaded > upTo {
 				if upFirst.IsZero() {
@@ -66,8 +73,8 @@ func hostRates(j *job, host string) (down, up float64) {
 			}
 		}
 	}
-	if !start.IsZero() && complete.After(start) {
-		down = float64(received) / complete.Sub(start).Seconds()
+	if !start.IsZero() && last.After(start) {
+		down = float64(received) / last.Sub(start).Seconds()
 	}
 	if upLast.After(upFirst) {
 		up = float64(upTo-upFrom) / upLast.Sub(upFirst).Seconds()
@@ -114,6 +121,9 @@ func TestCaps(t *testing.T) {
 			down, up := hostRates(j, h)
 			limit := limits[h]
 			t.Logf("%s (cap %.0f MB/s): download %.2f MB/s (%.1f %% of the cap), upload %.2f MB/s (%.1f %%)", h, limit/mb, down/mb, 100*down/limit, up/mb, 100*up/limit)
+			if down == 0 {
+				t.Errorf("%s: no download measured", h)
+			}
 			if down > 1.10*limit || up > 1.10*limit {
 				t.Errorf("%s: download %.2f MB/s, upload %.2f MB/s; more than 10 %% over its %.0f MB/s cap", h, down/mb, up/mb, limit/mb)
 			}
