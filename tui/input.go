@@ -22,7 +22,13 @@ func newLineInput(placeholder string) lineInput {
 	return lineInput{placeholder: placeholder}
 }
 
-func (in lineInput) Value() string { return string(in.value) }
+// Value is the text in the field.
+func (in lineInput) Value() string {
+	if len(in.value) == 0 {
+		return "" // string(in.value) would allocate, even for nothing
+	}
+	return string(in.value)
+}
 
 func (in *lineInput) SetValue(s string) {
 	in.value = []rune(s)

@@ -26,6 +26,7 @@ type logLine struct {
 // hostRow is everything known about one host of the running job.
 type hostRow struct {
 	name     string
+	width    int            // cells of name
 	inv      *InventoryHost // nil when the inventory does not know it
 	state    orchestrator.HostState
 	reason   string // why it failed
@@ -106,6 +107,13 @@ type jobState struct {
 	cancelling bool // the operator confirmed a cancel
 	bastionOff bool // the bastion's own teardown finished
 
+	// rowsGen changes whenever a host is added, a host's state changes or
+	// the job starts: what the run screen filters on and sorts by state or
+	// name. progGen changes with every host's progress, which it sorts by
+	// progress on. The run screen re-sorts only when they moved.
+	rowsGen uint64
+	progGen uint64
+
 	// Aggregates, recomputed after every batch.
 	counts    map[orchestrator.HostState]int
 	doneBytes int64
@@ -141,13 +149,14 @@ func (j *jobState) row(name string, known map[string]*InventoryHost) *hostRow {
 	if h, ok := j.byName[name]; ok {
 		return h
 	}
-	h := &hostRow{name: name, state: orchestrator.HostPending, inv: known[name]}
+	h := &hostRow{name: name, width: ansi.StringWidth(name), state: orchestrator.HostPending, inv: known[name]}
 	h.search = strings.ToLower(name)
 	if h.inv != nil {
 		h.search += " " + strings.ToLower(strings.Join(h.inv.Groups, " ")+" "+h.inv.Address)
 	}
 	j.hosts = append(j.hosts, h)
 	j.byName[name] = h
+	j.rowsGen++
 	return h
 }
 
@@ -172,6 +181,7 @@ func (j *jobState) apply(e orchestrator.Event, now time.Time) {
 	case orchestrator.EventJobStarted:
 		j.began = true
 		j.started = t
+		j.rowsGen++
 		if e.Job != nil {
 			j.info = *e.Job
 			for _, name := range e.Job.Hosts {
@@ -187,6 +197,7 @@ func (j *jobState) apply(e orchestrator.Event, now time.Time) {
 	case orchestrator.EventHostState:
 		h := j.row(e.Host, j.inventory)
 		h.state = e.State
+		j.rowsGen++
 		if h.started.IsZero() && e.State != orchestrator.HostPending {
 			h.started = t
 		}
@@ -211,6 +222,7 @@ func (j *jobState) apply(e orchestrator.Event, now time.Time) {
 		h := j.row(e.Host, j.inventory)
 		h.prog = *e.Progress
 		h.hasProg = true
+		j.progGen++
 	case orchestrator.EventHostInfo:
 		if e.Info != nil {
 			info := *e.Info
@@ -255,6 +267,7 @@ func (j *jobState) applyReport(r *orchestrator.Report) {
 		h.result = hr
 		if !h.state.Terminal() {
 			h.state = hr.State
+			j.rowsGen++
 		}
 		if h.reason == "" {
 			h.reason = hr.Error
@@ -279,9 +292,16 @@ func (j *jobState) refresh() {
 	clear(j.counts)
 	j.doneBytes, j.allBytes, j.rate, j.tornDown = 0, 0, 0, 0
 	j.longest = 4
+	// Count the known states in an array and only then in the map: a map
+	// update per host was most of the cost of a batch on a large fleet.
+	var known [rankedStates]int
 	for _, h := range j.hosts {
-		j.longest = max(j.longest, ansi.StringWidth(h.name))
-		j.counts[h.state]++
+		j.longest = max(j.longest, h.width)
+		if r := stateRank(h.state); r < len(known) {
+			known[r]++
+		} else {
+			j.counts[h.state]++
+		}
 		if h.tornDown {
 			j.tornDown++
 		}
@@ -292,6 +312,11 @@ func (j *jobState) refresh() {
 		j.allBytes += h.total(j.info.Size)
 		if !h.state.Terminal() {
 			j.rate += h.prog.Rate
+		}
+	}
+	for r, n := range known {
+		if n > 0 {
+			j.counts[rankedState(r)] = n
 		}
 	}
 }
@@ -356,6 +381,34 @@ func stateRank(s orchestrator.HostState) int {
 	case orchestrator.HostDone:
 		return 8
 	default:
-		return 9
+		return rankedStates
+	}
+}
+
+// rankedStates is how many states stateRank ranks, 0 to rankedStates-1;
+// it ranks any other state rankedStates.
+const rankedStates = 9
+
+// rankedState is the state stateRank ranks r, for r < rankedStates.
+func rankedState(r int) orchestrator.HostState {
+	switch r {
+	case 0:
+		return orchestrator.HostFailed
+	case 1:
+		return orchestrator.HostImporting
+	case 2:
+		return orchestrator.HostDownloading
+	case 3:
+		return orchestrator.HostChecking
+	case 4:
+		return orchestrator.HostUploading
+	case 5:
+		return orchestrator.HostConnecting
+	case 6:
+		return orchestrator.HostPending
+	case 7:
+		return orchestrator.HostCancelled
+	default:
+		return orchestrator.HostDone
 	}
 }

@@ -35,6 +35,7 @@ type runModel struct {
 	filter    lineInput
 	filtering bool
 	rows      []*hostRow // the hosts shown, filtered and sorted
+	rowsFrom  rowsKey    // what rows were filtered and sorted from
 	cursor    int
 	offset    int
 	selected  string // the host under the cursor, kept across re-sorts
@@ -42,6 +43,26 @@ type runModel struct {
 	confirm   bool   // asking whether to cancel the job
 	leave     bool   // a second ctrl+c while tearing down leaves
 	showLogs  bool
+}
+
+// rowsKey is what the run screen's rows were filtered and sorted from:
+// the job, its generations, the sort and the filter. While it holds, the
+// rows are what filtering and sorting again would give.
+type rowsKey struct {
+	job     *jobState
+	rowsGen uint64
+	progGen uint64 // only when sorting by progress
+	sortBy  sortOrder
+	filter  string
+}
+
+// keyFor is the key of rows filtered and sorted from j now.
+func (r runModel) keyFor(j *jobState) rowsKey {
+	k := rowsKey{job: j, rowsGen: j.rowsGen, sortBy: r.sortBy, filter: r.filter.Value()}
+	if r.sortBy == sortProgress {
+		k.progGen = j.progGen
+	}
+	return k
 }
 
 func newRunModel() runModel {
@@ -55,7 +76,7 @@ func newRunModel() runModel {
 // reset prepares the screen for a new job, keeping the operator's sort and
 // log pane choices.
 func (r runModel) reset() runModel {
-	r.rows = nil
+	r.rows, r.rowsFrom = nil, rowsKey{}
 	r.cursor, r.offset = 0, 0
 	r.selected, r.moved = "", false
 	r.confirm, r.leave, r.filtering = false, false, false
@@ -84,11 +105,31 @@ func (r runModel) tableRows(c *common) int {
 }
 
 // refresh re-filters and re-sorts the rows from the job and keeps the
-// cursor on the same host.
+// cursor on the same host. It skips the filtering and sorting when nothing
+// they read changed since the last time, such as after a batch of progress
+// events while the rows are sorted by state: the order is then the same.
 func (r runModel) refresh(c *common, j *jobState) runModel {
 	if j == nil {
 		return r
 	}
+	if key := r.keyFor(j); key != r.rowsFrom {
+		r.rows = r.filterSort(j)
+		r.rowsFrom = key
+	}
+	if r.moved && r.selected != "" {
+		for i, h := range r.rows {
+			if h.name == r.selected {
+				r.cursor = i
+				break
+			}
+		}
+	}
+	return r.moveTo(c, r.cursor)
+}
+
+// filterSort is the job's hosts that match the filter, in the screen's
+// order. It reuses the backing array of the rows.
+func (r runModel) filterSort(j *jobState) []*hostRow {
 	q := strings.ToLower(strings.TrimSpace(r.filter.Value()))
 	rows := r.rows[:0]
 	for _, h := range j.hosts {
@@ -119,16 +160,7 @@ func (r runModel) refresh(c *common, j *jobState) runModel {
 	case sortName:
 		slices.SortStableFunc(rows, func(a, b *hostRow) int { return compareNames(a.name, b.name) })
 	}
-	r.rows = rows
-	if r.moved && r.selected != "" {
-		for i, h := range rows {
-			if h.name == r.selected {
-				r.cursor = i
-				break
-			}
-		}
-	}
-	return r.moveTo(c, r.cursor)
+	return rows
 }
 
 func compareNames(a, b string) int {
