@@ -97,6 +97,15 @@ func (r Result) EgressRatio() float64 {
 	return float64(r.BastionEgress) / float64(r.Missing)
 }
 
+// BastionRSSPerHost is layercast's peak RSS on the bastion ÷ the run's
+// hosts, in bytes; 0 when either is unknown.
+func (r Result) BastionRSSPerHost() float64 {
+	if r.Hosts <= 0 || r.BastionRSSPeak <= 0 {
+		return 0
+	}
+	return float64(r.BastionRSSPeak) / float64(r.Hosts)
+}
+
 // PerGB is cpu seconds per GB (10^9 bytes) of n bytes; 0 when n is 0.
 func PerGB(cpu float64, n int64) float64 {
 	if n <= 0 {

@@ -299,3 +299,24 @@ func TestTimeline_MissingIsWhatSomeHostLackedAndDeliveredWhatEachLacked(t *testi
 		t.Errorf("missing %d, want 23: every host had a", missing)
 	}
 }
+
+func TestMarkdown_ShowsLayercastsRSSPeakPerHost(t *testing.T) {
+	rs := Results{
+		{Mode: ModeP2P, Hosts: 200, Size: 100 * MB, BastionRSSPeak: 180 * MB},
+		{Mode: ModeP2P, Hosts: 50, Size: 100 * MB}, // from a file before the column
+	}
+	if got := rs[0].BastionRSSPerHost(); !near(got, 0.9*MB) {
+		t.Errorf("RSS per host %v, want 0.9 MB", got)
+	}
+	var md bytes.Buffer
+	rs.Markdown(&md, Setup{Rate: "200 Mbit/s", Layers: 3})
+	var rows []string
+	for line := range strings.SplitSeq(md.String(), "\n") {
+		if strings.HasPrefix(line, "| p2p |") && strings.Count(line, "|") == 14 {
+			rows = append(rows, line)
+		}
+	}
+	if len(rows) != 2 || !strings.HasSuffix(rows[0], "| 180 (0.90) |") || !strings.HasSuffix(rows[1], "| – |") {
+		t.Errorf("bastion table rows %q, want 180 MB (0.90 per host) and none", rows)
+	}
+}
