@@ -184,6 +184,10 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 	if err := opts.Validate(); err != nil {
 		return nil, configErr(err)
 	}
+	// The bastion's own use is measured from here to the report; a
+	// cancelled job's teardown still counts, hence WithoutCancel.
+	use := startResourceSampler(context.WithoutCancel(ctx), resourceEvery)
+	defer use.stop() // on every return; a second stop is harmless
 	id := time.Now().UTC().Format("20060102-150405") + "-" + randomHex(3)
 	log := e.deps.Logger.With(slog.String("job", id))
 	// Everything that can be wrong in the operator's input is checked here,
@@ -230,6 +234,8 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 		book.cancelRest(runErr.Error())
 	}
 
+	bastion := use.stop()
+	bastion.Hosts = len(j.hosts)
 	rep := &Report{
 		JobID: j.id, Image: opts.Image, Mode: string(j.mode), Started: started,
 		Duration:  e.deps.Now().Sub(started),
@@ -238,6 +244,7 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 		Hosts:     book.results(),
 		Egress:    serve.egress(),
 		Missing:   book.missing(),
+		Bastion:   bastion,
 	}
 	if fleet.bins != nil {
 		rep.NodeBinary = fleet.bins.report()

@@ -187,6 +187,11 @@ func TestEngine_EveryHostGetsTheImageAndIsTornDown(t *testing.T) {
 	if k[0] != EventJobStarted || k[len(k)-1] != EventJobDone {
 		t.Fatalf("events start with %s and end with %s", k[0], k[len(k)-1])
 	}
+	// The bastion's own use: sampled at the job's start and end at least.
+	if b := rep.Bastion; b.Hosts != 3 || b.Samples < 2 || b.PeakGoroutines < 1 || b.PeakHeap <= 0 ||
+		(haveProc() && (b.PeakRSS <= 0 || b.HWM < b.PeakRSS || b.PeakOpenFiles < 1 || b.PeakThreads < 1)) {
+		t.Errorf("bastion use %+v", b)
+	}
 	for _, h := range []string{"h1", "h2", "h3"} {
 		if n := rec.count(EventTeardown, h); n != 1 {
 			t.Errorf("%s: %d teardown events", h, n)

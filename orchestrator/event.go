@@ -181,8 +181,11 @@ type Report struct {
 	Missing int64 `json:"missing"`
 	// NodeBinary is how the node binary reached the hosts.
 	NodeBinary NodeBinaryReport `json:"node_binary"`
-	Cancelled  bool             `json:"cancelled,omitempty"` // the operator stopped the job
-	TimedOut   bool             `json:"timed_out,omitempty"` // the job's --timeout ran out
+	// Bastion is what layercast's own process used on the bastion during
+	// the job.
+	Bastion   BastionUse `json:"bastion"`
+	Cancelled bool       `json:"cancelled,omitempty"` // the operator stopped the job
+	TimedOut  bool       `json:"timed_out,omitempty"` // the job's --timeout ran out
 	// Unverified, when set, says why the image ID of some hosts that ended
 	// done was not checked against the bastion's (registry mode without
 	// the image on the bastion, or hosts of another CPU): those hosts
@@ -220,6 +223,41 @@ type NodeBinaryReport struct {
 	// BastionBytes is what the uploads put on the bastion's link
 	// (compressed binary, SSH overhead not counted).
 	BastionBytes int64 `json:"bastion_bytes"`
+}
+
+// BastionUse is what the bastion's layercast process used during a job,
+// from the start of Engine.Run (before the image is prepared) to the
+// report, teardown included. Peaks are sampled every 250 ms (and once at
+// each end), so a burst shorter than that may be missed. The figures read
+// from /proc (PeakRSS, HWM, PeakOpenFiles, PeakThreads) are zero where
+// there is no /proc (not Linux).
+type BastionUse struct {
+	// Hosts is the job's host count: divide a peak by it for the cost of
+	// one host.
+	Hosts int `json:"hosts"`
+	// PeakRSS is the largest resident set size sampled, in bytes (VmRSS).
+	PeakRSS int64 `json:"peak_rss"`
+	// HWM is the kernel's peak resident set size (VmHWM) at the job's end,
+	// in bytes: no sample can miss it, but it covers the process's whole
+	// life, jobs and console before this one included.
+	HWM int64 `json:"rss_hwm"`
+	// PeakHeap is the largest Go heap sampled, in bytes: the heap's
+	// objects, live or not yet swept (runtime/metrics
+	// /memory/classes/heap/objects:bytes). RSS adds stacks, the runtime's
+	// own memory, heap space kept for reuse and the binary.
+	PeakHeap int64 `json:"peak_heap"`
+	// PeakGoroutines is the largest goroutine count sampled.
+	PeakGoroutines int `json:"peak_goroutines"`
+	// PeakOpenFiles is the largest count of open file descriptors sampled
+	// (sockets, pipes and files; the entries of /proc/self/fd).
+	PeakOpenFiles int `json:"peak_open_files"`
+	// PeakThreads is the largest count of OS threads sampled.
+	PeakThreads int `json:"peak_threads"`
+	// CPUSeconds is the user and system CPU the process used during the
+	// job (getrusage), over every core.
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// Samples is how many times the process was read.
+	Samples int `json:"samples"`
 }
 
 // Failed lists the hosts that did not end done.

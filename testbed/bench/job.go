@@ -82,6 +82,8 @@ func (tl *timeline) fill(r *Result) {
 	r.BastionEgress = rep.Egress
 	nb := rep.NodeBinary
 	r.NodeFromBastion, r.NodeFromPeers, r.NodeFromCache, r.NodeUpload = nb.FromBastion, nb.FromPeers, nb.FromCache, nb.BastionBytes
+	bu := rep.Bastion
+	r.BastionRSSPeak, r.BastionHeapPeak, r.BastionGoroutinesPeak, r.BastionFDsPeak = bu.PeakRSS, bu.PeakHeap, bu.PeakGoroutines, bu.PeakOpenFiles
 	var done []time.Duration
 	for _, h := range rep.Hosts {
 		if h.State != orchestrator.HostDone {

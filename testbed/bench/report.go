@@ -202,10 +202,10 @@ func (rs Results) Markdown(w *bytes.Buffer, setup Setup) {
 	w.WriteString("\nsetup: job start until the host began downloading (SSH, node upload, daemon check); download, import: time in each state (medians over hosts). In registry mode the node reports pulling as downloading.\n")
 
 	w.WriteString("\n### Bastion link and CPU by process\n\n")
-	w.WriteString("| mode | hosts | size MB | missing MB | egress ÷ missing | node binary MB on bastion link | setup median / max s | node CPU-s per GB | docker CPU-s per GB | sshd CPU-s per GB | layercast CPU-s per GB sent | node CPU when done, ms/s |\n")
-	w.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	w.WriteString("| mode | hosts | size MB | missing MB | egress ÷ missing | node binary MB on bastion link | setup median / max s | node CPU-s per GB | docker CPU-s per GB | sshd CPU-s per GB | layercast CPU-s per GB sent | node CPU when done, ms/s | layercast RSS peak MB (per host) |\n")
+	w.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range rs {
-		egress, perSent, idle := "–", "–", "–"
+		egress, perSent, idle, rss := "–", "–", "–", "–"
 		if r.Mode == ModeP2P && r.Missing > 0 {
 			egress = fmt.Sprintf("%.2f", r.EgressRatio())
 		}
@@ -215,15 +215,20 @@ func (rs Results) Markdown(w *bytes.Buffer, setup Setup) {
 		if r.NodeIdleSecs > 0 {
 			idle = fmt.Sprintf("%.1f", 1000*r.NodeIdle)
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %.0f | %s | %.1f | %.1f / %.1f | %.1f | %.1f | %.1f | %s | %s |\n",
+		if per := r.BastionRSSPerHost(); per > 0 {
+			rss = fmt.Sprintf("%.0f (%.2f)", float64(r.BastionRSSPeak)/MB, per/MB)
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %.0f | %s | %.1f | %.1f / %.1f | %.1f | %.1f | %.1f | %s | %s | %s |\n",
 			r.Mode, r.Hosts, r.Size/MB, float64(r.Missing)/MB, egress, float64(r.NodeBinLink)/MB,
 			r.Setup.Seconds(), r.SetupMax.Seconds(),
 			PerGB(r.ProcCPU.Node, r.Delivered), PerGB(r.ProcCPU.Docker, r.Delivered), PerGB(r.ProcCPU.SSHD, r.Delivered),
-			perSent, idle)
+			perSent, idle, rss)
 	}
 	w.WriteString("\nmissing: the layers at least one host lacked (from the hosts' progress: skipped layers are present); egress: what the bastion's seeder sent. " +
 		"Node binary: bytes the bastion sent to the hosts' sshd (an iptables counter on TCP port 22 in the bastion's namespace: binary uploads plus job specs and control lines). " +
 		"CPU: user+system of the lab's processes from /proc/PID/stat, sampled every 200 ms, a process's last fraction of a second recovered from its parent's children time; " +
 		"per GB of the bytes the hosts received and imported (summed over hosts), layercast's per GB its seeder sent. docker is dockerd with docker-untar, containerd and shims. " +
-		"Node CPU when done: a node's CPU while it only seeds or waits for the job's end, from its host's done event to the end.\n")
+		"Node CPU when done: a node's CPU while it only seeds or waits for the job's end, from its host's done event to the end. " +
+		"layercast RSS peak: the largest resident set of layercast's process on the bastion, sampled by itself every 250 ms during the job (its report's bastion object), " +
+		"and that ÷ hosts; the process's fixed part is in it, so the growth from one cluster size to the next is the cost of the hosts added.\n")
 }

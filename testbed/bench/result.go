@@ -56,6 +56,13 @@ type Result struct {
 	// NodeUpload is the compressed bytes the bastion's uploads carried.
 	NodeFromBastion, NodeFromPeers, NodeFromCache int
 	NodeUpload                                    int64
+	// BastionRSSPeak and BastionHeapPeak are the largest resident set and
+	// Go heap of layercast's process on the bastion, in bytes, and
+	// BastionGoroutinesPeak and BastionFDsPeak its largest goroutine and
+	// open file counts, sampled by layercast itself during the job (its
+	// report's bastion object; zero in files from before these columns).
+	BastionRSSPeak, BastionHeapPeak       int64
+	BastionGoroutinesPeak, BastionFDsPeak int
 	// ProcCPU is the CPU the lab's processes used during the run, by kind.
 	ProcCPU ProcCPU
 	// NodeIdle is the CPU share (CPU-seconds per second) of a host's node
@@ -88,6 +95,15 @@ func (r Result) EgressRatio() float64 {
 		return 0
 	}
 	return float64(r.BastionEgress) / float64(r.Missing)
+}
+
+// BastionRSSPerHost is layercast's peak RSS on the bastion ÷ the run's
+// hosts, in bytes; 0 when either is unknown.
+func (r Result) BastionRSSPerHost() float64 {
+	if r.Hosts <= 0 || r.BastionRSSPeak <= 0 {
+		return 0
+	}
+	return float64(r.BastionRSSPeak) / float64(r.Hosts)
 }
 
 // PerGB is cpu seconds per GB (10^9 bytes) of n bytes; 0 when n is 0.
@@ -230,6 +246,7 @@ var csvHeader = []string{
 	"node_cpu_s_per_gb", "docker_cpu_s_per_gb", "layercast_cpu_s_per_gb_sent", "sshd_cpu_s_per_gb",
 	"node_idle_cpu_ms_per_s", "node_idle_s",
 	"node_from_bastion", "node_from_peers", "node_from_cache", "node_upload_mb",
+	"bastion_rss_peak_mb", "bastion_heap_peak_mb", "bastion_goroutines_peak", "bastion_fds_peak",
 }
 
 // csvHeaderMin is the oldest header ReadCSV still reads: the one before
@@ -268,6 +285,7 @@ func (rs Results) WriteCSV(w io.Writer) error {
 			f2(PerGB(r.ProcCPU.Layercast, r.BastionEgress)), f2(PerGB(r.ProcCPU.SSHD, r.Delivered)),
 			f2(1000 * r.NodeIdle), f2(r.NodeIdleSecs),
 			strconv.Itoa(r.NodeFromBastion), strconv.Itoa(r.NodeFromPeers), strconv.Itoa(r.NodeFromCache), mbs(r.NodeUpload),
+			mbs(r.BastionRSSPeak), mbs(r.BastionHeapPeak), strconv.Itoa(r.BastionGoroutinesPeak), strconv.Itoa(r.BastionFDsPeak),
 		}
 		if err := cw.Write(rec); err != nil {
 			return fmt.Errorf("write csv: %w", err)
@@ -329,6 +347,8 @@ func ReadCSV(r io.Reader) (Results, error) {
 			NodeIdle: num("node_idle_cpu_ms_per_s") / 1000, NodeIdleSecs: num("node_idle_s"),
 			NodeFromBastion: int(num("node_from_bastion")), NodeFromPeers: int(num("node_from_peers")),
 			NodeFromCache: int(num("node_from_cache")), NodeUpload: mbs("node_upload_mb"),
+			BastionRSSPeak: mbs("bastion_rss_peak_mb"), BastionHeapPeak: mbs("bastion_heap_peak_mb"),
+			BastionGoroutinesPeak: int(num("bastion_goroutines_peak")), BastionFDsPeak: int(num("bastion_fds_peak")),
 		}
 		if perr != nil {
 			return nil, perr

@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +69,7 @@ func TestCSV_RoundTripsEveryMeasuredField(t *testing.T) {
 		ProcCPU:  ProcCPU{Node: 61.25, Docker: 50.5, Layercast: 11, SSHD: 5.01, Registry: 40, Other: 1.5},
 		NodeIdle: 0.01234, NodeIdleSecs: 120.5,
 		NodeFromBastion: 3, NodeFromPeers: 16, NodeFromCache: 1, NodeUpload: 23 * MB,
+		BastionRSSPeak: 1845 * MB / 10, BastionHeapPeak: 96 * MB, BastionGoroutinesPeak: 2417, BastionFDsPeak: 431,
 	}}
 	var buf bytes.Buffer
 	if err := in.WriteCSV(&buf); err != nil {
@@ -157,6 +159,7 @@ func TestReadEvents_TakesTimesFromTheReportAndPhasesFromStates(t *testing.T) {
 		{Time: at(7), Kind: orchestrator.EventHostState, Host: "h01", State: orchestrator.HostDone},
 		{Time: at(10), Kind: orchestrator.EventHostState, Host: "h02", State: orchestrator.HostDone},
 		{Time: at(11), Kind: orchestrator.EventJobDone, Report: &orchestrator.Report{JobID: "j", Egress: 42, Duration: 11 * time.Second,
+			Bastion: orchestrator.BastionUse{Hosts: 3, PeakRSS: 90 * MB, HWM: 95 * MB, PeakHeap: 40 * MB, PeakGoroutines: 77, PeakOpenFiles: 31, PeakThreads: 9},
 			Hosts: []orchestrator.HostResult{
 				{Host: "h01", State: orchestrator.HostDone, Duration: 7 * time.Second},
 				{Host: "h02", State: orchestrator.HostDone, Duration: 10 * time.Second},
@@ -193,6 +196,9 @@ func TestReadEvents_TakesTimesFromTheReportAndPhasesFromStates(t *testing.T) {
 	if r.SetupMax != 2*time.Second {
 		t.Errorf("setup max %v, want 2s", r.SetupMax)
 	}
+	if r.BastionRSSPeak != 90*MB || r.BastionHeapPeak != 40*MB || r.BastionGoroutinesPeak != 77 || r.BastionFDsPeak != 31 {
+		t.Errorf("bastion rss %d heap %d goroutines %d fds %d, want the report's peaks", r.BastionRSSPeak, r.BastionHeapPeak, r.BastionGoroutinesPeak, r.BastionFDsPeak)
+	}
 	if _, err := readEvents(strings.NewReader(""), nil); !errors.Is(err, ErrNoReport) {
 		t.Errorf("no events: %v, want ErrNoReport", err)
 	}
@@ -210,19 +216,27 @@ func TestCSV_ReadsFilesWrittenBeforeThePerProcessColumns(t *testing.T) {
 	}
 }
 
-func TestCSV_ReadsFilesWrittenBeforeTheNodeBinaryColumnsAndRefusesOthers(t *testing.T) {
+func TestCSV_ReadsFilesWrittenBeforeTheNodeBinaryOrBastionColumnsAndRefusesOthers(t *testing.T) {
 	var buf bytes.Buffer
-	if err := (Results{{Mode: ModeP2P, Hosts: 4, NodeBinLink: 8 * MB, NodeFromBastion: 3, NodeFromPeers: 1}}).WriteCSV(&buf); err != nil {
+	if err := (Results{{Mode: ModeP2P, Hosts: 4, NodeBinLink: 8 * MB, NodeFromBastion: 3, NodeFromPeers: 1, BastionRSSPeak: 50 * MB, BastionFDsPeak: 40}}).WriteCSV(&buf); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	cut := func(line string, n int) string { return strings.Join(strings.Split(line, ",")[:n], ",") }
-	n := len(csvHeader) - 4 // the header before node_from_bastion
+	n := slices.Index(csvHeader, "node_from_bastion") // the header before the node binary columns
 	rs, err := ReadCSV(strings.NewReader(cut(lines[0], n) + "\n" + cut(lines[1], n) + "\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 1 || rs[0].Hosts != 4 || rs[0].NodeBinLink != 8*MB || rs[0].NodeFromBastion != 0 {
+	if len(rs) != 1 || rs[0].Hosts != 4 || rs[0].NodeBinLink != 8*MB || rs[0].NodeFromBastion != 0 || rs[0].BastionRSSPeak != 0 {
+		t.Errorf("%+v", rs)
+	}
+	n = slices.Index(csvHeader, "bastion_rss_peak_mb") // the header before the bastion's own use
+	rs, err = ReadCSV(strings.NewReader(cut(lines[0], n) + "\n" + cut(lines[1], n) + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || rs[0].NodeFromBastion != 3 || rs[0].NodeFromPeers != 1 || rs[0].BastionRSSPeak != 0 || rs[0].BastionFDsPeak != 0 {
 		t.Errorf("%+v", rs)
 	}
 	bad := strings.Replace(lines[0], "node_from_peers", "node_from_elsewhere", 1) + "\n" + lines[1] + "\n"
@@ -283,5 +297,26 @@ func TestTimeline_MissingIsWhatSomeHostLackedAndDeliveredWhatEachLacked(t *testi
 	tl.report.Hosts = tl.report.Hosts[:2]
 	if missing, _ := tl.missing(); missing != 23 {
 		t.Errorf("missing %d, want 23: every host had a", missing)
+	}
+}
+
+func TestMarkdown_ShowsLayercastsRSSPeakPerHost(t *testing.T) {
+	rs := Results{
+		{Mode: ModeP2P, Hosts: 200, Size: 100 * MB, BastionRSSPeak: 180 * MB},
+		{Mode: ModeP2P, Hosts: 50, Size: 100 * MB}, // from a file before the column
+	}
+	if got := rs[0].BastionRSSPerHost(); !near(got, 0.9*MB) {
+		t.Errorf("RSS per host %v, want 0.9 MB", got)
+	}
+	var md bytes.Buffer
+	rs.Markdown(&md, Setup{Rate: "200 Mbit/s", Layers: 3})
+	var rows []string
+	for line := range strings.SplitSeq(md.String(), "\n") {
+		if strings.HasPrefix(line, "| p2p |") && strings.Count(line, "|") == 14 {
+			rows = append(rows, line)
+		}
+	}
+	if len(rows) != 2 || !strings.HasSuffix(rows[0], "| 180 (0.90) |") || !strings.HasSuffix(rows[1], "| – |") {
+		t.Errorf("bastion table rows %q, want 180 MB (0.90 per host) and none", rows)
 	}
 }
