@@ -151,9 +151,11 @@ func TestFleet_NodeBinaryIsHandedOnByTheHosts(t *testing.T) {
 	if f := rep.Failed(); len(f) != 0 {
 		t.Fatalf("failed: %+v", rep.Hosts)
 	}
+	// The bastion uploads to at most three hosts; fewer when a host that
+	// got it first already hands it on by the time the next one asks.
 	nb := rep.NodeBinary
-	if nb.FromBastion != 3 || nb.FromPeers != 5 || nb.FromCache != 0 {
-		t.Errorf("node binary: %+v, want 3 from the bastion and 5 from peers", nb)
+	if nb.FromBastion < 1 || nb.FromBastion > 3 || nb.FromBastion+nb.FromPeers != 8 || nb.FromCache != 0 {
+		t.Errorf("node binary: %+v, want 1 to 3 from the bastion and the rest from peers", nb)
 	}
 	uploads, fetches := 0, 0
 	for _, c := range conns {
@@ -170,8 +172,8 @@ func TestFleet_NodeBinaryIsHandedOnByTheHosts(t *testing.T) {
 			}
 		}
 	}
-	if uploads != 3 || fetches != 5 {
-		t.Errorf("%d uploads, %d fetches", uploads, fetches)
+	if uploads != nb.FromBastion || fetches != nb.FromPeers {
+		t.Errorf("%d uploads, %d fetches for %+v", uploads, fetches, nb)
 	}
 	for _, h := range rep.Hosts {
 		if h.NodeFrom == "" {
