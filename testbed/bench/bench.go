@@ -154,8 +154,9 @@ func (c Config) plan() []point {
 	return out
 }
 
-// Run brings up a lab with the largest cluster size and a registry, runs
-// every point of the grid on it and takes it down. Results are written to
+// Run brings up a lab with the largest cluster size and, when registry
+// mode is measured, a registry; runs every point of the grid on it and
+// takes it down. Results are written to
 // cfg.Out after every run, so an interrupted bench keeps what finished.
 func Run(ctx context.Context, cfg Config) (Results, error) {
 	cfg, err := cfg.withDefaults()
@@ -168,7 +169,11 @@ func Run(ctx context.Context, cfg Config) (Results, error) {
 	rate, _ := testbed.ParseRate(cfg.Rate)
 	start := time.Now()
 	lab, err := testbed.Up(ctx, testbed.Config{
-		Name: cfg.LabName, Hosts: cfg.Hosts[len(cfg.Hosts)-1], Rate: cfg.Rate, Registry: true,
+		Name: cfg.LabName, Hosts: cfg.Hosts[len(cfg.Hosts)-1], Rate: cfg.Rate,
+		// P2P alone needs no registry: the image then goes from the
+		// bastion's daemon only, and the bench does not wait for a push
+		// through a slow link.
+		Registry: slices.Contains(cfg.Modes, ModeRegistry),
 		Ephemeral: cfg.Ephemeral,
 	})
 	if err != nil {
@@ -237,8 +242,8 @@ type bencher struct {
 func imageTag(size int64) string { return fmt.Sprintf("bench/img-%dmb:v1", size/MB) }
 
 // makeImage generates the image of one size, loads it into the bastion and
-// pushes it to the registry; both modes distribute the registry reference,
-// which the bastion's daemon has too.
+// pushes it to the registry when the lab has one; both modes then
+// distribute the registry reference, which the bastion's daemon has too.
 func (b *bencher) makeImage(ctx context.Context, size int64) (string, error) {
 	start := time.Now()
 	img, err := b.lab.MakeImage(ctx, testbed.ImageSpec{Tag: imageTag(size), Size: size, Layers: b.cfg.Layers})
@@ -247,8 +252,12 @@ func (b *bencher) makeImage(ctx context.Context, size int64) (string, error) {
 	}
 	// The archive is only needed to load the bastion; free its disk.
 	_ = os.Remove(img.Path)
-	b.cfg.Log.Info("image ready", "ref", img.RegistryRef, "size_mb", size/MB, "elapsed", time.Since(start).Round(time.Second))
-	return img.RegistryRef, nil
+	ref := img.RegistryRef
+	if ref == "" {
+		ref = img.Tag
+	}
+	b.cfg.Log.Info("image ready", "ref", ref, "size_mb", size/MB, "elapsed", time.Since(start).Round(time.Second))
+	return ref, nil
 }
 
 // dropImages removes earlier sizes' images from the bastion and the layer
@@ -318,12 +327,16 @@ func (b *bencher) run(ctx context.Context, p point, ref string) (Result, error) 
 	if err != nil {
 		return Result{}, err
 	}
+	// The registry's link counter reads nothing when the lab has none.
+	rLink := linkCounter{}
 	registry, err := b.lab.Machine("registry")
-	if err != nil {
+	if err == nil {
+		rLink = newLinkCounter(registry.Veth)
+	} else if p.mode == ModeRegistry {
 		return Result{}, err
 	}
 	hosts := b.lab.Hosts()[:p.hosts]
-	bLink, rLink := newLinkCounter(bastion.Veth), newLinkCounter(registry.Veth)
+	bLink := newLinkCounter(bastion.Veth)
 	b0, err := bLink.read()
 	if err != nil {
 		return Result{}, err
