@@ -10,15 +10,15 @@ import (
 // binSources decides where each host gets the node binary from, so that
 // the binary crosses the bastion's link a few times per job instead of
 // once per host: the bastion uploads it to the first hosts of each
-// architecture; every node that runs hands it on (nodebin/handoff), a few
+// architecture, one after the other; every node that runs hands it on (nodebin/handoff), a few
 // fetches at a time; a host waits for a free peer rather than for the
 // bastion. The set of hosts that hold the binary then doubles about every
 // transfer time. A host falls back to the bastion when it cannot fetch
 // (no curl or wget), when a peer's transfer failed (the peer is not asked
 // again), or when no peer turned up within fallbackAfter.
 type binSources struct {
-	// firstUploads is how many uploads of each binary the bastion starts
-	// without waiting for a peer.
+	// firstUploads is how many uploads of each binary the bastion makes,
+	// one at a time, without waiting for a peer.
 	firstUploads int
 	// perPeer bounds the fetches one peer serves at once: each of k gets
 	// 1/k of its link, and k = 1 or 2 spreads the binary fastest.
@@ -116,7 +116,13 @@ func (b *binSources) get(ctx context.Context, sha string, canFetch bool, failed 
 		// peers to come.
 		wait := max(b.minWait, 4*b.slowest)
 		late := b.finished[sha] > 0 && b.now().Sub(start) >= wait
-		if !canFetch || b.started[sha] < b.firstUploads || late || failed > 0 && !b.anyGoodPeer(sha) {
+		// The first uploads go one at a time: each at the bastion's
+		// whole rate, so the first host hands the binary on after one
+		// transfer time rather than after three (on a 10 Mbit/s link,
+		// 6 s instead of 19 s), and the bastion has its link back for
+		// the layers sooner.
+		first := b.started[sha] < b.firstUploads && b.started[sha] == b.finished[sha]
+		if !canFetch || first || late || failed > 0 && !b.anyGoodPeer(sha) {
 			b.started[sha]++
 			b.mu.Unlock()
 			return binSource{}, nil

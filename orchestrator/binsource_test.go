@@ -14,21 +14,35 @@ import (
 
 const testSHA = "aa"
 
-func TestBinSources_BastionStartsTheFirstUploadsOnly(t *testing.T) {
+func TestBinSources_BastionMakesTheFirstUploadsOneAtATime(t *testing.T) {
 	b := newBinSources()
 	ctx := context.Background()
+	waits := func(what string) {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		if src, err := b.get(wctx, testSHA, true, 0); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%s: got %+v, %v; want it to wait", what, src, err)
+		}
+	}
 	for i := range b.firstUploads {
 		src, err := b.get(ctx, testSHA, true, 0)
 		if err != nil || src.peer != nil {
-			t.Fatalf("upload %d: %+v, %v; want the bastion at once", i, src, err)
+			t.Fatalf("upload %d: %+v, %v; want the bastion", i, src, err)
 		}
+		// While it runs, the next host waits: for it to end, or a peer.
+		waits(fmt.Sprintf("a host during upload %d", i))
+		b.done(src, testSHA, true, 100, time.Second)
 	}
-	// The next host waits for a peer: none yet, so it is still waiting
-	// when its context ends.
-	wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	defer cancel()
-	if src, err := b.get(wctx, testSHA, true, 0); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("third host got %+v, %v; want it to wait for a peer", src, err)
+	// The first uploads done and no peer yet: the next host waits for
+	// one.
+	waits("the host after the first uploads")
+	// A failed upload frees its place: the next host gets the bastion.
+	b2 := newBinSources()
+	src, _ := b2.get(ctx, testSHA, true, 0)
+	b2.done(src, testSHA, false, 0, time.Second)
+	if src, err := b2.get(ctx, testSHA, true, 0); err != nil || src.peer != nil {
+		t.Fatalf("after a failed upload: %+v, %v; want the bastion", src, err)
 	}
 	// Another CPU's binary has first uploads of its own.
 	if src, err := b.get(ctx, "bb", true, 0); err != nil || src.peer != nil {
