@@ -96,13 +96,14 @@ func waitPort(ctx context.Context, nsPath, addr string, timeout time.Duration) e
 // shapeLines returns tc batch lines that limit dev's egress to rate bits per
 // second and, when delay > 0, hold every packet for delay.
 //
-// ARP has its own class, served first. Data sits in a 1000-packet pfifo,
-// which a host uploading to every peer keeps full, and a full pfifo drops
-// whatever arrives, ARP included; neighbour resolution must not depend on
-// winning that race. (The 40-host bench's unreachable peers turned out to
-// be the machine-wide ARP table overflowing, see raiseNeighLimits; this
-// class is a precaution measured with it.) The machine's kernel has no
-// fair-queueing qdisc (fq_codel, sfq) that would do this by itself.
+// ARP has its own class, served first. Data sits in a pfifo of
+// queueLimit(rate) packets, which a host uploading to every peer keeps
+// full, and a full pfifo drops whatever arrives, ARP included; neighbour
+// resolution must not depend on winning that race. (The 40-host bench's
+// unreachable peers turned out to be the machine-wide ARP table
+// overflowing, see raiseNeighLimits; this class is a precaution measured
+// with it.) The machine's kernel has no fair-queueing qdisc (fq_codel, sfq)
+// that would do this by itself.
 func shapeLines(dev string, rate int64, delay time.Duration) []string {
 	lines := []string{"qdisc add dev " + dev + " root handle 1: htb default 11"}
 	lines = append(lines, classLines("add", dev, rate)...)
@@ -113,9 +114,27 @@ func shapeLines(dev string, rate int64, delay time.Duration) []string {
 	if delay > 0 {
 		lines = append(lines, fmt.Sprintf("qdisc add dev %s parent 1:11 handle 11: netem delay %dus limit 100000", dev, delay.Microseconds()))
 	} else {
-		lines = append(lines, "qdisc add dev "+dev+" parent 1:11 handle 11: pfifo limit 1000")
+		lines = append(lines, queueLine("add", dev, rate))
 	}
 	return lines
+}
+
+// queueLimit is the data queue of a link of rate bits per second, in
+// packets: what the link sends in queueTime, at least 32 packets. A switch
+// port or a host's NIC queue holds milliseconds, not seconds; a fixed
+// 1000-packet queue held 1.2 s at 10 Mbit/s, and a host that uploads to
+// its peers then delayed its own download's ACKs, its SSH and its tracker
+// answers by that much (10 hosts × 250 MB: each host received at 75 % of
+// its link, setup took 28–42 s; docs/BENCHMARKS.md).
+func queueLimit(rate int64) int64 {
+	const queueTime = 50 * time.Millisecond
+	const packetBits = 1500 * 8
+	return max(rate*int64(queueTime/time.Millisecond)/1000/packetBits, 32)
+}
+
+// queueLine adds or changes the data class's pfifo of dev for rate.
+func queueLine(verb, dev string, rate int64) string {
+	return fmt.Sprintf("qdisc %s dev %s parent 1:11 handle 11: pfifo limit %d", verb, dev, queueLimit(rate))
 }
 
 // classLines adds ("add") or changes ("change") the HTB classes that set

@@ -1,0 +1,25 @@
+package testbed
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestQueueLimit_HoldsFiftyMillisecondsOfTheLink(t *testing.T) {
+	for _, c := range []struct {
+		rate int64
+		want int64
+	}{
+		{10e6, 41},   // 10 Mbit/s: 50 ms is 62.5 kB
+		{200e6, 833}, // 200 Mbit/s: about the 1000 packets it had before
+		{1e6, 32},    // slow links keep a few packets
+	} {
+		if got := queueLimit(c.rate); got != c.want {
+			t.Errorf("queueLimit(%d) = %d, want %d", c.rate, got, c.want)
+		}
+	}
+	lines := shapeLines("eth0", 10e6, 0)
+	if last := lines[len(lines)-1]; !strings.Contains(last, "pfifo limit 41") {
+		t.Errorf("data queue %q, want a 41-packet pfifo", last)
+	}
+}
