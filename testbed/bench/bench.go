@@ -173,7 +173,7 @@ func Run(ctx context.Context, cfg Config) (Results, error) {
 		// P2P alone needs no registry: the image then goes from the
 		// bastion's daemon only, and the bench does not wait for a push
 		// through a slow link.
-		Registry: slices.Contains(cfg.Modes, ModeRegistry),
+		Registry:  slices.Contains(cfg.Modes, ModeRegistry),
 		Ephemeral: cfg.Ephemeral,
 	})
 	if err != nil {
