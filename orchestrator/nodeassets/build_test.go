@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"debug/elf"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -190,5 +192,35 @@ func TestSet_CancelledWhileWaitingForABuild(t *testing.T) {
 	cancel()
 	if _, err := set.GetContext(ctx, "amd64"); !errors.Is(err, context.Canceled) {
 		t.Errorf("err %v, want context.Canceled", err)
+	}
+}
+
+func TestSet_ReadsABinaryOncePerArchitecture(t *testing.T) {
+	dir := t.TempDir()
+	raw := []byte("node binary for arm64")
+	path := filepath.Join(dir, FileName("arm64"))
+	if err := os.WriteFile(path, gzipped(t, raw), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set := Dir(dir)
+	first, err := set.Get("arm64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(raw)
+	if first.SHA256 != hex.EncodeToString(sum[:]) || first.Size != int64(len(raw)) {
+		t.Errorf("binary %+v, want the sums of %q", first, raw)
+	}
+	// Every host of a job asks; they share one copy, read once: a file
+	// gone since is not read again.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	again, err := set.Get("arm64")
+	if err != nil || again != first {
+		t.Errorf("second Get: %p, %v; want the first read's %p", again, err, first)
+	}
+	if _, err := set.Get("amd64"); !errors.Is(err, ErrMissing) {
+		t.Errorf("missing arch: %v, want ErrMissing", err)
 	}
 }

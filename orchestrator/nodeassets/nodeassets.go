@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 //go:embed bin
@@ -53,6 +54,13 @@ type Set struct {
 	building chan struct{}
 	// built are the binaries builder made in this process, by arch.
 	built map[string]*Binary
+
+	// mu guards read, the binaries read from fsys so far, by arch: a job
+	// asks once per host, and each host's pipeline keeps its *Binary
+	// until the job ends, so one copy per architecture is all a job
+	// holds (a copy per host was 38 MB of bastion memory each).
+	mu   sync.Mutex
+	read map[string]*Binary
 }
 
 // Embedded returns the binaries built into this command.
@@ -89,7 +97,7 @@ func (s *Set) Get(arch string) (*Binary, error) {
 // take a minute); the error then wraps ErrMissing and, without a Go
 // toolchain, ErrNoToolchain.
 func (s *Set) GetContext(ctx context.Context, arch string) (*Binary, error) {
-	b, err := s.read(arch)
+	b, err := s.readOnce(arch)
 	if s.builder == nil || !errors.Is(err, ErrMissing) {
 		return b, err
 	}
@@ -114,7 +122,26 @@ func (s *Set) GetContext(ctx context.Context, arch string) (*Binary, error) {
 	return b, nil
 }
 
-func (s *Set) read(arch string) (*Binary, error) {
+// readOnce is readFile, once per architecture and Set; a failed read is
+// tried again next time.
+func (s *Set) readOnce(arch string) (*Binary, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.read[arch]; ok {
+		return b, nil
+	}
+	b, err := s.readFile(arch)
+	if err != nil {
+		return nil, err
+	}
+	if s.read == nil {
+		s.read = map[string]*Binary{}
+	}
+	s.read[arch] = b
+	return b, nil
+}
+
+func (s *Set) readFile(arch string) (*Binary, error) {
 	gz, err := fs.ReadFile(s.fsys, FileName(arch))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: linux/%s (looked in %s; build it with `make nodebin`)", ErrMissing, arch, s.dir)
@@ -125,18 +152,19 @@ func (s *Set) read(arch string) (*Binary, error) {
 	return decode(arch, gz, s.version(arch))
 }
 
-// decode checks that gz decompresses and fills in the binary's sums.
+// decode checks that gz decompresses and fills in the binary's sums,
+// streaming: the decompressed binary is never held.
 func decode(arch string, gz []byte, version string) (*Binary, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(gz))
 	if err != nil {
 		return nil, fmt.Errorf("node binary for linux/%s: %w", arch, err)
 	}
-	raw, err := io.ReadAll(zr)
+	h := sha256.New()
+	n, err := io.Copy(h, zr)
 	if err != nil {
 		return nil, fmt.Errorf("node binary for linux/%s: %w", arch, err)
 	}
-	sum := sha256.Sum256(raw)
-	return &Binary{Arch: arch, Gz: gz, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(raw)), Version: version}, nil
+	return &Binary{Arch: arch, Gz: gz, SHA256: hex.EncodeToString(h.Sum(nil)), Size: n, Version: version}, nil
 }
 
 func (s *Set) version(arch string) string {
