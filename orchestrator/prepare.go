@@ -400,22 +400,28 @@ func chooseMode(size int64, hosts int) Mode {
 // host at once is faster than the swarm, for a cluster of n hosts.
 //
 // The rule interpolates the crossovers `testbed bench` measured
-// (docs/BENCHMARKS.md, 200 Mbit/s links, one 2-core machine): P2P won at
-// every size from 10 MB on 5 hosts; the two modes took equal time at about
-// 15 MB on 10 hosts, 54 MB on 20 and 185 MB on 40. Between those points the
-// balance point is linear in n; below 10 hosts it follows the 10–20 line
-// down to zero at 6.15 hosts (P2P at every size up to 6 hosts); above 40 it
-// keeps the 20–40 slope (6.6 MB per host). It rises with n because on that
-// machine the swarm's setup (SSH, node upload 8 hosts at a time) and CPU
-// grow with the cluster while the registry's time grows only with the bytes
-// it sends. One host has nobody to share with: always the registry.
+// (docs/BENCHMARKS.md, 200 Mbit/s links, cold node caches, 10 and 250 MB
+// in both modes): about 18 MB on 2 hosts, 23 MB on 5 and 10.7 MB on 10,
+// linear in between. Below the crossover the swarm's fixed cost (the node
+// binary handed from host to host, the tracker's first answers, the
+// seeder's piece-by-piece start) outweighs what it saves. Above 10 hosts
+// the registry's time grows as n × size ÷ rate while the swarm's stays
+// near size ÷ rate plus that fixed cost, so the crossover falls as 1/n:
+// 10.7 MB × 10/n. One host has nobody to share with: always the registry.
+// (The bench before the node-binary handoff and the super-seeder found
+// the opposite trend, a balance point rising with n to 185 MB at 40
+// hosts: the swarm's setup and the seeder's repeats grew with n then.)
 func balancePoint(n int) int64 {
 	const mb = 1000 * 1000
 	if n <= 1 {
 		return math.MaxInt64
 	}
-	measured := [...]struct{ hosts, mb float64 }{{6.15, 0}, {10, 15}, {20, 54}, {40, 185}}
+	measured := [...]struct{ hosts, mb float64 }{{2, 18}, {5, 23}, {10, 10.7}}
 	x := float64(n)
+	last := measured[len(measured)-1]
+	if x >= last.hosts {
+		return int64(last.mb * last.hosts / x * mb)
+	}
 	i := 1
 	for i < len(measured)-1 && x > measured[i].hosts {
 		i++
