@@ -137,6 +137,31 @@ func TestBinSources_FallsBackToTheBastionWhenNoPeerTurnsUp(t *testing.T) {
 	}
 }
 
+func TestBinSources_WaitsForABusyPeerRatherThanTheBastion(t *testing.T) {
+	b := newBinSources()
+	b.firstUploads, b.perPeer, b.minWait = 1, 1, 30*time.Millisecond
+	ctx := context.Background()
+	first, _ := b.get(ctx, testSHA, true, 0)
+	b.done(first, testSHA, true, 100, 5*time.Millisecond)
+	b.addPeer(testSHA, "h1", "http://h1/x")
+	busy, err := b.get(ctx, testSHA, true, 0)
+	if err != nil || busy.peer == nil {
+		t.Fatalf("got %+v, %v; want the peer", busy, err)
+	}
+	// The only peer is busy for longer than the wait: the next host
+	// keeps waiting for it instead of asking the bastion.
+	wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if src, err := b.get(wctx, testSHA, true, 0); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %+v, %v; want it to wait for the busy peer", src, err)
+	}
+	// Once the peer is free, the host gets it.
+	b.done(busy, testSHA, true, 100, time.Millisecond)
+	if src, err := b.get(ctx, testSHA, true, 0); err != nil || src.peer == nil {
+		t.Fatalf("got %+v, %v; want the freed peer", src, err)
+	}
+}
+
 // binaryLab runs a job on n fake hosts whose nodes hand the binary on.
 func binaryLab(t *testing.T, n int) (*testLab, []*hostops.FakeConn) {
 	t.Helper()
