@@ -407,6 +407,12 @@ func (b *bencher) run(ctx context.Context, p point, ref string) (Result, error) 
 	}
 	tl, rerr := readEvents(out, evlog)
 	werr := cmd.Wait()
+	// layercast's log (its stderr: the seeder's rescues, hosts' errors)
+	// goes beside the run's events, for every run: a slow run is read
+	// from it as much as a failed one.
+	if err := os.WriteFile(filepath.Join(b.cfg.Out, "events", name+".log"), stderr.Bytes(), 0o644); err != nil {
+		b.cfg.Log.Warn("keep layercast's log", "run", name, "err", err)
+	}
 	avg, peak, cerr := cpu.finish()
 	byKind, nodeSamples, perr := procs.finish()
 	b1, berr := bLink.read()

@@ -81,6 +81,13 @@ func TestBench_SmokeRunFinishesEveryRunAndWritesEveryOutput(t *testing.T) {
 		if r.Mode == ModeRegistry && r.ProcCPU.Registry <= 0 {
 			t.Errorf("registry run at %d hosts: no registry CPU", r.Hosts)
 		}
+		// Every run keeps its events and layercast's log.
+		run := fmt.Sprintf("%s-%03dh-%04dmb", r.Mode, r.Hosts, r.Size/MB)
+		for _, f := range []string{run + ".jsonl", run + ".log"} {
+			if _, err := os.Stat(filepath.Join(out, "events", f)); err != nil {
+				t.Errorf("run %s: %v", run, err)
+			}
+		}
 	}
 	for _, name := range []string{CSVFile, MarkdownFile, Fig2File, Fig3File} {
 		b, err := os.ReadFile(filepath.Join(out, name))
