@@ -110,6 +110,9 @@ type pieceState struct {
 	// last had one holder only (its first report, or a stuck serve).
 	reports     int
 	spreadSince time.Time
+	// holder is the peer that reported it first: while it is the only
+	// one, the piece's fate hangs on it.
+	holder *peer
 }
 
 // peer is the policy's view of one connection.
@@ -260,7 +263,7 @@ func (p *policy) have(pr *peer, i int, now time.Time) bool {
 	ps.reports++
 	switch ps.reports {
 	case 1:
-		ps.spreadSince = now
+		ps.spreadSince, ps.holder = now, pr
 	case 2:
 		p.spreadGap = ewma(p.spreadGap, now.Sub(ps.spreadSince))
 	}
@@ -337,10 +340,23 @@ func (p *policy) dropped(pr *peer, r request) {
 }
 
 // stuck reports whether piece i was reported by one host only, and by no
-// other for spreadLimit.
+// other for spreadLimit; or, sooner, whether that one holder went quiet:
+// it still lacks pieces but has reported none for starveLimit (its link
+// was cut, it hangs, it is gone). A healthy downloading host reports a
+// piece every few piece times, and one whose link is cut still has an
+// open connection here until TCP gives up, so the silence is what tells;
+// without this rule every host waited spreadLimit (up to 24 s) for the
+// pieces a cut host alone held.
 func (p *policy) stuck(i int, now time.Time) bool {
 	ps := &p.pieces[i]
-	return ps.delivered && ps.reports <= 1 && !ps.spreadSince.IsZero() && now.Sub(ps.spreadSince) >= p.spreadLimit()
+	if !ps.delivered || ps.reports > 1 || ps.spreadSince.IsZero() {
+		return false
+	}
+	if now.Sub(ps.spreadSince) >= p.spreadLimit() {
+		return true
+	}
+	h := ps.holder
+	return h != nil && !h.complete(p.numPieces) && now.Sub(h.lastHave) >= p.starveLimit() && now.Sub(ps.spreadSince) >= p.cfg.starveAfter
 }
 
 // spreadLimit is how long a piece may have one holder before it is stuck:

@@ -346,3 +346,37 @@ func TestPolicy_StuckPieceIsSuggestedToWhoLacksIt(t *testing.T) {
 		t.Fatalf("b poked for %v, want piece 0 (stuck, lacking)", got)
 	}
 }
+
+func TestPolicy_APieceWhoseOnlyHolderWentQuietIsServedBeforeTheSpreadLimit(t *testing.T) {
+	f := newPolicyFixture(t, 8)
+	a, b := f.downloader(), f.downloader()
+	// Pieces take long to spread here (10 s to a second host), so the
+	// spread limit is long.
+	f.expect(a, 1, serve)
+	f.send(a, 1)
+	f.p.have(a, 1, f.now)
+	f.advance(10 * time.Second)
+	f.p.have(b, 1, f.now)
+	if f.p.spreadLimit() < 20*time.Second {
+		t.Fatalf("spread limit %v, want a long one for this test", f.p.spreadLimit())
+	}
+	// a reports piece 0, then keeps reporting others: it is healthy, and
+	// its piece waits for the spread limit.
+	f.expect(a, 0, serve)
+	f.send(a, 0)
+	f.p.have(a, 0, f.now)
+	for i := 2; i < 5; i++ {
+		f.advance(2 * time.Second)
+		f.expect(a, i, serve)
+		f.send(a, i)
+		f.p.have(a, i, f.now)
+		f.expect(b, 0, refuse)
+	}
+	// Then a falls silent, lacking pieces (its link was cut): once it has
+	// reported nothing for the starve limit, b gets piece 4 from the
+	// seeder, long before the spread limit.
+	f.advance(f.p.starveLimit() - time.Millisecond)
+	f.expect(b, 4, refuse)
+	f.advance(time.Millisecond)
+	f.expect(b, 4, serve)
+}
