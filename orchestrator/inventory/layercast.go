@@ -296,46 +296,31 @@ func (w *walker) hostFields(n ast.Node, field string, isHost bool, opts Options)
 	return hf
 }
 
+// orDefault sets *dst to def unless the host set field itself.
+func orDefault[T any](hf *hostFields, field string, dst *T, def T) {
+	if _, ok := hf.nodes[field]; !ok {
+		*dst = def
+	}
+}
+
 // applyDefaults fills every field the host did not set from d. It is the
 // one place where defaults are applied.
 func (hf *hostFields) applyDefaults(d hostFields) {
-	h := &hf.host
-	set := func(f string) bool { _, ok := hf.nodes[f]; return ok }
-	if !set("port") {
-		h.Port = d.host.Port
-	}
-	if !set("user") {
-		h.User = d.host.User
-	}
-	if !set("identity_file") {
-		h.IdentityFile = d.host.IdentityFile
-	}
-	if !set("become") {
-		h.Become = d.host.Become
-	}
-	if !set("docker_host") {
-		h.DockerHost = d.host.DockerHost
-	}
-	for f, p := range map[string]*string{"runtime": &h.Runtime, "containerd_address": &h.ContainerdAddress, "containerd_namespace": &h.ContainerdNamespace, "containerd_snapshotter": &h.ContainerdSnapshotter} {
-		if !set(f) {
-			*p = map[string]string{"runtime": d.host.Runtime, "containerd_address": d.host.ContainerdAddress, "containerd_namespace": d.host.ContainerdNamespace, "containerd_snapshotter": d.host.ContainerdSnapshotter}[f]
-		}
-	}
-	if !set("proxy_jump") {
-		h.ProxyJump = d.host.ProxyJump
-	}
-	if !set("work_dir") {
-		h.WorkDir = d.host.WorkDir
-	}
-	if !set("node_cache") {
-		h.NoNodeCache = d.host.NoNodeCache
-	}
-	if !set("platform") {
-		h.Platform = d.host.Platform
-	}
-	if !set("max_rate") {
-		h.MaxRate = d.host.MaxRate
-	}
+	h, dh := &hf.host, &d.host
+	orDefault(hf, "port", &h.Port, dh.Port)
+	orDefault(hf, "user", &h.User, dh.User)
+	orDefault(hf, "identity_file", &h.IdentityFile, dh.IdentityFile)
+	orDefault(hf, "become", &h.Become, dh.Become)
+	orDefault(hf, "docker_host", &h.DockerHost, dh.DockerHost)
+	orDefault(hf, "runtime", &h.Runtime, dh.Runtime)
+	orDefault(hf, "containerd_address", &h.ContainerdAddress, dh.ContainerdAddress)
+	orDefault(hf, "containerd_namespace", &h.ContainerdNamespace, dh.ContainerdNamespace)
+	orDefault(hf, "containerd_snapshotter", &h.ContainerdSnapshotter, dh.ContainerdSnapshotter)
+	orDefault(hf, "proxy_jump", &h.ProxyJump, dh.ProxyJump)
+	orDefault(hf, "work_dir", &h.WorkDir, dh.WorkDir)
+	orDefault(hf, "node_cache", &h.NoNodeCache, dh.NoNodeCache)
+	orDefault(hf, "platform", &h.Platform, dh.Platform)
+	orDefault(hf, "max_rate", &h.MaxRate, dh.MaxRate)
 	if len(d.host.Labels) > 0 {
 		merged := make(map[string]string, len(d.host.Labels)+len(h.Labels))
 		for k, v := range d.host.Labels {
