@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/layercast/layercast/internal/ctxio"
 )
 
 // Archive describes one docker-save archive to stream into the daemon.
@@ -118,7 +120,7 @@ func writeFile(ctx context.Context, tw *tar.Writer, name, path string) error {
 	if err := tw.WriteHeader(header(name, st.Size())); err != nil {
 		return fmt.Errorf("archive layer %s: %w", name, err)
 	}
-	n, err := io.CopyBuffer(tw, ctxReader{ctx: ctx, r: f}, make([]byte, 1<<20))
+	n, err := io.CopyBuffer(tw, ctxio.Reader(ctx, f), make([]byte, 1<<20))
 	if err != nil {
 		return fmt.Errorf("archive layer %s: %w", name, err)
 	}
@@ -126,17 +128,4 @@ func writeFile(ctx context.Context, tw *tar.Writer, name, path string) error {
 		return fmt.Errorf("archive layer %s: read %d of %d bytes", name, n, st.Size())
 	}
 	return nil
-}
-
-// ctxReader stops reading once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/layercast/layercast/internal/ctxio"
 )
 
 // Layer file media types, as jobspec.Layer.MediaType carries them: how the
@@ -233,7 +235,7 @@ func (c *Cache) VerifyLayer(ctx context.Context, digest, mediaType, diffID strin
 		return 0, fmt.Errorf("verify layer: %w", err)
 	}
 	defer f.Close()
-	var r io.Reader = ctxReader{ctx: ctx, r: bufio.NewReaderSize(f, 1<<20)}
+	var r io.Reader = ctxio.Reader(ctx, bufio.NewReaderSize(f, 1<<20))
 	switch mediaType {
 	case MediaTar:
 	case MediaTarGzip:
@@ -311,17 +313,4 @@ func (c *Cache) ReadBlob(digest string) ([]byte, error) {
 		return nil, err
 	}
 	return b, nil
-}
-
-// ctxReader stops reading once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

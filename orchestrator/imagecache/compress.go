@@ -14,6 +14,8 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/layercast/layercast/internal/ctxio"
 )
 
 // Compression is how a daemon-source layer travels.
@@ -147,7 +149,7 @@ func (c *Cache) compressLayer(ctx context.Context, l Layer) (compressRecord, err
 		f.Close()
 		return compressRecord{}, err
 	}
-	n, err := io.Copy(zw, ctxReader{ctx: ctx, r: bufio.NewReaderSize(in, 1<<20)})
+	n, err := io.Copy(zw, ctxio.Reader(ctx, bufio.NewReaderSize(in, 1<<20)))
 	if err == nil {
 		err = zw.Close()
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	"github.com/layercast/layercast/internal/ctxio"
 	"github.com/layercast/layercast/orchestrator/imagecache"
 )
 
@@ -121,7 +122,7 @@ func (ss *session) download(ctx context.Context, digest string, size int64, p *i
 		}
 		return permanentError{cerr}
 	}
-	_, err = io.CopyBuffer(p, ctxReader{ctx: ctx, r: resp.Body}, make([]byte, 256<<10))
+	_, err = io.CopyBuffer(p, ctxio.Reader(ctx, resp.Body), make([]byte, 256<<10))
 	if err != nil {
 		var perm permanentError
 		if errors.Is(err, imagecache.ErrDigestMismatch) {
@@ -147,19 +148,6 @@ func rangeStart(cr string) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(first, 10, 64)
 	return n, err == nil
-}
-
-// ctxReader stops reading once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // classify turns a registry's refusal into one line that says what to fix,
