@@ -318,6 +318,12 @@ func (b *bencher) clean(ctx context.Context) error {
 	return g.Wait()
 }
 
+// runName names a run's files in the events directory:
+// p2p-010h-0250mb.jsonl and .log.
+func runName(mode string, hosts int, size int64) string {
+	return fmt.Sprintf("%s-%03dh-%04dmb", mode, hosts, size/MB)
+}
+
 // run runs one point from clean daemons and measures it.
 func (b *bencher) run(ctx context.Context, p point, ref string) (Result, error) {
 	if err := b.clean(ctx); err != nil {
@@ -375,7 +381,7 @@ func (b *bencher) run(ctx context.Context, p point, ref string) (Result, error) 
 
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.RunTimeout)
 	defer cancel()
-	name := fmt.Sprintf("%s-%03dh-%04dmb", p.mode, p.hosts, p.size/MB)
+	name := runName(p.mode, p.hosts, p.size)
 	evlog, err := os.Create(filepath.Join(b.cfg.Out, "events", name+".jsonl"))
 	if err != nil {
 		return Result{}, fmt.Errorf("create event log: %w", err)

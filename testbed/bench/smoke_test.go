@@ -82,7 +82,7 @@ func TestBench_SmokeRunFinishesEveryRunAndWritesEveryOutput(t *testing.T) {
 			t.Errorf("registry run at %d hosts: no registry CPU", r.Hosts)
 		}
 		// Every run keeps its events and layercast's log.
-		run := fmt.Sprintf("%s-%03dh-%04dmb", r.Mode, r.Hosts, r.Size/MB)
+		run := runName(r.Mode, r.Hosts, r.Size)
 		for _, f := range []string{run + ".jsonl", run + ".log"} {
 			if _, err := os.Stat(filepath.Join(out, "events", f)); err != nil {
 				t.Errorf("run %s: %v", run, err)
