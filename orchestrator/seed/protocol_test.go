@@ -25,7 +25,12 @@ type rawPeer struct {
 
 func dialRaw(t *testing.T, s *Seeder, ih metainfo.Hash, fast bool) *rawPeer {
 	t.Helper()
-	nc, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port()))
+	return dialRawWith(t, &net.Dialer{}, s, ih, fast)
+}
+
+func dialRawWith(t *testing.T, d *net.Dialer, s *Seeder, ih metainfo.Hash, fast bool) *rawPeer {
+	t.Helper()
+	nc, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,6 +66,26 @@ func (p *rawPeer) next() message {
 			return m
 		}
 	}
+}
+
+// greet reads the seeder's greeting to a fast-extension peer and answers
+// it as a node that has nothing and wants the layer.
+func (p *rawPeer) greet(ih metainfo.Hash) {
+	p.t.Helper()
+	h, err := readHandshake(p.nc)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if h.infoHash != ih || !h.fast() {
+		p.t.Fatalf("handshake for %x, fast %v", h.infoHash, h.fast())
+	}
+	if m := p.next(); m.id != msgHaveAll {
+		p.t.Fatalf("first message %d, want have all", m.id)
+	}
+	if m := p.next(); m.id != msgUnchoke {
+		p.t.Fatalf("second message %d, want unchoke", m.id)
+	}
+	p.send(appendSimple(appendSimple(nil, msgHaveNone), msgInterested))
 }
 
 // expectClosed checks that the seeder closes the connection without
@@ -99,26 +124,9 @@ func TestSeeder_SpeaksTheFastExtension(t *testing.T) {
 	// The rate limit keeps most of a's requests waiting for minutes, so a
 	// stays the active owner of piece 0 however slow the test runs.
 	s, ih, data := protocolJob(t, Config{AllowLoopback: true, MaxRate: 1024})
-	greet := func(p *rawPeer) {
-		t.Helper()
-		h, err := readHandshake(p.nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.infoHash != ih || !h.fast() {
-			t.Fatalf("handshake for %x, fast %v", h.infoHash, h.fast())
-		}
-		if m := p.next(); m.id != msgHaveAll {
-			t.Fatalf("first message %d, want have all", m.id)
-		}
-		if m := p.next(); m.id != msgUnchoke {
-			t.Fatalf("second message %d, want unchoke", m.id)
-		}
-		p.send(appendSimple(appendSimple(nil, msgHaveNone), msgInterested))
-	}
 	a, b := dialRaw(t, s, ih, true), dialRaw(t, s, ih, true)
-	greet(a)
-	greet(b)
+	a.greet(ih)
+	b.greet(ih)
 
 	// a asks first for all of piece 0 and gets its first block.
 	var reqs []byte
@@ -215,5 +223,70 @@ func TestSeeder_CloseEndsEveryConnection(t *testing.T) {
 	}
 	if _, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port())); err == nil {
 		t.Error("seeder still accepts after Close")
+	}
+}
+
+// A peer that stops reading keeps its sending slot (until writeTimeout or
+// its connection ends); with MaxSending 1 every other connection waits,
+// with 2 the next one is served at once. So the bastion's link never
+// carries more than MaxSending flows of blocks, however many hosts ask.
+func TestSeeder_SendsOnAtMostMaxSendingConnectionsAtOnce(t *testing.T) {
+	for _, slots := range []int{1, 2} {
+		t.Run(fmt.Sprintf("slots=%d", slots), func(t *testing.T) {
+			s, ih, data := protocolJob(t, Config{AllowLoopback: true, MaxSending: slots})
+			// a's socket takes a few KiB and a reads none of them: the
+			// seeder's write of a's piece blocks, holding a slot.
+			tiny := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+				var serr error
+				err := c.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+				})
+				return errors.Join(err, serr)
+			}}
+			a := dialRawWith(t, tiny, s, ih, true)
+			a.greet(ih)
+			var reqs []byte
+			for begin := uint32(0); begin < 256<<10; begin += 16 << 10 {
+				reqs = appendBlockMsg(reqs, msgRequest, request{index: 0, begin: begin, length: 16 << 10})
+			}
+			a.send(reqs)
+			waitSlotsHeld(t, s, 1)
+
+			b := dialRaw(t, s, ih, true)
+			b.greet(ih)
+			b.send(appendBlockMsg(nil, msgRequest, request{index: 1, begin: 0, length: 16 << 10}))
+			if slots == 1 {
+				b.nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+				if m, err := b.r.next(); err == nil {
+					t.Fatalf("b got message %d while a held the only slot", m.id)
+				} else if !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("b: %v", err)
+				}
+				b.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+				a.nc.Close() // the seeder's write fails and frees the slot
+			}
+			m := b.next()
+			if m.id != msgPiece || !bytes.Equal(m.payload[8:], data[256<<10:256<<10+16<<10]) {
+				t.Fatalf("b got message %d with %d bytes, want its block", m.id, len(m.payload))
+			}
+		})
+	}
+}
+
+// waitSlotsHeld waits until n of the seeder's sending slots stay taken for
+// a while, i.e. a writer is blocked in a send rather than between blocks.
+func waitSlotsHeld(t *testing.T, s *Seeder, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for steady := 0; steady < 10; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sending slots never stayed taken", n)
+		}
+		if s.sending.TryAcquire(int64(s.cfg.MaxSending) - n + 1) {
+			s.sending.Release(int64(s.cfg.MaxSending) - n + 1)
+			steady = 0
+			continue
+		}
+		steady++
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 )
 
@@ -33,6 +34,19 @@ type Config struct {
 	// place of its own of MaxRate: the bastion shares one (NewLimiter)
 	// with its other uploads to the hosts.
 	Limiter *rate.Limiter
+	// MaxSending is how many connections may send blocks at once; 0 means
+	// DefaultMaxSending. The others' served requests wait their turn, in
+	// order. Each connection's socket holds at most notSentLowat unsent
+	// bytes, so this bounds the TCP flows leaving the bastion with data,
+	// not only the goroutines: hundreds of hosts × layers of bulk flows
+	// through the bastion's link would keep its switch or NIC queue full,
+	// and the few packets of the job's SSH sessions (heartbeats, progress
+	// acknowledgements) would be lost over and over until TCP's backoff
+	// outgrew the node's heartbeat timeout (100 lab hosts at 4 Mbit/s: 17
+	// hosts lost; docs/BENCHMARKS.md). A handful of flows fills any link the
+	// bastion has; they only need to be to different hosts, which the
+	// rotation gives.
+	MaxSending int
 	// StarveAfter is the least time a downloading connection that owns no
 	// piece and waits for no other host may go without reporting a piece
 	// before the seeder serves it what other hosts already have; 0 means
@@ -57,6 +71,12 @@ const (
 	ownerIdle          = 5 * time.Second
 	pokeEvery          = 250 * time.Millisecond
 	tickEvery          = 100 * time.Millisecond
+	// DefaultMaxSending is Config.MaxSending when zero.
+	DefaultMaxSending = 8
+	// notSentLowat is the unsent bytes a connection's socket may hold
+	// (TCP_NOTSENT_LOWAT): a 32 KiB tail drains in 66 ms at 4 Mbit/s and
+	// is refilled long before it does at 10 Gbit/s.
+	notSentLowat = 32 << 10
 	// maxConns bounds the connections the seeder keeps open.
 	maxConns = 4096
 )
@@ -68,6 +88,7 @@ type Seeder struct {
 	allowed map[netip.Addr]struct{}
 	ln      *net.TCPListener
 	limiter *rate.Limiter
+	sending *semaphore.Weighted // Config.MaxSending slots
 	peerID  [20]byte
 
 	ctx    context.Context // cancelled by Close
@@ -114,6 +135,12 @@ func NewSeeder(ctx context.Context, cfg Config, layers []Layer) (*Seeder, error)
 	if cfg.Limiter == nil {
 		cfg.Limiter = NewLimiter(cfg.MaxRate)
 	}
+	if cfg.MaxSending < 0 {
+		return nil, fmt.Errorf("seeder config: max sending %d is negative", cfg.MaxSending)
+	}
+	if cfg.MaxSending == 0 {
+		cfg.MaxSending = DefaultMaxSending
+	}
 	allowed := make(map[netip.Addr]struct{}, len(cfg.AllowedIPs))
 	for _, s := range cfg.AllowedIPs {
 		ip, err := netip.ParseAddr(s)
@@ -132,6 +159,7 @@ func NewSeeder(ctx context.Context, cfg Config, layers []Layer) (*Seeder, error)
 		allowed:  allowed,
 		ln:       ln.(*net.TCPListener),
 		limiter:  cfg.Limiter,
+		sending:  semaphore.NewWeighted(int64(cfg.MaxSending)),
 		torrents: make(map[metainfo.Hash]*torrent),
 		conns:    make(map[*conn]struct{}),
 		lastAt:   time.Now(),
@@ -249,6 +277,9 @@ func (s *Seeder) serveConn(nc *net.TCPConn) error {
 	s.mu.Unlock()
 	if t == nil {
 		return fmt.Errorf("handshake for unknown torrent %x", h.infoHash)
+	}
+	if err := setNotSentLowat(nc, notSentLowat); err != nil {
+		s.log.Debug("seeder: unsent bytes not bounded; MaxSending bounds senders, not flows", "err", err)
 	}
 	f, err := os.Open(t.layer.path)
 	if err != nil {
