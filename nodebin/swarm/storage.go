@@ -34,6 +34,13 @@ type layerFile struct {
 	length   int64
 	pieceLen int64
 	f        *os.File
+	// io is held (shared) by every read and write of f and (exclusive) by
+	// its close: anacrolix reads a block for a peer with its lock released,
+	// and a read that fails on a closed file after the client closed makes
+	// it panic (peerconn.go servePeerRequest, v1.61.0). Client.Close
+	// closes the client first, so no read starts after it; the ones in
+	// flight finish before the file closes.
+	io sync.RWMutex
 	// verified counts the bytes of the pieces marked complete: progress,
 	// the next layer's start and the tracker's "left" read it without
 	// taking the torrent client's lock or walking its pieces.
@@ -104,7 +111,7 @@ func (s *fileStorage) register(ih metainfo.Hash, path string, info *metainfo.Inf
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old, ok := s.files[ih]; ok {
-		old.f.Close()
+		old.close()
 	}
 	s.files[ih] = lf
 	return lf, nil
@@ -116,7 +123,7 @@ func (s *fileStorage) close() error {
 	defer s.mu.Unlock()
 	var first error
 	for ih, lf := range s.files {
-		if err := lf.f.Close(); err != nil && first == nil {
+		if err := lf.close(); err != nil && first == nil {
 			first = err
 		}
 		delete(s.files, ih)
@@ -136,7 +143,7 @@ func (s *fileStorage) OpenTorrent(_ context.Context, info *metainfo.Info, ih met
 		PieceWithHash: func(p metainfo.Piece, _ g.Option[[]byte]) storage.PieceImpl {
 			return filePiece{lf: lf, index: p.Index(), off: p.Offset(), length: p.Length()}
 		},
-		NewReader: func() storage.TorrentReader { return nopCloserReaderAt{lf.f} },
+		NewReader: func() storage.TorrentReader { return nopCloserReaderAt{lf} },
 		// The file is closed by fileStorage.close, after the client let go.
 		Close: func() error { return nil },
 	}, nil
@@ -172,9 +179,28 @@ type filePiece struct {
 	length int64
 }
 
-func (p filePiece) ReadAt(b []byte, off int64) (int, error) { return p.lf.f.ReadAt(b, p.off+off) }
+func (lf *layerFile) readAt(b []byte, off int64) (int, error) {
+	lf.io.RLock()
+	defer lf.io.RUnlock()
+	return lf.f.ReadAt(b, off)
+}
 
-func (p filePiece) WriteAt(b []byte, off int64) (int, error) { return p.lf.f.WriteAt(b, p.off+off) }
+func (lf *layerFile) writeAt(b []byte, off int64) (int, error) {
+	lf.io.RLock()
+	defer lf.io.RUnlock()
+	return lf.f.WriteAt(b, off)
+}
+
+// close closes the file once no read or write of it is in flight.
+func (lf *layerFile) close() error {
+	lf.io.Lock()
+	defer lf.io.Unlock()
+	return lf.f.Close()
+}
+
+func (p filePiece) ReadAt(b []byte, off int64) (int, error) { return p.lf.readAt(b, p.off+off) }
+
+func (p filePiece) WriteAt(b []byte, off int64) (int, error) { return p.lf.writeAt(b, p.off+off) }
 
 // WriteTo feeds the piece to w (anacrolix's SHA-1 piece check) from one
 // read of the file. When the piece is the one the layer's sha256 hasher
@@ -186,7 +212,7 @@ func (p filePiece) WriteTo(w io.Writer) (int64, error) {
 		pb.b = make([]byte, p.length)
 	}
 	b := pb.b[:p.length]
-	if _, err := p.lf.f.ReadAt(b, p.off); err != nil {
+	if _, err := p.lf.readAt(b, p.off); err != nil {
 		p.lf.bufs.Put(pb)
 		return 0, fmt.Errorf("read piece %d: %w", p.index, err)
 	}
@@ -239,7 +265,7 @@ func (p filePiece) Completion() storage.Completion {
 	return storage.Completion{Ok: true, Complete: p.lf.isComplete(p.index)}
 }
 
-type nopCloserReaderAt struct{ f *os.File }
+type nopCloserReaderAt struct{ lf *layerFile }
 
-func (r nopCloserReaderAt) ReadAt(b []byte, off int64) (int, error) { return r.f.ReadAt(b, off) }
+func (r nopCloserReaderAt) ReadAt(b []byte, off int64) (int, error) { return r.lf.readAt(b, off) }
 func (nopCloserReaderAt) Close() error                              { return nil }

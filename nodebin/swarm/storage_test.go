@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
 )
@@ -91,5 +92,36 @@ func TestLayerFile_CountsVerifiedBytesAsPiecesComeAndGo(t *testing.T) {
 	}
 	if got := seeded.verified.Load(); got != 10 {
 		t.Errorf("a file registered complete counts %d verified bytes, want 10", got)
+	}
+}
+
+// A read anacrolix started for a peer before the client closed must
+// succeed: the storage's close waits for it instead of failing it (a read
+// error on a closed torrent panics in anacrolix v1.61.0).
+func TestFileStorage_CloseWaitsForAReadInFlight(t *testing.T) {
+	info := &metainfo.Info{PieceLength: 16 << 10, Length: 64 << 10}
+	store := newFileStorage()
+	lf, err := store.register(metainfo.Hash{4}, filepath.Join(t.TempDir(), "layer"), info, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filePiece{lf: lf, index: 1, off: 16 << 10, length: 16 << 10}
+	lf.io.RLock() // a read in flight, past its start
+	closed := make(chan error, 1)
+	go func() { closed <- store.close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("close returned (%v) while a read was in flight", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if _, err := lf.f.ReadAt(make([]byte, 16<<10), p.off); err != nil {
+		t.Fatalf("the read in flight failed: %v", err)
+	}
+	lf.io.RUnlock()
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ReadAt(make([]byte, 1), 0); err == nil {
+		t.Error("a read after close succeeded")
 	}
 }

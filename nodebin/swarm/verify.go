@@ -65,7 +65,7 @@ func (h *orderedHasher) hashPiece(d hash.Hash, i int, buf []byte) error {
 	end := min(off+h.pieceLen, h.lf.length)
 	for off < end {
 		n := min(int64(len(buf)), end-off)
-		if _, err := h.lf.f.ReadAt(buf[:n], off); err != nil {
+		if _, err := h.lf.readAt(buf[:n], off); err != nil {
 			return fmt.Errorf("read back piece %d: %w", i, err)
 		}
 		d.Write(buf[:n])
