@@ -59,8 +59,6 @@ type Client struct {
 	fromSeeder atomic.Int64
 	fromPeers  atomic.Int64
 
-	closeListener func() error // the peer listener (addBatchedTCP)
-
 	ann        *announcer // nil without a tracker
 	stopAnn    context.CancelFunc
 	annStopped chan struct{}
@@ -111,6 +109,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("swarm config: %w", err)
 	}
 	cc := clientConfig(logger, c.store)
+	cc.ListenPort = cfg.ListenPort
 	if cfg.MaxRate > 0 {
 		cc.UploadRateLimiter, cc.DownloadRateLimiter = rate.NewLimiter(rate.Limit(cfg.MaxRate), 0), rate.NewLimiter(rate.Limit(cfg.MaxRate), 0)
 	}
@@ -138,10 +137,6 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("start bittorrent client: %w", err)
 	}
 	c.cl = cl
-	if c.closeListener, err = addBatchedTCP(cl, cfg.ListenPort); err != nil {
-		cl.Close()
-		return nil, err
-	}
 	if c.ann != nil {
 		// The announcer lives as long as the client, not as the caller's ctx.
 		actx, stop := context.WithCancel(context.WithoutCancel(ctx))
@@ -457,7 +452,7 @@ func (c *Client) Close() error {
 		<-c.annStopped
 	}
 	errs := c.cl.Close()
-	errs = append(errs, c.closeListener(), c.store.close())
+	errs = append(errs, c.store.close())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close swarm client: %w", err)
 	}

@@ -99,7 +99,6 @@ func newRawPeer(t *testing.T, host string, layer jobspec.Layer, path string) (*t
 	store := newFileStorage()
 	cc := clientConfig(slog.New(slog.DiscardHandler), store)
 	cc.SetListenAddr(host + ":0")
-	cc.DisableTCP = false // a plain anacrolix peer on host, not a node
 	cl, err := torrent.NewClient(cc)
 	if err != nil {
 		t.Fatal(err)

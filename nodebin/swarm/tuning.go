@@ -59,9 +59,6 @@ func clientConfig(logger *slog.Logger, store *fileStorage) *torrent.ClientConfig
 	cc.PeriodicallyAnnounceTorrentsToDht = false
 	cc.DisablePEX = true
 	cc.DisableUTP = true
-	// TCP through our own listener and dialer, which read in batches
-	// (addBatchedTCP).
-	cc.DisableTCP = true
 	cc.DisableIPv6 = true
 	cc.NoDefaultPortForwarding = true
 	cc.DisableWebtorrent = true
