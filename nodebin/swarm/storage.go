@@ -48,27 +48,19 @@ type layerFile struct {
 
 	mu       sync.Mutex
 	complete []bool
-	// onComplete is called (without locks held) after a piece passed its
-	// SHA-1 check and was marked complete.
-	onComplete func(piece int)
-	// hashNext is the piece the layer's sha256 hasher waits for; kept holds
-	// that piece's bytes as the SHA-1 check read them, so the hasher need
-	// not read them back from the file (see filePiece.WriteTo).
-	hashNext int
-	kept     *pieceBuf
-	bufs     *sync.Pool // of *pieceBuf
-}
-
-// pieceBuf holds one piece read from the file.
-type pieceBuf struct {
-	index int
-	b     []byte
+	// onWhole is called once (without locks held) when every piece has
+	// passed its SHA-1 check: the file is the layer's as the metainfo
+	// says.
+	onWhole func()
+	whole   bool       // onWhole was called
+	bufs    *sync.Pool // of *[]byte, one piece each (see filePiece.WriteTo)
 }
 
 // register opens (creating when asked) path as the storage of the torrent
 // with infohash ih. With allComplete the file is trusted to hold the whole
-// torrent already; its size is checked, its content is not.
-func (s *fileStorage) register(ih metainfo.Hash, path string, info *metainfo.Info, allComplete bool, onComplete func(int)) (*layerFile, error) {
+// torrent already; its size is checked, its content is not. Otherwise
+// onWhole, if set, is called once all its pieces are complete.
+func (s *fileStorage) register(ih metainfo.Hash, path string, info *metainfo.Info, allComplete bool, onWhole func()) (*layerFile, error) {
 	if info.IsDir() {
 		return nil, fmt.Errorf("torrent %s has several files; a layer torrent has one", ih.HexString())
 	}
@@ -99,14 +91,15 @@ func (s *fileStorage) register(ih metainfo.Hash, path string, info *metainfo.Inf
 	pieceLen := info.PieceLength
 	lf := &layerFile{
 		path: path, length: length, pieceLen: pieceLen, f: f,
-		complete: make([]bool, info.NumPieces()), onComplete: onComplete,
-		bufs: &sync.Pool{New: func() any { return &pieceBuf{b: make([]byte, pieceLen)} }},
+		complete: make([]bool, info.NumPieces()), onWhole: onWhole,
+		bufs: &sync.Pool{New: func() any { b := make([]byte, pieceLen); return &b }},
 	}
 	if allComplete {
 		for i := range lf.complete {
 			lf.complete[i] = true
 		}
 		lf.verified.Store(length)
+		lf.whole = true
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -160,9 +153,13 @@ func (lf *layerFile) setComplete(i int, c bool) {
 		}
 		lf.verified.Add(n)
 	}
+	whole := !lf.whole && lf.verified.Load() == lf.length
+	if whole {
+		lf.whole = true
+	}
 	lf.mu.Unlock()
-	if c && !was && lf.onComplete != nil {
-		lf.onComplete(i)
+	if whole && lf.onWhole != nil {
+		lf.onWhole()
 	}
 }
 
@@ -203,52 +200,20 @@ func (p filePiece) ReadAt(b []byte, off int64) (int, error) { return p.lf.readAt
 func (p filePiece) WriteAt(b []byte, off int64) (int, error) { return p.lf.writeAt(b, p.off+off) }
 
 // WriteTo feeds the piece to w (anacrolix's SHA-1 piece check) from one
-// read of the file. When the piece is the one the layer's sha256 hasher
-// waits for, its buffer is kept for the hasher: the bytes the SHA-1 check
-// saw are then the bytes the sha256 sees, read once.
+// read of the file, instead of the many small reads of anacrolix's
+// fallback.
 func (p filePiece) WriteTo(w io.Writer) (int64, error) {
-	pb := p.lf.bufs.Get().(*pieceBuf)
-	if int64(cap(pb.b)) < p.length {
-		pb.b = make([]byte, p.length)
+	bp := p.lf.bufs.Get().(*[]byte)
+	defer p.lf.bufs.Put(bp)
+	if int64(cap(*bp)) < p.length {
+		*bp = make([]byte, p.length)
 	}
-	b := pb.b[:p.length]
+	b := (*bp)[:p.length]
 	if _, err := p.lf.readAt(b, p.off); err != nil {
-		p.lf.bufs.Put(pb)
 		return 0, fmt.Errorf("read piece %d: %w", p.index, err)
 	}
 	n, err := w.Write(b)
-	pb.index = p.index
-	p.lf.keep(pb)
 	return int64(n), err
-}
-
-// keep holds pb for the sha256 hasher if it waits for that piece, and
-// returns it (or the one it replaces) to the pool otherwise.
-func (lf *layerFile) keep(pb *pieceBuf) {
-	lf.mu.Lock()
-	if pb.index == lf.hashNext {
-		pb, lf.kept = lf.kept, pb
-	}
-	lf.mu.Unlock()
-	if pb != nil {
-		lf.bufs.Put(pb)
-	}
-}
-
-// takeKept returns the bytes of piece i if the last SHA-1 check of it left
-// them, and records that the hasher now waits for piece i+1. The caller
-// gives the buffer back with lf.bufs.Put.
-func (lf *layerFile) takeKept(i int) *pieceBuf {
-	lf.mu.Lock()
-	defer lf.mu.Unlock()
-	pb := lf.kept
-	lf.kept = nil
-	lf.hashNext = i + 1
-	if pb != nil && pb.index != i {
-		lf.bufs.Put(pb)
-		return nil
-	}
-	return pb
 }
 
 func (p filePiece) MarkComplete() error {

@@ -10,11 +10,10 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 )
 
-// TestFilePiece_KeepsOnlyThePieceTheHasherWaitsFor checks the single-read
-// path: the SHA-1 check's read of the piece the sha256 hasher waits for is
-// handed over, with exactly the bytes the check saw; any other piece is
-// read back from the file.
-func TestFilePiece_KeepsOnlyThePieceTheHasherWaitsFor(t *testing.T) {
+// TestFilePiece_WriteToFeedsThePiecesBytes checks the single-read path of
+// the SHA-1 check: every piece, the short last one included, is written
+// with the file's bytes as they are at the time of the check.
+func TestFilePiece_WriteToFeedsThePiecesBytes(t *testing.T) {
 	const pieceLen = 4
 	data := []byte("aaaabbbbcc") // pieces "aaaa", "bbbb", "cc"
 	path := filepath.Join(t.TempDir(), "layer")
@@ -40,25 +39,43 @@ func TestFilePiece_KeepsOnlyThePieceTheHasherWaitsFor(t *testing.T) {
 			t.Fatalf("WriteTo piece %d wrote %q, want %q", i, got.Bytes(), want)
 		}
 	}
-
-	check(2) // not awaited: not kept
-	check(0) // awaited: kept
-	if pb := lf.takeKept(0); pb == nil || pb.index != 0 || string(pb.b[:pieceLen]) != "aaaa" {
-		t.Fatalf("takeKept(0) = %+v, want piece 0's bytes", pb)
-	}
-	// A piece read twice (a failed check, then the data again) hands over
-	// the later read.
+	check(2)
+	check(0)
 	check(1)
+	// A piece written again (a failed check, then the data again) is
+	// read again.
 	if _, err := lf.f.WriteAt([]byte("BBBB"), pieceLen); err != nil {
 		t.Fatal(err)
 	}
 	data = []byte("aaaaBBBBcc")
 	check(1)
-	if pb := lf.takeKept(1); pb == nil || string(pb.b[:pieceLen]) != "BBBB" {
-		t.Fatalf("takeKept(1) after a second read = %+v, want the second read", pb)
+}
+
+// TestLayerFile_OnWholeOnceEveryPieceIsComplete: the download's "layer
+// done" comes once, when the last missing piece passes, whatever the order.
+func TestLayerFile_OnWholeOnceEveryPieceIsComplete(t *testing.T) {
+	info := &metainfo.Info{Name: "layer", PieceLength: 4, Length: 10, Pieces: make([]byte, 3*20)}
+	calls := 0
+	lf, err := newFileStorage().register(metainfo.Hash{4}, filepath.Join(t.TempDir(), "layer"), info, false, func() { calls++ })
+	if err != nil {
+		t.Fatal(err)
 	}
-	if pb := lf.takeKept(2); pb != nil {
-		t.Fatalf("takeKept(2) = %+v, but piece 2 was read before the hasher waited for it", pb)
+	for _, step := range []struct {
+		piece    int
+		complete bool
+		want     int
+	}{
+		{2, true, 0},
+		{0, true, 0},
+		{0, false, 0}, // a piece that failed again
+		{1, true, 0},
+		{0, true, 1},
+		{0, true, 1}, // marked twice: called once
+	} {
+		lf.setComplete(step.piece, step.complete)
+		if calls != step.want {
+			t.Errorf("after piece %d complete=%v: onWhole called %d times, want %d", step.piece, step.complete, calls, step.want)
+		}
 	}
 }
 

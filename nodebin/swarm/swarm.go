@@ -1,6 +1,13 @@
 // Package swarm is the node's BitTorrent side: it downloads the missing
-// layers of a job from the swarm (the bastion's seeder and the other hosts),
-// verifies each file's sha256, and keeps seeding until closed.
+// layers of a job from the swarm (the bastion's seeder and the other hosts)
+// and keeps seeding until closed.
+//
+// A layer file is done when every piece passed its SHA-1 check against the
+// metainfo. The node does not hash the whole file again: the runtime
+// checks what it imports (docker load each layer's diff ID against the
+// image config; containerd the blob's digest on commit and the node the
+// diff ID it applied), so a file that is not the layer fails the import
+// and leaves no image (testbed/e2e TestJob_LayerAlteredAfterVerifyFailsTheImport).
 //
 // Every layer is its own single-file torrent whose metainfo travels in the
 // job spec; the data goes to Dir/<digest-hex>.
@@ -42,11 +49,6 @@ type Config struct {
 	// benchmarks use it to rate-limit a client like a host's link.
 	tune func(*torrent.ClientConfig)
 }
-
-// ErrCorrupt is returned when a downloaded file does not match its digest
-// although every piece passed its SHA-1 check: the metainfo and the digest
-// disagree, and downloading again will not help.
-var ErrCorrupt = errors.New("layer digest mismatch")
 
 // Client is one node's BitTorrent client for one job.
 type Client struct {
@@ -195,8 +197,9 @@ func (c *Client) layerPath(l jobspec.Layer) string {
 	return filepath.Join(c.cfg.Dir, strings.TrimPrefix(l.Digest, "sha256:"))
 }
 
-// add registers the layer's file and adds its torrent to the client.
-func (c *Client) add(l jobspec.Layer, complete bool, onPiece func(int)) (*layerState, *layerFile, *metainfo.Info, error) {
+// add registers the layer's file and adds its torrent to the client;
+// onWhole is called once when every piece of a file not complete is.
+func (c *Client) add(l jobspec.Layer, complete bool, onWhole func()) (*layerState, *layerFile, *metainfo.Info, error) {
 	if !jobspec.ValidDigest(l.Digest) {
 		return nil, nil, nil, fmt.Errorf("layer digest %q is not a sha256 digest", l.Digest)
 	}
@@ -213,7 +216,7 @@ func (c *Client) add(l jobspec.Layer, complete bool, onPiece func(int)) (*layerS
 	}
 	ih := mi.HashInfoBytes()
 	path := c.layerPath(l)
-	lf, err := c.store.register(ih, path, &info, complete, onPiece)
+	lf, err := c.store.register(ih, path, &info, complete, onWhole)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("layer %s: %w", l.Digest, err)
 	}
@@ -290,13 +293,6 @@ func (c *Client) Seed(layers []jobspec.Layer) error {
 	return nil
 }
 
-type verified struct {
-	layer jobspec.Layer
-	ih    metainfo.Hash
-	path  string
-	err   error
-}
-
 // startAhead bounds how far ahead of the image order a node downloads: the
 // next layer starts once the layers already started miss fewer than this
 // many bytes. The node imports layers strictly in image order, so layers
@@ -309,39 +305,19 @@ type verified struct {
 const startAhead = 32 << 20
 
 // Download fetches the given layers, in image order and overlapping (see
-// startAhead), verifies each file's sha256 against layer.Digest, and calls
-// onDone(layer, path) as each one completes verified (in completion order,
-// from one goroutine). It returns when all are done or on the first error /
-// ctx cancel. The client keeps seeding the layers it has until Close.
+// startAhead), and calls onDone(layer, path) as each one completes, every
+// piece checked against its metainfo (in completion order, from one
+// goroutine). It returns when all are done or on the first error / ctx
+// cancel. The client keeps seeding the layers it has until Close.
 func (c *Client) Download(ctx context.Context, layers []jobspec.Layer, onDone func(jobspec.Layer, string)) error {
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() {
-		cancel() // stops the hashers still waiting for pieces
-		wg.Wait()
-	}()
-	results := make(chan verified, len(layers))
+	whole := make(chan int, len(layers)) // index in queue, each once
 	queue := make([]*layerState, 0, len(layers))
-	for _, l := range layers {
-		h := &orderedHasher{wake: make(chan struct{}, 1)}
-		ls, lf, info, err := c.add(l, false, h.pieceCompleted)
+	for i, l := range layers {
+		ls, _, _, err := c.add(l, false, func() { whole <- i })
 		if err != nil {
 			return fmt.Errorf("download: %w", err)
 		}
-		h.lf, h.pieceLen, h.numPieces = lf, info.PieceLength, info.NumPieces()
 		queue = append(queue, ls)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			digest, err := h.run(ctx)
-			switch {
-			case err != nil:
-				err = fmt.Errorf("verify layer %s: %w", l.Digest, err)
-			case digest != l.Digest:
-				err = fmt.Errorf("layer %s: file hashes to %s: %w", l.Digest, digest, ErrCorrupt)
-			}
-			results <- verified{layer: l, ih: ls.t.InfoHash(), path: ls.path, err: err}
-		}()
 	}
 	started := 0
 	startMore := func() {
@@ -373,18 +349,16 @@ func (c *Client) Download(ctx context.Context, layers []jobspec.Layer, onDone fu
 			c.redialSeeder()
 		case <-advanceC:
 			startMore()
-		case r := <-results:
+		case i := <-whole:
+			ls := queue[i]
 			left--
-			if r.err != nil {
-				return fmt.Errorf("download: %w", r.err)
-			}
-			c.log.Debug("layer verified", "digest", r.layer.Digest)
+			c.log.Debug("layer complete", "digest", ls.layer.Digest)
 			if c.ann != nil {
-				c.ann.completed(r.ih)
+				c.ann.completed(ls.t.InfoHash())
 			}
 			startMore()
 			if onDone != nil {
-				onDone(r.layer, r.path)
+				onDone(ls.layer, ls.path)
 			}
 		}
 	}

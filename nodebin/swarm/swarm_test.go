@@ -66,32 +66,6 @@ func TestDownload_VerifiesLayersAndCountsSeederBytes(t *testing.T) {
 	}
 }
 
-func TestDownload_FailsWhenMetainfoDisagreesWithDigest(t *testing.T) {
-	seedDir := t.TempDir()
-	a := writeLayer(t, seedDir, 1<<20, 256<<10, 1)
-	b := writeLayer(t, seedDir, 1<<20, 256<<10, 2)
-	seeder := newSeeder(t, seedDir, []jobspec.Layer{a})
-	// The torrent of a under the digest of b: every piece checks out, the
-	// file does not.
-	lie := b
-	lie.Torrent = a.Torrent
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	node, err := New(ctx, Config{Dir: t.TempDir(), AllowedIPs: loopbackPeers(), Seeders: []string{fmt.Sprintf("127.0.0.1:%d", seeder.LocalPort())}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
-	called := false
-	err = node.Download(ctx, []jobspec.Layer{lie}, func(jobspec.Layer, string) { called = true })
-	if !errors.Is(err, ErrCorrupt) {
-		t.Errorf("err %v, want ErrCorrupt", err)
-	}
-	if called {
-		t.Error("onDone called for a file that does not match its digest")
-	}
-}
-
 // newRawPeer starts a plain anacrolix client listening on host that serves
 // the file at path as the layer's torrent, claiming it complete.
 func newRawPeer(t *testing.T, host string, layer jobspec.Layer, path string) (*torrent.Client, *torrent.Torrent) {
