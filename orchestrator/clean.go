@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 
 	"github.com/layercast/layercast/orchestrator/hostops"
 )
@@ -80,7 +79,7 @@ func (e *Engine) Clean(ctx context.Context, opts Options, keepNodeCache bool) ([
 		}
 		if !keepNodeCache && facts.CacheHome != "" {
 			errs = append(errs, within(ctx, limit, func(ctx context.Context) (err error) {
-				hc.NodeCache, err = conn.RemoveNodeCache(ctx, path.Join(facts.CacheHome, "layercast"))
+				hc.NodeCache, err = conn.RemoveNodeCache(ctx, hostops.NodeCacheDir(facts.CacheHome))
 				return err
 			}))
 		}

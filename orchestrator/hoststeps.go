@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -174,7 +173,7 @@ func (s nodeBinaryStep) Run(ctx context.Context, hr *hostRun) error {
 	}
 	hr.binary = bin
 	if !s.noCache && !hr.host.NoNodeCache && hr.facts.CacheHome != "" && !hr.facts.CacheNoExec {
-		hr.cacheDir = path.Join(hr.facts.CacheHome, "layercast")
+		hr.cacheDir = hostops.NodeCacheDir(hr.facts.CacheHome)
 		return nil
 	}
 	return roomForNode(hr.facts.WorkBase, hr.facts.WorkFree, bin.Size+int64(len(bin.Gz)))

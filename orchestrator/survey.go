@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path"
 	"strings"
 	"time"
 
@@ -228,7 +227,7 @@ func (s survey) nodeCache(ctx context.Context, conn Conn, h inventory.Host, fact
 	}
 	var ok bool
 	err = within(ctx, s.limit, func(ctx context.Context) (err error) {
-		ok, err = conn.NodeCached(ctx, path.Join(facts.CacheHome, "layercast"), bin.SHA256)
+		ok, err = conn.NodeCached(ctx, hostops.NodeCacheDir(facts.CacheHome), bin.SHA256)
 		return err
 	})
 	switch {

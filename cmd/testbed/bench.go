@@ -40,6 +40,8 @@ hosts received (layercast per GB its seeder sent), and what a node uses
 once its host is done.
 
   testbed bench --sizes 50,130,250,500,1000 --hosts 5,10,20,40 --rate 200mbit --out bench-out
+  testbed bench --rate 1mbit --sizes 50 --hosts 200 --modes p2p --no-single --seed-node-cache   # warm node caches
+  testbed bench --rate 1mbit --sizes 50 --hosts 200 --modes p2p --no-single --seed-node-cache --split 2   # two jobs over two halves
   testbed bench --from bench-out/results.csv --out bench-out   # redraw from a CSV`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -98,6 +100,8 @@ once its host is done.
 	f.StringVar(&cfg.LabName, "lab", "bench", "name of the lab the bench brings up")
 	f.BoolVar(&cfg.NoSingle, "no-single", false, "skip the single-host P2P runs (time(1) of the scaling column)")
 	f.BoolVar(&cfg.WarmNodeCache, "warm-node-cache", false, "keep the hosts' node caches between runs (a fleet's second job); by default every run starts cold")
+	f.BoolVar(&cfg.SeedNodeCache, "seed-node-cache", false, "before every run, place the node binary in every host's node cache as a previous job leaves it, and check that every host takes it from there (a fleet's second job, without running the first); excludes --warm-node-cache")
+	f.IntVar(&cfg.Split, "split", 1, "run every run of more than one host as this many layercast jobs at once from the bastion, over equal groups of its hosts in order; one CSV row per job and one for the whole run")
 	f.DurationVar(&budget, "budget", 0, "start no new run after this long (0: no limit); what finished is written")
 	f.StringVar(&from, "from", "", "only redraw tables and figures from this results.csv")
 	return cmd

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -160,13 +161,15 @@ func TestClient_UploadChecksUnpacksAndRenames(t *testing.T) {
 func TestClient_NodeCacheKeepsTheVerifiedBinary(t *testing.T) {
 	c, _ := connect(t)
 	ctx := context.Background()
-	cache := filepath.Join(t.TempDir(), "cache", "layercast")
+	cache := NodeCacheDir(filepath.Join(t.TempDir(), "cache"))
 	bin := bytes.Repeat([]byte("#!/bin/sh\necho node v2\n"), 40000)
 	sum := sha256.Sum256(bin)
 	sha := hex.EncodeToString(sum[:])
 
+	// The names the scripts use are the ones NodeCacheDir and
+	// CachedNodePath give (the bench seeds caches by them).
 	place, err := c.PlaceNode(ctx, "/unused", cache, sha)
-	if err != nil || place.Cached || place.Path != cache+"/"+NodeBinaryName+"-"+sha {
+	if err != nil || place.Cached || path.Base(cache) != "layercast" || place.Path != CachedNodePath(cache, sha) {
 		t.Fatalf("first place: %+v, %v", place, err)
 	}
 	if st, err := os.Stat(cache); err != nil || st.Mode().Perm() != 0o700 {

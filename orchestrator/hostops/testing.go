@@ -266,7 +266,7 @@ func (c *FakeConn) PlaceNode(ctx context.Context, workDir, cacheDir, sha string)
 	}
 	p := workDir + "/" + NodeBinaryName
 	if cacheDir != "" {
-		p = cacheDir + "/" + NodeBinaryName + "-" + sha
+		p = CachedNodePath(cacheDir, sha)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -279,7 +279,7 @@ func (c *FakeConn) NodeCached(ctx context.Context, cacheDir, sha string) (bool, 
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.files[cacheDir+"/"+NodeBinaryName+"-"+sha], nil
+	return c.files[CachedNodePath(cacheDir, sha)], nil
 }
 
 func (c *FakeConn) RemoveNodeCache(ctx context.Context, cacheDir string) ([]string, error) {

@@ -64,6 +64,20 @@ func (c *Conn) RemoveWorkDir(ctx context.Context, dir string) error {
 // cache it is followed by "-" and its sha256.
 const NodeBinaryName = "layercast-node"
 
+// NodeCacheDir is the node cache in a login user's cache home
+// (Facts.CacheHome): where jobs keep node binaries for the next job.
+func NodeCacheDir(cacheHome string) string { return path.Join(cacheHome, nodeCacheName) }
+
+// nodeCacheName is the node cache's directory name in a cache home.
+const nodeCacheName = "layercast"
+
+// CachedNodePath is the node binary with sha256 sha in the node cache
+// cacheDir (see placeScript); its compressed twin is the same path with
+// ".gz" appended, and a job finds the binary there only with both present.
+func CachedNodePath(cacheDir, sha string) string {
+	return path.Join(cacheDir, NodeBinaryName+"-"+sha)
+}
+
 // CacheKeepDays is how long a node cache keeps a binary no job used; the
 // binary a job asks for is never pruned.
 const CacheKeepDays = 14
@@ -270,7 +284,7 @@ rmdir -- "$1" 2>/dev/null || true`
 // and returns the files removed. A job running from one of them goes on:
 // the file is gone, the running binary stays until it exits.
 func (c *Conn) RemoveNodeCache(ctx context.Context, cacheDir string) ([]string, error) {
-	if !path.IsAbs(cacheDir) || path.Base(cacheDir) != "layercast" {
+	if !path.IsAbs(cacheDir) || path.Base(cacheDir) != nodeCacheName {
 		return nil, fmt.Errorf("remove node cache: %q is not a layercast cache dir", cacheDir)
 	}
 	out, err := c.Run(ctx, openssh.Script(removeCacheScript, cacheDir))

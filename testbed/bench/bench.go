@@ -2,7 +2,10 @@
 // layercast in registry mode (every host pulls at once, the article's
 // `docker pull` baseline) and in P2P mode over a grid of image sizes and
 // cluster sizes, on one lab whose links are all shaped to one rate, and
-// writes a CSV, SVG figures and markdown tables.
+// writes a CSV, SVG figures and markdown tables. A run can start with every
+// host's node cache seeded as a previous job leaves it (Config.SeedNodeCache,
+// seed.go) and can be split into jobs run at once over disjoint groups of
+// its hosts (Config.Split, split.go).
 package bench
 
 import (
@@ -10,11 +13,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -51,6 +57,18 @@ type Config struct {
 	// second job). By default every run starts with empty caches, as a
 	// fleet's first job: the node binary crosses the bastion's link.
 	WarmNodeCache bool
+	// SeedNodeCache places, before every run, the node binary in every
+	// host's node cache as a job that brought it there leaves it (a
+	// fleet's second job, without running the first), and checks that
+	// every host of the run took it from there. It excludes
+	// WarmNodeCache.
+	SeedNodeCache bool
+	// Split runs every run of more than one host as Split layercast jobs
+	// at once from the bastion, over disjoint equal groups of its hosts
+	// in order (what an operator does beyond one bastion process: a CI
+	// matrix over inventory groups). Every cluster size must be a
+	// multiple of it. Default 1; the single-host runs are never split.
+	Split int
 	// RunTimeout bounds one run. Default: 3× the registry's ideal time of
 	// the largest point plus 5 minutes.
 	RunTimeout time.Duration
@@ -64,6 +82,10 @@ type Config struct {
 	// tests: a test binary killed mid-bench leaves no lab behind for long.
 	Ephemeral bool
 	Log       *slog.Logger
+
+	// afterRun, when set (by tests), looks at the lab after each run that
+	// finished, before the next run cleans it.
+	afterRun func(ctx context.Context, lab *testbed.Lab, rows []Result)
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -96,6 +118,17 @@ func (c Config) withDefaults() (Config, error) {
 		if m != ModeP2P && m != ModeRegistry {
 			return c, fmt.Errorf("%w: mode %q: want p2p or registry", ErrInvalidConfig, m)
 		}
+	}
+	if c.Split <= 0 {
+		c.Split = 1
+	}
+	for _, n := range c.Hosts {
+		if n > 1 && n%c.Split != 0 {
+			return c, fmt.Errorf("%w: cluster size %d does not split into %d equal groups", ErrInvalidConfig, n, c.Split)
+		}
+	}
+	if c.SeedNodeCache && c.WarmNodeCache {
+		return c, fmt.Errorf("%w: seeding the node caches and keeping them warm exclude each other", ErrInvalidConfig)
 	}
 	if c.Rate == "" {
 		c.Rate = "100mbit"
@@ -135,6 +168,7 @@ type point struct {
 	mode  string
 	hosts int
 	size  int64
+	split int // jobs run at once over the hosts
 }
 
 // plan lists the runs in order: by size, then cluster size, then mode, so
@@ -143,11 +177,15 @@ func (c Config) plan() []point {
 	var out []point
 	for _, s := range c.Sizes {
 		if !c.NoSingle && slices.Contains(c.Modes, ModeP2P) && !slices.Contains(c.Hosts, 1) {
-			out = append(out, point{ModeP2P, 1, s})
+			out = append(out, point{ModeP2P, 1, s, 1})
 		}
 		for _, n := range c.Hosts {
+			split := c.Split
+			if n == 1 {
+				split = 1
+			}
 			for _, m := range c.Modes {
-				out = append(out, point{m, n, s})
+				out = append(out, point{m, n, s, split})
 			}
 		}
 	}
@@ -167,6 +205,14 @@ func Run(ctx context.Context, cfg Config) (Results, error) {
 		return nil, fmt.Errorf("create output dir: %w", err)
 	}
 	rate, _ := testbed.ParseRate(cfg.Rate)
+	b := &bencher{cfg: cfg, rate: rate}
+	if cfg.SeedNodeCache {
+		// Before the lab: a layercast carrying another node binary than
+		// this program fails here, not after bringing up 200 hosts.
+		if b.seed, err = newNodeSeed(ctx, cfg.Bin); err != nil {
+			return nil, err
+		}
+	}
 	start := time.Now()
 	lab, err := testbed.Up(ctx, testbed.Config{
 		Name: cfg.LabName, Hosts: cfg.Hosts[len(cfg.Hosts)-1], Rate: cfg.Rate,
@@ -188,7 +234,7 @@ func Run(ctx context.Context, cfg Config) (Results, error) {
 	}()
 	cfg.Log.Info("bench lab up", "hosts", len(lab.Hosts()), "rate", cfg.Rate, "elapsed", time.Since(start).Round(time.Second))
 
-	b := &bencher{cfg: cfg, lab: lab, rate: rate, cache: filepath.Join(lab.Dir(), "cache")}
+	b.lab, b.cache = lab, filepath.Join(lab.Dir(), "cache")
 	var results Results
 	var errs []error
 	plan := cfg.plan()
@@ -215,15 +261,26 @@ func Run(ctx context.Context, cfg Config) (Results, error) {
 			cfg.Log.Warn("not enough free disk: run skipped", "mode", p.mode, "hosts", p.hosts, "size_mb", p.size/MB, "need_gb", need/1e9)
 			continue
 		}
-		res, err := b.run(ctx, p, ref)
+		rows, err := b.run(ctx, p, ref)
 		if err != nil {
 			cfg.Log.Error("run failed", "mode", p.mode, "hosts", p.hosts, "size_mb", p.size/MB, "err", err)
 			errs = append(errs, fmt.Errorf("%s, %d hosts, %d MB: %w", p.mode, p.hosts, p.size/MB, err))
 			continue
 		}
-		results = append(results, res)
-		cfg.Log.Info("run done", "n", fmt.Sprintf("%d/%d", i+1, len(plan)), "mode", p.mode, "hosts", p.hosts, "size_mb", p.size/MB,
+		results = append(results, rows...)
+		if cfg.afterRun != nil {
+			cfg.afterRun(ctx, lab, rows)
+		}
+		res := rows[0]
+		cfg.Log.Info("run done", "n", fmt.Sprintf("%d/%d", i+1, len(plan)), "mode", p.mode, "hosts", p.hosts, "size_mb", p.size/MB, "jobs", p.split,
 			"time", res.Propagation.Round(100*time.Millisecond), "cpu", fmt.Sprintf("%.0f%%", 100*res.CPU), "failed", res.Failed)
+		if cfg.SeedNodeCache {
+			// The run is kept: its times are right, only not warm ones.
+			if err := checkSeeded(res); err != nil {
+				cfg.Log.Error("seeded node cache missed", "mode", p.mode, "hosts", p.hosts, "size_mb", p.size/MB, "err", err)
+				errs = append(errs, fmt.Errorf("%s, %d hosts, %d MB: %w", p.mode, p.hosts, p.size/MB, err))
+			}
+		}
 		if err := WriteAll(cfg.Out, results, Setup{Rate: cfg.Rate, Layers: cfg.Layers}); err != nil {
 			errs = append(errs, err)
 			break
@@ -237,6 +294,7 @@ type bencher struct {
 	lab   *testbed.Lab
 	rate  int64
 	cache string
+	seed  *nodeSeed // with Config.SeedNodeCache
 }
 
 func imageTag(size int64) string { return fmt.Sprintf("bench/img-%dmb:v1", size/MB) }
@@ -288,14 +346,20 @@ func (b *bencher) diskFits(need int64) bool {
 }
 
 // clean empties every host's daemon of images, so each run starts from
-// clean daemons, and unless the node caches stay warm, empties the node
-// cache of every account on the host.
+// clean daemons, and unless the node caches stay warm or are seeded,
+// empties the node cache of every account on the host; seeded, every
+// host's cache then holds the node binary alone (seedNodeCaches).
 func (b *bencher) clean(ctx context.Context) error {
+	if b.seed != nil {
+		if err := b.seedNodeCaches(ctx); err != nil {
+			return err
+		}
+	}
 	var g errgroup.Group
 	g.SetLimit(8)
 	for _, h := range b.lab.Hosts() {
 		g.Go(func() error {
-			if !b.cfg.WarmNodeCache {
+			if !b.cfg.WarmNodeCache && b.seed == nil {
 				if _, err := b.lab.Exec(ctx, h, "sh", "-c", "rm -rf /root/.cache/layercast /home/*/.cache/layercast"); err != nil {
 					return fmt.Errorf("empty the node cache of %s: %w", h, err)
 				}
@@ -319,19 +383,67 @@ func (b *bencher) clean(ctx context.Context) error {
 }
 
 // runName names a run's files in the events directory:
-// p2p-010h-0250mb.jsonl and .log.
+// p2p-010h-0250mb.jsonl and .log; a run split into jobs has one pair per
+// job, p2p-010h-0250mb-j1.jsonl and so on (jobName).
 func runName(mode string, hosts int, size int64) string {
 	return fmt.Sprintf("%s-%03dh-%04dmb", mode, hosts, size/MB)
 }
 
-// run runs one point from clean daemons and measures it.
-func (b *bencher) run(ctx context.Context, p point, ref string) (Result, error) {
+// job is one layercast process of a run.
+type job struct {
+	k      int // 1.., 0 when the run is one job
+	name   string
+	hosts  []string
+	cmd    *exec.Cmd
+	out    io.Reader
+	evlog  *os.File
+	stderr bytes.Buffer
+	tl     *timeline
+	rerr   error // reading its events
+	werr   error // its exit
+}
+
+// startJobs prepares one layercast command per group of hosts, each with
+// its event log; close closes the event logs.
+func (b *bencher) startJobs(ctx context.Context, p point, ref string, groups [][]string) (jobs []*job, close func(), err error) {
+	name := runName(p.mode, p.hosts, p.size)
+	close = func() {
+		for _, j := range jobs {
+			j.evlog.Close()
+		}
+	}
+	for k, hosts := range groups {
+		j := &job{name: name, hosts: hosts}
+		if len(groups) > 1 {
+			j.k, j.name = k+1, jobName(name, k+1)
+		}
+		if j.evlog, err = os.Create(filepath.Join(b.cfg.Out, "events", j.name+".jsonl")); err != nil {
+			close()
+			return nil, nil, fmt.Errorf("create event log: %w", err)
+		}
+		jobs = append(jobs, j)
+		if j.cmd, err = b.lab.Command(ctx, "bastion", runArgs(b.cfg.Bin, p.mode, b.lab.InventoryPath(), b.cache, ref, hosts)...); err != nil {
+			close()
+			return nil, nil, err
+		}
+		j.cmd.Stderr = &j.stderr
+		if j.out, err = j.cmd.StdoutPipe(); err != nil {
+			close()
+			return nil, nil, fmt.Errorf("start layercast: %w", err)
+		}
+	}
+	return jobs, close, nil
+}
+
+// run runs one point from clean daemons and measures it. It returns the
+// whole run's row first, then, when the run was split, one row per job.
+func (b *bencher) run(ctx context.Context, p point, ref string) ([]Result, error) {
 	if err := b.clean(ctx); err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	bastion, err := b.lab.Machine("bastion")
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	// The registry's link counter reads nothing when the lab has none.
 	rLink := linkCounter{}
@@ -339,22 +451,26 @@ func (b *bencher) run(ctx context.Context, p point, ref string) (Result, error) 
 	if err == nil {
 		rLink = newLinkCounter(registry.Veth)
 	} else if p.mode == ModeRegistry {
-		return Result{}, err
+		return nil, err
 	}
 	hosts := b.lab.Hosts()[:p.hosts]
+	groups, err := splitHosts(hosts, max(p.split, 1))
+	if err != nil {
+		return nil, err
+	}
 	bLink := newLinkCounter(bastion.Veth)
 	b0, err := bLink.read()
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	r0, err := rLink.read()
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
 
 	ssh := sshCounter{exec: b.lab.Exec}
 	if err := ssh.add(ctx); err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -365,7 +481,7 @@ func (b *bencher) run(ctx context.Context, p point, ref string) (Result, error) 
 	}()
 	s0, err := ssh.read(ctx)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	machines := []machineNetns{{name: "bastion", role: string(testbed.RoleBastion), netnsPath: bastion.NetnsPath()}}
 	if p.mode == ModeRegistry {
@@ -374,80 +490,102 @@ func (b *bencher) run(ctx context.Context, p point, ref string) (Result, error) 
 	for _, h := range hosts {
 		m, err := b.lab.Machine(h)
 		if err != nil {
-			return Result{}, err
+			return nil, err
 		}
 		machines = append(machines, machineNetns{name: h, role: string(testbed.RoleHost), netnsPath: m.NetnsPath()})
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.RunTimeout)
 	defer cancel()
-	name := runName(p.mode, p.hosts, p.size)
-	evlog, err := os.Create(filepath.Join(b.cfg.Out, "events", name+".jsonl"))
+	jobs, closeLogs, err := b.startJobs(ctx, p, ref, groups)
 	if err != nil {
-		return Result{}, fmt.Errorf("create event log: %w", err)
+		return nil, err
 	}
-	defer evlog.Close()
-	cmd, err := b.lab.Command(ctx, "bastion", runArgs(b.cfg.Bin, p.mode, b.lab.InventoryPath(), b.cache, ref, hosts)...)
-	if err != nil {
-		return Result{}, err
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return Result{}, fmt.Errorf("start layercast: %w", err)
-	}
+	defer closeLogs()
 	cpu, err := startCPU(ctx)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	procs, err := startProcMeter(ctx, machines)
 	if err != nil {
 		_, _, _ = cpu.finish()
-		return Result{}, err
+		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		_, _, _ = cpu.finish()
-		_, _, _ = procs.finish()
-		return Result{}, fmt.Errorf("start layercast: %w", err)
+	// Every job starts before any is read: the jobs run at once.
+	var started []*job
+	for _, j := range jobs {
+		if err := j.cmd.Start(); err != nil {
+			cancel() // ends the jobs already started
+			for _, s := range started {
+				_, _ = io.Copy(io.Discard, s.out)
+				_ = s.cmd.Wait()
+			}
+			_, _, _ = cpu.finish()
+			_, _, _ = procs.finish()
+			return nil, fmt.Errorf("start layercast: %w", err)
+		}
+		started = append(started, j)
 	}
-	tl, rerr := readEvents(out, evlog)
-	werr := cmd.Wait()
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		wg.Go(func() {
+			j.tl, j.rerr = readEvents(j.out, j.evlog)
+			j.werr = j.cmd.Wait()
+		})
+	}
+	wg.Wait()
 	// layercast's log (its stderr: the seeder's rescues, hosts' errors)
 	// goes beside the run's events, for every run: a slow run is read
 	// from it as much as a failed one.
-	if err := os.WriteFile(filepath.Join(b.cfg.Out, "events", name+".log"), stderr.Bytes(), 0o644); err != nil {
-		b.cfg.Log.Warn("keep layercast's log", "run", name, "err", err)
+	for _, j := range jobs {
+		if err := os.WriteFile(filepath.Join(b.cfg.Out, "events", j.name+".log"), j.stderr.Bytes(), 0o644); err != nil {
+			b.cfg.Log.Warn("keep layercast's log", "run", j.name, "err", err)
+		}
 	}
 	avg, peak, cerr := cpu.finish()
 	byKind, nodeSamples, perr := procs.finish()
 	b1, berr := bLink.read()
 	r1, gerr := rLink.read()
 	s1, serr := ssh.read(ctx)
-	if rerr != nil {
-		return Result{}, fmt.Errorf("layercast: %w (exit: %v); stderr: %s", rerr, werr, tail(stderr.String()))
+	for _, j := range jobs {
+		if j.rerr != nil {
+			return nil, fmt.Errorf("layercast %s: %w (exit: %v); stderr: %s", j.name, j.rerr, j.werr, tail(j.stderr.String()))
+		}
 	}
 	if err := errors.Join(cerr, perr, berr, gerr, serr); err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	// The bastion's layercast is this process's child: its exit status
-	// has its exact CPU time, the last fraction of a second included.
-	if ps := cmd.ProcessState; ps != nil {
-		byKind[KindLayercast] = (ps.UserTime() + ps.SystemTime()).Seconds()
+	var rows []Result
+	var tls []*timeline
+	for _, j := range jobs {
+		r := Result{Mode: p.mode, Hosts: len(j.hosts), Size: p.size, RateBits: b.rate, Split: len(jobs), Job: j.k}
+		j.tl.fill(&r)
+		// The bastion's layercast is this process's child: its exit
+		// status has its exact CPU time, the last fraction of a second
+		// included.
+		if ps := j.cmd.ProcessState; ps != nil {
+			r.ProcCPU.Layercast = (ps.UserTime() + ps.SystemTime()).Seconds()
+		}
+		if r.Failed > 0 {
+			b.cfg.Log.Warn("hosts failed", "run", j.name, "failed", r.Failed, "exit", j.werr, "stderr", tail(j.stderr.String()))
+		}
+		rows, tls = append(rows, r), append(tls, j.tl)
 	}
-	res := Result{
-		Mode: p.mode, Hosts: p.hosts, Size: p.size, RateBits: b.rate,
-		BastionLink: b1 - b0, RegistryLink: r1 - r0, NodeBinLink: s1 - s0, CPU: avg, CPUPeak: peak,
-		ProcCPU: procCPUFrom(byKind),
+	res := rows[0]
+	if len(jobs) > 1 {
+		res = combine(rows, tls)
+	} else {
+		rows = nil
 	}
-	tl.fill(&res)
-	res.NodeIdle, res.NodeIdleSecs = idleNodeCPU(nodeSamples, tl.doneTimes())
-	b.cfg.Log.Info("cpu by process", "run", name, "node", res.ProcCPU.Node, "docker", res.ProcCPU.Docker,
+	res.BastionLink, res.RegistryLink, res.NodeBinLink = b1-b0, r1-r0, s1-s0
+	res.CPU, res.CPUPeak = avg, peak
+	layercast := res.ProcCPU.Layercast
+	res.ProcCPU = procCPUFrom(byKind)
+	res.ProcCPU.Layercast = layercast
+	res.NodeIdle, res.NodeIdleSecs = idleNodeCPU(nodeSamples, mergeTimelines(tls).doneTimes())
+	b.cfg.Log.Info("cpu by process", "run", runName(p.mode, p.hosts, p.size), "node", res.ProcCPU.Node, "docker", res.ProcCPU.Docker,
 		"layercast", res.ProcCPU.Layercast, "sshd", res.ProcCPU.SSHD, "other", res.ProcCPU.Other, "other_top", procs.others(6))
-	if res.Failed > 0 {
-		b.cfg.Log.Warn("hosts failed", "run", name, "failed", res.Failed, "exit", werr, "stderr", tail(stderr.String()))
-	}
-	return res, nil
+	return append([]Result{res}, rows...), nil
 }
 
 func tail(s string) string {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // Setup describes the bench's lab for the written outputs.
@@ -195,9 +196,12 @@ func (rs Results) Markdown(w *bytes.Buffer, setup Setup) {
 	w.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range rs {
 		fmt.Fprintf(w, "| %s | %d | %d | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f%% / %.0f%% |\n",
-			r.Mode, r.Hosts, r.Size/MB, secs(r, true), r.P50.Seconds(), r.P90.Seconds(), r.Max.Seconds(),
+			r.Label(), r.Hosts, r.Size/MB, secs(r, true), r.P50.Seconds(), r.P90.Seconds(), r.Max.Seconds(),
 			r.Setup.Seconds(), r.Download.Seconds(), r.Import.Seconds(),
 			float64(r.BastionEgress)/MB, float64(r.BastionLink)/MB, float64(r.RegistryLink)/MB, 100*r.CPU, 100*r.CPUPeak)
+	}
+	if slices.ContainsFunc(rs, func(r Result) bool { return r.Split > 1 }) {
+		w.WriteString("\nA run split into jobs (\"p2p, 2 jobs\") ran that many layercast jobs at once from the bastion over disjoint equal groups of its hosts; its row's time is the slowest job's, per-host times are over every host, from each host's own job's start; the rows \"job K of N\" are each job alone, with the bastion's link and the machine's CPU on the whole run's row only.\n")
 	}
 	w.WriteString("\nsetup: job start until the host began downloading (SSH, node upload, daemon check); download, import: time in each state (medians over hosts). In registry mode the node reports pulling as downloading.\n")
 
@@ -219,7 +223,7 @@ func (rs Results) Markdown(w *bytes.Buffer, setup Setup) {
 			rss = fmt.Sprintf("%.0f (%.2f)", float64(r.BastionRSSPeak)/MB, per/MB)
 		}
 		fmt.Fprintf(w, "| %s | %d | %d | %.0f | %s | %.1f | %.1f / %.1f | %.1f | %.1f | %.1f | %s | %s | %s |\n",
-			r.Mode, r.Hosts, r.Size/MB, float64(r.Missing)/MB, egress, float64(r.NodeBinLink)/MB,
+			r.Label(), r.Hosts, r.Size/MB, float64(r.Missing)/MB, egress, float64(r.NodeBinLink)/MB,
 			r.Setup.Seconds(), r.SetupMax.Seconds(),
 			PerGB(r.ProcCPU.Node, r.Delivered), PerGB(r.ProcCPU.Docker, r.Delivered), PerGB(r.ProcCPU.SSHD, r.Delivered),
 			perSent, idle, rss)

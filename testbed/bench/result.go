@@ -73,7 +73,32 @@ type Result struct {
 	// average and at its busiest second.
 	CPU, CPUPeak float64
 	Failed       int    // hosts that did not end done
-	JobID        string // layercast's job id
+	JobID        string // layercast's job id; a split run's whole row joins its jobs' with "+"
+	// Split is how many layercast jobs the run was split into, run at once
+	// over disjoint equal groups of its hosts (Config.Split); 0 or 1: one
+	// job. Job is 0 on the row of the whole run and K (from 1) on the row
+	// of its K-th job, whose Hosts, times, egress and node binary counts
+	// are that job's alone; what the bench measures over the whole machine
+	// (links, CPU by process except layercast's, the machine's CPU) is on
+	// the whole run's row only.
+	Split, Job int
+}
+
+// Whole reports whether r is the row of a whole run (a run of one job, or
+// the combined row of a split run), not one job of a split run.
+func (r Result) Whole() bool { return r.Job == 0 }
+
+// Label is the run's mode, with its jobs when it was split: "p2p",
+// "p2p, 2 jobs", "p2p, job 1 of 2".
+func (r Result) Label() string {
+	switch {
+	case r.Split <= 1:
+		return r.Mode
+	case r.Job == 0:
+		return fmt.Sprintf("%s, %d jobs", r.Mode, r.Split)
+	default:
+		return fmt.Sprintf("%s, job %d of %d", r.Mode, r.Job, r.Split)
+	}
 }
 
 // ProcCPU is CPU-seconds by process kind (see KindNode and the others).
@@ -141,10 +166,11 @@ const CPULimit = 0.85
 // Results is every run of a bench.
 type Results []Result
 
-// Find returns the run of mode at hosts and size.
+// Find returns the run of mode at hosts and size (a whole run's row, see
+// Result.Whole).
 func (rs Results) Find(mode string, hosts int, size int64) (Result, bool) {
 	for _, r := range rs {
-		if r.Mode == mode && r.Hosts == hosts && r.Size == size {
+		if r.Whole() && r.Mode == mode && r.Hosts == hosts && r.Size == size {
 			return r, true
 		}
 	}
@@ -161,11 +187,11 @@ func (rs Results) Scaling(r Result) float64 {
 	return r.Propagation.Seconds() / one.Propagation.Seconds()
 }
 
-// Sizes and HostCounts list the distinct values measured, ascending.
+// Sizes and HostCounts list the distinct values of whole runs, ascending.
 func (rs Results) Sizes() []int64 {
 	var out []int64
 	for _, r := range rs {
-		if !slices.Contains(out, r.Size) {
+		if r.Whole() && !slices.Contains(out, r.Size) {
 			out = append(out, r.Size)
 		}
 	}
@@ -176,7 +202,7 @@ func (rs Results) Sizes() []int64 {
 func (rs Results) HostCounts() []int {
 	var out []int
 	for _, r := range rs {
-		if !slices.Contains(out, r.Hosts) {
+		if r.Whole() && !slices.Contains(out, r.Hosts) {
 			out = append(out, r.Hosts)
 		}
 	}
@@ -247,7 +273,11 @@ var csvHeader = []string{
 	"node_idle_cpu_ms_per_s", "node_idle_s",
 	"node_from_bastion", "node_from_peers", "node_from_cache", "node_upload_mb",
 	"bastion_rss_peak_mb", "bastion_heap_peak_mb", "bastion_goroutines_peak", "bastion_fds_peak",
+	"split", "job",
 }
+
+// jobAll is the job column of a whole run's row.
+const jobAll = "all"
 
 // csvHeaderMin is the oldest header ReadCSV still reads: the one before
 // the per-process CPU columns. Every later header extends the one before,
@@ -265,8 +295,11 @@ func (rs Results) WriteCSV(w io.Writer) error {
 	mbs := func(b int64) string { return strconv.FormatFloat(float64(b)/MB, 'f', 1, 64) }
 	f2 := func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
 	for _, r := range rs {
-		scaling, limit := "", ""
-		if r.Mode == ModeP2P {
+		scaling, limit, job := "", "", jobAll
+		if r.Job > 0 {
+			job = strconv.Itoa(r.Job)
+		}
+		if r.Mode == ModeP2P && r.Whole() {
 			limit = f2(r.LimitRatio())
 			if s := rs.Scaling(r); s > 0 {
 				scaling = f2(s)
@@ -286,6 +319,7 @@ func (rs Results) WriteCSV(w io.Writer) error {
 			f2(1000 * r.NodeIdle), f2(r.NodeIdleSecs),
 			strconv.Itoa(r.NodeFromBastion), strconv.Itoa(r.NodeFromPeers), strconv.Itoa(r.NodeFromCache), mbs(r.NodeUpload),
 			mbs(r.BastionRSSPeak), mbs(r.BastionHeapPeak), strconv.Itoa(r.BastionGoroutinesPeak), strconv.Itoa(r.BastionFDsPeak),
+			strconv.Itoa(max(r.Split, 1)), job,
 		}
 		if err := cw.Write(rec); err != nil {
 			return fmt.Errorf("write csv: %w", err)
@@ -301,7 +335,8 @@ func (rs Results) WriteCSV(w io.Writer) error {
 // ErrBadCSV reports a results file ReadCSV cannot read.
 var ErrBadCSV = errors.New("bad bench csv")
 
-// ReadCSV reads what WriteCSV wrote; derived columns are recomputed.
+// ReadCSV reads what WriteCSV wrote; derived columns are recomputed. A
+// file from before the split and job columns holds runs of one job.
 func ReadCSV(r io.Reader) (Results, error) {
 	recs, err := csv.NewReader(r).ReadAll()
 	if err != nil {
@@ -349,6 +384,10 @@ func ReadCSV(r io.Reader) (Results, error) {
 			NodeFromCache: int(num("node_from_cache")), NodeUpload: mbs("node_upload_mb"),
 			BastionRSSPeak: mbs("bastion_rss_peak_mb"), BastionHeapPeak: mbs("bastion_heap_peak_mb"),
 			BastionGoroutinesPeak: int(num("bastion_goroutines_peak")), BastionFDsPeak: int(num("bastion_fds_peak")),
+		}
+		res.Split = max(int(num("split")), 1)
+		if c := col["job"]; c < cols && rec[c] != jobAll && rec[c] != "" {
+			res.Job = int(num("job"))
 		}
 		if perr != nil {
 			return nil, perr

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/layercast/layercast/orchestrator"
 	"github.com/layercast/layercast/testbed"
 )
 
@@ -118,4 +119,115 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// TestBench_SeededSplitRunTakesTheNodeFromCacheInTwoJobs runs one P2P run
+// of 4 hosts as two jobs over two halves, with the node caches seeded: every
+// host takes the node binary from its cache, each host is in exactly one
+// of the two jobs, the jobs ran at once, and every host has the image.
+func TestBench_SeededSplitRunTakesTheNodeFromCacheInTwoJobs(t *testing.T) {
+	testbed.RequireRoot(t)
+	if testing.Short() {
+		t.Skip("lab test")
+	}
+	bin := os.Getenv("LAYERCAST_BIN")
+	if bin == "" {
+		if os.Getenv(testbed.RequiredEnv) == "1" {
+			t.Fatal("LAYERCAST_BIN is not set; run the tests through `make test`")
+		}
+		t.Skip("LAYERCAST_BIN is not set; `make test` builds layercast and sets it")
+	}
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	const size = 10 * MB
+	var lookedAt int
+	cfg := Config{
+		Bin: bin, Sizes: []int64{size}, Hosts: []int{4}, Modes: []string{ModeP2P}, NoSingle: true,
+		Rate: "200mbit", Layers: 2, SeedNodeCache: true, Split: 2,
+		Out: out, Ephemeral: true, LabName: fmt.Sprintf("t-bench-split-%d", os.Getpid()%10000),
+		Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		afterRun: func(ctx context.Context, lab *testbed.Lab, rows []Result) {
+			lookedAt++
+			for _, h := range lab.Hosts()[:4] {
+				if _, err := lab.Exec(ctx, h, "docker", "image", "inspect", imageTag(size)); err != nil {
+					t.Errorf("%s lacks the image: %v", h, err)
+				}
+				// The seeded cache as a job leaves it: dir 0700, binary
+				// 0755, its compressed twin 0644, all the login user's.
+				st, err := lab.Exec(ctx, h, "sh", "-c", `d=/root/.cache/layercast; stat -c '%a %U' "$d" "$d"/layercast-node-* | sort | uniq -c`)
+				t.Logf("%s node cache: %s", h, st)
+				if want := "1 644 root 1 700 root 1 755 root"; err != nil || strings.Join(strings.Fields(string(st)), " ") != want {
+					t.Errorf("%s node cache modes %q (%v), want %q", h, st, err, want)
+				}
+			}
+		},
+	}
+	rs, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lookedAt != 1 {
+		t.Errorf("looked at the lab after %d runs, want 1", lookedAt)
+	}
+	// The whole run's row, then one per job.
+	if len(rs) != 3 || !rs[0].Whole() || rs[1].Job != 1 || rs[2].Job != 2 {
+		t.Fatalf("%d rows %+v, want the whole run and 2 jobs", len(rs), rs)
+	}
+	whole := rs[0]
+	if whole.Split != 2 || whole.Hosts != 4 || whole.Failed > 0 || whole.NodeFromCache != 4 || whole.NodeFromBastion+whole.NodeFromPeers != 0 {
+		t.Errorf("whole run: %+v", whole)
+	}
+	if whole.Propagation != max(rs[1].Propagation, rs[2].Propagation) || whole.BastionEgress != rs[1].BastionEgress+rs[2].BastionEgress {
+		t.Errorf("whole run time %v, egress %d; jobs %v, %v, egress %d, %d", whole.Propagation, whole.BastionEgress,
+			rs[1].Propagation, rs[2].Propagation, rs[1].BastionEgress, rs[2].BastionEgress)
+	}
+	seen := map[string]int{}
+	var reports []*orchestrator.Report
+	for _, r := range rs[1:] {
+		if r.Hosts != 2 || r.NodeFromCache != 2 || r.Failed > 0 || r.JobID == "" {
+			t.Errorf("job %d: %+v", r.Job, r)
+		}
+		name := jobName(runName(ModeP2P, 4, size), r.Job)
+		if _, err := os.Stat(filepath.Join(out, "events", name+".log")); err != nil {
+			t.Error(err)
+		}
+		f, err := os.Open(filepath.Join(out, "events", name+".jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tl, err := readEvents(f, nil)
+		f.Close()
+		if err != nil {
+			t.Fatalf("job %d: %v", r.Job, err)
+		}
+		reports = append(reports, tl.report)
+		for _, h := range tl.report.Hosts {
+			seen[h.Host]++
+		}
+	}
+	if len(seen) != 4 {
+		t.Errorf("hosts in the jobs: %v, want 4", seen)
+	}
+	for h, n := range seen {
+		if n != 1 {
+			t.Errorf("%s in %d jobs", h, n)
+		}
+	}
+	// At once: each job started before the other ended.
+	a, b := reports[0], reports[1]
+	if a.Started.After(b.Started.Add(b.Duration)) || b.Started.After(a.Started.Add(a.Duration)) {
+		t.Errorf("jobs ran one after the other: %v+%v and %v+%v", a.Started, a.Duration, b.Started, b.Duration)
+	}
+	f, err := os.Open(filepath.Join(out, CSVFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if back, err := ReadCSV(f); err != nil || len(back) != 3 || back[2].Job != 2 || back[0].Split != 2 {
+		t.Errorf("csv: %+v, %v", back, err)
+	}
+	if _, err := testbed.Open(cfg.LabName); err == nil {
+		t.Error("the bench left its lab up")
+	}
 }
