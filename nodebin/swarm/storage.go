@@ -163,6 +163,19 @@ func (lf *layerFile) setComplete(i int, c bool) {
 	}
 }
 
+// missing returns the pieces not marked complete.
+func (lf *layerFile) missing() []int {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	var m []int
+	for i, c := range lf.complete {
+		if !c {
+			m = append(m, i)
+		}
+	}
+	return m
+}
+
 func (lf *layerFile) isComplete(i int) bool {
 	lf.mu.Lock()
 	defer lf.mu.Unlock()

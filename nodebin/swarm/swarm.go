@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/RoaringBitmap/roaring"
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
 	"golang.org/x/time/rate"
@@ -57,6 +58,8 @@ type Client struct {
 	cl      *torrent.Client
 	store   *fileStorage
 	seeders map[netip.AddrPort]struct{}
+	// maxConns is the client's connection limit per torrent.
+	maxConns int
 
 	fromSeeder atomic.Int64
 	fromPeers  atomic.Int64
@@ -129,6 +132,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.tune != nil {
 		cfg.tune(cc)
 	}
+	c.maxConns = cc.EstablishedConnsPerTorrent
 	if cfg.Announce != "" {
 		if c.ann, err = newAnnouncer(cfg.Announce, cc.PublicIp4, cc.EstablishedConnsPerTorrent, logger); err != nil {
 			return nil, fmt.Errorf("swarm config: %w", err)
@@ -257,6 +261,16 @@ func (c *Client) seederPeers() []torrent.PeerInfo {
 // connection to it. anacrolix does not redial a direct peer whose
 // connection dropped, and a layer that lost its other peers too would
 // otherwise wait for the tracker, or forever.
+//
+// Nor does anacrolix let the seeder back in while the layer's connection
+// slots are full: it replaces a connection only once it is a minute old in
+// the worse half, or wastes chunks. The slots fill with peers (they connect
+// as the layer starts, and a seeder that refuses what the swarm has is the
+// least helpful connection), and when all of them lack the same pieces the
+// node lacks, only the seeder, which rescues a starving connection, could
+// send them: the node waited that minute (10 hosts × 250 MB, BENCHMARKS
+// section 4). So a full layer without the seeder drops one peer that has
+// none of the pieces it lacks, to make room.
 func (c *Client) redialSeeder() {
 	c.mu.Lock()
 	layers := append([]*layerState(nil), c.layers...)
@@ -265,17 +279,46 @@ func (c *Client) redialSeeder() {
 		if ls.t.Complete().Bool() {
 			continue
 		}
+		conns := ls.t.PeerConns()
 		connected := false
-		for _, pc := range ls.t.PeerConns() {
+		for _, pc := range conns {
 			if c.isSeeder(pc.RemoteAddr.String()) {
 				connected = true
 				break
 			}
 		}
-		if !connected {
-			ls.t.AddPeers(c.seederPeers())
+		if connected {
+			continue
+		}
+		ls.t.AddPeers(c.seederPeers())
+		if len(conns) < c.maxConns {
+			continue
+		}
+		if pc := uselessPeer(conns, ls.lf.missing()); pc != nil {
+			c.log.Debug("drop a peer that has none of the missing pieces, to reach the seeder", "digest", ls.layer.Digest, "peer", pc.RemoteAddr.String())
+			pc.Close()
 		}
 	}
+}
+
+// uselessPeer returns the first connection whose peer has none of the
+// missing pieces, or nil.
+func uselessPeer(conns []*torrent.PeerConn, missing []int) *torrent.PeerConn {
+	for _, pc := range conns {
+		if !hasAny(pc.PeerPieces(), missing) {
+			return pc
+		}
+	}
+	return nil
+}
+
+func hasAny(pieces *roaring.Bitmap, want []int) bool {
+	for _, i := range want {
+		if pieces.Contains(uint32(i)) {
+			return true
+		}
+	}
+	return false
 }
 
 // redialEvery is how often a download checks it is still connected to the

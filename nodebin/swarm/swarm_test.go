@@ -67,8 +67,9 @@ func TestDownload_VerifiesLayersAndCountsSeederBytes(t *testing.T) {
 }
 
 // newRawPeer starts a plain anacrolix client listening on host that serves
-// the file at path as the layer's torrent, claiming it complete.
-func newRawPeer(t *testing.T, host string, layer jobspec.Layer, path string) (*torrent.Client, *torrent.Torrent) {
+// the file at path as the layer's torrent, claiming it complete but for the
+// pieces lacking.
+func newRawPeer(t *testing.T, host string, layer jobspec.Layer, path string, lacking ...int) (*torrent.Client, *torrent.Torrent) {
 	t.Helper()
 	store := newFileStorage()
 	cc := clientConfig(slog.New(slog.DiscardHandler), store)
@@ -86,8 +87,12 @@ func newRawPeer(t *testing.T, host string, layer jobspec.Layer, path string) (*t
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.register(mi.HashInfoBytes(), path, &info, true, nil); err != nil {
+	lf, err := store.register(mi.HashInfoBytes(), path, &info, true, nil)
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, i := range lacking {
+		lf.setComplete(i, false)
 	}
 	tor, _ := cl.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: mi.HashInfoBytes(), InfoBytes: mi.InfoBytes, Storage: store})
 	return cl, tor
@@ -357,5 +362,72 @@ func TestDownload_FinishesFromTheSeederWhenItsPeersVanish(t *testing.T) {
 	t.Logf("finished %v after the peers vanished; from seeder %d → %d bytes, from peers %d", time.Since(vanished).Round(100*time.Millisecond), fromSeeder, st.FromSeeder, st.FromPeers)
 	if st.FromSeeder <= fromSeeder {
 		t.Errorf("the seeder sent nothing after the peers vanished: %+v", st)
+	}
+}
+
+// TestDownload_TakesTheSeederBackFromPeersThatLackWhatItLacks: a node
+// whose connection slots are all taken by peers that miss the same piece
+// it misses, and that is not connected to the seeder, gets the seeder back
+// and finishes. anacrolix by itself replaces none of those connections
+// before they are a minute old: the 10-host stall of BENCHMARKS section 4.
+func TestDownload_TakesTheSeederBackFromPeersThatLackWhatItLacks(t *testing.T) {
+	seedDir := t.TempDir()
+	const pieceLen = 256 << 10
+	layer := writeLayer(t, seedDir, 16*pieceLen, pieceLen, 41)
+	path := filepath.Join(seedDir, strings.TrimPrefix(layer.Digest, "sha256:"))
+	const lacked = 5 // the piece no peer has
+
+	// The seeder's port is known, but it listens only once the node's slots
+	// are full: the node's first dial of it fails.
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seederPort := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	node, err := New(ctx, Config{Dir: t.TempDir(), AllowedIPs: loopbackPeers(), Seeders: []string{fmt.Sprintf("127.0.0.1:%d", seederPort)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	errc := make(chan error, 1)
+	go func() { errc <- node.Download(ctx, []jobspec.Layer{layer}, nil) }()
+	var tor *torrent.Torrent
+	if !waitFor(ctx, func() bool {
+		if ts := node.cl.Torrents(); len(ts) == 1 {
+			tor = ts[0]
+		}
+		return tor != nil
+	}) {
+		t.Fatal("the node added no torrent")
+	}
+	for range maxConnsPerTorrent {
+		peer, _ := newRawPeer(t, "127.0.0.2", layer, path, lacked)
+		tor.AddPeers([]torrent.PeerInfo{{Addr: stringAddr(fmt.Sprintf("127.0.0.2:%d", peer.LocalPort())), Source: torrent.PeerSourceDirect}})
+	}
+	if !waitFor(ctx, func() bool {
+		return len(tor.PeerConns()) == maxConnsPerTorrent && tor.BytesMissing() == pieceLen
+	}) {
+		t.Fatalf("the node did not get all but one piece from %d peers: %d conns, %d bytes missing", maxConnsPerTorrent, len(tor.PeerConns()), tor.BytesMissing())
+	}
+
+	seeder, err := New(context.Background(), Config{Dir: seedDir, AllowedIPs: loopbackPeers(), ListenPort: seederPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seeder.Close()
+	if err := seeder.Seed([]jobspec.Layer{layer}); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	if err := <-errc; err != nil {
+		t.Fatalf("download: %v (%d conns, %d bytes missing)", err, len(tor.PeerConns()), tor.BytesMissing())
+	}
+	t.Logf("the seeder's piece came %v after it listened", time.Since(started).Round(100*time.Millisecond))
+	if st := node.Stats(); st.FromSeeder != pieceLen {
+		t.Errorf("from the seeder %d bytes, want the lacked piece (%d)", st.FromSeeder, pieceLen)
 	}
 }
