@@ -130,7 +130,10 @@ const (
 	HeartbeatEvery = time.Second
 	// DefaultHeartbeat is Spec.Heartbeat when zero: a node that hears
 	// nothing for this long assumes the bastion died, cleans up and exits.
-	DefaultHeartbeat = 15 * time.Second
+	// A minute, not less: a bastion serving 100 hosts on a saturated
+	// machine or link went silent for 15–20 s at a time and 9 of 100
+	// healthy nodes gave up their job (docs/BENCHMARKS.md section 2).
+	DefaultHeartbeat = 60 * time.Second
 	// DefaultProgressEvery is Spec.ProgressEvery when zero.
 	DefaultProgressEvery = 250 * time.Millisecond
 )

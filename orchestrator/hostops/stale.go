@@ -44,7 +44,7 @@ func (s StaleDir) String() string {
 
 // aliveWithin is jobspec.AliveWithin in seconds, for the scripts (a test
 // keeps the two equal).
-const aliveWithin = "30"
+const aliveWithin = "120"
 
 // liveFuncs defines the shell functions that tell a live job from an ended
 // one. S is the sudo prefix ("" or "sudo -n"), GRACE the minutes a work

@@ -51,7 +51,8 @@ type Config struct {
 	// (default 15s).
 	ConnectTimeout time.Duration
 	// KeepAlive is the interval of keepalive requests; a connection that
-	// misses three is closed (default 10s; negative disables).
+	// misses three is closed (default 20s: a minute without an answer,
+	// the node's own jobspec.DefaultHeartbeat; negative disables).
 	KeepAlive time.Duration
 	// DialAttempts is how often Dial tries a host before giving up on
 	// errors that may pass (refused, timeout); default 3.
@@ -100,7 +101,7 @@ func NewDialer(cfg Config) (*Dialer, error) {
 		cfg.ConnectTimeout = 15 * time.Second
 	}
 	if cfg.KeepAlive == 0 {
-		cfg.KeepAlive = 10 * time.Second
+		cfg.KeepAlive = 20 * time.Second
 	}
 	if cfg.DialAttempts <= 0 {
 		cfg.DialAttempts = 3

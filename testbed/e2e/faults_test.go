@@ -300,7 +300,7 @@ func TestFaults(t *testing.T) {
 
 		// Every other node notices and cleans up by itself.
 		for _, h := range []string{"h02", "h03", "h04"} {
-			took, ok := waitGone(lab, h, id, 45*time.Second)
+			took, ok := waitGone(lab, h, id, jobspec.DefaultHeartbeat+30*time.Second)
 			if !ok {
 				t.Errorf("%s: node of job %s still there %s after the bastion died: %v, %s", h, id, took, nodePIDs(t, lab, h, id), jobDir(lab, h, id))
 				continue
