@@ -30,6 +30,23 @@ func RequireRoot(t testing.TB) {
 	}
 }
 
+// LayercastBin is RequireRoot, then the layercast binary under test:
+// LAYERCAST_BIN, which `make test` sets to the binary it built with its
+// node binaries. Without it the test is skipped, or fails where
+// RequiredEnv is set.
+func LayercastBin(t testing.TB) string {
+	t.Helper()
+	RequireRoot(t)
+	p := os.Getenv("LAYERCAST_BIN")
+	if p == "" {
+		if os.Getenv(RequiredEnv) == "1" {
+			t.Fatal("LAYERCAST_BIN is not set; run the tests through `make test`")
+		}
+		t.Skip("LAYERCAST_BIN is not set; `make test` builds layercast with its node binaries and sets it")
+	}
+	return p
+}
+
 func ensureDepsOnce(t testing.TB) error {
 	if len(MissingDeps()) == 0 {
 		return nil

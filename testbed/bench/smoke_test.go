@@ -18,17 +18,7 @@ import (
 // small (2 sizes × 2 cluster sizes, both modes) to keep it working; it
 // checks that every run finished and the outputs exist, not speed.
 func TestBench_SmokeRunFinishesEveryRunAndWritesEveryOutput(t *testing.T) {
-	testbed.RequireRoot(t)
-	if testing.Short() {
-		t.Skip("lab test")
-	}
-	bin := os.Getenv("LAYERCAST_BIN")
-	if bin == "" {
-		if os.Getenv(testbed.RequiredEnv) == "1" {
-			t.Fatal("LAYERCAST_BIN is not set; run the tests through `make test`")
-		}
-		t.Skip("LAYERCAST_BIN is not set; `make test` builds layercast and sets it")
-	}
+	bin := labBin(t)
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -126,17 +116,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // host takes the node binary from its cache, each host is in exactly one
 // of the two jobs, the jobs ran at once, and every host has the image.
 func TestBench_SeededSplitRunTakesTheNodeFromCacheInTwoJobs(t *testing.T) {
-	testbed.RequireRoot(t)
-	if testing.Short() {
-		t.Skip("lab test")
-	}
-	bin := os.Getenv("LAYERCAST_BIN")
-	if bin == "" {
-		if os.Getenv(testbed.RequiredEnv) == "1" {
-			t.Fatal("LAYERCAST_BIN is not set; run the tests through `make test`")
-		}
-		t.Skip("LAYERCAST_BIN is not set; `make test` builds layercast and sets it")
-	}
+	bin := labBin(t)
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -230,4 +210,14 @@ func TestBench_SeededSplitRunTakesTheNodeFromCacheInTwoJobs(t *testing.T) {
 	if _, err := testbed.Open(cfg.LabName); err == nil {
 		t.Error("the bench left its lab up")
 	}
+}
+
+// labBin skips a lab test in -short runs and returns the layercast
+// binary under test (testbed.LayercastBin).
+func labBin(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("lab test")
+	}
+	return testbed.LayercastBin(t)
 }

@@ -23,15 +23,7 @@ const mb = 1000 * 1000
 // binary returns the layercast binary under test.
 func binary(t testing.TB) string {
 	t.Helper()
-	testbed.RequireRoot(t)
-	p := os.Getenv("LAYERCAST_BIN")
-	if p == "" {
-		if os.Getenv(testbed.RequiredEnv) == "1" {
-			t.Fatal("LAYERCAST_BIN is not set; run the tests through `make test`")
-		}
-		t.Skip("LAYERCAST_BIN is not set; `make test` builds layercast with its node binaries and sets it")
-	}
-	return p
+	return testbed.LayercastBin(t)
 }
 
 // job is one run of `layercast run --json` on the lab's bastion.
