@@ -50,7 +50,8 @@ type Import struct {
 }
 
 // Begin records containerd's state before the job, takes a lease that holds
-// everything the import writes until the image holds it, and finds how
+// everything the import writes until the image holds it (and the image Name
+// named before, until the job commits or rolls back), and finds how
 // many leading layers containerd already has: a committed snapshot with the
 // layer's chain ID, or the layer's blob in the content store (unpacked
 // without downloading it). What it finds is added to the lease so that the
@@ -78,6 +79,15 @@ func (c *Client) Begin(ctx context.Context, img Image) (*Import, error) {
 			return fmt.Errorf("create lease %s: %w", im.lease, err)
 		}
 		im.leased = true
+		if im.prior != nil {
+			// While Name names the job's image, nothing else may hold
+			// what it named before; the lease keeps it (its manifest's
+			// GC labels hold config, layers and snapshots) so that a
+			// rollback can name it again.
+			if err := im.leaseResource(nctx, "content", im.prior.Target.Digest); err != nil {
+				return err
+			}
+		}
 		return im.findPresent(c.withLease(ctx, im.lease))
 	})
 	if err != nil {

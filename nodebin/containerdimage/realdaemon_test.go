@@ -402,6 +402,10 @@ func TestImport_RollbackPointsTheNameBack(t *testing.T) {
 	if err := im.Finish(ctx, files(t, ti)); err != nil {
 		t.Fatal(err)
 	}
+	// While the name names the new image, nothing names the old one: a
+	// garbage collection now (any lease or image deleted on the host
+	// starts one) must not take it.
+	collectGarbage(t, d)
 	// The job fails after its image is in (the bastion stopped it, a later
 	// step failed): the name must name the old image again.
 	if err := im.Rollback(ctx); err != nil {
@@ -609,6 +613,14 @@ func fromArchive(t *testing.T, b []byte) dockerimage.TestImage {
 	ti.Config = entries[m[0].Config]
 	ti.ID = dockerimage.Digest(ti.Config)
 	return ti
+}
+
+// collectGarbage runs containerd's garbage collector to the end, as any
+// client that deletes a lease with --sync does.
+func collectGarbage(t *testing.T, d *containerdtest.Daemon) {
+	t.Helper()
+	d.Ctr(ns, "leases", "create", "--id", "gc-now")
+	d.Ctr(ns, "leases", "delete", "--sync", "gc-now")
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -75,7 +75,10 @@ func TestJob_MixedDockerAndContainerdFleet(t *testing.T) {
 func TestJob_ContainerdStoppedMidImportLeavesNothing(t *testing.T) {
 	binary(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 3, Containerd: 1, Rate: "30mbit"})
-	makeImage(t, lab, testbed.ImageSpec{Tag: "lab/app:v1", Size: 60 * mb, Layers: 4})
+	// A small first layer: it is complete, and its import under way, while
+	// the three large ones still download (the node fetches every layer at
+	// once, so equal layers would all end together).
+	makeImage(t, lab, testbed.ImageSpec{Tag: "lab/app:v1", Size: 60 * mb, Layers: 4, BaseSize: 3 * mb, BaseLayers: 1})
 	makeImage(t, lab, testbed.ImageSpec{Tag: "lab/other:v1", Size: 10 * mb, Layers: 1})
 
 	j := startJob(t, lab, "-i", lab.InventoryPath(), "lab/app:v1")
