@@ -81,6 +81,9 @@ type Client struct {
 	version     string
 	snapshotter string
 	roots       []Root
+	// cri: containerd runs the CRI plugin, which names every image it
+	// sees created by its ID and may do so late (see settleCRI).
+	cri bool
 }
 
 // Root is a directory where containerd keeps what an import writes.
@@ -107,15 +110,15 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		c.Close()
 		return nil, err
 	}
-	cfg.Log.Debug("containerd", "address", cfg.Address, "version", c.version, "namespace", cfg.Namespace, "snapshotter", c.snapshotter)
+	cfg.Log.Debug("containerd", "address", cfg.Address, "version", c.version, "namespace", cfg.Namespace, "snapshotter", c.snapshotter, "cri", c.cri)
 	return c, nil
 }
 
 // pickSnapshotter chooses the configured snapshotter, or the default one
-// when its plugin loaded, or the fallback, and notes the roots of the
-// snapshotter and the content store.
+// when its plugin loaded, or the fallback, notes the roots of the
+// snapshotter and the content store, and whether the CRI plugin runs.
 func (c *Client) pickSnapshotter(ctx context.Context) error {
-	plugins, err := c.apiPlugins(c.ns(ctx), "type==io.containerd.snapshotter.v1", "type==io.containerd.content.v1")
+	plugins, err := c.apiPlugins(c.ns(ctx), "type==io.containerd.snapshotter.v1", "type==io.containerd.content.v1", "type==io.containerd.grpc.v1,id==cri")
 	if err != nil {
 		return fmt.Errorf("list containerd plugins: %w", err)
 	}
@@ -125,11 +128,14 @@ func (c *Client) pickSnapshotter(ctx context.Context) error {
 		if p.Failed {
 			continue
 		}
-		if p.Type == "io.containerd.content.v1" {
+		switch p.Type {
+		case "io.containerd.content.v1":
 			contentRoot = p.Exports["root"]
-			continue
+		case "io.containerd.grpc.v1":
+			c.cri = true
+		default:
+			ok[p.ID] = p
 		}
-		ok[p.ID] = p
 	}
 	name := c.cfg.Snapshotter
 	switch {

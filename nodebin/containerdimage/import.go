@@ -503,6 +503,9 @@ func (im *Import) Rollback(ctx context.Context) error {
 		// The CRI plugin may have named the image by its ID while the
 		// name was being removed.
 		errs = append(errs, retry(nctx, im.dropIDName))
+		if c.cri {
+			errs = append(errs, im.settleCRI(nctx))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("undo containerd changes: %w", err)
@@ -530,6 +533,86 @@ func (im *Import) dropIDName(ctx context.Context) error {
 		return fmt.Errorf("delete image %s: %w", im.img.ID, err)
 	}
 	return nil
+}
+
+// How long a rollback on a CRI host watches for the plugin naming the job's
+// image again: until neither name came back for criQuiet, at most
+// criSettleMax.
+const (
+	criQuiet     = 3 * time.Second
+	criSettleMax = 30 * time.Second
+)
+
+// settleCRI undoes what the CRI plugin does late. The plugin handles each
+// image event on its own goroutine: it reads the image, then names it by
+// its ID, then names it again by Name (creating the name if it is gone).
+// When it read the job's image before the rollback removed it, it brings
+// Name (pointing at the job's manifest) and the ID name back after the
+// rollback. settleCRI removes them again, or points Name back at what it
+// named before, until the plugin has been quiet for criQuiet.
+func (im *Import) settleCRI(ctx context.Context) error {
+	deadline := time.Now().Add(criSettleMax)
+	quietSince := time.Now()
+	for time.Since(quietSince) < criQuiet {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the CRI plugin kept naming the job's image %s for %s", im.img.Name, criSettleMax)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		var back bool
+		err := retry(ctx, func(ctx context.Context) (err error) {
+			back, err = im.undoCRINames(ctx)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if back {
+			quietSince = time.Now()
+		}
+	}
+	return nil
+}
+
+// undoCRINames removes the names of the job's manifest that the rollback
+// removed and the CRI plugin put back, and says whether there were any.
+func (im *Import) undoCRINames(ctx context.Context) (bool, error) {
+	c := im.c
+	var back bool
+	rec, err := c.apiImageGet(ctx, im.img.Name)
+	switch {
+	case isNotFound(err):
+	case err != nil:
+		return false, fmt.Errorf("get image %s: %w", im.img.Name, err)
+	case rec.Target.Digest == im.manifestDigest && (im.prior == nil || im.prior.Target.Digest != im.manifestDigest):
+		back = true
+		if im.prior != nil {
+			if err := im.restoreImage(ctx); err != nil {
+				return false, err
+			}
+		} else if err := c.apiImageDelete(ctx, im.img.Name, true); err != nil && !isNotFound(err) {
+			// sync: the garbage collector takes what the name held
+			// before the rollback returns.
+			return false, fmt.Errorf("delete image %s: %w", im.img.Name, err)
+		}
+	}
+	if !im.idNamed {
+		rec, err := c.apiImageGet(ctx, im.img.ID)
+		switch {
+		case isNotFound(err):
+		case err != nil:
+			return false, fmt.Errorf("get image %s: %w", im.img.ID, err)
+		case rec.Target.Digest == im.manifestDigest:
+			back = true
+			if err := c.apiImageDelete(ctx, im.img.ID, true); err != nil && !isNotFound(err) {
+				return false, fmt.Errorf("delete image %s: %w", im.img.ID, err)
+			}
+		}
+	}
+	return back, nil
 }
 
 // abortIngest drops ingest ref. A write the job cancelled may still hold
