@@ -46,6 +46,11 @@ type conn struct {
 	ctrl  []byte       // encoded messages waiting for the writer
 	cur   request      // the block the writer has taken
 	state writerState
+	// sendingSince is when the writer started sending cur (writerSending).
+	sendingSince time.Time
+	// unreachable: the seeder dropped the connection because the peer
+	// acknowledged nothing for deadAfter (see Seeder.dropUnreachable).
+	unreachable bool
 
 	wake      chan struct{} // capacity 1: "something to write"
 	done      chan struct{}
@@ -330,7 +335,7 @@ func (c *conn) sendBlock(r request) error {
 	err := c.s.limiter.WaitN(c.s.ctx, int(r.length))
 	c.mu.Lock()
 	cancelled := c.state == writerCancelled
-	c.state = writerSending
+	c.state, c.sendingSince = writerSending, time.Now()
 	if err != nil || cancelled {
 		c.state = writerIdle
 	}

@@ -125,6 +125,7 @@ type peer struct {
 	// refused, so they are served everything they ask for.
 	serveAll bool
 	rescued  bool
+	gone     bool      // left unreachable
 	since    time.Time // joined, or last became interested
 	lastHave time.Time
 	lastPoke time.Time
@@ -185,17 +186,20 @@ func (p *policy) join(serveAll bool, now time.Time) *peer {
 // leave removes a connection; the pieces it owned go back to the pool,
 // except those it was sent all of: an anacrolix node closes its connection
 // to a seeder as soon as it has every piece, sometimes before its last
-// reports leave, so it most likely has them.
-func (p *policy) leave(pr *peer, now time.Time) {
+// reports leave, so it most likely has them. A peer that left unreachable
+// (its link is down) has nothing it can pass on: every piece it owned goes
+// back to the pool, and the pieces it alone reported are stuck at once.
+func (p *policy) leave(pr *peer, now time.Time, unreachable bool) {
 	if _, ok := p.peers[pr]; !ok {
 		return
 	}
 	delete(p.peers, pr)
+	pr.gone = unreachable
 	for i := range p.pieces {
 		if p.pieces[i].owner != pr {
 			continue
 		}
-		if pr.sentTo[i] >= p.length(i) {
+		if pr.sentTo[i] >= p.length(i) && !unreachable {
 			p.deliver(i)
 			// Most likely it has the piece and passes it on: as if it had
 			// reported it.
@@ -305,8 +309,9 @@ func (p *policy) request(pr *peer, i int, now time.Time) verdict {
 	ps := &p.pieces[i]
 	switch {
 	case ps.delivered && p.stuck(i, now):
-		// Served once; the requester is its second holder to come.
-		ps.spreadSince = now
+		// Served once; the requester is its second holder to come, and
+		// the one the piece's fate now hangs on.
+		ps.spreadSince, ps.holder = now, pr
 		return serve
 	case ps.delivered:
 	case ps.owner == pr:
@@ -340,7 +345,8 @@ func (p *policy) dropped(pr *peer, r request) {
 }
 
 // stuck reports whether piece i was reported by one host only, and by no
-// other for spreadLimit; or, sooner, whether that one holder went quiet:
+// other for spreadLimit; or whether that one holder left unreachable; or,
+// sooner than spreadLimit, whether that one holder went quiet:
 // it still lacks pieces but has reported none for starveLimit (its link
 // was cut, it hangs, it is gone). A healthy downloading host reports a
 // piece every few piece times, and one whose link is cut still has an
@@ -356,6 +362,9 @@ func (p *policy) stuck(i int, now time.Time) bool {
 		return true
 	}
 	h := ps.holder
+	if h != nil && h.gone {
+		return true
+	}
 	return h != nil && !h.complete(p.numPieces) && now.Sub(h.lastHave) >= p.starveLimit() && now.Sub(ps.spreadSince) >= p.cfg.starveAfter
 }
 

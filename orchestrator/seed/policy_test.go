@@ -84,7 +84,7 @@ func TestPolicy_GivesThePieceOfAConnectionThatLeftToAnother(t *testing.T) {
 	f.expect(a, 0, serve)
 	f.p.sent(a, request{index: 0, length: 16 << 10}, f.now)
 	f.expect(b, 0, hold)
-	f.p.leave(a, f.now) // before it reported the piece
+	f.p.leave(a, f.now, false) // before it reported the piece
 	f.expect(b, 0, serve)
 	if r := f.send(b, 0); r != 16<<10 {
 		t.Errorf("resent %d bytes, want the %d a got", r, 16<<10)
@@ -98,7 +98,7 @@ func TestPolicy_AnOwnerThatLeftWithAllOfItsPieceCountsAsHavingIt(t *testing.T) {
 	f.send(a, 0)
 	f.expect(a, 1, serve)
 	f.p.sent(a, request{index: 1, length: 16 << 10}, f.now)
-	f.p.leave(a, f.now) // finished and hung up before its reports arrived
+	f.p.leave(a, f.now, false) // finished and hung up before its reports arrived
 	f.expect(b, 0, refuse)
 	f.expect(b, 1, serve)
 }
@@ -379,4 +379,43 @@ func TestPolicy_APieceWhoseOnlyHolderWentQuietIsServedBeforeTheSpreadLimit(t *te
 	f.expect(b, 4, refuse)
 	f.advance(time.Millisecond)
 	f.expect(b, 4, serve)
+}
+
+func TestPolicy_APeerThatLeftUnreachableHoldsNothingUp(t *testing.T) {
+	f := newPolicyFixture(t, 4)
+	a, b, c := f.downloader(), f.downloader(), f.downloader()
+	// Piece 0 went to a, which reported it, and nobody else has it yet.
+	f.expect(a, 0, serve)
+	f.send(a, 0)
+	f.p.have(a, 0, f.now)
+	// a owns piece 1 with a request waiting: others are held.
+	f.expect(a, 1, serve)
+	f.expect(b, 1, hold)
+	// Piece 2 was all sent to a, not reported yet.
+	f.expect(a, 2, serve)
+	f.send(a, 2)
+	f.expect(b, 0, refuse) // a has it: ask a
+
+	// a's link goes down and the seeder drops it: what it owned goes to
+	// who asks, even what it was sent all of, and what it alone reported is
+	// served at once, to one host.
+	f.p.leave(a, f.now, true)
+	f.expect(b, 1, serve)
+	f.expect(c, 2, serve)
+	f.expect(b, 0, serve)
+	f.expect(c, 0, refuse) // b is its holder to come
+}
+
+func TestPolicy_APeerThatLeftReachableStillHoldsItsPieces(t *testing.T) {
+	f := newPolicyFixture(t, 4)
+	a, b := f.downloader(), f.downloader()
+	for i := range 4 {
+		f.expect(a, i, serve)
+		f.send(a, i)
+		f.p.have(a, i, f.now)
+	}
+	// a has everything and hangs up, as an anacrolix node does: its peers
+	// get the pieces from it.
+	f.p.leave(a, f.now, false)
+	f.expect(b, 0, refuse)
 }

@@ -350,8 +350,11 @@ func (s *Seeder) unregister(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	c.mu.Lock()
+	unreachable := c.unreachable
+	c.mu.Unlock()
 	c.t.mu.Lock()
-	c.t.pol.leave(c.peer, time.Now())
+	c.t.pol.leave(c.peer, time.Now(), unreachable)
 	delete(c.t.conns, c.peer)
 	c.t.mu.Unlock()
 }
@@ -362,11 +365,16 @@ func (s *Seeder) tickLoop() {
 	defer s.wg.Done()
 	tk := time.NewTicker(tickEvery)
 	defer tk.Stop()
+	var swept time.Time
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case now := <-tk.C:
+			if now.Sub(swept) >= livenessEvery {
+				swept = now
+				s.dropUnreachable(now)
+			}
 			s.mu.Lock()
 			ts := make([]*torrent, 0, len(s.torrents))
 			for _, t := range s.torrents {
