@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -573,5 +574,41 @@ func TestProbe_WorkDirBaseAllowsExec(t *testing.T) {
 func TestAliveWithin_IsTheContractsValue(t *testing.T) {
 	if want := fmt.Sprint(int(jobspec.AliveWithin / time.Second)); aliveWithin != want {
 		t.Fatalf("the scripts take a node for hung after %s s, the contract says %s s", aliveWithin, want)
+	}
+}
+
+// runOnly is a transport whose Run fails with err and nothing else works.
+type runOnly struct {
+	transport
+	err error
+}
+
+func (r runOnly) Host() inventory.Host { return inventory.Host{Name: "h1"} }
+func (r runOnly) Run(context.Context, openssh.Command) ([]byte, error) {
+	return nil, r.err
+}
+
+func TestProbe_BlamesTheShellOnlyWhenTheScriptRan(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		err      error
+		notLinux bool
+	}{
+		{"script exits 127", &openssh.ExitError{Cmd: "sh", Code: 127, Stderr: "fish: Unknown command"}, true},
+		{"connection lost mid-script", &openssh.ExitError{Cmd: "sh", Code: -1, Signal: "unknown (connection lost?)"}, false},
+		{"session refused", fmt.Errorf("open session: %w", io.EOF), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := (&Conn{transport: runOnly{err: c.err}}).Probe(context.Background(), false)
+			if err == nil {
+				t.Fatal("probe succeeded")
+			}
+			if got := errors.Is(err, ErrNotLinux); got != c.notLinux {
+				t.Errorf("%v: not linux %v, want %v", err, got, c.notLinux)
+			}
+			if !c.notLinux && strings.Contains(err.Error(), "POSIX") {
+				t.Errorf("%v: blames the shell", err)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -198,8 +199,11 @@ func (c *Conn) Probe(ctx context.Context, askDocker bool) (Facts, error) {
 	}
 	out, err := c.Run(ctx, openssh.Script(probeScript, h.DockerHost, c.become(), ask, h.WorkDir, "", ctd))
 	if err != nil {
-		if len(out) == 0 {
-			// Not even uname answered: most likely not a POSIX shell.
+		var exit *openssh.ExitError
+		if len(out) == 0 && errors.As(err, &exit) && exit.Code > 0 {
+			// The script ran, and not even uname answered: most likely
+			// not a POSIX shell. (A session that could not open, or a
+			// connection lost, says so itself.)
 			return Facts{}, fmt.Errorf("probe host: %w (%w: no POSIX shell?)", err, ErrNotLinux)
 		}
 		return Facts{}, fmt.Errorf("probe host: %w", err)

@@ -77,10 +77,51 @@ type Client struct {
 	// lost is set (before closed is closed) when keepAlive gave up on the
 	// host; it wraps ErrConnectionLost.
 	lost error
+	// ended is closed when the SSH connection ended, for any reason;
+	// endErr (set before) is what ended it.
+	ended  chan struct{}
+	endErr error
 }
 
 func newClient(h inventory.Host, t Target, c *ssh.Client, jumps []*ssh.Client, log *slog.Logger) *Client {
-	return &Client{host: h, target: t, ssh: c, jumps: jumps, log: log, closed: make(chan struct{})}
+	cl := &Client{host: h, target: t, ssh: c, jumps: jumps, log: log, closed: make(chan struct{}), ended: make(chan struct{})}
+	go func() {
+		cl.endErr = c.Wait()
+		close(cl.ended)
+	}()
+	return cl
+}
+
+// endWait bounds how long a failed session waits to learn whether the
+// connection ended: the connection's reader sees its end first.
+const endWait = 200 * time.Millisecond
+
+// sessionErr is the error of a session on c that failed doing what. When
+// the connection ended first, the error says so, and why: the keepalives
+// went unanswered, or the host (or a middlebox) ended it; x/crypto/ssh
+// itself says only EOF.
+func (c *Client) sessionErr(what string, err error) error {
+	if lost := c.lostErr(); lost != nil {
+		return fmt.Errorf("%s: %w (%w)", what, lost, err)
+	}
+	select {
+	case <-c.ended:
+	case <-time.After(endWait):
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if lost := c.lostErr(); lost != nil {
+		return fmt.Errorf("%s: %w (%w)", what, lost, err)
+	}
+	select {
+	case <-c.closed:
+		return fmt.Errorf("%s: %w", what, err) // closed by us
+	default:
+	}
+	why := "the host closed it"
+	if c.endErr != nil && !errors.Is(c.endErr, io.EOF) {
+		why = c.endErr.Error()
+	}
+	return fmt.Errorf("%s: %w: the connection ended (%s): %w", what, ErrConnectionLost, why, err)
 }
 
 // Host is the inventory host this connection reaches.
@@ -179,7 +220,7 @@ const abandonGrace = 5 * time.Second
 func (c *Client) Run(ctx context.Context, cmd Command) ([]byte, error) {
 	s, err := c.ssh.NewSession()
 	if err != nil {
-		return nil, fmt.Errorf("open session: %w", err)
+		return nil, c.sessionErr("open session", err)
 	}
 	defer s.Close()
 	var stdout limitedBuffer
@@ -191,7 +232,7 @@ func (c *Client) Run(ctx context.Context, cmd Command) ([]byte, error) {
 	}
 	line := cmd.String()
 	if err := s.Start(line); err != nil {
-		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
+		return nil, c.sessionErr("start "+cmd.Path, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Wait() }()

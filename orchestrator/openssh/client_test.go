@@ -164,3 +164,40 @@ func TestClient_ForwardReachesTheBastionAddress(t *testing.T) {
 		t.Errorf("remote port still open after Close")
 	}
 }
+
+func TestClient_SessionOnAConnectionTheHostEndedSaysSo(t *testing.T) {
+	e := newEnv(t)
+	hk := newSigner(t)
+	s := startServer(t, []ssh.Signer{hk}, e.key.PublicKey())
+	e.trust(t, s, hk.PublicKey())
+	c, err := e.dialer(t, nil).Dial(context.Background(), e.host(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Run(context.Background(), Command{Path: "true"}); err != nil {
+		t.Fatal(err)
+	}
+	// The host ends every connection (sshd restarted, MaxStartups, a
+	// middlebox): x/crypto/ssh says only EOF.
+	s.mu.Lock()
+	for _, nc := range s.conns {
+		nc.Close()
+	}
+	s.mu.Unlock()
+	<-c.ended
+	_, err = c.Run(context.Background(), Command{Path: "true"})
+	if !errors.Is(err, ErrConnectionLost) || !strings.Contains(err.Error(), "connection ended") {
+		t.Errorf("run after the host ended the connection: %v, want ErrConnectionLost saying it ended", err)
+	}
+	_, err = c.Start(context.Background(), Command{Path: "true"})
+	if !errors.Is(err, ErrConnectionLost) {
+		t.Errorf("start after the host ended the connection: %v, want ErrConnectionLost", err)
+	}
+	// Closed by us: not a lost connection.
+	c2 := connect(t, nil)
+	c2.Close()
+	if _, err := c2.Run(context.Background(), Command{Path: "true"}); err == nil || errors.Is(err, ErrConnectionLost) {
+		t.Errorf("run on a connection we closed: %v", err)
+	}
+}

@@ -43,7 +43,7 @@ func (c *Client) Start(ctx context.Context, cmd Command) (Process, error) {
 	}
 	s, err := c.ssh.NewSession()
 	if err != nil {
-		return nil, fmt.Errorf("open session: %w", err)
+		return nil, c.sessionErr("open session", err)
 	}
 	p := &process{cmd: cmd, s: s, done: make(chan struct{})}
 	if p.stdin, err = s.StdinPipe(); err == nil {
@@ -57,7 +57,7 @@ func (c *Client) Start(ctx context.Context, cmd Command) (Process, error) {
 	}
 	if err := s.Start(cmd.String()); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
+		return nil, c.sessionErr("start "+cmd.Path, err)
 	}
 	go func() {
 		err := s.Wait()

@@ -25,7 +25,7 @@ func (c *Client) sftpClient() (*sftp.Client, error) {
 	}
 	sc, err := sftp.NewClient(c.ssh, sftp.UseConcurrentWrites(true))
 	if err != nil {
-		return nil, fmt.Errorf("open sftp: %w", err)
+		return nil, c.sessionErr("open sftp", err)
 	}
 	c.sftp = sc
 	return sc, nil
