@@ -51,6 +51,14 @@ func (f *policyFixture) send(pr *peer, i int) int64 {
 	return f.p.sent(pr, request{index: uint32(i), length: testPieceLen}, f.now)
 }
 
+// deliver has pr ask for piece i, be served all of it and report it.
+func (f *policyFixture) deliver(pr *peer, i int) {
+	f.t.Helper()
+	f.expect(pr, i, serve)
+	f.send(pr, i)
+	f.p.have(pr, i, f.now)
+}
+
 func TestPolicy_GivesEachNeverSentPieceToOneConnection(t *testing.T) {
 	f := newPolicyFixture(t, 8)
 	a, b := f.downloader(), f.downloader()
@@ -178,9 +186,7 @@ func TestPolicy_SendsNothingAgainToHealthyConnections(t *testing.T) {
 func TestPolicy_RescuesAStarvingConnection(t *testing.T) {
 	f := newPolicyFixture(t, 4)
 	b := f.downloader()
-	f.expect(b, 0, serve)
-	f.send(b, 0)
-	f.p.have(b, 0, f.now)
+	f.deliver(b, 0)
 	f.deliverEverything() // its peer got the rest; then vanishes
 	f.advance(testPolicyConfig.starveAfter - time.Millisecond)
 	f.expect(b, 1, refuse)
@@ -192,9 +198,7 @@ func TestPolicy_RescuesAStarvingConnection(t *testing.T) {
 	if len(rescued) != 1 || rescued[0] != b {
 		t.Fatalf("rescued %v, want b", rescued)
 	}
-	f.expect(b, 1, serve)
-	f.send(b, 1)
-	f.p.have(b, 1, f.now)
+	f.deliver(b, 1)
 	if !b.rescued {
 		t.Fatal("rescue ended with a piece the seeder sent")
 	}
@@ -298,16 +302,12 @@ func TestPolicy_APieceItsOnlyHolderDoesNotPassOnIsServedOnceMore(t *testing.T) {
 	f := newPolicyFixture(t, 8)
 	a, b, c := f.downloader(), f.downloader(), f.downloader()
 	// Healthy spreading: piece 1 reaches a second host quickly.
-	f.expect(a, 1, serve)
-	f.send(a, 1)
-	f.p.have(a, 1, f.now)
+	f.deliver(a, 1)
 	f.advance(100 * time.Millisecond)
 	f.p.have(b, 1, f.now)
 	// Piece 0 goes to a, which reports it and then falls silent (its link
 	// was cut): nobody else gets it from a.
-	f.expect(a, 0, serve)
-	f.send(a, 0)
-	f.p.have(a, 0, f.now)
+	f.deliver(a, 0)
 	f.expect(b, 0, refuse) // a has it: ask a
 	f.advance(f.p.spreadLimit() - time.Millisecond)
 	f.expect(b, 0, refuse)
@@ -327,9 +327,7 @@ func TestPolicy_StuckPieceIsSuggestedToWhoLacksIt(t *testing.T) {
 	f := newPolicyFixture(t, 4)
 	a, b := f.downloader(), f.downloader()
 	for i := range 4 {
-		f.expect(a, i, serve)
-		f.send(a, i)
-		f.p.have(a, i, f.now)
+		f.deliver(a, i)
 	}
 	f.advance(f.p.spreadLimit())
 	pokes, _ := f.p.tick(f.now, func(*peer) connState { return connState{idle: true} })
@@ -352,9 +350,7 @@ func TestPolicy_APieceWhoseOnlyHolderWentQuietIsServedBeforeTheSpreadLimit(t *te
 	a, b := f.downloader(), f.downloader()
 	// Pieces take long to spread here (10 s to a second host), so the
 	// spread limit is long.
-	f.expect(a, 1, serve)
-	f.send(a, 1)
-	f.p.have(a, 1, f.now)
+	f.deliver(a, 1)
 	f.advance(10 * time.Second)
 	f.p.have(b, 1, f.now)
 	if f.p.spreadLimit() < 20*time.Second {
@@ -362,14 +358,10 @@ func TestPolicy_APieceWhoseOnlyHolderWentQuietIsServedBeforeTheSpreadLimit(t *te
 	}
 	// a reports piece 0, then keeps reporting others: it is healthy, and
 	// its piece waits for the spread limit.
-	f.expect(a, 0, serve)
-	f.send(a, 0)
-	f.p.have(a, 0, f.now)
+	f.deliver(a, 0)
 	for i := 2; i < 5; i++ {
 		f.advance(2 * time.Second)
-		f.expect(a, i, serve)
-		f.send(a, i)
-		f.p.have(a, i, f.now)
+		f.deliver(a, i)
 		f.expect(b, 0, refuse)
 	}
 	// Then a falls silent, lacking pieces (its link was cut): once it has
@@ -385,9 +377,7 @@ func TestPolicy_APeerThatLeftUnreachableHoldsNothingUp(t *testing.T) {
 	f := newPolicyFixture(t, 4)
 	a, b, c := f.downloader(), f.downloader(), f.downloader()
 	// Piece 0 went to a, which reported it, and nobody else has it yet.
-	f.expect(a, 0, serve)
-	f.send(a, 0)
-	f.p.have(a, 0, f.now)
+	f.deliver(a, 0)
 	// a owns piece 1 with a request waiting: others are held.
 	f.expect(a, 1, serve)
 	f.expect(b, 1, hold)
@@ -410,9 +400,7 @@ func TestPolicy_APeerThatLeftReachableStillHoldsItsPieces(t *testing.T) {
 	f := newPolicyFixture(t, 4)
 	a, b := f.downloader(), f.downloader()
 	for i := range 4 {
-		f.expect(a, i, serve)
-		f.send(a, i)
-		f.p.have(a, i, f.now)
+		f.deliver(a, i)
 	}
 	// a has everything and hangs up, as an anacrolix node does: its peers
 	// get the pieces from it.
