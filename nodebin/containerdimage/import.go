@@ -481,9 +481,13 @@ func (im *Import) Rollback(ctx context.Context) error {
 	for _, key := range slices.Clone(im.active) {
 		errs = append(errs, retry(nctx, func(ctx context.Context) error { return im.removeActive(ctx, key) }))
 	}
+	dropIDName := func(ctx context.Context) error {
+		_, err := im.dropIDName(ctx)
+		return err
+	}
 	if im.touchedImage {
-		errs = append(errs, retry(nctx, im.restoreImage))
-		errs = append(errs, retry(nctx, im.dropIDName))
+		errs = append(errs, retry(nctx, func(ctx context.Context) error { return im.restoreImage(ctx, false) }))
+		errs = append(errs, retry(nctx, dropIDName))
 	}
 	if im.touchedConfig && im.configExisted {
 		errs = append(errs, retry(nctx, func(ctx context.Context) error {
@@ -502,7 +506,7 @@ func (im *Import) Rollback(ctx context.Context) error {
 	if im.touchedImage {
 		// The CRI plugin may have named the image by its ID while the
 		// name was being removed.
-		errs = append(errs, retry(nctx, im.dropIDName))
+		errs = append(errs, retry(nctx, dropIDName))
 		if c.cri {
 			errs = append(errs, im.settleCRI(nctx))
 		}
@@ -515,24 +519,25 @@ func (im *Import) Rollback(ctx context.Context) error {
 
 // dropIDName deletes the image named by the job's image ID when it did not
 // exist before the job and names the job's manifest: the CRI plugin of a
-// Kubernetes node adds that name for every image it sees created.
-func (im *Import) dropIDName(ctx context.Context) error {
+// Kubernetes node adds that name for every image it sees created. It says
+// whether there was such a name.
+func (im *Import) dropIDName(ctx context.Context) (bool, error) {
 	if im.idNamed {
-		return nil
+		return false, nil
 	}
 	rec, err := im.c.apiImageGet(ctx, im.img.ID)
 	switch {
 	case isNotFound(err):
-		return nil
+		return false, nil
 	case err != nil:
-		return fmt.Errorf("get image %s: %w", im.img.ID, err)
+		return false, fmt.Errorf("get image %s: %w", im.img.ID, err)
 	case rec.Target.Digest != im.manifestDigest:
-		return nil
+		return false, nil
 	}
 	if err := im.c.apiImageDelete(ctx, im.img.ID, true); err != nil && !isNotFound(err) {
-		return fmt.Errorf("delete image %s: %w", im.img.ID, err)
+		return false, fmt.Errorf("delete image %s: %w", im.img.ID, err)
 	}
-	return nil
+	return true, nil
 }
 
 // How long a rollback on a CRI host watches for the plugin naming the job's
@@ -580,39 +585,22 @@ func (im *Import) settleCRI(ctx context.Context) error {
 // undoCRINames removes the names of the job's manifest that the rollback
 // removed and the CRI plugin put back, and says whether there were any.
 func (im *Import) undoCRINames(ctx context.Context) (bool, error) {
-	c := im.c
 	var back bool
-	rec, err := c.apiImageGet(ctx, im.img.Name)
+	rec, err := im.c.apiImageGet(ctx, im.img.Name)
 	switch {
 	case isNotFound(err):
 	case err != nil:
 		return false, fmt.Errorf("get image %s: %w", im.img.Name, err)
 	case rec.Target.Digest == im.manifestDigest && (im.prior == nil || im.prior.Target.Digest != im.manifestDigest):
 		back = true
-		if im.prior != nil {
-			if err := im.restoreImage(ctx); err != nil {
-				return false, err
-			}
-		} else if err := c.apiImageDelete(ctx, im.img.Name, true); err != nil && !isNotFound(err) {
-			// sync: the garbage collector takes what the name held
-			// before the rollback returns.
-			return false, fmt.Errorf("delete image %s: %w", im.img.Name, err)
+		// sync: the garbage collector takes what the name held before
+		// the rollback returns.
+		if err := im.restoreImage(ctx, true); err != nil {
+			return false, err
 		}
 	}
-	if !im.idNamed {
-		rec, err := c.apiImageGet(ctx, im.img.ID)
-		switch {
-		case isNotFound(err):
-		case err != nil:
-			return false, fmt.Errorf("get image %s: %w", im.img.ID, err)
-		case rec.Target.Digest == im.manifestDigest:
-			back = true
-			if err := c.apiImageDelete(ctx, im.img.ID, true); err != nil && !isNotFound(err) {
-				return false, fmt.Errorf("delete image %s: %w", im.img.ID, err)
-			}
-		}
-	}
-	return back, nil
+	dropped, err := im.dropIDName(ctx)
+	return back || dropped, err
 }
 
 // abortIngest drops ingest ref. A write the job cancelled may still hold
@@ -633,8 +621,9 @@ func (im *Import) abortIngest(ctx context.Context, ref string) error {
 	}
 }
 
-// restoreImage points Name back at what it named before, or deletes it.
-func (im *Import) restoreImage(ctx context.Context) error {
+// restoreImage points Name back at what it named before, or deletes it
+// (with sync, waiting for the garbage collector).
+func (im *Import) restoreImage(ctx context.Context, sync bool) error {
 	c := im.c
 	if im.prior != nil {
 		if err := c.apiImageUpdate(ctx, *im.prior, "target", "labels"); err != nil {
@@ -642,7 +631,7 @@ func (im *Import) restoreImage(ctx context.Context) error {
 		}
 		return nil
 	}
-	if err := c.apiImageDelete(ctx, im.img.Name, false); err != nil && !isNotFound(err) {
+	if err := c.apiImageDelete(ctx, im.img.Name, sync); err != nil && !isNotFound(err) {
 		return fmt.Errorf("delete image %s: %w", im.img.Name, err)
 	}
 	return nil

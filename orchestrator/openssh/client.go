@@ -101,9 +101,6 @@ const endWait = 200 * time.Millisecond
 // went unanswered, or the host (or a middlebox) ended it; x/crypto/ssh
 // itself says only EOF.
 func (c *Client) sessionErr(what string, err error) error {
-	if lost := c.lostErr(); lost != nil {
-		return fmt.Errorf("%s: %w (%w)", what, lost, err)
-	}
 	select {
 	case <-c.ended:
 	case <-time.After(endWait):
