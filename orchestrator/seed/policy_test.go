@@ -407,3 +407,68 @@ func TestPolicy_APeerThatLeftReachableStillHoldsItsPieces(t *testing.T) {
 	f.p.leave(a, f.now, false)
 	f.expect(b, 0, refuse)
 }
+
+// A node asks for its whole window at once. With a cap on the pieces it owns
+// with blocks waiting, a slow host's asks beyond the cap stay in the pool
+// and a fast host asking for them is served.
+func TestPolicy_ASlowOwnerHoldsNoMoreThanItsCap(t *testing.T) {
+	f := newPolicyFixture(t, 8)
+	f.p.cfg.maxActive = 2
+	slow, fast := f.downloader(), f.downloader()
+	f.expect(slow, 0, serve)
+	f.expect(slow, 1, serve)
+	f.expect(slow, 2, hold) // at the cap: piece 2 stays in the pool
+	f.expect(slow, 3, hold)
+	f.expect(fast, 2, serve)
+	f.expect(fast, 3, serve)
+	f.expect(fast, 0, hold) // slow owns it and is pulling it
+	// One of slow's pieces is sent: it may own another.
+	f.send(slow, 0)
+	f.expect(slow, 4, serve)
+	f.expect(slow, 5, hold)
+	if f.p.pool != 3 || slow.active != 2 || fast.active != 2 {
+		t.Errorf("pool %d, slow active %d, fast active %d; want 3, 2, 2", f.p.pool, slow.active, fast.active)
+	}
+}
+
+// The cap counts pieces with blocks waiting, not pieces owned: a lone host
+// whose pieces are sent keeps getting the next ones, and more blocks of a
+// piece it owns are never held.
+func TestPolicy_ALonePeerUnderTheCapGetsEverything(t *testing.T) {
+	f := newPolicyFixture(t, 16)
+	f.p.cfg.maxActive = 2
+	a := f.downloader()
+	for i := 0; i < 16; i++ {
+		f.expect(a, i, serve)
+		f.expect(a, i, serve) // a second block of the same piece
+		f.send(a, i)
+		f.send(a, i)
+	}
+	if a.active != 0 || a.owned != 16 {
+		t.Errorf("a: active %d, owned %d; want 0 and 16", a.active, a.owned)
+	}
+	// Reported pieces free nothing more: they were not waiting.
+	for i := 0; i < 16; i++ {
+		f.p.have(a, i, f.now)
+	}
+	if a.active != 0 || a.owned != 0 {
+		t.Errorf("after reports: active %d, owned %d; want 0 and 0", a.active, a.owned)
+	}
+}
+
+// A piece's waiting blocks that the peer cancels, or that leave with the
+// peer, free its place under the cap.
+func TestPolicy_CancelsAndLeavingFreeTheCap(t *testing.T) {
+	f := newPolicyFixture(t, 4)
+	f.p.cfg.maxActive = 1
+	a, b := f.downloader(), f.downloader()
+	f.expect(a, 0, serve)
+	f.expect(a, 1, hold)
+	f.p.dropped(a, request{index: 0, length: testPieceLen})
+	f.expect(a, 1, serve)
+	f.p.leave(a, f.now, false)
+	if a.active != 0 {
+		t.Errorf("a left with %d active pieces", a.active)
+	}
+	f.expect(b, 1, serve) // back in the pool
+}

@@ -71,6 +71,11 @@ const (
 	ownerIdle          = 5 * time.Second
 	pokeEvery          = 250 * time.Millisecond
 	tickEvery          = 100 * time.Millisecond
+	// activeBytes is about how much of the pieces it owns a connection
+	// may have waiting to be sent (at least two pieces): enough to keep
+	// its link busy between two sends, little enough that a slow host
+	// does not hold pieces a fast one could have (see policy).
+	activeBytes = 2 << 20
 	// DefaultMaxSending is Config.MaxSending when zero.
 	DefaultMaxSending = 8
 	// notSentLowat is the unsent bytes a connection's socket may hold
@@ -204,6 +209,7 @@ func (s *Seeder) Add(layers ...Layer) error {
 			s.torrents[info.infoHash] = &torrent{
 				layer: info,
 				pol: newPolicy(info, policyConfig{
+					maxActive:   max(2, int(activeBytes/info.pieceLen)),
 					starveAfter: s.cfg.StarveAfter,
 					ownerGrace:  ownerGrace,
 					ownerIdle:   ownerIdle,

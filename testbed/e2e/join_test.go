@@ -36,21 +36,35 @@ func TestWhoMayJoin(t *testing.T) {
 	job := []string{"h01", "h02", "h03"}
 
 	t.Run("outsider refused and corrupt seeder poisons no host", func(t *testing.T) {
-		// h02 and h03 are slow, so they still need most pieces when h01,
-		// done first, starts serving corrupt copies of the layers.
+		// h02 and h03 still need most pieces when h01, done first, starts
+		// serving corrupt copies of the layers: their links are down until
+		// h01 is done (their SSH connects wait, retrying), then slow. Slow
+		// links from the start were not enough: h01 could get the node
+		// binary from a slow host, or find the pieces the slow hosts got
+		// first refused by the bastion, and finish with them (see issue 11's
+		// notes); its files then went away with the job while the test
+		// overwrote them.
 		for _, h := range []string{"h02", "h03"} {
-			if err := lab.SlowLink(context.Background(), h, 8); err != nil {
+			if err := lab.CutLink(context.Background(), h); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = lab.HealLink(context.Background(), h) })
 		}
-		j := startJob(t, lab, "-i", lab.InventoryPath(), "--hosts", strings.Join(job, ","), "lab/join:v1")
+		j := startJob(t, lab, "--connect-timeout", "2m", "-i", lab.InventoryPath(), "--hosts", strings.Join(job, ","), "lab/join:v1")
 		j.waitFor(t, 2*time.Minute, func(e orchestrator.Event) bool {
 			return e.Kind == orchestrator.EventHostState && e.Host == "h01" && e.State == orchestrator.HostDone
 		})
 		id := j.info(t).ID
 		corrupted := corruptLayerFiles(t, lab, "h01", id)
 		t.Logf("h01 done; overwrote its %d layer files with garbage while it seeds", corrupted)
+		for _, h := range []string{"h02", "h03"} {
+			if err := lab.HealLink(context.Background(), h); err != nil {
+				t.Fatal(err)
+			}
+			if err := lab.SlowLink(context.Background(), h, 8); err != nil {
+				t.Fatal(err)
+			}
+		}
 
 		infohash := layerInfohash(t, lab)
 		trackerPort := trackerPortOf(t, lab, id)
@@ -84,12 +98,32 @@ func TestWhoMayJoin(t *testing.T) {
 			if out == "answered" {
 				t.Errorf("h01's node answered a handshake from h04, which is not in the job")
 			}
-			if handshake(t, lab, "bastion", addr, infohash) == "answered" {
-				answered = true
+		}
+		// A member may have to try again: a node keeps at most four
+		// connections per layer and turns a new one away while it has
+		// four it likes, as h01 may with h02 and h03 dialled both ways.
+		// Ports that let a handshake time out (the node's binary hand-off
+		// server speaks HTTP) are tried once.
+		for try := 0; try < 20 && !answered && len(ports) > 0; try++ {
+			if try > 0 {
+				time.Sleep(500 * time.Millisecond)
 			}
+			var again []int
+			for _, p := range ports {
+				addr := net.JoinHostPort(m1.IP, strconv.Itoa(p))
+				out := handshake(t, lab, "bastion", addr, infohash)
+				switch {
+				case out == "answered":
+					t.Logf("the bastion's handshake to h01's node at %s answered (try %d)", addr, try+1)
+					answered = true
+				case !strings.Contains(out, "timeout"):
+					again = append(again, p)
+				}
+			}
+			ports = again
 		}
 		if !answered {
-			t.Errorf("h01's node answered no handshake from the bastion either: the refusal above proves nothing")
+			t.Errorf("h01's node answered no handshake from the bastion either, in 20 tries: the refusal above proves nothing")
 		}
 
 		rep, code := j.wait(t, 4*time.Minute)
