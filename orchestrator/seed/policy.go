@@ -29,9 +29,8 @@ import (
 //     are held until one is sent, and stay in the pool for the others
 //     meanwhile. A node asks for its whole request window at once (up to
 //     250 blocks, 64 MiB), so without the cap a host whose link is slow
-//     owned every piece it asked for, and a fast host waited for each of
-//     them to trickle through the slow one (24 MB to a 100 Mbit/s host
-//     beside two 8 Mbit/s ones: 10 to 20 s instead of 2).
+//     owned every piece it asked for, and a fast host asking for one was
+//     held until it trickled through the slow one.
 //   - hold: a request for a piece another connection owns and is pulling
 //     waits unanswered and is decided again later (see conn.recheck). A
 //     reject would be simpler, but each one lowers the anacrolix node's
@@ -351,15 +350,16 @@ func (p *policy) request(pr *peer, i int, now time.Time) verdict {
 		p.setQueued(ps, ps.ownerQueued+1)
 		ps.ownerSeen = now
 		return serve
-	case (ps.owner == nil || p.ownerIdleFor(i, p.cfg.ownerGrace, now)) && p.full(pr):
-		return hold // until one of its pieces is sent (conn.refill)
 	case ps.owner == nil || p.ownerIdleFor(i, p.cfg.ownerGrace, now):
+		if p.full(pr) {
+			return hold // until one of its pieces is sent (conn.refill)
+		}
 		if ps.owner == nil {
 			p.pool--
 		} else {
 			ps.owner.owned-- // taken over: what it got of the piece is sent again
 		}
-		ps.owner, ps.ownerQueued, ps.ownerSeen = pr, 0, now
+		ps.owner, ps.ownerSeen = pr, now // an idle owner has nothing queued
 		p.setQueued(ps, 1)
 		pr.owned++
 		return serve
