@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	trHttp "github.com/anacrolix/torrent/tracker/http"
 
 	"github.com/layercast/layercast/nodebin/jobspec"
 )
@@ -124,5 +127,33 @@ func TestAnnounce_CompleteTorrentDialsNoTrackerPeers(t *testing.T) {
 	}
 	if dials.Load() == 0 {
 		t.Error("a downloading torrent did not dial the tracker's peers")
+	}
+}
+
+// A torrent is given tracker peers only for its free connection slots: a
+// peer added to a full torrent is dialed and replaces a working
+// connection (see addPeers).
+func TestPickPeers_OnlyForFreeSlots(t *testing.T) {
+	var list []trHttp.Peer
+	for i := range 6 {
+		list = append(list, trHttp.Peer{IP: net.IPv4(10, 0, 0, byte(i+1)), Port: 6881})
+	}
+	orig := slices.Clone(list)
+	for _, tc := range []struct{ free, want int }{{-1, 0}, {0, 0}, {1, 1}, {3, 3}, {10, 6}} {
+		got := pickPeers(list, tc.free)
+		if len(got) != tc.want {
+			t.Errorf("free %d: %d peers, want %d", tc.free, len(got), tc.want)
+		}
+		seen := make(map[string]bool)
+		for _, p := range got {
+			a := p.Addr.String()
+			if seen[a] || !slices.ContainsFunc(list, func(q trHttp.Peer) bool { return (&net.TCPAddr{IP: q.IP, Port: q.Port}).String() == a }) {
+				t.Errorf("free %d: peer %s twice or not from the list", tc.free, a)
+			}
+			seen[a] = true
+		}
+	}
+	if !slices.EqualFunc(list, orig, func(a, b trHttp.Peer) bool { return a.IP.Equal(b.IP) && a.Port == b.Port }) {
+		t.Error("pickPeers reordered the caller's list")
 	}
 }

@@ -53,11 +53,14 @@ type Config struct {
 
 // Client is one node's BitTorrent client for one job.
 type Client struct {
-	cfg     Config
-	log     *slog.Logger
-	cl      *torrent.Client
-	store   *fileStorage
-	seeders map[netip.AddrPort]struct{}
+	cfg   Config
+	log   *slog.Logger
+	cl    *torrent.Client
+	store *fileStorage
+	// listener takes the peers' connections (see peerListener); the
+	// client does not close a listener it was given.
+	listener net.Listener
+	seeders  map[netip.AddrPort]struct{}
 	// maxConns is the client's connection limit per torrent.
 	maxConns int
 
@@ -114,7 +117,6 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("swarm config: %w", err)
 	}
 	cc := clientConfig(logger, c.store)
-	cc.ListenPort = cfg.ListenPort
 	if cfg.MaxRate > 0 {
 		cc.UploadRateLimiter, cc.DownloadRateLimiter = rate.NewLimiter(rate.Limit(cfg.MaxRate), 0), rate.NewLimiter(rate.Limit(cfg.MaxRate), 0)
 	}
@@ -138,11 +140,18 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("swarm config: %w", err)
 		}
 	}
+	l, err := peerListener(ctx, cfg.ListenPort)
+	if err != nil {
+		return nil, err
+	}
 	cl, err := torrent.NewClient(cc)
 	if err != nil {
+		l.Close()
 		return nil, fmt.Errorf("start bittorrent client: %w", err)
 	}
-	c.cl = cl
+	c.cl, c.listener = cl, l
+	cl.AddListener(l)
+	cl.AddDialer(peerDialer())
 	if c.ann != nil {
 		// The announcer lives as long as the client, not as the caller's ctx.
 		actx, stop := context.WithCancel(context.WithoutCancel(ctx))
@@ -469,6 +478,9 @@ func (c *Client) Close() error {
 		<-c.annStopped
 	}
 	errs := c.cl.Close()
+	if err := c.listener.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close peer listener: %w", err))
+	}
 	errs = append(errs, c.store.close())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close swarm client: %w", err)

@@ -73,6 +73,8 @@ func newRawPeer(t *testing.T, host string, layer jobspec.Layer, path string, lac
 	t.Helper()
 	store := newFileStorage()
 	cc := clientConfig(slog.New(slog.DiscardHandler), store)
+	// A plain anacrolix peer: the client's own sockets, on host.
+	cc.DisableTCP = false
 	cc.SetListenAddr(host + ":0")
 	cl, err := torrent.NewClient(cc)
 	if err != nil {
