@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
 
@@ -81,4 +82,21 @@ func newSeeder(tb testing.TB, dir string, layers []jobspec.Layer) *Client {
 		tb.Fatal(err)
 	}
 	return s
+}
+
+// startDownload starts node downloading layer and waits until its torrent
+// is added; the download's result comes on errc.
+func startDownload(ctx context.Context, t *testing.T, node *Client, layer jobspec.Layer) (errc <-chan error, tor *torrent.Torrent) {
+	t.Helper()
+	c := make(chan error, 1)
+	go func() { c <- node.Download(ctx, []jobspec.Layer{layer}, nil) }()
+	if !waitFor(ctx, func() bool {
+		if ts := node.cl.Torrents(); len(ts) == 1 {
+			tor = ts[0]
+		}
+		return tor != nil
+	}) {
+		t.Fatal("the node added no torrent")
+	}
+	return c, tor
 }

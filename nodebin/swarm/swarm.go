@@ -331,8 +331,60 @@ func hasAny(pieces *roaring.Bitmap, want []int) bool {
 }
 
 // redialEvery is how often a download checks it is still connected to the
-// seeder.
+// seeder, and that its layers still receive.
 const redialEvery = 5 * time.Second
+
+// stallAfter is how long a node that misses pieces may receive nothing
+// before the connections of its unfinished layers plan their requests anew
+// (kickStalled). A node, not a layer: a node with several layers started
+// on a slow link gets a block of each only every few seconds (at 1 Mbit/s
+// and four layers started, one of 256 KiB per layer every 8 s).
+const stallAfter = 5 * time.Second
+
+// stallWatch tells when a node has received nothing useful for stallAfter.
+type stallWatch struct {
+	useful int64     // useful bytes received at since
+	since  time.Time // when useful last changed, or the last kick
+}
+
+// stalled records that the node has received useful bytes so far at now;
+// it reports a stall at most once per stallAfter.
+func (w *stallWatch) stalled(useful int64, now time.Time) bool {
+	if useful != w.useful || w.since.IsZero() {
+		w.useful, w.since = useful, now
+		return false
+	}
+	if now.Sub(w.since) < stallAfter {
+		return false
+	}
+	w.since = now
+	return true
+}
+
+// kickStalled makes every connection of each layer that misses pieces
+// plan its requests anew.
+//
+// anacrolix plans a connection's requests only when something happens on
+// that connection (a block, a have, an unchoke). When a peer rejects a
+// request, as the seeder does for a piece another host already holds, the
+// request is dropped and no other connection is told. If the node's other
+// connections go to complete peers, which have nothing new to announce,
+// nobody is asked for that piece: one host of ten waited about a minute
+// for its last piece, held by all its peers (250 MB at 200 Mbit/s). Until
+// tracker peers came only for free slots (see addPeers), the peers dialing
+// in every second happened to wake it. Disallowing and allowing a layer's
+// download is anacrolix's public way to have every connection plan again;
+// it cancels the requests outstanding, which brought nothing for
+// stallAfter anyway.
+func (c *Client) kickStalled(layers []*layerState) {
+	for _, ls := range layers {
+		if missing := ls.lf.length - ls.lf.verified.Load(); missing > 0 {
+			c.log.Debug("received nothing for a while: the layer's connections plan their requests anew", "digest", ls.layer.Digest, "missing", missing)
+			ls.t.DisallowDataDownload()
+			ls.t.AllowDataDownload()
+		}
+	}
+}
 
 // Seed serves layers whose files are already at Dir/<digest-hex> and known to
 // be good (verified earlier); their content is not rehashed.
@@ -385,6 +437,7 @@ func (c *Client) Download(ctx context.Context, layers []jobspec.Layer, onDone fu
 		}
 	}
 	startMore()
+	var stall stallWatch
 	redial := time.NewTicker(redialEvery)
 	defer redial.Stop()
 	advance := time.NewTicker(advanceEvery)
@@ -397,8 +450,11 @@ func (c *Client) Download(ctx context.Context, layers []jobspec.Layer, onDone fu
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("download: %w", ctx.Err())
-		case <-redial.C:
+		case now := <-redial.C:
 			c.redialSeeder()
+			if stall.stalled(c.fromSeeder.Load()+c.fromPeers.Load(), now) {
+				c.kickStalled(queue[:started])
+			}
 		case <-advanceC:
 			startMore()
 		case i := <-whole:

@@ -395,17 +395,7 @@ func TestDownload_TakesTheSeederBackFromPeersThatLackWhatItLacks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer node.Close()
-	errc := make(chan error, 1)
-	go func() { errc <- node.Download(ctx, []jobspec.Layer{layer}, nil) }()
-	var tor *torrent.Torrent
-	if !waitFor(ctx, func() bool {
-		if ts := node.cl.Torrents(); len(ts) == 1 {
-			tor = ts[0]
-		}
-		return tor != nil
-	}) {
-		t.Fatal("the node added no torrent")
-	}
+	errc, tor := startDownload(ctx, t, node, layer)
 	for range maxConnsPerTorrent {
 		peer, _ := newRawPeer(t, "127.0.0.2", layer, path, lacked)
 		tor.AddPeers([]torrent.PeerInfo{{Addr: stringAddr(fmt.Sprintf("127.0.0.2:%d", peer.LocalPort())), Source: torrent.PeerSourceDirect}})

@@ -1,0 +1,152 @@
+package swarm
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+	pp "github.com/anacrolix/torrent/peer_protocol"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
+)
+
+// fakePeer is a BitTorrent peer (fast extension) that has some pieces of
+// a layer, unchokes at once and serves every request for them, except
+// that it rejects its first request for piece rejectOnce (-1: none).
+type fakePeer struct {
+	l          net.Listener
+	file       *os.File
+	has        []bool
+	rejectOnce int
+	rejected   chan struct{} // closed once the reject was sent
+}
+
+func newFakePeer(t *testing.T, layer jobspec.Layer, path string, has []bool, rejectOnce int) *fakePeer {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &fakePeer{l: l, file: f, has: has, rejectOnce: rejectOnce, rejected: make(chan struct{})}
+	mi, err := metainfo.Load(strings.NewReader(string(layer.Torrent)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ih := mi.HashInfoBytes()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		p.serve(c, ih)
+	})
+	t.Cleanup(func() { l.Close(); wg.Wait(); f.Close() })
+	return p
+}
+
+func (p *fakePeer) serve(c net.Conn, ih metainfo.Hash) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := pp.Handshake(ctx, c, &ih, [20]byte{'-', 'F', 'K'}, pp.NewPeerExtensionBytes(pp.ExtensionBitFast)); err != nil {
+		return
+	}
+	w := bufio.NewWriter(c)
+	send := func(m pp.Message) error {
+		w.Write(m.MustMarshalBinary())
+		return w.Flush()
+	}
+	if send(pp.Message{Type: pp.Bitfield, Bitfield: p.has}) != nil || send(pp.Message{Type: pp.Unchoke}) != nil {
+		return
+	}
+	d := pp.Decoder{R: bufio.NewReader(c), MaxLength: 1 << 20, Pool: &sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}}
+	for {
+		var m pp.Message
+		if err := d.Decode(&m); err != nil {
+			return
+		}
+		if m.Type != pp.Request {
+			continue
+		}
+		if int(m.Index) == p.rejectOnce && !isClosed(p.rejected) {
+			if send(pp.Message{Type: pp.Reject, Index: m.Index, Begin: m.Begin, Length: m.Length}) != nil {
+				return
+			}
+			close(p.rejected)
+			continue
+		}
+		b := make([]byte, m.Length)
+		if _, err := p.file.ReadAt(b, int64(m.Index)*chunkSize+int64(m.Begin)); err != nil {
+			return
+		}
+		if send(pp.Message{Type: pp.Piece, Index: m.Index, Begin: m.Begin, Piece: b}) != nil {
+			return
+		}
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// TestDownload_AsksAgainForAPieceRejectedWhenNothingElseHappens: of the
+// node's two peers, one has every piece but the last and the other only
+// the last, and rejects the node's first request for it, then sends
+// nothing: the seeder refusing a piece, with the node's other peers
+// unable to send it. anacrolix asks nobody for that piece again by itself
+// (the node's other connection has nothing to do with it), so the node
+// finishes only because it notices it receives nothing (kickStalled).
+func TestDownload_AsksAgainForAPieceRejectedWhenNothingElseHappens(t *testing.T) {
+	seedDir := t.TempDir()
+	const pieces = 8
+	layer := writeLayer(t, seedDir, pieces*chunkSize, chunkSize, 53)
+	path := filepath.Join(seedDir, strings.TrimPrefix(layer.Digest, "sha256:"))
+	most, last := make([]bool, pieces), make([]bool, pieces)
+	for i := range pieces - 1 {
+		most[i] = true
+	}
+	last[pieces-1] = true
+	many := newFakePeer(t, layer, path, most, -1)
+	refuser := newFakePeer(t, layer, path, last, pieces-1)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	node, err := New(ctx, Config{Dir: t.TempDir(), AllowedIPs: loopbackPeers()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	errc, tor := startDownload(ctx, t, node, layer)
+	tor.AddPeers([]torrent.PeerInfo{
+		{Addr: stringAddr(many.l.Addr().String()), Source: torrent.PeerSourceDirect},
+		{Addr: stringAddr(refuser.l.Addr().String()), Source: torrent.PeerSourceDirect},
+	})
+	select {
+	case <-refuser.rejected:
+	case <-ctx.Done():
+		t.Fatalf("the node never asked for the last piece: %d bytes missing", tor.BytesMissing())
+	}
+	rejected := time.Now()
+	if err := <-errc; err != nil {
+		t.Fatalf("download after the reject: %v (%d bytes missing)", err, tor.BytesMissing())
+	}
+	t.Logf("the node had the whole layer %v after the reject", time.Since(rejected).Round(100*time.Millisecond))
+}
