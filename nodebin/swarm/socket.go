@@ -2,12 +2,15 @@ package swarm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"syscall"
 
 	"github.com/anacrolix/torrent"
+
+	"github.com/layercast/layercast/nodebin/sockopt"
 )
 
 // notSentLowat bounds the bytes a peer connection's socket holds that the
@@ -76,14 +79,12 @@ func peerDialer() torrent.NetworkDialer {
 	}
 }
 
-// controlPeerSocket sets the options of a peer connection's socket.
+// controlPeerSocket sets the options of a peer connection's socket. Where
+// the bound is not supported (the node binary is built for Linux only),
+// the socket goes without it.
 func controlPeerSocket(_, _ string, c syscall.RawConn) error {
-	var serr error
-	if err := c.Control(func(fd uintptr) { serr = setNotSentLowat(fd, notSentLowat) }); err != nil {
+	if err := sockopt.SetNotSentLowat(c, notSentLowat); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 		return err
-	}
-	if serr != nil {
-		return fmt.Errorf("set TCP_NOTSENT_LOWAT: %w", serr)
 	}
 	return nil
 }

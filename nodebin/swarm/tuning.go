@@ -47,9 +47,10 @@ const (
 
 // clientConfig is the anacrolix configuration for a job's swarm: TCP only,
 // on the node's own listener and dialer (peerListener, peerDialer; the
-// client's built-in ones are off), no DHT/PEX/uPnP/webseeds (peers come from the job's tracker and the
-// seeder), no header obfuscation (RC4 costs CPU and the network is the
-// operator's own), IPv4 only (the tracker hands out compact IPv4 peers).
+// client's built-in ones are off), no DHT/PEX/uPnP/webseeds (peers come
+// from the job's tracker and the seeder), no header obfuscation (RC4 costs
+// CPU and the network is the operator's own), IPv4 only (the tracker hands
+// out compact IPv4 peers).
 func clientConfig(logger *slog.Logger, store *fileStorage) *torrent.ClientConfig {
 	cc := torrent.NewDefaultClientConfig()
 	cc.Slogger = logger

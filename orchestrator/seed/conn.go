@@ -201,15 +201,7 @@ func (c *conn) onRequest(r request, now time.Time) error {
 }
 
 // recheck asks the policy again about every held request.
-func (c *conn) recheck(now time.Time) { c.decideHeld(now, false) }
-
-// refill asks the policy again about the held requests, in the order they
-// came, until the peer owns as many pieces waiting to be sent as it may:
-// called when one of its pieces was sent, so a node at that limit gets its
-// next piece at once rather than at the next tick.
-func (c *conn) refill(now time.Time) { c.decideHeld(now, true) }
-
-func (c *conn) decideHeld(now time.Time, untilFull bool) {
+func (c *conn) recheck(now time.Time) {
 	c.mu.Lock()
 	held := append([]request(nil), c.held.items...)
 	c.mu.Unlock()
@@ -219,10 +211,6 @@ func (c *conn) decideHeld(now time.Time, untilFull bool) {
 	verdicts := make([]verdict, len(held))
 	c.t.mu.Lock()
 	for i, r := range held {
-		if untilFull && c.t.pol.full(c.peer) {
-			verdicts[i] = hold
-			continue
-		}
 		verdicts[i] = c.t.pol.request(c.peer, int(r.index), now)
 	}
 	c.t.mu.Unlock()
@@ -365,14 +353,17 @@ func (c *conn) sendBlock(r request) error {
 	}()
 	// Recorded before the block leaves: the peer may report the piece
 	// before this goroutine runs again.
+	// A peer this send takes below its cap on pieces waiting (policy.full)
+	// gets its held requests decided again at once, not at the next tick.
 	now := time.Now()
 	c.t.mu.Lock()
+	wasFull := c.t.pol.full(c.peer)
 	resent := c.t.pol.sent(c.peer, r, now)
-	room := !c.t.pol.full(c.peer)
+	freed := wasFull && !c.t.pol.full(c.peer)
 	c.t.mu.Unlock()
 	c.s.resent.Add(resent)
-	if room {
-		c.refill(now)
+	if freed {
+		c.recheck(now)
 	}
 	off := int64(r.index)*c.t.layer.pieceLen + int64(r.begin)
 	if _, err := c.file.Seek(off, io.SeekStart); err != nil {

@@ -352,7 +352,7 @@ func (p *policy) request(pr *peer, i int, now time.Time) verdict {
 		return serve
 	case ps.owner == nil || p.ownerIdleFor(i, p.cfg.ownerGrace, now):
 		if p.full(pr) {
-			return hold // until one of its pieces is sent (conn.refill)
+			return hold // until one of its pieces is sent (conn.sendBlock rechecks)
 		}
 		if ps.owner == nil {
 			p.pool--

@@ -16,6 +16,8 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
+
+	"github.com/layercast/layercast/nodebin/sockopt"
 )
 
 // Config is how the bastion's seeder serves a job's swarm.
@@ -284,7 +286,11 @@ func (s *Seeder) serveConn(nc *net.TCPConn) error {
 	if t == nil {
 		return fmt.Errorf("handshake for unknown torrent %x", h.infoHash)
 	}
-	if err := setNotSentLowat(nc, notSentLowat); err != nil {
+	raw, err := nc.SyscallConn()
+	if err == nil {
+		err = sockopt.SetNotSentLowat(raw, notSentLowat)
+	}
+	if err != nil {
 		s.log.Debug("seeder: unsent bytes not bounded; MaxSending bounds senders, not flows", "err", err)
 	}
 	f, err := os.Open(t.layer.path)

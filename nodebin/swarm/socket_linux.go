@@ -1,7 +1,0 @@
-package swarm
-
-import "golang.org/x/sys/unix"
-
-func setNotSentLowat(fd uintptr, n int) error {
-	return unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, n)
-}
