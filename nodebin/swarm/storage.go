@@ -35,12 +35,10 @@ type layerFile struct {
 	pieceLen int64
 	f        *os.File
 	// io is held (shared) by every read and write of f and (exclusive) by
-	// its close: anacrolix reads a block for a peer with its lock released,
-	// and a read that fails on a closed file after the client closed makes
-	// it panic (peerconn.go servePeerRequest, v1.61.0). Client.Close
-	// closes the client first, so no read starts after it; the ones in
-	// flight finish before the file closes.
-	io sync.RWMutex
+	// its close, which sets closed: a read in flight finishes before the
+	// file closes.
+	io     sync.RWMutex
+	closed bool
 	// verified counts the bytes of the pieces marked complete: progress,
 	// the next layer's start and the tracker's "left" read it without
 	// taking the torrent client's lock or walking its pieces.
@@ -136,7 +134,7 @@ func (s *fileStorage) OpenTorrent(_ context.Context, info *metainfo.Info, ih met
 		PieceWithHash: func(p metainfo.Piece, _ g.Option[[]byte]) storage.PieceImpl {
 			return filePiece{lf: lf, index: p.Index(), off: p.Offset(), length: p.Length()}
 		},
-		NewReader: func() storage.TorrentReader { return nopCloserReaderAt{lf} },
+		NewReader: func() storage.TorrentReader { return peerBlockReader{lf} },
 		// The file is closed by fileStorage.close, after the client let go.
 		Close: func() error { return nil },
 	}, nil
@@ -201,10 +199,31 @@ func (lf *layerFile) writeAt(b []byte, off int64) (int, error) {
 	return lf.f.WriteAt(b, off)
 }
 
+// readForPeer reads a block anacrolix is to send to a peer. After the
+// storage closed it returns zeros and no error. anacrolix reads a peer's
+// block with its lock released, and when that read fails on a torrent
+// that closed meanwhile it panics (peerconn.go servePeerRequest, v1.61.0
+// and v1.62.0: the request is neither rejected nor served). Client.Close
+// closes the anacrolix client before the storage, so such a read's
+// connection is already closed and its bytes go nowhere.
+func (lf *layerFile) readForPeer(b []byte, off int64) (int, error) {
+	lf.io.RLock()
+	defer lf.io.RUnlock()
+	if lf.closed {
+		clear(b)
+		return len(b), nil
+	}
+	return lf.f.ReadAt(b, off)
+}
+
 // close closes the file once no read or write of it is in flight.
 func (lf *layerFile) close() error {
 	lf.io.Lock()
 	defer lf.io.Unlock()
+	if lf.closed {
+		return nil
+	}
+	lf.closed = true
 	return lf.f.Close()
 }
 
@@ -243,7 +262,8 @@ func (p filePiece) Completion() storage.Completion {
 	return storage.Completion{Ok: true, Complete: p.lf.isComplete(p.index)}
 }
 
-type nopCloserReaderAt struct{ lf *layerFile }
+// peerBlockReader is the torrent-wide reader anacrolix serves peers from.
+type peerBlockReader struct{ lf *layerFile }
 
-func (r nopCloserReaderAt) ReadAt(b []byte, off int64) (int, error) { return r.lf.readAt(b, off) }
-func (nopCloserReaderAt) Close() error                              { return nil }
+func (r peerBlockReader) ReadAt(b []byte, off int64) (int, error) { return r.lf.readForPeer(b, off) }
+func (peerBlockReader) Close() error                              { return nil }
