@@ -204,14 +204,16 @@ func importRootfs(t *testing.T, lab *testbed.Lab, dir, tag string) string {
 }
 
 // TestCompressedOnTheWire measures a compressible image (a Debian root
-// filesystem, or repetitive text without debootstrap) to 8 hosts at
+// filesystem, or repetitive text without debootstrap) to 4 hosts at
 // 100 Mbit/s three ways: from the registry (its gzip blobs), from the
 // daemon uncompressed, from the daemon gzipped on the bastion. It logs
 // bytes on the wire against the image's unpacked size and the fleet's
-// time; it asserts only that every host ends with the image.
+// time; it asserts only that every host ends with the image. (4 hosts,
+// not 8: the e2e package must stay under its 25-minute bound on a slow
+// CI machine, and the ratios it logs are per host.)
 func TestCompressedOnTheWire(t *testing.T) {
 	binary(t)
-	lab := testbed.UpForTest(t, testbed.Config{Hosts: 8, Rate: "100mbit", Registry: true})
+	lab := testbed.UpForTest(t, testbed.Config{Hosts: 4, Rate: "100mbit", Registry: true})
 	dir := rootfsDir(t)
 	what := "Debian minbase root filesystem"
 	if dir == "" {
@@ -255,6 +257,6 @@ func TestCompressedOnTheWire(t *testing.T) {
 			float64(received)/float64(n*unpacked), float64(rep.Egress)/float64(unpacked),
 			rep.Duration.Round(100*time.Millisecond), wall.Round(100*time.Millisecond)))
 	}
-	t.Logf("%s, 8 hosts at 100 Mbit/s:\n| source | unpacked | layer files | files ÷ unpacked | received per host ÷ unpacked | bastion egress ÷ unpacked | fleet time (job) | wall (prepare included) |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n%s",
-		what, strings.Join(table, "\n"))
+	t.Logf("%s, %d hosts at 100 Mbit/s:\n| source | unpacked | layer files | files ÷ unpacked | received per host ÷ unpacked | bastion egress ÷ unpacked | fleet time (job) | wall (prepare included) |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n%s",
+		what, len(lab.Hosts()), strings.Join(table, "\n"))
 }
