@@ -15,6 +15,9 @@ import (
 // Name is the lab's name.
 func (l *Lab) Name() string { return l.st.Name }
 
+// CongestionControl is every machine's TCP congestion control.
+func (l *Lab) CongestionControl() string { return l.st.CongestionControl }
+
 // Dir is the lab directory (inventory, keys, machines' files).
 func (l *Lab) Dir() string { return l.st.Dir }
 

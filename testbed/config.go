@@ -17,6 +17,13 @@ const MaxHosts = 200
 // DefaultRate is the link rate when Config.Rate is empty.
 const DefaultRate = "1gbit"
 
+// DefaultCongestionControl is every lab machine's TCP congestion control
+// when Config.CongestionControl is empty: Linux's default, which most
+// hosts run. A network namespace otherwise starts with whatever the
+// machine the lab runs on was set to, so the same bench behaved
+// differently from one build machine to the next.
+const DefaultCongestionControl = "cubic"
+
 // ErrInvalidConfig reports a Config that Up cannot build.
 var ErrInvalidConfig = errors.New("invalid lab config")
 
@@ -39,6 +46,11 @@ type Config struct {
 	// Delay is added on the way out of every machine, so it is the one-way
 	// latency between any two lab machines.
 	Delay time.Duration
+	// CongestionControl is every machine's TCP congestion control
+	// (net.ipv4.tcp_congestion_control of its network namespace), one of
+	// the kernel's tcp_available_congestion_control. Default
+	// DefaultCongestionControl.
+	CongestionControl string
 	// Registry adds a machine running docker-registry on port 5000 that
 	// every daemon of the lab trusts.
 	Registry bool
@@ -58,7 +70,10 @@ type Config struct {
 	Ephemeral bool
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+var (
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+	ccRE   = regexp.MustCompile(`^[a-z0-9_]{1,16}$`)
+)
 
 // withDefaults returns c with every empty field set, or an error naming the
 // first field that cannot be used.
@@ -86,6 +101,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if strings.ContainsAny(c.RegistryUser, ":\n") {
 		return c, fmt.Errorf("%w: registry user %q", ErrInvalidConfig, c.RegistryUser)
+	}
+	if c.CongestionControl == "" {
+		c.CongestionControl = DefaultCongestionControl
+	}
+	if !ccRE.MatchString(c.CongestionControl) {
+		return c, fmt.Errorf("%w: congestion control %q: want a name such as cubic or bbr", ErrInvalidConfig, c.CongestionControl)
 	}
 	if c.Delay < 0 {
 		return c, fmt.Errorf("%w: negative delay %v", ErrInvalidConfig, c.Delay)

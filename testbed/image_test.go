@@ -194,10 +194,10 @@ func TestConfig_Defaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Name != "lab" || c.Dir != "/tmp/layercast-lab-lab" || c.Rate != DefaultRate || c.Parallel != 16 {
+	if c.Name != "lab" || c.Dir != "/tmp/layercast-lab-lab" || c.Rate != DefaultRate || c.Parallel != 16 || c.CongestionControl != DefaultCongestionControl {
 		t.Errorf("defaults %+v", c)
 	}
-	for _, bad := range []Config{{Hosts: 0}, {Hosts: MaxHosts + 1}, {Hosts: 1, Name: "Bad Name"}, {Hosts: 1, Rate: "fast"}, {Hosts: 1, Delay: -1}} {
+	for _, bad := range []Config{{Hosts: 0}, {Hosts: MaxHosts + 1}, {Hosts: 1, Name: "Bad Name"}, {Hosts: 1, Rate: "fast"}, {Hosts: 1, Delay: -1}, {Hosts: 1, CongestionControl: "bbr; reboot"}} {
 		if _, err := bad.withDefaults(); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%+v: err %v", bad, err)
 		}

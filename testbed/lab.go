@@ -46,7 +46,9 @@ type labState struct {
 	Subnet     string        `json:"subnet"` // first three octets
 	Rate       int64         `json:"rate_bps"`
 	Delay      time.Duration `json:"delay_ns"`
-	Registry   bool          `json:"registry"`
+	// CongestionControl is every machine's TCP congestion control.
+	CongestionControl string `json:"congestion_control"`
+	Registry          bool   `json:"registry"`
 	// RegistryUser and RegistryPassword are the registry's one account
 	// when it wants basic auth: the lab's own test credentials.
 	RegistryUser     string `json:"registry_user,omitempty"`
@@ -181,7 +183,7 @@ func reserve(ctx context.Context, cfg Config) (*Lab, error) {
 	subnet := fmt.Sprintf("10.99.%d", slot)
 	st := labState{
 		Name: cfg.Name, Slot: slot, Dir: cfg.Dir, CreatedDir: createdDir,
-		Bridge: prefix + "br", Subnet: subnet, Rate: rate, Delay: cfg.Delay,
+		Bridge: prefix + "br", Subnet: subnet, Rate: rate, Delay: cfg.Delay, CongestionControl: cfg.CongestionControl,
 		Registry: cfg.Registry, RegistryUser: cfg.RegistryUser, RegistryPassword: cfg.RegistryPassword, CreatedAt: time.Now(),
 	}
 	machine := func(name string, role Role, ip int, short string) *Machine {
@@ -465,6 +467,9 @@ func (l *Lab) setupMachine(ctx context.Context, m *Machine, acc *accounts, clien
 		"link set lo up",
 	}, "ip", "-n", m.Netns, "-batch", "-"); err != nil {
 		return fmt.Errorf("configure eth0: %w", err)
+	}
+	if err := setCongestionControl(ctx, m.Netns, l.st.CongestionControl); err != nil {
+		return err
 	}
 	// Traffic towards the machine is shaped where it leaves the bridge,
 	// traffic from it where it leaves the machine; the delay is added once,

@@ -99,11 +99,22 @@ func canConnect(lab *testbed.Lab, addr string, timeout time.Duration) error {
 // TestLab brings up one small lab with a registry and checks what tests of
 // layercast rely on, host by host.
 func TestLab(t *testing.T) {
-	lab := testbed.UpForTest(t, testbed.Config{Hosts: 3, Registry: true, Rate: "100mbit"})
+	// reno: built into every kernel, and no machine's default, so the
+	// lab's own setting is what the check below sees.
+	lab := testbed.UpForTest(t, testbed.Config{Hosts: 3, Registry: true, Rate: "100mbit", CongestionControl: "reno"})
 	hosts := lab.Hosts()
 	if !slices.Equal(hosts, []string{"h01", "h02", "h03"}) {
 		t.Fatalf("hosts = %v", hosts)
 	}
+
+	t.Run("EveryMachineUsesTheLabsCongestionControl", func(t *testing.T) {
+		for _, m := range append([]string{"bastion"}, hosts...) {
+			out, err := lab.Exec(context.Background(), m, "cat", "/proc/sys/net/ipv4/tcp_congestion_control")
+			if got := strings.TrimSpace(string(out)); err != nil || got != "reno" {
+				t.Errorf("%s: congestion control %q (%v), want reno", m, got, err)
+			}
+		}
+	})
 
 	t.Run("InventoryListsEveryHost", func(t *testing.T) {
 		for _, path := range []string{lab.InventoryPath(), lab.DeployInventoryPath()} {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -149,4 +150,16 @@ func classLines(verb, dev string, rate int64) []string {
 		"class " + verb + " dev " + dev + " parent 1:1 classid 1:10 htb rate " + arp + " ceil " + r + " prio 0",
 		"class " + verb + " dev " + dev + " parent 1:1 classid 1:11 htb rate " + r + " ceil " + r + " prio 1 quantum 60000",
 	}
+}
+
+// setCongestionControl sets the TCP congestion control of network
+// namespace ns. A new namespace takes the machine's default, and the
+// machines the lab runs on differ (this one's is bbr): the lab's choice
+// must not depend on them.
+func setCongestionControl(ctx context.Context, ns, cc string) error {
+	if _, err := run(ctx, nil, "ip", "netns", "exec", ns, "sh", "-c", `echo "$1" > /proc/sys/net/ipv4/tcp_congestion_control`, "sh", cc); err != nil {
+		avail, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_available_congestion_control")
+		return fmt.Errorf("set TCP congestion control %q (this kernel offers %s): %w", cc, strings.TrimSpace(string(avail)), err)
+	}
+	return nil
 }

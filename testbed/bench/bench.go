@@ -43,6 +43,9 @@ type Config struct {
 	Modes []string
 	// Rate of every link, tc notation.
 	Rate string
+	// CongestionControl is the lab machines' TCP congestion control.
+	// Default testbed.DefaultCongestionControl.
+	CongestionControl string
 	// Layers per image. Default 5.
 	Layers int
 	// Out receives results.csv, results.md, the figures and events/.
@@ -216,6 +219,7 @@ func Run(ctx context.Context, cfg Config) (Results, error) {
 	start := time.Now()
 	lab, err := testbed.Up(ctx, testbed.Config{
 		Name: cfg.LabName, Hosts: cfg.Hosts[len(cfg.Hosts)-1], Rate: cfg.Rate,
+		CongestionControl: cfg.CongestionControl,
 		// P2P alone needs no registry: the image then goes from the
 		// bastion's daemon only, and the bench does not wait for a push
 		// through a slow link.
@@ -281,7 +285,7 @@ func Run(ctx context.Context, cfg Config) (Results, error) {
 				errs = append(errs, fmt.Errorf("%s, %d hosts, %d MB: %w", p.mode, p.hosts, p.size/MB, err))
 			}
 		}
-		if err := WriteAll(cfg.Out, results, Setup{Rate: cfg.Rate, Layers: cfg.Layers}); err != nil {
+		if err := WriteAll(cfg.Out, results, Setup{Rate: cfg.Rate, Layers: cfg.Layers, CongestionControl: lab.CongestionControl()}); err != nil {
 			errs = append(errs, err)
 			break
 		}

@@ -12,6 +12,9 @@ import (
 type Setup struct {
 	Rate   string
 	Layers int
+	// CongestionControl is the lab's TCP congestion control; empty when
+	// unknown (tables redrawn from a CSV).
+	CongestionControl string
 }
 
 // The files WriteAll writes into its directory.
@@ -140,6 +143,9 @@ func secs(r Result, ok bool) string {
 // Markdown writes the bench's tables.
 func (rs Results) Markdown(w *bytes.Buffer, setup Setup) {
 	fmt.Fprintf(w, "Links: every machine (hosts, bastion, registry) shaped to %s both ways; images of %d layers.\n", setup.Rate, setup.Layers)
+	if setup.CongestionControl != "" {
+		fmt.Fprintf(w, "TCP congestion control on every machine: %s.\n", setup.CongestionControl)
+	}
 	fmt.Fprintf(w, "Times in seconds from the job's start until the last host has the image; ⚠ marks a run whose average CPU was above %.0f%% (unreliable).\n\n", 100*CPULimit)
 
 	w.WriteString("### Propagation time by cluster size and image size\n\n")
