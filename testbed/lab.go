@@ -89,6 +89,9 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	if err := raiseNeighLimits(slog.Default().With("lab", cfg.Name), cfg.Hosts+2); err != nil {
 		return nil, err
 	}
+	if err := allowCongestionControl(slog.Default().With("lab", cfg.Name), cfg.CongestionControl); err != nil {
+		return nil, err
+	}
 	lab, err := reserve(ctx, cfg)
 	if err != nil {
 		return nil, err

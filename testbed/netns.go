@@ -3,9 +3,11 @@ package testbed
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -150,6 +152,32 @@ func classLines(verb, dev string, rate int64) []string {
 		"class " + verb + " dev " + dev + " parent 1:1 classid 1:10 htb rate " + arp + " ceil " + r + " prio 0",
 		"class " + verb + " dev " + dev + " parent 1:1 classid 1:11 htb rate " + r + " ceil " + r + " prio 1 quantum 60000",
 	}
+}
+
+// allowedCCPath lists the congestion controls a network namespace other
+// than the machine's own may choose.
+const allowedCCPath = "/proc/sys/net/ipv4/tcp_allowed_congestion_control"
+
+// allowCongestionControl adds cc to the machine's allowed list when it is
+// not there: the kernel lets a namespace choose only those (this machine
+// allows "reno bbr", not cubic, Linux's default). It changes no socket's
+// algorithm.
+func allowCongestionControl(log *slog.Logger, cc string) error {
+	b, err := os.ReadFile(allowedCCPath)
+	if err != nil {
+		return fmt.Errorf("read allowed TCP congestion controls: %w", err)
+	}
+	allowed := strings.Fields(string(b))
+	if slices.Contains(allowed, cc) {
+		return nil
+	}
+	want := strings.Join(append(allowed, cc), " ")
+	if err := os.WriteFile(allowedCCPath, []byte(want), 0o644); err != nil {
+		avail, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_available_congestion_control")
+		return fmt.Errorf("allow TCP congestion control %q in network namespaces (this kernel offers %s): %w", cc, strings.TrimSpace(string(avail)), err)
+	}
+	log.Info("allowed a TCP congestion control in network namespaces (a machine-wide list)", "allowed", strings.Join(allowed, " ")+" → "+want)
+	return nil
 }
 
 // setCongestionControl sets the TCP congestion control of network
