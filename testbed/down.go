@@ -69,8 +69,13 @@ func (l *Lab) Down(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
-		if err := deleteLink(ctx, m.Veth); err != nil {
-			errs = append(errs, err)
+		for _, link := range []string{m.Veth, m.Ifb} {
+			if link == "" { // a lab from before the IFBs
+				continue
+			}
+			if err := deleteLink(ctx, link); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if err := deleteLink(ctx, st.Bridge); err != nil {

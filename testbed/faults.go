@@ -107,17 +107,13 @@ func (l *Lab) HealLink(ctx context.Context, name string) error {
 }
 
 func (l *Lab) setRate(ctx context.Context, m *Machine, rate int64) error {
-	// The data queue follows the rate (queueLimit), except behind a
-	// delay, whose netem queue holds every packet in flight.
-	outer := append(classLines("change", m.Veth, rate), queueLine("change", m.Veth, rate))
-	if err := runBatch(ctx, outer, "tc", "-batch", "-"); err != nil {
-		return err
+	// The data queue follows the rate (queueLimit).
+	var lines []string
+	for _, dev := range []string{m.Veth, m.Ifb} {
+		lines = append(lines, classLines("change", dev, rate)...)
+		lines = append(lines, queueLine("change", dev, rate))
 	}
-	inner := classLines("change", "eth0", rate)
-	if l.st.Delay == 0 {
-		inner = append(inner, queueLine("change", "eth0", rate))
-	}
-	return runBatch(ctx, inner, "tc", "-n", m.Netns, "-batch", "-")
+	return runBatch(ctx, lines, "tc", "-batch", "-")
 }
 
 // fillSize is the size of the small file system FillDisk puts on /tmp.

@@ -192,7 +192,7 @@ func reserve(ctx context.Context, cfg Config) (*Lab, error) {
 	machine := func(name string, role Role, ip int, short string) *Machine {
 		m := &Machine{
 			Name: name, Role: role, IP: fmt.Sprintf("%s.%d", subnet, ip),
-			Netns: prefix + name, Veth: prefix + short,
+			Netns: prefix + name, Veth: prefix + short, Ifb: prefix + "i" + short,
 			Dir: filepath.Join(cfg.Dir, "machines", name),
 		}
 		if role != RoleRegistry {
@@ -475,16 +475,20 @@ func (l *Lab) setupMachine(ctx context.Context, m *Machine, acc *accounts, clien
 		return err
 	}
 	// Traffic towards the machine is shaped where it leaves the bridge,
-	// traffic from it where it leaves the machine; the delay is added once,
-	// on the way out.
-	if err := runBatch(ctx, shapeLines(m.Veth, l.st.Rate, 0), "tc", "-batch", "-"); err != nil {
+	// traffic from it on the IFB its link's ingress is redirected to; the
+	// delay is added once, on the way out of the machine.
+	if err := runBatch(ctx, []string{"link add " + m.Ifb + " type ifb", "link set " + m.Ifb + " up"}, "ip", "-batch", "-"); err != nil {
+		return fmt.Errorf("create the link's shaping device (the kernel's ifb): %w", err)
+	}
+	shape := append(shapeLines(m.Veth, l.st.Rate), shapeLines(m.Ifb, l.st.Rate)...)
+	shape = append(shape, redirectLines(m.Veth, m.Ifb)...)
+	if err := runBatch(ctx, shape, "tc", "-batch", "-"); err != nil {
 		return fmt.Errorf("shape link: %w", err)
 	}
-	if err := runBatch(ctx, shapeLines("eth0", l.st.Rate, l.st.Delay), "tc", "-n", m.Netns, "-batch", "-"); err != nil {
-		if l.st.Delay > 0 {
-			return fmt.Errorf("shape link (a delay needs the kernel's netem qdisc): %w", err)
+	if l.st.Delay > 0 {
+		if err := runBatch(ctx, []string{delayLine("eth0", l.st.Delay)}, "tc", "-n", m.Netns, "-batch", "-"); err != nil {
+			return fmt.Errorf("delay link (a delay needs the kernel's netem qdisc): %w", err)
 		}
-		return fmt.Errorf("shape link: %w", err)
 	}
 	files, err := m.machineFiles(acc, clientPub, etcHosts)
 	if err != nil {

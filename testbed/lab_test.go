@@ -271,8 +271,26 @@ func TestLab(t *testing.T) {
 		if bps > 11e6 {
 			t.Errorf("slowed link carries %.1f Mbit/s, want at most 11", bps/1e6)
 		}
+		if bps, err = lab.MeasureRate(ctx, "h02", "h01", 500*time.Millisecond, 2*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("slowed h02 -> h01: %.1f Mbit/s", bps/1e6)
+		if bps > 11e6 {
+			t.Errorf("slowed link sends %.1f Mbit/s, want at most 11", bps/1e6)
+		}
 		if err := lab.HealLink(ctx, "h02"); err != nil {
 			t.Fatal(err)
+		}
+		// A machine's own queue never refuses its packets: the links are
+		// shaped on the way, as at a switch port.
+		for _, m := range []string{"h01", "h02", "bastion"} {
+			out, err := lab.Exec(ctx, m, "tc", "-s", "qdisc", "show", "dev", "eth0")
+			if err != nil {
+				t.Fatalf("%s: tc: %v: %s", m, err, out)
+			}
+			if strings.Contains(string(out), "htb") || strings.Contains(string(out), "dropped") && !strings.Contains(string(out), "dropped 0,") {
+				t.Errorf("%s: eth0 shapes or drops in the machine's own queue:\n%s", m, out)
+			}
 		}
 	})
 

@@ -47,6 +47,11 @@ type Machine struct {
 	// Veth is the machine's end of its link, in the default namespace and
 	// joined to the lab bridge. Inside the machine the other end is eth0.
 	Veth string `json:"veth"`
+	// Ifb shapes what the machine sends, in the default namespace: Veth's
+	// ingress is redirected through it. A packet it drops is lost on the
+	// way, as at a switch port; the machine's own TCP never sees its
+	// queue full (see shapeLines).
+	Ifb string `json:"ifb,omitempty"`
 	// Dir holds the machine's own directories (run, tmp, docker, ...).
 	Dir       string `json:"dir"`
 	KnownHost string `json:"known_host,omitempty"`

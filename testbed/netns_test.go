@@ -18,7 +18,7 @@ func TestQueueLimit_HoldsFiftyMillisecondsOfTheLink(t *testing.T) {
 			t.Errorf("queueLimit(%d) = %d, want %d", c.rate, got, c.want)
 		}
 	}
-	lines := shapeLines("eth0", 10e6, 0)
+	lines := shapeLines("lc0-ih1", 10e6)
 	if last := lines[len(lines)-1]; !strings.Contains(last, "pfifo limit 41") {
 		t.Errorf("data queue %q, want a 41-packet pfifo", last)
 	}
