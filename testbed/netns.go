@@ -111,9 +111,9 @@ func waitPort(ctx context.Context, nsPath, addr string, timeout time.Duration) e
 // machine's egress goes through an IFB in the default namespace
 // (redirectLines), where a drop is a loss on the way.
 //
-// ARP has its own class, served first. Data sits in a pfifo of
-// queueLimit(rate) packets, which a host uploading to every peer keeps
-// full, and a full pfifo drops whatever arrives, ARP included; neighbour
+// ARP has its own class, served first. Data sits in a bfifo of
+// queueLimit(rate) bytes, which a host uploading to every peer keeps
+// full, and a full queue drops whatever arrives, ARP included; neighbour
 // resolution must not depend on winning that race. (The 40-host bench's
 // unreachable peers turned out to be the machine-wide ARP table
 // overflowing, see raiseNeighLimits; this class is a precaution measured
@@ -145,7 +145,10 @@ func delayLine(dev string, delay time.Duration) string {
 }
 
 // queueLimit is the data queue of a link of rate bits per second, in
-// packets: what the link sends in queueTime, at least 32 packets. A switch
+// bytes: what the link sends in queueTime, at least 32 full packets. It
+// counts bytes, as a switch's buffer does: counted in packets, the pure
+// ACKs and SSH keepalives of 100 hosts took the places of a 2 Mbit/s
+// bastion's 32-packet queue as full packets would. A switch
 // port or a host's NIC queue holds milliseconds, not seconds; a fixed
 // 1000-packet queue held 1.2 s at 10 Mbit/s, and a host that uploads to
 // its peers then delayed its own download's ACKs, its SSH and its tracker
@@ -153,13 +156,13 @@ func delayLine(dev string, delay time.Duration) string {
 // its link, setup took 28–42 s; docs/BENCHMARKS.md).
 func queueLimit(rate int64) int64 {
 	const queueTime = 50 * time.Millisecond
-	const packetBits = 1500 * 8
-	return max(rate*int64(queueTime/time.Millisecond)/1000/packetBits, 32)
+	const packet = 1500
+	return max(rate*int64(queueTime/time.Millisecond)/1000/8, 32*packet)
 }
 
-// queueLine adds or changes the data class's pfifo of dev for rate.
+// queueLine adds or changes the data class's bfifo of dev for rate.
 func queueLine(verb, dev string, rate int64) string {
-	return fmt.Sprintf("qdisc %s dev %s parent 1:11 handle 11: pfifo limit %d", verb, dev, queueLimit(rate))
+	return fmt.Sprintf("qdisc %s dev %s parent 1:11 handle 11: bfifo limit %d", verb, dev, queueLimit(rate))
 }
 
 // classLines adds ("add") or changes ("change") the HTB classes that set
