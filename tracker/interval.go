@@ -14,17 +14,19 @@ import "time"
 //
 //	I = ceil((L + S/F) / R), at least 1 s, at most MaxAutoInterval.
 //
-// R defaults to DefaultAnnounceRate, 1,000 announces/s: the load of the
-// article's own setting (100 nodes, 1 s) with a 10-layer image. The
-// interval stays 1 s up to 1,000 (node, layer) pairs still downloading —
-// 100 hosts with 10 layers, 1,000 hosts with one — and grows linearly
-// beyond: 200 hosts × 10 layers get 2 s, 1,000 × 10 get 10 s, and as hosts
-// finish the stragglers' interval shrinks again. anacrolix (v1.61) opens a
-// new connection for every announce (its tracker client disables
-// keep-alive), so one announce costs the bastion an accept, a request and
-// a close: about 100 µs of CPU measured on loopback, more under --tunnel
-// where each one is also an SSH channel. 1,000 a second is a tenth of one
-// core, and the rest stays with the seeder and the SSH fan-out.
+// R defaults to DefaultAnnounceRate, 100 announces/s, set by the bytes
+// announces put on the bastion's link rather than by its CPU. An announce
+// is about 450 bytes on the wire to the bastion and 250 back (with no
+// peers asked for; 50 peers add 300). At the earlier 1,000 a second, 100
+// hosts × 5 layers announced every second, and on 2 Mbit/s links the
+// tracker's answers took half the bastion's link in the job's first 100 s
+// (11.9 MB of 23.7; the seeder had sent 2 MB). At 100 a second they are
+// 45 kB/s in and 25 kB/s out: a tenth of a 2 Mbit/s link, 2 % of 20
+// Mbit/s. The interval stays 1 s up to 100 (node, layer) pairs still
+// downloading — 20 hosts with 5 layers — and grows linearly beyond: 40
+// hosts × 5 layers get 2 s, 100 × 5 get 5 s, and as hosts finish the
+// stragglers' interval shrinks again. One announce costs the bastion
+// about 100 µs of CPU (BenchmarkAnnounceOverTCP), so CPU is no limit.
 //
 // A seed needs no peers: others find it, and it is listed first. It
 // announces only to stay listed, so it gets F times the interval (and a
@@ -40,15 +42,15 @@ import "time"
 // anacrolix v1.61 does not announce early when it runs short), and others
 // learn of a new seed only then. A peer that dies without "stopped" stays
 // listed for up to 3 intervals (12 for a seed), costing others a failed
-// dial each. Beyond 60 s × R weighted pairs (60,000 at the default rate,
-// e.g. 6,000 hosts × 10 layers) the interval stops growing at
+// dial each. Beyond 60 s × R weighted pairs (6,000 at the default rate,
+// e.g. 600 hosts × 10 layers) the interval stops growing at
 // MaxAutoInterval and the load exceeds R in proportion: a node should not
 // wait more than a minute for fresh peers (anacrolix waits as long after a
 // failed announce).
 const (
 	// DefaultAnnounceRate is the tracker-wide target of announces per
 	// second that the automatic interval holds the load to.
-	DefaultAnnounceRate = 1000
+	DefaultAnnounceRate = 100
 	// SeedIntervalFactor multiplies the interval of peers that finished.
 	SeedIntervalFactor = 4
 	// MaxAutoInterval caps the automatic interval of downloading peers.

@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -197,6 +199,18 @@ func (a *announcer) announce(ctx context.Context, an *announced) {
 	}
 }
 
+// numWant is how many peers to ask the tracker for: as many as t has free
+// connection slots while it downloads, none once it is complete (a seed
+// dials nobody) or when it leaves. Without it the tracker sends its
+// default 50 on every announce, and at 100 hosts × 5 layers on 2 Mbit/s
+// links those answers took half of the bastion's link.
+func (a *announcer) numWant(t *torrent.Torrent, ev tracker.AnnounceEvent, missing int64) int {
+	if ev == tracker.Stopped || missing == 0 {
+		return 0
+	}
+	return max(a.maxConns-len(t.PeerConns()), 0)
+}
+
 // addPeers gives a downloading torrent as many of the tracker's peers as
 // it has free connection slots, and none while its slots are full.
 //
@@ -237,6 +251,14 @@ func (a *announcer) do(ctx context.Context, t *torrent.Torrent, ev tracker.Annou
 	st := t.Stats()
 	ctx, cancel := context.WithTimeout(ctx, announceTimeout)
 	defer cancel()
+	// anacrolix's HTTP tracker client never sends numwant (v1.61.0), so
+	// it goes onto the request here.
+	opt := a.opt
+	want := "numwant=" + strconv.Itoa(a.numWant(t, ev, missing))
+	opt.HttpRequestDirector = func(r *http.Request) error {
+		r.URL.RawQuery += "&" + want
+		return nil
+	}
 	resp, err := a.tc.Announce(ctx, tracker.AnnounceRequest{
 		InfoHash:   t.InfoHash(),
 		PeerId:     a.peerID,
@@ -247,7 +269,7 @@ func (a *announcer) do(ctx context.Context, t *torrent.Torrent, ev tracker.Annou
 		Key:        a.key,
 		NumWant:    -1,
 		Port:       a.port,
-	}, a.opt)
+	}, opt)
 	if err != nil {
 		return resp, fmt.Errorf("announce %s: %w", ev, err)
 	}

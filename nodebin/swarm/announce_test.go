@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -113,6 +114,11 @@ func TestAnnounce_CompleteTorrentDialsNoTrackerPeers(t *testing.T) {
 	if n := dials.Load(); n != 0 {
 		t.Errorf("a complete torrent dialed a tracker peer %d times", n)
 	}
+	for _, a := range tr.announcesFrom(s.LocalPort()) {
+		if a.numWant != "0" {
+			t.Errorf("a complete torrent asked the tracker for peers: %+v", a)
+		}
+	}
 
 	// Control: a downloading client dials the peers the tracker lists.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -127,6 +133,9 @@ func TestAnnounce_CompleteTorrentDialsNoTrackerPeers(t *testing.T) {
 	}
 	if dials.Load() == 0 {
 		t.Error("a downloading torrent did not dial the tracker's peers")
+	}
+	if first := tr.announcesFrom(node.LocalPort())[0]; first.event != "started" || first.numWant != strconv.Itoa(maxConnsPerTorrent) {
+		t.Errorf("first announce of a downloading torrent %+v, want started asking for numwant=%d, its free slots", first, maxConnsPerTorrent)
 	}
 }
 

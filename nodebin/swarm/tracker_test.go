@@ -32,10 +32,11 @@ type testTracker struct {
 
 // trackerAnnounce is one announce as the tracker saw it.
 type trackerAnnounce struct {
-	at    time.Time
-	event string
-	left  int64
-	port  uint16
+	at      time.Time
+	event   string
+	left    int64
+	port    uint16
+	numWant string // as sent; "" when absent
 }
 
 type testPeer struct {
@@ -111,7 +112,7 @@ func (tr *testTracker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tr.mu.Lock()
 	tr.announces++
 	tr.byLeft[left == 0]++
-	tr.log = append(tr.log, trackerAnnounce{at: now, event: q.Get("event"), left: left, port: uint16(port)})
+	tr.log = append(tr.log, trackerAnnounce{at: now, event: q.Get("event"), left: left, port: uint16(port), numWant: q.Get("numwant")})
 	peers := tr.swarms[ih]
 	if peers == nil {
 		peers = map[string]testPeer{}
