@@ -461,8 +461,10 @@ func (l *Lab) setupMachine(ctx context.Context, m *Machine, acc *accounts, clien
 		"link add " + m.Veth + " type veth peer name eth0 netns " + m.Netns,
 		"link set " + m.Veth + " addrgenmode none",
 		"link set " + m.Veth + " master " + l.st.Bridge + " up",
+		"link add " + m.Ifb + " type ifb",
+		"link set " + m.Ifb + " up",
 	}, "ip", "-batch", "-"); err != nil {
-		return fmt.Errorf("create link: %w", err)
+		return fmt.Errorf("create link (the IFB that shapes what the machine sends needs the kernel's ifb): %w", err)
 	}
 	if err := runBatch(ctx, []string{
 		"addr add " + m.IP + "/24 dev eth0",
@@ -471,15 +473,12 @@ func (l *Lab) setupMachine(ctx context.Context, m *Machine, acc *accounts, clien
 	}, "ip", "-n", m.Netns, "-batch", "-"); err != nil {
 		return fmt.Errorf("configure eth0: %w", err)
 	}
-	if err := setCongestionControl(ctx, m.Netns, l.st.CongestionControl); err != nil {
+	if err := setCongestionControl(m.NetnsPath(), l.st.CongestionControl); err != nil {
 		return err
 	}
 	// Traffic towards the machine is shaped where it leaves the bridge,
 	// traffic from it on the IFB its link's ingress is redirected to; the
 	// delay is added once, on the way out of the machine.
-	if err := runBatch(ctx, []string{"link add " + m.Ifb + " type ifb", "link set " + m.Ifb + " up"}, "ip", "-batch", "-"); err != nil {
-		return fmt.Errorf("create the link's shaping device (the kernel's ifb): %w", err)
-	}
 	shape := append(shapeLines(m.Veth, l.st.Rate), shapeLines(m.Ifb, l.st.Rate)...)
 	shape = append(shape, redirectLines(m.Veth, m.Ifb)...)
 	if err := runBatch(ctx, shape, "tc", "-batch", "-"); err != nil {

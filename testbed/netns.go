@@ -209,8 +209,12 @@ func allowCongestionControl(log *slog.Logger, cc string) error {
 // namespace ns. A new namespace takes the machine's default, and the
 // machines the lab runs on differ (this one's is bbr): the lab's choice
 // must not depend on them.
-func setCongestionControl(ctx context.Context, ns, cc string) error {
-	if _, err := run(ctx, nil, "ip", "netns", "exec", ns, "sh", "-c", `echo "$1" > /proc/sys/net/ipv4/tcp_congestion_control`, "sh", cc); err != nil {
+func setCongestionControl(nsPath, cc string) error {
+	// /proc/sys/net is the namespace of the thread that opens it.
+	err := inNetns(nsPath, func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/tcp_congestion_control", []byte(cc), 0o644)
+	})
+	if err != nil {
 		avail, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_available_congestion_control")
 		return fmt.Errorf("set TCP congestion control %q (this kernel offers %s): %w", cc, strings.TrimSpace(string(avail)), err)
 	}

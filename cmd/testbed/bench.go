@@ -94,7 +94,7 @@ once its host is done.
 	f.StringSliceVar(&hosts, "hosts", []string{"5", "10", "20", "40"}, "cluster sizes")
 	f.StringSliceVar(&modes, "modes", []string{bench.ModeP2P, bench.ModeRegistry}, "modes to run: p2p, registry")
 	f.StringVar(&cfg.Rate, "rate", "200mbit", "rate of every link, both ways (tc notation)")
-	f.StringVar(&cfg.CongestionControl, "cc", testbed.DefaultCongestionControl, "TCP congestion control of every lab machine (cubic, bbr, reno: what the kernel offers)")
+	f.StringVar(&cfg.CongestionControl, "cc", testbed.DefaultCongestionControl, ccUsage)
 	f.IntVar(&cfg.Layers, "layers", 5, "layers per image")
 	f.StringVar(&cfg.Out, "out", "bench-out", "output directory")
 	f.StringVar(&cfg.Bin, "layercast", "", "layercast binary (default: bin/layercast next to this binary, or on PATH)")

@@ -11,6 +11,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// ccUsage is the help of the --cc flag of up and bench.
+const ccUsage = "TCP congestion control of every lab machine (cubic, bbr, reno: what the kernel offers)"
+
 func newUpCmd() *cobra.Command {
 	var cfg testbed.Config
 	cmd := &cobra.Command{
@@ -36,7 +39,7 @@ func newUpCmd() *cobra.Command {
 	f.IntVar(&cfg.Containerd, "containerd", 0, "how many of the hosts (the last ones) run containerd only, like Kubernetes nodes, instead of dockerd")
 	f.StringVar(&cfg.Rate, "rate", testbed.DefaultRate, "rate of every link, both ways (tc notation: 100mbit, 1gbit)")
 	f.DurationVar(&cfg.Delay, "delay", 0, "one-way latency added between lab machines")
-	f.StringVar(&cfg.CongestionControl, "cc", testbed.DefaultCongestionControl, "TCP congestion control of every lab machine (cubic, bbr, reno: what the kernel offers)")
+	f.StringVar(&cfg.CongestionControl, "cc", testbed.DefaultCongestionControl, ccUsage)
 	f.BoolVar(&cfg.Registry, "registry", false, "add a registry (docker-registry on :5000) that every daemon trusts")
 	f.StringVar(&cfg.Dir, "dir", "", "lab directory (default /tmp/layercast-lab-NAME)")
 	f.IntVar(&cfg.Parallel, "parallel", 16, "hosts set up at once")
