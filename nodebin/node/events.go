@@ -56,6 +56,11 @@ type progress struct {
 
 	lastBytes int64 // registry mode rate
 	lastAt    time.Time
+
+	// sendMu orders progress events: the ticker's and the last one
+	// before done. sent is the last one emitted.
+	sendMu sync.Mutex
+	sent   *jobspec.Progress
 }
 
 // setLayers lists the job's layers, the first present ones as skipped.
@@ -172,7 +177,6 @@ func (j *job) reportProgress(ctx context.Context) (stop func()) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer stopTicks()
-		var last *jobspec.Progress
 		var looked time.Time
 		for {
 			select {
@@ -183,16 +187,27 @@ func (j *job) reportProgress(ctx context.Context) (stop func()) {
 					continue
 				}
 				looked = now
-				p := j.prog.snapshot(now)
-				if p == nil || !progressChanged(last, p) {
-					continue
-				}
-				last = p
-				j.ev.emit(jobspec.Event{Kind: jobspec.EventProgress, Progress: p})
+				j.sendProgress(now)
 			}
 		}
 	})
 	return sync.OnceFunc(func() { cancel(); wg.Wait() })
+}
+
+// sendProgress emits a progress event when the transfer changed since the
+// last one. The done step calls it too, so the bastion learns every
+// layer's outcome (skipped or received) even from a transfer that ended
+// between two ticks.
+func (j *job) sendProgress(now time.Time) {
+	p := j.prog
+	p.sendMu.Lock()
+	defer p.sendMu.Unlock()
+	cur := p.snapshot(now)
+	if cur == nil || !progressChanged(p.sent, cur) {
+		return
+	}
+	p.sent = cur
+	j.ev.emit(jobspec.Event{Kind: jobspec.EventProgress, Progress: cur})
 }
 
 // progressChanged tells whether b says more than a: a byte moved, a peer

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/distribution/reference"
 	"golang.org/x/sync/errgroup"
@@ -452,6 +453,7 @@ func (s *doneStep) Title() string { return "seed until the bastion ends the job"
 
 func (s *doneStep) Run(ctx context.Context) error {
 	j := s.j
+	j.sendProgress(time.Now())
 	j.prog.setDone()
 	id := j.imageID
 	if id == "" {

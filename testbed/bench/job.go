@@ -151,6 +151,16 @@ func (tl *timeline) missing() (missing, delivered int64) {
 	for h := range tl.layers {
 		hosts[h] = true
 	}
+	// Every layer any host reported is known before a silent host is
+	// charged with all of them (registry mode's job lists no layers).
+	for _, layers := range tl.layers {
+		for _, l := range layers {
+			if _, known := size[l.Digest]; !known {
+				order = append(order, l.Digest)
+				size[l.Digest] = l.Total
+			}
+		}
+	}
 	for h := range hosts {
 		layers, ok := tl.layers[h]
 		if !ok {
@@ -162,10 +172,6 @@ func (tl *timeline) missing() (missing, delivered int64) {
 		}
 		seen := map[string]bool{}
 		for _, l := range layers {
-			if _, known := size[l.Digest]; !known {
-				order = append(order, l.Digest)
-				size[l.Digest] = l.Total
-			}
 			if l.Skipped || seen[l.Digest] {
 				continue
 			}

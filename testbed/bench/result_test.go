@@ -299,6 +299,15 @@ func TestTimeline_MissingIsWhatSomeHostLackedAndDeliveredWhatEachLacked(t *testi
 	if missing, _ := tl.missing(); missing != 23 {
 		t.Errorf("missing %d, want 23: every host had a", missing)
 	}
+	// Registry mode: the job lists no layers; a silent host lacked every
+	// layer the others reported, whichever host the map yields first.
+	tl.job = &orchestrator.JobInfo{}
+	tl.report.Hosts = append(tl.report.Hosts, orchestrator.HostResult{Host: "h3"})
+	for range 20 {
+		if missing, delivered := tl.missing(); missing != 123 || delivered != 3+23+123 {
+			t.Fatalf("registry mode: missing %d delivered %d, want 123 and 149", missing, delivered)
+		}
+	}
 }
 
 func TestMarkdown_ShowsLayercastsRSSPeakPerHost(t *testing.T) {
