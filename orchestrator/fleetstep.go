@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -68,6 +69,17 @@ func (s *fleetStep) Run(ctx context.Context, j *job) error {
 	s.stopHosts, s.done = stop, make(chan struct{})
 	go func() {
 		defer close(s.done)
+		// Every host's setup needs the node binary's sha256, which takes
+		// unpacking it (half a CPU-second). Read now, for the bastion's
+		// own architecture (the likely one), it overlaps the hosts' SSH
+		// handshakes; read on demand, it held all 40 lab hosts until the
+		// first reached it, then released them at once.
+		prefetched := make(chan struct{})
+		go func() {
+			defer close(prefetched)
+			s.nodes.Prefetch(runtime.GOARCH)
+		}()
+		defer func() { <-prefetched }()
 		fan.each(hctx, len(s.hosts), func(ctx context.Context, i int, release func()) error {
 			hr := s.hosts[i]
 			defer close(hr.ran)

@@ -224,3 +224,26 @@ func TestSet_ReadsABinaryOncePerArchitecture(t *testing.T) {
 		t.Errorf("missing arch: %v, want ErrMissing", err)
 	}
 }
+
+func TestSet_PrefetchReadsWhatItHoldsAndNeverBuilds(t *testing.T) {
+	dir := t.TempDir()
+	raw := []byte("node binary for amd64")
+	path := filepath.Join(dir, FileName("amd64"))
+	if err := os.WriteFile(path, gzipped(t, raw), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A builder that would fail loudly: Prefetch must not call it.
+	set := Dir(dir).BuildMissing(Builder{Go: "no-such-go-tool", CacheDir: t.TempDir()})
+	set.Prefetch("amd64")
+	set.Prefetch("arm64") // not held: nothing to read, nothing built
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := set.Get("amd64")
+	if err != nil || b.Size != int64(len(raw)) {
+		t.Fatalf("Get after Prefetch and the file's removal: %+v, %v; want the prefetched binary", b, err)
+	}
+	if _, err := set.Get("arm64"); !errors.Is(err, ErrNoToolchain) {
+		t.Errorf("arm64 after Prefetch: %v, want the build's ErrNoToolchain (Prefetch left it alone)", err)
+	}
+}

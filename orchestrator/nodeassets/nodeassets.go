@@ -122,6 +122,11 @@ func (s *Set) GetContext(ctx context.Context, arch string) (*Binary, error) {
 	return b, nil
 }
 
+// Prefetch reads the binary for arch if the set holds it, so that a later
+// Get finds its sums ready; it never builds. A failed read is left for Get
+// to report.
+func (s *Set) Prefetch(arch string) { _, _ = s.readOnce(arch) }
+
 // readOnce is readFile, once per architecture and Set; a failed read is
 // tried again next time.
 func (s *Set) readOnce(arch string) (*Binary, error) {
