@@ -126,8 +126,14 @@ const ChunkSize = 256 << 10
 
 // Periods of the protocol.
 const (
-	// HeartbeatEvery is how often the bastion sends ControlHeartbeat.
-	HeartbeatEvery = time.Second
+	// HeartbeatEvery is how often the bastion sends ControlHeartbeat: six
+	// times within the node's DefaultHeartbeat. More often buys nothing,
+	// since TCP delivers the lines in order and a link that holds one back
+	// for a minute holds back all of them; and each costs the bastion's
+	// link a packet per host (about 130 bytes with SSH and TCP framing).
+	// Sent every second, they were a sixth of a 1 Mbit/s bastion link at
+	// 140 lab hosts (docs/SCALE.md).
+	HeartbeatEvery = DefaultHeartbeat / 6
 	// DefaultHeartbeat is Spec.Heartbeat when zero: a node that hears
 	// nothing for this long assumes the bastion died, cleans up and exits.
 	// A minute, not less: a bastion serving 100 hosts on a saturated

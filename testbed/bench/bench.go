@@ -26,6 +26,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/layercast/layercast/internal/byterate"
 	"github.com/layercast/layercast/testbed"
 )
 
@@ -48,6 +49,9 @@ type Config struct {
 	CongestionControl string
 	// Layers per image. Default 5.
 	Layers int
+	// MaxRate is layercast's --max-rate for every run (the bastion's
+	// upload cap, seeder and node binary uploads); "" for none.
+	MaxRate string
 	// Out receives results.csv, results.md, the figures and events/.
 	Out string
 	// LabName names the lab the bench brings up. Default "bench".
@@ -138,6 +142,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if _, err := testbed.ParseRate(c.Rate); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if _, err := byterate.Parse(c.MaxRate); err != nil {
+		return c, fmt.Errorf("%w: max rate: %w", ErrInvalidConfig, err)
 	}
 	if c.Layers <= 0 {
 		c.Layers = 5
@@ -285,7 +292,7 @@ func Run(ctx context.Context, cfg Config) (Results, error) {
 				errs = append(errs, fmt.Errorf("%s, %d hosts, %d MB: %w", p.mode, p.hosts, p.size/MB, err))
 			}
 		}
-		if err := WriteAll(cfg.Out, results, Setup{Rate: cfg.Rate, Layers: cfg.Layers, CongestionControl: lab.CongestionControl()}); err != nil {
+		if err := WriteAll(cfg.Out, results, Setup{Rate: cfg.Rate, Layers: cfg.Layers, CongestionControl: lab.CongestionControl(), MaxRate: cfg.MaxRate}); err != nil {
 			errs = append(errs, err)
 			break
 		}
@@ -426,7 +433,7 @@ func (b *bencher) startJobs(ctx context.Context, p point, ref string, groups [][
 			return nil, nil, fmt.Errorf("create event log: %w", err)
 		}
 		jobs = append(jobs, j)
-		if j.cmd, err = b.lab.Command(ctx, "bastion", runArgs(b.cfg.Bin, p.mode, b.lab.InventoryPath(), b.cache, ref, hosts)...); err != nil {
+		if j.cmd, err = b.lab.Command(ctx, "bastion", runArgs(b.cfg.Bin, p.mode, b.lab.InventoryPath(), b.cache, ref, hosts, b.cfg.MaxRate)...); err != nil {
 			close()
 			return nil, nil, err
 		}

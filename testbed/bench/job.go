@@ -208,15 +208,19 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
-// runArgs is the layercast command line of one run.
-func runArgs(bin, mode, inventory, cacheDir, image string, hosts []string) []string {
-	return []string{
+// runArgs is the layercast command line of one run; maxRate is its
+// --max-rate, "" for none.
+func runArgs(bin, mode, inventory, cacheDir, image string, hosts []string, maxRate string) []string {
+	args := []string{
 		bin, "run", "--json", "--mode", mode, "-i", inventory,
 		"--hosts", strings.Join(hosts, ","),
 		// every host at once, as the article's docker pull baseline does
 		"--concurrency", fmt.Sprint(max(len(hosts), 1)),
 		"--progress-interval", "500ms",
 		"--cache-dir", cacheDir,
-		image,
 	}
+	if maxRate != "" {
+		args = append(args, "--max-rate", maxRate)
+	}
+	return append(args, image)
 }

@@ -15,6 +15,8 @@ type Setup struct {
 	// CongestionControl is the lab's TCP congestion control; empty when
 	// unknown (tables redrawn from a CSV).
 	CongestionControl string
+	// MaxRate is layercast's --max-rate in every run; "" for none.
+	MaxRate string
 }
 
 // The files WriteAll writes into its directory.
@@ -145,6 +147,9 @@ func (rs Results) Markdown(w *bytes.Buffer, setup Setup) {
 	fmt.Fprintf(w, "Links: every machine (hosts, bastion, registry) shaped to %s both ways; images of %d layers.\n", setup.Rate, setup.Layers)
 	if setup.CongestionControl != "" {
 		fmt.Fprintf(w, "TCP congestion control on every machine: %s.\n", setup.CongestionControl)
+	}
+	if setup.MaxRate != "" {
+		fmt.Fprintf(w, "layercast ran with --max-rate %s: the bastion's upload (seeder and node binary) kept under it.\n", setup.MaxRate)
 	}
 	fmt.Fprintf(w, "Times in seconds from the job's start until the last host has the image; ⚠ marks a run whose average CPU was above %.0f%% (unreliable).\n\n", 100*CPULimit)
 

@@ -66,6 +66,20 @@ func TestConfig_SplitMustDivideEveryClusterSizeAndSeedingExcludesWarm(t *testing
 	}
 }
 
+func TestConfig_MaxRateReachesLayercastsCommandLine(t *testing.T) {
+	c := Config{Bin: "/bin/true", Sizes: []int64{MB}, Hosts: []int{2}, MaxRate: "fast"}
+	if _, err := c.withDefaults(); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "max rate") {
+		t.Errorf("max rate %q: %v, want ErrInvalidConfig naming it", c.MaxRate, err)
+	}
+	args := runArgs("lc", ModeP2P, "inv.yaml", "/cache", "img:1", []string{"h01", "h02"}, "900kbit")
+	if i := slices.Index(args, "--max-rate"); i < 0 || args[i+1] != "900kbit" || args[len(args)-1] != "img:1" {
+		t.Errorf("command line %q: want --max-rate 900kbit before the image", args)
+	}
+	if args := runArgs("lc", ModeP2P, "inv.yaml", "/cache", "img:1", []string{"h01"}, ""); slices.Contains(args, "--max-rate") {
+		t.Errorf("command line %q: --max-rate without one asked", args)
+	}
+}
+
 // splitTimeline is one job of a split run: hosts done after the given
 // seconds from start, each having downloaded both layers.
 func splitTimeline(id string, start time.Time, egress int64, hosts map[string]float64) *timeline {
