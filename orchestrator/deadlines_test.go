@@ -132,3 +132,53 @@ func TestEngine_SetupCommandThatHangsFailsTheHostAtTheSetupDeadline(t *testing.T
 		})
 	}
 }
+
+func TestDeadlines_AConnectedHostWaitsWhileTheSwarmMoves(t *testing.T) {
+	l := deadlines{stall: 2 * time.Minute}
+	t0 := time.Now()
+	now := t0.Add(3 * time.Minute)
+	waiting := func(peers int) *hostRecord {
+		return &hostRecord{state: HostDownloading, advanced: t0, entered: t0,
+			progress: &HostProgress{Peers: peers, Total: 100, Done: 10}}
+	}
+	// No peer: lost, whatever the others do.
+	if err := l.overdue(waiting(0), now, now); err == nil || !strings.Contains(err.Error(), "lost its peers") {
+		t.Errorf("no peer, swarm moving: %v; want the host failed as cut off", err)
+	}
+	if err := l.overdue(&hostRecord{state: HostDownloading, advanced: t0}, now, now); err == nil {
+		t.Error("no progress ever, swarm moving: not failed")
+	}
+	// Peers, and another host got a byte a second ago: it waits its turn.
+	if err := l.overdue(waiting(12), now, now.Add(-time.Second)); err != nil {
+		t.Errorf("12 peers, swarm moving: %v; want it to wait", err)
+	}
+	// Peers, but nobody got a byte for longer than the limit: stopped.
+	if err := l.overdue(waiting(12), now, t0.Add(30*time.Second)); err == nil || !strings.Contains(err.Error(), "no host of the job") {
+		t.Errorf("12 peers, swarm stopped: %v; want the host failed with the swarm named", err)
+	}
+	// Within the limit nothing fails.
+	if err := l.overdue(waiting(0), t0.Add(time.Minute), t0); err != nil {
+		t.Errorf("a minute without data: %v", err)
+	}
+}
+
+func TestHostBook_LastByteIsWhenAnyHostLastReceivedOne(t *testing.T) {
+	t0 := time.Now()
+	now := t0
+	b := newHostBook([]string{"a", "b"}, func() time.Time { return now }, func(Event) {})
+	if !b.lastByte.Equal(t0) {
+		t.Fatalf("lastByte %v, want the book's start %v", b.lastByte, t0)
+	}
+	now = t0.Add(time.Second)
+	b.progress("a", &HostProgress{Total: 100}) // nothing received yet
+	if !b.lastByte.Equal(t0) {
+		t.Errorf("after a progress without bytes: lastByte %v, want %v", b.lastByte, t0)
+	}
+	now = t0.Add(2 * time.Second)
+	b.progress("b", &HostProgress{Total: 100, Done: 5})
+	now = t0.Add(3 * time.Second)
+	b.progress("b", &HostProgress{Total: 100, Done: 5, Peers: 3}) // no new byte
+	if want := t0.Add(2 * time.Second); !b.lastByte.Equal(want) {
+		t.Errorf("lastByte %v, want %v (b's first bytes)", b.lastByte, want)
+	}
+}

@@ -15,6 +15,9 @@ type hostBook struct {
 	hosts map[string]*hostRecord
 	// changed is closed and replaced whenever a host reaches a terminal state.
 	changed chan struct{}
+	// lastByte is when some host last received a byte (the book's start
+	// until one did): the stall watchdog's sign that the swarm moves.
+	lastByte time.Time
 }
 
 type hostRecord struct {
@@ -38,8 +41,8 @@ type hostRecord struct {
 }
 
 func newHostBook(names []string, now func() time.Time, emit func(Event)) *hostBook {
-	b := &hostBook{emit: emit, now: now, hosts: map[string]*hostRecord{}, changed: make(chan struct{})}
 	t := now()
+	b := &hostBook{emit: emit, now: now, hosts: map[string]*hostRecord{}, changed: make(chan struct{}), lastByte: t}
 	for _, n := range names {
 		b.hosts[n] = &hostRecord{name: n, state: HostPending, start: t}
 	}
@@ -92,6 +95,9 @@ func (b *hostBook) progress(host string, hp *HostProgress) {
 		if r.progress == nil || hp.Done > r.progress.Done {
 			r.advanced = b.now()
 		}
+		if prev := r.progress; hp.Done > 0 && (prev == nil || hp.Done > prev.Done) {
+			b.lastByte = r.advanced
+		}
 		if r.complete.IsZero() && hp.Total > 0 && hp.Done >= hp.Total {
 			r.complete = b.now()
 		}
@@ -128,7 +134,7 @@ func (b *hostBook) overdue(l deadlines) ([]string, []error) {
 	errs := map[string]error{}
 	now := b.now()
 	for n, r := range b.hosts {
-		if err := l.overdue(r, now); err != nil {
+		if err := l.overdue(r, now, b.lastByte); err != nil {
 			names = append(names, n)
 			errs[n] = err
 		}

@@ -70,8 +70,8 @@ const (
 	// DefaultImportTimeout bounds the import once every layer is in: the
 	// daemon writes a 1 GB image twice, a few minutes on a slow disk.
 	DefaultImportTimeout = 10 * time.Minute
-	// DefaultStallTimeout fails a host that receives nothing for this long
-	// while downloading.
+	// DefaultStallTimeout fails a downloading host that receives nothing
+	// for this long while it has no peer or the whole swarm stopped.
 	DefaultStallTimeout = 2 * time.Minute
 )
 
@@ -114,8 +114,9 @@ type Options struct {
 	AnnounceInterval time.Duration
 	// Timeout bounds the whole job; zero means none.
 	Timeout time.Duration
-	// StallTimeout fails a host that receives nothing for this long while
-	// downloading; zero means never.
+	// StallTimeout fails a downloading host that receives nothing for this
+	// long while it has no peer, or while no host of the job receives
+	// anything either (deadlines.overdue); zero means never.
 	StallTimeout time.Duration
 	// ConnectTimeout bounds the SSH connect and handshake of each hop,
 	// per attempt; zero means 15s.

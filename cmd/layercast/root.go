@@ -104,7 +104,7 @@ func (f *jobFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.acceptNew, "accept-new-host-keys", false, "trust and record the key of a host not yet in known_hosts")
 	fl.DurationVar(&f.announce, "announce-interval", 0, "tracker announce interval (0: automatic, 1s for small fleets and longer as the fleet grows)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "give up on the whole job after this long (0: no limit)")
-	fl.DurationVar(&f.stallTimeout, "stall-timeout", orchestrator.DefaultStallTimeout, "fail a host that receives nothing for this long while downloading (0: never)")
+	fl.DurationVar(&f.stallTimeout, "stall-timeout", orchestrator.DefaultStallTimeout, "fail a downloading host that receives nothing for this long while it has no peer, or while no host gets anything (0: never)")
 	fl.DurationVar(&f.connectTimeout, "connect-timeout", orchestrator.DefaultConnectTimeout, "fail an SSH connect and handshake to a host (or jump host) that takes longer, per attempt")
 	fl.DurationVar(&f.setupTimeout, "setup-timeout", orchestrator.DefaultSetupTimeout, "fail a host whose setup command (probe, cleanup, work dir, node binary upload or fetch) takes longer (0: never)")
 	fl.DurationVar(&f.checkTimeout, "check-timeout", orchestrator.DefaultCheckTimeout, "fail a host whose node takes longer from its start to asking Docker which layers it has (0: never)")
