@@ -14,6 +14,7 @@ import (
 	"github.com/layercast/layercast/orchestrator/imagecache"
 	"github.com/layercast/layercast/orchestrator/inventory"
 	"github.com/layercast/layercast/orchestrator/nodeassets"
+	"github.com/layercast/layercast/orchestrator/openssh"
 )
 
 // fleetStep runs every host's pipeline (hoststeps.go) through the fan-out
@@ -84,7 +85,7 @@ func (s *fleetStep) Run(ctx context.Context, j *job) error {
 			hr := s.hosts[i]
 			defer close(hr.ran)
 			hr.release = release
-			_, err := hr.pipeline.run(ctx)
+			err := s.runHost(ctx, hr, j.emit)
 			if err != nil && ctx.Err() == nil {
 				hr.log.Warn("host failed", "err", err)
 				s.book.fail(hr.host.Name, err)
@@ -130,6 +131,53 @@ func (s *fleetStep) Cleanup(ctx context.Context, j *job) {
 	<-s.done
 }
 
+// maxRedials bounds how often a host is set up again on a fresh SSH
+// connection after it lost one (runHost).
+const maxRedials = 2
+
+// redialPause is the wait before such a new connection: a link that just
+// dropped a connection is likely still busy.
+const redialPause = 3 * time.Second
+
+// runHost runs the host's pipeline. When the SSH connection was lost
+// before anything was written on the host (redialable), it closes it, forgets
+// what the attempt learnt and runs the pipeline again on a fresh connection,
+// up to maxRedials times: on a bastion link crowded by 200 hosts' setup,
+// a few connections back off past the keepalive limit, and a new one
+// gets through (docs/SCALE.md).
+func (s *fleetStep) runHost(ctx context.Context, hr *hostRun, emit func(Event)) error {
+	for attempt := 0; ; attempt++ {
+		failed, err := hr.pipeline.run(ctx)
+		if err == nil || attempt == maxRedials || ctx.Err() != nil || !redialable(failed, err) {
+			return err
+		}
+		hr.log.Warn("SSH connection lost before anything was written on the host; connecting again", "err", err, "attempt", attempt+1)
+		emit(Event{Kind: EventHostLog, Host: hr.host.Name,
+			Message: fmt.Sprintf("%v; nothing was written on the host yet, connecting again (%d of %d)", err, attempt+1, maxRedials)})
+		hr.pipeline.cleanup(context.WithoutCancel(ctx)) // closes the lost connection
+		hr.forget()
+		select {
+		case <-time.After(redialPause):
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+// redialable says whether a host whose pipeline failed at step with err
+// can be set up again from the start: its SSH connection was lost, and no
+// step that writes on the host (the work dir and after) had started.
+func redialable(failed step[*hostRun], err error) bool {
+	if !errors.Is(err, openssh.ErrConnectionLost) {
+		return false
+	}
+	switch failed.(type) {
+	case probeStep, cleanStaleStep, nodeBinaryStep:
+		return true
+	}
+	return false
+}
+
 // hostRun is one host's part of the job, shared by the steps of its
 // pipeline. The fields after pipeline are each written by one step and
 // read by the later ones and by the cleanups.
@@ -166,6 +214,12 @@ func (hr *hostRun) teardown(ctx context.Context) string {
 	}
 	hr.pipeline.cleanup(ctx)
 	return strings.Join(hr.torn, "")
+}
+
+// forget drops what a failed attempt of the pipeline learnt about the host
+// before it is set up again (runHost); its steps were cleaned up.
+func (hr *hostRun) forget() {
+	hr.conn, hr.facts, hr.image, hr.binary, hr.cacheDir, hr.torn = nil, hostops.Facts{}, nil, nil, "", nil
 }
 
 // note adds to the teardown line.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/orchestrator/hostops"
+	"github.com/layercast/layercast/orchestrator/inventory"
 	"github.com/layercast/layercast/orchestrator/openssh"
 )
 
@@ -101,4 +102,54 @@ func hostResults(rep *Report) map[string]HostResult {
 		out[h.Host] = h
 	}
 	return out
+}
+
+func TestFleet_HostWhoseConnectionDropsBeforeAnyWriteIsSetUpAgain(t *testing.T) {
+	l := newTestLab(t, "flaky", "fine")
+	lost := fmt.Errorf("probe host: start sh: %w: no answer to keepalives for 1m0s", openssh.ErrConnectionLost)
+	first := l.play("flaky", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
+	first.ProbeErr = lost
+	second := hostops.NewFakeConn(inventory.Host{Name: "flaky"})
+	second.StartFunc = fakeNode(t, make(chan *jobspec.Spec, 1), "")
+	l.dialer.Redials = map[string][]*hostops.FakeConn{"flaky": {second}}
+	l.play("fine", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
+
+	rep, rec, err := l.run(t, context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range rep.Hosts {
+		if h.State != HostDone {
+			t.Errorf("%s: %s %q; want done", h.Host, h.State, h.Error)
+		}
+	}
+	if n := slices.Index(l.dialer.Dialed, "flaky"); n < 0 || slices.Index(l.dialer.Dialed[n+1:], "flaky") < 0 {
+		t.Errorf("dialled %v: want flaky twice", l.dialer.Dialed)
+	}
+	if !first.Closed() || len(first.WorkDirs()) != 0 {
+		t.Errorf("the lost connection: closed %v, work dirs %v; want closed with nothing made", first.Closed(), first.WorkDirs())
+	}
+	said := false
+	for _, e := range rec.events {
+		said = said || e.Kind == EventHostLog && e.Host == "flaky" && strings.Contains(e.Message, "connecting again")
+	}
+	if !said {
+		t.Error("no host log says the host is connected again")
+	}
+}
+
+func TestFleet_HostWhoseConnectionDropsAfterAWriteIsNotSetUpAgain(t *testing.T) {
+	l := newTestLab(t, "flaky")
+	c := l.play("flaky", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
+	c.MkdirErr = fmt.Errorf("open session: %w", openssh.ErrConnectionLost)
+	rep, _, err := l.run(t, context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := rep.Hosts[0]; h.State != HostFailed || !strings.Contains(h.Error, "lost the SSH connection") {
+		t.Errorf("flaky: %s %q; want failed with the lost connection", h.State, h.Error)
+	}
+	if n := len(l.dialer.Dialed); n != 1 {
+		t.Errorf("dialled %v: a host may have its work dir already, it must not be set up again", l.dialer.Dialed)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -25,6 +26,10 @@ type FakeDialer struct {
 	KeysErr error
 	// Dialed lists the hosts dialled, in order.
 	Dialed []string
+	// Redials lists, per host, the conns that the dials after its first
+	// hand out in turn (a fresh connection after one was lost); once used
+	// up, the last conn handed out is handed out again.
+	Redials map[string][]*FakeConn
 }
 
 // Resolve says the host is reached at its address (or name), as written.
@@ -51,6 +56,9 @@ func (d *FakeDialer) Dial(ctx context.Context, h inventory.Host) (*FakeConn, err
 	}
 	if d.Conns == nil {
 		d.Conns = map[string]*FakeConn{}
+	}
+	if next := d.Redials[h.Name]; len(next) > 0 && slices.Contains(d.Dialed[:len(d.Dialed)-1], h.Name) {
+		d.Conns[h.Name], d.Redials[h.Name] = next[0], next[1:]
 	}
 	c, ok := d.Conns[h.Name]
 	if !ok {
