@@ -235,7 +235,11 @@ func TestBinary_ExitsWithoutHeartbeats(t *testing.T) {
 func TestBinary_ExitsWhenStdoutBreaks(t *testing.T) {
 	spec, _ := presentImage(t)
 	p := startNode(t, spec)
-	p.until(func(ev jobspec.Event) bool { return ev.State == jobspec.StateDone })
+	// Broken before the node's first event (it still reads its spec and
+	// asks its daemon): the first event meets a broken pipe. Not after
+	// done: a done node whose transfer does not change writes nothing, and
+	// learns of a gone bastion from its stdin or the heartbeats.
+	p.stdout.Close()
 	go func() {
 		for range 100 { // heartbeats, so only the broken stdout can end it
 			if _, err := fmt.Fprintln(p.stdin, `{"kind":"heartbeat"}`); err != nil {
@@ -244,7 +248,6 @@ func TestBinary_ExitsWhenStdoutBreaks(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
-	p.stdout.Close() // the next progress event meets a broken pipe
 	if code := p.wait(); code != node.ExitCancelled {
 		t.Errorf("exit %d, want %d (killed by SIGPIPE?); stderr:\n%s", code, node.ExitCancelled, p.stderr.String())
 	}
