@@ -75,12 +75,9 @@ func (s *fleetStep) Run(ctx context.Context, j *job) error {
 		// own architecture (the likely one), it overlaps the hosts' SSH
 		// handshakes; read on demand, it held all 40 lab hosts until the
 		// first reached it, then released them at once.
-		prefetched := make(chan struct{})
-		go func() {
-			defer close(prefetched)
-			s.nodes.Prefetch(runtime.GOARCH)
-		}()
-		defer func() { <-prefetched }()
+		var prefetch sync.WaitGroup
+		prefetch.Go(func() { s.nodes.Prefetch(runtime.GOARCH) })
+		defer prefetch.Wait()
 		fan.each(hctx, len(s.hosts), func(ctx context.Context, i int, release func()) error {
 			hr := s.hosts[i]
 			defer close(hr.ran)
@@ -217,9 +214,10 @@ func (hr *hostRun) teardown(ctx context.Context) string {
 }
 
 // forget drops what a failed attempt of the pipeline learnt about the host
-// before it is set up again (runHost); its steps were cleaned up.
+// (every field its steps write) before it is set up again (runHost); its
+// steps were cleaned up.
 func (hr *hostRun) forget() {
-	hr.conn, hr.facts, hr.image, hr.binary, hr.cacheDir, hr.torn = nil, hostops.Facts{}, nil, nil, "", nil
+	*hr = hostRun{host: hr.host, log: hr.log, release: hr.release, ran: hr.ran, pipeline: hr.pipeline}
 }
 
 // note adds to the teardown line.

@@ -94,9 +94,9 @@ func (b *hostBook) progress(host string, hp *HostProgress) {
 	if r := b.hosts[host]; r != nil {
 		if r.progress == nil || hp.Done > r.progress.Done {
 			r.advanced = b.now()
-		}
-		if prev := r.progress; hp.Done > 0 && (prev == nil || hp.Done > prev.Done) {
-			b.lastByte = r.advanced
+			if hp.Done > 0 {
+				b.lastByte = r.advanced
+			}
 		}
 		if r.complete.IsZero() && hp.Total > 0 && hp.Done >= hp.Total {
 			r.complete = b.now()

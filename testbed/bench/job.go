@@ -148,12 +148,10 @@ func (tl *timeline) missing() (missing, delivered int64) {
 			hosts[h.Host] = true
 		}
 	}
-	for h := range tl.layers {
-		hosts[h] = true
-	}
 	// Every layer any host reported is known before a silent host is
 	// charged with all of them (registry mode's job lists no layers).
-	for _, layers := range tl.layers {
+	for h, layers := range tl.layers {
+		hosts[h] = true
 		for _, l := range layers {
 			if _, known := size[l.Digest]; !known {
 				order = append(order, l.Digest)
