@@ -212,6 +212,62 @@ func TestClient_NodeCacheKeepsTheVerifiedBinary(t *testing.T) {
 	}
 }
 
+// sha256_of takes openssl's answer when it is a sha256 and sha256sum's
+// when openssl is missing, fails or prints something else.
+func TestSha256Of_PrefersOpensslAndFallsBackToSha256sum(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bin")
+	data := bytes.Repeat([]byte("node"), 1000)
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	want := hex.EncodeToString(sum[:])
+	faked := strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		name    string
+		openssl string // the fake openssl script; "" for none on PATH
+		want    string
+	}{
+		{"openssl answers", "#!/bin/sh\necho '" + faked + " *stdin'\n", faked},
+		{"no openssl", "", want},
+		{"openssl fails", "#!/bin/sh\necho 'dgst: unknown option' >&2\nexit 1\n", want},
+		{"openssl prints no hash", "#!/bin/sh\necho 'SHA2-256(x)= abc'\n", want},
+		{"openssl prints uppercase", "#!/bin/sh\necho '" + strings.ToUpper(faked) + " *x'\n", want},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A PATH with only the tools the function may use.
+			bin := t.TempDir()
+			for _, tool := range []string{"sha256sum", "cut"} {
+				p, err := exec.LookPath(tool)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(p, filepath.Join(bin, tool)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.openssl != "" {
+				if err := os.WriteFile(filepath.Join(bin, "openssl"), []byte(tc.openssl), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := exec.Command("/bin/sh", "-c", sha256Func+`set -eu; sha256_of "$1"`, "sh", file)
+			c.Env = []string{"PATH=" + bin}
+			out, err := c.Output()
+			if err != nil || strings.TrimSpace(string(out)) != tc.want {
+				t.Fatalf("sha256_of = %q, %v; want %s", out, err, tc.want)
+			}
+		})
+	}
+	// The machine's own openssl, when it has one, agrees with sha256sum.
+	if _, err := exec.LookPath("openssl"); err == nil {
+		out, err := exec.Command("/bin/sh", "-c", sha256Func+`sha256_of "$1"`, "sh", file).Output()
+		if err != nil || strings.TrimSpace(string(out)) != want {
+			t.Fatalf("with the real openssl: %q, %v; want %s", out, err, want)
+		}
+	}
+}
+
 func TestClient_FetchFromAnotherHost(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		if _, err := exec.LookPath("wget"); err != nil {

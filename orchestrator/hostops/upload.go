@@ -108,13 +108,30 @@ type NodePlace struct {
 	Cached bool
 }
 
+// sha256Func defines the shell function sha256_of FILE, which prints the
+// sha256 of FILE in lowercase hex with the host's own tools: openssl's when
+// it runs and answers 64 hex digits, else coreutils' sha256sum. openssl
+// uses the CPU's SHA extensions: it hashes the 21 MB node binary in 20 ms
+// of CPU where sha256sum takes 150. On a real fleet that is 0.13 s of each
+// host's own time; on the lab, where 40 hosts share two cores, it was
+// 2.5 s of every host's setup (a cache hit checks the binary each job).
+const sha256Func = `sha256_of() {
+  _sum=$(openssl dgst -sha256 -r -- "$1" 2>/dev/null | cut -c1-64) || _sum=
+  case $_sum in
+  *[!0-9a-f]*|'') ;;
+  *) if [ ${#_sum} -eq 64 ]; then echo "$_sum"; return 0; fi ;;
+  esac
+  sha256sum -- "$1" | cut -c1-64
+}
+`
+
 // placeScript picks where the node binary with sha256 $2 lives: in the
 // node cache dir $1 (made 0700 when missing; binaries no job used for $4
 // days and transfers broken off an hour ago are pruned, never the one
 // asked for), or, when $1 is empty, in the work dir $3. It prints "hit
 // PATH" when the cache holds the binary with the right sha256, else "place
 // PATH".
-const placeScript = `
+const placeScript = sha256Func + `
 set -eu
 cache=$1; sha=$2; work=$3; keep=$4
 if [ -z "$cache" ]; then echo "place $work/` + NodeBinaryName + `"; exit 0; fi
@@ -123,7 +140,7 @@ mkdir -p -- "$cache"
 f="$cache/` + NodeBinaryName + `-$sha"
 find "$cache" -maxdepth 1 -type f -name '` + NodeBinaryName + `-*' ! -name "` + NodeBinaryName + `-$sha*" -mtime +"$keep" -exec rm -f -- {} + 2>/dev/null || true
 find "$cache" -maxdepth 1 -type f -name '*.partial-*' -mmin +60 -exec rm -f -- {} + 2>/dev/null || true
-if [ -f "$f" ] && [ -f "$f.gz" ] && [ "$(sha256sum < "$f" | cut -c1-64)" = "$sha" ]; then
+if [ -f "$f" ] && [ -f "$f.gz" ] && [ "$(sha256_of "$f")" = "$sha" ]; then
   touch -c -- "$f" "$f.gz"; echo "hit $f"
 else
   echo "place $f"
@@ -164,7 +181,7 @@ func cmpOr(a, b string) string {
 // twin ($1.gz) into place, so that $1 only ever holds a verified binary.
 // Partial files are removed on every path. Exit 3: checksum mismatch; 4:
 // the fetch failed; 5: no curl or wget; 6: not a gzip file.
-const installScript = `
+const installScript = sha256Func + `
 set -eu
 dest=$1; sha=$2; gz=$3; url=$4; tmp="$gz.bin"
 trap 'rm -f -- "$gz" "$tmp"' EXIT
@@ -174,7 +191,7 @@ if [ -n "$url" ]; then
   else echo "neither curl nor wget is installed" >&2; exit 5; fi
 fi
 gzip -dc -- "$gz" > "$tmp" || exit 6
-sum=$(sha256sum -- "$tmp" | cut -d' ' -f1)
+sum=$(sha256_of "$tmp")
 if [ "$sum" != "$sha" ]; then echo "sha256 on the host is $sum" >&2; exit 3; fi
 chmod 0755 -- "$tmp"
 mv -f -- "$gz" "$dest.gz"
@@ -254,8 +271,8 @@ func (c *Conn) install(ctx context.Context, dest, sha, gz, url string) error {
 
 // nodeCachedScript prints yes when the node cache $1 holds the node binary
 // with sha256 $2, else no. Read-only.
-const nodeCachedScript = `f="$1/` + NodeBinaryName + `-$2"
-if [ -f "$f" ] && [ -f "$f.gz" ] && [ "$(sha256sum < "$f" | cut -c1-64)" = "$2" ]; then echo yes; else echo no; fi`
+const nodeCachedScript = sha256Func + `f="$1/` + NodeBinaryName + `-$2"
+if [ -f "$f" ] && [ -f "$f.gz" ] && [ "$(sha256_of "$f")" = "$2" ]; then echo yes; else echo no; fi`
 
 // NodeCached reports whether the node cache cacheDir holds the node binary
 // with sha256 sha. It writes nothing: plan shows it.
