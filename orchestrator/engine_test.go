@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -205,8 +207,9 @@ func TestEngine_EveryHostGetsTheImageAndIsTornDown(t *testing.T) {
 		if !strings.Contains(spec.Announce, "192.0.2.1:") || len(spec.Seeders) != 1 || !strings.HasPrefix(spec.Seeders[0], "192.0.2.1:") {
 			t.Errorf("spec for %s: announce %s seeders %v; want the bastion as the host sees it", spec.Host, spec.Announce, spec.Seeders)
 		}
-		if !contains(spec.AllowedIPs, "127.0.0.2") || !contains(spec.AllowedIPs, "127.0.0.4") || !contains(spec.AllowedIPs, "192.0.2.1") {
-			t.Errorf("spec for %s: allowed IPs %v lack the job's hosts or the bastion", spec.Host, spec.AllowedIPs)
+		// The hosts' consecutive addresses travel as one range.
+		if want := []string{"127.0.0.2-127.0.0.4", "192.0.2.1"}; !slices.Equal(spec.AllowedIPs, want) {
+			t.Errorf("spec for %s: allowed IPs %q, want the job's hosts and the bastion, %q", spec.Host, spec.AllowedIPs, want)
 		}
 	}
 	for _, c := range conns {
@@ -228,6 +231,16 @@ func isDone(p *openssh.FakeProcess) bool {
 	default:
 		return false
 	}
+}
+
+// allows reports whether the AllowedIPs entries list hold ip.
+func allows(t *testing.T, list []string, ip string) bool {
+	t.Helper()
+	set, err := jobspec.ParseIPSet(list)
+	if err != nil {
+		t.Fatalf("allowed IPs %q: %v", list, err)
+	}
+	return set.Contains(netip.MustParseAddr(ip))
 }
 
 func contains(list []string, s string) bool {
@@ -541,7 +554,7 @@ func TestEngine_BastionAddrNameIsResolvedForTheAllowList(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := <-specs
-	if !strings.Contains(spec.Announce, "//localhost:") || len(spec.Seeders) == 0 || !strings.HasPrefix(spec.Seeders[0], "127.0.0.1:") || !contains(spec.AllowedIPs, "127.0.0.1") || contains(spec.AllowedIPs, "localhost") {
+	if !strings.Contains(spec.Announce, "//localhost:") || len(spec.Seeders) == 0 || !strings.HasPrefix(spec.Seeders[0], "127.0.0.1:") || !allows(t, spec.AllowedIPs, "127.0.0.1") || contains(spec.AllowedIPs, "localhost") {
 		t.Errorf("announce %s, seeders %v, allowed %v; want the name for the tracker, its address for the seeder and the allow list", spec.Announce, spec.Seeders, spec.AllowedIPs)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 
 	"github.com/layercast/layercast/nodebin/jobspec"
@@ -37,7 +38,7 @@ func (j *job) specFor(ctx context.Context, hr *hostRun, registryAuth string) (*j
 		// On the node's stdin only: never in arguments or files.
 		spec.RegistryAuth = registryAuth
 		// The hosts the node hands its binary on to.
-		spec.AllowedIPs = append([]string(nil), j.allowed...)
+		spec.AllowedIPs = jobspec.CompactIPs(j.allowed)
 		// The node checks its pull against the bastion's copy when that
 		// is an image for the host's CPU; otherwise the host's result is
 		// unverified.
@@ -71,7 +72,7 @@ func (j *job) specFor(ctx context.Context, hr *hostRun, registryAuth string) (*j
 		tp, sp := tf.RemotePort(), sf.RemotePort()
 		spec.Announce = sv.announceURL(net.JoinHostPort("127.0.0.1", strconv.Itoa(tp)))
 		spec.Seeders = []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(sp))}
-		spec.AllowedIPs = append(append([]string(nil), j.allowed...), "127.0.0.1")
+		spec.AllowedIPs = jobspec.CompactIPs(append(slices.Clone(j.allowed), "127.0.0.1"))
 		return spec, nil
 	}
 	// The bastion as the host reaches it: --bastion-addr (a name goes to
@@ -90,6 +91,6 @@ func (j *job) specFor(ctx context.Context, hr *hostRun, registryAuth string) (*j
 	for _, ip := range ips {
 		spec.Seeders = append(spec.Seeders, net.JoinHostPort(ip, portOf(sv.seederAddr)))
 	}
-	spec.AllowedIPs = append(append([]string(nil), j.allowed...), ips...)
+	spec.AllowedIPs = jobspec.CompactIPs(append(slices.Clone(j.allowed), ips...))
 	return spec, nil
 }

@@ -21,6 +21,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
 )
 
 // Config is what one node serves, and to whom.
@@ -30,8 +32,8 @@ type Config struct {
 	// Name is the URL path it is served at, without the leading slash;
 	// usually "<sha256>.gz". Every other path is 404.
 	Name string
-	// AllowedIPs may fetch; every other address gets 403. An empty list
-	// admits nobody.
+	// AllowedIPs (addresses and ranges, jobspec.IPSet) may fetch; every
+	// other address gets 403. An empty list admits nobody.
 	AllowedIPs []string
 	// MaxTransfers bounds concurrent transfers; a request beyond it gets
 	// 503 at once, and the fetcher tries another source. Zero means 2: a
@@ -48,7 +50,7 @@ type Server struct {
 	f       *os.File
 	size    int64
 	modTime time.Time
-	allowed map[netip.Addr]bool
+	allowed jobspec.IPSet
 	slots   chan struct{}
 	srv     *http.Server
 	ln      net.Listener
@@ -73,13 +75,9 @@ func Start(ln net.Listener, cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	allowed := make(map[netip.Addr]bool, len(cfg.AllowedIPs))
-	for _, s := range cfg.AllowedIPs {
-		ip, err := netip.ParseAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("handoff: allowed IP %q: %w", s, err)
-		}
-		allowed[ip.Unmap()] = true
+	allowed, err := jobspec.ParseIPSet(cfg.AllowedIPs)
+	if err != nil {
+		return nil, fmt.Errorf("handoff: %w", err)
 	}
 	f, err := os.Open(cfg.Path)
 	if err != nil {
@@ -162,7 +160,7 @@ func (s *Server) admits(remote string) bool {
 	if err != nil {
 		return false
 	}
-	return s.allowed[ap.Addr().Unmap()]
+	return s.allowed.Contains(ap.Addr())
 }
 
 // Close stops serving, ends transfers still in flight when ctx ends, and

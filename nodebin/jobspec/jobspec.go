@@ -72,7 +72,9 @@ type Spec struct {
 	// Swarm.
 	Announce   string   `json:"announce"`              // tracker announce URL, token included
 	Seeders    []string `json:"seeders,omitempty"`     // host:port of the bastion's seeder, added as peers directly
-	AllowedIPs []string `json:"allowed_ips,omitempty"` // only these IPs may be peers (job hosts and bastion)
+	// AllowedIPs are the only addresses that may be peers (the job's
+	// hosts and the bastion): addresses and ranges, see IPSet.
+	AllowedIPs []string `json:"allowed_ips,omitempty"`
 	ListenPort int      `json:"listen_port,omitempty"` // 0: pick a free port
 	// PublicIP is this host's address as peers should dial it; sent to the
 	// tracker as ip=. Empty: the tracker uses the announce's source address.
