@@ -70,8 +70,8 @@ type Spec struct {
 	ContainerdSnapshotter string `json:"containerd_snapshotter,omitempty"`
 
 	// Swarm.
-	Announce   string   `json:"announce"`              // tracker announce URL, token included
-	Seeders    []string `json:"seeders,omitempty"`     // host:port of the bastion's seeder, added as peers directly
+	Announce string   `json:"announce"`          // tracker announce URL, token included
+	Seeders  []string `json:"seeders,omitempty"` // host:port of the bastion's seeder, added as peers directly
 	// AllowedIPs are the only addresses that may be peers (the job's
 	// hosts and the bastion): addresses and ranges, see IPSet.
 	AllowedIPs []string `json:"allowed_ips,omitempty"`
