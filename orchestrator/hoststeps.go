@@ -339,7 +339,13 @@ func (s startStep) Run(ctx context.Context, hr *hostRun) error {
 	}
 	bins, sha, host := s.bins, hr.binary.SHA256, hr.host.Name
 	serverIP := hr.facts.ServerIP
-	hr.node = followNode(proc, host, hr.log, nodeOutlets{book: s.book, emit: s.j.emit, imageID: imageID, layers: s.j.layerMatcher(hr.image), serving: func(addr string) {
+	// The seeder waits while the spec is on its way, until the node's
+	// first event says it arrived (seed.Seeder.Hold).
+	heard := func() {}
+	if s.j.served != nil {
+		heard = s.j.served.hold(specHold)
+	}
+	hr.node = followNode(proc, host, hr.log, nodeOutlets{book: s.book, emit: s.j.emit, imageID: imageID, layers: s.j.layerMatcher(hr.image), heard: heard, serving: func(addr string) {
 		// Only an IP and a port: other hosts fetch from there.
 		h, p, err := net.SplitHostPort(addr)
 		if h == "" {
@@ -357,6 +363,7 @@ func (s startStep) Run(ctx context.Context, hr *hostRun) error {
 	// A node that dies at once fails the write; its stdout and stderr then
 	// tell why, so follow it either way.
 	if err := hr.node.send(spec); err != nil {
+		heard()
 		hr.log.Debug("send job spec", "err", err)
 	} else {
 		go hr.node.heartbeat(ctx)
@@ -386,6 +393,11 @@ func (s startStep) Cleanup(ctx context.Context, hr *hostRun) {
 	}
 	hr.note(msg)
 }
+
+// specHold bounds how long one host's spec holds the seeder. A spec that
+// does not wait behind the seeder's blocks arrives in milliseconds; the
+// seeder's own budget bounds all the holds together (seed.Seeder.Hold).
+const specHold = time.Second
 
 // tempImagesGrace bounds the teardown's removal of a dead node's
 // temporary images.

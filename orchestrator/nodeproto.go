@@ -54,6 +54,9 @@ type nodeOutlets struct {
 	imageID string
 	layers  layerMatcher
 	serving func(addr string)
+	// heard, when set, is called once: at the node's first event (it
+	// has read its spec by then) or when its stdout ends.
+	heard func()
 }
 
 // followNode follows a started node, sending its events to out.
@@ -81,11 +84,18 @@ func (n *node) send(v any) error { return n.stdin.send(v) }
 // ends.
 func (n *node) follow(stdout io.Reader, out nodeOutlets) error {
 	name, book, imageID := n.host, out.book, out.imageID
+	heard := sync.OnceFunc(func() {
+		if out.heard != nil {
+			out.heard()
+		}
+	})
+	defer heard()
 	dec := jobspec.NewDecoder(stdout)
 	dropped := 0
 	for {
 		ev := nodeEvent{Progress: boundedProgress{max: out.layers.maxLayers()}}
 		err := dec.Decode(&ev)
+		heard()
 		if errors.Is(err, io.EOF) {
 			break
 		}

@@ -179,3 +179,45 @@ func TestEachLine_CutsLongLinesAndKeepsTheRest(t *testing.T) {
 		t.Errorf("lines %q", got)
 	}
 }
+
+// heard (the end of the seeder's hold for this host's spec) comes once,
+// at the node's first event, or when its stdout ends without one.
+func TestNode_HeardAtTheFirstEventOrTheEnd(t *testing.T) {
+	for _, events := range []int{0, 3} {
+		book := newHostBook([]string{"h1"}, time.Now, func(Event) {})
+		p := openssh.NewFakeProcess()
+		go drainStdin(p)
+		heard := make(chan struct{}, 10)
+		n := followNode(p, "h1", slog.New(slog.DiscardHandler), nodeOutlets{book: book, emit: func(Event) {},
+			heard: func() { heard <- struct{}{} }})
+		select {
+		case <-heard:
+			t.Fatalf("%d events: heard before the node said anything", events)
+		case <-time.After(100 * time.Millisecond):
+		}
+		for i := range events {
+			if _, err := p.StdoutWriter().Write(append(progressLine(t, jobspec.Progress{}), '\n')); err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				select {
+				case <-heard:
+				case <-time.After(10 * time.Second):
+					t.Fatal("not heard after the first event")
+				}
+			}
+		}
+		p.Exit(nil)
+		<-n.exited
+		if events == 0 {
+			select {
+			case <-heard:
+			default:
+				t.Fatal("not heard when the node ended silent")
+			}
+		}
+		if len(heard) != 0 {
+			t.Errorf("%d events: heard %d more times", events, len(heard))
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
 
@@ -28,6 +29,8 @@ type served struct {
 	announceURL func(hostport string) string
 	// seederStats reads the seeder's transfer so far.
 	seederStats func() SeederStats
+	// hold pauses the seeder's blocks until release or max (seed.Seeder.Hold).
+	hold func(max time.Duration) (release func())
 }
 
 // serveStep runs the job's tracker and the bastion's seeder. Both listen on
@@ -117,6 +120,7 @@ func (s *serveStep) Run(ctx context.Context, j *job) error {
 			st := seeder.Stats()
 			return SeederStats{Uploaded: st.Uploaded, Rate: st.Rate, Peers: st.Peers}
 		},
+		hold: seeder.Hold,
 	}
 	j.log.Info("serving", "tracker", j.served.trackerAddr, "seeder", j.served.seederAddr)
 	return nil

@@ -321,18 +321,23 @@ func (c *conn) write(b []byte) error {
 	return nil
 }
 
-// sendBlock sends the piece message for r once a sending slot is free
-// (Config.MaxSending) and the rate limit allows it, the block itself with
-// sendfile from the layer file; unless the peer cancelled it meanwhile.
+// sendBlock sends the piece message for r once no Hold is in force, a
+// sending slot is free (Config.MaxSending) and the rate limit allows it,
+// the block itself with sendfile from the layer file; unless the peer
+// cancelled it meanwhile.
 func (c *conn) sendBlock(r request) error {
-	if err := c.s.sending.Acquire(c.s.ctx, 1); err != nil {
+	err := c.s.waitUnheld(c.s.ctx)
+	if err == nil {
+		err = c.s.sending.Acquire(c.s.ctx, 1)
+	}
+	if err != nil {
 		c.mu.Lock()
 		c.state = writerIdle
 		c.mu.Unlock()
 		return fmt.Errorf("wait for a sending slot: %w", err)
 	}
 	defer c.s.sending.Release(1)
-	err := c.s.limiter.WaitN(c.s.ctx, int(r.length))
+	err = c.s.limiter.WaitN(c.s.ctx, int(r.length))
 	c.mu.Lock()
 	cancelled := c.state == writerCancelled
 	c.state, c.sendingSince = writerSending, time.Now()

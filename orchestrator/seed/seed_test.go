@@ -173,3 +173,78 @@ func TestSeeder_RefusesPeersOutsideAllowedIPs(t *testing.T) {
 		})
 	}
 }
+
+// A held seeder sends nothing until every hold of the pause is released
+// or the pause's bound (its first hold's max) has passed; then the node
+// gets its layer as usual.
+func TestSeeder_HoldPausesBlocksUntilReleasedOrExpired(t *testing.T) {
+	const size = 2 << 20
+	for _, tc := range []struct {
+		name  string
+		bound time.Duration // the first hold's max
+	}{{"released", time.Minute}, {"expired", 600 * time.Millisecond}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, layer, announce, _ := startJob(t, size, Config{ListenAddr: "127.0.0.1:0", AllowLoopback: true})
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			first := s.Hold(tc.bound)
+			second := s.Hold(time.Minute) // joins the first's pause
+			node, err := swarm.New(ctx, swarm.Config{Dir: t.TempDir(), Announce: announce, AllowedIPs: []string{"127.0.0.1"}, Seeders: []string{fmt.Sprintf("127.0.0.1:%d", s.Port())}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer node.Close()
+			done := make(chan error, 1)
+			go func() { done <- node.Download(ctx, []jobspec.Layer{layer}, func(jobspec.Layer, string) {}) }()
+			// Within the pause budget (maxPauses) and the shorter bound.
+			time.Sleep(300 * time.Millisecond)
+			first() // one hold still in force
+			first() // a second call changes nothing
+			time.Sleep(200 * time.Millisecond)
+			if up := s.Stats().Uploaded; up != 0 {
+				t.Fatalf("a held seeder sent %d bytes", up)
+			}
+			if tc.bound == time.Minute {
+				second()
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			// The seeder counts a block once its write returned.
+			var up int64
+			for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+				if up = s.Stats().Uploaded; up >= size {
+					break
+				}
+			}
+			if up < size {
+				t.Errorf("seeder uploaded %d bytes after the hold, want %d", up, size)
+			}
+		})
+	}
+}
+
+// The pauses draw on a budget: a hold never released pauses the seeder
+// for the whole budget once, and right after that only for what the time
+// since refilled.
+func TestSeeder_HoldsPauseTheSeederWithinABudget(t *testing.T) {
+	s, _, _, _ := startJob(t, 1<<20, Config{ListenAddr: "127.0.0.1:0", AllowLoopback: true})
+	pause := func() time.Duration {
+		t.Helper()
+		release := s.Hold(time.Minute)
+		defer release()
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.waitUnheld(ctx); err != nil {
+			t.Fatalf("still paused after %v", time.Since(start))
+		}
+		return time.Since(start)
+	}
+	if p := pause(); p < maxPauses*9/10 || p > maxPauses*3/2 {
+		t.Errorf("first pause %v, want the budget, %v", p, maxPauses)
+	}
+	if p := pause(); p > maxPauses/4 {
+		t.Errorf("a pause right after the budget was spent lasted %v", p)
+	}
+}

@@ -112,6 +112,17 @@ type Seeder struct {
 	closed   bool
 	lastUp   int64
 	lastAt   time.Time
+
+	// holds counts the Hold calls of the pause in force, not yet
+	// released; while it is above zero no block starts. unheld is closed
+	// when the pause ends; pausedAt is when it began. pauseLeft is the
+	// pause budget, refilled last at refilledAt (see Hold).
+	holdMu     sync.Mutex
+	holds      int
+	unheld     chan struct{}
+	pausedAt   time.Time
+	pauseLeft  time.Duration
+	refilledAt time.Time
 }
 
 // torrent is one seeded layer.
@@ -170,6 +181,9 @@ func NewSeeder(ctx context.Context, cfg Config, layers []Layer) (*Seeder, error)
 		torrents: make(map[metainfo.Hash]*torrent),
 		conns:    make(map[*conn]struct{}),
 		lastAt:   time.Now(),
+		// The first pause may take the whole budget.
+		pauseLeft:  maxPauses,
+		refilledAt: time.Now(),
 	}
 	copy(s.peerID[:], "-LC0001-")
 	rand.Read(s.peerID[8:])
@@ -481,4 +495,89 @@ func (s *Seeder) Close(ctx context.Context) error {
 		return fmt.Errorf("close seeder: %w", err)
 	}
 	return nil
+}
+
+// Hold keeps the seeder from starting blocks until release is called;
+// holds taken while one is in force join its pause, and blocks already in
+// a socket still leave. The bastion holds it while a host's job spec is on
+// its way: on a bastion link the seeder keeps full, a spec written behind
+// its blocks took up to 10 s to reach the host (docs/SCALE.md, "The job
+// specs"), while a spec is a few kilobytes.
+//
+// A pause ends after max at the latest, and all pauses together draw on a
+// budget of maxPauses that refills at a ninth of the time passing: the
+// seeder sends about nine tenths of the time at least, however many
+// hosts start at once or one after the other. A Hold with the budget spent
+// pauses nothing.
+func (s *Seeder) Hold(max time.Duration) (release func()) {
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	if s.holds == 0 {
+		now := time.Now()
+		s.refillLocked(now)
+		if s.pauseLeft <= 0 {
+			return func() {}
+		}
+		s.unheld, s.pausedAt = make(chan struct{}), now
+		pause := s.unheld
+		time.AfterFunc(min(max, s.pauseLeft), func() {
+			s.holdMu.Lock()
+			defer s.holdMu.Unlock()
+			if s.unheld == pause && s.holds > 0 {
+				s.endPauseLocked()
+			}
+		})
+	}
+	s.holds++
+	pause := s.unheld
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.holdMu.Lock()
+			defer s.holdMu.Unlock()
+			if s.unheld != pause || s.holds == 0 {
+				return // that pause ended already
+			}
+			if s.holds--; s.holds == 0 {
+				s.endPauseLocked()
+			}
+		})
+	}
+}
+
+// maxPauses is the budget of Hold's pauses: what the seeder may spend
+// paused at once, refilled at a ninth of the time passing.
+const maxPauses = time.Second
+
+// refillLocked adds to the pause budget what the time since the last
+// refill earned; holdMu is held.
+func (s *Seeder) refillLocked(now time.Time) {
+	s.pauseLeft = min(maxPauses, s.pauseLeft+now.Sub(s.refilledAt)/9)
+	s.refilledAt = now
+}
+
+// endPauseLocked ends the pause in force and charges it to the budget;
+// holdMu is held.
+func (s *Seeder) endPauseLocked() {
+	now := time.Now()
+	s.refillLocked(now)
+	s.pauseLeft -= now.Sub(s.pausedAt)
+	s.holds = 0
+	close(s.unheld)
+}
+
+// waitUnheld returns once no Hold is in force, or with ctx's error.
+func (s *Seeder) waitUnheld(ctx context.Context) error {
+	s.holdMu.Lock()
+	held, unheld := s.holds > 0, s.unheld
+	s.holdMu.Unlock()
+	if !held {
+		return nil
+	}
+	select {
+	case <-unheld:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
