@@ -127,17 +127,21 @@ func TestSeeder_ServesANodeGivenItsAddress(t *testing.T) {
 	if len(paths) != 1 || filepath.Base(paths[0]) != layer.Digest[len("sha256:"):] {
 		t.Fatalf("done paths %v", paths)
 	}
-	// The seeder counts a block once its write returned, which may be
-	// after the node verified the piece.
+	wantUploaded(t, s, size)
+}
+
+// wantUploaded fails t unless the seeder counts at least size bytes sent
+// within 10 s. It counts a block once its write returned, which may be
+// after the node verified the piece.
+func wantUploaded(t *testing.T, s *Seeder, size int64) {
+	t.Helper()
 	var up int64
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		if up = s.Stats().Uploaded; up >= size {
-			break
+			return
 		}
 	}
-	if up < size {
-		t.Errorf("seeder uploaded %d bytes, want at least %d", up, size)
-	}
+	t.Errorf("seeder uploaded %d bytes, want at least %d", up, size)
 }
 
 func TestSeeder_RefusesPeersOutsideAllowedIPs(t *testing.T) {
@@ -210,16 +214,7 @@ func TestSeeder_HoldPausesBlocksUntilReleasedOrExpired(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
-			// The seeder counts a block once its write returned.
-			var up int64
-			for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-				if up = s.Stats().Uploaded; up >= size {
-					break
-				}
-			}
-			if up < size {
-				t.Errorf("seeder uploaded %d bytes after the hold, want %d", up, size)
-			}
+			wantUploaded(t, s, size)
 		})
 	}
 }
