@@ -150,8 +150,18 @@ func (a *procAccount) observeNamed(scan []procStat, kinds, names []string) {
 				p.base = st.own + st.children
 			}
 			a.procs[k] = p
-		} else if st.children > p.children {
-			grown[k] = st.children - p.children
+		} else {
+			if st.children > p.children {
+				grown[k] = st.children - p.children
+			}
+			// A process that exec'd since (the shell sshd starts becomes
+			// the node) is what it now is, for all its time.
+			if kinds[i] != p.kind {
+				p.kind = kinds[i]
+				if names != nil {
+					p.name = names[i]
+				}
+			}
 		}
 		p.own, p.children = max(p.own, st.own), max(p.children, st.children)
 	}
@@ -314,6 +324,8 @@ type procMeter struct {
 // procInfo is what a process's first sight decides.
 type procInfo struct {
 	lab  bool
+	role string // "bastion", "host", ...
+	comm string // the command name it was classified by
 	kind string
 	host string // the host's name, for nodes
 	name string
@@ -428,13 +440,18 @@ func (m *procMeter) scan() error {
 		info, seen := m.known[k]
 		if !seen {
 			ino, ok := procNetns(pid)
-			role := m.roles[ino]
-			info = procInfo{lab: ok && role != ""}
-			if info.lab {
-				info.name = role + ":" + procName(pid, st.comm)
-				info.kind = classify(procName(pid, st.comm), role)
-				info.host = m.hosts[ino]
-			}
+			info = procInfo{role: m.roles[ino], host: m.hosts[ino]}
+			info.lab = ok && info.role != ""
+		}
+		if info.lab && (!seen || info.comm != st.comm) {
+			// First seen, or exec'd since: the shell sshd forks for a
+			// command becomes the node, and a scan between the fork and
+			// the exec saw the shell.
+			info.comm = st.comm
+			info.name = info.role + ":" + procName(pid, st.comm)
+			info.kind = classify(procName(pid, st.comm), info.role)
+		}
+		if !seen || info.lab {
 			m.known[k] = info
 		}
 		if !info.lab {

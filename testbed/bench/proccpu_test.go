@@ -102,6 +102,20 @@ func TestProcAccount_ShortLivedChildCountsForItsParentAndPidReuseIsANewProcess(t
 	}
 }
 
+// The shell sshd forks for a command execs the node: a scan before the
+// exec saw the shell, and the process's whole time is the node's.
+func TestProcAccount_AProcessThatExecdCountsAsWhatItBecame(t *testing.T) {
+	a := newProcAccount(1000)
+	a.observe(scanOf([5]uint64{20, 1, 0, 0, 900}), []string{KindSSHD})
+	a.observe(scanOf([5]uint64{20, 1, 0, 0, 900}, [5]uint64{21, 20, 1, 0, 1100}), []string{KindSSHD, KindOther})
+	a.observe(scanOf([5]uint64{20, 1, 0, 0, 900}, [5]uint64{21, 20, 150, 0, 1100}), []string{KindSSHD, KindNode})
+	a.observe(scanOf([5]uint64{20, 1, 0, 160, 900}), []string{KindSSHD})
+	got := a.seconds()
+	if !near(got[KindNode], 1.60) || !near(got[KindOther], 0) || !near(got[KindSSHD], 0) {
+		t.Errorf("%v, want node 1.60 and nothing else", got)
+	}
+}
+
 func TestProcAccount_ParentAndChildEndingTogetherCountOnce(t *testing.T) {
 	a := newProcAccount(1000)
 	// listener sshd 1 → session sshd 2 → node 3
