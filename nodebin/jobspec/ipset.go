@@ -98,9 +98,6 @@ func (s IPSet) Contains(a netip.Addr) bool {
 // Ranges is the number of ranges the set holds (a single address is one).
 func (s IPSet) Ranges() int { return len(s.ranges) }
 
-// Empty reports whether the set holds no address.
-func (s IPSet) Empty() bool { return len(s.ranges) == 0 }
-
 // CompactIPs returns addresses as AllowedIPs entries: each run of
 // consecutive addresses as one range, in address order. An entry that is
 // not an address is kept as it is, for the node to refuse.

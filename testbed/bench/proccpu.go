@@ -443,15 +443,15 @@ func (m *procMeter) scan() error {
 			info = procInfo{role: m.roles[ino], host: m.hosts[ino]}
 			info.lab = ok && info.role != ""
 		}
-		if info.lab && (!seen || info.comm != st.comm) {
+		if exec := info.lab && info.comm != st.comm; exec || !seen {
 			// First seen, or exec'd since: the shell sshd forks for a
 			// command becomes the node, and a scan between the fork and
 			// the exec saw the shell.
-			info.comm = st.comm
-			info.name = info.role + ":" + procName(pid, st.comm)
-			info.kind = classify(procName(pid, st.comm), info.role)
-		}
-		if !seen || info.lab {
+			if info.lab {
+				info.comm = st.comm
+				info.name = info.role + ":" + procName(pid, st.comm)
+				info.kind = classify(procName(pid, st.comm), info.role)
+			}
 			m.known[k] = info
 		}
 		if !info.lab {
