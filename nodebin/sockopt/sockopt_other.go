@@ -13,3 +13,9 @@ import (
 func SetNotSentLowat(syscall.RawConn, int) error {
 	return fmt.Errorf("set TCP_NOTSENT_LOWAT: %w", errors.ErrUnsupported)
 }
+
+// SetRcvLowat is not available here: a socket is readable as soon as one
+// byte is.
+func SetRcvLowat(syscall.RawConn, int) error {
+	return fmt.Errorf("set SO_RCVLOWAT: %w", errors.ErrUnsupported)
+}

@@ -46,8 +46,8 @@ func peerListener(ctx context.Context, port int) (net.Listener, error) {
 }
 
 // peerSocketListener sets the peer socket options on every connection it
-// accepts: Linux does not pass TCP_NOTSENT_LOWAT from a listening socket
-// to the sockets it accepts.
+// accepts (Linux does not pass TCP_NOTSENT_LOWAT from a listening socket
+// to the sockets it accepts) and makes it a lowatConn.
 type peerSocketListener struct{ net.Listener }
 
 func (l peerSocketListener) Accept() (net.Conn, error) {
@@ -67,7 +67,7 @@ func (l peerSocketListener) Accept() (net.Conn, error) {
 		c.Close()
 		return nil, fmt.Errorf("accept peer: %w", err)
 	}
-	return c, nil
+	return newLowatConn(c), nil
 }
 
 // peerDialer dials peers with the same socket options as peerListener's.
@@ -75,8 +75,19 @@ func (l peerSocketListener) Accept() (net.Conn, error) {
 func peerDialer() torrent.NetworkDialer {
 	return torrent.NetworkDialer{
 		Network: "tcp4",
-		Dialer:  &net.Dialer{Control: controlPeerSocket, KeepAlive: -1, FallbackDelay: -1},
+		Dialer:  lowatDialer{&net.Dialer{Control: controlPeerSocket, KeepAlive: -1, FallbackDelay: -1}},
 	}
+}
+
+// lowatDialer makes the connections it dials lowatConns.
+type lowatDialer struct{ d *net.Dialer }
+
+func (d lowatDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := d.d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return newLowatConn(c), nil
 }
 
 // controlPeerSocket sets the options of a peer connection's socket. Where
