@@ -395,9 +395,12 @@ func (s startStep) Cleanup(ctx context.Context, hr *hostRun) {
 }
 
 // specHold bounds how long one host's spec holds the seeder. A spec that
-// does not wait behind the seeder's blocks arrives in milliseconds; the
-// seeder's own budget bounds all the holds together (seed.Seeder.Hold).
-const specHold = time.Second
+// does not wait behind the seeder's blocks arrives in milliseconds, and
+// the node's first event releases the hold; at a job's start all the
+// hosts' specs share the bastion's link, so the bound is the seeder's
+// whole pause budget, which bounds all the holds together
+// (seed.Seeder.Hold).
+const specHold = 5 * time.Second
 
 // tempImagesGrace bounds the teardown's removal of a dead node's
 // temporary images.

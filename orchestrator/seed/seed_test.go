@@ -229,7 +229,7 @@ func TestSeeder_HoldsPauseTheSeederWithinABudget(t *testing.T) {
 		release := s.Hold(time.Minute)
 		defer release()
 		start := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*maxPauses)
 		defer cancel()
 		if err := s.waitUnheld(ctx); err != nil {
 			t.Fatalf("still paused after %v", time.Since(start))

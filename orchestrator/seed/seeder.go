@@ -546,8 +546,13 @@ func (s *Seeder) Hold(max time.Duration) (release func()) {
 }
 
 // maxPauses is the budget of Hold's pauses: what the seeder may spend
-// paused at once, refilled at a ninth of the time passing.
-const maxPauses = time.Second
+// paused at once, refilled at a ninth of the time passing. It is sized
+// for a job's start, when every host's spec is on its way at once: 40
+// specs of a 250 MB image are 1.2 MB, 3.3 s of a 3 Mbit/s link, and with
+// a budget of 1 s the seeder took the link back while most were still
+// queued, and SSH's retransmission backoff held the last spec for 40 s
+// (docs/SCALE.md, "The job specs").
+const maxPauses = 5 * time.Second
 
 // refillLocked adds to the pause budget what the time since the last
 // refill earned; holdMu is held.
