@@ -2,13 +2,9 @@ package swarm
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
-	"io"
 	"math/rand/v2"
-	"net"
 	"testing"
-	"time"
 )
 
 // wireStream is a peer's side of a connection: the handshake, then
@@ -96,86 +92,4 @@ func TestWireFrames_StopsFollowingAStreamItDoesNotKnow(t *testing.T) {
 			t.Errorf("%s: lost %v, blockLeft %d; want lost and 0", name, f.lost, f.blockLeft())
 		}
 	}
-}
-
-// A block that trickles in arrives in a few large reads, and the message
-// after it, however small, is read at once.
-func TestLowatConn_ReadsATricklingBlockInFewReadsAndTheNextMessageAtOnce(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	l, err := peerListener(ctx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			t.Error(err)
-		}
-		accepted <- c
-	}()
-	peer, err := net.Dial("tcp4", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	c := <-accepted
-	if c == nil {
-		return
-	}
-	defer c.Close()
-	if _, ok := c.(*lowatConn); !ok {
-		t.Fatalf("accepted a %T, want a *lowatConn", c)
-	}
-
-	const blockLen = 256 << 10
-	s := newWireStream()
-	s.piece(0, 0, bytes.Repeat([]byte{1}, blockLen))
-	head, block := s.b[:s.blocks[0][0]], s.b[s.blocks[0][0]:]
-	have := []byte{0, 0, 0, 5, 4, 0, 0, 0, 0}
-	sent := make(chan error, 1)
-	go func() {
-		if _, err := peer.Write(head); err != nil {
-			sent <- err
-			return
-		}
-		// 1 KiB every 100 µs or so: a packet at a time.
-		for b := block; len(b) > 0; b = b[min(1024, len(b)):] {
-			if _, err := peer.Write(b[:min(1024, len(b))]); err != nil {
-				sent <- err
-				return
-			}
-			time.Sleep(100 * time.Microsecond)
-		}
-		_, err := peer.Write(have)
-		sent <- err
-	}()
-
-	if _, err := io.ReadFull(c, make([]byte, len(head))); err != nil {
-		t.Fatal(err)
-	}
-	reads := 0
-	for got := 0; got < blockLen; reads++ {
-		n, err := c.Read(make([]byte, blockLen-got))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got += n
-	}
-	// 4 reads of maxRcvLowat, and at most one of what trickled in before
-	// each wait, allow 10.
-	if reads > 10 {
-		t.Errorf("read a %d KiB block that came 1 KiB at a time in %d reads, want at most 10", blockLen>>10, reads)
-	}
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	got := make([]byte, len(have))
-	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, have) {
-		t.Fatalf("the have after the block: read %x, %v; want %x at once", got, err, have)
-	}
-	if err := <-sent; err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%d KiB block in %d reads", blockLen>>10, reads)
 }
