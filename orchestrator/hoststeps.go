@@ -17,6 +17,7 @@ import (
 	"github.com/layercast/layercast/orchestrator/imagecache"
 	"github.com/layercast/layercast/orchestrator/nodeassets"
 	"github.com/layercast/layercast/orchestrator/openssh"
+	"github.com/layercast/layercast/orchestrator/seed"
 )
 
 // hostSteps is each host's pipeline: reach the host, learn about it, clear
@@ -400,7 +401,7 @@ func (s startStep) Cleanup(ctx context.Context, hr *hostRun) {
 // hosts' specs share the bastion's link, so the bound is the seeder's
 // whole pause budget, which bounds all the holds together
 // (seed.Seeder.Hold).
-const specHold = 5 * time.Second
+const specHold = seed.MaxPauses
 
 // tempImagesGrace bounds the teardown's removal of a dead node's
 // temporary images.

@@ -34,7 +34,7 @@ const (
 // "BitTorrent protocol", 8 reserved bytes, the infohash and the peer ID.
 const handshakeLen = 1 + 19 + 8 + 20 + 20
 
-// maxFrameLen bounds a message length frameReader believes: above it the
+// maxFrameLen bounds a message length wireFrames believes: above it the
 // stream is not the protocol it expects, and it stops following it.
 const maxFrameLen = 16 << 20
 

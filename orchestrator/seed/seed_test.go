@@ -200,7 +200,7 @@ func TestSeeder_HoldPausesBlocksUntilReleasedOrExpired(t *testing.T) {
 			defer node.Close()
 			done := make(chan error, 1)
 			go func() { done <- node.Download(ctx, []jobspec.Layer{layer}, func(jobspec.Layer, string) {}) }()
-			// Within the pause budget (maxPauses) and the shorter bound.
+			// Within the pause budget (MaxPauses) and the shorter bound.
 			time.Sleep(300 * time.Millisecond)
 			first() // one hold still in force
 			first() // a second call changes nothing
@@ -229,17 +229,17 @@ func TestSeeder_HoldsPauseTheSeederWithinABudget(t *testing.T) {
 		release := s.Hold(time.Minute)
 		defer release()
 		start := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), 3*maxPauses)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*MaxPauses)
 		defer cancel()
 		if err := s.waitUnheld(ctx); err != nil {
 			t.Fatalf("still paused after %v", time.Since(start))
 		}
 		return time.Since(start)
 	}
-	if p := pause(); p < maxPauses*9/10 || p > maxPauses*3/2 {
-		t.Errorf("first pause %v, want the budget, %v", p, maxPauses)
+	if p := pause(); p < MaxPauses*9/10 || p > MaxPauses*3/2 {
+		t.Errorf("first pause %v, want the budget, %v", p, MaxPauses)
 	}
-	if p := pause(); p > maxPauses/4 {
+	if p := pause(); p > MaxPauses/4 {
 		t.Errorf("a pause right after the budget was spent lasted %v", p)
 	}
 }

@@ -182,7 +182,7 @@ func NewSeeder(ctx context.Context, cfg Config, layers []Layer) (*Seeder, error)
 		conns:    make(map[*conn]struct{}),
 		lastAt:   time.Now(),
 		// The first pause may take the whole budget.
-		pauseLeft:  maxPauses,
+		pauseLeft:  MaxPauses,
 		refilledAt: time.Now(),
 	}
 	copy(s.peerID[:], "-LC0001-")
@@ -505,7 +505,7 @@ func (s *Seeder) Close(ctx context.Context) error {
 // specs"), while a spec is a few kilobytes.
 //
 // A pause ends after max at the latest, and all pauses together draw on a
-// budget of maxPauses that refills at a ninth of the time passing: the
+// budget of MaxPauses that refills at a ninth of the time passing: the
 // seeder sends about nine tenths of the time at least, however many
 // hosts start at once or one after the other. A Hold with the budget spent
 // pauses nothing.
@@ -545,19 +545,19 @@ func (s *Seeder) Hold(max time.Duration) (release func()) {
 	}
 }
 
-// maxPauses is the budget of Hold's pauses: what the seeder may spend
+// MaxPauses is the budget of Hold's pauses: what the seeder may spend
 // paused at once, refilled at a ninth of the time passing. It is sized
 // for a job's start, when every host's spec is on its way at once: 40
 // specs of a 250 MB image are 1.2 MB, 3.3 s of a 3 Mbit/s link, and with
 // a budget of 1 s the seeder took the link back while most were still
 // queued, and SSH's retransmission backoff held the last spec for 40 s
 // (docs/SCALE.md, "The job specs").
-const maxPauses = 5 * time.Second
+const MaxPauses = 5 * time.Second
 
 // refillLocked adds to the pause budget what the time since the last
 // refill earned; holdMu is held.
 func (s *Seeder) refillLocked(now time.Time) {
-	s.pauseLeft = min(maxPauses, s.pauseLeft+now.Sub(s.refilledAt)/9)
+	s.pauseLeft = min(MaxPauses, s.pauseLeft+now.Sub(s.refilledAt)/9)
 	s.refilledAt = now
 }
 
