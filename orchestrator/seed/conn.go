@@ -1,6 +1,7 @@
 package seed
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +40,10 @@ type conn struct {
 	fast bool
 	log  *slog.Logger
 	peer *peer // the policy's handle; guarded by t.mu
+	// ctx ends when the connection closes: what its writer waits for
+	// stops waiting.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu    sync.Mutex
 	queue requestQueue // served requests waiting for the writer
@@ -46,6 +51,9 @@ type conn struct {
 	ctrl  []byte       // encoded messages waiting for the writer
 	cur   request      // the block the writer has taken
 	state writerState
+	// stopWait ends the writer's waits for cur (a pause, a sending slot,
+	// the rate budget) when the peer cancels it.
+	stopWait context.CancelFunc
 	// sendingSince is when the writer started sending cur (writerSending).
 	sendingSince time.Time
 	// unreachable: the seeder dropped the connection because the peer
@@ -62,7 +70,7 @@ type writerState int
 
 const (
 	writerIdle      writerState = iota
-	writerWaiting               // for the rate limit: a cancel can still stop it
+	writerWaiting               // for a pause, a slot or the rate: a cancel stops it
 	writerCancelled             // cancelled while waiting
 	writerSending
 )
@@ -70,6 +78,7 @@ const (
 func (c *conn) close() {
 	c.closeOnce.Do(func() {
 		close(c.done)
+		c.cancel()
 		c.nc.Close()
 	})
 }
@@ -255,6 +264,7 @@ func (c *conn) onCancel(r request) {
 	served := c.queue.cancel(r)
 	if !served && c.state == writerWaiting && c.cur == r {
 		c.state = writerCancelled
+		c.stopWait()
 		served = true
 	}
 	held := !served && c.held.cancel(r)
@@ -283,8 +293,11 @@ func (c *conn) writeLoop() error {
 		buf = append(buf[:0], c.ctrl...)
 		c.ctrl = c.ctrl[:0]
 		r, ok := c.queue.pop()
+		var wait context.Context
+		var stop context.CancelFunc
 		if ok {
-			c.cur, c.state = r, writerWaiting
+			wait, stop = context.WithCancel(c.ctx)
+			c.cur, c.state, c.stopWait = r, writerWaiting, stop
 		}
 		c.mu.Unlock()
 		if len(buf) == 0 && !ok {
@@ -303,7 +316,9 @@ func (c *conn) writeLoop() error {
 			}
 		}
 		if ok {
-			if err := c.sendBlock(r); err != nil {
+			err := c.sendBlock(wait, r)
+			stop()
+			if err != nil {
 				return err
 			}
 		}
@@ -323,21 +338,17 @@ func (c *conn) write(b []byte) error {
 
 // sendBlock sends the piece message for r once no Hold is in force, a
 // sending slot is free (Config.MaxSending) and the rate limit allows it,
-// the block itself with sendfile from the layer file; unless the peer
-// cancelled it meanwhile.
-func (c *conn) sendBlock(r request) error {
-	err := c.s.waitUnheld(c.s.ctx)
+// the block itself with sendfile from the layer file. wait ends when the
+// peer cancels r or the connection closes: the block then leaves every
+// queue at once and spends none of the rate budget (Seeder.waitRate).
+func (c *conn) sendBlock(wait context.Context, r request) error {
+	err := c.s.waitUnheld(wait)
 	if err == nil {
-		err = c.s.sending.Acquire(c.s.ctx, 1)
+		if err = c.s.sending.Acquire(wait, 1); err == nil {
+			defer c.s.sending.Release(1)
+			err = c.s.waitRate(wait, int(r.length))
+		}
 	}
-	if err != nil {
-		c.mu.Lock()
-		c.state = writerIdle
-		c.mu.Unlock()
-		return fmt.Errorf("wait for a sending slot: %w", err)
-	}
-	defer c.s.sending.Release(1)
-	err = c.s.limiter.WaitN(c.s.ctx, int(r.length))
 	c.mu.Lock()
 	cancelled := c.state == writerCancelled
 	c.state, c.sendingSince = writerSending, time.Now()
@@ -345,11 +356,14 @@ func (c *conn) sendBlock(r request) error {
 		c.state = writerIdle
 	}
 	c.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("wait for the rate limit: %w", err)
-	}
-	if cancelled {
+	switch {
+	case cancelled:
 		return nil
+	case err != nil && c.ctx.Err() != nil && c.s.ctx.Err() == nil:
+		// The connection closed under the wait; its reader says why.
+		return fmt.Errorf("wait to send a block: %w", net.ErrClosed)
+	case err != nil:
+		return fmt.Errorf("wait to send a block: %w", err)
 	}
 	defer func() {
 		c.mu.Lock()

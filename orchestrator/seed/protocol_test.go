@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
+	"golang.org/x/time/rate"
 )
 
 // rawPeer is a scripted BitTorrent peer speaking to the seeder over
@@ -288,5 +289,78 @@ func waitSlotsHeld(t *testing.T, s *Seeder, n int64) {
 			continue
 		}
 		steady++
+	}
+}
+
+func TestSeeder_ABlockCancelledOrLeftWhileWaitingSpendsNoneOfTheRateBudget(t *testing.T) {
+	// 4 KiB/s: a 16 KiB block waits 4 s for the budget once it is spent.
+	const block = 16 << 10
+	lim := rate.NewLimiter(4<<10, block)
+	s, ih, data := protocolJob(t, Config{AllowLoopback: true, Limiter: lim})
+	if !lim.AllowN(time.Now(), block) {
+		t.Fatal("a new limiter has no burst")
+	}
+	// Four connections each ask for the first block of their own piece,
+	// which the policy serves; their writers wait for the rate.
+	peers := make([]*rawPeer, 4)
+	reqs := make([]request, len(peers))
+	for i := range peers {
+		peers[i] = dialRaw(t, s, ih, true)
+		peers[i].greet(ih)
+		reqs[i] = request{index: uint32(i), length: block}
+		peers[i].send(appendBlockMsg(nil, msgRequest, reqs[i]))
+	}
+	waitWritersWaiting(t, s, len(peers))
+
+	// Three cancel their block: each is answered with a reject, not sent.
+	for i, p := range peers[:3] {
+		p.send(appendBlockMsg(nil, msgCancel, reqs[i]))
+		if m := p.next(); m.id != msgReject || (request{m.index, m.begin, m.length}) != reqs[i] {
+			t.Fatalf("peer %d got %+v, want the reject of its cancelled block", i, m)
+		}
+	}
+	// The fourth leaves.
+	peers[3].nc.Close()
+	// Every reservation given back, the budget is what the refill added
+	// since it was emptied, about a block every 4 s; a wait that had spent
+	// its share would keep it 16 KiB below that until its block's turn.
+	deadline := time.Now().Add(2 * time.Second)
+	for lim.Tokens() < 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("rate budget %.0f bytes after every waiting block was cancelled or left, want ≥ 0", lim.Tokens())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// The budget still serves: a asks again and gets its block.
+	peers[0].send(appendBlockMsg(nil, msgRequest, reqs[0]))
+	if m := peers[0].next(); m.id != msgPiece || !bytes.Equal(m.payload[8:], data[:block]) {
+		t.Fatalf("a got message %d with %d bytes, want its block", m.id, len(m.payload))
+	}
+}
+
+// waitWritersWaiting waits until n of the seeder's connections have taken
+// a block and wait to send it.
+func waitWritersWaiting(t *testing.T, s *Seeder, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		waiting := 0
+		s.mu.Lock()
+		for c := range s.conns {
+			c.mu.Lock()
+			if c.state == writerWaiting {
+				waiting++
+			}
+			c.mu.Unlock()
+		}
+		s.mu.Unlock()
+		if waiting >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d writers wait to send", waiting, n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/layercast/layercast/orchestrator"
+	"github.com/layercast/layercast/orchestrator/seed"
 	"github.com/layercast/layercast/testbed"
 )
 
@@ -127,6 +128,36 @@ func TestCaps(t *testing.T) {
 			if down > 1.10*limit || up > 1.10*limit {
 				t.Errorf("%s: download %.2f MB/s, upload %.2f MB/s; more than 10 %% over its %.0f MB/s cap", h, down/mb, up/mb, limit/mb)
 			}
+		}
+	})
+
+	// A block takes 26 s of an 80 kbit/s cap, far longer than a node
+	// waits for data before it plans its requests anew and cancels what it
+	// asked for. The first two blocks leave at once (the cap's burst); the
+	// third waits for the cap while its node cancels and asks again: a
+	// seeder that spent its budget on cancelled blocks never sent it (as
+	// 40 lab hosts at 500 kbit/s got 2 of 10 MB, and every host failed).
+	// The jobs above left the node binary in every host's node cache; the
+	// cap would take hours to upload it.
+	t.Run("bastion capped below a block per node wait", func(t *testing.T) {
+		// 760 kB: three pieces of 256 KiB.
+		makeImage(t, lab, testbed.ImageSpec{Tag: "lab/capslow:v1", Size: 760 * 1000, Layers: 1})
+		const limit = 10 * 1000
+		j := startJob(t, lab, "-i", lab.InventoryPath(), "--max-rate", "80kbit", "lab/capslow:v1")
+		rep, code := j.wait(t, 3*time.Minute)
+		if rep == nil || code != 0 {
+			t.Fatalf("exit %d; stderr:\n%s", code, j.stderr.String())
+		}
+		if rep.NodeBinary.FromCache != 3 {
+			t.Errorf("node binary from the hosts' caches on %d hosts, want 3: run after the jobs that fill them", rep.NodeBinary.FromCache)
+		}
+		// Most of the image leaves in the cap's burst: the bound is the
+		// token bucket's, not a rate over a few seconds.
+		_, total, _ := seederRate(j)
+		most := float64(seed.NewLimiter(limit).Burst()) + limit*rep.Duration.Seconds()
+		t.Logf("bastion at --max-rate 80kbit: sent %.0f kB in %s, at most %.0f kB allowed", float64(total)/1000, rep.Duration.Round(100*time.Millisecond), most/1000)
+		if float64(total) > most {
+			t.Errorf("bastion sent %d bytes in %s, more than its cap allows (%.0f)", total, rep.Duration, most)
 		}
 	})
 }
