@@ -359,12 +359,18 @@ func bootTicks() (uint64, error) {
 	return uint64(up * clockTicks), nil
 }
 
-// procScanEvery is how often the meter scans /proc: a process's last
-// fraction of a second is recovered from its parent (see procAccount), so
-// this only bounds how late a new process is first seen.
-const procScanEvery = 200 * time.Millisecond
+// procScanEvery is how often the bench's meter scans /proc. A process's
+// last fraction of a second is recovered from its parent, and one that
+// starts and ends between two scans counts in its parent's kind (see
+// procAccount), so this only bounds how late a new process is first seen.
+// A scan costs about 33 µs per process on the lab's machine
+// (BenchmarkProcMeterScan), and a lab host runs about seven: every 200 ms,
+// as it was, the meter took a quarter of a core at 200 hosts, CPU the lab's
+// hosts then lacked; every second it takes 1 % of a core at 40 hosts and
+// 5 % at 200.
+const procScanEvery = time.Second
 
-func startProcMeter(ctx context.Context, machines []machineNetns) (*procMeter, error) {
+func startProcMeter(ctx context.Context, machines []machineNetns, every time.Duration) (*procMeter, error) {
 	m := &procMeter{
 		roles: map[uint64]string{}, hosts: map[uint64]string{},
 		known: map[procKey]procInfo{}, nodes: map[string][]nodeSample{}, done: make(chan struct{}),
@@ -390,7 +396,7 @@ func startProcMeter(ctx context.Context, machines []machineNetns) (*procMeter, e
 	ctx, m.stop = context.WithCancel(ctx)
 	go func() {
 		defer close(m.done)
-		tick := time.NewTicker(procScanEvery)
+		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
 			select {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -183,7 +184,10 @@ func TestProcMeter_CountsAProcessThatEndedBetweenScans(t *testing.T) {
 	if err := os.WriteFile(bin, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	m, err := startProcMeter(context.Background(), []machineNetns{{name: "h1", role: "host", netnsPath: "/proc/self/ns/net"}})
+	// Scans far apart next to the child's 0.3 s would miss it; the bench's
+	// own interval is about what a lab of hundreds of hosts affords.
+	const every = 100 * time.Millisecond
+	m, err := startProcMeter(context.Background(), []machineNetns{{name: "h1", role: "host", netnsPath: "/proc/self/ns/net"}}, every)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +197,7 @@ func TestProcMeter_CountsAProcessThatEndedBetweenScans(t *testing.T) {
 		m.finish()
 		t.Fatalf("%v: %s", err, out)
 	}
-	time.Sleep(2 * procScanEvery)
+	time.Sleep(2 * every)
 	byKind, samples, err := m.finish()
 	if err != nil {
 		t.Fatal(err)
@@ -205,4 +209,34 @@ func TestProcMeter_CountsAProcessThatEndedBetweenScans(t *testing.T) {
 	if len(samples["h1"]) == 0 {
 		t.Error("no node samples for h1")
 	}
+}
+
+// BenchmarkProcMeterScan times one scan of /proc with every process on the
+// machine taken as a lab host's (this process's network namespace), the
+// meter's cost per process: run it with a lab up to see it at that lab's
+// size (go test ./testbed/bench -run '^$' -bench ProcMeterScan).
+func BenchmarkProcMeterScan(b *testing.B) {
+	m, err := startProcMeter(context.Background(), []machineNetns{{name: "h1", role: "host", netnsPath: "/proc/self/ns/net"}}, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.finish()
+	names, err := os.ReadDir("/proc")
+	if err != nil {
+		b.Fatal(err)
+	}
+	procs := 0
+	for _, n := range names {
+		if _, err := strconv.Atoi(n.Name()); err == nil {
+			procs++
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if err := m.scan(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(procs)/1e3, "µs/proc")
+	b.ReportMetric(float64(procs), "procs")
 }
