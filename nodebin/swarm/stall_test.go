@@ -150,3 +150,36 @@ func TestDownload_AsksAgainForAPieceRejectedWhenNothingElseHappens(t *testing.T)
 	}
 	t.Logf("the node had the whole layer %v after the reject", time.Since(rejected).Round(100*time.Millisecond))
 }
+
+func TestStallWatch_WaitsTwiceAsLongAfterEachStallUntilDataComes(t *testing.T) {
+	var w stallWatch
+	t0 := time.Unix(1000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	if w.stalled(0, at(0)) {
+		t.Fatal("stalled at the first look")
+	}
+	// Nothing received: stalls after 5, then 10, 20, 40 s, then every minute.
+	var stalls []time.Duration
+	for d := time.Duration(0); d <= 5*time.Minute; d += time.Second {
+		if w.stalled(0, at(d)) {
+			stalls = append(stalls, d)
+		}
+	}
+	want := []time.Duration{5, 15, 35, 75, 135, 195, 255}
+	if len(stalls) != len(want) {
+		t.Fatalf("stalls at %v, want at %v seconds", stalls, want)
+	}
+	for i := range want {
+		if stalls[i] != want[i]*time.Second {
+			t.Fatalf("stalls at %v, want at %v seconds", stalls, want)
+		}
+	}
+	// A byte resets the wait to 5 s.
+	last := stalls[len(stalls)-1]
+	if w.stalled(1, at(last+time.Second)) {
+		t.Fatal("stalled as data came")
+	}
+	if w.stalled(1, at(last+5*time.Second)) || !w.stalled(1, at(last+6*time.Second)) {
+		t.Fatal("after data, not stalled again exactly 5 s later")
+	}
+}
