@@ -600,8 +600,9 @@ func (s *Seeder) waitUnheld(ctx context.Context) error {
 // connection reserved its block at once, a cancelled block's share would
 // be lost. Under --max-rate, blocks wait long for their turn and nodes
 // cancel what does not come (a node that receives nothing for a few
-// seconds plans its requests anew): 200 lab hosts at 700 kbit/s got one
-// block in 232 s, the budget spent on blocks nobody wanted any more.
+// seconds plans its requests anew): 40 lab hosts at 500 kbit/s got 2 of
+// 10 MB and then nothing, the budget spent on blocks nobody wanted any
+// more (docs/BENCHMARKS.md section 7).
 func (s *Seeder) waitRate(ctx context.Context, n int) error {
 	if err := s.pace.Acquire(ctx, 1); err != nil {
 		return err
