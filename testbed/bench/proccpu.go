@@ -364,10 +364,10 @@ func bootTicks() (uint64, error) {
 // starts and ends between two scans counts in its parent's kind (see
 // procAccount), so this only bounds how late a new process is first seen.
 // A scan costs about 33 µs per process on the lab's machine
-// (BenchmarkProcMeterScan), and a lab host runs about seven: every 200 ms,
-// as it was, the meter took a quarter of a core at 200 hosts, CPU the lab's
-// hosts then lacked; every second it takes 1 % of a core at 40 hosts and
-// 5 % at 200.
+// (BenchmarkProcMeterScan), and a lab host runs five or six during a job:
+// every 200 ms, as it was, the meter took 0.2–0.26 of a core at 200 hosts,
+// CPU the lab's hosts then lacked; every second it takes 1 % of a core at
+// 40 hosts and 4 % at 200.
 const procScanEvery = time.Second
 
 func startProcMeter(ctx context.Context, machines []machineNetns, every time.Duration) (*procMeter, error) {
