@@ -40,8 +40,8 @@ type conn struct {
 	fast bool
 	log  *slog.Logger
 	peer *peer // the policy's handle; guarded by t.mu
-	// ctx ends when the connection closes: what its writer waits for
-	// stops waiting.
+	// ctx ends when the connection closes (close) or the seeder does:
+	// what its writer waits for stops waiting.
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -61,7 +61,6 @@ type conn struct {
 	unreachable bool
 
 	wake      chan struct{} // capacity 1: "something to write"
-	done      chan struct{}
 	closeOnce sync.Once
 }
 
@@ -77,7 +76,6 @@ const (
 
 func (c *conn) close() {
 	c.closeOnce.Do(func() {
-		close(c.done)
 		c.cancel()
 		c.nc.Close()
 	})
@@ -304,7 +302,7 @@ func (c *conn) writeLoop() error {
 			select {
 			case <-c.wake:
 				continue
-			case <-c.done:
+			case <-c.ctx.Done():
 				return nil
 			case <-keepalive.C:
 				buf = appendKeepalive(buf)

@@ -322,7 +322,6 @@ func (s *Seeder) serveConn(nc *net.TCPConn) error {
 		queue: requestQueue{limit: maxQueued},
 		held:  requestQueue{limit: maxQueued},
 		wake:  make(chan struct{}, 1),
-		done:  make(chan struct{}),
 	}
 	// Reply, say what we have and unchoke: a seeder never chokes.
 	reply := handshake{infoHash: h.infoHash, peerID: s.peerID}
