@@ -404,8 +404,8 @@ func (s startStep) Cleanup(ctx context.Context, hr *hostRun) {
 const specHold = seed.MaxPauses
 
 // tempImagesGrace bounds the teardown's removal of a dead node's
-// temporary images.
-const tempImagesGrace = 20 * time.Second
+// temporary images: the wait for a load it left in flight, then 20 s.
+const tempImagesGrace = jobspec.LoadGrace + 20*time.Second
 
 // followStep lasts while the node runs: until it ends (an error when it
 // ended before the host finished) or until the job's hosts are all done.

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -64,6 +66,9 @@ type Daemon struct {
 	// that already holds the whole archive finishes the load regardless,
 	// and what it created must be known before it can be removed.
 	grace time.Duration
+	// loadMarker, when set, is the file each load names its references
+	// in while the daemon holds its whole archive (MarkLoadsIn).
+	loadMarker string
 }
 
 // New returns a Daemon over api.
@@ -71,7 +76,41 @@ func New(api API, log *slog.Logger) *Daemon {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Daemon{api: api, log: log, grace: 30 * time.Second}
+	return &Daemon{api: api, log: log, grace: jobspec.LoadGrace}
+}
+
+// MarkLoadsIn makes every load name the references it creates in file
+// (jobspec.LoadingFile) from the moment the archive is whole until the
+// daemon answers: the daemon finishes such a load even when this process
+// dies, and whoever cleans up after it then knows which images to wait
+// for.
+func (d *Daemon) MarkLoadsIn(file string) { d.loadMarker = file }
+
+// markLoad writes refs to the load marker, whole or not at all. A marker
+// that cannot be written only weakens the cleanup after a killed node, so
+// it is logged and the load goes on.
+func (d *Daemon) markLoad(refs []string) {
+	if d.loadMarker == "" || len(refs) == 0 {
+		return
+	}
+	tmp := d.loadMarker + ".tmp"
+	err := os.WriteFile(tmp, []byte(strings.Join(refs, "\n")+"\n"), 0o644)
+	if err == nil {
+		err = os.Rename(tmp, d.loadMarker)
+	}
+	if err != nil {
+		d.log.Warn("mark the load in flight", "file", d.loadMarker, "err", err)
+	}
+}
+
+// unmarkLoad removes the load marker once the daemon answered.
+func (d *Daemon) unmarkLoad() {
+	if d.loadMarker == "" {
+		return
+	}
+	if err := os.Remove(d.loadMarker); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		d.log.Warn("remove the load marker", "file", d.loadMarker, "err", err)
+	}
 }
 
 // Inspect returns the image ref points to, or found=false.
@@ -152,6 +191,10 @@ func (d *Daemon) Load(ctx context.Context, a Archive) error {
 	wrote := make(chan error, 1)
 	go func() {
 		err := WriteArchive(ctx, pw, a)
+		if err == nil {
+			// The archive is whole; ending it commits the daemon to it.
+			d.markLoad(a.RepoTags)
+		}
 		pw.CloseWithError(err)
 		wrote <- err
 	}()
@@ -170,6 +213,10 @@ func (d *Daemon) Load(ctx context.Context, a Archive) error {
 		// The daemon's answer and the check that follows every load
 		// decide; a failed write shows up as a failed load.
 		d.log.Debug("write archive", "err", werr)
+	}
+	if callCtx.Err() == nil {
+		// The daemon answered: nothing of this load is still to come.
+		d.unmarkLoad()
 	}
 	switch {
 	case ctx.Err() != nil:

@@ -9,11 +9,15 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/layercast/layercast/nodebin/dockerimage"
+	"github.com/layercast/layercast/nodebin/jobspec"
 )
 
 func sha(s string) string {
@@ -214,5 +218,67 @@ func TestLoader_RefusesAConfigOfAnotherImage(t *testing.T) {
 	_, err := d.NewLoader(undo, dockerimage.Image{Ref: "a:1", ID: sha("other"), Config: img.Config, Names: img.Names()}, 0)
 	if err == nil {
 		t.Error("loader accepted a config that is not the image ID's")
+	}
+}
+
+// loadMarked loads img as ref into a fake daemon that marks its loads in
+// a file, and returns what the file said while the daemon answered (at
+// the moment its load reads its whole archive), and whether the file is
+// there after the load returned.
+func loadMarked(t *testing.T, ctx context.Context, d *dockerimage.Daemon, fd *dockerimage.FakeDaemon, ref string) (during string, after bool, err error) {
+	t.Helper()
+	dir := t.TempDir()
+	marker := filepath.Join(dir, jobspec.LoadingFile)
+	d.MarkLoadsIn(marker)
+	img := dockerimage.NewTestImage([][]byte{dockerimage.LayerTar(1, "a", 100)}, false, "x")
+	files, werr := img.WriteFiles(dir)
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	onLoad := fd.OnLoad
+	fd.OnLoad = func(ctx context.Context) {
+		b, _ := os.ReadFile(marker)
+		during = string(b)
+		if onLoad != nil {
+			onLoad(ctx)
+		}
+	}
+	err = d.Load(ctx, dockerimage.Archive{Config: img.Config, RepoTags: []string{ref}, Layers: []dockerimage.ArchiveLayer{{Name: img.Names()[0], File: files[0]}}})
+	_, serr := os.Stat(marker)
+	return during, serr == nil, err
+}
+
+func TestLoad_NamesWhatItCreatesWhileTheDaemonHoldsTheWholeArchive(t *testing.T) {
+	fd := dockerimage.NewFakeDaemon()
+	during, after, err := loadMarked(t, t.Context(), dockerimage.New(fd, nil), fd, "a:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if during != "a:1\n" {
+		t.Errorf("marker while the daemon loads: %q, want the reference", during)
+	}
+	if after {
+		t.Error("marker still there after the daemon answered")
+	}
+
+}
+
+func TestLoad_KeepsTheMarkerWhenTheDaemonNeverAnswered(t *testing.T) {
+	// The node gives up on the load (its job is cancelled) and the daemon
+	// does not answer within the grace: it may still create the image.
+	fd := dockerimage.NewFakeDaemon()
+	ctx, cancel := context.WithCancel(t.Context())
+	fd.OnLoad = func(callCtx context.Context) {
+		cancel()
+		<-callCtx.Done()
+	}
+	d := dockerimage.New(fd, nil)
+	dockerimage.SetGrace(d, 50*time.Millisecond)
+	during, after, err := loadMarked(t, ctx, d, fd, "a:1")
+	if err == nil {
+		t.Error("a load without an answer succeeded")
+	}
+	if during != "a:1\n" || !after {
+		t.Errorf("marker %q during the load, there after it: %v; want the reference, kept", during, after)
 	}
 }

@@ -205,6 +205,10 @@ func (f *FakeDaemon) ImageLoad(ctx context.Context, input io.Reader, _ ...client
 		}
 		files[h.Name] = b
 	}
+	// The daemon reads the request to its end before it loads.
+	if _, err := io.Copy(io.Discard, input); err != nil {
+		return image.LoadResponse{}, fmt.Errorf("read archive: %w", err)
+	}
 	if f.OnLoad != nil {
 		f.OnLoad(ctx)
 	}

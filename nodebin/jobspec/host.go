@@ -52,6 +52,20 @@ const PidFile = "node.pid"
 // point where it would have given up its job by itself).
 const LockFile = "node.lock"
 
+// LoadingFile is the file in the work dir that names, one per line, the
+// references a load into the daemon creates, from the moment the node has
+// sent the load's whole archive until the daemon answers. The daemon
+// finishes such a load whatever becomes of the node, so a node killed in
+// between leaves the file behind, and the bastion's cleanup waits up to
+// LoadGrace for those images before it removes the job's temporary ones.
+const LoadingFile = "loading"
+
+// LoadGrace bounds how long a daemon that has a load's whole archive may
+// take to answer it: the node waits that long for the answer of a load it
+// interrupts, and the bastion as long for the images of a load its killed
+// node left (LoadingFile).
+const LoadGrace = 30 * time.Second
+
 // AliveEvery is how often a node touches its lock file; AliveWithin is how
 // long a node that stopped touching it still counts as alive: twice the
 // heartbeat timeout after which a node whose bastion is silent exits.

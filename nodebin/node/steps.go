@@ -170,6 +170,7 @@ func (s *connectStep) Run(ctx context.Context) error {
 		return err
 	}
 	s.j.daemon = dockerimage.New(api, s.j.log)
+	s.j.daemon.MarkLoadsIn(filepath.Join(s.j.spec.WorkDir, jobspec.LoadingFile))
 	s.j.rt = &dockerRuntime{api: api, daemon: s.j.daemon, host: s.j.spec.DockerHost}
 	return nil
 }

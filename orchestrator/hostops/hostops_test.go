@@ -30,13 +30,21 @@ import (
 // localHost is a transport to this machine: it runs commands with sh -c as
 // sshd would and writes files directly. The SSH path itself is tested in
 // package openssh.
-type localHost struct{ host inventory.Host }
+type localHost struct {
+	host inventory.Host
+	// bin, when set, comes first in PATH: fake tools for a test.
+	bin string
+}
 
 func (l localHost) Host() inventory.Host { return l.host }
 
 func (l localHost) Run(ctx context.Context, cmd openssh.Command) ([]byte, error) {
 	c := exec.CommandContext(ctx, "sh", "-c", cmd.String())
-	c.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/root", "SSH_CONNECTION=127.0.0.1 40000 127.0.0.1 22"}
+	path := "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+	if l.bin != "" {
+		path = l.bin + ":" + path
+	}
+	c.Env = []string{"PATH=" + path, "HOME=/root", "SSH_CONNECTION=127.0.0.1 40000 127.0.0.1 22"}
 	c.Stdin = cmd.Stdin
 	var stderr bytes.Buffer
 	c.Stderr = &stderr
@@ -624,6 +632,60 @@ func TestProbe_WorkDirBaseAllowsExec(t *testing.T) {
 	f.Docker, f.DockerErr = DockerDirect, nil
 	if err := f.Usable(); !errors.Is(err, ErrNoWorkDir) || !f.CacheNoExec {
 		t.Errorf("all noexec: usable %v, cache noexec %v", err, f.CacheNoExec)
+	}
+}
+
+// fakeDockerCLI is a docker CLI over a dir of files named by image
+// reference: image inspect, image ls (of one repository) and image rm.
+const fakeDockerCLI = `#!/bin/sh
+st=%s
+case "$1 $2" in
+"image inspect") [ -e "$st/$3" ];;
+"image ls") for f in "$st"/*; do [ -e "$f" ] || continue; r=${f##*/}; case "$r" in "$5":*) echo "$r";; esac; done;;
+"image rm") rm "$st/$3";;
+*) exit 2;;
+esac
+`
+
+func TestClient_RemoveTempImagesWaitsForTheLoadADeadNodeLeftInFlight(t *testing.T) {
+	base, bin, images := t.TempDir(), t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "docker"), []byte(fmt.Sprintf(fakeDockerCLI, images)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := &Conn{transport: localHost{host: inventory.Host{Name: "local"}, bin: bin}}
+	image := func(ref string) {
+		if err := os.WriteFile(filepath.Join(images, ref), nil, 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	// The node of job "dead" loaded its first layer, sent the whole
+	// archive of its first two and was killed: the daemon creates the
+	// second temporary image a second later. Another job's image stays.
+	first, second, other := jobspec.TempRef("dead", 1), jobspec.TempRef("dead", 2), jobspec.TempRef("other", 1)
+	image(first)
+	image(other)
+	dir := filepath.Join(base, jobspec.WorkDirName("dead"))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, jobspec.LoadingFile), []byte(second+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	time.AfterFunc(time.Second, func() { image(second); close(done) })
+	t.Cleanup(func() { <-done })
+
+	got, err := c.RemoveTempImages(context.Background(), "dead", true, []string{t.TempDir(), base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	if want := []string{first, second}; !slices.Equal(got, want) {
+		t.Errorf("removed %v, want %v", got, want)
+	}
+	left, _ := os.ReadDir(images)
+	if len(left) != 1 || left[0].Name() != other {
+		t.Errorf("left in the daemon: %v, want just %s", left, other)
 	}
 }
 

@@ -195,17 +195,31 @@ func parseStale(out []byte) []StaleDir {
 // each removed reference: with $4 = only, those of job $1 (their names
 // start with $5); otherwise those of every other job that is over (names
 // starting with $6 but not $5, whose work dir is alive in none of the
-// work-dir bases $8 on, GRACE $7). $2 is DOCKER_HOST, $3 = 1 runs docker
-// through sudo -n. Without a docker CLI, or with the daemon down, it
-// removes nothing and succeeds.
+// work-dir bases $9 on, GRACE $7). $2 is DOCKER_HOST, $3 = 1 runs docker
+// through sudo -n. With $4 = only, it first waits up to $8 seconds for the
+// images of a load the job's node left marked in its work dir
+// (jobspec.LoadingFile): the daemon had that load's whole archive and
+// finishes it after the node died. Without a docker CLI, or with the
+// daemon down, it removes nothing and succeeds.
 const tempImagesScript = liveFuncs + `
-dh=$2; S=""; [ "$3" = 1 ] && S="sudo -n"; mode=$4; this=$5; any=$6; GRACE=$7; shift 7
+jid=$1; dh=$2; S=""; [ "$3" = 1 ] && S="sudo -n"; mode=$4; this=$5; any=$6; GRACE=$7; WAIT=$8; shift 8
+dk() { $S env ${dh:+DOCKER_HOST="$dh"} docker "$@"; }
 live() {
   for base; do [ -d "$base/` + jobspec.WorkDirNamePrefix + `$j" ] && alive "$base/` + jobspec.WorkDirNamePrefix + `$j" && return 0; done
   return 1
 }
 command -v docker >/dev/null 2>&1 || exit 0
-refs=$($S env ${dh:+DOCKER_HOST="$dh"} docker image ls --format '{{.Repository}}:{{.Tag}}' ` + jobspec.TempRepo + ` 2>/dev/null) || exit 0
+if [ "$mode" = only ]; then
+  for base; do
+    f="$base/` + jobspec.WorkDirNamePrefix + `$jid/` + jobspec.LoadingFile + `"
+    [ -f "$f" ] || continue
+    for r in $(cat "$f"); do
+      n=0
+      while [ "$n" -lt "$WAIT" ] && ! dk image inspect "$r" >/dev/null 2>&1; do sleep 1; n=$((n+1)); done
+    done
+  done
+fi
+refs=$(dk image ls --format '{{.Repository}}:{{.Tag}}' ` + jobspec.TempRepo + ` 2>/dev/null) || exit 0
 for r in $refs; do
   case "$r" in
   "$this"*) [ "$mode" = only ] || continue;;
@@ -215,23 +229,25 @@ for r in $refs; do
     live "$@" && continue;;
   *) continue;;
   esac
-  if $S env ${dh:+DOCKER_HOST="$dh"} docker image rm "$r" >/dev/null 2>&1; then echo "$r"; fi
+  if dk image rm "$r" >/dev/null 2>&1; then echo "$r"; fi
 done
 exit 0
 `
 
 // RemoveTempImages removes temporary images from the host's daemon: with
-// only set, those of job jobID (its node died before removing them);
-// otherwise those that nodes of other jobs that are over left there (a
-// live job's, whose work dir is alive in one of bases, are left alone). It
-// returns the references removed.
+// only set, those of job jobID (its node died before removing them), once
+// the daemon finished a load the node left in flight, waiting up to
+// jobspec.LoadGrace for it; otherwise those that nodes of other jobs that
+// are over left there (a live job's, whose work dir is alive in one of
+// bases, are left alone). It returns the references removed.
 func (c *Conn) RemoveTempImages(ctx context.Context, jobID string, only bool, bases []string) ([]string, error) {
 	mode := "others"
 	if only {
 		mode = "only"
 	}
 	grace := strconv.Itoa(int(StaleGrace / time.Minute))
-	args := append([]string{jobID, c.Host().DockerHost, c.become(), mode, jobspec.TempRefPrefix(jobID), jobspec.AnyTempRefPrefix, grace}, bases...)
+	wait := strconv.Itoa(int(jobspec.LoadGrace / time.Second))
+	args := append([]string{jobID, c.Host().DockerHost, c.become(), mode, jobspec.TempRefPrefix(jobID), jobspec.AnyTempRefPrefix, grace, wait}, bases...)
 	out, err := c.Run(ctx, openssh.Script(tempImagesScript, args...))
 	if err != nil {
 		return nil, fmt.Errorf("remove temporary images: %w", err)

@@ -43,7 +43,7 @@ type faultLab struct {
 func TestFaults(t *testing.T) {
 	binary(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 4, Rate: "100mbit"})
-	fl := &faultLab{lab: lab, img: makeImage(t, lab, testbed.ImageSpec{Tag: faultTag, Size: faultSize, Layers: 3})}
+	fl := &faultLab{lab: lab, img: makeImage(t, lab, testbed.ImageSpec{Tag: faultTag, Size: faultSize, Layers: 3, BaseSize: 6 * mb, BaseLayers: 1})}
 
 	t.Run("baseline", func(t *testing.T) {
 		fl.clean(t)
@@ -60,7 +60,8 @@ func TestFaults(t *testing.T) {
 	})
 
 	t.Run("node binary killed", func(t *testing.T) {
-		// A slower h02 is still downloading when its first layer is in.
+		// A slower h02 is still downloading when its first layer, 6 MB
+		// of the image's 30, is in.
 		if err := lab.SlowLink(context.Background(), "h02", 4); err != nil {
 			t.Fatal(err)
 		}
@@ -71,15 +72,20 @@ func TestFaults(t *testing.T) {
 		}
 		fl.inject(t, "h02", func(t *testing.T, j *job, id string) {
 			waitBytes(t, j, "h02", 4*mb)
-			// Kill it once it loaded a first layer into the daemon, if it
-			// gets that far before it is done.
-			temp := ""
-			for end := time.Now().Add(20 * time.Second); temp == "" && time.Now().Before(end) && j.hostShare("h02") < 0.8; time.Sleep(100 * time.Millisecond) {
-				out, _ := lab.Exec(context.Background(), "h02", "docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "layercast-tmp")
-				temp = strings.TrimSpace(string(out))
+			// Kill it the moment the daemon has the whole archive of a
+			// layer prefix and has not answered: the daemon goes on and
+			// creates the temporary image after the node is gone, and the
+			// cleanup must wait for it (jobspec.LoadingFile).
+			marker := filepath.Join(jobDir(lab, "h02", id), jobspec.LoadingFile)
+			loading := ""
+			for end := time.Now().Add(20 * time.Second); loading == "" && time.Now().Before(end) && j.hostShare("h02") < 0.8; time.Sleep(time.Millisecond) {
+				if b, _ := os.ReadFile(marker); strings.HasPrefix(string(b), jobspec.TempRepo+":") {
+					loading = strings.TrimSpace(string(b))
+				}
 			}
 			pids := nodePIDs(t, lab, "h02", id)
-			t.Logf("temporary images on h02 when its node is killed: %q", temp)
+			out, _ := lab.Exec(context.Background(), "h02", "docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "layercast-tmp")
+			t.Logf("h02's node is killed while its daemon loads %q; temporary images then: %q", loading, strings.TrimSpace(string(out)))
 			if len(pids) == 0 {
 				t.Fatal("no node process of the job on h02")
 			}
