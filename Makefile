@@ -25,9 +25,10 @@ nodebin:
 	for arch in amd64 arm64; do \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
 			-o $$tmp/layercast-node-linux-$$arch ./nodebin/cmd/layercast-node; \
+		(cd $$tmp && sha256sum layercast-node-linux-$$arch > layercast-node-linux-$$arch.sha256); \
 		gzip -9 -n -f $$tmp/layercast-node-linux-$$arch; \
 		echo $(VERSION) > $$tmp/layercast-node-linux-$$arch.version; \
-		mv -f $$tmp/layercast-node-linux-$$arch.gz $$tmp/layercast-node-linux-$$arch.version $(ASSETS)/; \
+		mv -f $$tmp/layercast-node-linux-$$arch.gz $$tmp/layercast-node-linux-$$arch.version $$tmp/layercast-node-linux-$$arch.sha256 $(ASSETS)/; \
 	done
 
 layercast: nodebin
@@ -107,4 +108,4 @@ bench: build
 	$(BIN)/testbed bench --sizes $(BENCH_SIZES) --hosts $(BENCH_HOSTS) --rate $(BENCH_RATE) --out bench-out
 
 clean:
-	rm -rf $(BIN) $(ASSETS)/*.gz $(ASSETS)/*.version
+	rm -rf $(BIN) $(ASSETS)/*.gz $(ASSETS)/*.version $(ASSETS)/*.sha256

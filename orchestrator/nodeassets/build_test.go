@@ -8,6 +8,7 @@ import (
 	"debug/elf"
 	"encoding/hex"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -245,5 +246,70 @@ func TestSet_PrefetchReadsWhatItHoldsAndNeverBuilds(t *testing.T) {
 	}
 	if _, err := set.Get("arm64"); !errors.Is(err, ErrNoToolchain) {
 		t.Errorf("arm64 after Prefetch: %v, want the build's ErrNoToolchain (Prefetch left it alone)", err)
+	}
+}
+
+func TestSet_TakesTheSumMakeWroteBesideTheBinaryWithoutUnpackingIt(t *testing.T) {
+	dir := t.TempDir()
+	raw := bytes.Repeat([]byte("node binary for amd64 "), 1000)
+	gz := gzipped(t, raw)
+	// A body that no longer unpacks: only the sum file can give the sum
+	// now. (Each host checks the sum of what it unpacked before running
+	// it, so such a file fails there, not here.)
+	gz[len(gz)/2] ^= 0xff
+	if _, err := decode("amd64", gz, ""); err == nil {
+		t.Fatal("the corrupted body still unpacks; the test proves nothing")
+	}
+	sum := sha256.Sum256(raw)
+	files := map[string]string{
+		FileName("amd64"):    string(gz),
+		SumFileName("amd64"): hex.EncodeToString(sum[:]) + "  layercast-node-linux-amd64\n",
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := Dir(dir).Get("amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.SHA256 != hex.EncodeToString(sum[:]) || b.Size != int64(len(raw)) {
+		t.Errorf("binary sha256 %s size %d, want %x and %d", b.SHA256, b.Size, sum, len(raw))
+	}
+
+	// A sum file that holds no sum is not taken: the binary is unpacked.
+	if err := os.WriteFile(filepath.Join(dir, SumFileName("amd64")), []byte("not a sum\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Dir(dir).Get("amd64"); err == nil {
+		t.Error("a broken sum file was taken instead of unpacking the binary")
+	}
+}
+
+func TestEmbedded_SumFilesMatchTheirBinaries(t *testing.T) {
+	set := Embedded()
+	checked := 0
+	for _, arch := range set.Arches() {
+		sum, ok := set.sum(arch)
+		if !ok {
+			continue
+		}
+		gz, err := fs.ReadFile(set.fsys, FileName(arch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := decode(arch, gz, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		size, _ := gzipSize(gz)
+		if b.SHA256 != sum || b.Size != size {
+			t.Errorf("linux/%s: unpacked sha256 %s size %d; the sum file and trailer say %s and %d", arch, b.SHA256, b.Size, sum, size)
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Skip("no node binaries with sum files built into this test binary (run `make nodebin`)")
 	}
 }
