@@ -221,10 +221,10 @@ func TestLoader_RefusesAConfigOfAnotherImage(t *testing.T) {
 	}
 }
 
-// loadMarked loads img as ref into a fake daemon that marks its loads in
-// a file, and returns what the file said while the daemon answered (at
-// the moment its load reads its whole archive), and whether the file is
-// there after the load returned.
+// loadMarked loads a one-layer image as ref through d, which marks its
+// loads in a file, into the fake daemon fd. It returns what the file said
+// when fd had read the whole archive, and whether the file is still there
+// after the load returned.
 func loadMarked(t *testing.T, ctx context.Context, d *dockerimage.Daemon, fd *dockerimage.FakeDaemon, ref string) (during string, after bool, err error) {
 	t.Helper()
 	dir := t.TempDir()
@@ -260,7 +260,6 @@ func TestLoad_NamesWhatItCreatesWhileTheDaemonHoldsTheWholeArchive(t *testing.T)
 	if after {
 		t.Error("marker still there after the daemon answered")
 	}
-
 }
 
 func TestLoad_KeepsTheMarkerWhenTheDaemonNeverAnswered(t *testing.T) {

@@ -171,7 +171,7 @@ func (s *Set) readFile(arch string) (*Binary, error) {
 
 // SumFileName is the file beside FileName(arch) that holds the sha256 of
 // the uncompressed binary, as sha256sum writes it.
-func SumFileName(arch string) string { return "layercast-node-linux-" + arch + ".sha256" }
+func SumFileName(arch string) string { return strings.TrimSuffix(FileName(arch), ".gz") + ".sha256" }
 
 // sum returns the hex sha256 in arch's sum file, if it holds one.
 func (s *Set) sum(arch string) (string, bool) {
