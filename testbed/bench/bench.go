@@ -517,7 +517,7 @@ func (b *bencher) run(ctx context.Context, p point, ref string) ([]Result, error
 	if err != nil {
 		return nil, err
 	}
-	procs, err := startProcMeter(ctx, machines, procScanEvery)
+	procs, err := startProcMeter(ctx, machines, procScanEvery(p.hosts))
 	if err != nil {
 		_, _, _ = cpu.finish()
 		return nil, err

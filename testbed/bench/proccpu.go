@@ -359,16 +359,19 @@ func bootTicks() (uint64, error) {
 	return uint64(up * clockTicks), nil
 }
 
-// procScanEvery is how often the bench's meter scans /proc. A process's
-// last fraction of a second is recovered from its parent, and one that
-// starts and ends between two scans counts in its parent's kind (see
-// procAccount), so this only bounds how late a new process is first seen.
-// A scan costs about 33 µs per process on the lab's machine
-// (BenchmarkProcMeterScan), and a lab host runs five or six during a job:
-// every 200 ms, as it was, the meter took 0.2–0.26 of a core at 200 hosts,
-// CPU the lab's hosts then lacked; every second it takes 1 % of a core at
-// 40 hosts and 4 % at 200.
-const procScanEvery = time.Second
+// procScanEvery is how often the bench's meter scans /proc during a run to
+// hosts. A process's last fraction of a second is recovered from its
+// parent, but one that starts and ends between two scans counts in its
+// parent's kind (see procAccount): a node that lives a second, as on one
+// host with a 10 MB image, must be seen at least once. A scan costs about
+// 33 µs per process on the lab's machine (BenchmarkProcMeterScan), and a
+// lab host runs five or six during a job: every 200 ms the meter took
+// 0.2–0.26 of a core at 200 hosts, CPU the lab's hosts then lacked. So it
+// scans every 20 ms per host, within 200 ms and a second: 200 ms up to 10
+// hosts, about 1 % of a core at 40, and 4 % at 200.
+func procScanEvery(hosts int) time.Duration {
+	return min(max(time.Duration(hosts)*20*time.Millisecond, 200*time.Millisecond), time.Second)
+}
 
 func startProcMeter(ctx context.Context, machines []machineNetns, every time.Duration) (*procMeter, error) {
 	m := &procMeter{

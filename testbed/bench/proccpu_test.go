@@ -184,8 +184,7 @@ func TestProcMeter_CountsAProcessThatEndedBetweenScans(t *testing.T) {
 	if err := os.WriteFile(bin, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// Scans far apart next to the child's 0.3 s would miss it; the bench's
-	// own interval is about what a lab of hundreds of hosts affords.
+	// Scans far apart next to the child's 0.3 s would miss it.
 	const every = 100 * time.Millisecond
 	m, err := startProcMeter(context.Background(), []machineNetns{{name: "h1", role: "host", netnsPath: "/proc/self/ns/net"}}, every)
 	if err != nil {
@@ -208,6 +207,24 @@ func TestProcMeter_CountsAProcessThatEndedBetweenScans(t *testing.T) {
 	}
 	if len(samples["h1"]) == 0 {
 		t.Error("no node samples for h1")
+	}
+}
+
+func TestProcScanEvery_SeesAOneSecondNodeOnASmallLabAndStaysCheapOnALargeOne(t *testing.T) {
+	// The bench's smoke runs (1 to 3 hosts, 10 MB) have nodes that live
+	// about a second: a node never seen counts as its parent's kind.
+	for _, hosts := range []int{1, 3, 10} {
+		if d := procScanEvery(hosts); d > 200*time.Millisecond {
+			t.Errorf("%d hosts: a scan every %v may miss a node living a second", hosts, d)
+		}
+	}
+	for hosts := 1; hosts < 300; hosts++ {
+		if d, next := procScanEvery(hosts), procScanEvery(hosts+1); next < d || next > time.Second {
+			t.Errorf("%d hosts: every %v, %d hosts: every %v", hosts, d, hosts+1, next)
+		}
+	}
+	if d := procScanEvery(200); d != time.Second {
+		t.Errorf("200 hosts: every %v, want a second (a scan per 200 ms took a quarter of a core)", d)
 	}
 }
 
