@@ -96,7 +96,7 @@ func TestEngine_HostStuckInAPhaseFailsAtItsDeadlineAndIsStopped(t *testing.T) {
 }
 
 func TestEngine_SetupCommandThatHangsFailsTheHostAtTheSetupDeadline(t *testing.T) {
-	for _, method := range []string{"probe", "clean", "mkdir", "place", "upload"} {
+	for _, method := range []string{"probe", "clean", "mkdir", "upload"} {
 		t.Run(method, func(t *testing.T) {
 			l := newTestLab(t, "slow", "fine")
 			slow := l.play("slow", fakeNode(t, make(chan *jobspec.Spec, 1), ""))

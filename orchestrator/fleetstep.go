@@ -169,7 +169,7 @@ func redialable(failed step[*hostRun], err error) bool {
 		return false
 	}
 	switch failed.(type) {
-	case probeStep, cleanStaleStep, nodeBinaryStep:
+	case probeStep, nodeBinaryStep:
 		return true
 	}
 	return false
@@ -193,9 +193,11 @@ type hostRun struct {
 	binary   *nodeassets.Binary // nodeBinaryStep
 	cacheDir string             // nodeBinaryStep: the host's node cache, "" for none
 	dir      string             // workDirStep
-	nodeBin  string             // placeNodeStep: the node binary's path
-	node     *node              // startStep
-	torn     []string           // what the cleanups did, for the teardown line
+	nodeBin  string             // workDirStep: the node binary's path
+	// nodeCached: nodeBin holds the binary already (workDirStep).
+	nodeCached bool
+	node       *node    // startStep
+	torn       []string // what the cleanups did, for the teardown line
 }
 
 // teardown runs the cleanups of the steps the host started and returns a

@@ -20,18 +20,17 @@ import (
 	"github.com/layercast/layercast/orchestrator/seed"
 )
 
-// hostSteps is each host's pipeline: reach the host, learn about it, clear
-// what earlier jobs left, bring the node binary into a fresh work dir,
-// start the node and follow it. The steps keep what they learn in the
+// hostSteps is each host's pipeline: reach the host, learn about it, make
+// a fresh work dir while clearing what earlier jobs left, bring the node
+// binary, start the node and follow it. The steps keep what they learn in the
 // host's hostRun; their cleanups are the host's teardown.
 func hostSteps(j *job, book *hostBook, nodes *nodeassets.Set, fan *fanOut, bins *binSources, registryAuth string) []step[*hostRun] {
 	setup := j.opts.SetupTimeout
 	return []step[*hostRun]{
 		connectStep{dialer: j.dialer, book: book},
 		probeStep{j: j, book: book, registry: j.mode == ModeRegistry, limit: setup},
-		cleanStaleStep{jobID: j.id, emit: j.emit, limit: setup},
 		nodeBinaryStep{nodes: nodes, noCache: j.opts.NoNodeCache},
-		workDirStep{jobID: j.id, book: book, limit: setup},
+		workDirStep{jobID: j.id, book: book, emit: j.emit, limit: setup},
 		placeNodeStep{fan: fan, bins: bins, book: book, limit: setup, egress: j.egress},
 		startStep{j: j, book: book, bins: bins, registryAuth: registryAuth},
 		followStep{},
@@ -112,48 +111,6 @@ func (s probeStep) Run(ctx context.Context, hr *hostRun) error {
 	return err
 }
 
-// cleanStaleStep removes what earlier jobs that are over left on the host:
-// work dirs and nodes still running from them. Jobs that still run (side by
-// side with this one) are left alone; so are their temporary images, which
-// the node removes for the jobs that are over (it asks the daemon anyway).
-// What it cannot remove it only reports.
-type cleanStaleStep struct {
-	jobID string
-	emit  func(Event)
-	limit time.Duration // --setup-timeout
-}
-
-func (cleanStaleStep) Title() string { return "remove what ended jobs left" }
-
-func (s cleanStaleStep) Run(ctx context.Context, hr *hostRun) error {
-	var removed []hostops.StaleDir
-	err := within(ctx, s.limit, func(ctx context.Context) (err error) {
-		removed, err = hr.conn.CleanStale(ctx, s.jobID, hr.facts.WorkBases)
-		return err
-	})
-	if err != nil {
-		hr.log.Warn("clean up earlier jobs", "err", err)
-		return nil
-	}
-	for _, r := range removed {
-		var msg string
-		switch {
-		case r.Live:
-			hr.log.Info("another job runs on the host", "dir", r.Dir)
-			continue
-		case !r.Removed:
-			msg = "could not remove " + r.Dir + " of an ended job: " + r.Error
-		default:
-			msg = "removed what an ended job left: " + r.Dir
-			if r.Killed {
-				msg += fmt.Sprintf(" (stopped its node, pid %d)", r.PID)
-			}
-		}
-		s.emit(Event{Kind: EventHostLog, Host: hr.host.Name, Message: msg})
-	}
-	return nil
-}
-
 // nodeBinaryStep picks the node binary for the host's CPU and where it
 // lives there: the login user's node cache (kept between jobs, see
 // hostops.PlaceNode) unless the operator or the inventory said no, or the
@@ -193,11 +150,15 @@ func roomForNode(dir string, free, need int64) error {
 	return fmt.Errorf("%w in %s: the host has %.1f MB free in %s, the node binary needs %.1f MB; free space there, or set work_dir: in the inventory", ErrNoRoom, dir, float64(free)/1e6, dir, float64(need)/1e6)
 }
 
-// workDirStep makes the job's fresh work dir on the host; its cleanup
-// removes it with everything in it, stopping a node that still runs there.
+// workDirStep makes the job's fresh work dir on the host and learns where
+// the node binary lives there (hostops.Conn.MakeWorkDir, one command);
+// meanwhile, in a session of its own, it clears what ended jobs left. Its
+// cleanup removes the work dir with everything in it, stopping a node that
+// still runs there.
 type workDirStep struct {
 	jobID string
 	book  *hostBook
+	emit  func(Event)
 	limit time.Duration // --setup-timeout
 }
 
@@ -206,16 +167,57 @@ func (workDirStep) Title() string { return "make the work dir" }
 func (s workDirStep) Run(ctx context.Context, hr *hostRun) error {
 	// From here on the host is written to: shown as uploading.
 	s.book.set(hr.host.Name, HostUploading, "")
-	var dir string
+	cleaned := make(chan struct{})
+	go func() {
+		defer close(cleaned)
+		s.cleanStale(ctx, hr)
+	}()
+	var wd hostops.WorkDir
 	err := within(ctx, s.limit, func(ctx context.Context) (err error) {
-		dir, err = hr.conn.MakeWorkDir(ctx, hr.facts.WorkBase, s.jobID)
+		wd, err = hr.conn.MakeWorkDir(ctx, hr.facts.WorkBase, s.jobID, hr.cacheDir, hr.binary.SHA256)
 		return err
 	})
+	<-cleaned
+	hr.dir = wd.Path // made even when the answer was unexpected: removed in Cleanup
 	if err != nil {
 		return fmt.Errorf("make job dir: %w", err)
 	}
-	hr.dir = dir
+	hr.nodeBin, hr.nodeCached = wd.Node.Path, wd.Node.Cached
 	return nil
+}
+
+// cleanStale removes what earlier jobs that are over left on the host: work
+// dirs and nodes still running from them. Jobs that still run (side by side
+// with this one) are left alone; so are their temporary images, which the
+// node removes for the jobs that are over (it asks the daemon anyway). What
+// it cannot remove it only reports; a host that does not answer within
+// the setup timeout only delays the job's setup there.
+func (s workDirStep) cleanStale(ctx context.Context, hr *hostRun) {
+	var removed []hostops.StaleDir
+	err := within(ctx, s.limit, func(ctx context.Context) (err error) {
+		removed, err = hr.conn.CleanStale(ctx, s.jobID, hr.facts.WorkBases)
+		return err
+	})
+	if err != nil {
+		hr.log.Warn("clean up earlier jobs", "err", err)
+		return
+	}
+	for _, r := range removed {
+		var msg string
+		switch {
+		case r.Live:
+			hr.log.Info("another job runs on the host", "dir", r.Dir)
+			continue
+		case !r.Removed:
+			msg = "could not remove " + r.Dir + " of an ended job: " + r.Error
+		default:
+			msg = "removed what an ended job left: " + r.Dir
+			if r.Killed {
+				msg += fmt.Sprintf(" (stopped its node, pid %d)", r.PID)
+			}
+		}
+		s.emit(Event{Kind: EventHostLog, Host: hr.host.Name, Message: msg})
+	}
 }
 
 func (workDirStep) Cleanup(ctx context.Context, hr *hostRun) {
@@ -251,16 +253,7 @@ const maxPeerTries = 3
 
 func (s placeNodeStep) Run(ctx context.Context, hr *hostRun) error {
 	sha := hr.binary.SHA256
-	var place hostops.NodePlace
-	err := within(ctx, s.limit, func(ctx context.Context) (err error) {
-		place, err = hr.conn.PlaceNode(ctx, hr.dir, hr.cacheDir, sha)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	hr.nodeBin = place.Path
-	if place.Cached {
+	if hr.nodeCached {
 		s.bins.cached()
 		s.book.setNodeFrom(hr.host.Name, "cache")
 		return nil
@@ -278,7 +271,7 @@ func (s placeNodeStep) Run(ctx context.Context, hr *hostRun) error {
 					return fmt.Errorf("upload node binary: wait for --max-rate: %w", err)
 				}
 				return within(ctx, s.limit, func(ctx context.Context) error {
-					return hr.conn.Upload(ctx, place.Path, hostops.Binary{Gzip: hr.binary.Gz, SHA256: sha})
+					return hr.conn.Upload(ctx, hr.nodeBin, hostops.Binary{Gzip: hr.binary.Gz, SHA256: sha})
 				})
 			})
 			s.bins.done(src, sha, err == nil, int64(len(hr.binary.Gz)), time.Since(start))
@@ -289,7 +282,7 @@ func (s placeNodeStep) Run(ctx context.Context, hr *hostRun) error {
 			return nil
 		}
 		err = within(ctx, s.limit, func(ctx context.Context) error {
-			return hr.conn.Fetch(ctx, place.Path, sha, src.peer.url)
+			return hr.conn.Fetch(ctx, hr.nodeBin, sha, src.peer.url)
 		})
 		s.bins.done(src, sha, err == nil, int64(len(hr.binary.Gz)), time.Since(start))
 		if err == nil {

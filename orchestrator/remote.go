@@ -34,15 +34,13 @@ type Conn interface {
 	// (only) or of every other job that is over (its work dir alive in
 	// none of bases), and returns their names.
 	RemoveTempImages(ctx context.Context, jobID string, only bool, bases []string) ([]string, error)
-	// MakeWorkDir creates the job's fresh work dir in base and returns
-	// its path; RemoveWorkDir deletes it, stopping a node still running
-	// from it.
-	MakeWorkDir(ctx context.Context, base, jobID string) (string, error)
+	// MakeWorkDir creates the job's fresh work dir in base and says where
+	// the node binary with sha256 sha lives: in cacheDir (kept between
+	// jobs) or, with cacheDir empty, in the work dir; and whether it is
+	// there already. RemoveWorkDir deletes the dir, stopping a node still
+	// running from it.
+	MakeWorkDir(ctx context.Context, base, jobID, cacheDir, sha string) (hostops.WorkDir, error)
 	RemoveWorkDir(ctx context.Context, dir string) error
-	// PlaceNode says where the node binary with sha256 sha lives: in
-	// cacheDir (kept between jobs) or, with cacheDir empty, in workDir;
-	// and whether it is there already.
-	PlaceNode(ctx context.Context, workDir, cacheDir, sha string) (hostops.NodePlace, error)
 	// NodeCached reports, without writing, whether the node cache
 	// cacheDir holds the node binary with sha256 sha.
 	NodeCached(ctx context.Context, cacheDir, sha string) (bool, error)

@@ -103,31 +103,38 @@ func TestClient_UploadChecksUnpacksAndRenames(t *testing.T) {
 	bin := bytes.Repeat([]byte("#!/bin/sh\necho node\n"), 50000)
 	sum := sha256.Sum256(bin)
 	sha := hex.EncodeToString(sum[:])
-	dir, err := c.MakeWorkDir(ctx, base, "job1")
+	wd, err := c.MakeWorkDir(ctx, base, "job1", "", sha)
 	if err != nil {
 		t.Fatal(err)
 	}
+	dir := wd.Path
 	if dir != base+"/layercast-job1" {
 		t.Errorf("work dir %s", dir)
 	}
 	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
 		t.Fatalf("work dir: %v %v", st, err)
 	}
-	if _, err := c.MakeWorkDir(ctx, base, "job1"); err == nil {
+	if _, err := c.MakeWorkDir(ctx, base, "job1", "", sha); err == nil {
 		t.Errorf("a second MakeWorkDir of the same job succeeded; work dirs must be fresh")
 	}
-	if _, err := c.MakeWorkDir(ctx, base, "../etc"); err == nil {
+	if _, err := os.Stat(dir); err != nil {
+		t.Errorf("a second MakeWorkDir of the same job removed the first one's dir: %v", err)
+	}
+	if _, err := c.MakeWorkDir(ctx, base, "../etc", "", sha); err == nil {
 		t.Errorf("job id with a path accepted")
 	}
+	if _, err := c.MakeWorkDir(ctx, base, "job3", "", "not-a-sha"); err == nil {
+		t.Errorf("a sha256 that is not one accepted")
+	}
 	// A base that does not exist yet (a fresh cache dir) is made.
-	if d, err := c.MakeWorkDir(ctx, base+"/home/.cache", "job2"); err != nil || d != base+"/home/.cache/layercast-job2" {
-		t.Errorf("work dir in a missing base: %s, %v", d, err)
+	if d, err := c.MakeWorkDir(ctx, base+"/home/.cache", "job2", "", sha); err != nil || d.Path != base+"/home/.cache/layercast-job2" {
+		t.Errorf("work dir in a missing base: %+v, %v", d, err)
 	}
 
 	// Without a cache the binary goes into the work dir.
-	place, err := c.PlaceNode(ctx, dir, "", sha)
-	if err != nil || place.Cached || place.Path != dir+"/"+NodeBinaryName {
-		t.Fatalf("place without cache: %+v, %v", place, err)
+	place := wd.Node
+	if place.Cached || place.Path != dir+"/"+NodeBinaryName {
+		t.Fatalf("place without cache: %+v", place)
 	}
 	if err := c.Upload(ctx, place.Path, Binary{Gzip: gz(t, bin), SHA256: sha}); err != nil {
 		t.Fatal(err)
@@ -167,17 +174,50 @@ func TestClient_UploadChecksUnpacksAndRenames(t *testing.T) {
 	}
 }
 
+func TestClient_MakeWorkDirRemovesItsDirWhenTheNodeCacheCannotBeMade(t *testing.T) {
+	c, base := connect(t)
+	ctx := context.Background()
+	// A file where the cache dir should be: mkdir -p fails after the work
+	// dir was made, in the same command.
+	home := filepath.Join(t.TempDir(), "cache")
+	if err := os.WriteFile(home, []byte("not a dir"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sha := strings.Repeat("ab", 32)
+	wd, err := c.MakeWorkDir(ctx, base, "job1", NodeCacheDir(home), sha)
+	if err == nil || wd.Path != "" {
+		t.Fatalf("got %+v, %v; want an error and no work dir to clean up", wd, err)
+	}
+	if _, err := os.Stat(filepath.Join(base, "layercast-job1")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the failed command left its work dir: %v", err)
+	}
+	// The job can make it again once the cache is fixed.
+	if err := os.Remove(home); err != nil {
+		t.Fatal(err)
+	}
+	if wd, err := c.MakeWorkDir(ctx, base, "job1", NodeCacheDir(home), sha); err != nil || wd.Node.Path != CachedNodePath(NodeCacheDir(home), sha) {
+		t.Errorf("after the fix: %+v, %v", wd, err)
+	}
+}
+
 func TestClient_NodeCacheKeepsTheVerifiedBinary(t *testing.T) {
-	c, _ := connect(t)
+	c, base := connect(t)
 	ctx := context.Background()
 	cache := NodeCacheDir(filepath.Join(t.TempDir(), "cache"))
 	bin := bytes.Repeat([]byte("#!/bin/sh\necho node v2\n"), 40000)
 	sum := sha256.Sum256(bin)
 	sha := hex.EncodeToString(sum[:])
 
+	// Each job has its own work dir; the node's place is the cache's.
+	jobs := 0
+	placeNode := func() (NodePlace, error) {
+		jobs++
+		wd, err := c.MakeWorkDir(ctx, base, fmt.Sprintf("job%d", jobs), cache, sha)
+		return wd.Node, err
+	}
 	// The names the scripts use are the ones NodeCacheDir and
 	// CachedNodePath give (the bench seeds caches by them).
-	place, err := c.PlaceNode(ctx, "/unused", cache, sha)
+	place, err := placeNode()
 	if err != nil || place.Cached || path.Base(cache) != "layercast" || place.Path != CachedNodePath(cache, sha) {
 		t.Fatalf("first place: %+v, %v", place, err)
 	}
@@ -187,7 +227,7 @@ func TestClient_NodeCacheKeepsTheVerifiedBinary(t *testing.T) {
 	if err := c.Upload(ctx, place.Path, Binary{Gzip: gz(t, bin), SHA256: sha}); err != nil {
 		t.Fatal(err)
 	}
-	again, err := c.PlaceNode(ctx, "/unused", cache, sha)
+	again, err := placeNode()
 	if err != nil || !again.Cached || again.Path != place.Path {
 		t.Fatalf("second place: %+v, %v; want the cached binary", again, err)
 	}
@@ -195,7 +235,7 @@ func TestClient_NodeCacheKeepsTheVerifiedBinary(t *testing.T) {
 	if err := os.WriteFile(place.Path, []byte("tampered"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := c.PlaceNode(ctx, "/unused", cache, sha); p.Cached {
+	if p, _ := placeNode(); p.Cached {
 		t.Fatal("a binary whose sha256 changed counts as cached")
 	}
 	// Old binaries no job asked for are pruned; the one asked for stays.
@@ -209,7 +249,7 @@ func TestClient_NodeCacheKeepsTheVerifiedBinary(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.PlaceNode(ctx, "/unused", cache, sha); err != nil {
+	if _, err := placeNode(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {

@@ -97,8 +97,8 @@ type FakeConn struct {
 	// TempImages are the daemon's temporary images (jobspec.TempRef);
 	// RemoveTempImages removes them. Read them back with TempImagesLeft.
 	TempImages []string
-	// HangOn names a method ("probe", "clean", "mkdir", "place",
-	// "upload") that hangs until its ctx ends, as on a host that stopped
+	// HangOn names a method ("probe", "clean", "mkdir", "upload") that
+	// hangs until its ctx ends, as on a host that stopped
 	// answering.
 	HangOn string
 	// StartFunc plays the started command (for example a fake node that
@@ -153,8 +153,8 @@ func (c *FakeConn) record(format string, args ...any) error {
 	return nil
 }
 
-// Calls lists the methods called, e.g. "probe", "mkdir JOB", "place SHA",
-// "upload DEST", "fetch DEST URL", "start CMDLINE", "forward ADDR", "clean
+// Calls lists the methods called, e.g. "probe", "mkdir JOB SHA", "upload
+// DEST", "fetch DEST URL", "start CMDLINE", "forward ADDR", "clean
 // JOB", "rm DIR", "close".
 func (c *FakeConn) Calls() []string {
 	c.mu.Lock()
@@ -245,40 +245,28 @@ func (c *FakeConn) Run(ctx context.Context, cmd openssh.Command) ([]byte, error)
 	return nil, nil
 }
 
-func (c *FakeConn) MakeWorkDir(ctx context.Context, base, jobID string) (string, error) {
-	if err := c.record("mkdir %s", jobID); err != nil {
-		return "", err
+func (c *FakeConn) MakeWorkDir(ctx context.Context, base, jobID, cacheDir, sha string) (WorkDir, error) {
+	if err := c.record("mkdir %s %s", jobID, sha); err != nil {
+		return WorkDir{}, err
 	}
 	if err := c.hang(ctx, "mkdir"); err != nil {
-		return "", err
+		return WorkDir{}, err
 	}
 	if c.MkdirErr != nil {
-		return "", c.MkdirErr
+		return WorkDir{}, c.MkdirErr
 	}
 	dir := base + "/" + jobspec.WorkDirName(jobID)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.workDirs[dir] {
-		return "", fmt.Errorf("make work dir %s: exists", dir)
-	}
-	c.workDirs[dir] = true
-	return dir, nil
-}
-
-func (c *FakeConn) PlaceNode(ctx context.Context, workDir, cacheDir, sha string) (NodePlace, error) {
-	if err := c.record("place %s", sha); err != nil {
-		return NodePlace{}, err
-	}
-	if err := c.hang(ctx, "place"); err != nil {
-		return NodePlace{}, err
-	}
-	p := workDir + "/" + NodeBinaryName
+	p := dir + "/" + NodeBinaryName
 	if cacheDir != "" {
 		p = CachedNodePath(cacheDir, sha)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return NodePlace{Path: p, Cached: c.files[p]}, nil
+	if c.workDirs[dir] {
+		return WorkDir{}, fmt.Errorf("make work dir %s: exists", dir)
+	}
+	c.workDirs[dir] = true
+	return WorkDir{Path: dir, Node: NodePlace{Path: p, Cached: c.files[p]}}, nil
 }
 
 func (c *FakeConn) NodeCached(ctx context.Context, cacheDir, sha string) (bool, error) {

@@ -13,25 +13,43 @@ import (
 	"github.com/layercast/layercast/orchestrator/openssh"
 )
 
-// makeWorkDirScript makes the base $1 if missing (the login user's cache
-// dir may not exist yet) and the fresh work dir $2 in it, mode 0700.
-const makeWorkDirScript = `mkdir -p -- "$1" && mkdir -m 0700 -- "$2"`
+// WorkDir is a job's fresh work dir on a host and where the job's node
+// binary lives there.
+type WorkDir struct {
+	Path string
+	Node NodePlace
+}
 
-// MakeWorkDir creates the job's temp dir in base (Facts.WorkBase), named
-// jobspec.WorkDirName, mode 0700, owned by the login user. It fails if the
-// dir exists: a job dir is always fresh.
-func (c *Conn) MakeWorkDir(ctx context.Context, base, jobID string) (string, error) {
+// MakeWorkDir creates the job's work dir in base (Facts.WorkBase), named
+// jobspec.WorkDirName, mode 0700, owned by the login user, and says in the
+// same command where the node binary with sha256 sha lives: in cacheDir
+// (the host's node cache, kept between jobs; see workDirScript for what it
+// prunes) or, with cacheDir empty, in the work dir, removed with it. It
+// checks whether the cache already holds that binary. It fails if the dir
+// exists, since a job dir is always fresh; a failure after the dir was
+// made removes it again. One command, not two: on a loaded link every
+// round trip is a part of each host's setup.
+func (c *Conn) MakeWorkDir(ctx context.Context, base, jobID, cacheDir, sha string) (WorkDir, error) {
 	if !jobspec.ValidJobID(jobID) {
-		return "", fmt.Errorf("make work dir: job id %q has characters a path cannot hold", jobID)
+		return WorkDir{}, fmt.Errorf("make work dir: job id %q has characters a path cannot hold", jobID)
 	}
 	if !path.IsAbs(base) || path.Clean(base) != base || base == "/" {
-		return "", fmt.Errorf("make work dir: base %q is not an absolute directory", base)
+		return WorkDir{}, fmt.Errorf("make work dir: base %q is not an absolute directory", base)
+	}
+	if err := validSHA256(sha); err != nil {
+		return WorkDir{}, fmt.Errorf("make work dir: node binary: %w", err)
 	}
 	dir := path.Join(base, jobspec.WorkDirName(jobID))
-	if _, err := c.Run(ctx, openssh.Script(makeWorkDirScript, base, dir)); err != nil {
-		return "", fmt.Errorf("make work dir %s: %w", dir, err)
+	out, err := c.Run(ctx, openssh.Script(workDirScript, base, dir, cacheDir, sha, fmt.Sprint(CacheKeepDays)))
+	if err != nil {
+		return WorkDir{}, fmt.Errorf("make work dir %s and place the node binary in %s: %w", dir, cmpOr(cacheDir, dir), err)
 	}
-	return dir, nil
+	verb, p, ok := strings.Cut(strings.TrimSpace(string(out)), " ")
+	if !ok || (verb != "hit" && verb != "place") || !path.IsAbs(p) {
+		// The dir was made: the caller's cleanup removes it.
+		return WorkDir{Path: dir}, fmt.Errorf("make work dir %s: unexpected answer %q", dir, out)
+	}
+	return WorkDir{Path: dir, Node: NodePlace{Path: p, Cached: verb == "hit"}}, nil
 }
 
 // IsWorkDir reports whether dir can be a job's work dir: an absolute,
@@ -72,7 +90,7 @@ func NodeCacheDir(cacheHome string) string { return path.Join(cacheHome, nodeCac
 const nodeCacheName = "layercast"
 
 // CachedNodePath is the node binary with sha256 sha in the node cache
-// cacheDir (see placeScript); its compressed twin is the same path with
+// cacheDir (see workDirScript); its compressed twin is the same path with
 // ".gz" appended, and a job finds the binary there only with both present.
 func CachedNodePath(cacheDir, sha string) string {
 	return path.Join(cacheDir, NodeBinaryName+"-"+sha)
@@ -125,47 +143,36 @@ const sha256Func = `sha256_of() {
 }
 `
 
-// placeScript picks where the node binary with sha256 $2 lives: in the
-// node cache dir $1 (made 0700 when missing; binaries no job used for $4
-// days and transfers broken off an hour ago are pruned, never the one
-// asked for), or, when $1 is empty, in the work dir $3. It prints "hit
-// PATH" when the cache holds the binary with the right sha256, else "place
-// PATH".
-const placeScript = sha256Func + `
+// workDirScript makes the base $1 if missing (the login user's cache dir
+// may not exist yet) and the fresh work dir $2 in it, mode 0700. Then it
+// picks where the node binary with sha256 $4 lives: in the node cache dir
+// $3 (made 0700 when missing; binaries no job used for $5 days and
+// transfers broken off an hour ago are pruned, never the one asked for),
+// or, when $3 is empty, in the work dir. It prints "hit PATH" when the
+// cache holds the binary with the right sha256, else "place PATH". When it
+// fails after making the work dir, it removes the dir (still empty).
+const workDirScript = sha256Func + `
 set -eu
-cache=$1; sha=$2; work=$3; keep=$4
-if [ -z "$cache" ]; then echo "place $work/` + NodeBinaryName + `"; exit 0; fi
-umask 077
-mkdir -p -- "$cache"
-f="$cache/` + NodeBinaryName + `-$sha"
-find "$cache" -maxdepth 1 -type f -name '` + NodeBinaryName + `-*' ! -name "` + NodeBinaryName + `-$sha*" -mtime +"$keep" -exec rm -f -- {} + 2>/dev/null || true
-find "$cache" -maxdepth 1 -type f -name '*.partial-*' -mmin +60 -exec rm -f -- {} + 2>/dev/null || true
-if [ -f "$f" ] && [ -f "$f.gz" ] && [ "$(sha256_of "$f")" = "$sha" ]; then
-  touch -c -- "$f" "$f.gz"; echo "hit $f"
+base=$1; work=$2; cache=$3; sha=$4; keep=$5
+mkdir -p -- "$base"
+mkdir -m 0700 -- "$work"
+trap 'rmdir -- "$work" 2>/dev/null' EXIT
+if [ -z "$cache" ]; then
+  echo "place $work/` + NodeBinaryName + `"
 else
-  echo "place $f"
+  umask 077
+  mkdir -p -- "$cache"
+  f="$cache/` + NodeBinaryName + `-$sha"
+  find "$cache" -maxdepth 1 -type f -name '` + NodeBinaryName + `-*' ! -name "` + NodeBinaryName + `-$sha*" -mtime +"$keep" -exec rm -f -- {} + 2>/dev/null || true
+  find "$cache" -maxdepth 1 -type f -name '*.partial-*' -mmin +60 -exec rm -f -- {} + 2>/dev/null || true
+  if [ -f "$f" ] && [ -f "$f.gz" ] && [ "$(sha256_of "$f")" = "$sha" ]; then
+    touch -c -- "$f" "$f.gz"; echo "hit $f"
+  else
+    echo "place $f"
+  fi
 fi
+trap - EXIT
 `
-
-// PlaceNode says where the node binary with sha256 sha lives on the host
-// for job jobID: in cacheDir (the host's node cache, kept between jobs;
-// see placeScript for what it prunes) or, with cacheDir empty, in the
-// job's work dir workDir, removed with it. It checks whether the cache
-// already holds that binary.
-func (c *Conn) PlaceNode(ctx context.Context, workDir, cacheDir, sha string) (NodePlace, error) {
-	if err := validSHA256(sha); err != nil {
-		return NodePlace{}, fmt.Errorf("place node binary: %w", err)
-	}
-	out, err := c.Run(ctx, openssh.Script(placeScript, cacheDir, sha, workDir, fmt.Sprint(CacheKeepDays)))
-	if err != nil {
-		return NodePlace{}, fmt.Errorf("place node binary in %s: %w", cmpOr(cacheDir, workDir), err)
-	}
-	verb, p, ok := strings.Cut(strings.TrimSpace(string(out)), " ")
-	if !ok || (verb != "hit" && verb != "place") || !path.IsAbs(p) {
-		return NodePlace{}, fmt.Errorf("place node binary: unexpected answer %q", out)
-	}
-	return NodePlace{Path: p, Cached: verb == "hit"}, nil
-}
 
 func cmpOr(a, b string) string {
 	if a != "" {
@@ -214,7 +221,7 @@ func partialName(dest string) string {
 	return dest + ".gz.partial-" + hex.EncodeToString(b)
 }
 
-// Upload sends bin over SFTP and puts it in place at dest (a PlaceNode
+// Upload sends bin over SFTP and puts it in place at dest (a WorkDir.Node
 // path): the compressed bytes travel, the host unpacks them, checks the
 // sha256 and renames the binary into place.
 func (c *Conn) Upload(ctx context.Context, dest string, bin Binary) error {

@@ -31,7 +31,7 @@ var ErrSeedMissed = errors.New("hosts did not take the seeded node binary from t
 const benchCacheHome = "/root/.cache"
 
 // seedScript leaves the node cache of $1 as a layercast job leaves it after
-// bringing the node binary with sha256 $2 (hostops.PlaceNode, Upload): the
+// bringing the node binary with sha256 $2 (hostops.Conn.MakeWorkDir, Upload): the
 // cache dir emptied and made again 0700, the binary at $3 with mode 0755,
 // its compressed twin (read from stdin) at $3.gz with mode 0644, every file
 // owned by the login user, the binary checked against its sha256.
