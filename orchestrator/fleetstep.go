@@ -59,7 +59,9 @@ func (s *fleetStep) Run(ctx context.Context, j *job) error {
 	steps := hostSteps(j, s.book, s.nodes, fan, s.bins, auth)
 	for _, h := range j.hosts {
 		hr := &hostRun{host: h, log: j.log.With(slog.String("host", h.Name)), ran: make(chan struct{})}
-		hr.pipeline = &pipeline[*hostRun]{x: hr, steps: steps}
+		hr.pipeline = &pipeline[*hostRun]{x: hr, steps: steps, starting: func(s step[*hostRun]) {
+			hr.log.Debug("host step", slog.String("title", s.Title()))
+		}}
 		s.hosts = append(s.hosts, hr)
 	}
 	if j.served != nil {

@@ -153,3 +153,43 @@ func TestFleet_HostWhoseConnectionDropsAfterAWriteIsNotSetUpAgain(t *testing.T) 
 		t.Errorf("dialled %v: a host may have its work dir already, it must not be set up again", l.dialer.Dialed)
 	}
 }
+
+func TestFleet_EndedJobsAreClearedOnlyWhereTheProbeSawOneAndReported(t *testing.T) {
+	l := newTestLab(t, "clean", "left")
+	clean := l.play("clean", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
+	left := l.play("left", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
+	left.Facts.Leftovers = []string{"/tmp/layercast-ended", "/tmp/layercast-running"}
+	left.Stale = []hostops.StaleDir{
+		{Dir: "/tmp/layercast-ended", PID: 42, Killed: true, Removed: true},
+		{Dir: "/tmp/layercast-running", Live: true},
+	}
+	rep, rec, err := l.run(t, context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range rep.Hosts {
+		if h.State != HostDone {
+			t.Errorf("%s: %s %q", h.Host, h.State, h.Error)
+		}
+	}
+	cleaned := func(c *hostops.FakeConn) bool {
+		return slices.ContainsFunc(c.Calls(), func(s string) bool { return strings.HasPrefix(s, "clean ") })
+	}
+	if cleaned(clean) {
+		t.Errorf("clean: looked for ended jobs though the probe saw none: %q", clean.Calls())
+	}
+	if !cleaned(left) {
+		t.Errorf("left: did not look for ended jobs: %q", left.Calls())
+	}
+	var logs []string
+	rec.mu.Lock()
+	for _, e := range rec.events {
+		if e.Kind == EventHostLog && e.Host == "left" {
+			logs = append(logs, e.Message)
+		}
+	}
+	rec.mu.Unlock()
+	if want := []string{"removed what an ended job left: /tmp/layercast-ended (stopped its node, pid 42)"}; !slices.Equal(logs, want) {
+		t.Errorf("left's log events %q, want %q", logs, want)
+	}
+}

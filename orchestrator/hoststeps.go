@@ -152,7 +152,8 @@ func roomForNode(dir string, free, need int64) error {
 
 // workDirStep makes the job's fresh work dir on the host and learns where
 // the node binary lives there (hostops.Conn.MakeWorkDir, one command);
-// meanwhile, in a session of its own, it clears what ended jobs left. Its
+// meanwhile, in a session of its own, it clears what ended jobs left when
+// the probe saw work dirs of other jobs (Facts.Leftovers). Its
 // cleanup removes the work dir with everything in it, stopping a node that
 // still runs there.
 type workDirStep struct {
@@ -168,10 +169,14 @@ func (s workDirStep) Run(ctx context.Context, hr *hostRun) error {
 	// From here on the host is written to: shown as uploading.
 	s.book.set(hr.host.Name, HostUploading, "")
 	cleaned := make(chan struct{})
-	go func() {
-		defer close(cleaned)
-		s.cleanStale(ctx, hr)
-	}()
+	if len(hr.facts.Leftovers) == 0 {
+		close(cleaned) // the probe saw no other job's work dir
+	} else {
+		go func() {
+			defer close(cleaned)
+			s.cleanStale(ctx, hr)
+		}()
+	}
 	var wd hostops.WorkDir
 	err := within(ctx, s.limit, func(ctx context.Context) (err error) {
 		wd, err = hr.conn.MakeWorkDir(ctx, hr.facts.WorkBase, s.jobID, hr.cacheDir, hr.binary.SHA256)

@@ -634,6 +634,38 @@ func probeWith(t *testing.T, workDir, mounts string) Facts {
 	return parseProbe(out, h)
 }
 
+func TestProbe_ListsTheWorkDirsOtherJobsLeftInTheWorkBases(t *testing.T) {
+	base := t.TempDir()
+	for _, d := range []string{"layercast-20261202-ended", "layercast-20261202-live", "not-layercast-x", "layercast"} {
+		if err := os.Mkdir(filepath.Join(base, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Neither a file nor a symlink is a work dir.
+	if err := os.WriteFile(filepath.Join(base, "layercast-file"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(t.TempDir(), filepath.Join(base, "layercast-link")); err != nil {
+		t.Fatal(err)
+	}
+	f := probeWith(t, base, "/dev/sda1 / ext4 rw,relatime 0 0\n")
+	var here []string
+	for _, d := range f.Leftovers {
+		if filepath.Dir(d) == base {
+			here = append(here, filepath.Base(d))
+		}
+	}
+	slices.Sort(here)
+	if want := []string{"layercast-20261202-ended", "layercast-20261202-live"}; !slices.Equal(here, want) {
+		t.Errorf("leftovers in the work base %q, want %q (all: %q)", here, want, f.Leftovers)
+	}
+	for _, d := range f.Leftovers {
+		if !slices.Contains(f.WorkBases, filepath.Dir(d)) {
+			t.Errorf("leftover %s outside the work bases %q", d, f.WorkBases)
+		}
+	}
+}
+
 func TestProbe_WorkDirBaseAllowsExec(t *testing.T) {
 	if _, err := os.Stat("/var/tmp"); err != nil {
 		t.Skip("no /var/tmp here")

@@ -58,6 +58,10 @@ type Facts struct {
 	// WorkBases are every dir a job may have put its work dir in on this
 	// host: where cleanup looks for what ended jobs left.
 	WorkBases []string
+	// Leftovers are the dirs named like a work dir (jobspec.WorkDirName)
+	// that the login user owns in WorkBases: other jobs', running or
+	// ended. Without any, there is nothing for CleanStale to look at.
+	Leftovers []string
 	// CacheHome is $XDG_CACHE_HOME, else ~/.cache, of the login user.
 	CacheHome string
 	// CacheNoExec: CacheHome is on a file system mounted noexec, so the
@@ -145,6 +149,10 @@ try() {
   echo "workfree=$(df -Pk -- "$e" 2>/dev/null | awk 'NR==2 {print $4}')"
 }
 if [ -n "$4" ]; then try "$4"; else try /tmp; try /var/tmp; try "$cache"; fi
+for b in "$4" /tmp /var/tmp "$cache"; do
+  [ -n "$b" ] || continue
+  for d in "$b"/` + jobspec.WorkDirNamePrefix + `*; do [ -d "$d" ] && [ ! -L "$d" ] && [ -O "$d" ] && echo "leftover=$d"; done
+done
 if command -v curl >/dev/null 2>&1; then echo "fetch=curl"; elif command -v wget >/dev/null 2>&1; then echo "fetch=wget"; else echo "fetch=none"; fi
 dh=$1; become=$2; askcli=$3; ctd=${6#unix://}
 if [ -n "$ctd" ]; then
@@ -180,8 +188,8 @@ fi
 `
 
 // Probe learns OS, CPU, the SSH connection's addresses, Docker access, the
-// work dir's base and its free space, the user's cache dir and a tool to
-// fetch URLs with. It
+// work dir's base and its free space, the user's cache dir, the work dirs
+// other jobs left, and a tool to fetch URLs with. It
 // writes nothing on the host. With askDocker the docker CLI is asked for
 // the daemon's version (plan shows it); without, Docker access is judged
 // from the socket and sudo alone and the node checks the daemon itself. An
@@ -214,15 +222,18 @@ func (c *Conn) Probe(ctx context.Context, askDocker bool) (Facts, error) {
 // parseProbe turns probeScript's output for host h into Facts.
 func parseProbe(out []byte, h inventory.Host) Facts {
 	kv := map[string]string{}
-	var workNo []string
+	var workNo, leftovers []string
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), "=")
 		if !ok {
 			continue
 		}
-		if k == "workno" {
+		switch k {
+		case "workno":
 			workNo = append(workNo, v)
+		case "leftover":
+			leftovers = append(leftovers, v)
 		}
 		kv[k] = v
 	}
@@ -240,6 +251,11 @@ func parseProbe(out []byte, h inventory.Host) Facts {
 	f.WorkBases = workBases(h.WorkDir, f.CacheHome)
 	if f.WorkBase != "" && !slices.Contains(f.WorkBases, f.WorkBase) {
 		f.WorkBase = "" // not one the probe was given
+	}
+	for _, d := range leftovers {
+		if IsWorkDir(d) && slices.Contains(f.WorkBases, path.Dir(d)) && !slices.Contains(f.Leftovers, d) {
+			f.Leftovers = append(f.Leftovers, d)
+		}
 	}
 	if t := kv["fetch"]; t == "curl" || t == "wget" {
 		f.Fetch = t
