@@ -22,8 +22,8 @@ import (
 
 // hostSteps is each host's pipeline: reach the host, learn about it, make
 // a fresh work dir while clearing what earlier jobs left, bring the node
-// binary, start the node and follow it. The steps keep what they learn in the
-// host's hostRun; their cleanups are the host's teardown.
+// binary, start the node and follow it. The steps keep what they learn in
+// the host's hostRun; their cleanups are the host's teardown.
 func hostSteps(j *job, book *hostBook, nodes *nodeassets.Set, fan *fanOut, bins *binSources, registryAuth string) []step[*hostRun] {
 	setup := j.opts.SetupTimeout
 	return []step[*hostRun]{
@@ -113,10 +113,10 @@ func (s probeStep) Run(ctx context.Context, hr *hostRun) error {
 
 // nodeBinaryStep picks the node binary for the host's CPU and where it
 // lives there: the login user's node cache (kept between jobs, see
-// hostops.PlaceNode) unless the operator or the inventory said no, or the
-// cache is on a file system mounted noexec; else the work dir. Without a
-// cache it checks, before anything is written, that the work dir's base
-// has room for it.
+// hostops.Conn.MakeWorkDir) unless the operator or the inventory said no,
+// or the cache is on a file system mounted noexec; else the work dir.
+// Without a cache it checks, before anything is written, that the work
+// dir's base has room for it.
 type nodeBinaryStep struct {
 	nodes   *nodeassets.Set
 	noCache bool
@@ -153,9 +153,9 @@ func roomForNode(dir string, free, need int64) error {
 // workDirStep makes the job's fresh work dir on the host and learns where
 // the node binary lives there (hostops.Conn.MakeWorkDir, one command);
 // meanwhile, in a session of its own, it clears what ended jobs left when
-// the probe saw work dirs of other jobs (Facts.Leftovers). Its
-// cleanup removes the work dir with everything in it, stopping a node that
-// still runs there.
+// the probe saw work dirs of other jobs (Facts.Leftovers). Its cleanup
+// removes the work dir with everything in it, stopping a node that still
+// runs there.
 type workDirStep struct {
 	jobID string
 	book  *hostBook
