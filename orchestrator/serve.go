@@ -80,6 +80,8 @@ func (s *serveStep) Run(ctx context.Context, j *job) error {
 	}
 	tr := tracker.New(tracker.Config{
 		Token: j.token, InfoHashes: hashes, Interval: j.opts.AnnounceInterval,
+		// Under --max-rate the answers stay a small part of the cap.
+		AnnounceRate: tracker.AnnounceRateFor(j.opts.MaxRate),
 		// A node that restarts announces under a new peer ID: some slack.
 		MaxPeers:   len(j.hosts) + 8,
 		AllowedIPs: hostIPs,

@@ -57,6 +57,32 @@ const (
 	MaxAutoInterval = time.Minute
 )
 
+// AnswerBytes is about what one announce's answer puts on the tracker's
+// uplink: 250 bytes of answer, TCP/IP framing included, and 300 for the 50
+// peers a node asks for.
+const AnswerBytes = 550
+
+// uplinkShare is the part of a capped uplink the tracker's answers may
+// take at their target rate: a twentieth, 5 %.
+const uplinkShare = 20
+
+// AnnounceRateFor is the target rate of announces per second (for
+// Config.AnnounceRate) at which the answers take about a twentieth of an
+// uplink capped at bytesPerSecond, and at most DefaultAnnounceRate; zero
+// for no cap (the default rate). The cap the operator gives the bastion's
+// upload (--max-rate) bounds the seeder; without this the tracker's
+// answers came on top of it at DefaultAnnounceRate: up to 55 kB/s (50
+// peers in every answer), more than half of a 700 kbit/s cap, and 8–19
+// kB/s of tracker traffic measured on the 200-host lab (docs/SCALE.md). At 700
+// kbit/s the rate is 7 a second, so 200 hosts × 5 layers announce every
+// 60 s (MaxAutoInterval) while they download, every 36 s at 50 hosts.
+func AnnounceRateFor(bytesPerSecond int64) int {
+	if bytesPerSecond <= 0 {
+		return 0
+	}
+	return int(min(max(bytesPerSecond/uplinkShare/AnswerBytes, 1), DefaultAnnounceRate))
+}
+
 // autoInterval is the downloading peers' interval for leechers and seeds
 // listed over all torrents and a target rate of announces per second.
 func autoInterval(leechers, seeds int64, rate int) time.Duration {

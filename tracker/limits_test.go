@@ -108,6 +108,31 @@ func TestTracker_CapsNumWant(t *testing.T) {
 	}
 }
 
+func TestAnnounceRateFor_KeepsTheAnswersNearATwentiethOfTheCap(t *testing.T) {
+	if got := AnnounceRateFor(0); got != 0 {
+		t.Errorf("no cap: rate %d, want 0 (the default)", got)
+	}
+	for _, capBytes := range []int64{1, 10_000, 87_500, 250_000, 1_000_000} {
+		r := AnnounceRateFor(capBytes)
+		if r < 1 || r > DefaultAnnounceRate {
+			t.Errorf("cap %d B/s: rate %d, want 1..%d", capBytes, r, DefaultAnnounceRate)
+			continue
+		}
+		if share := float64(r*AnswerBytes) / float64(capBytes); r > 1 && share > 1.0/20 {
+			t.Errorf("cap %d B/s: %d answers a second take %.1f %% of it", capBytes, r, 100*share)
+		}
+	}
+	// 700 kbit/s, the 200-host lab's cap: 7 a second, so 200 hosts × 5
+	// layers announce at the automatic interval's longest.
+	if r := AnnounceRateFor(87_500); r != 7 || autoInterval(1000, 0, r) != MaxAutoInterval {
+		t.Errorf("700 kbit/s: rate %d, interval at 1,000 leechers %v", r, autoInterval(1000, 0, r))
+	}
+	// A fast cap changes nothing.
+	if r := AnnounceRateFor(125_000_000); r != DefaultAnnounceRate {
+		t.Errorf("1 Gbit/s: rate %d, want the default %d", r, DefaultAnnounceRate)
+	}
+}
+
 func TestAutoInterval_HoldsTheAnnounceRate(t *testing.T) {
 	for _, tc := range []struct {
 		leechers, seeds int64
