@@ -47,16 +47,7 @@ func announcingNode(t *testing.T, hostAddr string, intervals chan<- time.Duratio
 		intervals <- interval
 		emit := func(e jobspec.Event) { e.Time = time.Now(); _ = enc.Encode(e) }
 		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateDownloading})
-		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateImporting})
-		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateDone, ImageID: spec.ImageID})
-		for {
-			var c jobspec.Control
-			if err := dec.Decode(&c); err != nil || c.Kind == jobspec.ControlStop {
-				break
-			}
-		}
-		emit(jobspec.Event{Kind: jobspec.EventExit})
-		p.Exit(nil)
+		importAndSeed(dec, emit, p, spec.ImageID)
 	}
 }
 

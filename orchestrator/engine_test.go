@@ -89,17 +89,24 @@ func fakeNode(t *testing.T, specs chan<- *jobspec.Spec, fail string) func(contex
 			p.Exit(errors.New("exit status 1"))
 			return
 		}
-		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateImporting})
-		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateDone, ImageID: spec.ImageID})
-		for {
-			var c jobspec.Control
-			if err := dec.Decode(&c); err != nil || c.Kind == jobspec.ControlStop {
-				break
-			}
-		}
-		emit(jobspec.Event{Kind: jobspec.EventExit})
-		p.Exit(nil)
+		importAndSeed(dec, emit, p, spec.ImageID)
 	}
+}
+
+// importAndSeed plays the end of a fake node that downloaded the image:
+// it imports it, reports imageID done, seeds until the bastion says stop,
+// and exits.
+func importAndSeed(dec *jobspec.Decoder, emit func(jobspec.Event), p *openssh.FakeProcess, imageID string) {
+	emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateImporting})
+	emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateDone, ImageID: imageID})
+	for {
+		var c jobspec.Control
+		if err := dec.Decode(&c); err != nil || c.Kind == jobspec.ControlStop {
+			break
+		}
+	}
+	emit(jobspec.Event{Kind: jobspec.EventExit})
+	p.Exit(nil)
 }
 
 type testLab struct {
