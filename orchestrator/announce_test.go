@@ -26,15 +26,12 @@ import (
 // plays a node that got the image.
 func announcingNode(t *testing.T, hostAddr string, intervals chan<- time.Duration) func(context.Context, openssh.Command, *openssh.FakeProcess) {
 	return func(ctx context.Context, _ openssh.Command, p *openssh.FakeProcess) {
-		dec := jobspec.NewDecoder(p.StdinReader())
-		enc := jobspec.NewEncoder(p.StdoutWriter())
-		spec, err := jobspec.ReadSpec(dec)
-		if err != nil {
-			t.Errorf("fake node: %v", err)
-			p.Exit(err)
+		dec, emit, spec, ok := startFakeNode(t, p)
+		if !ok {
 			return
 		}
 		var interval time.Duration
+		var err error
 		for i := range len(spec.Layers) + 1 {
 			l := spec.Layers[i%len(spec.Layers)]
 			if interval, err = announce(ctx, hostAddr, spec.Announce, l.Torrent, l.Size); err != nil {
@@ -45,7 +42,6 @@ func announcingNode(t *testing.T, hostAddr string, intervals chan<- time.Duratio
 			t.Errorf("fake node: %v", err)
 		}
 		intervals <- interval
-		emit := func(e jobspec.Event) { e.Time = time.Now(); _ = enc.Encode(e) }
 		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateDownloading})
 		importAndSeed(dec, emit, p, spec.ImageID)
 	}

@@ -63,16 +63,11 @@ func (r *recorder) count(k EventKind, host string) int {
 // a download, then seeds until told to stop.
 func fakeNode(t *testing.T, specs chan<- *jobspec.Spec, fail string) func(context.Context, openssh.Command, *openssh.FakeProcess) {
 	return func(ctx context.Context, _ openssh.Command, p *openssh.FakeProcess) {
-		dec := jobspec.NewDecoder(p.StdinReader())
-		enc := jobspec.NewEncoder(p.StdoutWriter())
-		spec, err := jobspec.ReadSpec(dec)
-		if err != nil {
-			t.Errorf("fake node: %v", err)
-			p.Exit(err)
+		dec, emit, spec, ok := startFakeNode(t, p)
+		if !ok {
 			return
 		}
 		specs <- spec
-		emit := func(e jobspec.Event) { e.Time = time.Now(); _ = enc.Encode(e) }
 		if spec.Handoff != nil {
 			emit(jobspec.Event{Kind: jobspec.EventServing, Addr: net.JoinHostPort(spec.PublicIP, "4040")})
 		}
@@ -93,12 +88,33 @@ func fakeNode(t *testing.T, specs chan<- *jobspec.Spec, fail string) func(contex
 	}
 }
 
+// startFakeNode plays the start of a fake node: it reads the spec from
+// the process's stdin and returns the decoder of the bastion's control
+// lines after it and a function that writes events. When the spec cannot
+// be read the test fails and the process has exited (ok false).
+func startFakeNode(t *testing.T, p *openssh.FakeProcess) (dec *jobspec.Decoder, emit func(jobspec.Event), spec *jobspec.Spec, ok bool) {
+	dec = jobspec.NewDecoder(p.StdinReader())
+	enc := jobspec.NewEncoder(p.StdoutWriter())
+	spec, err := jobspec.ReadSpec(dec)
+	if err != nil {
+		t.Errorf("fake node: %v", err)
+		p.Exit(err)
+		return nil, nil, nil, false
+	}
+	return dec, func(e jobspec.Event) { e.Time = time.Now(); _ = enc.Encode(e) }, spec, true
+}
+
 // importAndSeed plays the end of a fake node that downloaded the image:
-// it imports it, reports imageID done, seeds until the bastion says stop,
-// and exits.
+// it imports it, reports imageID done, then seeds (seedUntilStopped).
 func importAndSeed(dec *jobspec.Decoder, emit func(jobspec.Event), p *openssh.FakeProcess, imageID string) {
 	emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateImporting})
 	emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateDone, ImageID: imageID})
+	seedUntilStopped(dec, emit, p)
+}
+
+// seedUntilStopped plays a fake node that is done: it waits for the
+// bastion's stop (or the end of its control lines) and exits.
+func seedUntilStopped(dec *jobspec.Decoder, emit func(jobspec.Event), p *openssh.FakeProcess) {
 	for {
 		var c jobspec.Control
 		if err := dec.Decode(&c); err != nil || c.Kind == jobspec.ControlStop {
@@ -432,14 +448,7 @@ func registryNode(pulled string, specs chan<- *jobspec.Spec) func(context.Contex
 			return
 		}
 		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateDone, ImageID: pulled})
-		for {
-			var c jobspec.Control
-			if err := dec.Decode(&c); err != nil || c.Kind == jobspec.ControlStop {
-				break
-			}
-		}
-		emit(jobspec.Event{Kind: jobspec.EventExit})
-		p.Exit(nil)
+		seedUntilStopped(dec, emit, p)
 	}
 }
 
