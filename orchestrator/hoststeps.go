@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -168,21 +169,16 @@ func (workDirStep) Title() string { return "make the work dir" }
 func (s workDirStep) Run(ctx context.Context, hr *hostRun) error {
 	// From here on the host is written to: shown as uploading.
 	s.book.set(hr.host.Name, HostUploading, "")
-	cleaned := make(chan struct{})
-	if len(hr.facts.Leftovers) == 0 {
-		close(cleaned) // the probe saw no other job's work dir
-	} else {
-		go func() {
-			defer close(cleaned)
-			s.cleanStale(ctx, hr)
-		}()
+	var cleaning sync.WaitGroup
+	if len(hr.facts.Leftovers) > 0 { // the probe saw another job's work dir
+		cleaning.Go(func() { s.cleanStale(ctx, hr) })
 	}
 	var wd hostops.WorkDir
 	err := within(ctx, s.limit, func(ctx context.Context) (err error) {
 		wd, err = hr.conn.MakeWorkDir(ctx, hr.facts.WorkBase, s.jobID, hr.cacheDir, hr.binary.SHA256)
 		return err
 	})
-	<-cleaned
+	cleaning.Wait()
 	hr.dir = wd.Path // made even when the answer was unexpected: removed in Cleanup
 	if err != nil {
 		return fmt.Errorf("make job dir: %w", err)
