@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -138,23 +139,43 @@ const maxRedials = 2
 // dropped a connection is likely still busy.
 const redialPause = 3 * time.Second
 
-// runHost runs the host's pipeline. When the SSH connection was lost
-// before anything was written on the host (redialable), it closes it, forgets
-// what the attempt learnt and runs the pipeline again on a fresh connection,
-// up to maxRedials times: on a bastion link crowded by 200 hosts' setup,
-// a few connections back off past the keepalive limit, and a new one
-// gets through (docs/SCALE.md).
+// runHost runs the host's pipeline. When its SSH connection is lost, it
+// closes it, forgets what the attempt learnt and runs the pipeline again
+// on a fresh connection, up to maxRedials times: on a bastion link crowded
+// by 200 hosts, a few connections back off past the keepalive limit, and a
+// new one gets through (docs/SCALE.md). What the lost attempt may have
+// written on the host (its work dir, a node still running from it, that
+// node's temporary images) is cleared over the new connection before the
+// new attempt writes anything (workDirStep). A host the watchdog or its
+// node already failed is not set up again.
 func (s *fleetStep) runHost(ctx context.Context, hr *hostRun, emit func(Event)) error {
+	var firstLost error
 	for attempt := 0; ; attempt++ {
-		failed, err := hr.pipeline.run(ctx)
-		if err == nil || attempt == maxRedials || ctx.Err() != nil || !redialable(failed, err) {
+		_, err := hr.pipeline.run(ctx)
+		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		hr.log.Warn("SSH connection lost before anything was written on the host; connecting again", "err", err, "attempt", attempt+1)
+		if attempt == maxRedials || !errors.Is(err, openssh.ErrConnectionLost) || s.book.state(hr.host.Name).Terminal() {
+			if firstLost != nil {
+				return fmt.Errorf("%w (attempt %d of %d; the first ended: %v)", err, attempt+1, maxRedials+1, firstLost)
+			}
+			return err
+		}
+		if firstLost == nil {
+			firstLost = err
+		}
+		left := hr.left.add(hr.dirAsked, hr.node != nil)
+		what := "nothing was written on the host yet"
+		if len(left.dirs) > 0 {
+			what = "what it wrote there is cleared first"
+		}
+		hr.log.Warn("SSH connection lost; connecting again", "err", err, "attempt", attempt+1, "left", left.dirs)
 		emit(Event{Kind: EventHostLog, Host: hr.host.Name,
-			Message: fmt.Sprintf("%v; nothing was written on the host yet, connecting again (%d of %d)", err, attempt+1, maxRedials)})
+			Message: fmt.Sprintf("%v; connecting again, %s (%d of %d)", err, what, attempt+1, maxRedials)})
+		hr.lost = true
 		hr.pipeline.cleanup(context.WithoutCancel(ctx)) // closes the lost connection
-		hr.forget()
+		hr.forget(left)
+		s.book.restart(hr.host.Name)
 		select {
 		case <-time.After(redialPause):
 		case <-ctx.Done():
@@ -163,18 +184,21 @@ func (s *fleetStep) runHost(ctx context.Context, hr *hostRun, emit func(Event)) 
 	}
 }
 
-// redialable says whether a host whose pipeline failed at step with err
-// can be set up again from the start: its SSH connection was lost, and no
-// step that writes on the host (the work dir and after) had started.
-func redialable(failed step[*hostRun], err error) bool {
-	if !errors.Is(err, openssh.ErrConnectionLost) {
-		return false
+// leftAttempt is what attempts on lost SSH connections may have left on a
+// host: work dirs, and whether a node ran from one (its temporary images).
+type leftAttempt struct {
+	dirs []string
+	node bool
+}
+
+// add returns l with an attempt's work dir ("" when it made none) and
+// whether it started a node.
+func (l leftAttempt) add(dir string, node bool) leftAttempt {
+	if dir != "" && !slices.Contains(l.dirs, dir) {
+		l.dirs = append(slices.Clip(l.dirs), dir)
 	}
-	switch failed.(type) {
-	case probeStep, nodeBinaryStep:
-		return true
-	}
-	return false
+	l.node = l.node || node
+	return l
 }
 
 // hostRun is one host's part of the job, shared by the steps of its
@@ -194,12 +218,22 @@ type hostRun struct {
 	image    *imagecache.Image  // probeStep: the image for its platform (p2p)
 	binary   *nodeassets.Binary // nodeBinaryStep
 	cacheDir string             // nodeBinaryStep: the host's node cache, "" for none
-	dir      string             // workDirStep
-	nodeBin  string             // workDirStep: the node binary's path
+	// dirAsked is the work dir workDirStep asked the host for, made or
+	// not; dir is set once it was made.
+	dirAsked string
+	dir      string
+	nodeBin  string // workDirStep: the node binary's path
 	// nodeCached: nodeBin holds the binary already (workDirStep).
 	nodeCached bool
 	node       *node    // startStep
 	torn       []string // what the cleanups did, for the teardown line
+
+	// left is what earlier attempts, whose SSH connections were lost, may
+	// have left on the host; workDirStep clears it (runHost).
+	left leftAttempt
+	// lost: this attempt's SSH connection is gone. Its cleanups skip what
+	// needs the host; the next attempt does that over its own.
+	lost bool
 }
 
 // teardown runs the cleanups of the steps the host started and returns a
@@ -219,9 +253,9 @@ func (hr *hostRun) teardown(ctx context.Context) string {
 
 // forget drops what a failed attempt of the pipeline learnt about the host
 // (every field its steps write) before it is set up again (runHost); its
-// steps were cleaned up.
-func (hr *hostRun) forget() {
-	*hr = hostRun{host: hr.host, log: hr.log, release: hr.release, ran: hr.ran, pipeline: hr.pipeline}
+// steps were cleaned up. left is what the attempts so far left there.
+func (hr *hostRun) forget(left leftAttempt) {
+	*hr = hostRun{host: hr.host, log: hr.log, release: hr.release, ran: hr.ran, pipeline: hr.pipeline, left: left}
 }
 
 // note adds to the teardown line.

@@ -138,20 +138,164 @@ func TestFleet_HostWhoseConnectionDropsBeforeAnyWriteIsSetUpAgain(t *testing.T) 
 	}
 }
 
-func TestFleet_HostWhoseConnectionDropsAfterAWriteIsNotSetUpAgain(t *testing.T) {
+func TestFleet_HostWhoseConnectionDropsMakingItsWorkDirIsClearedAndSetUpAgain(t *testing.T) {
 	l := newTestLab(t, "flaky")
-	c := l.play("flaky", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
-	c.MkdirErr = fmt.Errorf("open session: %w", openssh.ErrConnectionLost)
+	first := l.play("flaky", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
+	first.MkdirErr = fmt.Errorf("open session: %w", openssh.ErrConnectionLost)
+	second := hostops.NewFakeConn(inventory.Host{Name: "flaky"})
+	second.StartFunc = fakeNode(t, make(chan *jobspec.Spec, 1), "")
+	l.dialer.Redials = map[string][]*hostops.FakeConn{"flaky": {second}}
+	rep, rec, err := l.run(t, context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := rep.Hosts[0]; h.State != HostDone {
+		t.Fatalf("flaky: %s %q; want done", h.State, h.Error)
+	}
+	// The mkdir may have run on the host before the answer was lost: the
+	// new connection removes the dir before it makes it again.
+	dir := "/tmp/" + jobspec.WorkDirName(rep.JobID)
+	assertCallsInOrder(t, second, "stop "+dir, "rm "+dir, "mkdir "+rep.JobID)
+	if calls := second.Calls(); slices.ContainsFunc(calls, func(c string) bool { return strings.HasPrefix(c, "rmtemp ") }) {
+		t.Errorf("no node ran on the lost connection, yet its temporary images were looked for: %q", calls)
+	}
+	if !first.Closed() {
+		t.Error("the lost connection was not closed")
+	}
+	assertHostLog(t, rec, "flaky", "cleared what the lost SSH connection left: removed "+dir)
+}
+
+func TestFleet_HostWhoseConnectionDropsWhileItsNodeRunsIsClearedAndSetUpAgain(t *testing.T) {
+	l := newTestLab(t, "flaky", "fine")
+	second := hostops.NewFakeConn(inventory.Host{Name: "flaky"})
+	second.StartFunc = fakeNode(t, make(chan *jobspec.Spec, 1), "")
+	l.play("flaky", func(ctx context.Context, _ openssh.Command, p *openssh.FakeProcess) {
+		_, emit, spec, ok := startFakeNode(t, p)
+		if !ok {
+			return
+		}
+		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateDownloading})
+		var lp []jobspec.LayerProgress
+		for _, ly := range spec.Layers {
+			lp = append(lp, jobspec.LayerProgress{Digest: ly.Digest, Done: ly.Size, Total: ly.Size})
+		}
+		emit(jobspec.Event{Kind: jobspec.EventProgress, Progress: &jobspec.Progress{Layers: lp, FromSeeder: 30}})
+		// It loads a first layer into the host's daemon, and the host
+		// drops off the bastion's link: the new connection finds that
+		// layer's temporary image in the same daemon.
+		second.TempImages = []string{jobspec.TempRef(spec.JobID, 1)}
+		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateImporting})
+		p.Exit(fmt.Errorf("wait: %w: no answer to keepalives for 1m0s", openssh.ErrConnectionLost))
+	})
+	l.dialer.Redials = map[string][]*hostops.FakeConn{"flaky": {second}}
+	l.play("fine", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
+	rep, rec, err := l.run(t, context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range rep.Hosts {
+		if h.State != HostDone {
+			t.Errorf("%s: %s %q; want done", h.Host, h.State, h.Error)
+		}
+	}
+	dir := "/tmp/" + jobspec.WorkDirName(rep.JobID)
+	// Stopped before its temporary images go, and those before the dir:
+	// the wait for a load in flight reads the dir's marker.
+	assertCallsInOrder(t, second, "stop "+dir, "rmtemp "+rep.JobID+" true", "rm "+dir, "mkdir "+rep.JobID, "start ")
+	if left := second.TempImagesLeft(); len(left) != 0 {
+		t.Errorf("temporary images left: %q", left)
+	}
+	assertHostLog(t, rec, "flaky", "cleared what the lost SSH connection left: removed its temporary images "+jobspec.TempRef(rep.JobID, 1)+", removed "+dir)
+	// The book went back to connecting: the watchdog judges the new node
+	// on its own progress.
+	var states []HostState
+	rec.mu.Lock()
+	for _, e := range rec.events {
+		if e.Kind == EventHostState && e.Host == "flaky" {
+			states = append(states, e.State)
+		}
+	}
+	rec.mu.Unlock()
+	if i := slices.Index(states, HostImporting); i < 0 || !slices.Contains(states[i:], HostConnecting) {
+		t.Errorf("flaky's states %q: want connecting again after importing", states)
+	}
+}
+
+func TestFleet_HostIsSetUpAgainAtMostTwiceAndItsErrorNamesTheFirstLoss(t *testing.T) {
+	l := newTestLab(t, "flaky")
+	lost := func(what string) *hostops.FakeConn {
+		c := hostops.NewFakeConn(inventory.Host{Name: "flaky"})
+		c.ProbeErr = fmt.Errorf("probe host: %w: %s", openssh.ErrConnectionLost, what)
+		return c
+	}
+	l.dialer.Conns = map[string]*hostops.FakeConn{"flaky": lost("first")}
+	l.dialer.Redials = map[string][]*hostops.FakeConn{"flaky": {lost("second"), lost("third"), hostops.NewFakeConn(inventory.Host{Name: "flaky"})}}
 	rep, _, err := l.run(t, context.Background(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h := rep.Hosts[0]; h.State != HostFailed || !strings.Contains(h.Error, "lost the SSH connection") {
-		t.Errorf("flaky: %s %q; want failed with the lost connection", h.State, h.Error)
+	h := rep.Hosts[0]
+	if h.State != HostFailed || !strings.Contains(h.Error, "third") || !strings.Contains(h.Error, "attempt 3 of 3") || !strings.Contains(h.Error, "first") {
+		t.Errorf("flaky: %s %q; want failed at the third attempt, naming the first loss", h.State, h.Error)
+	}
+	if n := len(l.dialer.Dialed); n != 3 {
+		t.Errorf("dialled %v: want 3 attempts", l.dialer.Dialed)
+	}
+}
+
+func TestFleet_HostItsNodeFailedIsNotSetUpAgainWhenItsConnectionDrops(t *testing.T) {
+	l := newTestLab(t, "h1")
+	l.play("h1", func(ctx context.Context, _ openssh.Command, p *openssh.FakeProcess) {
+		_, emit, _, ok := startFakeNode(t, p)
+		if !ok {
+			return
+		}
+		emit(jobspec.Event{Kind: jobspec.EventError, State: jobspec.StateFailed, Message: "docker: no space left on device"})
+		p.Exit(fmt.Errorf("wait: %w", openssh.ErrConnectionLost))
+	})
+	rep, _, err := l.run(t, context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := rep.Hosts[0]; h.State != HostFailed || !strings.Contains(h.Error, "no space left") {
+		t.Errorf("h1: %s %q; want failed with its node's error", h.State, h.Error)
 	}
 	if n := len(l.dialer.Dialed); n != 1 {
-		t.Errorf("dialled %v: a host may have its work dir already, it must not be set up again", l.dialer.Dialed)
+		t.Errorf("dialled %v: a failed host must not be set up again", l.dialer.Dialed)
 	}
+}
+
+// assertCallsInOrder checks that c's calls include, in this order, calls
+// starting with each of want.
+func assertCallsInOrder(t *testing.T, c *hostops.FakeConn, want ...string) {
+	t.Helper()
+	calls := c.Calls()
+	i := 0
+	for _, call := range calls {
+		if i < len(want) && strings.HasPrefix(call, want[i]) {
+			i++
+		}
+	}
+	if i < len(want) {
+		t.Errorf("calls %q: want, in order, %q (missing %q)", calls, want, want[i])
+	}
+}
+
+// assertHostLog checks that a host log event of host says msg.
+func assertHostLog(t *testing.T, rec *recorder, host, msg string) {
+	t.Helper()
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var logs []string
+	for _, e := range rec.events {
+		if e.Kind == EventHostLog && e.Host == host {
+			if e.Message == msg {
+				return
+			}
+			logs = append(logs, e.Message)
+		}
+	}
+	t.Errorf("%s's log events %q: want %q", host, logs, msg)
 }
 
 func TestFleet_EndedJobsAreClearedOnlyWhereTheProbeSawOneAndReported(t *testing.T) {

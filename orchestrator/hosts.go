@@ -75,6 +75,19 @@ func (b *hostBook) set(host string, s HostState, msg string) {
 	b.emit(Event{Kind: EventHostState, Host: host, State: s, Message: msg})
 }
 
+// restart moves a host back to connecting for a new attempt after its SSH
+// connection was lost (fleetStep.runHost), unless it already finished. The
+// lost attempt's progress is dropped, so that the watchdog judges the new
+// node on its own bytes.
+func (b *hostBook) restart(host string) {
+	b.mu.Lock()
+	if r := b.hosts[host]; r != nil && !r.state.Terminal() {
+		r.progress, r.complete = nil, time.Time{}
+	}
+	b.mu.Unlock()
+	b.set(host, HostConnecting, "")
+}
+
 // fail marks a host failed with err's text, unless it already finished.
 func (b *hostBook) fail(host string, err error) { b.set(host, HostFailed, err.Error()) }
 

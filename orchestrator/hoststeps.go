@@ -169,11 +169,17 @@ func (workDirStep) Title() string { return "make the work dir" }
 func (s workDirStep) Run(ctx context.Context, hr *hostRun) error {
 	// From here on the host is written to: shown as uploading.
 	s.book.set(hr.host.Name, HostUploading, "")
+	if len(hr.left.dirs) > 0 {
+		if err := s.clearLeft(ctx, hr); err != nil {
+			return err
+		}
+	}
 	var cleaning sync.WaitGroup
 	if len(hr.facts.Leftovers) > 0 { // the probe saw another job's work dir
 		cleaning.Go(func() { s.cleanStale(ctx, hr) })
 	}
 	var wd hostops.WorkDir
+	hr.dirAsked = hostops.WorkDirPath(hr.facts.WorkBase, s.jobID)
 	err := within(ctx, s.limit, func(ctx context.Context) (err error) {
 		wd, err = hr.conn.MakeWorkDir(ctx, hr.facts.WorkBase, s.jobID, hr.cacheDir, hr.binary.SHA256)
 		return err
@@ -184,6 +190,48 @@ func (s workDirStep) Run(ctx context.Context, hr *hostRun) error {
 		return fmt.Errorf("make job dir: %w", err)
 	}
 	hr.nodeBin, hr.nodeCached = wd.Node.Path, wd.Node.Cached
+	return nil
+}
+
+// clearLeft clears, over the host's new SSH connection, what this job's
+// attempts on lost connections left there (runHost): it stops a node
+// still running from their work dirs, removes the temporary images such a
+// node left (waiting for a load it left in flight, as the teardown does),
+// then the dirs. The new attempt then makes its work dir afresh.
+func (s workDirStep) clearLeft(ctx context.Context, hr *hostRun) error {
+	var stopped bool
+	for _, dir := range hr.left.dirs {
+		err := within(ctx, s.limit, func(ctx context.Context) error {
+			was, err := hr.conn.StopNode(ctx, dir)
+			stopped = stopped || was
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("clear what the lost connection left: %w", err)
+		}
+	}
+	msg := "cleared what the lost SSH connection left: "
+	if stopped {
+		msg += "stopped its node, "
+	}
+	if hr.left.node {
+		tctx, cancel := context.WithTimeout(ctx, tempImagesGrace)
+		refs, err := hr.conn.RemoveTempImages(tctx, s.jobID, true, hr.facts.WorkBases)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("clear what the lost connection left: %w", err)
+		}
+		if len(refs) > 0 {
+			msg += "removed its temporary images " + strings.Join(refs, ", ") + ", "
+		}
+	}
+	for _, dir := range hr.left.dirs {
+		if err := within(ctx, s.limit, func(ctx context.Context) error { return hr.conn.RemoveWorkDir(ctx, dir) }); err != nil {
+			return fmt.Errorf("clear what the lost connection left: %w", err)
+		}
+	}
+	s.emit(Event{Kind: EventHostLog, Host: hr.host.Name, Message: msg + "removed " + strings.Join(hr.left.dirs, ", ")})
+	hr.left = leftAttempt{}
 	return nil
 }
 
@@ -222,7 +270,7 @@ func (s workDirStep) cleanStale(ctx context.Context, hr *hostRun) {
 }
 
 func (workDirStep) Cleanup(ctx context.Context, hr *hostRun) {
-	if hr.dir == "" {
+	if hr.dir == "" || hr.lost {
 		return
 	}
 	if err := hr.conn.RemoveWorkDir(ctx, hr.dir); err != nil {
@@ -371,7 +419,7 @@ func (s startStep) Cleanup(ctx context.Context, hr *hostRun) {
 		return
 	}
 	msg := hr.node.stop(ctx)
-	if !hr.node.cleanedUp() {
+	if !hr.node.cleanedUp() && !hr.lost {
 		// The node died without cleaning up: what it loaded into the
 		// daemon for this job is still there. A daemon that hangs (a
 		// reason the node may have died) gets a bounded try, so that the

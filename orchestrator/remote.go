@@ -41,6 +41,9 @@ type Conn interface {
 	// running from it.
 	MakeWorkDir(ctx context.Context, base, jobID, cacheDir, sha string) (hostops.WorkDir, error)
 	RemoveWorkDir(ctx context.Context, dir string) error
+	// StopNode stops a node still running from the work dir dir and
+	// leaves the dir; it says whether one ran.
+	StopNode(ctx context.Context, dir string) (bool, error)
 	// NodeCached reports, without writing, whether the node cache
 	// cacheDir holds the node binary with sha256 sha.
 	NodeCached(ctx context.Context, cacheDir, sha string) (bool, error)

@@ -434,7 +434,7 @@ func (l *Lab) build(ctx context.Context, cfg Config) error {
 	}
 	l.log.Info("machines started, waiting for daemons", "elapsed", time.Since(start).Round(time.Millisecond))
 
-	if err := l.waitReady(ctx, 90*time.Second); err != nil {
+	if err := l.waitReady(ctx, readyTimeout(len(l.st.Machines))); err != nil {
 		return err
 	}
 	hosts := l.hostMachines()
@@ -453,6 +453,12 @@ func (l *Lab) build(ctx context.Context, cfg Config) error {
 	l.log.Info("lab up", "hosts", len(hosts), "elapsed", time.Since(start).Round(time.Millisecond))
 	return l.save()
 }
+
+// readyTimeout bounds the wait for the daemons of a lab of n machines once
+// they are started. Their starts share the machine's cores: on a fresh
+// 2-core machine, 200 hosts' dockerd and sshd answered only after 2.5
+// minutes, and the fixed 90 s this was before failed every 200-host lab.
+func readyTimeout(n int) time.Duration { return 90*time.Second + time.Duration(n)*time.Second }
 
 // setupMachine makes one machine's namespaces, link, files and daemons.
 func (l *Lab) setupMachine(ctx context.Context, m *Machine, acc *accounts, clientPub, etcHosts []byte) error {

@@ -612,6 +612,44 @@ func TestClient_CleanStaleTakesOnlyJobsThatAreOver(t *testing.T) {
 	}
 }
 
+func TestClient_StopNodeStopsTheJobsNodeAndLeavesItsDir(t *testing.T) {
+	c, base := connect(t)
+	dir := filepath.Join(base, jobspec.WorkDirName("lost"))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	node := exec.Command("sh", "-c", "sleep 300; :", "sh", jobspec.NodeJobFlag, "lost")
+	node.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := node.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-node.Process.Pid, syscall.SIGKILL) })
+	exited := make(chan error, 1)
+	go func() { exited <- node.Wait() }()
+	if err := os.WriteFile(filepath.Join(dir, jobspec.PidFile), []byte(fmt.Sprint(node.Process.Pid)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stopped, err := c.StopNode(context.Background(), dir)
+	if err != nil || !stopped {
+		t.Fatalf("StopNode: stopped %v, %v; want the node stopped", stopped, err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the node still runs")
+	}
+	if _, err := os.Stat(filepath.Join(dir, jobspec.PidFile)); err != nil {
+		t.Errorf("the dir must stay for the temporary images' wait: %v", err)
+	}
+	// Its pid file now names nothing of the job: nothing to stop.
+	if stopped, err := c.StopNode(context.Background(), dir); err != nil || stopped {
+		t.Errorf("second StopNode: stopped %v, %v; want nothing stopped", stopped, err)
+	}
+	if _, err := c.StopNode(context.Background(), "/tmp"); err == nil {
+		t.Error("StopNode took /tmp for a work dir")
+	}
+}
+
 // lockHeld reports whether somebody holds lock (flock -n fails).
 func lockHeld(t *testing.T, flock, lock string) bool {
 	t.Helper()

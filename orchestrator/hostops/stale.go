@@ -134,6 +134,13 @@ kill_node "$1" >/dev/null
 $S rm -rf -- "$1"
 `
 
+// stopScript stops a node still running from the work dir $1 (kill_node);
+// $2 = 1 kills through sudo -n (become).
+const stopScript = liveFuncs + `
+S=""; [ "$2" = 1 ] && S="sudo -n"
+kill_node "$1"
+`
+
 // StaleGrace is how long a work dir whose node has not started yet counts
 // as a job still setting up; after it, another job takes it for one whose
 // bastion died during setup. It is above the longest setup (the node

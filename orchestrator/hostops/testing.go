@@ -255,7 +255,7 @@ func (c *FakeConn) MakeWorkDir(ctx context.Context, base, jobID, cacheDir, sha s
 	if c.MkdirErr != nil {
 		return WorkDir{}, c.MkdirErr
 	}
-	dir := base + "/" + jobspec.WorkDirName(jobID)
+	dir := WorkDirPath(base, jobID)
 	p := dir + "/" + NodeBinaryName
 	if cacheDir != "" {
 		p = CachedNodePath(cacheDir, sha)
@@ -402,6 +402,15 @@ func (c *FakeConn) RemoveWorkDir(ctx context.Context, dir string) error {
 	delete(c.workDirs, dir)
 	c.mu.Unlock()
 	return nil
+}
+
+// StopNode records the call and finds no node: a fake node ends with the
+// connection that started it.
+func (c *FakeConn) StopNode(ctx context.Context, dir string) (bool, error) {
+	if err := c.record("stop %s", dir); err != nil {
+		return false, err
+	}
+	return false, nil
 }
 
 func (c *FakeConn) Close() error {

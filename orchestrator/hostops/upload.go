@@ -39,7 +39,7 @@ func (c *Conn) MakeWorkDir(ctx context.Context, base, jobID, cacheDir, sha strin
 	if err := validSHA256(sha); err != nil {
 		return WorkDir{}, fmt.Errorf("make work dir: node binary: %w", err)
 	}
-	dir := path.Join(base, jobspec.WorkDirName(jobID))
+	dir := WorkDirPath(base, jobID)
 	out, err := c.Run(ctx, openssh.Script(workDirScript, base, dir, cacheDir, sha, fmt.Sprint(CacheKeepDays)))
 	if err != nil {
 		return WorkDir{}, fmt.Errorf("make work dir %s and place the node binary in %s: %w", dir, cmpOr(cacheDir, dir), err)
@@ -51,6 +51,9 @@ func (c *Conn) MakeWorkDir(ctx context.Context, base, jobID, cacheDir, sha strin
 	}
 	return WorkDir{Path: dir, Node: NodePlace{Path: p, Cached: verb == "hit"}}, nil
 }
+
+// WorkDirPath is job jobID's work dir in the work-dir base base.
+func WorkDirPath(base, jobID string) string { return path.Join(base, jobspec.WorkDirName(jobID)) }
 
 // IsWorkDir reports whether dir can be a job's work dir: an absolute,
 // clean path below a directory, named jobspec.WorkDirName of a valid job
@@ -76,6 +79,31 @@ func (c *Conn) RemoveWorkDir(ctx context.Context, dir string) error {
 		return fmt.Errorf("remove work dir %s: %w", dir, err)
 	}
 	return nil
+}
+
+// StopNode stops the node still running from the work dir dir, if any,
+// and leaves the dir: a node of this job that an earlier SSH connection
+// started, before the job clears what it left (its temporary images wait
+// for the dir's jobspec.LoadingFile, so the dir goes last). It says
+// whether a node was stopped.
+func (c *Conn) StopNode(ctx context.Context, dir string) (bool, error) {
+	if !IsWorkDir(dir) {
+		return false, fmt.Errorf("stop node: %q is not a layercast work dir", dir)
+	}
+	out, err := c.Run(ctx, openssh.Script(stopScript, dir, c.become()))
+	if err != nil {
+		return false, fmt.Errorf("stop the node of %s: %w", dir, err)
+	}
+	switch r := strings.TrimSpace(string(out)); {
+	case strings.HasPrefix(r, "killed "):
+		return true, nil
+	case r == "none":
+		return false, nil
+	case strings.HasPrefix(r, "alive "):
+		return false, fmt.Errorf("stop the node of %s: pid %s ignored SIGKILL", dir, strings.TrimPrefix(r, "alive "))
+	default:
+		return false, fmt.Errorf("stop the node of %s: unexpected answer %q", dir, r)
+	}
 }
 
 // NodeBinaryName is the node binary's file name in a work dir; in a node

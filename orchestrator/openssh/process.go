@@ -2,6 +2,7 @@ package openssh
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -61,7 +62,19 @@ func (c *Client) Start(ctx context.Context, cmd Command) (Process, error) {
 	}
 	go func() {
 		err := s.Wait()
-		if err != nil {
+		var missing *ssh.ExitMissingError
+		switch {
+		case err == nil:
+		case errors.As(err, &missing):
+			// No exit status: the session ended with its connection (the
+			// host's sshd died, or the link dropped it), which the
+			// connection's reader may see a moment later; otherwise the
+			// command was killed in a way sshd could not report.
+			p.err = exitError(cmd, err, "")
+			if lost := c.sessionErr("wait for "+cmd.Path, err); errors.Is(lost, ErrConnectionLost) {
+				p.err = lost
+			}
+		default:
 			p.err = exitError(cmd, err, "")
 			if lost := c.lostErr(); lost != nil {
 				p.err = lost

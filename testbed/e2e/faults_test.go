@@ -121,6 +121,68 @@ func TestFaults(t *testing.T) {
 		}, nil, "connection")
 	})
 
+	t.Run("SSH connection dropped while the node runs", func(t *testing.T) {
+		// The host stays reachable: only the connection ends (its sshd
+		// session is killed), as when a crowded link drops one. The host
+		// is set up again on a new connection and ends done.
+		if err := lab.SlowLink(context.Background(), "h02", 4); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = lab.HealLink(context.Background(), "h02") })
+		fl.clean(t)
+		before := fl.daemonImages(t)
+		j := startJob(t, lab, "-i", lab.InventoryPath(), faultTag)
+		j.waitFor(t, time.Minute, func(e orchestrator.Event) bool { return e.Kind == orchestrator.EventJobStarted })
+		id := j.info(t).ID
+		waitBytes(t, j, "h02", 4*mb)
+		first := nodePIDs(t, lab, "h02", id)
+		sessions := sshSessionPIDs(t, lab, "h02")
+		if len(first) == 0 || len(sessions) == 0 {
+			t.Fatalf("h02: node %v, sshd sessions %v; want both running", first, sessions)
+		}
+		t.Logf("kill -9 h02's sshd sessions %v (its node: %v)", sessions, first)
+		for _, p := range sessions {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+		rep, code := j.wait(t, 4*time.Minute)
+		if rep == nil {
+			t.Fatalf("no report (exit %d); stderr:\n%s", code, j.stderr.String())
+		}
+		if code != 0 {
+			t.Errorf("exit %d; stderr:\n%s", code, j.stderr.String())
+		}
+		for _, h := range rep.Hosts {
+			if h.State != orchestrator.HostDone || imageOn(t, lab, h.Host, faultTag) != fl.img.ID {
+				t.Errorf("%s: %s %q, image %q; want done with %s", h.Host, h.State, h.Error, imageOn(t, lab, h.Host, faultTag), fl.img.ID)
+			}
+		}
+		var said []string
+		j.mu.Lock()
+		for _, e := range j.events {
+			if e.Kind == orchestrator.EventHostLog && e.Host == "h02" {
+				said = append(said, e.Message)
+			}
+		}
+		j.mu.Unlock()
+		t.Logf("h02 said: %q", said)
+		joined := strings.Join(said, "\n")
+		if !strings.Contains(joined, "lost the SSH connection") || !strings.Contains(joined, "connecting again") ||
+			!strings.Contains(joined, "cleared what the lost SSH connection left") {
+			t.Errorf("h02's log does not say its connection was lost, set up again and cleared: %q", said)
+		}
+		for _, p := range first {
+			if running(p) {
+				t.Errorf("h02: the first node, pid %d, still runs", p)
+			}
+		}
+		assertNothingLeft(t, lab, rep)
+		for h, imgs := range fl.daemonImages(t) {
+			if extra := without(imgs, before[h]); len(extra) != 1 || !strings.HasPrefix(extra[0], faultTag+" ") {
+				t.Errorf("%s: daemon gained %v, want only %s", h, extra, faultTag)
+			}
+		}
+	})
+
 	t.Run("dockerd stopped", func(t *testing.T) {
 		var started bool
 		start := func(t *testing.T) {
@@ -592,7 +654,51 @@ func findNodePIDs(lab *testbed.Lab, host, jobID string) ([]int, error) {
 	return pids, nil
 }
 
-// jobDir is the job's dir on a host as seen from outside the lab (a
+// sshSessionPIDs finds the sshd processes that serve connections on host:
+// every sshd in the host's network namespace but its listener.
+func sshSessionPIDs(t testing.TB, lab *testbed.Lab, host string) []int {
+	t.Helper()
+	m, err := lab.Machine(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(m.NetnsPath(), &st); err != nil {
+		t.Fatalf("netns of %s: %v", host, err)
+	}
+	netns := fmt.Sprintf("net:[%d]", st.Ino)
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == m.SSHD.Pid {
+			continue
+		}
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || strings.TrimSpace(string(comm)) != "sshd" {
+			continue
+		}
+		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil && ns == netns {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// running says whether pid is a live process (not a zombie).
+func running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return rest != "" && rest[0] != 'Z' && rest[0] != 'X'
+}
+
+// jobDir is the job's dir on a host// jobDir is the job's dir on a host as seen from outside the lab (a
 // host's /tmp is its machine dir's tmp).
 func jobDir(lab *testbed.Lab, host, jobID string) string {
 	m, _ := lab.Machine(host)
