@@ -108,6 +108,24 @@ func TestRunEngine_TurnsEnginePanicIntoError(t *testing.T) {
 	}
 }
 
+func TestJobState_AHostSetUpAgainLosesTheLostNodesProgress(t *testing.T) {
+	j := newJobState(1, orchestrator.Options{}, Inventory{}, nil)
+	t0 := recordingStart
+	for _, e := range []orchestrator.Event{
+		{Time: t0, Kind: orchestrator.EventJobStarted, Job: &orchestrator.JobInfo{Size: 100, Hosts: []string{"a"}}},
+		{Time: t0, Kind: orchestrator.EventHostState, Host: "a", State: orchestrator.HostConnecting},
+		{Time: t0.Add(time.Second), Kind: orchestrator.EventHostState, Host: "a", State: orchestrator.HostDownloading},
+		{Time: t0.Add(time.Second), Kind: orchestrator.EventHostProgress, Host: "a", Progress: &orchestrator.HostProgress{Done: 40, Total: 100, Rate: 10}},
+		{Time: t0.Add(2 * time.Second), Kind: orchestrator.EventHostState, Host: "a", State: orchestrator.HostConnecting},
+	} {
+		j.apply(e, t0)
+	}
+	j.refresh()
+	if a := j.byName["a"]; a.hasProg || j.doneBytes != 0 || j.rate != 0 {
+		t.Errorf("after a new connection: progress %v %+v, done bytes %d, rate %v; want none", a.hasProg, a.prog, j.doneBytes, j.rate)
+	}
+}
+
 func TestJobState_AggregatesFollowEvents(t *testing.T) {
 	j := newJobState(1, orchestrator.Options{}, Inventory{}, nil)
 	t0 := recordingStart

@@ -196,6 +196,12 @@ func (j *jobState) apply(e orchestrator.Event, now time.Time) {
 		j.addLog(logLine{t: t, msg: e.Message})
 	case orchestrator.EventHostState:
 		h := j.row(e.Host, j.inventory)
+		if e.State == orchestrator.HostConnecting && h.state != orchestrator.HostPending && h.state != orchestrator.HostConnecting {
+			// Set up again on a new SSH connection: the lost node's
+			// bytes are gone with its work dir.
+			h.hasProg, h.prog = false, orchestrator.HostProgress{}
+			j.progGen++
+		}
 		h.state = e.State
 		j.rowsGen++
 		if h.started.IsZero() && e.State != orchestrator.HostPending {
