@@ -109,20 +109,14 @@ func TestFleet_HostWhoseConnectionDropsBeforeAnyWriteIsSetUpAgain(t *testing.T) 
 	lost := fmt.Errorf("probe host: start sh: %w: no answer to keepalives for 1m0s", openssh.ErrConnectionLost)
 	first := l.play("flaky", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
 	first.ProbeErr = lost
-	second := hostops.NewFakeConn(inventory.Host{Name: "flaky"})
-	second.StartFunc = fakeNode(t, make(chan *jobspec.Spec, 1), "")
-	l.dialer.Redials = map[string][]*hostops.FakeConn{"flaky": {second}}
+	second := l.redialConn(t, "flaky")
 	l.play("fine", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
 
 	rep, rec, err := l.run(t, context.Background(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, h := range rep.Hosts {
-		if h.State != HostDone {
-			t.Errorf("%s: %s %q; want done", h.Host, h.State, h.Error)
-		}
-	}
+	assertAllDone(t, rep)
 	if n := slices.Index(l.dialer.Dialed, "flaky"); n < 0 || slices.Index(l.dialer.Dialed[n+1:], "flaky") < 0 {
 		t.Errorf("dialled %v: want flaky twice", l.dialer.Dialed)
 	}
@@ -142,9 +136,7 @@ func TestFleet_HostWhoseConnectionDropsMakingItsWorkDirIsClearedAndSetUpAgain(t 
 	l := newTestLab(t, "flaky")
 	first := l.play("flaky", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
 	first.MkdirErr = fmt.Errorf("open session: %w", openssh.ErrConnectionLost)
-	second := hostops.NewFakeConn(inventory.Host{Name: "flaky"})
-	second.StartFunc = fakeNode(t, make(chan *jobspec.Spec, 1), "")
-	l.dialer.Redials = map[string][]*hostops.FakeConn{"flaky": {second}}
+	second := l.redialConn(t, "flaky")
 	rep, rec, err := l.run(t, context.Background(), Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -167,8 +159,7 @@ func TestFleet_HostWhoseConnectionDropsMakingItsWorkDirIsClearedAndSetUpAgain(t 
 
 func TestFleet_HostWhoseConnectionDropsWhileItsNodeRunsIsClearedAndSetUpAgain(t *testing.T) {
 	l := newTestLab(t, "flaky", "fine")
-	second := hostops.NewFakeConn(inventory.Host{Name: "flaky"})
-	second.StartFunc = fakeNode(t, make(chan *jobspec.Spec, 1), "")
+	second := l.redialConn(t, "flaky")
 	l.play("flaky", func(ctx context.Context, _ openssh.Command, p *openssh.FakeProcess) {
 		_, emit, spec, ok := startFakeNode(t, p)
 		if !ok {
@@ -187,17 +178,12 @@ func TestFleet_HostWhoseConnectionDropsWhileItsNodeRunsIsClearedAndSetUpAgain(t 
 		emit(jobspec.Event{Kind: jobspec.EventState, State: jobspec.StateImporting})
 		p.Exit(fmt.Errorf("wait: %w: no answer to keepalives for 1m0s", openssh.ErrConnectionLost))
 	})
-	l.dialer.Redials = map[string][]*hostops.FakeConn{"flaky": {second}}
 	l.play("fine", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
 	rep, rec, err := l.run(t, context.Background(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, h := range rep.Hosts {
-		if h.State != HostDone {
-			t.Errorf("%s: %s %q; want done", h.Host, h.State, h.Error)
-		}
-	}
+	assertAllDone(t, rep)
 	dir := "/tmp/" + jobspec.WorkDirName(rep.JobID)
 	// Stopped before its temporary images go, and those before the dir:
 	// the wait for a load in flight reads the dir's marker.
@@ -262,6 +248,25 @@ func TestFleet_HostItsNodeFailedIsNotSetUpAgainWhenItsConnectionDrops(t *testing
 	}
 	if n := len(l.dialer.Dialed); n != 1 {
 		t.Errorf("dialled %v: a failed host must not be set up again", l.dialer.Dialed)
+	}
+}
+
+// redialConn makes the connection host gets after it lost its first: a
+// healthy host whose node does the job.
+func (l *testLab) redialConn(t *testing.T, host string) *hostops.FakeConn {
+	c := hostops.NewFakeConn(inventory.Host{Name: host})
+	c.StartFunc = fakeNode(t, make(chan *jobspec.Spec, 1), "")
+	l.dialer.Redials = map[string][]*hostops.FakeConn{host: {c}}
+	return c
+}
+
+// assertAllDone checks that every host of rep is done.
+func assertAllDone(t *testing.T, rep *Report) {
+	t.Helper()
+	for _, h := range rep.Hosts {
+		if h.State != HostDone {
+			t.Errorf("%s: %s %q; want done", h.Host, h.State, h.Error)
+		}
 	}
 }
 

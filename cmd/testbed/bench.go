@@ -97,6 +97,7 @@ once its host is done.
 	f.StringVar(&cfg.CongestionControl, "cc", testbed.DefaultCongestionControl, ccUsage)
 	f.IntVar(&cfg.Layers, "layers", 5, "layers per image")
 	f.StringVar(&cfg.MaxRate, "max-rate", "", "layercast's --max-rate in every run, e.g. 0.9mbit (default: none)")
+	f.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 0, "layercast's --connect-timeout in every run (default: layercast's)")
 	f.StringVar(&cfg.Out, "out", "bench-out", "output directory")
 	f.StringVar(&cfg.Bin, "layercast", "", "layercast binary (default: bin/layercast next to this binary, or on PATH)")
 	f.StringVar(&cfg.LabName, "lab", "bench", "name of the lab the bench brings up")

@@ -52,6 +52,9 @@ type Config struct {
 	// MaxRate is layercast's --max-rate for every run (the bastion's
 	// upload cap, seeder and node binary uploads); "" for none.
 	MaxRate string
+	// ConnectTimeout is layercast's --connect-timeout for every run; 0
+	// keeps layercast's default.
+	ConnectTimeout time.Duration
 	// Out receives results.csv, results.md, the figures and events/.
 	Out string
 	// LabName names the lab the bench brings up. Default "bench".
@@ -292,7 +295,7 @@ func Run(ctx context.Context, cfg Config) (Results, error) {
 				errs = append(errs, fmt.Errorf("%s, %d hosts, %d MB: %w", p.mode, p.hosts, p.size/MB, err))
 			}
 		}
-		if err := WriteAll(cfg.Out, results, Setup{Rate: cfg.Rate, Layers: cfg.Layers, CongestionControl: lab.CongestionControl(), MaxRate: cfg.MaxRate}); err != nil {
+		if err := WriteAll(cfg.Out, results, Setup{Rate: cfg.Rate, Layers: cfg.Layers, CongestionControl: lab.CongestionControl(), MaxRate: cfg.MaxRate, ConnectTimeout: cfg.ConnectTimeout}); err != nil {
 			errs = append(errs, err)
 			break
 		}
@@ -433,7 +436,7 @@ func (b *bencher) startJobs(ctx context.Context, p point, ref string, groups [][
 			return nil, nil, fmt.Errorf("create event log: %w", err)
 		}
 		jobs = append(jobs, j)
-		if j.cmd, err = b.lab.Command(ctx, "bastion", runArgs(b.cfg.Bin, p.mode, b.lab.InventoryPath(), b.cache, ref, hosts, b.cfg.MaxRate)...); err != nil {
+		if j.cmd, err = b.lab.Command(ctx, "bastion", runArgs(b.cfg.Bin, p.mode, b.lab.InventoryPath(), b.cache, ref, hosts, runFlags{maxRate: b.cfg.MaxRate, connectTimeout: b.cfg.ConnectTimeout})...); err != nil {
 			close()
 			return nil, nil, err
 		}

@@ -206,9 +206,14 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
-// runArgs is the layercast command line of one run; maxRate is its
-// --max-rate, "" for none.
-func runArgs(bin, mode, inventory, cacheDir, image string, hosts []string, maxRate string) []string {
+// runFlags are the layercast flags every run of a bench sets when given.
+type runFlags struct {
+	maxRate        string        // --max-rate; "" for none
+	connectTimeout time.Duration // --connect-timeout; 0 for layercast's default
+}
+
+// runArgs is the layercast command line of one run.
+func runArgs(bin, mode, inventory, cacheDir, image string, hosts []string, fl runFlags) []string {
 	args := []string{
 		bin, "run", "--json", "--mode", mode, "-i", inventory,
 		"--hosts", strings.Join(hosts, ","),
@@ -217,8 +222,11 @@ func runArgs(bin, mode, inventory, cacheDir, image string, hosts []string, maxRa
 		"--progress-interval", "500ms",
 		"--cache-dir", cacheDir,
 	}
-	if maxRate != "" {
-		args = append(args, "--max-rate", maxRate)
+	if fl.maxRate != "" {
+		args = append(args, "--max-rate", fl.maxRate)
+	}
+	if fl.connectTimeout > 0 {
+		args = append(args, "--connect-timeout", fl.connectTimeout.String())
 	}
 	return append(args, image)
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 )
 
 // Setup describes the bench's lab for the written outputs.
@@ -17,6 +18,9 @@ type Setup struct {
 	CongestionControl string
 	// MaxRate is layercast's --max-rate in every run; "" for none.
 	MaxRate string
+	// ConnectTimeout is layercast's --connect-timeout in every run; 0 for
+	// its default.
+	ConnectTimeout time.Duration
 }
 
 // The files WriteAll writes into its directory.
@@ -150,6 +154,9 @@ func (rs Results) Markdown(w *bytes.Buffer, setup Setup) {
 	}
 	if setup.MaxRate != "" {
 		fmt.Fprintf(w, "layercast ran with --max-rate %s: the bastion's upload (seeder and node binary) kept under it.\n", setup.MaxRate)
+	}
+	if setup.ConnectTimeout > 0 {
+		fmt.Fprintf(w, "layercast ran with --connect-timeout %s.\n", setup.ConnectTimeout)
 	}
 	fmt.Fprintf(w, "Times in seconds from the job's start until the last host has the image; ⚠ marks a run whose average CPU was above %.0f%% (unreliable).\n\n", 100*CPULimit)
 

@@ -71,12 +71,15 @@ func TestConfig_MaxRateReachesLayercastsCommandLine(t *testing.T) {
 	if _, err := c.withDefaults(); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "max rate") {
 		t.Errorf("max rate %q: %v, want ErrInvalidConfig naming it", c.MaxRate, err)
 	}
-	args := runArgs("lc", ModeP2P, "inv.yaml", "/cache", "img:1", []string{"h01", "h02"}, "900kbit")
+	args := runArgs("lc", ModeP2P, "inv.yaml", "/cache", "img:1", []string{"h01", "h02"}, runFlags{maxRate: "900kbit", connectTimeout: time.Minute})
 	if i := slices.Index(args, "--max-rate"); i < 0 || args[i+1] != "900kbit" || args[len(args)-1] != "img:1" {
 		t.Errorf("command line %q: want --max-rate 900kbit before the image", args)
 	}
-	if args := runArgs("lc", ModeP2P, "inv.yaml", "/cache", "img:1", []string{"h01"}, ""); slices.Contains(args, "--max-rate") {
-		t.Errorf("command line %q: --max-rate without one asked", args)
+	if i := slices.Index(args, "--connect-timeout"); i < 0 || args[i+1] != "1m0s" {
+		t.Errorf("command line %q: want --connect-timeout 1m0s", args)
+	}
+	if args := runArgs("lc", ModeP2P, "inv.yaml", "/cache", "img:1", []string{"h01"}, runFlags{}); slices.Contains(args, "--max-rate") || slices.Contains(args, "--connect-timeout") {
+		t.Errorf("command line %q: --max-rate or --connect-timeout without one asked", args)
 	}
 }
 
