@@ -109,7 +109,7 @@ func TestFleet_HostWhoseConnectionDropsBeforeAnyWriteIsSetUpAgain(t *testing.T) 
 	lost := fmt.Errorf("probe host: start sh: %w: no answer to keepalives for 1m0s", openssh.ErrConnectionLost)
 	first := l.play("flaky", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
 	first.ProbeErr = lost
-	second := l.redialConn(t, "flaky")
+	l.redialConn(t, "flaky")
 	l.play("fine", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
 
 	rep, rec, err := l.run(t, context.Background(), Options{})
