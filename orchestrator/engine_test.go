@@ -31,6 +31,19 @@ type recorder struct {
 	events []Event
 }
 
+// of returns the events of kind about host, in order.
+func (r *recorder) of(kind EventKind, host string) []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Event
+	for _, e := range r.events {
+		if e.Kind == kind && e.Host == host {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 func (r *recorder) Emit(e Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -195,13 +195,9 @@ func TestFleet_HostWhoseConnectionDropsWhileItsNodeRunsIsClearedAndSetUpAgain(t 
 	// The book went back to connecting: the watchdog judges the new node
 	// on its own progress.
 	var states []HostState
-	rec.mu.Lock()
-	for _, e := range rec.events {
-		if e.Kind == EventHostState && e.Host == "flaky" {
-			states = append(states, e.State)
-		}
+	for _, e := range rec.of(EventHostState, "flaky") {
+		states = append(states, e.State)
 	}
-	rec.mu.Unlock()
 	if i := slices.Index(states, HostImporting); i < 0 || !slices.Contains(states[i:], HostConnecting) {
 		t.Errorf("flaky's states %q: want connecting again after importing", states)
 	}
@@ -289,16 +285,12 @@ func assertCallsInOrder(t *testing.T, c *hostops.FakeConn, want ...string) {
 // assertHostLog checks that a host log event of host says msg.
 func assertHostLog(t *testing.T, rec *recorder, host, msg string) {
 	t.Helper()
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
 	var logs []string
-	for _, e := range rec.events {
-		if e.Kind == EventHostLog && e.Host == host {
-			if e.Message == msg {
-				return
-			}
-			logs = append(logs, e.Message)
+	for _, e := range rec.of(EventHostLog, host) {
+		if e.Message == msg {
+			return
 		}
+		logs = append(logs, e.Message)
 	}
 	t.Errorf("%s's log events %q: want %q", host, logs, msg)
 }
@@ -331,13 +323,9 @@ func TestFleet_EndedJobsAreClearedOnlyWhereTheProbeSawOneAndReported(t *testing.
 		t.Errorf("left: did not look for ended jobs: %q", left.Calls())
 	}
 	var logs []string
-	rec.mu.Lock()
-	for _, e := range rec.events {
-		if e.Kind == EventHostLog && e.Host == "left" {
-			logs = append(logs, e.Message)
-		}
+	for _, e := range rec.of(EventHostLog, "left") {
+		logs = append(logs, e.Message)
 	}
-	rec.mu.Unlock()
 	if want := []string{"removed what an ended job left: /tmp/layercast-ended (stopped its node, pid 42)"}; !slices.Equal(logs, want) {
 		t.Errorf("left's log events %q, want %q", logs, want)
 	}
