@@ -38,7 +38,8 @@ testbed:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/testbed ./cmd/testbed
 
 # Everything, the lab tests included (they need root and skip without it).
-# The lab tests (testbed/e2e) take about 24 minutes on a two-core machine;
+# The lab tests (testbed/e2e) take 21–29 minutes on a two-core machine
+# (the slower on a fresh machine, whose lab also comes up slower);
 # the bound keeps CI under 30 with the package installs.
 test: build
 	LAYERCAST_BIN=$(CURDIR)/$(BIN)/layercast \
