@@ -640,6 +640,35 @@ func nodePIDs(t testing.TB, lab *testbed.Lab, host, jobID string) []int {
 }
 
 func findNodePIDs(lab *testbed.Lab, host, jobID string) ([]int, error) {
+	return hostPIDs(lab, host, func(pid int) bool {
+		// The node runs from the host's node cache or its work dir; its
+		// command line names its job.
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		return err == nil && strings.Contains(" "+strings.ReplaceAll(string(cmdline), "\x00", " ")+" ", " "+jobspec.NodeJobFlag+" "+jobID+" ")
+	})
+}
+
+// sshSessionPIDs finds the sshd processes that serve connections on host:
+// every sshd in the host's network namespace but its listener.
+func sshSessionPIDs(t testing.TB, lab *testbed.Lab, host string) []int {
+	t.Helper()
+	m, err := lab.Machine(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids, err := hostPIDs(lab, host, func(pid int) bool {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		return err == nil && pid != m.SSHD.Pid && strings.TrimSpace(string(comm)) == "sshd"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pids
+}
+
+// hostPIDs finds the processes that live in host's network namespace (lab
+// hosts share the machine's pid namespace) and that keep accepts.
+func hostPIDs(lab *testbed.Lab, host string, keep func(pid int) bool) ([]int, error) {
 	m, err := lab.Machine(host)
 	if err != nil {
 		return nil, err
@@ -656,13 +685,7 @@ func findNodePIDs(lab *testbed.Lab, host, jobID string) ([]int, error) {
 	var pids []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		// The node runs from the host's node cache or its work dir; its
-		// command line names its job.
-		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil || !strings.Contains(" "+strings.ReplaceAll(string(cmdline), "\x00", " ")+" ", " "+jobspec.NodeJobFlag+" "+jobID+" ") {
+		if err != nil || !keep(pid) {
 			continue
 		}
 		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil && ns == netns {
@@ -670,40 +693,6 @@ func findNodePIDs(lab *testbed.Lab, host, jobID string) ([]int, error) {
 		}
 	}
 	return pids, nil
-}
-
-// sshSessionPIDs finds the sshd processes that serve connections on host:
-// every sshd in the host's network namespace but its listener.
-func sshSessionPIDs(t testing.TB, lab *testbed.Lab, host string) []int {
-	t.Helper()
-	m, err := lab.Machine(host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(m.NetnsPath(), &st); err != nil {
-		t.Fatalf("netns of %s: %v", host, err)
-	}
-	netns := fmt.Sprintf("net:[%d]", st.Ino)
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == m.SSHD.Pid {
-			continue
-		}
-		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if err != nil || strings.TrimSpace(string(comm)) != "sshd" {
-			continue
-		}
-		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil && ns == netns {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 // running says whether pid is a live process (not a zombie).
