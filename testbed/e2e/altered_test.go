@@ -29,7 +29,7 @@ import (
 // the test alters it then, from outside the host (its /tmp is a
 // directory of the machine), with no hook in the node.
 func TestJob_LayerAlteredAfterVerifyFailsTheImport(t *testing.T) {
-	binary(t)
+	labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 2, Containerd: 1, Rate: "30mbit"})
 	img := makeImage(t, lab, testbed.ImageSpec{Tag: "lab/alter:v1", Size: 31 * mb, Layers: 2, BaseSize: 30 * mb, BaseLayers: 1})
 	for _, c := range []struct {

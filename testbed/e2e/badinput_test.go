@@ -22,7 +22,7 @@ import (
 // cmd/layercast (TestRun_BadInputExits2BeforeAnyHostIsTouched); here are
 // the cases that need real hosts and a real daemon.
 func TestBadInput(t *testing.T) {
-	binary(t)
+	labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 5, Rate: "100mbit"})
 	img := makeImage(t, lab, testbed.ImageSpec{Tag: "lab/bad:v1", Size: 20 * mb, Layers: 2})
 	var table []string

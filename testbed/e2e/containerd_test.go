@@ -27,7 +27,7 @@ func ctr(t testing.TB, lab *testbed.Lab, host string, args ...string) string {
 // job's config digest, unpacked, so that `ctr run` starts it without a pull.
 // Containerd hosts that hold the base skip it.
 func TestJob_MixedDockerAndContainerdFleet(t *testing.T) {
-	binary(t)
+	labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 4, Containerd: 2, Rate: "100mbit"})
 	img := makeImage(t, lab, testbed.ImageSpec{Tag: "lab/app:v1", Size: 60 * mb, Layers: 4, BaseSize: 30 * mb, BaseLayers: 2})
 	if err := lab.Preload(context.Background(), "lab/app:v1", "h04"); err != nil {
@@ -73,7 +73,7 @@ func TestJob_MixedDockerAndContainerdFleet(t *testing.T) {
 // stays; the next job's node finds that the job is over and drops it. In
 // the end the host holds no image, lease or snapshot of the failed job.
 func TestJob_ContainerdStoppedMidImportLeavesNothing(t *testing.T) {
-	binary(t)
+	labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 3, Containerd: 1, Rate: "30mbit"})
 	// A small first layer: it is complete, and its import under way, while
 	// the three large ones still download (the node fetches every layer at

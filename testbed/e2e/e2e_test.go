@@ -26,6 +26,19 @@ func binary(t testing.TB) string {
 	return testbed.LayercastBin(t)
 }
 
+// labTest begins a lab test: it needs layercast's binary (see binary) and
+// runs beside the package's other lab tests, -parallel of them at a time.
+// Each builds a lab of its own (labs of different names share nothing but
+// the machine), and most of a lab test's time is spent waiting on shaped
+// links and on the product's timeouts, not on the CPU: two at a time on a
+// two-core machine take the package from about 29 minutes to about 15.
+func labTest(t *testing.T) string {
+	t.Helper()
+	bin := binary(t)
+	t.Parallel()
+	return bin
+}
+
 // job is one run of `layercast run --json` on the lab's bastion.
 type job struct {
 	cmd    *exec.Cmd
@@ -227,7 +240,7 @@ func makeImage(t testing.TB, lab *testbed.Lab, spec testbed.ImageSpec) *testbed.
 // TestJob_EveryHostGetsTheImagePeerToPeer is the full job of issue 3: 8
 // hosts at 100 mbit, a 300 MB image in 5 layers.
 func TestJob_EveryHostGetsTheImagePeerToPeer(t *testing.T) {
-	binary(t)
+	labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 8, Rate: "100mbit"})
 	img := makeImage(t, lab, testbed.ImageSpec{Tag: "lab/app:v1", Size: 300 * mb, Layers: 5})
 
@@ -264,7 +277,7 @@ func TestJob_EveryHostGetsTheImagePeerToPeer(t *testing.T) {
 // TestJob_HostsWithTheBaseDownloadOnlyWhatTheyLack: dedup against layers
 // already in the daemon.
 func TestJob_HostsWithTheBaseDownloadOnlyWhatTheyLack(t *testing.T) {
-	binary(t)
+	labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 8, Rate: "100mbit"})
 	img := makeImage(t, lab, testbed.ImageSpec{Tag: "lab/app:v2", Size: 200 * mb, Layers: 5, BaseSize: 100 * mb, BaseLayers: 2})
 	withBase := []string{"h01", "h02", "h03", "h04"}
@@ -306,7 +319,7 @@ func TestJob_HostsWithTheBaseDownloadOnlyWhatTheyLack(t *testing.T) {
 // holds another host's key; that host fails before anything is uploaded,
 // the rest finish, exit 1.
 func TestJob_WrongHostKeyIsRefusedBeforeUpload(t *testing.T) {
-	binary(t)
+	labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 3})
 	img := makeImage(t, lab, testbed.ImageSpec{Tag: "lab/small:v1", Size: 20 * mb, Layers: 2})
 
@@ -355,7 +368,7 @@ func TestJob_WrongHostKeyIsRefusedBeforeUpload(t *testing.T) {
 
 // TestJob_InterruptTearsEverythingDown: SIGINT in the middle of a job.
 func TestJob_InterruptTearsEverythingDown(t *testing.T) {
-	binary(t)
+	labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 4, Rate: "50mbit"})
 	makeImage(t, lab, testbed.ImageSpec{Tag: "lab/big:v1", Size: 200 * mb, Layers: 3})
 	j := startJob(t, lab, "-i", lab.InventoryPath(), "lab/big:v1")

@@ -30,7 +30,7 @@ const (
 	slowTag   = "lab/fault-small:v1"
 )
 
-// faultLab is the lab every fault subtest shares.
+// faultLab is the lab a fault test's subtests share.
 type faultLab struct {
 	lab *testbed.Lab
 	img *testbed.Image
@@ -41,9 +41,9 @@ type faultLab struct {
 }
 
 func TestFaults(t *testing.T) {
-	binary(t)
-	lab := testbed.UpForTest(t, testbed.Config{Hosts: 4, Rate: "100mbit"})
-	fl := &faultLab{lab: lab, img: makeImage(t, lab, testbed.ImageSpec{Tag: faultTag, Size: faultSize, Layers: 3, BaseSize: 6 * mb, BaseLayers: 1})}
+	labTest(t)
+	fl := newFaultLab(t)
+	lab := fl.lab
 
 	t.Run("baseline", func(t *testing.T) {
 		fl.clean(t)
@@ -204,6 +204,55 @@ func TestFaults(t *testing.T) {
 		fl.inject(t, "h03", nil, start, "connect", "refused")
 	})
 
+	t.Run("one host ten times slower", func(t *testing.T) {
+		// A smaller image keeps the slow host's 10mbit short.
+		small := makeImage(t, lab, testbed.ImageSpec{Tag: slowTag, Size: 16 * mb, Layers: 2})
+		fl.clean(t)
+		base, code, j := runJob(t, lab, 3*time.Minute, "-i", lab.InventoryPath(), slowTag)
+		if code != 0 {
+			t.Fatalf("baseline: exit %d; stderr:\n%s", code, j.stderr.String())
+		}
+		baseline := map[string]time.Duration{}
+		for _, h := range base.Hosts {
+			baseline[h.Host] = h.Duration
+		}
+		fl.clean(t)
+		if err := lab.SlowLink(context.Background(), "h04", 10); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := lab.HealLink(context.Background(), "h04"); err != nil {
+				t.Error(err)
+			}
+		})
+		rep, code, j := runJob(t, lab, 4*time.Minute, "-i", lab.InventoryPath(), slowTag)
+		if code != 0 {
+			t.Fatalf("exit %d; stderr:\n%s", code, j.stderr.String())
+		}
+		var lines []string
+		for _, h := range rep.Hosts {
+			if got := imageOn(t, lab, h.Host, slowTag); got != small.ID {
+				t.Errorf("%s: image %q, want %s", h.Host, got, small.ID)
+			}
+			lines = append(lines, fmt.Sprintf("%s %s (baseline %s)", h.Host, h.Duration.Round(100*time.Millisecond), baseline[h.Host].Round(100*time.Millisecond)))
+			if h.Host != "h04" && h.Duration > 3*baseline[h.Host]+10*time.Second {
+				t.Errorf("%s took %s next to a slow h04, %s without", h.Host, h.Duration.Round(100*time.Millisecond), baseline[h.Host].Round(100*time.Millisecond))
+			}
+		}
+		t.Logf("16 MB, h04 at 10mbit, the rest at 100mbit: %s", strings.Join(lines, ", "))
+		assertNothingLeft(t, lab, rep)
+	})
+
+}
+
+// The faults at the bastion's end, on a lab of their own: the operator
+// interrupts the job, the bastion dies. Their waits (the nodes' heartbeat
+// timeout above all) overlap the other lab tests'.
+func TestFaults_AtTheBastion(t *testing.T) {
+	labTest(t)
+	fl := newFaultLab(t)
+	lab := fl.lab
+
 	t.Run("operator presses ctrl-c", func(t *testing.T) {
 		fl.clean(t)
 		// Slower links, so the interrupt lands in the middle of the
@@ -263,45 +312,6 @@ func TestFaults(t *testing.T) {
 			_ = lab.HealLink(context.Background(), h)
 		}
 		fl.retry(t, report, cancelled)
-	})
-
-	t.Run("one host ten times slower", func(t *testing.T) {
-		// A smaller image keeps the slow host's 10mbit short.
-		small := makeImage(t, lab, testbed.ImageSpec{Tag: slowTag, Size: 16 * mb, Layers: 2})
-		fl.clean(t)
-		base, code, j := runJob(t, lab, 3*time.Minute, "-i", lab.InventoryPath(), slowTag)
-		if code != 0 {
-			t.Fatalf("baseline: exit %d; stderr:\n%s", code, j.stderr.String())
-		}
-		baseline := map[string]time.Duration{}
-		for _, h := range base.Hosts {
-			baseline[h.Host] = h.Duration
-		}
-		fl.clean(t)
-		if err := lab.SlowLink(context.Background(), "h04", 10); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := lab.HealLink(context.Background(), "h04"); err != nil {
-				t.Error(err)
-			}
-		})
-		rep, code, j := runJob(t, lab, 4*time.Minute, "-i", lab.InventoryPath(), slowTag)
-		if code != 0 {
-			t.Fatalf("exit %d; stderr:\n%s", code, j.stderr.String())
-		}
-		var lines []string
-		for _, h := range rep.Hosts {
-			if got := imageOn(t, lab, h.Host, slowTag); got != small.ID {
-				t.Errorf("%s: image %q, want %s", h.Host, got, small.ID)
-			}
-			lines = append(lines, fmt.Sprintf("%s %s (baseline %s)", h.Host, h.Duration.Round(100*time.Millisecond), baseline[h.Host].Round(100*time.Millisecond)))
-			if h.Host != "h04" && h.Duration > 3*baseline[h.Host]+10*time.Second {
-				t.Errorf("%s took %s next to a slow h04, %s without", h.Host, h.Duration.Round(100*time.Millisecond), baseline[h.Host].Round(100*time.Millisecond))
-			}
-		}
-		t.Logf("16 MB, h04 at 10mbit, the rest at 100mbit: %s", strings.Join(lines, ", "))
-		assertNothingLeft(t, lab, rep)
 	})
 
 	t.Run("bastion killed with -9", func(t *testing.T) {
@@ -376,6 +386,13 @@ func TestFaults(t *testing.T) {
 			}
 		}
 	})
+}
+
+// newFaultLab brings up the four hosts of a fault test and makes its image.
+func newFaultLab(t *testing.T) *faultLab {
+	t.Helper()
+	lab := testbed.UpForTest(t, testbed.Config{Hosts: 4, Rate: "100mbit"})
+	return &faultLab{lab: lab, img: makeImage(t, lab, testbed.ImageSpec{Tag: faultTag, Size: faultSize, Layers: 3, BaseSize: 6 * mb, BaseLayers: 1})}
 }
 
 // recovers runs one job and, once host has 4 MB, lose (which makes host

@@ -15,7 +15,7 @@ import (
 // another image than the bastion's, a Docker daemon that freezes during
 // the check and during the import, a /tmp mounted noexec.
 func TestHardening(t *testing.T) {
-	binary(t)
+	labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 3, Rate: "100mbit", Registry: true})
 	clean := func(t *testing.T) {
 		t.Helper()

@@ -30,7 +30,7 @@ import (
 // Who may join a job's swarm: only its hosts and the bastion. h04 is a lab
 // host left out of the job: it plays the outsider that knows an infohash.
 func TestWhoMayJoin(t *testing.T) {
-	binary(t)
+	labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 4, Rate: "100mbit", Registry: true})
 	img := makeImage(t, lab, testbed.ImageSpec{Tag: "lab/join:v1", Size: 24 * mb, Layers: 2})
 	job := []string{"h01", "h02", "h03"}

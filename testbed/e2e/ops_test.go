@@ -97,7 +97,7 @@ func jobDirs(t testing.TB, lab *testbed.Lab, host string) string {
 // writes nothing on any host, and each host's Needs matches what the run
 // then brought it (from peers and bastion) within 5%.
 func TestPlan_PerHostBytesMatchWhatTheRunMoves(t *testing.T) {
-	binary(t)
+	labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 8, Rate: "100mbit"})
 	makeImage(t, lab, testbed.ImageSpec{Tag: "lab/app:v3", Size: 200 * mb, Layers: 5, BaseSize: 100 * mb, BaseLayers: 2})
 	withBase := map[string]bool{"h01": true, "h02": true, "h03": true, "h04": true}
@@ -230,7 +230,7 @@ ansible_python_interpreter=/usr/bin/python3
 // one holding the lab's keys. The job runs in plain mode with stdout a pipe
 // (as in CI): no cursor control on stdout or stderr.
 func TestAnsibleINIInventory_DrivesARun(t *testing.T) {
-	bin := binary(t)
+	bin := labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 4})
 	img := makeImage(t, lab, testbed.ImageSpec{Tag: "lab/ansible:v1", Size: 40 * mb, Layers: 3})
 
@@ -333,7 +333,7 @@ func TestAnsibleINIInventory_DrivesARun(t *testing.T) {
 // on the lab; it compiles the node binary with the local Go toolchain into
 // its cache dir first.
 func TestGoInstallBuild_BuildsNodeBinariesOnFirstUse(t *testing.T) {
-	binary(t)
+	labTest(t)
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("needs the go command")
@@ -403,7 +403,7 @@ func moduleRoot(t testing.TB, goTool string) string {
 // TestRelease_BinaryRunsAJob runs a job on the lab with a binary from
 // `make release` (LAYERCAST_RELEASE_BIN; `make release-lab` sets it).
 func TestRelease_BinaryRunsAJob(t *testing.T) {
-	binary(t)
+	labTest(t)
 	bin := os.Getenv("LAYERCAST_RELEASE_BIN")
 	if bin == "" {
 		t.Skip("LAYERCAST_RELEASE_BIN is not set; `make release-lab` builds dist/ and sets it")

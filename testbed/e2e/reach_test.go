@@ -17,7 +17,7 @@ import (
 // forwarding for hosts that cannot connect to the bastion, and a jump host
 // from ~/.ssh/config. One lab, one small image, daemons cleaned between.
 func TestReach(t *testing.T) {
-	binary(t)
+	labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 3, Rate: "200mbit"})
 	img := makeImage(t, lab, testbed.ImageSpec{Tag: "lab/reach:v1", Size: 30 * mb, Layers: 2})
 	everyHostHasIt := func(t *testing.T, rep *orchestrator.Report, code int, j *job) {

@@ -117,7 +117,7 @@ func assertSecretsOffHosts(t *testing.T, lab *testbed.Lab, hosts []string, needl
 // TestRegistrySource: jobs straight from a private registry (basic auth)
 // with the bastion's Docker daemon stopped.
 func TestRegistrySource(t *testing.T) {
-	binary(t)
+	labTest(t)
 	password := "Lc-" + randomToken()[:20]
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 6, Rate: "100mbit", Registry: true, RegistryUser: labRegistryUser, RegistryPassword: password})
 	img := makeImage(t, lab, testbed.ImageSpec{Tag: "lab/regsrc:v1", Size: 40 * mb, Layers: 3})
@@ -246,7 +246,7 @@ func TestRegistrySource(t *testing.T) {
 // registry-source job (gzip blobs of other digests) of an image built on
 // them.
 func TestRegistrySource_DedupAcrossSources(t *testing.T) {
-	binary(t)
+	labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 2, Rate: "100mbit", Registry: true})
 	img := makeImage(t, lab, testbed.ImageSpec{Tag: "lab/dedup:v1", Size: 30 * mb, Layers: 3, BaseSize: 20 * mb, BaseLayers: 2})
 	if err := lab.LoadImage(context.Background(), "bastion", img.BasePath); err != nil {
@@ -316,7 +316,7 @@ func amd64NodeForArm64(t *testing.T) string {
 // own platform's image; a host that says armv7l, which the index lacks,
 // fails alone before any download.
 func TestRegistrySource_MixedFleet(t *testing.T) {
-	binary(t)
+	labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 5, Rate: "100mbit", Registry: true})
 	base := registrytest.GzipLayer(t, registrytest.LayerTar(51, 12_000_000))
 	amd := registrytest.Image(t, "linux/amd64", false, base, registrytest.GzipLayer(t, registrytest.LayerTar(52, 6_000_000)))

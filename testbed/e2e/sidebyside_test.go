@@ -16,7 +16,7 @@ import (
 // images for an ended job's: both exit 0, every host has both images, and
 // neither leaves anything behind.
 func TestJobs_SideBySideOnTheSameHosts(t *testing.T) {
-	binary(t)
+	labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 3, Rate: "100mbit"})
 	a := makeImage(t, lab, testbed.ImageSpec{Tag: "lab/app:v1", Size: 120 * mb, Layers: 4})
 	b := makeImage(t, lab, testbed.ImageSpec{Tag: "lab/other:v1", Size: 120 * mb, Layers: 4})
@@ -62,7 +62,7 @@ func TestJobs_SideBySideOnTheSameHosts(t *testing.T) {
 // hosts that run it; a second job finds it in every host's node cache and
 // sends nothing; plan shows it; layercast clean removes it.
 func TestJob_NodeBinaryIsHandedOnAndKept(t *testing.T) {
-	bin := binary(t)
+	bin := labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 6, Rate: "100mbit"})
 	makeImage(t, lab, testbed.ImageSpec{Tag: "lab/app:v1", Size: 20 * mb, Layers: 2})
 

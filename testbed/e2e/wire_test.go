@@ -87,7 +87,7 @@ func hostRates(j *job, host string) (down, up float64) {
 // Rates are measured from the job's own events and logged; the test fails
 // only when one exceeds its cap by more than 10 %.
 func TestCaps(t *testing.T) {
-	binary(t)
+	labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 3, Rate: "100mbit"})
 
 	t.Run("bastion capped at 5 MB/s", func(t *testing.T) {
@@ -243,7 +243,7 @@ func importRootfs(t *testing.T, lab *testbed.Lab, dir, tag string) string {
 // not 8: the e2e package must stay under its 25-minute bound on a slow
 // CI machine, and the ratios it logs are per host.)
 func TestCompressedOnTheWire(t *testing.T) {
-	binary(t)
+	labTest(t)
 	lab := testbed.UpForTest(t, testbed.Config{Hosts: 4, Rate: "100mbit", Registry: true})
 	dir := rootfsDir(t)
 	what := "Debian minbase root filesystem"
