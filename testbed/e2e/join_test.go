@@ -155,7 +155,7 @@ func TestWhoMayJoin(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The bastion's layercast reads its Docker config from here.
-		t.Setenv("DOCKER_CONFIG", cfgDir)
+		env := []string{"DOCKER_CONFIG=" + cfgDir}
 		needles := []string{secret, basic}
 
 		var mu sync.Mutex
@@ -179,9 +179,13 @@ func TestWhoMayJoin(t *testing.T) {
 				}
 			}
 		}()
-		rep, code, j := runJob(t, lab, 3*time.Minute, "-i", lab.InventoryPath(), "--hosts", strings.Join(job, ","), "--mode", "registry", img.RegistryRef)
+		j := startJobEnv(t, lab, env, "-i", lab.InventoryPath(), "--hosts", strings.Join(job, ","), "--mode", "registry", img.RegistryRef)
+		rep, code := j.wait(t, 3*time.Minute)
 		close(stop)
 		scans := <-scanned
+		if rep == nil {
+			t.Fatalf("registry mode: no report (exit %d); stderr:\n%s", code, j.stderr.String())
+		}
 		if code != 0 {
 			t.Fatalf("registry mode: exit %d; %+v; stderr:\n%s", code, rep.Hosts, j.stderr.String())
 		}
