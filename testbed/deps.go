@@ -24,7 +24,7 @@ func labDeps() []struct{ program, pkg string } {
 		{"nsenter", "util-linux"},
 		{"unshare", "util-linux"},
 		{"mount", "mount"},
-		{"debootstrap", "debootstrap"}, // the compressible image of the registry-source tests
+		{"debootstrap", "debootstrap"}, // LAYERCAST_ROOTFS=debootstrap: a real root filesystem for TestCompressedOnTheWire
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/anacrolix/torrent/metainfo"
 
+	"github.com/layercast/layercast/internal/byterate"
 	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/nodebin/swarm"
 	"github.com/layercast/layercast/tracker"
@@ -101,14 +102,28 @@ func benchInt(b *testing.B, name string, def int64) int64 {
 // tracker, for N in LAYERCAST_BENCH_LEECHERS (default 1,5,10). The layer
 // is LAYERCAST_BENCH_BYTES long (default 256 MiB, beyond the nodes' 64 MiB
 // look-ahead) with AutoPieceLength's pieces. It reports the seeder's egress
-// ÷ the layer, the layer's MB/s from start to the last node verified, and
-// the seeder's CPU seconds per GB sent (LAYERCAST_BENCH_SEEDER_CPUPROFILE
+// ÷ the layer, the layer's MB/s from start to the last node verified, the
+// nodes' CPU seconds per GB received (this process: the nodes and the
+// tracker), and the seeder's CPU seconds per GB sent (LAYERCAST_BENCH_SEEDER_CPUPROFILE
 // names a file for the seeder's CPU profile).
+//
+// LAYERCAST_BENCH_LINK (a rate: "4mbit") shapes every link as the lab
+// does: the seeder's cap and each node's, each way. It then also reports
+// the time to the last node ÷ (layer ÷ link), the lab's fleet-time ratio,
+// for swarms larger than the lab's two cores can run as hosts
+// (LAYERCAST_BENCH_LEECHERS=200):
 //
 //	go test ./orchestrator/seed -run '^$' -bench Swarm -benchtime 1x
 func BenchmarkSwarm(b *testing.B) {
 	size := benchInt(b, "LAYERCAST_BENCH_BYTES", 256<<20)
 	rate := benchInt(b, "LAYERCAST_BENCH_RATE", 32) << 20
+	link, err := byterate.Parse(benchEnv(b, "LAYERCAST_BENCH_LINK", "0"))
+	if err != nil {
+		b.Fatalf("LAYERCAST_BENCH_LINK: %v", err)
+	}
+	if link > 0 {
+		rate = link
+	}
 	dir := b.TempDir()
 	path, digest := writeLargeFile(b, dir, size, 11)
 	mt, ih, err := MakeTorrent(path, 0, "")
@@ -126,23 +141,32 @@ func BenchmarkSwarm(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Run(fmt.Sprintf("leechers=%d", n), func(b *testing.B) {
-			var egress, mbps, cpuPerGB float64
+			var egress, mbps, cpuPerGB, nodeCPU float64
 			for i := 0; i < b.N; i++ {
-				r := runBenchJob(b, n, layer, ih, path, torrentPath, rate)
+				r := runBenchJob(b, n, layer, ih, path, torrentPath, rate, link)
 				egress += r.egress / float64(b.N)
 				mbps += r.mbps / float64(b.N)
 				cpuPerGB += r.cpuPerGB / float64(b.N)
+				nodeCPU += r.nodeCPU / float64(b.N)
 			}
 			b.ReportMetric(egress, "egress/layer")
 			b.ReportMetric(mbps, "MB/s")
 			b.ReportMetric(cpuPerGB, "seeder-CPU-s/GB")
+			b.ReportMetric(nodeCPU, "node-CPU-s/GB")
+			if link > 0 {
+				// mbps is size ÷ time; the ideal is one link's time.
+				b.ReportMetric(float64(link)/1e6/mbps, "time/ideal")
+			}
 		})
 	}
 }
 
-type benchResult struct{ egress, mbps, cpuPerGB float64 }
+// benchResult is one job: the seeder's egress ÷ the layer, the layer's
+// MB/s to the last node, the seeder's CPU-s per GB sent, and the nodes'
+// (this process's) CPU-s per GB received.
+type benchResult struct{ egress, mbps, cpuPerGB, nodeCPU float64 }
 
-func runBenchJob(b *testing.B, n int, layer jobspec.Layer, ih metainfo.Hash, path, torrentPath string, rate int64) benchResult {
+func runBenchJob(b *testing.B, n int, layer jobspec.Layer, ih metainfo.Hash, path, torrentPath string, rate, link int64) benchResult {
 	b.StopTimer()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -182,7 +206,7 @@ func runBenchJob(b *testing.B, n int, layer jobspec.Layer, ih metainfo.Hash, pat
 		if err != nil {
 			b.Fatal(err)
 		}
-		c, err := swarm.New(ctx, swarm.Config{Dir: dir, Announce: tr.AnnounceURL(srv.URL), AllowedIPs: []string{"127.0.0.1"}, Seeders: []string{"127.0.0.1:" + port}})
+		c, err := swarm.New(ctx, swarm.Config{Dir: dir, Announce: tr.AnnounceURL(srv.URL), AllowedIPs: []string{"127.0.0.1"}, Seeders: []string{"127.0.0.1:" + port}, MaxRate: link})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -191,13 +215,14 @@ func runBenchJob(b *testing.B, n int, layer jobspec.Layer, ih metainfo.Hash, pat
 	}
 	j := &testJob{layer: layer, size: layer.Size}
 	b.StartTimer()
-	start := time.Now()
+	start, nodeCPU := time.Now(), processCPU()
 	for i, err := range j.download(ctx, clients) {
 		if err != nil {
 			b.Fatalf("leecher %d: %v", i, err)
 		}
 	}
 	elapsed := time.Since(start)
+	nodeCPU = processCPU() - nodeCPU
 	b.StopTimer()
 	stdin.Close()
 	var uploaded, resent int64
@@ -212,12 +237,14 @@ func runBenchJob(b *testing.B, n int, layer jobspec.Layer, ih metainfo.Hash, pat
 	if err := child.Wait(); err != nil {
 		b.Fatalf("seeder child: %v", err)
 	}
-	b.Logf("%d leechers × %d MiB at %d MiB/s: %v, egress %.3f × layer (%d MiB resent), seeder %.2f CPU-s",
-		n, layer.Size>>20, rate>>20, elapsed.Round(time.Millisecond), float64(uploaded)/float64(layer.Size), resent>>20, cpu)
+	received := float64(n) * float64(layer.Size) / 1e9
+	b.Logf("%d leechers × %d MiB, seeder at %s, nodes at %s: %v, egress %.3f × layer (%d MiB resent), seeder %.2f CPU-s, nodes %.1f CPU-s (%.1f per GB received)",
+		n, layer.Size>>20, byterate.Format(rate), byterate.Format(link), elapsed.Round(time.Millisecond), float64(uploaded)/float64(layer.Size), resent>>20, cpu, nodeCPU, nodeCPU/received)
 	b.StartTimer()
 	return benchResult{
 		egress:   float64(uploaded) / float64(layer.Size),
 		mbps:     float64(layer.Size) / 1e6 / elapsed.Seconds(),
 		cpuPerGB: cpu / (float64(uploaded) / 1e9),
+		nodeCPU:  nodeCPU / received,
 	}
 }

@@ -162,15 +162,20 @@ func TestCaps(t *testing.T) {
 	})
 }
 
-// rootfsDir is a real root filesystem: LAYERCAST_ROOTFS, else a fresh
-// debootstrap (Debian minbase, about 200 MB), else "" when neither is to
-// be had.
+// rootfsDir is a real root filesystem, when asked for: LAYERCAST_ROOTFS
+// names one, or is "debootstrap" for a fresh Debian minbase (about 200 MB,
+// two minutes of the lab's CPU, which is why the lab tests leave it out by
+// default). Else, or when debootstrap fails, "": the test then uses text.
+//
+//	LAYERCAST_ROOTFS=debootstrap go test ./testbed/e2e -run TestCompressedOnTheWire -v
 func rootfsDir(t *testing.T) string {
 	t.Helper()
-	if d := os.Getenv("LAYERCAST_ROOTFS"); d != "" {
+	d := os.Getenv("LAYERCAST_ROOTFS")
+	if d != "debootstrap" {
 		return d
 	}
 	if _, err := exec.LookPath("debootstrap"); err != nil {
+		t.Logf("LAYERCAST_ROOTFS=debootstrap without debootstrap installed: using text")
 		return ""
 	}
 	dir := filepath.Join(t.TempDir(), "rootfs")
@@ -234,8 +239,8 @@ func importRootfs(t *testing.T, lab *testbed.Lab, dir, tag string) string {
 	return imageOnBastion(t, lab, tag)
 }
 
-// TestCompressedOnTheWire measures a compressible image (a Debian root
-// filesystem, or repetitive text without debootstrap) to 4 hosts at
+// TestCompressedOnTheWire measures a compressible image (repetitive text,
+// or a Debian root filesystem: see rootfsDir) to 4 hosts at
 // 100 Mbit/s three ways: from the registry (its gzip blobs), from the
 // daemon uncompressed, from the daemon gzipped on the bastion. It logs
 // bytes on the wire against the image's unpacked size and the fleet's
