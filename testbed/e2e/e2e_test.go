@@ -27,11 +27,13 @@ func binary(t testing.TB) string {
 }
 
 // labTest begins a lab test: it needs layercast's binary (see binary) and
-// runs beside the package's other lab tests, -parallel of them at a time.
-// Each builds a lab of its own (labs of different names share nothing but
-// the machine), and most of a lab test's time is spent waiting on shaped
-// links and on the product's timeouts, not on the CPU: two at a time on a
-// two-core machine take the package from about 29 minutes to about 15.
+// runs beside the package's other lab tests, -parallel of them at a time
+// (make test: 3). Each builds a lab of its own (labs of different names
+// share nothing but the machine). Some lab tests mostly wait, on shaped
+// links and on the product's timeouts (a node's heartbeat, a frozen
+// daemon's deadline); others keep the CPU busy importing images. Run one
+// at a time the package took 27 minutes and more on a two-core machine;
+// two at a time 19, with minutes in which both waited.
 func labTest(t *testing.T) string {
 	t.Helper()
 	bin := binary(t)

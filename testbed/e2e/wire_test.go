@@ -203,7 +203,7 @@ func importRootfs(t *testing.T, lab *testbed.Lab, dir, tag string) string {
 	if dir == "" {
 		dir = t.TempDir()
 		var b strings.Builder
-		for i := range 2_000_000 {
+		for i := range 1_000_000 { // about 100 MB
 			fmt.Fprintf(&b, "2026-11-30 12:%02d:%02d host%03d layercast node: layer %d of the job downloaded from peer 10.99.0.%d\n", i/60%60, i%60, i%500, i%7, i%250)
 		}
 		if err := os.WriteFile(filepath.Join(dir, "log.txt"), []byte(b.String()), 0o644); err != nil {
