@@ -24,8 +24,8 @@ import (
 
 // Environment of the seeder child process of BenchmarkSwarm.
 const (
-	envChildLayer   = "LAYERCAST_SEEDER_CHILD_LAYER" // the layer file
-	envChildTorrent = "LAYERCAST_SEEDER_CHILD_TORRENT"
+	envChildLayer   = "LAYERCAST_SEEDER_CHILD_LAYER"   // the layer files, comma-separated
+	envChildTorrent = "LAYERCAST_SEEDER_CHILD_TORRENT" // their torrents, in the same order
 	envChildRate    = "LAYERCAST_SEEDER_CHILD_RATE"
 	// envChildProfile, when set, is where the child writes a CPU profile of
 	// its serving.
@@ -36,19 +36,24 @@ const (
 // unless the benchmark started it. It prints its port, serves until its
 // stdin closes, then prints what it sent and the CPU time it spent serving.
 func TestSeederChild(t *testing.T) {
-	path := os.Getenv(envChildLayer)
-	if path == "" {
+	paths := os.Getenv(envChildLayer)
+	if paths == "" {
 		t.Skip("run by BenchmarkSwarm")
 	}
-	mt, err := os.ReadFile(os.Getenv(envChildTorrent))
-	if err != nil {
-		t.Fatal(err)
+	var layers []Layer
+	torrents := strings.Split(os.Getenv(envChildTorrent), ",")
+	for i, path := range strings.Split(paths, ",") {
+		mt, err := os.ReadFile(torrents[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers = append(layers, Layer{Path: path, Torrent: mt})
 	}
 	maxRate, err := strconv.ParseInt(os.Getenv(envChildRate), 10, 64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewSeeder(context.Background(), Config{ListenAddr: "127.0.0.1:0", AllowLoopback: true, MaxRate: maxRate}, []Layer{{Path: path, Torrent: mt}})
+	s, err := NewSeeder(context.Background(), Config{ListenAddr: "127.0.0.1:0", AllowLoopback: true, MaxRate: maxRate}, layers)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,24 +101,28 @@ func benchInt(b *testing.B, name string, def int64) int64 {
 }
 
 // BenchmarkSwarm measures one job on loopback: the seeder, in a child
-// process so that its CPU time is its own, serves one layer at most
+// process so that its CPU time is its own, serves an image at most
 // LAYERCAST_BENCH_RATE MiB/s (default 32; 0 is unlimited) to N nodes
 // (nodebin/swarm, in this process) that find each other through a
-// tracker, for N in LAYERCAST_BENCH_LEECHERS (default 1,5,10). The layer
+// tracker, for N in LAYERCAST_BENCH_LEECHERS (default 1,5,10). The image
 // is LAYERCAST_BENCH_BYTES long (default 256 MiB, beyond the nodes' 64 MiB
-// look-ahead) with AutoPieceLength's pieces. It reports the seeder's egress
-// ÷ the layer, the layer's MB/s from start to the last node verified, the
-// nodes' CPU seconds per GB received (this process: the nodes and the
-// tracker), and the seeder's CPU seconds per GB sent (LAYERCAST_BENCH_SEEDER_CPUPROFILE
-// names a file for the seeder's CPU profile).
+// look-ahead) in LAYERCAST_BENCH_LAYERS layers (default 1), each a torrent
+// of its own with AutoPieceLength's pieces, as in a job. It reports the
+// seeder's egress ÷ the image, the image's MB/s from start to the last
+// node verified, the seeder's CPU seconds per GB sent
+// (LAYERCAST_BENCH_SEEDER_CPUPROFILE names a file for its CPU profile),
+// and the nodes' CPU seconds per GB received (this process's: the nodes
+// and the tracker).
 //
 // LAYERCAST_BENCH_LINK (a rate: "4mbit") shapes every link as the lab
 // does: the seeder's cap and each node's, each way. It then also reports
-// the time to the last node ÷ (layer ÷ link), the lab's fleet-time ratio,
-// for swarms larger than the lab's two cores can run as hosts
-// (LAYERCAST_BENCH_LEECHERS=200):
+// the time to the last node ÷ (image ÷ link), the lab's fleet-time ratio
+// without setup and import, for swarms larger than the lab's two cores
+// run as hosts:
 //
 //	go test ./orchestrator/seed -run '^$' -bench Swarm -benchtime 1x
+//	LAYERCAST_BENCH_LEECHERS=200 LAYERCAST_BENCH_BYTES=50000000 LAYERCAST_BENCH_LAYERS=5 \
+//	  LAYERCAST_BENCH_LINK=4mbit go test ./orchestrator/seed -run '^$' -bench Swarm -benchtime 1x
 func BenchmarkSwarm(b *testing.B) {
 	size := benchInt(b, "LAYERCAST_BENCH_BYTES", 256<<20)
 	rate := benchInt(b, "LAYERCAST_BENCH_RATE", 32) << 20
@@ -124,17 +133,7 @@ func BenchmarkSwarm(b *testing.B) {
 	if link > 0 {
 		rate = link
 	}
-	dir := b.TempDir()
-	path, digest := writeLargeFile(b, dir, size, 11)
-	mt, ih, err := MakeTorrent(path, 0, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	torrentPath := path + ".torrent"
-	if err := os.WriteFile(torrentPath, mt, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	layer := jobspec.Layer{Digest: digest, DiffID: digest, ChainID: digest, Size: size, Torrent: mt}
+	img := writeBenchImage(b, size, int(benchInt(b, "LAYERCAST_BENCH_LAYERS", 1)))
 	for _, f := range strings.Split(benchEnv(b, "LAYERCAST_BENCH_LEECHERS", "1,5,10"), ",") {
 		n, err := strconv.Atoi(f)
 		if err != nil {
@@ -143,13 +142,13 @@ func BenchmarkSwarm(b *testing.B) {
 		b.Run(fmt.Sprintf("leechers=%d", n), func(b *testing.B) {
 			var egress, mbps, cpuPerGB, nodeCPU float64
 			for i := 0; i < b.N; i++ {
-				r := runBenchJob(b, n, layer, ih, path, torrentPath, rate, link)
+				r := runBenchJob(b, n, img, rate, link)
 				egress += r.egress / float64(b.N)
 				mbps += r.mbps / float64(b.N)
 				cpuPerGB += r.cpuPerGB / float64(b.N)
 				nodeCPU += r.nodeCPU / float64(b.N)
 			}
-			b.ReportMetric(egress, "egress/layer")
+			b.ReportMetric(egress, "egress/image")
 			b.ReportMetric(mbps, "MB/s")
 			b.ReportMetric(cpuPerGB, "seeder-CPU-s/GB")
 			b.ReportMetric(nodeCPU, "node-CPU-s/GB")
@@ -161,17 +160,57 @@ func BenchmarkSwarm(b *testing.B) {
 	}
 }
 
-// benchResult is one job: the seeder's egress ÷ the layer, the layer's
+// benchResult is one job: the seeder's egress ÷ the image, the image's
 // MB/s to the last node, the seeder's CPU-s per GB sent, and the nodes'
 // (this process's) CPU-s per GB received.
 type benchResult struct{ egress, mbps, cpuPerGB, nodeCPU float64 }
 
-func runBenchJob(b *testing.B, n int, layer jobspec.Layer, ih metainfo.Hash, path, torrentPath string, rate, link int64) benchResult {
+// benchImage is the image of BenchmarkSwarm: its layers, their torrents'
+// info hashes, and the files the seeder child serves.
+type benchImage struct {
+	layers       []jobspec.Layer
+	hashes       []metainfo.Hash
+	paths        []string
+	torrentPaths []string
+	size         int64
+}
+
+// writeBenchImage writes size pseudo-random bytes as n layers and their
+// torrents.
+func writeBenchImage(b *testing.B, size int64, n int) *benchImage {
+	b.Helper()
+	if n < 1 {
+		b.Fatalf("LAYERCAST_BENCH_LAYERS: %d", n)
+	}
+	dir := b.TempDir()
+	img := &benchImage{size: size}
+	for i := range n {
+		lsize := size / int64(n)
+		if i == n-1 {
+			lsize = size - lsize*int64(n-1)
+		}
+		path, digest := writeLargeFile(b, dir, lsize, byte(11+i))
+		mt, ih, err := MakeTorrent(path, 0, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(path+".torrent", mt, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		img.layers = append(img.layers, jobspec.Layer{Digest: digest, DiffID: digest, ChainID: digest, Size: lsize, Torrent: mt})
+		img.hashes = append(img.hashes, ih)
+		img.paths = append(img.paths, path)
+		img.torrentPaths = append(img.torrentPaths, path+".torrent")
+	}
+	return img
+}
+
+func runBenchJob(b *testing.B, n int, img *benchImage, rate, link int64) benchResult {
 	b.StopTimer()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	child := exec.CommandContext(ctx, os.Args[0], "-test.run", "^TestSeederChild$", "-test.v")
-	child.Env = append(os.Environ(), envChildLayer+"="+path, envChildTorrent+"="+torrentPath, envChildRate+"="+strconv.FormatInt(rate, 10))
+	child.Env = append(os.Environ(), envChildLayer+"="+strings.Join(img.paths, ","), envChildTorrent+"="+strings.Join(img.torrentPaths, ","), envChildRate+"="+strconv.FormatInt(rate, 10))
 	stdin, err := child.StdinPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -197,7 +236,7 @@ func runBenchJob(b *testing.B, n int, layer jobspec.Layer, ih metainfo.Hash, pat
 		b.Fatal("seeder child printed no port")
 	}
 
-	tr := tracker.New(tracker.Config{Token: "tok", InfoHashes: []metainfo.Hash{ih}})
+	tr := tracker.New(tracker.Config{Token: "tok", InfoHashes: img.hashes})
 	srv := httptest.NewServer(tr)
 	defer srv.Close()
 	clients := make([]*swarm.Client, n)
@@ -213,10 +252,9 @@ func runBenchJob(b *testing.B, n int, layer jobspec.Layer, ih metainfo.Hash, pat
 		defer c.Close()
 		clients[i] = c
 	}
-	j := &testJob{layer: layer, size: layer.Size}
 	b.StartTimer()
 	start, nodeCPU := time.Now(), processCPU()
-	for i, err := range j.download(ctx, clients) {
+	for i, err := range downloadAll(ctx, clients, img.layers) {
 		if err != nil {
 			b.Fatalf("leecher %d: %v", i, err)
 		}
@@ -237,13 +275,13 @@ func runBenchJob(b *testing.B, n int, layer jobspec.Layer, ih metainfo.Hash, pat
 	if err := child.Wait(); err != nil {
 		b.Fatalf("seeder child: %v", err)
 	}
-	received := float64(n) * float64(layer.Size) / 1e9
-	b.Logf("%d leechers × %d MiB, seeder at %s, nodes at %s: %v, egress %.3f × layer (%d MiB resent), seeder %.2f CPU-s, nodes %.1f CPU-s (%.1f per GB received)",
-		n, layer.Size>>20, byterate.Format(rate), byterate.Format(link), elapsed.Round(time.Millisecond), float64(uploaded)/float64(layer.Size), resent>>20, cpu, nodeCPU, nodeCPU/received)
+	received := float64(n) * float64(img.size) / 1e9
+	b.Logf("%d leechers × %d MiB in %d layers, seeder at %s, nodes at %s: %v, egress %.3f × image (%d MiB resent), seeder %.2f CPU-s, nodes %.1f CPU-s (%.1f per GB received)",
+		n, img.size>>20, len(img.layers), byterate.Format(rate), byterate.Format(link), elapsed.Round(time.Millisecond), float64(uploaded)/float64(img.size), resent>>20, cpu, nodeCPU, nodeCPU/received)
 	b.StartTimer()
 	return benchResult{
-		egress:   float64(uploaded) / float64(layer.Size),
-		mbps:     float64(layer.Size) / 1e6 / elapsed.Seconds(),
+		egress:   float64(uploaded) / float64(img.size),
+		mbps:     float64(img.size) / 1e6 / elapsed.Seconds(),
 		cpuPerGB: cpu / (float64(uploaded) / 1e9),
 		nodeCPU:  nodeCPU / received,
 	}

@@ -108,18 +108,22 @@ func (j *testJob) leecher(tb testing.TB) *swarm.Client {
 // download runs Download on every client at once and returns each one's
 // error; a nil error means the node verified the layer's sha256.
 func (j *testJob) download(ctx context.Context, clients []*swarm.Client) []error {
+	return downloadAll(ctx, clients, []jobspec.Layer{j.layer})
+}
+
+// downloadAll has every client download the layers at once, checking that
+// each layer file is named by its digest; it returns each client's error.
+func downloadAll(ctx context.Context, clients []*swarm.Client, layers []jobspec.Layer) []error {
 	errs := make([]error, len(clients))
 	var wg sync.WaitGroup
 	for i, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = c.Download(ctx, []jobspec.Layer{j.layer}, func(l jobspec.Layer, path string) {
+		wg.Go(func() {
+			errs[i] = c.Download(ctx, layers, func(l jobspec.Layer, path string) {
 				if path != "" && filepath.Base(path) != strings.TrimPrefix(l.Digest, "sha256:") {
 					errs[i] = fmt.Errorf("layer written to %s", path)
 				}
 			})
-		}()
+		})
 	}
 	wg.Wait()
 	return errs
