@@ -164,7 +164,7 @@ func (s *fleetStep) runHost(ctx context.Context, hr *hostRun, emit func(Event)) 
 		if firstLost == nil {
 			firstLost = err
 		}
-		left := hr.left.add(hr.dirAsked, hr.node != nil)
+		left := hr.left.add(hr.dirAsked, hr.nodeAsked)
 		what := "nothing was written on the host yet"
 		if len(left.dirs) > 0 {
 			what = "what it wrote there is cleared first"
@@ -227,6 +227,9 @@ type hostRun struct {
 	nodeCached bool
 	node       *node    // startStep
 	torn       []string // what the cleanups did, for the teardown line
+	// nodeAsked: startStep sent the command that starts the node. A node
+	// may run on the host even when the answer was lost (node is nil).
+	nodeAsked bool
 
 	// left is what earlier attempts, whose SSH connections were lost, may
 	// have left on the host; workDirStep clears it (runHost).

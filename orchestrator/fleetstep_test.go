@@ -157,6 +157,22 @@ func TestFleet_HostWhoseConnectionDropsMakingItsWorkDirIsClearedAndSetUpAgain(t 
 	assertHostLog(t, rec, "flaky", "cleared what the lost SSH connection left: removed "+dir)
 }
 
+func TestFleet_HostWhoseConnectionDropsStartingItsNodeHasItsTemporaryImagesLookedFor(t *testing.T) {
+	l := newTestLab(t, "flaky")
+	first := l.play("flaky", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
+	// The start command may reach the host, and its node run, before the
+	// answer is lost: the bastion never saw that node.
+	first.StartErr = fmt.Errorf("start node: %w", openssh.ErrConnectionLost)
+	second := l.redialConn(t, "flaky")
+	rep, _, err := l.run(t, context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertAllDone(t, rep)
+	dir := "/tmp/" + jobspec.WorkDirName(rep.JobID)
+	assertCallsInOrder(t, second, "stop "+dir, "rmtemp "+rep.JobID+" true", "rm "+dir, "mkdir "+rep.JobID, "start ")
+}
+
 func TestFleet_HostWhoseConnectionDropsWhileItsNodeRunsIsClearedAndSetUpAgain(t *testing.T) {
 	l := newTestLab(t, "flaky", "fine")
 	second := l.redialConn(t, "flaky")

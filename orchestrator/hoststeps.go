@@ -367,6 +367,7 @@ func (s startStep) Run(ctx context.Context, hr *hostRun) error {
 	}
 	spec.Handoff = &jobspec.Handoff{Path: hr.nodeBin + ".gz", Name: jobspec.HandoffName(hr.binary.SHA256)}
 	cmd := openssh.Command{Path: hr.nodeBin, Args: []string{jobspec.NodeJobFlag, s.j.id}, Become: hr.host.Become}
+	hr.nodeAsked = true
 	proc, err := hr.conn.Start(ctx, cmd)
 	if err != nil {
 		return fmt.Errorf("start node binary: %w", err)
