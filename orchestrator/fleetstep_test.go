@@ -133,17 +133,9 @@ func TestFleet_HostWhoseConnectionDropsBeforeAnyWriteIsSetUpAgain(t *testing.T) 
 }
 
 func TestFleet_HostWhoseConnectionDropsMakingItsWorkDirIsClearedAndSetUpAgain(t *testing.T) {
-	l := newTestLab(t, "flaky")
-	first := l.play("flaky", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
-	first.MkdirErr = fmt.Errorf("open session: %w", openssh.ErrConnectionLost)
-	second := l.redialConn(t, "flaky")
-	rep, rec, err := l.run(t, context.Background(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h := rep.Hosts[0]; h.State != HostDone {
-		t.Fatalf("flaky: %s %q; want done", h.State, h.Error)
-	}
+	first, second, rep, rec := lostOnce(t, func(first *hostops.FakeConn) {
+		first.MkdirErr = fmt.Errorf("open session: %w", openssh.ErrConnectionLost)
+	})
 	// The mkdir may have run on the host before the answer was lost: the
 	// new connection removes the dir before it makes it again.
 	dir := "/tmp/" + jobspec.WorkDirName(rep.JobID)
@@ -158,19 +150,32 @@ func TestFleet_HostWhoseConnectionDropsMakingItsWorkDirIsClearedAndSetUpAgain(t 
 }
 
 func TestFleet_HostWhoseConnectionDropsStartingItsNodeHasItsTemporaryImagesLookedFor(t *testing.T) {
+	_, second, rep, _ := lostOnce(t, func(first *hostops.FakeConn) {
+		// The start command may reach the host, and its node run, before
+		// the answer is lost: the bastion never saw that node.
+		first.StartErr = fmt.Errorf("start node: %w", openssh.ErrConnectionLost)
+	})
+	dir := "/tmp/" + jobspec.WorkDirName(rep.JobID)
+	assertCallsInOrder(t, second, "stop "+dir, "rmtemp "+rep.JobID+" true", "rm "+dir, "mkdir "+rep.JobID, "start ")
+}
+
+// lostOnce runs a job on one host, "flaky", whose first connection lose
+// sets up to be lost, and checks that the host ends done on its second
+// connection. It returns both connections, the report and the events.
+func lostOnce(t *testing.T, lose func(first *hostops.FakeConn)) (first, second *hostops.FakeConn, rep *Report, rec *recorder) {
+	t.Helper()
 	l := newTestLab(t, "flaky")
-	first := l.play("flaky", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
-	// The start command may reach the host, and its node run, before the
-	// answer is lost: the bastion never saw that node.
-	first.StartErr = fmt.Errorf("start node: %w", openssh.ErrConnectionLost)
-	second := l.redialConn(t, "flaky")
-	rep, _, err := l.run(t, context.Background(), Options{})
+	first = l.play("flaky", fakeNode(t, make(chan *jobspec.Spec, 1), ""))
+	lose(first)
+	second = l.redialConn(t, "flaky")
+	rep, rec, err := l.run(t, context.Background(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertAllDone(t, rep)
-	dir := "/tmp/" + jobspec.WorkDirName(rep.JobID)
-	assertCallsInOrder(t, second, "stop "+dir, "rmtemp "+rep.JobID+" true", "rm "+dir, "mkdir "+rep.JobID, "start ")
+	if h := rep.Hosts[0]; h.State != HostDone {
+		t.Fatalf("flaky: %s %q; want done", h.State, h.Error)
+	}
+	return first, second, rep, rec
 }
 
 func TestFleet_HostWhoseConnectionDropsWhileItsNodeRunsIsClearedAndSetUpAgain(t *testing.T) {
