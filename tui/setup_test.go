@@ -35,7 +35,9 @@ func TestSetupScreen_StartsJobOnSelectedGroup(t *testing.T) {
 	press(tm, "g")
 	waitFor(t, tm, "4 of 8 selected · group rack2")
 	press(tm, "enter")
-	waitFor(t, tm, "HOST")
+	// The run screen shows before the engine runs (it starts on a command
+	// of its own): wait for the job's end, which only the engine brings.
+	waitFor(t, tm, "HOST", "finished in")
 	finalView(t, tm)
 
 	calls := eng.Calls()
