@@ -28,12 +28,12 @@ func binary(t testing.TB) string {
 
 // labTest begins a lab test: it needs layercast's binary (see binary) and
 // runs beside the package's other lab tests, -parallel of them at a time
-// (make test: 3). Each builds a lab of its own (labs of different names
+// (make test: 2). Each builds a lab of its own (labs of different names
 // share nothing but the machine). Some lab tests mostly wait, on shaped
 // links and on the product's timeouts (a node's heartbeat, a frozen
 // daemon's deadline); others keep the CPU busy importing images. Run one
 // at a time the package took 27 minutes and more on a two-core machine;
-// two at a time 19, with minutes in which both waited.
+// two at a time 18–19, with minutes in which both waited.
 func labTest(t *testing.T) string {
 	t.Helper()
 	bin := binary(t)

@@ -337,9 +337,16 @@ func TestFaults_AtTheBastion(t *testing.T) {
 		}
 		<-j.done
 
-		// Every other node notices and cleans up by itself.
+		// Every other node notices and cleans up by itself. Its cleanup
+		// is bounded (45 s): on a lab starved of CPU by the tests beside
+		// it, a node may exit with its dir still there for the next job
+		// to remove (checked below, with every host's leftovers).
 		for _, h := range []string{"h02", "h03", "h04"} {
 			took, ok := waitGone(lab, h, id, jobspec.DefaultHeartbeat+30*time.Second)
+			if !ok && len(nodePIDs(t, lab, h, id)) == 0 {
+				t.Logf("%s: node gone, its dir still there %s after the bastion died: %s", h, took, jobDir(lab, h, id))
+				continue
+			}
 			if !ok {
 				t.Errorf("%s: node of job %s still there %s after the bastion died: %v, %s", h, id, took, nodePIDs(t, lab, h, id), jobDir(lab, h, id))
 				continue
