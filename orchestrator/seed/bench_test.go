@@ -24,9 +24,10 @@ import (
 
 // Environment of the seeder child process of BenchmarkSwarm.
 const (
-	envChildLayer   = "LAYERCAST_SEEDER_CHILD_LAYER"   // the layer files, comma-separated
-	envChildTorrent = "LAYERCAST_SEEDER_CHILD_TORRENT" // their torrents, in the same order
-	envChildRate    = "LAYERCAST_SEEDER_CHILD_RATE"
+	// envChildLayer lists the layer files, comma-separated; each one's
+	// torrent is beside it (torrentPath).
+	envChildLayer = "LAYERCAST_SEEDER_CHILD_LAYER"
+	envChildRate  = "LAYERCAST_SEEDER_CHILD_RATE"
 	// envChildProfile, when set, is where the child writes a CPU profile of
 	// its serving.
 	envChildProfile = "LAYERCAST_BENCH_SEEDER_CPUPROFILE"
@@ -41,9 +42,8 @@ func TestSeederChild(t *testing.T) {
 		t.Skip("run by BenchmarkSwarm")
 	}
 	var layers []Layer
-	torrents := strings.Split(os.Getenv(envChildTorrent), ",")
-	for i, path := range strings.Split(paths, ",") {
-		mt, err := os.ReadFile(torrents[i])
+	for _, path := range strings.Split(paths, ",") {
+		mt, err := os.ReadFile(torrentPath(path))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -166,14 +166,17 @@ func BenchmarkSwarm(b *testing.B) {
 type benchResult struct{ egress, mbps, cpuPerGB, nodeCPU float64 }
 
 // benchImage is the image of BenchmarkSwarm: its layers, their torrents'
-// info hashes, and the files the seeder child serves.
+// info hashes, and the layer files the seeder child serves.
 type benchImage struct {
-	layers       []jobspec.Layer
-	hashes       []metainfo.Hash
-	paths        []string
-	torrentPaths []string
-	size         int64
+	layers []jobspec.Layer
+	hashes []metainfo.Hash
+	paths  []string
+	size   int64
 }
+
+// torrentPath is where a layer file's torrent is written, for the seeder
+// child.
+func torrentPath(layer string) string { return layer + ".torrent" }
 
 // writeBenchImage writes size pseudo-random bytes as n layers and their
 // torrents.
@@ -194,13 +197,12 @@ func writeBenchImage(b *testing.B, size int64, n int) *benchImage {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := os.WriteFile(path+".torrent", mt, 0o600); err != nil {
+		if err := os.WriteFile(torrentPath(path), mt, 0o600); err != nil {
 			b.Fatal(err)
 		}
 		img.layers = append(img.layers, jobspec.Layer{Digest: digest, DiffID: digest, ChainID: digest, Size: lsize, Torrent: mt})
 		img.hashes = append(img.hashes, ih)
 		img.paths = append(img.paths, path)
-		img.torrentPaths = append(img.torrentPaths, path+".torrent")
 	}
 	return img
 }
@@ -210,7 +212,7 @@ func runBenchJob(b *testing.B, n int, img *benchImage, rate, link int64) benchRe
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	child := exec.CommandContext(ctx, os.Args[0], "-test.run", "^TestSeederChild$", "-test.v")
-	child.Env = append(os.Environ(), envChildLayer+"="+strings.Join(img.paths, ","), envChildTorrent+"="+strings.Join(img.torrentPaths, ","), envChildRate+"="+strconv.FormatInt(rate, 10))
+	child.Env = append(os.Environ(), envChildLayer+"="+strings.Join(img.paths, ","), envChildRate+"="+strconv.FormatInt(rate, 10))
 	stdin, err := child.StdinPipe()
 	if err != nil {
 		b.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -202,16 +203,12 @@ func TestFaults_ConnectionLost(t *testing.T) {
 		// (keepalives), the link comes back: the host is set up again on
 		// a new connection, its lost node stopped and cleared, and it
 		// ends done.
-		var healed bool
-		heal := func(t *testing.T) {
-			if !healed {
-				healed = true
-				if err := lab.HealLink(context.Background(), "h03"); err != nil {
-					t.Fatal(err)
-				}
+		heal := sync.OnceValue(func() error { return lab.HealLink(context.Background(), "h03") })
+		t.Cleanup(func() {
+			if err := heal(); err != nil {
+				t.Error(err)
 			}
-		}
-		t.Cleanup(func() { heal(t) })
+		})
 		fl.recovers(t, "h03", func(t *testing.T, j *job) {
 			if err := lab.CutLink(context.Background(), "h03"); err != nil {
 				t.Fatal(err)
@@ -221,7 +218,9 @@ func TestFaults_ConnectionLost(t *testing.T) {
 				return e.Kind == orchestrator.EventHostLog && e.Host == "h03" && strings.Contains(e.Message, "connecting again")
 			})
 			t.Logf("h03 lost its connection %s after the cut", time.Since(cut).Round(100*time.Millisecond))
-			heal(t)
+			if err := heal(); err != nil {
+				t.Fatal(err)
+			}
 		})
 	})
 
