@@ -3,6 +3,7 @@ package swarm
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,16 +21,33 @@ import (
 
 // fakePeer is a BitTorrent peer (fast extension) that has some pieces of
 // a layer, unchokes at once and serves every request for them, except
-// that it rejects its first request for piece rejectOnce (-1: none).
+// that it rejects its first request for piece rejectOnce (-1: none); a
+// silent one answers no request at all.
 type fakePeer struct {
 	l          net.Listener
 	file       *os.File
 	has        []bool
 	rejectOnce int
+	silent     bool
 	rejected   chan struct{} // closed once the reject was sent
 }
 
 func newFakePeer(t *testing.T, layer jobspec.Layer, path string, has []bool, rejectOnce int) *fakePeer {
+	return startFakePeer(t, layer, path, &fakePeer{has: has, rejectOnce: rejectOnce})
+}
+
+// newSilentPeer is a peer that has every piece and never sends one: a
+// host whose process hangs, or whose uplink is taken, with its connection
+// still open.
+func newSilentPeer(t *testing.T, layer jobspec.Layer, path string, pieces int) *fakePeer {
+	has := make([]bool, pieces)
+	for i := range has {
+		has[i] = true
+	}
+	return startFakePeer(t, layer, path, &fakePeer{has: has, rejectOnce: -1, silent: true})
+}
+
+func startFakePeer(t *testing.T, layer jobspec.Layer, path string, p *fakePeer) *fakePeer {
 	t.Helper()
 	l, err := net.Listen("tcp4", "127.0.0.2:0")
 	if err != nil {
@@ -39,7 +57,7 @@ func newFakePeer(t *testing.T, layer jobspec.Layer, path string, has []bool, rej
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &fakePeer{l: l, file: f, has: has, rejectOnce: rejectOnce, rejected: make(chan struct{})}
+	p.l, p.file, p.rejected = l, f, make(chan struct{})
 	mi, err := metainfo.Load(strings.NewReader(string(layer.Torrent)))
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +96,7 @@ func (p *fakePeer) serve(c net.Conn, ih metainfo.Hash) {
 		if err := d.Decode(&m); err != nil {
 			return
 		}
-		if m.Type != pp.Request {
+		if m.Type != pp.Request || p.silent {
 			continue
 		}
 		if int(m.Index) == p.rejectOnce && !isClosed(p.rejected) {
@@ -181,5 +199,61 @@ func TestStallWatch_WaitsTwiceAsLongAfterEachStallUntilDataComes(t *testing.T) {
 	}
 	if w.stalled(1, at(last+5*time.Second)) || !w.stalled(1, at(last+6*time.Second)) {
 		t.Fatal("after data, not stalled again exactly 5 s later")
+	}
+}
+
+// TestDownload_TakesTheSeederBackFromPeersThatSendNothing: a node whose
+// connection slots are all taken by peers that have every piece it lacks
+// and never send one (hosts hung, or their uplinks taken, with their
+// connections open), and that is not connected to the seeder, gets the
+// seeder back and finishes from it. anacrolix by itself replaces such a
+// connection only once it is a minute old, and one that still has what
+// the node lacks is not the redial's useless peer.
+func TestDownload_TakesTheSeederBackFromPeersThatSendNothing(t *testing.T) {
+	seedDir := t.TempDir()
+	const pieces = 16
+	layer := writeLayer(t, seedDir, pieces*chunkSize, chunkSize, 59)
+	path := filepath.Join(seedDir, strings.TrimPrefix(layer.Digest, "sha256:"))
+
+	// The seeder's port is known, but it listens only once the node's slots
+	// are full: the node's first dial of it fails.
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seederPort := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	node, err := New(ctx, Config{Dir: t.TempDir(), AllowedIPs: loopbackPeers(), Seeders: []string{fmt.Sprintf("127.0.0.1:%d", seederPort)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	errc, tor := startDownload(ctx, t, node, layer)
+	for range maxConnsPerTorrent {
+		p := newSilentPeer(t, layer, path, pieces)
+		tor.AddPeers([]torrent.PeerInfo{{Addr: stringAddr(p.l.Addr().String()), Source: torrent.PeerSourceDirect}})
+	}
+	if !waitFor(ctx, func() bool { return len(tor.PeerConns()) == maxConnsPerTorrent }) {
+		t.Fatalf("the node connected to %d of %d silent peers", len(tor.PeerConns()), maxConnsPerTorrent)
+	}
+
+	seeder, err := New(context.Background(), Config{Dir: seedDir, AllowedIPs: loopbackPeers(), ListenPort: seederPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seeder.Close()
+	if err := seeder.Seed([]jobspec.Layer{layer}); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	if err := <-errc; err != nil {
+		t.Fatalf("download: %v (%d conns, %d bytes missing)", err, len(tor.PeerConns()), tor.BytesMissing())
+	}
+	t.Logf("the layer came %v after the seeder listened", time.Since(started).Round(100*time.Millisecond))
+	if st := node.Stats(); st.FromSeeder != layer.Size {
+		t.Errorf("from the seeder %d bytes, want the whole layer (%d)", st.FromSeeder, layer.Size)
 	}
 }

@@ -83,6 +83,7 @@ type layerState struct {
 	t     *torrent.Torrent
 	lf    *layerFile
 	path  string
+	quiet quietWatch // owned by Download's loop (redialSeeder)
 }
 
 // New starts a client listening on cfg.ListenPort (all addresses).
@@ -266,28 +267,32 @@ func (c *Client) seederPeers() []torrent.PeerInfo {
 	return peers
 }
 
-// redialSeeder adds the seeder again to every unfinished layer that has no
-// connection to it. anacrolix does not redial a direct peer whose
-// connection dropped, and a layer that lost its other peers too would
-// otherwise wait for the tracker, or forever.
+// redialSeeder adds the seeder again to every started, unfinished layer
+// that has no connection to it. anacrolix does not redial a direct peer
+// whose connection dropped, and a layer that lost its other peers too
+// would otherwise wait for the tracker, or forever.
 //
 // Nor does anacrolix let the seeder back in while the layer's connection
 // slots are full: it replaces a connection only once it is a minute old in
 // the worse half, or wastes chunks. The slots fill with peers (they connect
 // as the layer starts, and a seeder that refuses what the swarm has is the
-// least helpful connection), and when all of them lack the same pieces the
-// node lacks, only the seeder, which rescues a starving connection, could
-// send them: the node waited that minute (10 hosts × 250 MB, BENCHMARKS
-// section 4). So a full layer without the seeder drops one peer that has
-// none of the pieces it lacks, to make room.
-func (c *Client) redialSeeder() {
-	c.mu.Lock()
-	layers := append([]*layerState(nil), c.layers...)
-	c.mu.Unlock()
+// least helpful connection), and only the seeder, which rescues a starving
+// connection, can then send what those peers do not:
+//   - when all of them lack the same pieces the node lacks (the node waited
+//     that minute: 10 hosts × 250 MB, BENCHMARKS section 4), a full layer
+//     without the seeder drops one peer that has none of the pieces it
+//     lacks;
+//   - when they have what it lacks and send nothing (hosts that hang, or
+//     whose uplinks are taken, with their connections open), a layer that
+//     received nothing for quietLayerAfter drops the peer that sent it the
+//     least, one per quiet period.
+func (c *Client) redialSeeder(layers []*layerState, now time.Time) {
 	for _, ls := range layers {
 		if ls.t.Complete().Bool() {
 			continue
 		}
+		stats := ls.t.Stats()
+		quiet := ls.quiet.observe(stats.BytesReadUsefulData.Int64(), now)
 		conns := ls.t.PeerConns()
 		connected := false
 		for _, pc := range conns {
@@ -306,8 +311,52 @@ func (c *Client) redialSeeder() {
 		if pc := uselessPeer(conns, ls.lf.missing()); pc != nil {
 			c.log.Debug("drop a peer that has none of the missing pieces, to reach the seeder", "digest", ls.layer.Digest, "peer", pc.RemoteAddr.String())
 			pc.Close()
+			continue
+		}
+		if quiet >= quietLayerAfter {
+			pc := leastHelpful(conns)
+			c.log.Debug("received nothing for a while: drop the peer that sent least, to reach the seeder", "digest", ls.layer.Digest, "peer", pc.RemoteAddr.String(), "quiet", quiet)
+			pc.Close()
+			ls.quiet.since = now
 		}
 	}
+}
+
+// quietLayerAfter is how long a started layer that misses pieces may
+// receive nothing useful, with its connection slots full and none of them
+// the seeder, before it gives a peer's slot to the seeder. A layer of a
+// healthy swarm receives a block from one of its peers every few seconds
+// even on a slow link (1 Mbit/s shared by four started layers: a 256 KiB
+// block per layer about every 8 s).
+const quietLayerAfter = 20 * time.Second
+
+// quietWatch tells how long a layer has received no useful byte.
+type quietWatch struct {
+	useful int64     // useful bytes received at since
+	since  time.Time // when useful last changed
+}
+
+// observe records the layer's useful bytes so far at now and returns how
+// long they have not changed.
+func (w *quietWatch) observe(useful int64, now time.Time) time.Duration {
+	if useful != w.useful || w.since.IsZero() {
+		w.useful, w.since = useful, now
+	}
+	return now.Sub(w.since)
+}
+
+// leastHelpful returns the connection whose peer sent the fewest useful
+// bytes; conns is not empty.
+func leastHelpful(conns []*torrent.PeerConn) *torrent.PeerConn {
+	var least *torrent.PeerConn
+	var leastUseful int64
+	for _, pc := range conns {
+		st := pc.Stats()
+		if u := st.BytesReadUsefulData.Int64(); least == nil || u < leastUseful {
+			least, leastUseful = pc, u
+		}
+	}
+	return least
 }
 
 // uselessPeer returns the first connection whose peer has none of the
@@ -449,6 +498,7 @@ func (c *Client) Download(ctx context.Context, layers []jobspec.Layer, onDone fu
 		}
 		for n := startable(missing, started); started < n; started++ {
 			queue[started].t.DownloadAll()
+			queue[started].quiet.since = time.Now()
 		}
 	}
 	startMore()
@@ -466,7 +516,7 @@ func (c *Client) Download(ctx context.Context, layers []jobspec.Layer, onDone fu
 		case <-ctx.Done():
 			return fmt.Errorf("download: %w", ctx.Err())
 		case now := <-redial.C:
-			c.redialSeeder()
+			c.redialSeeder(queue[:started], now)
 			if stall.stalled(c.fromSeeder.Load()+c.fromPeers.Load(), now) {
 				c.kickStalled(queue[:started])
 			}

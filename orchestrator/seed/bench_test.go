@@ -79,6 +79,36 @@ func TestSeederChild(t *testing.T) {
 	fmt.Printf("STATS %d %d %f\n", st.Uploaded, st.Resent, cpu)
 }
 
+// killHalfway closes victims (and stops their downloads) once all the
+// clients together have received half of size each, and returns how long
+// that took.
+func killHalfway(ctx context.Context, stop func(), victims, all []*swarm.Client, size int64) time.Duration {
+	start := time.Now()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var got int64
+		for _, c := range all {
+			st := c.Stats()
+			got += st.FromPeers + st.FromSeeder
+		}
+		if 2*got >= int64(len(all))*size {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return time.Since(start)
+		case <-tick.C:
+		}
+	}
+	at := time.Since(start)
+	for _, c := range victims {
+		c.Close()
+	}
+	stop()
+	return at
+}
+
 func processCPU() float64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -114,6 +144,11 @@ func benchInt(b *testing.B, name string, def int64) int64 {
 // and the nodes' CPU seconds per GB received (this process's: the nodes
 // and the tracker).
 //
+// LAYERCAST_BENCH_KILL (a fraction, e.g. 0.7) closes that share of the
+// nodes once the nodes together hold half of what they are to receive, as
+// hosts that fail mid-job; the others must still finish, and the time is
+// theirs.
+//
 // LAYERCAST_BENCH_LINK (a rate: "4mbit") shapes every link as the lab
 // does: the seeder's cap and each node's, each way. It then also reports
 // the time to the last node ÷ (image ÷ link), the lab's fleet-time ratio
@@ -134,6 +169,10 @@ func BenchmarkSwarm(b *testing.B) {
 		rate = link
 	}
 	img := writeBenchImage(b, size, int(benchInt(b, "LAYERCAST_BENCH_LAYERS", 1)))
+	kill, err := strconv.ParseFloat(benchEnv(b, "LAYERCAST_BENCH_KILL", "0"), 64)
+	if err != nil || kill < 0 || kill >= 1 {
+		b.Fatalf("LAYERCAST_BENCH_KILL: want a fraction in [0, 1), got %q", os.Getenv("LAYERCAST_BENCH_KILL"))
+	}
 	for _, f := range strings.Split(benchEnv(b, "LAYERCAST_BENCH_LEECHERS", "1,5,10"), ",") {
 		n, err := strconv.Atoi(f)
 		if err != nil {
@@ -142,7 +181,7 @@ func BenchmarkSwarm(b *testing.B) {
 		b.Run(fmt.Sprintf("leechers=%d", n), func(b *testing.B) {
 			var egress, mbps, cpuPerGB, nodeCPU float64
 			for i := 0; i < b.N; i++ {
-				r := runBenchJob(b, n, img, rate, link)
+				r := runBenchJob(b, n, img, rate, link, int(kill*float64(n)))
 				egress += r.egress / float64(b.N)
 				mbps += r.mbps / float64(b.N)
 				cpuPerGB += r.cpuPerGB / float64(b.N)
@@ -207,7 +246,9 @@ func writeBenchImage(b *testing.B, size int64, n int) *benchImage {
 	return img
 }
 
-func runBenchJob(b *testing.B, n int, img *benchImage, rate, link int64) benchResult {
+// runBenchJob runs one job to n nodes and closes the first killed of
+// them halfway (LAYERCAST_BENCH_KILL).
+func runBenchJob(b *testing.B, n int, img *benchImage, rate, link int64, killed int) benchResult {
 	b.StopTimer()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -256,12 +297,25 @@ func runBenchJob(b *testing.B, n int, img *benchImage, rate, link int64) benchRe
 	}
 	b.StartTimer()
 	start, nodeCPU := time.Now(), processCPU()
-	for i, err := range downloadAll(ctx, clients, img.layers) {
+	killedAt := make(chan time.Duration, 1)
+	if killed > 0 {
+		victims, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() { downloadAll(victims, clients[:killed], img.layers) }()
+		go func() { killedAt <- killHalfway(ctx, stop, clients[:killed], clients, img.size) }()
+	}
+	for i, err := range downloadAll(ctx, clients[killed:], img.layers) {
 		if err != nil {
-			b.Fatalf("leecher %d: %v", i, err)
+			b.Fatalf("leecher %d: %v", killed+i, err)
 		}
 	}
 	elapsed := time.Since(start)
+	if killed > 0 {
+		at := <-killedAt
+		b.Logf("%d of %d nodes closed at %v, once the nodes held half of the image each on average; the other %d finished %v later",
+			killed, n, at.Round(time.Millisecond), n-killed, (elapsed - at).Round(time.Millisecond))
+		n -= killed
+	}
 	nodeCPU = processCPU() - nodeCPU
 	b.StopTimer()
 	stdin.Close()
@@ -277,7 +331,12 @@ func runBenchJob(b *testing.B, n int, img *benchImage, rate, link int64) benchRe
 	if err := child.Wait(); err != nil {
 		b.Fatalf("seeder child: %v", err)
 	}
-	received := float64(n) * float64(img.size) / 1e9
+	var got int64 // what the nodes received, the closed ones' too
+	for _, c := range clients {
+		st := c.Stats()
+		got += st.FromPeers + st.FromSeeder
+	}
+	received := float64(got) / 1e9
 	b.Logf("%d leechers × %d MiB in %d layers, seeder at %s, nodes at %s: %v, egress %.3f × image (%d MiB resent), seeder %.2f CPU-s, nodes %.1f CPU-s (%.1f per GB received)",
 		n, img.size>>20, len(img.layers), byterate.Format(rate), byterate.Format(link), elapsed.Round(time.Millisecond), float64(uploaded)/float64(img.size), resent>>20, cpu, nodeCPU, nodeCPU/received)
 	b.StartTimer()
