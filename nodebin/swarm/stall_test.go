@@ -3,7 +3,6 @@ package swarm
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -215,22 +214,9 @@ func TestDownload_TakesTheSeederBackFromPeersThatSendNothing(t *testing.T) {
 	layer := writeLayer(t, seedDir, pieces*chunkSize, chunkSize, 59)
 	path := filepath.Join(seedDir, strings.TrimPrefix(layer.Digest, "sha256:"))
 
-	// The seeder's port is known, but it listens only once the node's slots
-	// are full: the node's first dial of it fails.
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seederPort := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	node, err := New(ctx, Config{Dir: t.TempDir(), AllowedIPs: loopbackPeers(), Seeders: []string{fmt.Sprintf("127.0.0.1:%d", seederPort)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node, seederPort := nodeWithLateSeeder(ctx, t)
 	errc, tor := startDownload(ctx, t, node, layer)
 	for range maxConnsPerTorrent {
 		p := newSilentPeer(t, layer, path, pieces)
@@ -240,18 +226,7 @@ func TestDownload_TakesTheSeederBackFromPeersThatSendNothing(t *testing.T) {
 		t.Fatalf("the node connected to %d of %d silent peers", len(tor.PeerConns()), maxConnsPerTorrent)
 	}
 
-	seeder, err := New(context.Background(), Config{Dir: seedDir, AllowedIPs: loopbackPeers(), ListenPort: seederPort})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seeder.Close()
-	if err := seeder.Seed([]jobspec.Layer{layer}); err != nil {
-		t.Fatal(err)
-	}
-	started := time.Now()
-	if err := <-errc; err != nil {
-		t.Fatalf("download: %v (%d conns, %d bytes missing)", err, len(tor.PeerConns()), tor.BytesMissing())
-	}
+	started := seedLateAndWait(t, seedDir, layer, seederPort, errc, tor)
 	t.Logf("the layer came %v after the seeder listened", time.Since(started).Round(100*time.Millisecond))
 	if st := node.Stats(); st.FromSeeder != layer.Size {
 		t.Errorf("from the seeder %d bytes, want the whole layer (%d)", st.FromSeeder, layer.Size)

@@ -379,22 +379,9 @@ func TestDownload_TakesTheSeederBackFromPeersThatLackWhatItLacks(t *testing.T) {
 	path := filepath.Join(seedDir, strings.TrimPrefix(layer.Digest, "sha256:"))
 	const lacked = 5 // the piece no peer has
 
-	// The seeder's port is known, but it listens only once the node's slots
-	// are full: the node's first dial of it fails.
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seederPort := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	node, err := New(ctx, Config{Dir: t.TempDir(), AllowedIPs: loopbackPeers(), Seeders: []string{fmt.Sprintf("127.0.0.1:%d", seederPort)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node, seederPort := nodeWithLateSeeder(ctx, t)
 	errc, tor := startDownload(ctx, t, node, layer)
 	for range maxConnsPerTorrent {
 		peer, _ := newRawPeer(t, "127.0.0.2", layer, path, lacked)
@@ -406,20 +393,48 @@ func TestDownload_TakesTheSeederBackFromPeersThatLackWhatItLacks(t *testing.T) {
 		t.Fatalf("the node did not get all but one piece from %d peers: %d conns, %d bytes missing", maxConnsPerTorrent, len(tor.PeerConns()), tor.BytesMissing())
 	}
 
-	seeder, err := New(context.Background(), Config{Dir: seedDir, AllowedIPs: loopbackPeers(), ListenPort: seederPort})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seeder.Close()
-	if err := seeder.Seed([]jobspec.Layer{layer}); err != nil {
-		t.Fatal(err)
-	}
-	started := time.Now()
-	if err := <-errc; err != nil {
-		t.Fatalf("download: %v (%d conns, %d bytes missing)", err, len(tor.PeerConns()), tor.BytesMissing())
-	}
+	started := seedLateAndWait(t, seedDir, layer, seederPort, errc, tor)
 	t.Logf("the seeder's piece came %v after it listened", time.Since(started).Round(100*time.Millisecond))
 	if st := node.Stats(); st.FromSeeder != pieceLen {
 		t.Errorf("from the seeder %d bytes, want the lacked piece (%d)", st.FromSeeder, pieceLen)
 	}
+}
+
+// nodeWithLateSeeder starts a node given a seeder address at which nothing
+// listens yet: the test starts the seeder there (ListenPort: seederPort)
+// once the node's slots are full, so the node's first dial of it fails.
+func nodeWithLateSeeder(ctx context.Context, t *testing.T) (node *Client, seederPort int) {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seederPort = l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	node, err = New(ctx, Config{Dir: t.TempDir(), AllowedIPs: loopbackPeers(), Seeders: []string{fmt.Sprintf("127.0.0.1:%d", seederPort)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	return node, seederPort
+}
+
+// seedLateAndWait starts the seeder of layer (in seedDir) at seederPort
+// and waits for the node's download (errc); it returns when the seeder
+// started listening.
+func seedLateAndWait(t *testing.T, seedDir string, layer jobspec.Layer, seederPort int, errc <-chan error, tor *torrent.Torrent) (started time.Time) {
+	t.Helper()
+	seeder, err := New(context.Background(), Config{Dir: seedDir, AllowedIPs: loopbackPeers(), ListenPort: seederPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { seeder.Close() })
+	if err := seeder.Seed([]jobspec.Layer{layer}); err != nil {
+		t.Fatal(err)
+	}
+	started = time.Now()
+	if err := <-errc; err != nil {
+		t.Fatalf("download: %v (%d conns, %d bytes missing)", err, len(tor.PeerConns()), tor.BytesMissing())
+	}
+	return started
 }
