@@ -79,36 +79,6 @@ func TestSeederChild(t *testing.T) {
 	fmt.Printf("STATS %d %d %f\n", st.Uploaded, st.Resent, cpu)
 }
 
-// killHalfway closes victims (and stops their downloads) once all the
-// clients together have received half of size each, and returns how long
-// that took.
-func killHalfway(ctx context.Context, stop func(), victims, all []*swarm.Client, size int64) time.Duration {
-	start := time.Now()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		var got int64
-		for _, c := range all {
-			st := c.Stats()
-			got += st.FromPeers + st.FromSeeder
-		}
-		if 2*got >= int64(len(all))*size {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return time.Since(start)
-		case <-tick.C:
-		}
-	}
-	at := time.Since(start)
-	for _, c := range victims {
-		c.Close()
-	}
-	stop()
-	return at
-}
-
 func processCPU() float64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -331,12 +301,7 @@ func runBenchJob(b *testing.B, n int, img *benchImage, rate, link int64, killed 
 	if err := child.Wait(); err != nil {
 		b.Fatalf("seeder child: %v", err)
 	}
-	var got int64 // what the nodes received, the closed ones' too
-	for _, c := range clients {
-		st := c.Stats()
-		got += st.FromPeers + st.FromSeeder
-	}
-	received := float64(got) / 1e9
+	received := float64(receivedBy(clients)) / 1e9 // the closed nodes' too
 	b.Logf("%d leechers × %d MiB in %d layers, seeder at %s, nodes at %s: %v, egress %.3f × image (%d MiB resent), seeder %.2f CPU-s, nodes %.1f CPU-s (%.1f per GB received)",
 		n, img.size>>20, len(img.layers), byterate.Format(rate), byterate.Format(link), elapsed.Round(time.Millisecond), float64(uploaded)/float64(img.size), resent>>20, cpu, nodeCPU, nodeCPU/received)
 	b.StartTimer()
@@ -346,4 +311,40 @@ func runBenchJob(b *testing.B, n int, img *benchImage, rate, link int64, killed 
 		cpuPerGB: cpu / (float64(uploaded) / 1e9),
 		nodeCPU:  nodeCPU / received,
 	}
+}
+
+// killHalfway closes victims (and stops their downloads) once all the
+// clients together have received half of size each, and returns how long
+// that took.
+func killHalfway(ctx context.Context, stop func(), victims, all []*swarm.Client, size int64) time.Duration {
+	start := time.Now()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if 2*receivedBy(all) >= int64(len(all))*size {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return time.Since(start)
+		case <-tick.C:
+		}
+	}
+	at := time.Since(start)
+	for _, c := range victims {
+		c.Close()
+	}
+	stop()
+	return at
+}
+
+// receivedBy is the useful bytes the clients received, from the seeder and
+// from their peers.
+func receivedBy(clients []*swarm.Client) int64 {
+	var got int64
+	for _, c := range clients {
+		st := c.Stats()
+		got += st.FromPeers + st.FromSeeder
+	}
+	return got
 }
