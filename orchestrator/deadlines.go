@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/layercast/layercast/nodebin/jobspec"
 )
 
 // Every phase of a host has a bound, so that one host that hangs (a
@@ -16,6 +18,8 @@ import (
 //	checking      the watchdog: from the node's start until it downloads (--check-timeout)
 //	downloading   the watchdog: no byte for --stall-timeout, while the
 //	              host had no peer or no host of the job got a byte
+//	running node  the watchdog: no line from the node for --stall-timeout
+//	              (at least jobspec.SilentAfter), from checking to done
 //	importing     the watchdog: from the last byte in, or from the node's
 //	              "importing", until done (--import-timeout)
 //
@@ -28,10 +32,18 @@ var ErrHostTimeout = errors.New("deadline missed")
 // deadlines are the watchdog's limits; zero disables one.
 type deadlines struct {
 	check, stall, imp time.Duration
+	// silent: how long a running node may send no line at all.
+	silent time.Duration
 }
 
 func deadlinesOf(o Options) deadlines {
-	return deadlines{check: o.CheckTimeout, stall: o.StallTimeout, imp: o.ImportTimeout}
+	l := deadlines{check: o.CheckTimeout, stall: o.StallTimeout, imp: o.ImportTimeout}
+	if o.StallTimeout > 0 {
+		// A node sends a line every jobspec.ReportEvery at the least: a
+		// shorter stall timeout would fail nodes that are only quiet.
+		l.silent = max(o.StallTimeout, jobspec.SilentAfter)
+	}
+	return l
 }
 
 // tick is how often the watchdog looks: a quarter of the shortest limit,
@@ -57,9 +69,16 @@ func (l deadlines) tick() time.Duration {
 // a large swarm behind a slow bastion link, a connected host waits minutes
 // for pieces to reach its peers while the others move (200 lab hosts at 1
 // Mbit/s: all 198 healthy ones failed after 2 minutes, about 12 peers each).
+//
+// A node that sends nothing at all is judged on that alone: its last
+// progress (peers included) is as old as its last line, and it may be
+// frozen, starved of CPU, or cut off behind a stalled SSH connection.
 func (l deadlines) overdue(r *hostRecord, now, lastByte time.Time) error {
 	stalled := r.state == HostDownloading && r.complete.IsZero() && l.stall > 0 && now.Sub(r.advanced) > l.stall
+	running := r.state == HostChecking || r.state == HostDownloading || r.state == HostImporting
 	switch {
+	case running && l.silent > 0 && !r.heard.IsZero() && now.Sub(r.heard) > l.silent:
+		return fmt.Errorf("%w: the node sent nothing for %s (it reports at least every %s): the host is frozen or too loaded to run it, its SSH connection stalled, or this machine is too loaded to read it; check the loads, or raise --stall-timeout if the host is only slow", ErrHostTimeout, now.Sub(r.heard).Round(time.Second), jobspec.ReportEvery)
 	case stalled && (r.progress == nil || r.progress.Peers == 0):
 		return fmt.Errorf("%w: no data for %s while downloading: the host lost its peers and the bastion (check its network), or raise --stall-timeout", ErrHostTimeout, l.stall)
 	case stalled && now.Sub(lastByte) > l.stall:

@@ -164,6 +164,47 @@ func TestDeadlines_AConnectedHostWaitsWhileTheSwarmMoves(t *testing.T) {
 	}
 }
 
+func TestDeadlines_ANodeNotHeardFailsForItsSilenceNotItsPeers(t *testing.T) {
+	l := deadlinesOf(Options{StallTimeout: 2 * time.Minute})
+	t0 := time.Now()
+	now := t0.Add(3 * time.Minute)
+	rec := func(state HostState, heard time.Time, peers int) *hostRecord {
+		return &hostRecord{state: state, advanced: t0, entered: t0, heard: heard,
+			progress: &HostProgress{Peers: peers, Total: 100, Done: 10}}
+	}
+	// Its last progress said no peer, minutes ago: what it says now is
+	// unknown, and the reason says so rather than blaming its network.
+	for _, state := range []HostState{HostChecking, HostDownloading, HostImporting} {
+		if err := l.overdue(rec(state, t0, 0), now, now); err == nil || !strings.Contains(err.Error(), "sent nothing for 3m0s") || strings.Contains(err.Error(), "peers") {
+			t.Errorf("%s, unheard for 3m: %v; want it failed as silent", state, err)
+		}
+	}
+	// Heard a second ago, no peer: lost its peers.
+	if err := l.overdue(rec(HostDownloading, now.Add(-time.Second), 0), now, now); err == nil || !strings.Contains(err.Error(), "lost its peers") {
+		t.Errorf("heard, no peer: %v; want lost its peers", err)
+	}
+	// Heard, peers, the swarm moves: it waits.
+	if err := l.overdue(rec(HostDownloading, now.Add(-time.Second), 12), now, now); err != nil {
+		t.Errorf("heard, 12 peers, swarm moving: %v", err)
+	}
+	// Not heard yet (its node starts), or done: the silence rule is not
+	// for them.
+	if err := l.overdue(rec(HostUploading, time.Time{}, 12), now, now); err != nil {
+		t.Errorf("node not started: %v", err)
+	}
+	if err := l.overdue(rec(HostDone, t0, 0), now, now); err != nil {
+		t.Errorf("done: %v", err)
+	}
+	// A stall timeout shorter than a node's quiet spells does not turn
+	// quiet into silent; none turns the rule off.
+	if got := deadlinesOf(Options{StallTimeout: time.Second}).silent; got != jobspec.SilentAfter {
+		t.Errorf("silent limit with --stall-timeout 1s: %s, want %s", got, jobspec.SilentAfter)
+	}
+	if got := deadlinesOf(Options{}).silent; got != 0 {
+		t.Errorf("silent limit with no stall timeout: %s, want none", got)
+	}
+}
+
 func TestHostBook_LastByteIsWhenAnyHostLastReceivedOne(t *testing.T) {
 	t0 := time.Now()
 	now := t0

@@ -38,6 +38,9 @@ type hostRecord struct {
 	advanced time.Time
 	entered  time.Time
 	complete time.Time
+	// heard is when the host's node last sent a line (zero before its
+	// first): it sends one at least every jobspec.ReportEvery.
+	heard time.Time
 }
 
 func newHostBook(names []string, now func() time.Time, emit func(Event)) *hostBook {
@@ -82,7 +85,7 @@ func (b *hostBook) set(host string, s HostState, msg string) {
 func (b *hostBook) restart(host string) {
 	b.mu.Lock()
 	if r := b.hosts[host]; r != nil && !r.state.Terminal() {
-		r.progress, r.complete = nil, time.Time{}
+		r.progress, r.complete, r.heard = nil, time.Time{}, time.Time{}
 	}
 	b.mu.Unlock()
 	b.set(host, HostConnecting, "")
@@ -98,6 +101,15 @@ func (b *hostBook) state(host string) HostState {
 		return r.state
 	}
 	return ""
+}
+
+// heardFrom records that the host's node sent a line now.
+func (b *hostBook) heardFrom(host string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r := b.hosts[host]; r != nil {
+		r.heard = b.now()
+	}
 }
 
 // progress records a node's progress, matched to the job's layers

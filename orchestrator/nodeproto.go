@@ -102,6 +102,7 @@ func (n *node) follow(stdout io.Reader, out nodeOutlets) error {
 		if err != nil {
 			return fmt.Errorf("read node events: %w", err)
 		}
+		book.heardFrom(name)
 		switch ev.Kind {
 		case jobspec.EventState:
 			switch ev.State {

@@ -194,6 +194,7 @@ const (
 	EventError    EventKind = "error"    // Message: the job failed on this host; State is failed
 	EventExit     EventKind = "exit"     // last line: the node cleaned up and is exiting
 	EventServing  EventKind = "serving"  // Addr: the node hands its binary on at http://Addr/Handoff.Name
+	EventAlive    EventKind = "alive"    // nothing new: the node runs (sent when quiet for ReportEvery)
 )
 
 // Event is one line on the node's stdout.

@@ -18,6 +18,7 @@ type emitter struct {
 	enc    *jobspec.Encoder
 	broken func(error) // called once when stdout fails
 	failed bool
+	last   time.Time // when the last event was written
 }
 
 func newEmitter(w io.Writer, broken func(error)) *emitter {
@@ -31,9 +32,22 @@ func (e *emitter) emit(ev jobspec.Event) {
 		return
 	}
 	ev.Time = time.Now().UTC()
+	e.last = ev.Time
 	if err := e.enc.Encode(ev); err != nil {
 		e.failed = true
 		e.broken(err)
+	}
+}
+
+// alive emits jobspec.EventAlive when nothing was emitted for
+// jobspec.ReportEvery before now, so that the bastion hears a node that has
+// nothing new to say.
+func (e *emitter) alive(now time.Time) {
+	e.mu.Lock()
+	quiet := !e.last.IsZero() && now.Sub(e.last) >= jobspec.ReportEvery
+	e.mu.Unlock()
+	if quiet {
+		e.emit(jobspec.Event{Kind: jobspec.EventAlive})
 	}
 }
 
@@ -170,7 +184,8 @@ func (p *progress) pullSnapshot(now time.Time) *jobspec.Progress {
 const doneProgressEvery = 2 * time.Second
 
 // reportProgress emits a progress event at a tick when the transfer changed
-// since the last event, until ctx ends or the returned stop is called.
+// since the last event, and an alive event when no event went out for
+// jobspec.ReportEvery, until ctx ends or the returned stop is called.
 func (j *job) reportProgress(ctx context.Context) (stop func()) {
 	ticks, stopTicks := j.opts.Ticks(j.spec.ProgressEvery.Or(jobspec.DefaultProgressEvery))
 	ctx, cancel := context.WithCancel(ctx)
@@ -183,11 +198,11 @@ func (j *job) reportProgress(ctx context.Context) (stop func()) {
 			case <-ctx.Done():
 				return
 			case now := <-ticks:
-				if j.prog.isDone() && now.Sub(looked) < doneProgressEvery {
-					continue
+				if !j.prog.isDone() || now.Sub(looked) >= doneProgressEvery {
+					looked = now
+					j.sendProgress(now)
 				}
-				looked = now
-				j.sendProgress(now)
+				j.ev.alive(now)
 			}
 		}
 	})

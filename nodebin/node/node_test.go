@@ -508,6 +508,33 @@ func TestNode_EmitsAProgressEventAtATickWhenTheTransferMoved(t *testing.T) {
 	r.exit()
 }
 
+func TestNode_SaysItIsAliveWhenNothingChangedForReportEvery(t *testing.T) {
+	img := testImage(24, 1000)
+	gate := make(chan struct{})
+	leecher := &node.FakeLeecher{Files: files(img), Gate: gate}
+	r := start(t, setup{spec: node.SpecFor(img, "lab/app:16", workDir(t)), leecher: leecher})
+	r.waitState(jobspec.StateDownloading)
+	t0 := time.Now()
+	r.ticks <- t0
+	r.waitFor("progress", func(ev jobspec.Event) bool { return ev.Kind == jobspec.EventProgress })
+	// Nothing moves. A tick within ReportEvery of the last event says
+	// nothing; the first one past it says the node is alive, and only that.
+	r.ticks <- t0.Add(jobspec.ReportEvery / 2)
+	r.ticks <- t0.Add(jobspec.ReportEvery + time.Second)
+	r.waitFor("alive", func(ev jobspec.Event) bool { return ev.Kind == jobspec.EventAlive })
+	var kinds []jobspec.EventKind
+	for _, ev := range r.seen {
+		kinds = append(kinds, ev.Kind)
+	}
+	if got := kinds[len(kinds)-2:]; got[0] != jobspec.EventProgress {
+		t.Errorf("events before the alive one: %v; want the progress, then alive", kinds)
+	}
+	gate <- struct{}{}
+	r.waitState(jobspec.StateDone)
+	r.send(jobspec.ControlStop)
+	r.exit()
+}
+
 func TestNode_EmitsProgressOnlyWhenItChangedAndLooksLessOftenOnceDone(t *testing.T) {
 	img := testImage(23, 1000, 2000)
 	gate := make(chan struct{})

@@ -97,6 +97,44 @@ func TestFaults(t *testing.T) {
 		}, heal, "node binary exited early", "killed")
 	})
 
+	t.Run("node frozen", func(t *testing.T) {
+		// A host that stops running its node mid-download (a VM paused,
+		// a host starved to a standstill) while its connections stay up:
+		// the bastion no longer hears the node, and says so, rather than
+		// blaming the host's peers or waiting for the swarm to end. Once
+		// the host runs again, its node finds its bastion gone and cleans
+		// up by itself.
+		if err := lab.SlowLink(context.Background(), "h03", 4); err != nil {
+			t.Fatal(err)
+		}
+		var frozen []int
+		thaw := func(t *testing.T) {
+			for _, p := range frozen {
+				_ = syscall.Kill(p, syscall.SIGCONT)
+			}
+			frozen = nil
+			if err := lab.HealLink(context.Background(), "h03"); err != nil {
+				t.Error(err)
+			}
+		}
+		t.Cleanup(func() { thaw(t) })
+		fl.args = []string{"--stall-timeout", "30s"}
+		t.Cleanup(func() { fl.args = nil })
+		fl.inject(t, "h03", func(t *testing.T, j *job, id string) {
+			waitBytes(t, j, "h03", 4*mb)
+			frozen = nodePIDs(t, lab, "h03", id)
+			if len(frozen) == 0 {
+				t.Fatal("no node process of the job on h03")
+			}
+			t.Logf("kill -STOP %v on h03", frozen)
+			for _, p := range frozen {
+				if err := syscall.Kill(p, syscall.SIGSTOP); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, thaw, "the node sent nothing for", "frozen")
+	})
+
 	t.Run("dockerd stopped", func(t *testing.T) {
 		var started bool
 		start := func(t *testing.T) {
