@@ -26,7 +26,7 @@ func (j *job) specFor(ctx context.Context, hr *hostRun, registryAuth string) (*j
 		WorkDir:       hr.dir,
 		WorkBases:     hr.facts.WorkBases,
 		Heartbeat:     jobspec.Duration(jobspec.DefaultHeartbeat),
-		ProgressEvery: jobspec.Duration(jobspec.DefaultProgressEvery),
+		ProgressEvery: jobspec.Duration(jobspec.ProgressEveryFor(len(j.hosts))),
 		PublicIP:      hr.facts.ServerIP,
 	}
 	if hr.facts.Runtime == hostops.RuntimeContainerd {

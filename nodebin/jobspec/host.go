@@ -154,8 +154,17 @@ const (
 	// machine or link went silent for 15–20 s at a time and 9 of 100
 	// healthy nodes gave up their job (docs/BENCHMARKS.md section 2).
 	DefaultHeartbeat = 60 * time.Second
-	// DefaultProgressEvery is Spec.ProgressEvery when zero.
+	// DefaultProgressEvery is Spec.ProgressEvery when zero, and the
+	// period of jobs up to ProgressLinesPerSecond/4 hosts.
 	DefaultProgressEvery = 250 * time.Millisecond
+	// ProgressLinesPerSecond bounds the progress lines a job's nodes send
+	// the bastion together (ProgressEveryFor). A line of a five-layer
+	// image is about 760 bytes of JSON, about 850 on the wire: four a
+	// second from each of 100 hosts is 2.7 Mbit/s into the bastion,
+	// more than a 2 Mbit/s link carries, and the seeder's ACKs and the
+	// peers' requests to it wait behind them. 50 a second is about 0.34
+	// Mbit/s whatever the fleet.
+	ProgressLinesPerSecond = 50
 	// ReportEvery is the longest a running node stays silent: it sends
 	// progress only when something changed, and EventAlive when nothing
 	// did for this long. The bastion can then tell a node that has
@@ -170,3 +179,13 @@ const (
 	// bastion takes a node for unheard: three missed alive lines.
 	SilentAfter = 3 * ReportEvery
 )
+
+// ProgressEveryFor is the progress period of a job to hosts hosts:
+// DefaultProgressEvery for small jobs, then as long as keeps the job's
+// lines under ProgressLinesPerSecond (1 s at 50 hosts, 4 s at 200), and
+// at most half of ReportEvery, so that a node's alive line, which it
+// checks at the same ticks, still goes out within ReportEvery or so.
+func ProgressEveryFor(hosts int) time.Duration {
+	d := time.Duration(hosts) * time.Second / ProgressLinesPerSecond
+	return min(max(d, DefaultProgressEvery), ReportEvery/2)
+}

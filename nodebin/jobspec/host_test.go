@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func sha(s string) string {
@@ -54,6 +55,26 @@ func TestTempRefPrefix_StartsEveryTempRefOfTheJobOnly(t *testing.T) {
 		}
 		if strings.HasPrefix(TempRef(job+"0", 3), TempRefPrefix(job)) {
 			t.Errorf("the prefix of job %q matches another job's images", job)
+		}
+	}
+}
+
+func TestProgressEveryFor_BoundsTheJobsProgressLines(t *testing.T) {
+	for _, c := range []struct {
+		hosts int
+		want  time.Duration
+	}{{1, 250 * time.Millisecond}, {12, 250 * time.Millisecond}, {50, time.Second}, {100, 2 * time.Second}, {200, 4 * time.Second}, {1000, 5 * time.Second}} {
+		if got := ProgressEveryFor(c.hosts); got != c.want {
+			t.Errorf("%d hosts: %s, want %s", c.hosts, got, c.want)
+		}
+	}
+	for n := 1; n <= 10000; n++ {
+		d := ProgressEveryFor(n)
+		if lines := float64(n) / d.Seconds(); d < ReportEvery/2 && lines > ProgressLinesPerSecond+1e-9 {
+			t.Fatalf("%d hosts every %s: %.1f lines/s", n, d, lines)
+		}
+		if d < DefaultProgressEvery || d > ReportEvery/2 {
+			t.Fatalf("%d hosts: %s", n, d)
 		}
 	}
 }

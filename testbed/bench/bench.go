@@ -493,7 +493,7 @@ func (b *bencher) run(ctx context.Context, p point, ref string) ([]Result, error
 			b.cfg.Log.Warn("remove the ssh byte counter", "err", err)
 		}
 	}()
-	s0, err := ssh.read(ctx)
+	s0, si0, err := ssh.read(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -560,7 +560,7 @@ func (b *bencher) run(ctx context.Context, p point, ref string) ([]Result, error
 	byKind, nodeSamples, perr := procs.finish()
 	b1, berr := bLink.read()
 	r1, gerr := rLink.read()
-	s1, serr := ssh.read(ctx)
+	s1, si1, serr := ssh.read(ctx)
 	for _, j := range jobs {
 		if j.rerr != nil {
 			return nil, fmt.Errorf("layercast %s: %w (exit: %v); stderr: %s", j.name, j.rerr, j.werr, tail(j.stderr.String()))
@@ -591,7 +591,7 @@ func (b *bencher) run(ctx context.Context, p point, ref string) ([]Result, error
 	} else {
 		rows = nil
 	}
-	res.BastionLink, res.RegistryLink, res.NodeBinLink = b1-b0, r1-r0, s1-s0
+	res.BastionLink, res.RegistryLink, res.NodeBinLink, res.SSHIn = b1-b0, r1-r0, s1-s0, si1-si0
 	res.CPU, res.CPUPeak = avg, peak
 	layercast := res.ProcCPU.Layercast
 	res.ProcCPU = procCPUFrom(byKind)

@@ -50,6 +50,10 @@ type Result struct {
 	// binary uploads, with the job specs and control lines (a few kB per
 	// host).
 	NodeBinLink int64
+	// SSHIn is what the hosts' sshd sent the bastion (TCP port 22, IP
+	// bytes, counted the same way): the nodes' events, progress lines
+	// above all, and the ACKs of what the bastion sent there.
+	SSHIn int64
 	// NodeFromBastion, NodeFromPeers and NodeFromCache count the hosts
 	// that got the node binary by the bastion's upload, from another
 	// host's node, or from their own node cache (layercast's report);
@@ -273,7 +277,7 @@ var csvHeader = []string{
 	"node_idle_cpu_ms_per_s", "node_idle_s",
 	"node_from_bastion", "node_from_peers", "node_from_cache", "node_upload_mb",
 	"bastion_rss_peak_mb", "bastion_heap_peak_mb", "bastion_goroutines_peak", "bastion_fds_peak",
-	"split", "job",
+	"split", "job", "bastion_ssh_in_mb",
 }
 
 // jobAll is the job column of a whole run's row.
@@ -319,7 +323,7 @@ func (rs Results) WriteCSV(w io.Writer) error {
 			f2(1000 * r.NodeIdle), f2(r.NodeIdleSecs),
 			strconv.Itoa(r.NodeFromBastion), strconv.Itoa(r.NodeFromPeers), strconv.Itoa(r.NodeFromCache), mbs(r.NodeUpload),
 			mbs(r.BastionRSSPeak), mbs(r.BastionHeapPeak), strconv.Itoa(r.BastionGoroutinesPeak), strconv.Itoa(r.BastionFDsPeak),
-			strconv.Itoa(max(r.Split, 1)), job,
+			strconv.Itoa(max(r.Split, 1)), job, mbs(r.SSHIn),
 		}
 		if err := cw.Write(rec); err != nil {
 			return fmt.Errorf("write csv: %w", err)
@@ -374,7 +378,7 @@ func ReadCSV(r io.Reader) (Results, error) {
 			CPU: num("cpu_avg_pct") / 100, CPUPeak: num("cpu_peak_pct") / 100,
 			Failed: int(num("failed_hosts")), JobID: rec[col["job_id"]],
 			SetupMax: sec("setup_max_s"), Missing: mbs("missing_mb"), Delivered: mbs("delivered_mb"),
-			NodeBinLink: mbs("node_bin_link_mb"),
+			NodeBinLink: mbs("node_bin_link_mb"), SSHIn: mbs("bastion_ssh_in_mb"),
 			ProcCPU: ProcCPU{
 				Node: num("cpu_node_s"), Docker: num("cpu_docker_s"), Layercast: num("cpu_layercast_s"),
 				SSHD: num("cpu_sshd_s"), Registry: num("cpu_registry_s"), Other: num("cpu_other_s"),

@@ -70,7 +70,7 @@ func TestCSV_RoundTripsEveryMeasuredField(t *testing.T) {
 		NodeIdle: 0.01234, NodeIdleSecs: 120.5,
 		NodeFromBastion: 3, NodeFromPeers: 16, NodeFromCache: 1, NodeUpload: 23 * MB,
 		BastionRSSPeak: 1845 * MB / 10, BastionHeapPeak: 96 * MB, BastionGoroutinesPeak: 2417, BastionFDsPeak: 431,
-		Split: 3, Job: 2,
+		Split: 3, Job: 2, SSHIn: 42 * MB / 10,
 	}}
 	var buf bytes.Buffer
 	if err := in.WriteCSV(&buf); err != nil {

@@ -179,7 +179,7 @@ func TestCSV_SplitRunsRoundTripAndOldFilesHoldOneJobRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if !strings.HasSuffix(lines[0], ",split,job") || !strings.HasSuffix(lines[1], ",2,all") || !strings.HasSuffix(lines[3], ",2,2") || !strings.HasSuffix(lines[4], ",1,all") {
+	if !strings.HasSuffix(lines[0], ",split,job,bastion_ssh_in_mb") || !strings.HasSuffix(lines[1], ",2,all,0.0") || !strings.HasSuffix(lines[3], ",2,2,0.0") || !strings.HasSuffix(lines[4], ",1,all,0.0") {
 		t.Errorf("csv:\n%s", buf.String())
 	}
 	out, err := ReadCSV(strings.NewReader(buf.String()))

@@ -3,48 +3,69 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 )
 
-// sshRuleComment tags the bench's accounting rule in the bastion's
-// iptables OUTPUT chain.
-const sshRuleComment = "layercast-bench-ssh"
+// sshRuleComment and sshInRuleComment tag the bench's accounting rules in
+// the bastion's iptables OUTPUT and INPUT chains.
+const (
+	sshRuleComment   = "layercast-bench-ssh"
+	sshInRuleComment = "layercast-bench-ssh-in"
+)
 
-// sshRule is the accounting rule (no target: it only counts) for the bytes
-// the bastion sends to the hosts' sshd. The node binary crosses the
-// bastion's link there, with each host's job spec and control lines.
-var sshRule = []string{"OUTPUT", "-p", "tcp", "--dport", "22", "-m", "comment", "--comment", sshRuleComment}
+// sshRules are the accounting rules (no target: they only count) for the
+// bytes between the bastion and the hosts' sshd. Out: the node binary
+// crosses the bastion's link there, with each host's job spec and control
+// lines. In: the nodes' events (progress lines above all) and the ACKs of
+// what went out.
+var sshRules = [][]string{
+	{"OUTPUT", "-p", "tcp", "--dport", "22", "-m", "comment", "--comment", sshRuleComment},
+	{"INPUT", "-p", "tcp", "--sport", "22", "-m", "comment", "--comment", sshInRuleComment},
+}
 
 // labExec runs a command inside a lab machine (testbed.Lab.Exec).
 type labExec func(ctx context.Context, machine string, args ...string) ([]byte, error)
 
-// sshCounter counts the bastion's bytes to TCP port 22 with an iptables
-// rule in the bastion's network namespace; the rule goes with the
-// namespace when the lab is taken down, and remove deletes it before.
+// sshCounter counts the bastion's bytes to and from TCP port 22 with
+// iptables rules in the bastion's network namespace; the rules go with the
+// namespace when the lab is taken down, and remove deletes them before.
 type sshCounter struct{ exec labExec }
 
 func (c sshCounter) add(ctx context.Context) error {
-	if _, err := c.exec(ctx, "bastion", append([]string{"iptables", "-w", "-I"}, sshRule...)...); err != nil {
-		return fmt.Errorf("add ssh byte counter: %w", err)
+	for _, r := range sshRules {
+		if _, err := c.exec(ctx, "bastion", append([]string{"iptables", "-w", "-I"}, r...)...); err != nil {
+			return fmt.Errorf("add ssh byte counter: %w", err)
+		}
 	}
 	return nil
 }
 
 func (c sshCounter) remove(ctx context.Context) error {
-	if _, err := c.exec(ctx, "bastion", append([]string{"iptables", "-w", "-D"}, sshRule...)...); err != nil {
-		return fmt.Errorf("remove ssh byte counter: %w", err)
+	var errs []error
+	for _, r := range sshRules {
+		if _, err := c.exec(ctx, "bastion", append([]string{"iptables", "-w", "-D"}, r...)...); err != nil {
+			errs = append(errs, fmt.Errorf("remove ssh byte counter: %w", err))
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
-func (c sshCounter) read(ctx context.Context) (int64, error) {
-	out, err := c.exec(ctx, "bastion", "iptables", "-w", "-L", "OUTPUT", "-v", "-n", "-x")
+// read returns the bytes counted so far to the hosts' sshd and from them.
+func (c sshCounter) read(ctx context.Context) (out, in int64, err error) {
+	b, err := c.exec(ctx, "bastion", "iptables", "-w", "-L", "-v", "-n", "-x")
 	if err != nil {
-		return 0, fmt.Errorf("read ssh byte counter: %w", err)
+		return 0, 0, fmt.Errorf("read ssh byte counters: %w", err)
 	}
-	return parseRuleBytes(string(out), sshRuleComment)
+	if out, err = parseRuleBytes(string(b), sshRuleComment); err != nil {
+		return 0, 0, err
+	}
+	if in, err = parseRuleBytes(string(b), sshInRuleComment); err != nil {
+		return 0, 0, err
+	}
+	return out, in, nil
 }
 
 // parseRuleBytes finds the rule with comment in `iptables -L -v -n -x`
