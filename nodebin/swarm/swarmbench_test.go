@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -164,7 +165,8 @@ func (p *bastionProc) stop(b *testing.B) (cpu float64, sent int64, announces, do
 //
 // Metrics: node-cpu-s/GB, this process's CPU over the download ÷ bytes the
 // nodes received; idle-cpu-ms/node-s, its CPU while seeding idle ÷ nodes ÷
-// seconds; bastion-egress/size; bastion-cpu-s/GB sent. Take a profile of the
+// seconds; bastion-egress/size; bastion-cpu-s/GB sent; conns-added/node,
+// the peer connections a node set up or accepted over the run. Take a profile of the
 // nodes with -cpuprofile.
 //
 //	go test ./nodebin/swarm -run '^$' -bench Swarm -benchtime 1x -cpuprofile /tmp/swarm.prof
@@ -199,6 +201,10 @@ func BenchmarkSwarm(b *testing.B) {
 	}
 
 	var dlCPU, idleCPU, received, downloadSecs float64
+	// connsAdded counts the peer connections the nodes set up (both ends
+	// of a node-to-node one): each costs a handshake, bitfields and about
+	// 250 KiB of buffers.
+	var connsAdded atomic.Int64
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
@@ -209,6 +215,7 @@ func BenchmarkSwarm(b *testing.B) {
 			c, err := New(ctx, Config{
 				Dir: b.TempDir(), AllowedIPs: loopbackPeers(), Announce: bastion.announce, Seeders: []string{bastion.seeder},
 				tune: func(cc *torrent.ClientConfig) {
+					cc.Callbacks.PeerConnAdded = append(cc.Callbacks.PeerConnAdded, func(*torrent.PeerConn) { connsAdded.Add(1) })
 					if lim != nil {
 						lim(cc)
 					}
@@ -254,6 +261,7 @@ func BenchmarkSwarm(b *testing.B) {
 	bcpu, sent, announces, doneAnnounces := bastion.stop(b)
 	n := float64(b.N)
 	b.ReportMetric(dlCPU/(received/1e9), "node-cpu-s/GB")
+	b.ReportMetric(float64(connsAdded.Load())/n/float64(nodes), "conns-added/node")
 	b.ReportMetric(1000*idleCPU/n/float64(nodes)/idle.Seconds(), "idle-cpu-ms/node-s")
 	b.ReportMetric(downloadSecs/n, "download-s")
 	b.ReportMetric(float64(sent)/n/float64(size), "bastion-egress/size")
