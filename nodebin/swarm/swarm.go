@@ -66,6 +66,7 @@ type Client struct {
 
 	fromSeeder atomic.Int64
 	fromPeers  atomic.Int64
+	connsAdded atomic.Int64
 
 	ann        *announcer // nil without a tracker
 	stopAnn    context.CancelFunc
@@ -132,6 +133,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		cc.PublicIp4 = ip.To4()
 	}
 	cc.Callbacks.ReceivedUsefulData = append(cc.Callbacks.ReceivedUsefulData, c.countReceived)
+	cc.Callbacks.PeerConnAdded = append(cc.Callbacks.PeerConnAdded, func(*torrent.PeerConn) { c.connsAdded.Add(1) })
 	if cfg.tune != nil {
 		cfg.tune(cc)
 	}
@@ -164,6 +166,12 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	return c, nil
 }
+
+// ConnsAdded is how many peer connections the client has set up or
+// accepted so far, over all its layers. Each costs a handshake, bitfields
+// and about 250 KiB of buffers, so a swarm that keeps replacing its
+// connections shows here.
+func (c *Client) ConnsAdded() int64 { return c.connsAdded.Load() }
 
 // LocalPort is the port the client listens on.
 func (c *Client) LocalPort() int { return c.cl.LocalPort() }

@@ -64,6 +64,10 @@ func TestDownload_VerifiesLayersAndCountsSeederBytes(t *testing.T) {
 	if st.FromSeeder != total || st.FromPeers != 0 {
 		t.Errorf("from seeder %d, from peers %d; want %d and 0", st.FromSeeder, st.FromPeers, total)
 	}
+	// The seeder is its only peer: one connection per layer.
+	if got := node.ConnsAdded(); got != int64(len(layers)) {
+		t.Errorf("ConnsAdded() = %d, want %d", got, len(layers))
+	}
 }
 
 // newRawPeer starts a plain anacrolix client listening on host that serves

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -201,10 +200,10 @@ func BenchmarkSwarm(b *testing.B) {
 	}
 
 	var dlCPU, idleCPU, received, downloadSecs float64
-	// connsAdded counts the peer connections the nodes set up (both ends
-	// of a node-to-node one): each costs a handshake, bitfields and about
-	// 250 KiB of buffers.
-	var connsAdded atomic.Int64
+	// conns tallies the peer connections the nodes set up (both ends of a
+	// node-to-node one): each costs a handshake, bitfields and about 250
+	// KiB of buffers.
+	conns := newConnTally()
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
@@ -215,7 +214,7 @@ func BenchmarkSwarm(b *testing.B) {
 			c, err := New(ctx, Config{
 				Dir: b.TempDir(), AllowedIPs: loopbackPeers(), Announce: bastion.announce, Seeders: []string{bastion.seeder},
 				tune: func(cc *torrent.ClientConfig) {
-					cc.Callbacks.PeerConnAdded = append(cc.Callbacks.PeerConnAdded, func(*torrent.PeerConn) { connsAdded.Add(1) })
+					conns.watch(cc)
 					if lim != nil {
 						lim(cc)
 					}
@@ -261,13 +260,78 @@ func BenchmarkSwarm(b *testing.B) {
 	bcpu, sent, announces, doneAnnounces := bastion.stop(b)
 	n := float64(b.N)
 	b.ReportMetric(dlCPU/(received/1e9), "node-cpu-s/GB")
-	b.ReportMetric(float64(connsAdded.Load())/n/float64(nodes), "conns-added/node")
+	added, unused, short := conns.counts()
+	b.ReportMetric(float64(added)/n/float64(nodes), "conns-added/node")
+	b.ReportMetric(float64(unused)/n/float64(nodes), "conns-unused/node")
+	b.ReportMetric(float64(short)/n/float64(nodes), "conns-short/node")
 	b.ReportMetric(1000*idleCPU/n/float64(nodes)/idle.Seconds(), "idle-cpu-ms/node-s")
 	b.ReportMetric(downloadSecs/n, "download-s")
 	b.ReportMetric(float64(sent)/n/float64(size), "bastion-egress/size")
 	b.ReportMetric(bcpu/(float64(sent)/1e9), "bastion-cpu-s/GB")
 	b.ReportMetric(float64(announces)/n, "announces")
 	b.ReportMetric(float64(doneAnnounces)/n, "announces-left0")
+}
+
+// connTally counts a swarm's peer connections: those added, and of those
+// closed, the ones that carried no block either way (unused) and the ones
+// that lived under connShortLife (short). The callbacks run under the
+// torrent client's lock, so they read no connection stats.
+type connTally struct {
+	mu                   sync.Mutex
+	added, unused, short int
+	open                 map[*torrent.Peer]*connUse
+}
+
+// connUse is what one open connection did.
+type connUse struct {
+	since time.Time
+	used  bool // a useful block came, or the peer requested one
+}
+
+// connShortLife is the life under which a closed connection counts as
+// short: less than a block's time on a slow link.
+const connShortLife = 5 * time.Second
+
+func newConnTally() *connTally { return &connTally{open: make(map[*torrent.Peer]*connUse)} }
+
+// watch adds the tally's callbacks to a client's config.
+func (ct *connTally) watch(cc *torrent.ClientConfig) {
+	used := func(p *torrent.Peer) {
+		ct.mu.Lock()
+		if u := ct.open[p]; u != nil {
+			u.used = true
+		}
+		ct.mu.Unlock()
+	}
+	cc.Callbacks.PeerConnAdded = append(cc.Callbacks.PeerConnAdded, func(pc *torrent.PeerConn) {
+		ct.mu.Lock()
+		ct.added++
+		ct.open[&pc.Peer] = &connUse{since: time.Now()}
+		ct.mu.Unlock()
+	})
+	cc.Callbacks.ReceivedUsefulData = append(cc.Callbacks.ReceivedUsefulData, func(e torrent.ReceivedUsefulDataEvent) { used(e.Peer) })
+	cc.Callbacks.ReceivedRequested = append(cc.Callbacks.ReceivedRequested, func(e torrent.PeerMessageEvent) { used(e.Peer) })
+	cc.Callbacks.PeerConnClosed = func(pc *torrent.PeerConn) {
+		ct.mu.Lock()
+		defer ct.mu.Unlock()
+		u := ct.open[&pc.Peer]
+		if u == nil {
+			return // closed before it was added
+		}
+		delete(ct.open, &pc.Peer)
+		if !u.used {
+			ct.unused++
+		}
+		if time.Since(u.since) < connShortLife {
+			ct.short++
+		}
+	}
+}
+
+func (ct *connTally) counts() (added, unused, short int) {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	return ct.added, ct.unused, ct.short
 }
 
 // pollStats reads every client's Stats every 250 ms and encodes it, as

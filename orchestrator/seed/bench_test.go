@@ -149,18 +149,20 @@ func BenchmarkSwarm(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Run(fmt.Sprintf("leechers=%d", n), func(b *testing.B) {
-			var egress, mbps, cpuPerGB, nodeCPU float64
+			var egress, mbps, cpuPerGB, nodeCPU, conns float64
 			for i := 0; i < b.N; i++ {
 				r := runBenchJob(b, n, img, rate, link, int(kill*float64(n)))
 				egress += r.egress / float64(b.N)
 				mbps += r.mbps / float64(b.N)
 				cpuPerGB += r.cpuPerGB / float64(b.N)
 				nodeCPU += r.nodeCPU / float64(b.N)
+				conns += r.connsPerNode / float64(b.N)
 			}
 			b.ReportMetric(egress, "egress/image")
 			b.ReportMetric(mbps, "MB/s")
 			b.ReportMetric(cpuPerGB, "seeder-CPU-s/GB")
 			b.ReportMetric(nodeCPU, "node-CPU-s/GB")
+			b.ReportMetric(conns, "conns-added/node")
 			if link > 0 {
 				// mbps is size ÷ time; the ideal is one link's time.
 				b.ReportMetric(float64(link)/1e6/mbps, "time/ideal")
@@ -171,8 +173,9 @@ func BenchmarkSwarm(b *testing.B) {
 
 // benchResult is one job: the seeder's egress ÷ the image, the image's
 // MB/s to the last node, the seeder's CPU-s per GB sent, and the nodes'
-// (this process's) CPU-s per GB received.
-type benchResult struct{ egress, mbps, cpuPerGB, nodeCPU float64 }
+// (this process's) CPU-s per GB received, and the peer connections a
+// node set up or accepted.
+type benchResult struct{ egress, mbps, cpuPerGB, nodeCPU, connsPerNode float64 }
 
 // benchImage is the image of BenchmarkSwarm: its layers, their torrents'
 // info hashes, and the layer files the seeder child serves.
@@ -302,6 +305,10 @@ func runBenchJob(b *testing.B, n int, img *benchImage, rate, link int64, killed 
 		b.Fatalf("seeder child: %v", err)
 	}
 	received := float64(receivedBy(clients)) / 1e9 // the closed nodes' too
+	var conns int64
+	for _, c := range clients {
+		conns += c.ConnsAdded()
+	}
 	b.Logf("%d leechers × %d MiB in %d layers, seeder at %s, nodes at %s: %v, egress %.3f × image (%d MiB resent), seeder %.2f CPU-s, nodes %.1f CPU-s (%.1f per GB received)",
 		n, img.size>>20, len(img.layers), byterate.Format(rate), byterate.Format(link), elapsed.Round(time.Millisecond), float64(uploaded)/float64(img.size), resent>>20, cpu, nodeCPU, nodeCPU/received)
 	b.StartTimer()
@@ -310,6 +317,8 @@ func runBenchJob(b *testing.B, n int, img *benchImage, rate, link int64, killed 
 		mbps:     float64(img.size) / 1e6 / elapsed.Seconds(),
 		cpuPerGB: cpu / (float64(uploaded) / 1e9),
 		nodeCPU:  nodeCPU / received,
+		// per node of the job, the closed ones included
+		connsPerNode: float64(conns) / float64(len(clients)),
 	}
 }
 
