@@ -189,10 +189,16 @@ func (a *procAccount) observeNamed(scan []procStat, kinds, names []string) {
 			lastSum += c.own + c.children
 		}
 		if !now[pk] {
-			// Parent and children ended together: the parent's own final
-			// time (from its parent) holds what the children used after
-			// their last reading; only their readings are handed on.
-			parent.handedOn += lastSum
+			// Parent and children ended together: the final time of the
+			// highest of their ancestors that ended with them, recovered
+			// from its living parent's growth below, holds what the
+			// children used after their last reading; only their readings
+			// are handed on, by that ancestor. (Handed on by the parent
+			// when its own parent ended too, they pushed the parent below
+			// zero, floored, while the ancestor got them again.)
+			if top := a.endedWith(parent, now); top != nil {
+				top.handedOn += lastSum
+			}
 			continue
 		}
 		d := grown[pk]
@@ -220,6 +226,20 @@ func (a *procAccount) observeNamed(scan []procStat, kinds, names []string) {
 	}
 	a.alive = now
 	a.first = false
+}
+
+// endedWith returns the highest ancestor of p (p included) that ended
+// with it and whose parent is still alive, the one its parent's growth is
+// given to; nil when no living ancestor reaped the line, whose time then
+// reached nothing tracked.
+func (a *procAccount) endedWith(p *procTrack, now map[procKey]bool) *procTrack {
+	for p.parent != (procKey{}) && a.alive[p.parent] {
+		if now[p.parent] {
+			return p
+		}
+		p = a.procs[p.parent]
+	}
+	return nil
 }
 
 // secondsByName returns the CPU seconds of each process name of a kind.

@@ -256,3 +256,25 @@ func BenchmarkProcMeterScan(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(procs)/1e3, "µs/proc")
 	b.ReportMetric(float64(procs), "procs")
 }
+
+// A connection's whole tree ends between two scans (the bastion closed
+// it): the listener reaps sshd's monitor, which reaped the session, which
+// reaped the node. The node's time was once counted again as sshd's: the
+// session's share went below zero and was floored, while the monitor got
+// the node's whole time from the listener's growth.
+func TestProcAccount_ATreeEndingTogetherCountsOnce(t *testing.T) {
+	a := newProcAccount(1000)
+	// listener 1 → monitor 2 → session 3 → node 4
+	a.observe(scanOf([5]uint64{1, 0, 0, 0, 900}, [5]uint64{2, 1, 3, 0, 1001}, [5]uint64{3, 2, 5, 0, 1001}, [5]uint64{4, 3, 100, 0, 1002}),
+		[]string{KindSSHD, KindSSHD, KindSSHD, KindNode})
+	// All three gone: node 102 ticks, session 6 (+102), monitor 4 (+108).
+	a.observe(scanOf([5]uint64{1, 0, 0, 112, 900}), []string{KindSSHD})
+	got := a.seconds()
+	// The node keeps its last reading; its 2 last ticks land on sshd.
+	if !near(got[KindNode], 1.00) || !near(got[KindSSHD], 0.12) {
+		t.Errorf("%v, want node 1.00, sshd 0.12", got)
+	}
+	if total := got[KindNode] + got[KindSSHD]; !near(total, 1.12) {
+		t.Errorf("total %.2f, want 1.12: counted twice or lost", total)
+	}
+}
