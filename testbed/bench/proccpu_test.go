@@ -125,13 +125,20 @@ func TestProcAccount_ParentAndChildEndingTogetherCountOnce(t *testing.T) {
 	// Node and session both gone: the session reaped the node (102 ticks)
 	// and was reaped by the listener (own 6 + children 102).
 	a.observe(scanOf([5]uint64{1, 0, 0, 108, 900}), []string{KindSSHD})
-	got := a.seconds()
 	// The node keeps its last reading; its 2 last ticks land on sshd.
-	if !near(got[KindNode], 1.00) || !near(got[KindSSHD], 0.08) {
-		t.Errorf("%v, want node 1.00, sshd 0.08", got)
+	wantNodeAndSSHD(t, a, 1.00, 0.08)
+}
+
+// wantNodeAndSSHD checks an account's node and sshd seconds, and that
+// nothing else was counted.
+func wantNodeAndSSHD(t *testing.T, a *procAccount, node, sshd float64) {
+	t.Helper()
+	got := a.seconds()
+	if !near(got[KindNode], node) || !near(got[KindSSHD], sshd) {
+		t.Errorf("%v, want node %.2f, sshd %.2f", got, node, sshd)
 	}
-	if total := got[KindNode] + got[KindSSHD]; !near(total, 1.08) {
-		t.Errorf("total %.2f, want 1.08: counted twice or lost", total)
+	if total := got[KindNode] + got[KindSSHD]; !near(total, node+sshd) {
+		t.Errorf("total %.2f, want %.2f: counted twice or lost", total, node+sshd)
 	}
 }
 
@@ -269,12 +276,6 @@ func TestProcAccount_ATreeEndingTogetherCountsOnce(t *testing.T) {
 		[]string{KindSSHD, KindSSHD, KindSSHD, KindNode})
 	// All three gone: node 102 ticks, session 6 (+102), monitor 4 (+108).
 	a.observe(scanOf([5]uint64{1, 0, 0, 112, 900}), []string{KindSSHD})
-	got := a.seconds()
 	// The node keeps its last reading; its 2 last ticks land on sshd.
-	if !near(got[KindNode], 1.00) || !near(got[KindSSHD], 0.12) {
-		t.Errorf("%v, want node 1.00, sshd 0.12", got)
-	}
-	if total := got[KindNode] + got[KindSSHD]; !near(total, 1.12) {
-		t.Errorf("total %.2f, want 1.12: counted twice or lost", total)
-	}
+	wantNodeAndSSHD(t, a, 1.00, 0.12)
 }
