@@ -599,6 +599,10 @@ func (b *bencher) run(ctx context.Context, p point, ref string) ([]Result, error
 	res.NodeIdle, res.NodeIdleSecs = idleNodeCPU(nodeSamples, mergeTimelines(tls).doneTimes())
 	b.cfg.Log.Info("cpu by process", "run", runName(p.mode, p.hosts, p.size), "node", res.ProcCPU.Node, "docker", res.ProcCPU.Docker,
 		"layercast", res.ProcCPU.Layercast, "sshd", res.ProcCPU.SSHD, "other", res.ProcCPU.Other, "other_top", procs.others(6))
+	if over := res.ProcCPU.excessOver(cpu.busy); over > 0 {
+		b.cfg.Log.Warn("the CPU by process adds up to more than the machine used: some process was counted twice, so the per-kind figures are wrong",
+			"run", runName(p.mode, p.hosts, p.size), "by_process", res.ProcCPU.total(), "machine", cpu.busy, "over", over)
+	}
 	return append([]Result{res}, rows...), nil
 }
 

@@ -117,6 +117,19 @@ func procCPUFrom(m map[string]float64) ProcCPU {
 	}
 }
 
+// total is the CPU-seconds of every kind together.
+func (p ProcCPU) total() float64 {
+	return p.Node + p.Docker + p.Layercast + p.SSHD + p.Registry + p.Other
+}
+
+// excessOver returns by how much the kinds together exceed busy, the
+// CPU-seconds the whole machine used over the run, beyond a margin for
+// the meters' windows (5 % and 2 s): zero when they fit. More than the
+// machine used means some process's time was counted twice.
+func (p ProcCPU) excessOver(busy float64) float64 {
+	return max(p.total()-busy*1.05-2, 0)
+}
+
 // EgressRatio is bastion egress ÷ the bytes of the layers some host
 // lacked: 1 when the bastion sent each missing byte once.
 func (r Result) EgressRatio() float64 {

@@ -330,3 +330,18 @@ func TestMarkdown_ShowsLayercastsRSSPeakPerHost(t *testing.T) {
 		t.Errorf("bastion table rows %q, want 180 MB (0.90 per host) and none", rows)
 	}
 }
+
+// The 100-host run of 2026-12-03 counted 2,409 CPU-s by process while
+// the machine used 1,857: the sshd double count. A run whose kinds fit
+// within what the machine used reads no excess (the 40-host run of the
+// same day: 353 CPU-s by process, about 385 used at 70 % of 2 cores).
+func TestProcCPU_ExcessOverTheMachineFlagsADoubleCount(t *testing.T) {
+	counted := ProcCPU{Node: 889.46, Docker: 735.83, Layercast: 61.95, SSHD: 705.17, Other: 17.21}
+	if over := counted.excessOver(1857); over < 400 {
+		t.Errorf("excess %.1f CPU-s, want over 400", over)
+	}
+	fits := ProcCPU{Node: 157.76, Docker: 155.67, Layercast: 19.99, SSHD: 8.5, Other: 11.21}
+	if over := fits.excessOver(385); over != 0 {
+		t.Errorf("excess %.1f CPU-s for kinds that fit, want 0", over)
+	}
+}

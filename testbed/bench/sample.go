@@ -62,6 +62,7 @@ func share(a, b cpuTimes) float64 {
 // cpuMeter samples the machine's CPU once a second while a run goes on.
 type cpuMeter struct {
 	start cpuTimes
+	busy  float64 // CPU-seconds the machine used from start to finish
 	peak  chan float64
 	stop  context.CancelFunc
 }
@@ -101,6 +102,9 @@ func (m *cpuMeter) finish() (avg, peak float64, err error) {
 	end, err := readCPU()
 	if err != nil {
 		return 0, peak, err
+	}
+	if end.busy > m.start.busy {
+		m.busy = float64(end.busy-m.start.busy) / clockTicks
 	}
 	return share(m.start, end), peak, nil
 }
