@@ -200,9 +200,10 @@ func BenchmarkSwarm(b *testing.B) {
 	}
 
 	var dlCPU, idleCPU, received, downloadSecs float64
-	// conns tallies the peer connections the nodes set up (both ends of a
-	// node-to-node one): each costs a handshake, bitfields and about 250
-	// KiB of buffers.
+	// connsAdded sums the peer connections the nodes set up (both ends of
+	// a node-to-node one, Client.ConnsAdded); conns tallies what the
+	// closed ones carried.
+	var connsAdded int64
 	conns := newConnTally()
 	b.ResetTimer()
 	for range b.N {
@@ -251,6 +252,7 @@ func BenchmarkSwarm(b *testing.B) {
 		dlCPU += cpu1 - cpu0
 		idleCPU += cpu2 - cpu1
 		for _, c := range clients {
+			connsAdded += c.ConnsAdded()
 			c.Close()
 		}
 		cancel()
@@ -260,8 +262,8 @@ func BenchmarkSwarm(b *testing.B) {
 	bcpu, sent, announces, doneAnnounces := bastion.stop(b)
 	n := float64(b.N)
 	b.ReportMetric(dlCPU/(received/1e9), "node-cpu-s/GB")
-	added, unused, short := conns.counts()
-	b.ReportMetric(float64(added)/n/float64(nodes), "conns-added/node")
+	unused, short := conns.counts()
+	b.ReportMetric(float64(connsAdded)/n/float64(nodes), "conns-added/node")
 	b.ReportMetric(float64(unused)/n/float64(nodes), "conns-unused/node")
 	b.ReportMetric(float64(short)/n/float64(nodes), "conns-short/node")
 	b.ReportMetric(1000*idleCPU/n/float64(nodes)/idle.Seconds(), "idle-cpu-ms/node-s")
@@ -272,14 +274,14 @@ func BenchmarkSwarm(b *testing.B) {
 	b.ReportMetric(float64(doneAnnounces)/n, "announces-left0")
 }
 
-// connTally counts a swarm's peer connections: those added, and of those
-// closed, the ones that carried no block either way (unused) and the ones
-// that lived under connShortLife (short). The callbacks run under the
-// torrent client's lock, so they read no connection stats.
+// connTally counts, of a swarm's peer connections that closed, the ones
+// that carried no block either way (unused) and the ones that lived under
+// connShortLife (short). The callbacks run under the torrent client's
+// lock, so they read no connection stats.
 type connTally struct {
-	mu                   sync.Mutex
-	added, unused, short int
-	open                 map[*torrent.Peer]*connUse
+	mu            sync.Mutex
+	unused, short int
+	open          map[*torrent.Peer]*connUse
 }
 
 // connUse is what one open connection did.
@@ -305,7 +307,6 @@ func (ct *connTally) watch(cc *torrent.ClientConfig) {
 	}
 	cc.Callbacks.PeerConnAdded = append(cc.Callbacks.PeerConnAdded, func(pc *torrent.PeerConn) {
 		ct.mu.Lock()
-		ct.added++
 		ct.open[&pc.Peer] = &connUse{since: time.Now()}
 		ct.mu.Unlock()
 	})
@@ -328,10 +329,10 @@ func (ct *connTally) watch(cc *torrent.ClientConfig) {
 	}
 }
 
-func (ct *connTally) counts() (added, unused, short int) {
+func (ct *connTally) counts() (unused, short int) {
 	ct.mu.Lock()
 	defer ct.mu.Unlock()
-	return ct.added, ct.unused, ct.short
+	return ct.unused, ct.short
 }
 
 // pollStats reads every client's Stats every 250 ms and encodes it, as
