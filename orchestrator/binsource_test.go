@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -165,6 +166,14 @@ func TestBinSources_WaitsForABusyPeerRatherThanTheBastion(t *testing.T) {
 // binaryLab runs a job on n fake hosts whose nodes hand the binary on.
 func binaryLab(t *testing.T, n int) (*testLab, []*hostops.FakeConn) {
 	t.Helper()
+	l, conns, _ := binaryLabSpecs(t, n)
+	return l, conns
+}
+
+// binaryLabSpecs is binaryLab that also hands back the specs the hosts'
+// nodes received.
+func binaryLabSpecs(t *testing.T, n int) (*testLab, []*hostops.FakeConn, <-chan *jobspec.Spec) {
+	t.Helper()
 	var names []string
 	for i := range n {
 		names = append(names, fmt.Sprintf("h%d", i+1))
@@ -178,7 +187,7 @@ func binaryLab(t *testing.T, n int) (*testLab, []*hostops.FakeConn) {
 		c.Facts.Fetch = "curl"
 		conns = append(conns, c)
 	}
-	return l, conns
+	return l, conns, specs
 }
 
 func TestFleet_NodeBinaryIsHandedOnByTheHosts(t *testing.T) {
@@ -222,13 +231,14 @@ func TestFleet_NodeBinaryIsHandedOnByTheHosts(t *testing.T) {
 }
 
 func TestFleet_CachedNodeBinaryIsNotSentAgain(t *testing.T) {
-	l, conns := binaryLab(t, 2)
+	l, conns, specs := binaryLabSpecs(t, 2)
 	bin, err := l.deps.Nodes.Get("amd64")
 	if err != nil {
 		t.Fatal(err)
 	}
+	cached := "/home/deploy/.cache/layercast/layercast-node-" + bin.SHA256
 	for _, c := range conns {
-		c.Cache("/home/deploy/.cache/layercast/layercast-node-" + bin.SHA256)
+		c.Cache(cached)
 	}
 	rep, _, err := l.run(t, context.Background(), Options{})
 	if err != nil {
@@ -242,10 +252,17 @@ func TestFleet_CachedNodeBinaryIsNotSentAgain(t *testing.T) {
 			t.Errorf("a cached host got the binary again")
 		}
 	}
+	// The node marks the cached binary used (the work dir command no
+	// longer touches it).
+	for range 2 {
+		if s := <-specs; !slices.Equal(s.MarkUsed, []string{cached, cached + ".gz"}) {
+			t.Errorf("spec marks %q used, want the cached binary and its .gz", s.MarkUsed)
+		}
+	}
 }
 
 func TestFleet_WithoutNodeCacheTheBinaryGoesIntoTheWorkDir(t *testing.T) {
-	l, conns := binaryLab(t, 1)
+	l, conns, specs := binaryLabSpecs(t, 1)
 	rep, _, err := l.run(t, context.Background(), Options{NoNodeCache: true})
 	if err != nil {
 		t.Fatal(err)
@@ -254,6 +271,9 @@ func TestFleet_WithoutNodeCacheTheBinaryGoesIntoTheWorkDir(t *testing.T) {
 		if p != jobspec.WorkDir(rep.JobID)+"/"+hostops.NodeBinaryName {
 			t.Errorf("uploaded to %s, want the work dir", p)
 		}
+	}
+	if s := <-specs; len(s.MarkUsed) != 0 {
+		t.Errorf("a binary brought for this job is marked used: %q", s.MarkUsed)
 	}
 }
 

@@ -366,6 +366,9 @@ func (s startStep) Run(ctx context.Context, hr *hostRun) error {
 		return err
 	}
 	spec.Handoff = &jobspec.Handoff{Path: hr.nodeBin + ".gz", Name: jobspec.HandoffName(hr.binary.SHA256)}
+	if hr.nodeCached {
+		spec.MarkUsed = []string{hr.nodeBin, hr.nodeBin + ".gz"}
+	}
 	cmd := openssh.Command{Path: hr.nodeBin, Args: []string{jobspec.NodeJobFlag, s.j.id}, Become: hr.host.Become}
 	hr.nodeAsked = true
 	proc, err := hr.conn.Start(ctx, cmd)

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"regexp"
 	"strings"
 	"time"
@@ -99,6 +100,13 @@ type Spec struct {
 	// other hosts (AllowedIPs) while it runs; it reports where with an
 	// EventServing.
 	Handoff *Handoff `json:"handoff,omitempty"`
+	// MarkUsed lists the node cache's files this node runs from (the node
+	// binary and its compressed twin) when the job found them cached: the
+	// node sets their modification time to now as it starts, the mark by
+	// which the cache's pruning keeps the binaries jobs still use. The
+	// node does it rather than one more program in the bastion's setup
+	// command.
+	MarkUsed []string `json:"mark_used,omitempty"`
 }
 
 // Handoff is a compressed node binary on the host that the node hands on.
@@ -294,6 +302,11 @@ func (s *Spec) Validate() error {
 	}
 	if s.MaxRate < 0 {
 		errs = append(errs, fmt.Errorf("max_rate %d is negative", s.MaxRate))
+	}
+	for _, p := range s.MarkUsed {
+		if !path.IsAbs(p) || path.Clean(p) != p {
+			errs = append(errs, fmt.Errorf("mark_used %q is not an absolute, clean path", p))
+		}
 	}
 	errs = append(errs, s.validateRuntime())
 	return errors.Join(errs...)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/layercast/layercast/nodebin/handoff"
 	"github.com/layercast/layercast/nodebin/jobspec"
@@ -92,6 +93,24 @@ func (s *staleTempsStep) Run(ctx context.Context) error {
 	if err != nil {
 		// Not this job's: report and go on.
 		s.j.log.Warn("remove what ended jobs left", "err", err)
+	}
+	return nil
+}
+
+// markUsedStep marks the node cache's files this node runs from as used
+// (spec.MarkUsed): their modification time is what the cache's pruning
+// reads. A file it cannot mark is logged, not fatal: at worst a later job
+// prunes a binary and brings it again.
+type markUsedStep struct{ j *job }
+
+func (s *markUsedStep) Title() string { return "mark the cached node binary used" }
+
+func (s *markUsedStep) Run(ctx context.Context) error {
+	now := time.Now()
+	for _, p := range s.j.spec.MarkUsed {
+		if err := os.Chtimes(p, now, now); err != nil {
+			s.j.log.Warn("mark the cached node binary used", "file", p, "err", err)
+		}
 	}
 	return nil
 }

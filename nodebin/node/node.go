@@ -150,7 +150,7 @@ type cleaner interface {
 }
 
 func (j *job) steps() []step {
-	first := []step{&workDirStep{j: j}, &specStep{j: j}, &handoffStep{j: j}, &connectStep{j: j}, &staleTempsStep{j: j}}
+	first := []step{&workDirStep{j: j}, &specStep{j: j}, &markUsedStep{j: j}, &handoffStep{j: j}, &connectStep{j: j}, &staleTempsStep{j: j}}
 	if j.spec.Mode == "registry" {
 		return append(first, &pullStep{j: j}, &doneStep{j: j})
 	}

@@ -299,7 +299,7 @@ func TestSha256Of_PrefersOpensslAndFallsBackToSha256sum(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			c := exec.Command("/bin/sh", "-c", sha256Func+`set -eu; sha256_of "$1"`, "sh", file)
+			c := exec.Command("/bin/sh", "-c", sha256Func+`set -eu; sha256_of "$1"; echo "$_sum"`, "sh", file)
 			c.Env = []string{"PATH=" + bin}
 			out, err := c.Output()
 			if err != nil || strings.TrimSpace(string(out)) != tc.want {
@@ -309,7 +309,7 @@ func TestSha256Of_PrefersOpensslAndFallsBackToSha256sum(t *testing.T) {
 	}
 	// The machine's own openssl, when it has one, agrees with sha256sum.
 	if _, err := exec.LookPath("openssl"); err == nil {
-		out, err := exec.Command("/bin/sh", "-c", sha256Func+`sha256_of "$1"`, "sh", file).Output()
+		out, err := exec.Command("/bin/sh", "-c", sha256Func+`sha256_of "$1"; echo "$_sum"`, "sh", file).Output()
 		if err != nil || strings.TrimSpace(string(out)) != want {
 			t.Fatalf("with the real openssl: %q, %v; want %s", out, err, want)
 		}
@@ -838,5 +838,99 @@ func TestProbe_BlamesTheShellOnlyWhenTheScriptRan(t *testing.T) {
 				t.Errorf("%v: blames the shell", err)
 			}
 		})
+	}
+}
+
+// countingTools makes a dir of wrappers, one per tool, that log the
+// tool's name to a file and run the real one: put first on PATH, it
+// counts the programs a script starts. It returns the dir and a function
+// that reads the names logged so far (and clears the log).
+func countingTools(t *testing.T, tools ...string) (string, func() []string) {
+	t.Helper()
+	dir, log := t.TempDir(), filepath.Join(t.TempDir(), "started")
+	for _, tool := range tools {
+		real, err := exec.LookPath(tool)
+		if err != nil {
+			continue // the script finds none either
+		}
+		w := fmt.Sprintf("#!/bin/sh\necho %s >> '%s'\nexec '%s' \"$@\"\n", tool, log, real)
+		if err := os.WriteFile(filepath.Join(dir, tool), []byte(w), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, func() []string {
+		b, _ := os.ReadFile(log)
+		os.Remove(log)
+		return strings.Fields(string(b))
+	}
+}
+
+// The tools the setup scripts might start.
+var setupTools = []string{"uname", "id", "awk", "df", "dirname", "cut", "tr", "mkdir", "rmdir", "find", "touch",
+	"openssl", "sha256sum", "rm", "gzip", "chmod", "mv", "stat", "pwd", "docker", "sudo"}
+
+// A job's probe starts one awk and one df, and nothing else: on a busy
+// host every process start counts (probeScript).
+func TestProbe_StartsTwoPrograms(t *testing.T) {
+	bin, started := countingTools(t, setupTools...)
+	c := &Conn{transport: localHost{host: inventory.Host{Name: "local"}, bin: bin}}
+	f, err := c.Probe(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.WorkBase == "" || f.WorkFree <= 0 || f.Arch != runtime.GOARCH || f.User == "" {
+		t.Fatalf("probe facts: %+v", f)
+	}
+	got := started()
+	slices.Sort(got)
+	// id runs only when sshd set no $USER, as here; uname only where
+	// /proc/sys/kernel has no arch (older kernels).
+	want := []string{"awk", "df", "id"}
+	if _, err := os.Stat("/proc/sys/kernel/arch"); err != nil {
+		want = []string{"awk", "df", "id", "uname"}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("the probe started %q, want %q", got, want)
+	}
+}
+
+// A cache hit's work dir starts mkdir and openssl only; find runs when the
+// cache holds other files, to prune them.
+func TestWorkDir_CacheHitStartsTwoPrograms(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("no openssl here: sha256sum stands in after it")
+	}
+	bin, started := countingTools(t, setupTools...)
+	c := &Conn{transport: localHost{host: inventory.Host{Name: "local"}, bin: bin}}
+	ctx := context.Background()
+	base := t.TempDir()
+	cache := NodeCacheDir(filepath.Join(t.TempDir(), "cache"))
+	node := bytes.Repeat([]byte("#!/bin/sh\necho node\n"), 1000)
+	sum := sha256.Sum256(node)
+	sha := hex.EncodeToString(sum[:])
+	wd, err := c.MakeWorkDir(ctx, base, "job1", cache, sha)
+	if err != nil || wd.Node.Cached {
+		t.Fatalf("first job: %+v, %v", wd, err)
+	}
+	if err := c.Upload(ctx, wd.Node.Path, Binary{Gzip: gz(t, node), SHA256: sha}); err != nil {
+		t.Fatal(err)
+	}
+	started()
+	wd, err = c.MakeWorkDir(ctx, base, "job2", cache, sha)
+	if err != nil || !wd.Node.Cached {
+		t.Fatalf("second job: %+v, %v; want a cache hit", wd, err)
+	}
+	if got, want := started(), []string{"mkdir", "openssl"}; !slices.Equal(got, want) {
+		t.Errorf("a cache hit started %q, want %q", got, want)
+	}
+	// Another binary in the cache: find looks at it.
+	if err := os.WriteFile(filepath.Join(cache, NodeBinaryName+"-"+strings.Repeat("cd", 32)), nil, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.MakeWorkDir(ctx, base, "job3", cache, sha); err != nil {
+		t.Fatal(err)
+	}
+	if got := started(); !slices.Contains(got, "find") {
+		t.Errorf("with another binary in the cache the work dir started %q, want find among them", got)
 	}
 }

@@ -123,38 +123,73 @@ func (f Facts) Usable() error {
 // longest mount point above it in /proc/self/mounts, the last one wins
 // when mounts are stacked) is not noexec: the node runs from there when
 // the host keeps no node cache.
+//
+// Every program the script starts is a process on the host, and on a
+// busy host a process start costs more than the little work each does
+// here (on the lab, 40 hosts on two cores, about 10 ms of CPU each). So
+// a job's probe on Linux starts two: one awk that answers noexec for the
+// cache dir and every candidate at once, and df for the base it picks.
+// The kernel's name and machine come from /proc/sys/kernel (uname only
+// where those cannot be read), the user from $USER (id only when sshd
+// set none), and paths are resolved with cd -P and string operations in
+// the script's own shell, without subshells (TestProbe_StartsTwoPrograms).
 const probeScript = `
-os=$(uname -s 2>/dev/null); m=$(uname -m 2>/dev/null)
+dh=$1; become=$2; askcli=$3; wdir=$4; mounts=${5:-/proc/self/mounts}; ctd=${6#unix://}
+os=; m=
+{ read -r os < /proc/sys/kernel/ostype && read -r m < /proc/sys/kernel/arch; } 2>/dev/null
+if [ -z "$os" ] || [ -z "$m" ]; then um=$(uname -sm 2>/dev/null); os=${um%% *}; m=${um#"$os"}; m=${m# }; fi
 echo "os=$os"; echo "machine=$m"
 [ "$os" = Linux ] || exit 0
 echo "conn=$SSH_CONNECTION"
-echo "user=$(id -un 2>/dev/null)"
+u=${USER:-${LOGNAME:-}}; [ -n "$u" ] || u=$(id -un 2>/dev/null)
+echo "user=$u"
 cache=${XDG_CACHE_HOME:-$HOME/.cache}
 echo "cache_home=$cache"
-mounts=${5:-/proc/self/mounts}
-noexec() {
-  awk -v p="$1" '{ m = $2; if (m == "/" || p == m || index(p, m "/") == 1) { if (length(m) >= best) { best = length(m); o = $4 } } }
-    END { n = split(o, a, ","); for (i = 1; i <= n; i++) if (a[i] == "noexec") exit 0; exit 1 }' "$mounts" 2>/dev/null
+here=$PWD
+# existing sets e to the nearest path at or above $1 that exists.
+existing() {
+  e=$1
+  while [ ! -e "$e" ] && [ "$e" != / ]; do
+    case $e in */*) e=${e%/*}; e=${e:-/};; *) e=.;; esac
+  done
 }
-existing() { e=$1; while [ ! -e "$e" ] && [ "$e" != / ]; do e=$(dirname -- "$e"); done; printf %s "$e"; }
-noexec "$(cd -- "$(existing "$cache")" 2>/dev/null && pwd -P)" && echo "cache_noexec=1"
+# phys sets p to the directory $1 with its symlinks resolved ("" when it
+# cannot be entered).
+phys() { p=; if cd -P -- "$1" 2>/dev/null; then p=$PWD; cd -- "$here" 2>/dev/null || cd /; fi; }
+# usable sets e (as existing) and p (as phys) for a candidate whose
+# existing part is a directory the user can write, and fails otherwise.
+usable() { existing "$1"; p=; [ -d "$e" ] && [ -w "$e" ] && [ -x "$e" ] || return 1; phys "$e"; }
+if [ -n "$wdir" ]; then C1=$wdir; C2=; C3=; else C1=/tmp; C2=/var/tmp; C3=$cache; fi
+existing "$cache"; phys "$e"; P0=$p
+U1=; U2=; U3=; P1=; P2=; P3=; E1=; E2=; E3=
+[ -n "$C1" ] && usable "$C1" && U1=1 && P1=$p && E1=$e
+[ -n "$C2" ] && usable "$C2" && U2=1 && P2=$p && E2=$e
+[ -n "$C3" ] && usable "$C3" && U3=1 && P3=$p && E3=$e
+flags=$(P0=$P0 P1=$P1 P2=$P2 P3=$P3 awk '
+  BEGIN { for (i = 0; i < 4; i++) { p[i] = ENVIRON["P" i]; best[i] = 0; o[i] = "" } }
+  { m = $2; for (i = 0; i < 4; i++) if (m == "/" || p[i] == m || index(p[i], m "/") == 1) if (length(m) >= best[i]) { best[i] = length(m); o[i] = $4 } }
+  END { for (i = 0; i < 4; i++) { x = 0; k = split(o[i], a, ","); for (j = 1; j <= k; j++) if (a[j] == "noexec") x = 1; printf "%s%d", (i ? " " : ""), x } print "" }' "$mounts" 2>/dev/null)
+set -f; set -- $flags; set +f
+[ "$1" = 1 ] && echo "cache_noexec=1"
+nl='
+'
 found=""
+# try: $1 candidate, $2 1 when usable, $3 1 when noexec, $4 its existing part.
 try() {
-  [ -n "$found" ] && return
-  e=$(existing "$1")
-  if ! [ -d "$e" ] || ! [ -w "$e" ] || ! [ -x "$e" ]; then echo "workno=$1 is not a directory the user can write"; return; fi
-  if noexec "$(cd -- "$e" && pwd -P)"; then echo "workno=$1 is on a file system mounted noexec"; return; fi
+  [ -n "$found" ] || [ -z "$1" ] && return
+  if [ "$2" != 1 ]; then echo "workno=$1 is not a directory the user can write"; return; fi
+  if [ "$3" = 1 ]; then echo "workno=$1 is on a file system mounted noexec"; return; fi
   found=$1
   echo "workbase=$1"
-  echo "workfree=$(df -Pk -- "$e" 2>/dev/null | awk 'NR==2 {print $4}')"
+  out=$(df -Pk -- "$4" 2>/dev/null)
+  case $out in *"$nl"*) set -f; set -- ${out#*"$nl"}; set +f; echo "workfree=$4";; *) echo "workfree=";; esac
 }
-if [ -n "$4" ]; then try "$4"; else try /tmp; try /var/tmp; try "$cache"; fi
-for b in "$4" /tmp /var/tmp "$cache"; do
+try "$C1" "$U1" "$2" "$E1"; try "$C2" "$U2" "$3" "$E2"; try "$C3" "$U3" "$4" "$E3"
+for b in "$wdir" /tmp /var/tmp "$cache"; do
   [ -n "$b" ] || continue
   for d in "$b"/` + jobspec.WorkDirNamePrefix + `*; do [ -d "$d" ] && [ ! -L "$d" ] && [ -O "$d" ] && echo "leftover=$d"; done
 done
 if command -v curl >/dev/null 2>&1; then echo "fetch=curl"; elif command -v wget >/dev/null 2>&1; then echo "fetch=wget"; else echo "fetch=none"; fi
-dh=$1; become=$2; askcli=$3; ctd=${6#unix://}
 if [ -n "$ctd" ]; then
   echo "ctd=$ctd"
   if [ -S "$ctd" ]; then echo "ctd_present=yes"; else echo "ctd_present=no"; fi

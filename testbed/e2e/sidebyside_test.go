@@ -78,6 +78,15 @@ func TestJob_NodeBinaryIsHandedOnAndKept(t *testing.T) {
 	assertNothingLeft(t, lab, rep)
 
 	removeImages(t, lab, "lab/app:v1")
+	// Dated a month back, the cached files are marked used again by the
+	// second job's node (jobspec.Spec.MarkUsed), which keeps them from
+	// the cache's pruning.
+	const cached = `"$HOME"/.cache/layercast/layercast-node-*`
+	for _, h := range lab.Hosts() {
+		if out, err := lab.Exec(context.Background(), h, "sh", "-c", "touch -d '30 days ago' "+cached); err != nil {
+			t.Fatalf("%s: date the node cache back: %v %s", h, err, out)
+		}
+	}
 	rep, code, j = runJob(t, lab, 5*time.Minute, "-i", lab.InventoryPath(), "lab/app:v1")
 	if code != 0 {
 		t.Fatalf("second job: exit %d; report %+v; stderr:\n%s", code, rep.Hosts, j.stderr.String())
@@ -86,6 +95,13 @@ func TestJob_NodeBinaryIsHandedOnAndKept(t *testing.T) {
 		t.Errorf("second job: node binary %+v, want every host from its cache", nb)
 	}
 	assertNothingLeft(t, lab, rep)
+	for _, h := range lab.Hosts() {
+		// Files in the cache not modified within the last day: none.
+		out, err := lab.Exec(context.Background(), h, "sh", "-c", "find "+cached+" -mtime +0")
+		if err != nil || strings.TrimSpace(string(out)) != "" {
+			t.Errorf("%s: the second job did not mark its cached node binary used: %q %v", h, out, err)
+		}
+	}
 
 	out, err := lab.Exec(context.Background(), "bastion", bin, "plan", "-i", lab.InventoryPath(), "--cache-dir", lab.Dir()+"/cache", "lab/app:v1")
 	if err != nil || strings.Count(string(out), " cached ") != 6 {
