@@ -869,9 +869,9 @@ func countingTools(t *testing.T, tools ...string) (string, func() []string) {
 var setupTools = []string{"uname", "id", "awk", "df", "dirname", "cut", "tr", "mkdir", "rmdir", "find", "touch",
 	"openssl", "sha256sum", "rm", "gzip", "chmod", "mv", "stat", "pwd", "docker", "sudo"}
 
-// A job's probe starts one awk and one df, and nothing else: on a busy
-// host every process start counts (probeScript).
-func TestProbe_StartsTwoPrograms(t *testing.T) {
+// A job's probe starts uname, one awk and one df, and nothing else: on a
+// busy host every process start counts (probeScript).
+func TestProbe_StartsThreePrograms(t *testing.T) {
 	bin, started := countingTools(t, setupTools...)
 	c := &Conn{transport: localHost{host: inventory.Host{Name: "local"}, bin: bin}}
 	f, err := c.Probe(context.Background(), false)
@@ -883,13 +883,8 @@ func TestProbe_StartsTwoPrograms(t *testing.T) {
 	}
 	got := started()
 	slices.Sort(got)
-	// id runs only when sshd set no $USER, as here; uname only where
-	// /proc/sys/kernel has no arch (older kernels).
-	want := []string{"awk", "df", "id"}
-	if _, err := os.Stat("/proc/sys/kernel/arch"); err != nil {
-		want = []string{"awk", "df", "id", "uname"}
-	}
-	if !slices.Equal(got, want) {
+	// id runs only when sshd set no $USER, as here.
+	if want := []string{"awk", "df", "id", "uname"}; !slices.Equal(got, want) {
 		t.Errorf("the probe started %q, want %q", got, want)
 	}
 }

@@ -127,17 +127,15 @@ func (f Facts) Usable() error {
 // Every program the script starts is a process on the host, and on a
 // busy host a process start costs more than the little work each does
 // here (on the lab, 40 hosts on two cores, about 10 ms of CPU each). So
-// a job's probe on Linux starts two: one awk that answers noexec for the
-// cache dir and every candidate at once, and df for the base it picks.
-// The kernel's name and machine come from /proc/sys/kernel (uname only
-// where those cannot be read), the user from $USER (id only when sshd
-// set none), and paths are resolved with cd -P and string operations in
-// the script's own shell, without subshells (TestProbe_StartsTwoPrograms).
+// a job's probe starts three: uname once for the kernel's name and the
+// machine, one awk that answers noexec for the cache dir and every
+// candidate at once, and df for the base it picks. The user comes from
+// $USER (id only when sshd set none), and paths are resolved with cd -P
+// and string operations in the script's own shell, without subshells
+// (TestProbe_StartsThreePrograms).
 const probeScript = `
 dh=$1; become=$2; askcli=$3; wdir=$4; mounts=${5:-/proc/self/mounts}; ctd=${6#unix://}
-os=; m=
-{ read -r os < /proc/sys/kernel/ostype && read -r m < /proc/sys/kernel/arch; } 2>/dev/null
-if [ -z "$os" ] || [ -z "$m" ]; then um=$(uname -sm 2>/dev/null); os=${um%% *}; m=${um#"$os"}; m=${m# }; fi
+um=$(uname -sm 2>/dev/null); os=${um%% *}; m=${um#"$os"}; m=${m# }
 echo "os=$os"; echo "machine=$m"
 [ "$os" = Linux ] || exit 0
 echo "conn=$SSH_CONNECTION"

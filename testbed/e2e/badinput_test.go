@@ -181,7 +181,7 @@ func fakeDarwin(t *testing.T, lab *testbed.Lab, host string) {
 	t.Helper()
 	m, _ := lab.Machine(host)
 	script := filepath.Join(m.Dir, "root", "fake-uname")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\ncase \"$1\" in -m) echo arm64;; *) echo Darwin;; esac\n"), 0o755); err != nil {
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ncase \"$1\" in -m) echo arm64;; -sm) echo Darwin arm64;; *) echo Darwin;; esac\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := lab.Exec(context.Background(), host, "mount", "--bind", "/root/fake-uname", "/usr/bin/uname"); err != nil {

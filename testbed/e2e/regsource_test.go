@@ -277,14 +277,14 @@ func TestRegistrySource_DedupAcrossSources(t *testing.T) {
 	}
 }
 
-// fakeMachine makes uname -m on a host say machine (aarch64, armv7l), by
+// fakeMachine makes uname -m (and -sm) on a host say machine (aarch64, armv7l), by
 // mounting a script over uname inside the host's mount namespace (gone
 // with the lab).
 func fakeMachine(t *testing.T, lab *testbed.Lab, host, machine string) {
 	t.Helper()
 	m, _ := lab.Machine(host)
 	script := filepath.Join(m.Dir, "root", "fake-uname")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\ncase \"$1\" in -m) echo "+machine+";; *) echo Linux;; esac\n"), 0o755); err != nil {
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ncase \"$1\" in -m) echo "+machine+";; -sm) echo Linux "+machine+";; *) echo Linux;; esac\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := lab.Exec(context.Background(), host, "mount", "--bind", "/root/fake-uname", "/usr/bin/uname"); err != nil {
