@@ -168,7 +168,8 @@ flags=$(P0=$P0 P1=$P1 P2=$P2 P3=$P3 awk '
   { m = $2; for (i = 0; i < 4; i++) if (m == "/" || p[i] == m || index(p[i], m "/") == 1) if (length(m) >= best[i]) { best[i] = length(m); o[i] = $4 } }
   END { for (i = 0; i < 4; i++) { x = 0; k = split(o[i], a, ","); for (j = 1; j <= k; j++) if (a[j] == "noexec") x = 1; printf "%s%d", (i ? " " : ""), x } print "" }' "$mounts" 2>/dev/null)
 set -f; set -- $flags; set +f
-[ "$1" = 1 ] && echo "cache_noexec=1"
+N0=$1; N1=$2; N2=$3; N3=$4
+[ "$N0" = 1 ] && echo "cache_noexec=1"
 nl='
 '
 found=""
@@ -182,7 +183,7 @@ try() {
   out=$(df -Pk -- "$4" 2>/dev/null)
   case $out in *"$nl"*) set -f; set -- ${out#*"$nl"}; set +f; echo "workfree=$4";; *) echo "workfree=";; esac
 }
-try "$C1" "$U1" "$2" "$E1"; try "$C2" "$U2" "$3" "$E2"; try "$C3" "$U3" "$4" "$E3"
+try "$C1" "$U1" "$N1" "$E1"; try "$C2" "$U2" "$N2" "$E2"; try "$C3" "$U3" "$N3" "$E3"
 for b in "$wdir" /tmp /var/tmp "$cache"; do
   [ -n "$b" ] || continue
   for d in "$b"/` + jobspec.WorkDirNamePrefix + `*; do [ -d "$d" ] && [ ! -L "$d" ] && [ -O "$d" ] && echo "leftover=$d"; done
