@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +29,11 @@ type run struct {
 	docker  *node.FakeDocker
 	leecher *node.FakeLeecher
 	ticks   chan time.Time
+	// tickers are the periods the node asked Ticks for, in order, and
+	// stopped how many of them it stopped.
+	tickMu  sync.Mutex
+	tickers []time.Duration
+	stopped int
 	swarms  int
 	// connect, when set before ready is closed, replaces the fake daemon.
 	connect func(ctx context.Context) (node.DockerAPI, error)
@@ -83,7 +89,16 @@ func start(t *testing.T, s setup) *run {
 			r.leecher.Dir = dir
 			return r.leecher, nil
 		},
-		Ticks:      func(time.Duration) (<-chan time.Time, func()) { return r.ticks, func() {} },
+		Ticks: func(d time.Duration) (<-chan time.Time, func()) {
+			r.tickMu.Lock()
+			defer r.tickMu.Unlock()
+			r.tickers = append(r.tickers, d)
+			return r.ticks, sync.OnceFunc(func() {
+				r.tickMu.Lock()
+				r.stopped++
+				r.tickMu.Unlock()
+			})
+		},
 		Serial:     s.serial,
 		Containerd: s.containerd,
 	}
@@ -535,7 +550,7 @@ func TestNode_SaysItIsAliveWhenNothingChangedForReportEvery(t *testing.T) {
 	r.exit()
 }
 
-func TestNode_EmitsProgressOnlyWhenItChangedAndLooksLessOftenOnceDone(t *testing.T) {
+func TestNode_EmitsProgressOnlyWhenItChangedAndTicksSlowerOnceDone(t *testing.T) {
 	img := testImage(23, 1000, 2000)
 	gate := make(chan struct{})
 	leecher := &node.FakeLeecher{Files: files(img), Gate: gate}
@@ -562,9 +577,10 @@ func TestNode_EmitsProgressOnlyWhenItChangedAndLooksLessOftenOnceDone(t *testing
 	}
 	gate <- struct{}{}
 	r.waitState(jobspec.StateDone)
-	// Done: the node looks every 2 s whatever the tick, and reports
-	// what changed since. The tick at 750 may have been handled after
-	// the gate let layer 1 through, and its event (layer 1 done, nothing
+	// Done: at the next tick the node trades the job's progress ticker
+	// for one of doneProgressEvery, and reports what changed since at
+	// each of its ticks. The tick at 750 may have been handled after the
+	// gate let layer 1 through, and its event (layer 1 done, nothing
 	// uploaded) may follow the done state: wait past it.
 	leecher.Uploaded.Store(1)
 	r.ticks <- at(3000)
@@ -574,16 +590,28 @@ func TestNode_EmitsProgressOnlyWhenItChangedAndLooksLessOftenOnceDone(t *testing
 	if p.Uploaded != 1 || p.Layers[1].Done != p.Layers[1].Total {
 		t.Errorf("first progress once done %+v", p)
 	}
-	leecher.Uploaded.Store(2)
-	r.ticks <- at(4000) // too soon: not looked at
-	r.ticks <- at(4500)
+	waitUntil(t, "the done ticker", func() bool {
+		r.tickMu.Lock()
+		defer r.tickMu.Unlock()
+		return len(r.tickers) == 2
+	})
+	r.tickMu.Lock()
+	if want := []time.Duration{250 * time.Millisecond, 2 * time.Second}; !slices.Equal(r.tickers, want) || r.stopped != 1 {
+		t.Errorf("tickers asked for %v, %d stopped; want %v, the first stopped", r.tickers, r.stopped, want)
+	}
+	r.tickMu.Unlock()
 	leecher.Uploaded.Store(3)
-	r.ticks <- at(5100)
+	r.ticks <- at(5000)
 	if p := next(); p.Uploaded != 3 {
-		t.Errorf("progress %+v, want uploaded 3: a tick within 2 s of the last look was looked at", p)
+		t.Errorf("progress %+v, want uploaded 3", p)
 	}
 	r.send(jobspec.ControlStop)
 	r.exit()
+	r.tickMu.Lock()
+	defer r.tickMu.Unlock()
+	if r.stopped != 2 {
+		t.Errorf("%d of the node's 2 tickers stopped", r.stopped)
+	}
 }
 
 func TestNode_RejectsABadSpec(t *testing.T) {

@@ -22,10 +22,14 @@ import (
 type fileStorage struct {
 	mu    sync.Mutex
 	files map[metainfo.Hash]*layerFile
+	// pieceDone receives (without blocking, capacity 1) when a piece of
+	// any file passed its check: what a download waits on to start its
+	// next layer, instead of polling the files' counts.
+	pieceDone chan struct{}
 }
 
 func newFileStorage() *fileStorage {
-	return &fileStorage{files: make(map[metainfo.Hash]*layerFile)}
+	return &fileStorage{files: make(map[metainfo.Hash]*layerFile), pieceDone: make(chan struct{}, 1)}
 }
 
 // layerFile is the storage of one layer's torrent.
@@ -52,6 +56,8 @@ type layerFile struct {
 	onWhole func()
 	whole   bool       // onWhole was called
 	bufs    *sync.Pool // of *[]byte, one piece each (see filePiece.WriteTo)
+	// pieceDone is the storage's (fileStorage.pieceDone).
+	pieceDone chan<- struct{}
 }
 
 // register opens (creating when asked) path as the storage of the torrent
@@ -89,7 +95,7 @@ func (s *fileStorage) register(ih metainfo.Hash, path string, info *metainfo.Inf
 	pieceLen := info.PieceLength
 	lf := &layerFile{
 		path: path, length: length, pieceLen: pieceLen, f: f,
-		complete: make([]bool, info.NumPieces()), onWhole: onWhole,
+		complete: make([]bool, info.NumPieces()), onWhole: onWhole, pieceDone: s.pieceDone,
 		bufs: &sync.Pool{New: func() any { b := make([]byte, pieceLen); return &b }},
 	}
 	if allComplete {
@@ -156,6 +162,12 @@ func (lf *layerFile) setComplete(i int, c bool) {
 		lf.whole = true
 	}
 	lf.mu.Unlock()
+	if c && !was {
+		select {
+		case lf.pieceDone <- struct{}{}:
+		default:
+		}
+	}
 	if whole && lf.onWhole != nil {
 		lf.onWhole()
 	}

@@ -79,6 +79,48 @@ func TestLayerFile_OnWholeOnceEveryPieceIsComplete(t *testing.T) {
 	}
 }
 
+// TestFileStorage_SignalsEachPieceThatPasses: a download waits on
+// pieceDone to start its next layer; a piece that passes signals it, one
+// that fails or was already complete does not.
+func TestFileStorage_SignalsEachPieceThatPasses(t *testing.T) {
+	info := &metainfo.Info{Name: "layer", PieceLength: 4, Length: 10, Pieces: make([]byte, 3*20)}
+	store := newFileStorage()
+	lf, err := store.register(metainfo.Hash{5}, filepath.Join(t.TempDir(), "layer"), info, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signalled := func() bool {
+		select {
+		case <-store.pieceDone:
+			return true
+		default:
+			return false
+		}
+	}
+	for _, step := range []struct {
+		piece    int
+		complete bool
+		want     bool
+	}{
+		{1, true, true},
+		{1, true, false}, // already complete
+		{1, false, false},
+		{0, false, false},
+		{1, true, true},
+		{2, true, true},
+	} {
+		lf.setComplete(step.piece, step.complete)
+		if got := signalled(); got != step.want {
+			t.Errorf("after piece %d complete=%v: signalled %v, want %v", step.piece, step.complete, got, step.want)
+		}
+	}
+	lf.setComplete(0, true)
+	lf.setComplete(0, true)
+	if !signalled() || signalled() {
+		t.Error("two pieces passing between two looks: want one signal kept, not a block")
+	}
+}
+
 func TestLayerFile_CountsVerifiedBytesAsPiecesComeAndGo(t *testing.T) {
 	info := &metainfo.Info{Name: "layer", PieceLength: 4, Length: 10, Pieces: make([]byte, 3*20)}
 	store := newFileStorage()

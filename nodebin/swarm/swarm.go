@@ -513,12 +513,12 @@ func (c *Client) Download(ctx context.Context, layers []jobspec.Layer, onDone fu
 	var stall stallWatch
 	redial := time.NewTicker(redialEvery)
 	defer redial.Stop()
-	advance := time.NewTicker(advanceEvery)
-	defer advance.Stop()
-	advanceC := advance.C
 	for left := len(layers); left > 0; {
+		// A verified piece is what lowers the started layers' missing
+		// bytes, so the next layer may start only then: no polling.
+		pieceDone := c.store.pieceDone
 		if started == len(queue) {
-			advanceC = nil // every layer started: nothing left to poll for
+			pieceDone = nil // every layer started
 		}
 		select {
 		case <-ctx.Done():
@@ -528,7 +528,7 @@ func (c *Client) Download(ctx context.Context, layers []jobspec.Layer, onDone fu
 			if stall.stalled(c.fromSeeder.Load()+c.fromPeers.Load(), now) {
 				c.kickStalled(queue[:started])
 			}
-		case <-advanceC:
+		case <-pieceDone:
 			startMore()
 		case i := <-whole:
 			ls := queue[i]
@@ -562,10 +562,6 @@ func startable(missing []int64, started int) int {
 	}
 	return n
 }
-
-// advanceEvery is how often a download checks whether the next layer may
-// start (see startAhead).
-const advanceEvery = 100 * time.Millisecond
 
 // Stats is a snapshot for progress events: per-layer done/total, peers,
 // bytes by origin. Rate is measured since the previous call.

@@ -70,6 +70,40 @@ func TestDownload_VerifiesLayersAndCountsSeederBytes(t *testing.T) {
 	}
 }
 
+// TestDownload_StartsLaterLayersAsPiecesPass: the first layer alone is
+// more than startAhead, so the next ones may start only once enough of its
+// pieces passed; the download learns that from the pieces themselves, not
+// from the first layer's end.
+func TestDownload_StartsLaterLayersAsPiecesPass(t *testing.T) {
+	seedDir := t.TempDir()
+	layers := []jobspec.Layer{
+		writeLayer(t, seedDir, startAhead+4<<20, 1<<20, 4),
+		writeLayer(t, seedDir, 1<<20, 256<<10, 5),
+		writeLayer(t, seedDir, 300, 256<<10, 6),
+	}
+	seeder := newSeeder(t, seedDir, layers)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	node, err := New(ctx, Config{Dir: t.TempDir(), AllowedIPs: loopbackPeers(), Seeders: []string{fmt.Sprintf("127.0.0.1:%d", seeder.LocalPort())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	var done []string
+	err = node.Download(ctx, layers, func(l jobspec.Layer, _ string) { done = append(done, l.Digest) })
+	if err != nil {
+		t.Fatalf("download: %v (layers done: %d of %d)", err, len(done), len(layers))
+	}
+	if len(done) != len(layers) {
+		t.Fatalf("onDone called for %v", done)
+	}
+	// The small layers started while the first still missed 32 MiB: they
+	// end first. Started only when it ended, they would end after it.
+	if done[len(done)-1] != layers[0].Digest {
+		t.Errorf("layers done in the order %v; want the first layer (%s) last", done, layers[0].Digest)
+	}
+}
+
 // newRawPeer starts a plain anacrolix client listening on host that serves
 // the file at path as the layer's torrent, claiming it complete but for the
 // pieces lacking.
