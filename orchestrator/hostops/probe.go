@@ -181,6 +181,7 @@ try() {
   found=$1
   echo "workbase=$1"
   out=$(df -Pk -- "$4" 2>/dev/null)
+  # Split df's second line into try's arguments: $4 is then its free KiB.
   case $out in *"$nl"*) set -f; set -- ${out#*"$nl"}; set +f; echo "workfree=$4";; *) echo "workfree=";; esac
 }
 try "$C1" "$U1" "$N1" "$E1"; try "$C2" "$U2" "$N2" "$E2"; try "$C3" "$U3" "$N3" "$E3"
