@@ -251,6 +251,11 @@ func TestFleet_CachedNodeBinaryIsNotSentAgain(t *testing.T) {
 		if len(c.Uploaded())+len(c.Fetched()) != 0 {
 			t.Errorf("a cached host got the binary again")
 		}
+		// The command that made the work dir started the node.
+		assertCallsInOrder(t, c, "mkdir "+rep.JobID, "from cache "+cached, "start "+cached+" "+jobspec.NodeJobFlag+" "+rep.JobID)
+		if n := len(slices.DeleteFunc(c.Calls(), func(s string) bool { return !strings.HasPrefix(s, "start ") })); n != 1 {
+			t.Errorf("%d nodes started, want 1: %q", n, c.Calls())
+		}
 	}
 	// The node marks the cached binary used (the work dir command no
 	// longer touches it).

@@ -225,9 +225,13 @@ type hostRun struct {
 	nodeBin  string // workDirStep: the node binary's path
 	// nodeCached: nodeBin holds the binary already (workDirStep).
 	nodeCached bool
-	node       *node    // startStep
-	torn       []string // what the cleanups did, for the teardown line
-	// nodeAsked: startStep sent the command that starts the node. A node
+	// started is the node workDirStep started from the node cache in the
+	// session that made the work dir; startStep follows it.
+	started openssh.Process
+	node    *node    // startStep
+	torn    []string // what the cleanups did, for the teardown line
+	// nodeAsked: workDirStep or startStep sent the command that starts
+	// the node. A node
 	// may run on the host even when the answer was lost (node is nil).
 	nodeAsked bool
 

@@ -181,7 +181,14 @@ func (s workDirStep) Run(ctx context.Context, hr *hostRun) error {
 	var wd hostops.WorkDir
 	hr.dirAsked = hostops.WorkDirPath(hr.facts.WorkBase, s.jobID)
 	err := within(ctx, s.limit, func(ctx context.Context) (err error) {
-		wd, err = hr.conn.MakeWorkDir(ctx, hr.facts.WorkBase, s.jobID, hr.cacheDir, hr.binary.SHA256)
+		if hr.cacheDir == "" {
+			wd, err = hr.conn.MakeWorkDir(ctx, hr.facts.WorkBase, s.jobID, hr.cacheDir, hr.binary.SHA256)
+			return err
+		}
+		// A warm cache starts the node in the same session (startStep
+		// follows it); a cold one only answers where the binary goes.
+		hr.nodeAsked = true
+		wd, hr.started, err = hr.conn.StartCached(ctx, hr.facts.WorkBase, s.jobID, hr.cacheDir, hr.binary.SHA256, nodeCommand("", s.jobID, hr.host.Become))
 		return err
 	})
 	cleaning.Wait()
@@ -191,6 +198,11 @@ func (s workDirStep) Run(ctx context.Context, hr *hostRun) error {
 	}
 	hr.nodeBin, hr.nodeCached = wd.Node.Path, wd.Node.Cached
 	return nil
+}
+
+// nodeCommand runs the node binary at path for job jobID.
+func nodeCommand(path, jobID string, become bool) openssh.Command {
+	return openssh.Command{Path: path, Args: []string{jobspec.NodeJobFlag, jobID}, Become: become}
 }
 
 // clearLeft clears, over the host's new SSH connection, what this job's
@@ -270,6 +282,13 @@ func (s workDirStep) cleanStale(ctx context.Context, hr *hostRun) {
 }
 
 func (workDirStep) Cleanup(ctx context.Context, hr *hostRun) {
+	if hr.started != nil && hr.node == nil {
+		// Started from the cache, but the job ended before startStep
+		// followed it: nothing else stops it.
+		if err := hr.started.Stop(ctx); err != nil {
+			hr.log.Warn("stop the node started from the cache", "err", err)
+		}
+	}
 	if hr.dir == "" || hr.lost {
 		return
 	}
@@ -369,11 +388,13 @@ func (s startStep) Run(ctx context.Context, hr *hostRun) error {
 	if hr.nodeCached {
 		spec.MarkUsed = []string{hr.nodeBin, hr.nodeBin + ".gz"}
 	}
-	cmd := openssh.Command{Path: hr.nodeBin, Args: []string{jobspec.NodeJobFlag, s.j.id}, Become: hr.host.Become}
-	hr.nodeAsked = true
-	proc, err := hr.conn.Start(ctx, cmd)
-	if err != nil {
-		return fmt.Errorf("start node binary: %w", err)
+	proc := hr.started // started from the cache with the work dir
+	if proc == nil {
+		hr.nodeAsked = true
+		proc, err = hr.conn.Start(ctx, nodeCommand(hr.nodeBin, s.j.id, hr.host.Become))
+		if err != nil {
+			return fmt.Errorf("start node binary: %w", err)
+		}
 	}
 	// The node runs: until it downloads, it connects to the daemon and
 	// asks it what it has, bounded by --check-timeout.

@@ -40,6 +40,10 @@ type Conn interface {
 	// there already. RemoveWorkDir deletes the dir, stopping a node still
 	// running from it.
 	MakeWorkDir(ctx context.Context, base, jobID, cacheDir, sha string) (hostops.WorkDir, error)
+	// StartCached is MakeWorkDir with a cacheDir and, when the cache holds
+	// the binary, Start of it with node's Args and Become, in one session:
+	// the node's Process, nil on a miss.
+	StartCached(ctx context.Context, base, jobID, cacheDir, sha string, node openssh.Command) (hostops.WorkDir, openssh.Process, error)
 	RemoveWorkDir(ctx context.Context, dir string) error
 	// StopNode stops a node still running from the work dir dir and
 	// leaves the dir; it says whether one ran.

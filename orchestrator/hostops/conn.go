@@ -1,6 +1,7 @@
 // Package hostops is what layercast does on a host over one SSH
 // connection: probe it (OS, CPU, addresses, Docker access, free space),
-// make and remove the job's work dir, upload the node binary (compressed,
+// make and remove the job's work dir (and, from a warm node cache, start
+// the node in the same session), upload the node binary (compressed,
 // checksum-verified, atomically renamed), and remove what earlier jobs
 // left behind (work dirs, nodes still running, temporary images).
 //
@@ -51,7 +52,7 @@ type transport interface {
 }
 
 // Conn is one connection to one host with layercast's operations on it:
-// Probe, MakeWorkDir, Upload, RemoveWorkDir, CleanStale and
+// Probe, MakeWorkDir, StartCached, Upload, RemoveWorkDir, CleanStale and
 // RemoveTempImages, beside the connection's own Run, Start, Forward and
 // Close. Every method is safe for concurrent use.
 type Conn struct {

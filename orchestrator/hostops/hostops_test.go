@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -34,17 +35,28 @@ type localHost struct {
 	host inventory.Host
 	// bin, when set, comes first in PATH: fake tools for a test.
 	bin string
+	// sessions, when set, counts the commands run and started.
+	sessions *atomic.Int32
 }
 
 func (l localHost) Host() inventory.Host { return l.host }
 
-func (l localHost) Run(ctx context.Context, cmd openssh.Command) ([]byte, error) {
+// command is cmd as sshd would run it for a session.
+func (l localHost) command(ctx context.Context, cmd openssh.Command) *exec.Cmd {
+	if l.sessions != nil {
+		l.sessions.Add(1)
+	}
 	c := exec.CommandContext(ctx, "sh", "-c", cmd.String())
 	path := "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 	if l.bin != "" {
 		path = l.bin + ":" + path
 	}
 	c.Env = []string{"PATH=" + path, "HOME=/root", "SSH_CONNECTION=127.0.0.1 40000 127.0.0.1 22"}
+	return c
+}
+
+func (l localHost) Run(ctx context.Context, cmd openssh.Command) ([]byte, error) {
+	c := l.command(ctx, cmd)
 	c.Stdin = cmd.Stdin
 	var stderr bytes.Buffer
 	c.Stderr = &stderr
@@ -69,8 +81,36 @@ func (l localHost) WriteFile(ctx context.Context, p string, data []byte) error {
 	return f.Close()
 }
 
-func (l localHost) Start(context.Context, openssh.Command) (openssh.Process, error) {
-	return nil, errors.New("localHost starts no process")
+func (l localHost) Start(ctx context.Context, cmd openssh.Command) (openssh.Process, error) {
+	c := l.command(context.WithoutCancel(ctx), cmd)
+	p := &localProcess{c: c}
+	var err error
+	if p.stdin, err = c.StdinPipe(); err != nil {
+		return nil, err
+	}
+	if p.stdout, err = c.StdoutPipe(); err != nil {
+		return nil, err
+	}
+	if p.stderr, err = c.StderrPipe(); err != nil {
+		return nil, err
+	}
+	return p, c.Start()
+}
+
+// localProcess is a command localHost started, as an SSH session's.
+type localProcess struct {
+	c      *exec.Cmd
+	stdin  io.WriteCloser
+	stdout io.Reader
+	stderr io.Reader
+}
+
+func (p *localProcess) Stdin() io.WriteCloser { return p.stdin }
+func (p *localProcess) Stdout() io.Reader     { return p.stdout }
+func (p *localProcess) Stderr() io.Reader     { return p.stderr }
+func (p *localProcess) Wait() error           { return p.c.Wait() }
+func (p *localProcess) Stop(context.Context) error {
+	return p.c.Process.Kill()
 }
 
 func (l localHost) Forward(context.Context, string) (openssh.Forward, error) {
@@ -862,6 +902,90 @@ func countingTools(t *testing.T, tools ...string) (string, func() []string) {
 		b, _ := os.ReadFile(log)
 		os.Remove(log)
 		return strings.Fields(string(b))
+	}
+}
+
+// A job from a warm node cache costs the host one session for its work
+// dir and its node, and no program beyond the cache hit's mkdir and
+// openssl; a cold cache answers where the binary goes and ends. The node
+// gets its arguments (through sudo -n with become) and the session's stdin
+// and stdout, after the answer line.
+func TestStartCached_WarmCacheStartsTheNodeInTheWorkDirsSession(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("no openssl here: sha256sum stands in after it")
+	}
+	bin, started := countingTools(t, setupTools...)
+	// A sudo that only passes the node an environment variable.
+	sudo := "#!/bin/sh\n[ \"$1\" = -n ] && [ \"$2\" = -- ] || exit 9\nshift 2\nBECAME=root exec \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "sudo"), []byte(sudo), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var sessions atomic.Int32
+	c := &Conn{transport: localHost{host: inventory.Host{Name: "local"}, bin: bin, sessions: &sessions}}
+	ctx := context.Background()
+	base := t.TempDir()
+	cache := NodeCacheDir(filepath.Join(t.TempDir(), "cache"))
+	node := []byte("#!/bin/sh\necho \"node ${BECAME:-user} $*\"\nread spec\necho \"spec $spec\"\n")
+	sum := sha256.Sum256(node)
+	sha := hex.EncodeToString(sum[:])
+	job := func(id string) openssh.Command {
+		return openssh.Command{Path: "ignored", Args: []string{"--job", id}}
+	}
+
+	wd, p, err := c.StartCached(ctx, base, "job1", cache, sha, job("job1"))
+	if err != nil || p != nil || wd.Node.Cached || wd.Node.Path != CachedNodePath(cache, sha) || wd.Path != filepath.Join(base, "layercast-job1") {
+		t.Fatalf("cold cache: %+v, %v, %v; want the place and no node", wd, p, err)
+	}
+	if st, err := os.Stat(wd.Path); err != nil || !st.IsDir() {
+		t.Fatalf("cold cache: no work dir: %v", err)
+	}
+	if err := c.Upload(ctx, wd.Node.Path, Binary{Gzip: gz(t, node), SHA256: sha}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, become := range []bool{false, true} {
+		id := fmt.Sprintf("job-%t", become)
+		cmd := job(id)
+		cmd.Become = become
+		sessions.Store(0)
+		started()
+		wd, p, err := c.StartCached(ctx, base, id, cache, sha, cmd)
+		if err != nil || p == nil || !wd.Node.Cached || wd.Node.Path != CachedNodePath(cache, sha) {
+			t.Fatalf("warm cache: %+v, %v, %v; want the node started", wd, p, err)
+		}
+		if _, err := os.Stat(wd.Path); err != nil {
+			t.Errorf("warm cache: no work dir: %v", err)
+		}
+		if _, err := io.WriteString(p.Stdin(), "the spec\n"); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(p.Stdout())
+		if err := p.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		who := map[bool]string{false: "user", true: "root"}[become]
+		if want := "node " + who + " --job " + id + "\nspec the spec\n"; string(out) != want {
+			t.Errorf("become %t: the node wrote %q, want %q", become, out, want)
+		}
+		if n := sessions.Load(); n != 1 {
+			t.Errorf("become %t: %d sessions, want 1", become, n)
+		}
+		if got, want := started(), []string{"mkdir", "openssl"}; !slices.Equal(got, want) {
+			t.Errorf("become %t: a cache hit started %q, want %q (and the node)", become, got, want)
+		}
+	}
+
+	// A cache that cannot be made: the error says why, no node, no dir.
+	home := filepath.Join(t.TempDir(), "cache")
+	if err := os.WriteFile(home, []byte("not a dir"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wd, p, err = c.StartCached(ctx, base, "job3", NodeCacheDir(home), sha, job("job3"))
+	if err == nil || p != nil || wd.Path != "" || !strings.Contains(err.Error(), "mkdir") {
+		t.Fatalf("broken cache: %+v, %v, %v; want mkdir's error and nothing to clean up", wd, p, err)
+	}
+	if _, err := os.Stat(filepath.Join(base, "layercast-job3")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the failed command left its work dir: %v", err)
 	}
 }
 

@@ -153,7 +153,8 @@ func (c *FakeConn) record(format string, args ...any) error {
 	return nil
 }
 
-// Calls lists the methods called, e.g. "probe", "mkdir JOB SHA", "upload
+// Calls lists the methods called, e.g. "probe", "mkdir JOB SHA", "from
+// cache PATH" (StartCached on a hit), "upload
 // DEST", "fetch DEST URL", "start CMDLINE", "forward ADDR", "clean
 // JOB", "rm DIR", "close".
 func (c *FakeConn) Calls() []string {
@@ -267,6 +268,22 @@ func (c *FakeConn) MakeWorkDir(ctx context.Context, base, jobID, cacheDir, sha s
 	}
 	c.workDirs[dir] = true
 	return WorkDir{Path: dir, Node: NodePlace{Path: p, Cached: c.files[p]}}, nil
+}
+
+// StartCached is MakeWorkDir and, on a cache hit, Start of the cached
+// binary with node's Args and Become, recorded as "mkdir JOB SHA", "from
+// cache PATH" and "start CMDLINE".
+func (c *FakeConn) StartCached(ctx context.Context, base, jobID, cacheDir, sha string, node openssh.Command) (WorkDir, openssh.Process, error) {
+	wd, err := c.MakeWorkDir(ctx, base, jobID, cacheDir, sha)
+	if err != nil || !wd.Node.Cached {
+		return wd, nil, err
+	}
+	if err := c.record("from cache %s", wd.Node.Path); err != nil {
+		return wd, nil, err
+	}
+	node.Path = wd.Node.Path
+	p, err := c.Start(ctx, node)
+	return wd, p, err
 }
 
 func (c *FakeConn) NodeCached(ctx context.Context, cacheDir, sha string) (bool, error) {

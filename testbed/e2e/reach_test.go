@@ -41,6 +41,15 @@ func TestReach(t *testing.T) {
 		}
 		rep, code, j := runJob(t, lab, 3*time.Minute, "-i", lab.DeployInventoryPath(), img.Tag)
 		everyHostHasIt(t, rep, code, j)
+		// Again from the deploy user's node cache: the command that makes
+		// the work dir starts the cached binary through sudo itself
+		// (hostops.Conn.StartCached).
+		removeImages(t, lab, img.Tag)
+		rep, code, j = runJob(t, lab, 3*time.Minute, "-i", lab.DeployInventoryPath(), img.Tag)
+		everyHostHasIt(t, rep, code, j)
+		if nb := rep.NodeBinary; nb.FromCache != len(lab.Hosts()) {
+			t.Errorf("second job: node binary %+v, want every host from its cache", nb)
+		}
 	})
 
 	t.Run("tunnel serves hosts that cannot connect to the bastion", func(t *testing.T) {
