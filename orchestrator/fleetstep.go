@@ -231,8 +231,8 @@ type hostRun struct {
 	node    *node    // startStep
 	torn    []string // what the cleanups did, for the teardown line
 	// nodeAsked: workDirStep or startStep sent the command that starts
-	// the node. A node
-	// may run on the host even when the answer was lost (node is nil).
+	// the node. A node may run on the host even when the answer was lost
+	// (node is nil).
 	nodeAsked bool
 
 	// left is what earlier attempts, whose SSH connections were lost, may

@@ -304,23 +304,7 @@ const sha256Func = `sha256_of() {
 // than the binary asked for, and the node itself marks the binary used
 // (jobspec.Spec.MarkUsed) instead of a touch here. As with probeScript,
 // every process counts on a busy host (TestWorkDir_CacheHitStartsTwoPrograms).
-const workDirScript = workDirBody + `echo "$verb $f"
-`
-
-// startCachedScript is workDirScript, then, on a cache hit, the node: it
-// replaces the shell with the cached binary (through sudo -n when $6 is
-// 1), its arguments $7 and on. On a miss it ends after the answer.
-const startCachedScript = workDirBody + `echo "$verb $f"
-[ "$verb" = hit ] || exit 0
-become=$6; shift 6
-if [ "$become" = 1 ]; then exec sudo -n -- "$f" "$@"; fi
-exec "$f" "$@"
-`
-
-// workDirBody is what workDirScript and startCachedScript share: it
-// makes the dirs and sets verb ("hit" or "place") and f (the binary's
-// path) for the answer.
-const workDirBody = sha256Func + `
+const workDirScript = sha256Func + `
 set -eu
 base=$1; work=$2; cache=$3; sha=$4; keep=$5
 [ -d "$base" ] || mkdir -p -- "$base"
@@ -343,6 +327,16 @@ if [ -n "$cache" ]; then
   fi
 fi
 trap - EXIT
+echo "$verb $f"
+`
+
+// startCachedScript is workDirScript, then, on a cache hit, the node: it
+// replaces the shell with the cached binary (through sudo -n when $6 is
+// 1), its arguments $7 and on. On a miss it ends after the answer.
+const startCachedScript = workDirScript + `[ "$verb" = hit ] || exit 0
+become=$6; shift 6
+if [ "$become" = 1 ]; then exec sudo -n -- "$f" "$@"; fi
+exec "$f" "$@"
 `
 
 func cmpOr(a, b string) string {
