@@ -16,12 +16,13 @@ import "time"
 //
 // R defaults to DefaultAnnounceRate, 100 announces/s, set by the bytes
 // announces put on the bastion's link rather than by its CPU. An announce
-// is about 450 bytes on the wire to the bastion and 250 back (with no
-// peers asked for; 50 peers add 300). At the earlier 1,000 a second, 100
+// is about 450 bytes on the wire to the bastion and 170 back (with no
+// peers asked for; 50 peers add 300; 230 back before the answer lost its
+// Date and Content-Type headers). At the earlier 1,000 a second, 100
 // hosts × 5 layers announced every second, and on 2 Mbit/s links the
 // tracker's answers took half the bastion's link in the job's first 100 s
 // (11.9 MB of 23.7; the seeder had sent 2 MB). At 100 a second they are
-// 45 kB/s in and 25 kB/s out: a tenth of a 2 Mbit/s link, 2 % of 20
+// 45 kB/s in and 17 kB/s out: 7 % of a 2 Mbit/s link, 1 % of 20
 // Mbit/s. The interval stays 1 s up to 100 (node, layer) pairs still
 // downloading — 20 hosts with 5 layers — and grows linearly beyond: 40
 // hosts × 5 layers get 2 s, 100 × 5 get 5 s, and as hosts finish the
@@ -58,9 +59,9 @@ const (
 )
 
 // AnswerBytes is about what one announce's answer puts on the tracker's
-// uplink: 250 bytes of answer, TCP/IP framing included, and 300 for the 50
+// uplink: 170 bytes of answer, TCP/IP framing included, and 300 for the 50
 // peers a node asks for.
-const AnswerBytes = 550
+const AnswerBytes = 470
 
 // uplinkShare is the part of a capped uplink the tracker's answers may
 // take at their target rate: a twentieth, 5 %.
@@ -74,8 +75,8 @@ const uplinkShare = 20
 // answers came on top of it at DefaultAnnounceRate: up to 55 kB/s (50
 // peers in every answer), more than half of a 700 kbit/s cap, and 8–19
 // kB/s of tracker traffic measured on the 200-host lab (docs/SCALE.md). At 700
-// kbit/s the rate is 7 a second, so 200 hosts × 5 layers announce every
-// 60 s (MaxAutoInterval) while they download, every 36 s at 50 hosts.
+// kbit/s the rate is 9 a second, so 200 hosts × 5 layers announce every
+// 60 s (MaxAutoInterval) while they download, every 28 s at 50 hosts.
 func AnnounceRateFor(bytesPerSecond int64) int {
 	if bytesPerSecond <= 0 {
 		return 0

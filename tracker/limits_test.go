@@ -122,9 +122,9 @@ func TestAnnounceRateFor_KeepsTheAnswersNearATwentiethOfTheCap(t *testing.T) {
 			t.Errorf("cap %d B/s: %d answers a second take %.1f %% of it", capBytes, r, 100*share)
 		}
 	}
-	// 700 kbit/s, the 200-host lab's cap: 7 a second, so 200 hosts × 5
+	// 700 kbit/s, the 200-host lab's cap: 9 a second, so 200 hosts × 5
 	// layers announce at the automatic interval's longest.
-	if r := AnnounceRateFor(87_500); r != 7 || autoInterval(1000, 0, r) != MaxAutoInterval {
+	if r := AnnounceRateFor(87_500); r != 9 || autoInterval(1000, 0, r) != MaxAutoInterval {
 		t.Errorf("700 kbit/s: rate %d, interval at 1,000 leechers %v", r, autoInterval(1000, 0, r))
 	}
 	// A fast cap changes nothing.

@@ -209,3 +209,24 @@ func TestServe_ReturnsListenerErrors(t *testing.T) {
 		t.Errorf("Serve on a closed listener: %v, want net.ErrClosed", err)
 	}
 }
+
+func TestServe_AnswersWithNoHeaderBeyondTheLength(t *testing.T) {
+	c := dial(t, startServe(t, ServeConfig{AllowLoopback: true}))
+	if _, err := io.WriteString(c, announceRequest); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := readResponse(c, br, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each header here crosses the bastion's link on every announce.
+	for k := range resp.Header {
+		if k != "Content-Length" {
+			t.Errorf("answer carries %s: %q", k, resp.Header.Get(k))
+		}
+	}
+	if resp.ContentLength <= 0 {
+		t.Errorf("answer without a length (%d): the keep-alive connection would end with it", resp.ContentLength)
+	}
+}

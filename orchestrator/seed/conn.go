@@ -314,7 +314,9 @@ func (c *conn) writeLoop() error {
 			}
 		}
 		if ok {
+			c.s.inHand.Add(1)
 			err := c.sendBlock(wait, r)
+			c.s.inHand.Add(-1)
 			stop()
 			if err != nil {
 				return err

@@ -1,6 +1,7 @@
 package seed
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -34,7 +35,7 @@ func (f *policyFixture) advance(d time.Duration) { f.now = f.now.Add(d) }
 
 // downloader joins a fast-extension peer that wants the torrent.
 func (f *policyFixture) downloader() *peer {
-	pr := f.p.join(false, f.now)
+	pr := f.p.join(false, nil, f.now)
 	f.p.setInterested(pr, true, f.now)
 	return pr
 }
@@ -74,7 +75,7 @@ func TestPolicy_GivesEachNeverSentPieceToOneConnection(t *testing.T) {
 
 func TestPolicy_ServesALonePeerEverythingInOrder(t *testing.T) {
 	f := newPolicyFixture(t, 16)
-	f.p.join(false, f.now) // a host that has not started this layer
+	f.p.join(false, nil, f.now) // a host that has not started this layer
 	a := f.downloader()
 	for i := 0; i < 16; i++ {
 		f.expect(a, i, serve)
@@ -129,7 +130,7 @@ func TestPolicy_AnOwnerWithARequestWaitingKeepsItsPiece(t *testing.T) {
 	f.expect(a, 0, serve) // queued, not sent yet
 	f.advance(10 * testPolicyConfig.ownerIdle)
 	f.expect(b, 0, hold)
-	f.p.tick(f.now, func(*peer) connState { return connState{held: 1} })
+	f.p.tick(f.now, false, func(*peer) connState { return connState{held: 1} })
 	f.expect(b, 0, hold)
 }
 
@@ -142,7 +143,7 @@ func TestPolicy_AnIdleOwnerGivesItsPieceBack(t *testing.T) {
 		t.Fatalf("pool %d, want 3", f.p.pool)
 	}
 	f.advance(testPolicyConfig.ownerIdle)
-	f.p.tick(f.now, busyConns)
+	f.p.tick(f.now, false, busyConns)
 	if f.p.pool != 4 || a.owned != 0 {
 		t.Errorf("after ownerIdle: pool %d, a owns %d; want 4 and 0", f.p.pool, a.owned)
 	}
@@ -178,7 +179,7 @@ func TestPolicy_SendsNothingAgainToHealthyConnections(t *testing.T) {
 		f.p.have(b, i, f.now)
 		f.expect(b, 3, refuse)
 	}
-	if pokes, _ := f.p.tick(f.now, idleConns); len(pokes) != 0 {
+	if pokes, _ := f.p.tick(f.now, false, idleConns); len(pokes) != 0 {
 		t.Errorf("poked %d healthy connections", len(pokes))
 	}
 }
@@ -191,7 +192,7 @@ func TestPolicy_RescuesAStarvingConnection(t *testing.T) {
 	f.advance(testPolicyConfig.starveAfter - time.Millisecond)
 	f.expect(b, 1, refuse)
 	f.advance(time.Millisecond)
-	pokes, rescued := f.p.tick(f.now, idleConns)
+	pokes, rescued := f.p.tick(f.now, false, idleConns)
 	if len(pokes) != 1 || pokes[0].peer != b || pokes[0].piece != 1 {
 		t.Fatalf("pokes %+v, want b with piece 1", pokes)
 	}
@@ -209,13 +210,42 @@ func TestPolicy_RescuesAStarvingConnection(t *testing.T) {
 	f.expect(b, 3, refuse)
 }
 
+func TestPolicy_ALayerOfAHostThatHearsFromItsPeersIsNotStarving(t *testing.T) {
+	// One host, two layers: a connection to each, sharing the host's record.
+	layer1, layer2 := newPolicyFixture(t, 4), newPolicyFixture(t, 4)
+	host := &hostRecord{}
+	quiet := layer1.p.join(false, host, layer1.now)
+	layer1.p.setInterested(quiet, true, layer1.now)
+	busy := layer2.p.join(false, host, layer2.now)
+	layer2.p.setInterested(busy, true, layer2.now)
+	layer1.deliver(quiet, 0)
+	layer1.deliverEverything() // another host has the rest of layer 1
+
+	// Layer 2 takes the host's link: a piece from its peers every second.
+	limit := layer1.p.starveLimit()
+	for i := range 3 {
+		step := limit / 2
+		layer1.advance(step)
+		layer2.advance(step)
+		layer2.p.have(busy, i, layer2.now)
+		if _, rescued := layer1.p.tick(layer1.now, false, idleConns); len(rescued) != 0 {
+			t.Fatalf("after %v: rescued a layer of a host that receives from its peers", time.Duration(i+1)*step)
+		}
+	}
+	// The host stops hearing from anyone: its quiet layer is rescued.
+	layer1.advance(limit)
+	if _, rescued := layer1.p.tick(layer1.now, false, idleConns); len(rescued) != 1 || rescued[0] != quiet {
+		t.Fatalf("rescued %v, want the quiet layer's connection once the host hears nothing", rescued)
+	}
+}
+
 func TestPolicy_AConnectionWaitingForAnOwnerIsNotStarving(t *testing.T) {
 	f := newPolicyFixture(t, 4)
 	a, b := f.downloader(), f.downloader()
 	f.expect(a, 0, serve)
 	f.expect(b, 0, hold)
 	f.advance(10 * testPolicyConfig.starveAfter)
-	f.p.tick(f.now, func(pr *peer) connState {
+	f.p.tick(f.now, false, func(pr *peer) connState {
 		if pr == b {
 			return connState{idle: true, held: 1}
 		}
@@ -241,20 +271,36 @@ func TestPolicy_StarvingWaitsLongerWhenHostsTakeLongerPerPiece(t *testing.T) {
 func TestPolicy_PokesIdleConnectionsThatCouldBeServed(t *testing.T) {
 	f := newPolicyFixture(t, 4)
 	a, b := f.downloader(), f.downloader()
-	f.p.join(false, f.now) // not interested: never poked
+	f.p.join(false, nil, f.now) // not interested: never poked
 	busy := map[*peer]bool{b: true}
 	idle := func(pr *peer) connState { return connState{idle: !busy[pr]} }
-	pokes, _ := f.p.tick(f.now, idle)
+	pokes, _ := f.p.tick(f.now, false, idle)
 	if len(pokes) != 1 || pokes[0].peer != a || pokes[0].piece != 0 {
 		t.Fatalf("pokes %+v, want a with piece 0 only", pokes)
 	}
-	if pokes, _ := f.p.tick(f.now, idle); len(pokes) != 0 {
+	if pokes, _ := f.p.tick(f.now, false, idle); len(pokes) != 0 {
 		t.Errorf("poked again within pokeEvery: %+v", pokes)
 	}
 	f.advance(testPolicyConfig.pokeEvery)
 	busy[b] = false
-	if pokes, _ := f.p.tick(f.now, idle); len(pokes) != 2 {
+	if pokes, _ := f.p.tick(f.now, false, idle); len(pokes) != 2 {
 		t.Errorf("pokes %+v, want a and b", pokes)
+	}
+}
+
+func TestPolicy_PokesNoneTowardsUndeliveredPiecesWhileSaturated(t *testing.T) {
+	f := newPolicyFixture(t, 4)
+	a, b := f.downloader(), f.downloader()
+	idle := func(*peer) connState { return connState{idle: true} }
+	b.rescued = true // starving: it has no other source
+	pokes, _ := f.p.tick(f.now, true, idle)
+	if len(pokes) != 1 || pokes[0].peer != b {
+		t.Fatalf("saturated: pokes %+v, want the rescued b only", pokes)
+	}
+	f.advance(testPolicyConfig.pokeEvery)
+	pokes, _ = f.p.tick(f.now, false, idle)
+	if len(pokes) != 2 || !slices.ContainsFunc(pokes, func(p poke) bool { return p.peer == a }) {
+		t.Errorf("a sending slot free: pokes %+v, want a and b", pokes)
 	}
 }
 
@@ -280,7 +326,7 @@ func TestPolicy_CountsBytesSentAgain(t *testing.T) {
 func TestPolicy_ServesEverythingToAPeerThatCannotBeRefused(t *testing.T) {
 	f := newPolicyFixture(t, 2)
 	f.deliverEverything()
-	old := f.p.join(true, f.now) // no fast extension
+	old := f.p.join(true, nil, f.now) // no fast extension
 	f.expect(old, 0, serve)
 	f.expect(old, 1, serve)
 }
@@ -330,7 +376,7 @@ func TestPolicy_StuckPieceIsSuggestedToWhoLacksIt(t *testing.T) {
 		f.deliver(a, i)
 	}
 	f.advance(f.p.spreadLimit())
-	pokes, _ := f.p.tick(f.now, func(*peer) connState { return connState{idle: true} })
+	pokes, _ := f.p.tick(f.now, false, func(*peer) connState { return connState{idle: true} })
 	var got []int
 	for _, pk := range pokes {
 		if pk.peer == b {

@@ -78,8 +78,17 @@ const (
 	// its link busy between two sends, little enough that a slow host
 	// does not hold pieces a fast one could have (see policy).
 	activeBytes = 2 << 20
-	// DefaultMaxSending is Config.MaxSending when zero.
-	DefaultMaxSending = 8
+	// DefaultMaxSending is Config.MaxSending when zero. Four, not eight:
+	// each flow then holds a congestion window large enough to recover a
+	// lost packet by fast retransmit instead of a timeout. With eight, a
+	// 2 Mbit/s bastion serving 40 hosts dropped 7,302 packets and
+	// retransmitted 12,054 segments (6 %) in a 378 s job; with four, 323
+	// and 2,895; with two, 130 and 2,419, but its link then sat a tenth
+	// idle, its flows' receivers busy with their peers' data. Not shown
+	// at 100 hosts: on the lab at 95 % CPU that job took 2.62 × size ÷
+	// rate with four against 2.38–2.43 × with eight, one run each
+	// (docs/BENCHMARKS.md section 2).
+	DefaultMaxSending = 4
 	// notSentLowat is the unsent bytes a connection's socket may hold
 	// (TCP_NOTSENT_LOWAT): a 32 KiB tail drains in 66 ms at 4 Mbit/s and
 	// is refilled long before it does at 10 Gbit/s.
@@ -106,10 +115,14 @@ type Seeder struct {
 	uploaded atomic.Int64
 	resent   atomic.Int64
 	open     atomic.Int64 // connections accepted and not yet closed
+	// inHand counts the connections holding a served block: waiting for
+	// a sending slot or sending it.
+	inHand atomic.Int64
 
 	mu       sync.Mutex
 	torrents map[metainfo.Hash]*torrent
 	conns    map[*conn]struct{}
+	hosts    map[netip.Addr]*hostRecord // by remote IP, for the job's length
 	closed   bool
 	lastUp   int64
 	lastAt   time.Time
@@ -182,6 +195,7 @@ func NewSeeder(ctx context.Context, cfg Config, layers []Layer) (*Seeder, error)
 		sending:  semaphore.NewWeighted(int64(cfg.MaxSending)),
 		torrents: make(map[metainfo.Hash]*torrent),
 		conns:    make(map[*conn]struct{}),
+		hosts:    make(map[netip.Addr]*hostRecord),
 		lastAt:   time.Now(),
 		// The first pause may take the whole budget.
 		pauseLeft:  MaxPauses,
@@ -361,6 +375,22 @@ func (s *Seeder) serveConn(nc *net.TCPConn) error {
 	return err
 }
 
+// hostOf returns the record shared by the connections from addr's host;
+// s.mu held.
+func (s *Seeder) hostOf(addr net.Addr) *hostRecord {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return nil
+	}
+	ip := ta.AddrPort().Addr().Unmap()
+	h := s.hosts[ip]
+	if h == nil {
+		h = &hostRecord{}
+		s.hosts[ip] = h
+	}
+	return h
+}
+
 func (s *Seeder) register(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -369,7 +399,7 @@ func (s *Seeder) register(c *conn) bool {
 	}
 	s.conns[c] = struct{}{}
 	c.t.mu.Lock()
-	c.peer = c.t.pol.join(!c.fast, time.Now())
+	c.peer = c.t.pol.join(!c.fast, s.hostOf(c.nc.RemoteAddr()), time.Now())
 	c.t.conns[c.peer] = c
 	c.t.mu.Unlock()
 	return true
@@ -411,13 +441,13 @@ func (s *Seeder) tickLoop() {
 			}
 			s.mu.Unlock()
 			for _, t := range ts {
-				t.tick(now)
+				t.tick(now, s.saturated())
 			}
 		}
 	}
 }
 
-func (t *torrent) tick(now time.Time) {
+func (t *torrent) tick(now time.Time, saturated bool) {
 	t.mu.Lock()
 	all := make([]*conn, 0, len(t.conns))
 	for _, c := range t.conns {
@@ -428,7 +458,7 @@ func (t *torrent) tick(now time.Time) {
 		c.recheck(now)
 	}
 	t.mu.Lock()
-	pokes, rescued := t.pol.tick(now, func(pr *peer) connState { return t.conns[pr].requestState() })
+	pokes, rescued := t.pol.tick(now, saturated, func(pr *peer) connState { return t.conns[pr].requestState() })
 	conns := make([]*conn, len(pokes))
 	for i, p := range pokes {
 		conns[i] = t.conns[p.peer]
@@ -445,6 +475,12 @@ func (t *torrent) tick(now time.Time) {
 	for i, p := range pokes {
 		conns[i].queueCtrl(appendIndex(nil, msgSuggest, uint32(p.piece)))
 	}
+}
+
+// saturated reports whether more connections hold a served block than
+// there are sending slots: the link has work queued behind the senders.
+func (s *Seeder) saturated() bool {
+	return s.inHand.Load() > int64(s.cfg.MaxSending)
 }
 
 // Stats returns a snapshot of the transfer.

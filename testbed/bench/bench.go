@@ -417,6 +417,11 @@ type job struct {
 	werr   error // its exit
 }
 
+// logPath is where the job's layercast writes its log (--log-file).
+func (j *job) logPath(out string) string {
+	return filepath.Join(out, "events", j.name+".log")
+}
+
 // startJobs prepares one layercast command per group of hosts, each with
 // its event log; close closes the event logs.
 func (b *bencher) startJobs(ctx context.Context, p point, ref string, groups [][]string) (jobs []*job, close func(), err error) {
@@ -436,7 +441,13 @@ func (b *bencher) startJobs(ctx context.Context, p point, ref string, groups [][
 			return nil, nil, fmt.Errorf("create event log: %w", err)
 		}
 		jobs = append(jobs, j)
-		if j.cmd, err = b.lab.Command(ctx, "bastion", runArgs(b.cfg.Bin, p.mode, b.lab.InventoryPath(), b.cache, ref, hosts, runFlags{maxRate: b.cfg.MaxRate, connectTimeout: b.cfg.ConnectTimeout})...); err != nil {
+		// layercast appends to its log: a rerun into the same directory
+		// starts a new one.
+		if err = os.Remove(j.logPath(b.cfg.Out)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			close()
+			return nil, nil, fmt.Errorf("remove the last run's log: %w", err)
+		}
+		if j.cmd, err = b.lab.Command(ctx, "bastion", runArgs(b.cfg.Bin, p.mode, b.lab.InventoryPath(), b.cache, ref, hosts, runFlags{maxRate: b.cfg.MaxRate, connectTimeout: b.cfg.ConnectTimeout, logFile: j.logPath(b.cfg.Out)})...); err != nil {
 			close()
 			return nil, nil, err
 		}
@@ -482,18 +493,18 @@ func (b *bencher) run(ctx context.Context, p point, ref string) ([]Result, error
 		return nil, err
 	}
 
-	ssh := sshCounter{exec: b.lab.Exec}
-	if err := ssh.add(ctx); err != nil {
+	flows := &bastionFlows{exec: b.lab.Exec, ifb: bastion.Ifb}
+	if err := flows.add(ctx); err != nil {
 		return nil, err
 	}
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		if err := ssh.remove(rctx); err != nil {
-			b.cfg.Log.Warn("remove the ssh byte counter", "err", err)
+		if err := flows.remove(rctx); err != nil {
+			b.cfg.Log.Warn("remove the bastion's byte counters", "err", err)
 		}
 	}()
-	s0, si0, err := ssh.read(ctx)
+	f0, err := flows.read(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -542,31 +553,42 @@ func (b *bencher) run(ctx context.Context, p point, ref string) ([]Result, error
 	}
 	var wg sync.WaitGroup
 	for _, j := range jobs {
+		// A job that ends before it serves has no ports to count.
+		watchCtx, stopWatching := context.WithCancel(ctx)
 		wg.Go(func() {
 			j.tl, j.rerr = readEvents(j.out, j.evlog)
 			j.werr = j.cmd.Wait()
+			stopWatching()
+		})
+		wg.Go(func() {
+			if err := flows.watchJob(watchCtx, j.logPath(b.cfg.Out)); err != nil {
+				b.cfg.Log.Warn("count the tracker's and seeder's bytes", "run", j.name, "err", err)
+			}
 		})
 	}
 	wg.Wait()
-	// layercast's log (its stderr: the seeder's rescues, hosts' errors)
-	// goes beside the run's events, for every run: a slow run is read
-	// from it as much as a failed one.
+	// layercast's log (the seeder's rescues, hosts' errors) is beside the
+	// run's events (--log-file), for every run: a slow run is read from it
+	// as much as a failed one. What it wrote on stderr goes beside it.
 	for _, j := range jobs {
-		if err := os.WriteFile(filepath.Join(b.cfg.Out, "events", j.name+".log"), j.stderr.Bytes(), 0o644); err != nil {
-			b.cfg.Log.Warn("keep layercast's log", "run", j.name, "err", err)
+		if j.stderr.Len() == 0 {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(b.cfg.Out, "events", j.name+".stderr"), j.stderr.Bytes(), 0o644); err != nil {
+			b.cfg.Log.Warn("keep layercast's stderr", "run", j.name, "err", err)
 		}
 	}
 	avg, peak, cerr := cpu.finish()
 	byKind, nodeSamples, perr := procs.finish()
 	b1, berr := bLink.read()
 	r1, gerr := rLink.read()
-	s1, si1, serr := ssh.read(ctx)
+	f1, ferr := flows.read(ctx)
 	for _, j := range jobs {
 		if j.rerr != nil {
 			return nil, fmt.Errorf("layercast %s: %w (exit: %v); stderr: %s", j.name, j.rerr, j.werr, tail(j.stderr.String()))
 		}
 	}
-	if err := errors.Join(cerr, perr, berr, gerr, serr); err != nil {
+	if err := errors.Join(cerr, perr, berr, gerr, ferr); err != nil {
 		return nil, err
 	}
 	var rows []Result
@@ -591,7 +613,8 @@ func (b *bencher) run(ctx context.Context, p point, ref string) ([]Result, error
 	} else {
 		rows = nil
 	}
-	res.BastionLink, res.RegistryLink, res.NodeBinLink, res.SSHIn = b1-b0, r1-r0, s1-s0, si1-si0
+	res.BastionLink, res.RegistryLink = b1-b0, r1-r0
+	res.Flows = f1.sub(f0)
 	res.CPU, res.CPUPeak = avg, peak
 	layercast := res.ProcCPU.Layercast
 	res.ProcCPU = procCPUFrom(byKind)

@@ -210,6 +210,7 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 type runFlags struct {
 	maxRate        string        // --max-rate; "" for none
 	connectTimeout time.Duration // --connect-timeout; 0 for layercast's default
+	logFile        string        // --log-file; "" for stderr
 }
 
 // runArgs is the layercast command line of one run.
@@ -224,6 +225,9 @@ func runArgs(bin, mode, inventory, cacheDir, image string, hosts []string, fl ru
 	}
 	if fl.maxRate != "" {
 		args = append(args, "--max-rate", fl.maxRate)
+	}
+	if fl.logFile != "" {
+		args = append(args, "--log-file", fl.logFile)
 	}
 	if fl.connectTimeout > 0 {
 		args = append(args, "--connect-timeout", fl.connectTimeout.String())

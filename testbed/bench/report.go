@@ -241,7 +241,7 @@ func (rs Results) Markdown(w *bytes.Buffer, setup Setup) {
 			rss = fmt.Sprintf("%.0f (%.2f)", float64(r.BastionRSSPeak)/MB, per/MB)
 		}
 		fmt.Fprintf(w, "| %s | %d | %d | %.0f | %s | %.1f | %.1f / %.1f | %.1f | %.1f | %.1f | %s | %s | %s |\n",
-			r.Label(), r.Hosts, r.Size/MB, float64(r.Missing)/MB, egress, float64(r.NodeBinLink)/MB,
+			r.Label(), r.Hosts, r.Size/MB, float64(r.Missing)/MB, egress, float64(r.Flows.SSHOut)/MB,
 			r.Setup.Seconds(), r.SetupMax.Seconds(),
 			PerGB(r.ProcCPU.Node, r.Delivered), PerGB(r.ProcCPU.Docker, r.Delivered), PerGB(r.ProcCPU.SSHD, r.Delivered),
 			perSent, idle, rss)
@@ -253,4 +253,26 @@ func (rs Results) Markdown(w *bytes.Buffer, setup Setup) {
 		"Node CPU when done: a node's CPU while it only seeds or waits for the job's end, from its host's done event to the end. " +
 		"layercast RSS peak: the largest resident set of layercast's process on the bastion, sampled by itself every 250 ms during the job (its report's bastion object), " +
 		"and that ÷ hosts; the process's fixed part is in it, so the growth from one cluster size to the next is the cost of the hosts added.\n")
+
+	if !slices.ContainsFunc(rs, func(r Result) bool { return r.Flows.LinkSent > 0 || r.Flows.Seeder > 0 }) {
+		return // runs from before the per-flow counters
+	}
+	w.WriteString("\n### The bastion's link by flow\n\n")
+	w.WriteString("| mode | hosts | size MB | seeder payload MB | seeder on the wire MB | tracker MB | SSH out MB | SSH in MB | other MB | link carried MB | TCP segments retransmitted | link queue drops |\n")
+	w.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, r := range rs {
+		f := r.Flows
+		other := r.BastionLink - f.Seeder - f.Tracker - f.SSHOut
+		retrans := "–"
+		if f.OutSegs > 0 {
+			retrans = fmt.Sprintf("%.1f %% (%d)", 100*float64(f.Retrans)/float64(f.OutSegs), f.Retrans)
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %s | %d |\n",
+			r.Label(), r.Hosts, r.Size/MB, float64(r.BastionEgress)/MB, float64(f.Seeder)/MB, float64(f.Tracker)/MB,
+			float64(f.SSHOut)/MB, float64(f.SSHIn)/MB, float64(other)/MB, float64(f.LinkSent)/MB, retrans, f.Dropped)
+	}
+	w.WriteString("\nWhat the bastion sent, by flow, in IP bytes (iptables counters in its namespace): seeder payload is the blocks its seeder sent (layercast's report), " +
+		"on the wire everything sent from the seeder's port (headers, protocol messages, ACKs, retransmissions); tracker likewise from the tracker's port; SSH out to the hosts' sshd, SSH in from them (the other direction of the link). " +
+		"Other: what else the bastion put on its link (ARP, and what the counters started too late to see). Link carried: the bytes its link's queue passed on; drops: the packets the queue refused. " +
+		"Retransmitted: the bastion's TCP segments sent again, of all it sent.\n")
 }

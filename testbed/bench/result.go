@@ -42,18 +42,19 @@ type Result struct {
 	// lacked summed over hosts: the bytes they received and imported.
 	Missing, Delivered int64
 	// BastionEgress is what the seeder sent (layercast's report);
-	// BastionLink and RegistryLink are every byte that left the machine on
-	// its link (SSH and node uploads included), from the veth counters.
+	// BastionLink and RegistryLink are every byte the machine put on its
+	// link (SSH and node uploads included, and what the link's queue then
+	// dropped), from the veth counters.
 	BastionEgress, BastionLink, RegistryLink int64
-	// NodeBinLink is what the bastion sent to the hosts' sshd (TCP port 22,
-	// IP bytes, counted by an iptables rule in its namespace): the node
-	// binary uploads, with the job specs and control lines (a few kB per
-	// host).
-	NodeBinLink int64
-	// SSHIn is what the hosts' sshd sent the bastion (TCP port 22, IP
-	// bytes, counted the same way): the nodes' events, progress lines
-	// above all, and the ACKs of what the bastion sent there.
-	SSHIn int64
+	// Flows is what crossed the bastion's link, by flow (bastionFlows):
+	// its SSHOut is what the bastion sent the hosts' sshd (the node binary
+	// uploads, with the job specs, control lines and ACKs, a few kB per
+	// host), its SSHIn what they sent it (the nodes' events, progress lines
+	// above all); its tracker's and seeder's bytes on the wire; its TCP
+	// segments sent and retransmitted; the bytes its link's queue passed
+	// on and the packets it dropped. All IP bytes; zero in files from
+	// before their columns.
+	Flows flowCounts
 	// NodeFromBastion, NodeFromPeers and NodeFromCache count the hosts
 	// that got the node binary by the bastion's upload, from another
 	// host's node, or from their own node cache (layercast's report);
@@ -291,6 +292,8 @@ var csvHeader = []string{
 	"node_from_bastion", "node_from_peers", "node_from_cache", "node_upload_mb",
 	"bastion_rss_peak_mb", "bastion_heap_peak_mb", "bastion_goroutines_peak", "bastion_fds_peak",
 	"split", "job", "bastion_ssh_in_mb",
+	"bastion_tracker_mb", "bastion_seeder_wire_mb", "bastion_tcp_out_segs", "bastion_tcp_retrans_segs",
+	"bastion_link_sent_mb", "bastion_link_dropped_pkts",
 }
 
 // jobAll is the job column of a whole run's row.
@@ -329,14 +332,16 @@ func (rs Results) WriteCSV(w io.Writer) error {
 			mbs(r.BastionEgress), mbs(r.BastionLink), mbs(r.RegistryLink),
 			strconv.FormatFloat(100*r.CPU, 'f', 0, 64), strconv.FormatFloat(100*r.CPUPeak, 'f', 0, 64),
 			strconv.FormatBool(r.Unreliable()), strconv.Itoa(r.Failed), r.JobID,
-			sec(r.SetupMax), mbs(r.Missing), mbs(r.Delivered), f2(r.EgressRatio()), mbs(r.NodeBinLink),
+			sec(r.SetupMax), mbs(r.Missing), mbs(r.Delivered), f2(r.EgressRatio()), mbs(r.Flows.SSHOut),
 			f2(r.ProcCPU.Node), f2(r.ProcCPU.Docker), f2(r.ProcCPU.Layercast), f2(r.ProcCPU.SSHD), f2(r.ProcCPU.Registry), f2(r.ProcCPU.Other),
 			f2(PerGB(r.ProcCPU.Node, r.Delivered)), f2(PerGB(r.ProcCPU.Docker, r.Delivered)),
 			f2(PerGB(r.ProcCPU.Layercast, r.BastionEgress)), f2(PerGB(r.ProcCPU.SSHD, r.Delivered)),
 			f2(1000 * r.NodeIdle), f2(r.NodeIdleSecs),
 			strconv.Itoa(r.NodeFromBastion), strconv.Itoa(r.NodeFromPeers), strconv.Itoa(r.NodeFromCache), mbs(r.NodeUpload),
 			mbs(r.BastionRSSPeak), mbs(r.BastionHeapPeak), strconv.Itoa(r.BastionGoroutinesPeak), strconv.Itoa(r.BastionFDsPeak),
-			strconv.Itoa(max(r.Split, 1)), job, mbs(r.SSHIn),
+			strconv.Itoa(max(r.Split, 1)), job, mbs(r.Flows.SSHIn),
+			mbs(r.Flows.Tracker), mbs(r.Flows.Seeder), strconv.FormatInt(r.Flows.OutSegs, 10), strconv.FormatInt(r.Flows.Retrans, 10),
+			mbs(r.Flows.LinkSent), strconv.FormatInt(r.Flows.Dropped, 10),
 		}
 		if err := cw.Write(rec); err != nil {
 			return fmt.Errorf("write csv: %w", err)
@@ -391,7 +396,6 @@ func ReadCSV(r io.Reader) (Results, error) {
 			CPU: num("cpu_avg_pct") / 100, CPUPeak: num("cpu_peak_pct") / 100,
 			Failed: int(num("failed_hosts")), JobID: rec[col["job_id"]],
 			SetupMax: sec("setup_max_s"), Missing: mbs("missing_mb"), Delivered: mbs("delivered_mb"),
-			NodeBinLink: mbs("node_bin_link_mb"), SSHIn: mbs("bastion_ssh_in_mb"),
 			ProcCPU: ProcCPU{
 				Node: num("cpu_node_s"), Docker: num("cpu_docker_s"), Layercast: num("cpu_layercast_s"),
 				SSHD: num("cpu_sshd_s"), Registry: num("cpu_registry_s"), Other: num("cpu_other_s"),
@@ -401,6 +405,12 @@ func ReadCSV(r io.Reader) (Results, error) {
 			NodeFromCache: int(num("node_from_cache")), NodeUpload: mbs("node_upload_mb"),
 			BastionRSSPeak: mbs("bastion_rss_peak_mb"), BastionHeapPeak: mbs("bastion_heap_peak_mb"),
 			BastionGoroutinesPeak: int(num("bastion_goroutines_peak")), BastionFDsPeak: int(num("bastion_fds_peak")),
+		}
+		res.Flows = flowCounts{
+			SSHOut: mbs("node_bin_link_mb"), SSHIn: mbs("bastion_ssh_in_mb"),
+			Tracker: mbs("bastion_tracker_mb"), Seeder: mbs("bastion_seeder_wire_mb"),
+			OutSegs: int64(num("bastion_tcp_out_segs")), Retrans: int64(num("bastion_tcp_retrans_segs")),
+			LinkSent: mbs("bastion_link_sent_mb"), Dropped: int64(num("bastion_link_dropped_pkts")),
 		}
 		res.Split = max(int(num("split")), 1)
 		if c := col["job"]; c < cols && rec[c] != jobAll && rec[c] != "" {

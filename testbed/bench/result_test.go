@@ -65,12 +65,16 @@ func TestCSV_RoundTripsEveryMeasuredField(t *testing.T) {
 		Propagation: 41500 * time.Millisecond, P50: 30 * time.Second, P90: 40 * time.Second, Max: 41500 * time.Millisecond,
 		Setup: 2 * time.Second, Download: 25 * time.Second, Import: time.Second,
 		BastionEgress: 0, BastionLink: 170 * MB, RegistryLink: 2600 * MB, CPU: 0.9, CPUPeak: 1, Failed: 1, JobID: "j1",
-		SetupMax: 4500 * time.Millisecond, Missing: 130 * MB, Delivered: 2500 * MB, NodeBinLink: 1563 * MB / 10,
+		SetupMax: 4500 * time.Millisecond, Missing: 130 * MB, Delivered: 2500 * MB,
 		ProcCPU:  ProcCPU{Node: 61.25, Docker: 50.5, Layercast: 11, SSHD: 5.01, Registry: 40, Other: 1.5},
 		NodeIdle: 0.01234, NodeIdleSecs: 120.5,
 		NodeFromBastion: 3, NodeFromPeers: 16, NodeFromCache: 1, NodeUpload: 23 * MB,
 		BastionRSSPeak: 1845 * MB / 10, BastionHeapPeak: 96 * MB, BastionGoroutinesPeak: 2417, BastionFDsPeak: 431,
-		Split: 3, Job: 2, SSHIn: 42 * MB / 10,
+		Split: 3, Job: 2,
+		Flows: flowCounts{
+			SSHOut: 1563 * MB / 10, SSHIn: 42 * MB / 10, Tracker: 243 * MB / 10, Seeder: 1312 * MB / 10,
+			OutSegs: 151234, Retrans: 9876, LinkSent: 2011 * MB / 10, Dropped: 4321,
+		},
 	}}
 	var buf bytes.Buffer
 	if err := in.WriteCSV(&buf); err != nil {
@@ -219,7 +223,7 @@ func TestCSV_ReadsFilesWrittenBeforeThePerProcessColumns(t *testing.T) {
 
 func TestCSV_ReadsFilesWrittenBeforeTheNodeBinaryOrBastionColumnsAndRefusesOthers(t *testing.T) {
 	var buf bytes.Buffer
-	if err := (Results{{Mode: ModeP2P, Hosts: 4, NodeBinLink: 8 * MB, NodeFromBastion: 3, NodeFromPeers: 1, BastionRSSPeak: 50 * MB, BastionFDsPeak: 40}}).WriteCSV(&buf); err != nil {
+	if err := (Results{{Mode: ModeP2P, Hosts: 4, Flows: flowCounts{SSHOut: 8 * MB}, NodeFromBastion: 3, NodeFromPeers: 1, BastionRSSPeak: 50 * MB, BastionFDsPeak: 40}}).WriteCSV(&buf); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
@@ -229,7 +233,7 @@ func TestCSV_ReadsFilesWrittenBeforeTheNodeBinaryOrBastionColumnsAndRefusesOther
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 1 || rs[0].Hosts != 4 || rs[0].NodeBinLink != 8*MB || rs[0].NodeFromBastion != 0 || rs[0].BastionRSSPeak != 0 {
+	if len(rs) != 1 || rs[0].Hosts != 4 || rs[0].Flows.SSHOut != 8*MB || rs[0].NodeFromBastion != 0 || rs[0].BastionRSSPeak != 0 {
 		t.Errorf("%+v", rs)
 	}
 	n = slices.Index(csvHeader, "bastion_rss_peak_mb") // the header before the bastion's own use
@@ -259,18 +263,60 @@ func TestResult_EgressRatioAndCPUPerGB(t *testing.T) {
 	}
 }
 
-func TestParseRuleBytes_FindsTheCommentedRule(t *testing.T) {
+func TestSumRuleBytes_AddsTheRulesWithTheComment(t *testing.T) {
 	out := `Chain OUTPUT (policy ACCEPT 9 packets, 900 bytes)
     pkts      bytes target     prot opt in     out     source               destination
+      12     4000            6    --  *      *       0.0.0.0/0            0.0.0.0/0            tcp spt:40123 /* layercast-bench-seeder */
       12     4000            17   --  *      *       0.0.0.0/0            0.0.0.0/0
     5400  8123456            6    --  *      *       0.0.0.0/0            0.0.0.0/0            tcp dpt:22 /* layercast-bench-ssh */
+      30     1000            6    --  *      *       0.0.0.0/0            0.0.0.0/0            tcp spt:40999 /* layercast-bench-seeder */
 `
-	n, err := parseRuleBytes(out, sshRuleComment)
-	if err != nil || n != 8123456 {
-		t.Errorf("%d, %v; want 8123456", n, err)
+	n, found, err := sumRuleBytes(out, sshRuleComment)
+	if err != nil || !found || n != 8123456 {
+		t.Errorf("ssh: %d, %v, %v; want 8123456", n, found, err)
 	}
-	if _, err := parseRuleBytes("Chain OUTPUT\n", sshRuleComment); err == nil {
-		t.Error("no rule: no error")
+	// Two jobs' seeders, one rule each: one sum.
+	if n, found, err := sumRuleBytes(out, seederRuleComment); err != nil || !found || n != 5000 {
+		t.Errorf("seeder: %d, %v, %v; want 5000", n, found, err)
+	}
+	// ssh-in's comment contains ssh's: only the exact comment counts.
+	if n, found, err := sumRuleBytes(out, sshInRuleComment); err != nil || found || n != 0 {
+		t.Errorf("no rule: %d, %v, %v; want nothing found", n, found, err)
+	}
+}
+
+func TestServingPorts_FromLayercastsLog(t *testing.T) {
+	log := "time=2026-12-03T14:52:03.100Z level=INFO msg=\"image source\" source=daemon\n" +
+		"time=2026-12-03T14:52:03.474Z level=INFO msg=serving job=20261203-145202-fdf87f tracker=127.0.0.1:36057 seeder=127.0.0.1:37389\n"
+	if tr, sd, ok := servingPorts([]byte(log)); !ok || tr != 36057 || sd != 37389 {
+		t.Errorf("%d %d %v; want 36057 37389", tr, sd, ok)
+	}
+	if _, _, ok := servingPorts([]byte("time=x level=INFO msg=\"auto mode\"\n")); ok {
+		t.Error("found ports in a log without them")
+	}
+}
+
+func TestParseNstat_ReadsTheCounters(t *testing.T) {
+	out := "#kernel\nTcpOutSegs                      151234             0.0\nTcpRetransSegs                  9876               0.0\n"
+	m := parseNstat(out)
+	if m["TcpOutSegs"] != 151234 || m["TcpRetransSegs"] != 9876 || len(m) != 2 {
+		t.Errorf("%v", m)
+	}
+}
+
+func TestParseQdiscRoot_ReadsTheRootQdisc(t *testing.T) {
+	out := `qdisc htb 1: root refcnt 2 r2q 10 default 0x11 direct_packets_stat 0 direct_qlen 32
+ Sent 210400123 bytes 168324 pkt (dropped 4321, overlimits 99 requeues 0)
+ backlog 0b 0p requeues 0
+qdisc pfifo 10: parent 1:10 limit 100p
+ Sent 2000 bytes 40 pkt (dropped 0, overlimits 0 requeues 0)
+`
+	sent, dropped, err := parseQdiscRoot(out)
+	if err != nil || sent != 210400123 || dropped != 4321 {
+		t.Errorf("%d, %d, %v", sent, dropped, err)
+	}
+	if _, _, err := parseQdiscRoot("qdisc noqueue 0: root\n"); err == nil {
+		t.Error("no statistics: no error")
 	}
 }
 

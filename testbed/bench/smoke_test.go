@@ -57,8 +57,8 @@ func TestBench_SmokeRunFinishesEveryRunAndWritesEveryOutput(t *testing.T) {
 		if r.NodeFromCache != 0 || r.NodeFromBastion < 1 || r.NodeFromBastion > 3 || r.NodeFromBastion+r.NodeFromPeers != r.Hosts {
 			t.Errorf("%s %d hosts: node binary from bastion %d, peers %d, cache %d", r.Mode, r.Hosts, r.NodeFromBastion, r.NodeFromPeers, r.NodeFromCache)
 		}
-		if r.NodeUpload < int64(r.NodeFromBastion)*MB || r.NodeBinLink < r.NodeUpload || r.NodeBinLink > r.NodeUpload*11/10+int64(r.Hosts)*100_000 {
-			t.Errorf("%s %d hosts: %d bytes on the bastion's sshd link for %d bytes of node binary uploads", r.Mode, r.Hosts, r.NodeBinLink, r.NodeUpload)
+		if r.NodeUpload < int64(r.NodeFromBastion)*MB || r.Flows.SSHOut < r.NodeUpload || r.Flows.SSHOut > r.NodeUpload*11/10+int64(r.Hosts)*100_000 {
+			t.Errorf("%s %d hosts: %d bytes on the bastion's sshd link for %d bytes of node binary uploads", r.Mode, r.Hosts, r.Flows.SSHOut, r.NodeUpload)
 		}
 		if r.SetupMax < r.Setup {
 			t.Errorf("%s %d hosts: setup %v, max %v", r.Mode, r.Hosts, r.Setup, r.SetupMax)
