@@ -422,6 +422,16 @@ func (j *job) logPath(out string) string {
 	return filepath.Join(out, "events", j.name+".log")
 }
 
+// logTail is the end of the job's log: with --log-file, the hosts'
+// errors are there, not on stderr.
+func (j *job) logTail(out string) string {
+	b, err := os.ReadFile(j.logPath(out))
+	if err != nil {
+		return err.Error()
+	}
+	return tail(string(b))
+}
+
 // startJobs prepares one layercast command per group of hosts, each with
 // its event log; close closes the event logs.
 func (b *bencher) startJobs(ctx context.Context, p point, ref string, groups [][]string) (jobs []*job, close func(), err error) {
@@ -585,7 +595,7 @@ func (b *bencher) run(ctx context.Context, p point, ref string) ([]Result, error
 	f1, ferr := flows.read(ctx)
 	for _, j := range jobs {
 		if j.rerr != nil {
-			return nil, fmt.Errorf("layercast %s: %w (exit: %v); stderr: %s", j.name, j.rerr, j.werr, tail(j.stderr.String()))
+			return nil, fmt.Errorf("layercast %s: %w (exit: %v); stderr: %s; log: %s", j.name, j.rerr, j.werr, tail(j.stderr.String()), j.logTail(b.cfg.Out))
 		}
 	}
 	if err := errors.Join(cerr, perr, berr, gerr, ferr); err != nil {
@@ -603,7 +613,7 @@ func (b *bencher) run(ctx context.Context, p point, ref string) ([]Result, error
 			r.ProcCPU.Layercast = (ps.UserTime() + ps.SystemTime()).Seconds()
 		}
 		if r.Failed > 0 {
-			b.cfg.Log.Warn("hosts failed", "run", j.name, "failed", r.Failed, "exit", j.werr, "stderr", tail(j.stderr.String()))
+			b.cfg.Log.Warn("hosts failed", "run", j.name, "failed", r.Failed, "exit", j.werr, "log", j.logTail(b.cfg.Out))
 		}
 		rows, tls = append(rows, r), append(tls, j.tl)
 	}
