@@ -236,13 +236,15 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 
 	bastion := use.stop()
 	bastion.Hosts = len(j.hosts)
+	sent := serve.sent()
 	rep := &Report{
 		JobID: j.id, Image: opts.Image, Mode: string(j.mode), Started: started,
 		Duration:  e.deps.Now().Sub(started),
 		Cancelled: errors.Is(ctx.Err(), context.Canceled),
 		TimedOut:  errors.Is(ctx.Err(), context.DeadlineExceeded),
 		Hosts:     book.results(),
-		Egress:    serve.egress(),
+		Egress:    sent.Uploaded,
+		Resent:    sent.ResentFor,
 		Missing:   book.missing(),
 		Bastion:   bastion,
 	}

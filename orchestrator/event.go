@@ -2,6 +2,8 @@ package orchestrator
 
 import (
 	"time"
+
+	"github.com/layercast/layercast/orchestrator/seed"
 )
 
 // HostState is where one host is in a job, as the operator sees it.
@@ -175,6 +177,9 @@ type Report struct {
 	Started   time.Time       `json:"started"`
 	Duration  time.Duration   `json:"duration_ns"`
 	Egress    int64           `json:"bastion_egress"` // bytes the bastion's seeder sent
+	// Resent is the part of Egress the seeder had sent before, by why it
+	// went again.
+	Resent seed.Resends `json:"bastion_resent"`
 	// Missing is the bytes of the layers at least one host lacked: what
 	// the bastion had to send at least once. Egress ÷ Missing is how many
 	// times over it sent them.

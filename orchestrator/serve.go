@@ -43,8 +43,8 @@ type serveStep struct {
 	stopTracker context.CancelFunc
 	trackerDone chan error
 	seeder      *seed.Seeder
-	// uploaded is what the seeder had sent when it stopped.
-	uploaded int64
+	// final is what the seeder had sent when it stopped.
+	final *seed.Stats
 }
 
 func (s *serveStep) Title() string { return "start the tracker and seed the layers" }
@@ -128,17 +128,27 @@ func (s *serveStep) Run(ctx context.Context, j *job) error {
 	return nil
 }
 
-// egress is the bytes the seeder sent during the job.
-func (s *serveStep) egress() int64 {
-	if s.seeder == nil {
-		return 0
+// sent is what the seeder sent during the job.
+func (s *serveStep) sent() seed.Stats {
+	switch {
+	case s.final != nil:
+		return *s.final
+	case s.seeder != nil:
+		return s.seeder.Stats()
 	}
-	return max(s.uploaded, s.seeder.Stats().Uploaded)
+	return seed.Stats{}
 }
 
 func (s *serveStep) Cleanup(ctx context.Context, j *job) {
 	if s.seeder != nil {
-		s.uploaded = s.seeder.Stats().Uploaded
+		st := s.seeder.Stats()
+		s.final = &st
+		if st.Resent > 0 {
+			r := st.ResentFor
+			j.log.Info("seeder sent some pieces again", "mb", mb(st.Resent), "rescue_mb", mb(r.Rescue), "stuck_mb", mb(r.Stuck),
+				"idle_owner_mb", mb(r.IdleOwner), "owner_left_mb", mb(r.OwnerLeft), "other_mb", mb(r.Other),
+				"withdrawn_mb", mb(st.Withdrawn))
+		}
 		if err := s.seeder.Close(ctx); err != nil {
 			j.log.Warn("stop seeder", "err", err)
 		}
@@ -183,3 +193,6 @@ func torrentFor(cacheDir, path, digest string) ([]byte, metainfo.Hash, error) {
 	}
 	return b, ih, nil
 }
+
+// mb is n bytes in MB, rounded to a tenth, for logs.
+func mb(n int64) float64 { return float64(n/100_000) / 10 }

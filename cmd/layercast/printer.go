@@ -12,6 +12,7 @@ import (
 
 	"github.com/layercast/layercast/internal/textfmt"
 	"github.com/layercast/layercast/orchestrator"
+	"github.com/layercast/layercast/orchestrator/seed"
 )
 
 // plainPrinter writes one line per state change and a periodic summary line,
@@ -141,11 +142,34 @@ func traffic(r *orchestrator.Report) string {
 	if base == 0 {
 		of, base = "image size", r.Size
 	}
-	out := fmt.Sprintf("bastion sent %s (%.2f× %s)", textfmt.Bytes(r.Egress), ratio(r.Egress, base), of)
+	out := fmt.Sprintf("bastion sent %s (%.2f× %s%s)", textfmt.Bytes(r.Egress), ratio(r.Egress, base), of, sentAgain(r.Resent))
 	if nb := r.NodeBinary; nb.FromBastion+nb.FromPeers+nb.FromCache > 0 {
 		out += fmt.Sprintf(" · node binary: %d from the bastion (%s), %d from other hosts, %d cached", nb.FromBastion, textfmt.Bytes(nb.BastionBytes), nb.FromPeers, nb.FromCache)
 	}
 	return out
+}
+
+// sentAgain says what the seeder sent more than once and why, or nothing.
+func sentAgain(r seed.Resends) string {
+	if r.Total() == 0 {
+		return ""
+	}
+	var why []string
+	for _, c := range []struct {
+		n    int64
+		what string
+	}{
+		{r.Rescue, "to hosts their peers did not serve"},
+		{r.Stuck, "of pieces not passed on"},
+		{r.IdleOwner, "of pieces a host went quiet on"},
+		{r.OwnerLeft, "of pieces a host hung up on"},
+		{r.Other, "asked for again"},
+	} {
+		if c.n > 0 {
+			why = append(why, textfmt.Bytes(c.n)+" "+c.what)
+		}
+	}
+	return "; " + textfmt.Bytes(r.Total()) + " of it again: " + strings.Join(why, ", ")
 }
 
 func ratio(a, b int64) float64 {

@@ -326,6 +326,25 @@ func (c *conn) writeLoop() error {
 	}
 }
 
+// again reports whether any byte of r was sent before.
+func (c *conn) again(r request) bool {
+	c.t.mu.Lock()
+	defer c.t.mu.Unlock()
+	return c.t.pol.sentBefore(r)
+}
+
+// stale reports whether served request r is no longer worth sending
+// (policy.stale); if so it is dropped from the policy's books.
+func (c *conn) stale(r request) bool {
+	c.t.mu.Lock()
+	defer c.t.mu.Unlock()
+	if !c.t.pol.stale(c.peer, int(r.index)) {
+		return false
+	}
+	c.t.pol.dropped(c.peer, r)
+	return true
+}
+
 func (c *conn) write(b []byte) error {
 	if err := c.nc.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
 		return err
@@ -342,22 +361,40 @@ func (c *conn) write(b []byte) error {
 // peer cancels r or the connection closes: the block then leaves every
 // queue at once and spends none of the rate budget (Seeder.waitRate).
 func (c *conn) sendBlock(wait context.Context, r request) error {
+	stale := false
 	err := c.s.waitUnheld(wait)
+	if err == nil && c.again(r) {
+		// Bytes sent before take one sending slot at most: while pieces
+		// nobody has are asked for, they go first. Every byte of the
+		// image must leave the bastion once before the last host can
+		// finish, and a resend ahead of them delays that for everyone.
+		if err = c.s.resending.Acquire(wait, 1); err == nil {
+			defer c.s.resending.Release(1)
+		}
+	}
 	if err == nil {
 		if err = c.s.sending.Acquire(wait, 1); err == nil {
 			defer c.s.sending.Release(1)
-			err = c.s.waitRate(wait, int(r.length))
+			if stale = c.stale(r); !stale {
+				err = c.s.waitRate(wait, int(r.length))
+			}
 		}
 	}
 	c.mu.Lock()
 	cancelled := c.state == writerCancelled
 	c.state, c.sendingSince = writerSending, time.Now()
-	if err != nil || cancelled {
+	if err != nil || cancelled || stale {
 		c.state = writerIdle
 	}
 	c.mu.Unlock()
 	switch {
 	case cancelled:
+		return nil
+	case stale:
+		// Only fast-extension peers have stale blocks (policy.stale): the
+		// reject tells the node to ask elsewhere.
+		c.s.withdrawn.Add(int64(r.length))
+		c.queueCtrl(appendBlockMsg(nil, msgReject, r))
 		return nil
 	case err != nil && c.ctx.Err() != nil && c.s.ctx.Err() == nil:
 		// The connection closed under the wait; its reader says why.
@@ -377,10 +414,12 @@ func (c *conn) sendBlock(wait context.Context, r request) error {
 	now := time.Now()
 	c.t.mu.Lock()
 	wasFull := c.t.pol.full(c.peer)
-	resent := c.t.pol.sent(c.peer, r, now)
+	resent, why := c.t.pol.sent(c.peer, r, now)
 	freed := wasFull && !c.t.pol.full(c.peer)
 	c.t.mu.Unlock()
-	c.s.resent.Add(resent)
+	if resent > 0 {
+		c.s.resent[why].Add(resent)
+	}
 	if freed {
 		c.recheck(now)
 	}

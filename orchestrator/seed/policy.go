@@ -58,7 +58,8 @@ import (
 //
 // An owner with no request of its piece waiting, that has neither asked for
 // nor been sent a block of it for ownerGrace, loses it to the next
-// connection that asks (the bytes it got are sent again, Stats.Resent), and
+// connection that asks (the bytes it got are sent again, Stats.Resent),
+// unless it was sent all of it (its report is on the way, sentWhole), and
 // gives it back to the pool after ownerIdle. Owners do go idle: a node's
 // requests come in bursts in its own order; a burst often ends inside a
 // free piece, and the node asks for the rest only once the held requests
@@ -71,6 +72,11 @@ import (
 // connections with nothing served pending that could be served (a piece is
 // undelivered, or they are rescued) with a Suggest Piece, which makes the
 // node plan its requests again.
+//
+// A served block waits for a sending slot, seconds on a slow link; when
+// its turn comes it is sent only if the policy would still serve it
+// (stale): a host that had the piece from a peer meanwhile gets a reject
+// instead.
 type policy struct {
 	cfg       policyConfig
 	numPieces int
@@ -101,6 +107,18 @@ type policyConfig struct {
 	pokeEvery   time.Duration // least time between two pokes of one connection
 }
 
+// resendCause is why the seeder sent bytes of a piece again.
+type resendCause int
+
+const (
+	resendOther     resendCause = iota // the same connection asked again, or a peer without the fast extension
+	resendRescue                       // to a starving connection
+	resendStuck                        // a piece whose one holder did not pass it on
+	resendIdleOwner                    // a piece taken from, or given back by, an owner gone quiet on it
+	resendOwnerLeft                    // a piece whose owner closed its connection before reporting it
+	numResendCauses
+)
+
 // blockUnit is the granularity at which the policy remembers which bytes of
 // a piece were sent (for Stats.Resent).
 const blockUnit = 16 << 10
@@ -121,6 +139,10 @@ type pieceState struct {
 	// holder is the peer that reported it first: while it is the only
 	// one, the piece's fate hangs on it.
 	holder *peer
+	// lost is how the piece last lost an owner before anyone reported it
+	// (resendIdleOwner, resendOwnerLeft; resendOther: never): what its
+	// next owner is sent again is put down to that.
+	lost resendCause
 }
 
 // peer is the policy's view of one connection.
@@ -256,7 +278,7 @@ func (p *policy) leave(pr *peer, now time.Time, unreachable bool) {
 				ps.reports, ps.spreadSince = 1, now
 			}
 		} else {
-			p.release(i)
+			p.release(i, resendOwnerLeft)
 		}
 	}
 }
@@ -285,8 +307,32 @@ func (p *policy) ownerIdleFor(i int, d time.Duration, now time.Time) bool {
 	return ps.ownerQueued == 0 && now.Sub(ps.ownerSeen) >= d
 }
 
-func (p *policy) release(i int) {
+// sentWhole reports whether pr was sent every block of piece i. Such an
+// owner most likely has the piece and reports it once the last block
+// has crossed its link; taking the piece from it for want of requests
+// would send it all again. At 2 Mbit/s and 40 hosts that was most of
+// what the seeder sent twice (docs/BENCHMARKS.md section 2). It still
+// gives the piece back after ownerIdle (tick), or when it leaves.
+func (p *policy) sentWhole(pr *peer, i int) bool { return pr.sentTo[i] >= p.length(i) }
+
+// stale reports whether a block of piece i served to pr is no longer
+// worth sending when its turn to be sent comes: pr reported the piece, or
+// another host did and pr is neither rescued nor the piece's stuck serve
+// (policy.request would refuse it now). At a slow seeder a served block
+// can wait seconds for a sending slot, and hosts pass pieces on
+// meanwhile.
+func (p *policy) stale(pr *peer, i int) bool {
+	if pr.serveAll {
+		return false
+	}
 	ps := &p.pieces[i]
+	return pr.hasPiece(i) || ps.delivered && !pr.rescued && ps.holder != pr
+}
+
+// release gives piece i back to the pool; why is how its owner lost it.
+func (p *policy) release(i int, why resendCause) {
+	ps := &p.pieces[i]
+	ps.lost = why
 	p.setQueued(ps, 0)
 	ps.owner.owned--
 	ps.owner = nil
@@ -390,7 +436,7 @@ func (p *policy) request(pr *peer, i int, now time.Time) verdict {
 		p.setQueued(ps, ps.ownerQueued+1)
 		ps.ownerSeen = now
 		return serve
-	case ps.owner == nil || p.ownerIdleFor(i, p.cfg.ownerGrace, now):
+	case ps.owner == nil || p.ownerIdleFor(i, p.cfg.ownerGrace, now) && !p.sentWhole(ps.owner, i):
 		if p.full(pr) {
 			return hold // until one of its pieces is sent (conn.sendBlock rechecks)
 		}
@@ -398,6 +444,7 @@ func (p *policy) request(pr *peer, i int, now time.Time) verdict {
 			p.pool--
 		} else {
 			ps.owner.owned-- // taken over: what it got of the piece is sent again
+			ps.lost = resendIdleOwner
 		}
 		ps.owner, ps.ownerSeen = pr, now // an idle owner has nothing queued
 		p.setQueued(ps, 1)
@@ -482,9 +529,24 @@ func (p *policy) starveLimit() time.Duration {
 	return min(max(p.cfg.starveAfter, 4*p.haveGap), 8*p.cfg.starveAfter)
 }
 
+// sentBefore reports whether any byte of r was sent before, to anyone.
+func (p *policy) sentBefore(r request) bool {
+	ps := &p.pieces[r.index]
+	if ps.sent == nil {
+		return false
+	}
+	end := int64(r.begin) + int64(r.length)
+	for u := int64(r.begin) / blockUnit; u*blockUnit < end; u++ {
+		if ps.sent[u/64]&(1<<(u%64)) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // sent records that a block went out to pr; it returns how many of its bytes
-// had been sent before (to anyone).
-func (p *policy) sent(pr *peer, r request, now time.Time) (resent int64) {
+// had been sent before (to anyone), and why they went again.
+func (p *policy) sent(pr *peer, r request, now time.Time) (resent int64, why resendCause) {
 	i := int(r.index)
 	ps := &p.pieces[i]
 	if ps.owner == pr {
@@ -508,7 +570,16 @@ func (p *policy) sent(pr *peer, r request, now time.Time) (resent int64) {
 	if _, ok := p.peers[pr]; ok && !pr.hasPiece(i) {
 		pr.sentTo[i] += int64(r.length)
 	}
-	return resent
+	switch {
+	case resent == 0:
+	case pr.rescued:
+		why = resendRescue
+	case ps.delivered:
+		why = resendStuck
+	case ps.owner == pr:
+		why = ps.lost
+	}
+	return resent, why
 }
 
 // poke is a connection to nudge with a Suggest Piece for piece.
@@ -538,7 +609,7 @@ func (p *policy) tick(now time.Time, saturated bool, state func(*peer) connState
 	for i := range p.pieces {
 		ps := &p.pieces[i]
 		if ps.owner != nil && p.ownerIdleFor(i, p.cfg.ownerIdle, now) {
-			p.release(i)
+			p.release(i, resendIdleOwner)
 		}
 	}
 	for pr := range p.peers {

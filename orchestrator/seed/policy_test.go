@@ -49,6 +49,12 @@ func (f *policyFixture) expect(pr *peer, piece int, want verdict) {
 
 // send records that all of piece i went out to pr.
 func (f *policyFixture) send(pr *peer, i int) int64 {
+	r, _ := f.sendWhy(pr, i)
+	return r
+}
+
+// sendWhy is send, and also returns why the bytes sent again went.
+func (f *policyFixture) sendWhy(pr *peer, i int) (int64, resendCause) {
 	return f.p.sent(pr, request{index: uint32(i), length: testPieceLen}, f.now)
 }
 
@@ -122,6 +128,50 @@ func TestPolicy_AnIdleOwnerLosesItsPieceToAConnectionThatAsks(t *testing.T) {
 	f.advance(testPolicyConfig.ownerGrace / 2)
 	f.expect(b, 0, serve)
 	f.expect(a, 0, hold) // b owns it now
+}
+
+func TestPolicy_AnOwnerSentAllOfItsPieceKeepsItWhileItsLastBlocksTravel(t *testing.T) {
+	f := newPolicyFixture(t, 4)
+	a, b := f.downloader(), f.downloader()
+	f.expect(a, 0, serve)
+	f.send(a, 0) // every block handed to a's link; its report is on the way
+	f.advance(testPolicyConfig.ownerGrace)
+	f.expect(b, 0, hold)
+	// A report that never comes: the piece goes back after ownerIdle.
+	f.advance(testPolicyConfig.ownerIdle - testPolicyConfig.ownerGrace)
+	f.p.tick(f.now, false, busyConns)
+	f.expect(b, 0, serve)
+}
+
+func TestPolicy_AServedBlockGoesStaleOnceItsPeerCanHaveThePieceElsewhere(t *testing.T) {
+	f := newPolicyFixture(t, 4)
+	b := f.downloader()
+	f.deliver(b, 0)
+	f.deliverEverything() // its peers got the rest; then vanish
+	y := f.downloader()
+	for i := 1; i < 4; i++ {
+		f.p.have(y, i, f.now) // two holders each: no piece is stuck
+	}
+	f.advance(testPolicyConfig.starveAfter)
+	if _, rescued := f.p.tick(f.now, false, idleConns); !slices.Contains(rescued, b) {
+		t.Fatalf("rescued %v, want b", rescued)
+	}
+	f.expect(b, 1, serve)
+	f.expect(b, 2, serve)
+	if f.p.stale(b, 1) {
+		t.Error("a rescued host's block went stale")
+	}
+	f.p.have(b, 3, f.now) // from a peer: b has a source again
+	if !f.p.stale(b, 1) || !f.p.stale(b, 3) {
+		t.Error("blocks of pieces b can have from its peers, or has, are still worth sending")
+	}
+	// An owner's block of a piece nobody reported stays worth sending.
+	g := newPolicyFixture(t, 4)
+	a := g.downloader()
+	g.expect(a, 0, serve)
+	if g.p.stale(a, 0) {
+		t.Error("an owner's block of an undelivered piece went stale")
+	}
 }
 
 func TestPolicy_AnOwnerWithARequestWaitingKeepsItsPiece(t *testing.T) {
@@ -308,19 +358,59 @@ func TestPolicy_CountsBytesSentAgain(t *testing.T) {
 	f := newPolicyFixture(t, 2)
 	a, b := f.downloader(), f.downloader()
 	blk := request{index: 0, begin: 32 << 10, length: 32 << 10}
-	if r := f.p.sent(a, blk, f.now); r != 0 {
+	if r, _ := f.p.sent(a, blk, f.now); r != 0 {
 		t.Errorf("first send counted %d resent", r)
 	}
-	if r := f.p.sent(b, blk, f.now); r != 32<<10 {
+	if r, _ := f.p.sent(b, blk, f.now); r != 32<<10 {
 		t.Errorf("second send counted %d resent, want %d", r, 32<<10)
 	}
 	overlap := request{index: 0, begin: 48 << 10, length: 32 << 10}
-	if r := f.p.sent(b, overlap, f.now); r != 16<<10 {
+	if r, _ := f.p.sent(b, overlap, f.now); r != 16<<10 {
 		t.Errorf("overlapping send counted %d resent, want %d", r, 16<<10)
 	}
-	if r := f.p.sent(b, request{index: 1, length: 16 << 10}, f.now); r != 0 {
+	if r, _ := f.p.sent(b, request{index: 1, length: 16 << 10}, f.now); r != 0 {
 		t.Errorf("other piece counted %d resent", r)
 	}
+}
+
+func TestPolicy_PutsEachResendDownToWhyThePieceWentAgain(t *testing.T) {
+	f := newPolicyFixture(t, 8)
+	a, b, c := f.downloader(), f.downloader(), f.downloader()
+	half := request{index: 0, length: testPieceLen / 2}
+	check := func(what string, pr *peer, i int, want resendCause) {
+		t.Helper()
+		f.expect(pr, i, serve)
+		if r, why := f.sendWhy(pr, i); r == 0 || why != want {
+			t.Errorf("%s: resent %d bytes for cause %d, want some for cause %d", what, r, why, want)
+		}
+	}
+	// An owner that goes quiet on its piece loses it to one that asks.
+	f.expect(a, 0, serve)
+	f.p.sent(a, half, f.now)
+	f.advance(testPolicyConfig.ownerGrace)
+	check("taken from an idle owner", b, 0, resendIdleOwner)
+	// An owner that leaves before it reports its piece.
+	f.expect(c, 1, serve)
+	f.p.sent(c, request{index: 1, length: testPieceLen / 2}, f.now)
+	f.p.leave(c, f.now, false)
+	check("its owner left", a, 1, resendOwnerLeft)
+	// The same connection asking for what it was sent.
+	f.expect(a, 2, serve)
+	f.send(a, 2)
+	check("asked again", a, 2, resendOther)
+	// A piece its one holder does not pass on.
+	f.p.have(a, 2, f.now)
+	f.advance(f.p.spreadLimit())
+	check("stuck", b, 2, resendStuck)
+	// A connection that hears from nobody is rescued.
+	d := f.downloader()
+	f.p.have(b, 3, f.now)
+	f.advance(f.p.starveLimit())
+	if _, rescued := f.p.tick(f.now, false, idleConns); !slices.Contains(rescued, d) {
+		t.Fatalf("rescued %v, want d among them", rescued)
+	}
+	f.p.sent(b, request{index: 3, length: testPieceLen}, f.now) // b had it from the seeder
+	check("rescued", d, 3, resendRescue)
 }
 
 func TestPolicy_ServesEverythingToAPeerThatCannotBeRefused(t *testing.T) {

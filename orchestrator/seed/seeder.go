@@ -60,10 +60,44 @@ type Config struct {
 
 // Stats is the seeder's transfer so far.
 type Stats struct {
-	Uploaded int64   // bytes of piece data sent
-	Resent   int64   // bytes of piece data that had been sent before
-	Rate     float64 // bytes/s since the previous Stats call
-	Peers    int     // distinct remote IPs connected, over all layers
+	Uploaded int64 // bytes of piece data sent
+	Resent   int64 // bytes of piece data that had been sent before
+	// ResentFor splits Resent by why the bytes went again.
+	ResentFor Resends
+	// Withdrawn is bytes of served blocks not sent after all: by their
+	// turn to be sent their peer could have them from another host.
+	Withdrawn int64
+	Rate      float64 // bytes/s since the previous Stats call
+	Peers     int     // distinct remote IPs connected, over all layers
+}
+
+// Resends is the piece data a seeder sent again, in bytes, by why.
+type Resends struct {
+	// Rescue went to hosts that got nothing from their peers for a while
+	// (the policy's starving connections).
+	Rescue int64 `json:"rescue"`
+	// Stuck were pieces whose one holder did not pass them on.
+	Stuck int64 `json:"stuck"`
+	// IdleOwner were pieces taken from, or given back by, a connection
+	// that went quiet on them before it had them whole.
+	IdleOwner int64 `json:"idle_owner"`
+	// OwnerLeft were pieces whose connection closed before it reported
+	// them.
+	OwnerLeft int64 `json:"owner_left"`
+	// Other were asked again by the connection they went to, or went to
+	// peers without the fast extension (served whatever they ask).
+	Other int64 `json:"other"`
+}
+
+// Total is every byte sent again.
+func (r Resends) Total() int64 { return r.Rescue + r.Stuck + r.IdleOwner + r.OwnerLeft + r.Other }
+
+// Plus returns r and o added up, cause by cause.
+func (r Resends) Plus(o Resends) Resends {
+	return Resends{
+		Rescue: r.Rescue + o.Rescue, Stuck: r.Stuck + o.Stuck, IdleOwner: r.IdleOwner + o.IdleOwner,
+		OwnerLeft: r.OwnerLeft + o.OwnerLeft, Other: r.Other + o.Other,
+	}
 }
 
 // Policy timings (see policy).
@@ -106,15 +140,20 @@ type Seeder struct {
 	limiter *rate.Limiter
 	pace    *semaphore.Weighted // one block at a time waits for limiter
 	sending *semaphore.Weighted // Config.MaxSending slots
-	peerID  [20]byte
+	// resending is the one sending slot blocks sent before may take
+	// (conn.sendBlock).
+	resending *semaphore.Weighted
+	peerID    [20]byte
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
 	uploaded atomic.Int64
-	resent   atomic.Int64
-	open     atomic.Int64 // connections accepted and not yet closed
+	resent   [numResendCauses]atomic.Int64
+	// withdrawn counts the bytes of served blocks found stale (Stats).
+	withdrawn atomic.Int64
+	open      atomic.Int64 // connections accepted and not yet closed
 	// inHand counts the connections holding a served block: waiting for
 	// a sending slot or sending it.
 	inHand atomic.Int64
@@ -186,17 +225,18 @@ func NewSeeder(ctx context.Context, cfg Config, layers []Layer) (*Seeder, error)
 		return nil, fmt.Errorf("seeder listen on %q: %w", cfg.ListenAddr, err)
 	}
 	s := &Seeder{
-		log:      logger,
-		cfg:      cfg,
-		allowed:  allowed,
-		ln:       ln.(*net.TCPListener),
-		limiter:  cfg.Limiter,
-		pace:     semaphore.NewWeighted(1),
-		sending:  semaphore.NewWeighted(int64(cfg.MaxSending)),
-		torrents: make(map[metainfo.Hash]*torrent),
-		conns:    make(map[*conn]struct{}),
-		hosts:    make(map[netip.Addr]*hostRecord),
-		lastAt:   time.Now(),
+		log:       logger,
+		cfg:       cfg,
+		allowed:   allowed,
+		ln:        ln.(*net.TCPListener),
+		limiter:   cfg.Limiter,
+		pace:      semaphore.NewWeighted(1),
+		sending:   semaphore.NewWeighted(int64(cfg.MaxSending)),
+		resending: semaphore.NewWeighted(1),
+		torrents:  make(map[metainfo.Hash]*torrent),
+		conns:     make(map[*conn]struct{}),
+		hosts:     make(map[netip.Addr]*hostRecord),
+		lastAt:    time.Now(),
 		// The first pause may take the whole budget.
 		pauseLeft:  MaxPauses,
 		refilledAt: time.Now(),
@@ -485,7 +525,14 @@ func (s *Seeder) saturated() bool {
 
 // Stats returns a snapshot of the transfer.
 func (s *Seeder) Stats() Stats {
-	st := Stats{Uploaded: s.uploaded.Load(), Resent: s.resent.Load()}
+	st := Stats{Uploaded: s.uploaded.Load(), ResentFor: Resends{
+		Rescue:    s.resent[resendRescue].Load(),
+		Stuck:     s.resent[resendStuck].Load(),
+		IdleOwner: s.resent[resendIdleOwner].Load(),
+		OwnerLeft: s.resent[resendOwnerLeft].Load(),
+		Other:     s.resent[resendOther].Load(),
+	}}
+	st.Resent, st.Withdrawn = st.ResentFor.Total(), s.withdrawn.Load()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ips := make(map[netip.Addr]struct{})

@@ -79,7 +79,7 @@ func readEvents(r io.Reader, keep io.Writer) (*timeline, error) {
 func (tl *timeline) fill(r *Result) {
 	rep := tl.report
 	r.JobID = rep.JobID
-	r.BastionEgress = rep.Egress
+	r.BastionEgress, r.Resent = rep.Egress, rep.Resent
 	nb := rep.NodeBinary
 	r.NodeFromBastion, r.NodeFromPeers, r.NodeFromCache, r.NodeUpload = nb.FromBastion, nb.FromPeers, nb.FromCache, nb.BastionBytes
 	bu := rep.Bastion

@@ -275,4 +275,20 @@ func (rs Results) Markdown(w *bytes.Buffer, setup Setup) {
 		"on the wire everything sent from the seeder's port (headers, protocol messages, ACKs, retransmissions); tracker likewise from the tracker's port; SSH out to the hosts' sshd, SSH in from them (the other direction of the link). " +
 		"Other: what else the bastion put on its link (ARP, and what the counters started too late to see). Link carried: the bytes its link's queue passed on; drops: the packets the queue refused. " +
 		"Retransmitted: the bastion's TCP segments sent again, of all it sent.\n")
+
+	if !slices.ContainsFunc(rs, func(r Result) bool { return r.Resent.Total() > 0 }) {
+		return
+	}
+	w.WriteString("\n### What the seeder sent again, by why\n\n")
+	w.WriteString("| mode | hosts | size MB | missing MB | seeder payload MB | sent again MB | rescue | stuck | idle owner | owner left | other |\n")
+	w.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, r := range rs {
+		x := r.Resent
+		fmt.Fprintf(w, "| %s | %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |\n",
+			r.Label(), r.Hosts, r.Size/MB, float64(r.Missing)/MB, float64(r.BastionEgress)/MB, float64(x.Total())/MB,
+			float64(x.Rescue)/MB, float64(x.Stuck)/MB, float64(x.IdleOwner)/MB, float64(x.OwnerLeft)/MB, float64(x.Other)/MB)
+	}
+	w.WriteString("\nMB of piece data the seeder had sent before (layercast's report, `bastion_resent`): rescue went to hosts that heard from no peer for a while; " +
+		"stuck were pieces whose one holder did not pass them on; idle owner, pieces taken from a connection that went quiet on them; " +
+		"owner left, pieces whose connection closed before it reported them; other, asked again by the connection they went to.\n")
 }

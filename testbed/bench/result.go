@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/layercast/layercast/orchestrator/seed"
 )
 
 // The modes a run compares; they are layercast's --mode values.
@@ -55,6 +57,10 @@ type Result struct {
 	// on and the packets it dropped. All IP bytes; zero in files from
 	// before their columns.
 	Flows flowCounts
+	// Resent is the part of BastionEgress the seeder had sent before, by
+	// why it went again (layercast's report); zero in files from before
+	// its columns.
+	Resent seed.Resends
 	// NodeFromBastion, NodeFromPeers and NodeFromCache count the hosts
 	// that got the node binary by the bastion's upload, from another
 	// host's node, or from their own node cache (layercast's report);
@@ -294,6 +300,7 @@ var csvHeader = []string{
 	"split", "job", "bastion_ssh_in_mb",
 	"bastion_tracker_mb", "bastion_seeder_wire_mb", "bastion_tcp_out_segs", "bastion_tcp_retrans_segs",
 	"bastion_link_sent_mb", "bastion_link_dropped_pkts",
+	"resent_rescue_mb", "resent_stuck_mb", "resent_idle_owner_mb", "resent_owner_left_mb", "resent_other_mb",
 }
 
 // jobAll is the job column of a whole run's row.
@@ -342,6 +349,7 @@ func (rs Results) WriteCSV(w io.Writer) error {
 			strconv.Itoa(max(r.Split, 1)), job, mbs(r.Flows.SSHIn),
 			mbs(r.Flows.Tracker), mbs(r.Flows.Seeder), strconv.FormatInt(r.Flows.OutSegs, 10), strconv.FormatInt(r.Flows.Retrans, 10),
 			mbs(r.Flows.LinkSent), strconv.FormatInt(r.Flows.Dropped, 10),
+			mbs(r.Resent.Rescue), mbs(r.Resent.Stuck), mbs(r.Resent.IdleOwner), mbs(r.Resent.OwnerLeft), mbs(r.Resent.Other),
 		}
 		if err := cw.Write(rec); err != nil {
 			return fmt.Errorf("write csv: %w", err)
@@ -411,6 +419,10 @@ func ReadCSV(r io.Reader) (Results, error) {
 			Tracker: mbs("bastion_tracker_mb"), Seeder: mbs("bastion_seeder_wire_mb"),
 			OutSegs: int64(num("bastion_tcp_out_segs")), Retrans: int64(num("bastion_tcp_retrans_segs")),
 			LinkSent: mbs("bastion_link_sent_mb"), Dropped: int64(num("bastion_link_dropped_pkts")),
+		}
+		res.Resent = seed.Resends{
+			Rescue: mbs("resent_rescue_mb"), Stuck: mbs("resent_stuck_mb"), IdleOwner: mbs("resent_idle_owner_mb"),
+			OwnerLeft: mbs("resent_owner_left_mb"), Other: mbs("resent_other_mb"),
 		}
 		res.Split = max(int(num("split")), 1)
 		if c := col["job"]; c < cols && rec[c] != jobAll && rec[c] != "" {

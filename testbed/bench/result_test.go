@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/layercast/layercast/orchestrator"
+	"github.com/layercast/layercast/orchestrator/seed"
 )
 
 func run(mode string, hosts int, sizeMB int64, secs float64) Result {
@@ -75,6 +76,7 @@ func TestCSV_RoundTripsEveryMeasuredField(t *testing.T) {
 			SSHOut: 1563 * MB / 10, SSHIn: 42 * MB / 10, Tracker: 243 * MB / 10, Seeder: 1312 * MB / 10,
 			OutSegs: 151234, Retrans: 9876, LinkSent: 2011 * MB / 10, Dropped: 4321,
 		},
+		Resent: seed.Resends{Rescue: 51 * MB / 10, Stuck: 2 * MB, IdleOwner: 93 * MB / 10, OwnerLeft: 7 * MB / 10, Other: MB / 10},
 	}}
 	var buf bytes.Buffer
 	if err := in.WriteCSV(&buf); err != nil {

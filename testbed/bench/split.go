@@ -58,6 +58,7 @@ func mergeTimelines(tls []*timeline) *timeline {
 		rep.Hosts = append(rep.Hosts, r.Hosts...)
 		rep.Duration = max(rep.Duration, r.Duration)
 		rep.Egress += r.Egress
+		rep.Resent = rep.Resent.Plus(r.Resent)
 		nb := &rep.NodeBinary
 		nb.FromBastion += r.NodeBinary.FromBastion
 		nb.FromPeers += r.NodeBinary.FromPeers
