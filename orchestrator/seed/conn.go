@@ -326,13 +326,6 @@ func (c *conn) writeLoop() error {
 	}
 }
 
-// again reports whether any byte of r was sent before.
-func (c *conn) again(r request) bool {
-	c.t.mu.Lock()
-	defer c.t.mu.Unlock()
-	return c.t.pol.sentBefore(r)
-}
-
 // stale reports whether served request r is no longer worth sending
 // (policy.stale); if so it is dropped from the policy's books.
 func (c *conn) stale(r request) bool {
@@ -363,15 +356,6 @@ func (c *conn) write(b []byte) error {
 func (c *conn) sendBlock(wait context.Context, r request) error {
 	stale := false
 	err := c.s.waitUnheld(wait)
-	if err == nil && c.again(r) {
-		// Bytes sent before take one sending slot at most: while pieces
-		// nobody has are asked for, they go first. Every byte of the
-		// image must leave the bastion once before the last host can
-		// finish, and a resend ahead of them delays that for everyone.
-		if err = c.s.resending.Acquire(wait, 1); err == nil {
-			defer c.s.resending.Release(1)
-		}
-	}
 	if err == nil {
 		if err = c.s.sending.Acquire(wait, 1); err == nil {
 			defer c.s.sending.Release(1)

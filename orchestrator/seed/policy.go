@@ -529,21 +529,6 @@ func (p *policy) starveLimit() time.Duration {
 	return min(max(p.cfg.starveAfter, 4*p.haveGap), 8*p.cfg.starveAfter)
 }
 
-// sentBefore reports whether any byte of r was sent before, to anyone.
-func (p *policy) sentBefore(r request) bool {
-	ps := &p.pieces[r.index]
-	if ps.sent == nil {
-		return false
-	}
-	end := int64(r.begin) + int64(r.length)
-	for u := int64(r.begin) / blockUnit; u*blockUnit < end; u++ {
-		if ps.sent[u/64]&(1<<(u%64)) != 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // sent records that a block went out to pr; it returns how many of its bytes
 // had been sent before (to anyone), and why they went again.
 func (p *policy) sent(pr *peer, r request, now time.Time) (resent int64, why resendCause) {

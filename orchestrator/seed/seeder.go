@@ -140,10 +140,7 @@ type Seeder struct {
 	limiter *rate.Limiter
 	pace    *semaphore.Weighted // one block at a time waits for limiter
 	sending *semaphore.Weighted // Config.MaxSending slots
-	// resending is the one sending slot blocks sent before may take
-	// (conn.sendBlock).
-	resending *semaphore.Weighted
-	peerID    [20]byte
+	peerID  [20]byte
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -225,18 +222,17 @@ func NewSeeder(ctx context.Context, cfg Config, layers []Layer) (*Seeder, error)
 		return nil, fmt.Errorf("seeder listen on %q: %w", cfg.ListenAddr, err)
 	}
 	s := &Seeder{
-		log:       logger,
-		cfg:       cfg,
-		allowed:   allowed,
-		ln:        ln.(*net.TCPListener),
-		limiter:   cfg.Limiter,
-		pace:      semaphore.NewWeighted(1),
-		sending:   semaphore.NewWeighted(int64(cfg.MaxSending)),
-		resending: semaphore.NewWeighted(1),
-		torrents:  make(map[metainfo.Hash]*torrent),
-		conns:     make(map[*conn]struct{}),
-		hosts:     make(map[netip.Addr]*hostRecord),
-		lastAt:    time.Now(),
+		log:      logger,
+		cfg:      cfg,
+		allowed:  allowed,
+		ln:       ln.(*net.TCPListener),
+		limiter:  cfg.Limiter,
+		pace:     semaphore.NewWeighted(1),
+		sending:  semaphore.NewWeighted(int64(cfg.MaxSending)),
+		torrents: make(map[metainfo.Hash]*torrent),
+		conns:    make(map[*conn]struct{}),
+		hosts:    make(map[netip.Addr]*hostRecord),
+		lastAt:   time.Now(),
 		// The first pause may take the whole budget.
 		pauseLeft:  MaxPauses,
 		refilledAt: time.Now(),
