@@ -244,7 +244,7 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 		TimedOut:  errors.Is(ctx.Err(), context.DeadlineExceeded),
 		Hosts:     book.results(),
 		Egress:    sent.Uploaded,
-		Resent:    sent.ResentFor,
+		Resent:    sent.Resent,
 		Missing:   book.missing(),
 		Bastion:   bastion,
 	}

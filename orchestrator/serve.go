@@ -12,6 +12,7 @@ import (
 
 	"github.com/anacrolix/torrent/metainfo"
 
+	"github.com/layercast/layercast/internal/textfmt"
 	"github.com/layercast/layercast/orchestrator/seed"
 	"github.com/layercast/layercast/tracker"
 )
@@ -143,11 +144,10 @@ func (s *serveStep) Cleanup(ctx context.Context, j *job) {
 	if s.seeder != nil {
 		st := s.seeder.Stats()
 		s.final = &st
-		if st.Resent > 0 {
-			r := st.ResentFor
-			j.log.Info("seeder sent some pieces again", "mb", mb(st.Resent), "rescue_mb", mb(r.Rescue), "stuck_mb", mb(r.Stuck),
-				"idle_owner_mb", mb(r.IdleOwner), "owner_left_mb", mb(r.OwnerLeft), "other_mb", mb(r.Other),
-				"withdrawn_mb", mb(st.Withdrawn))
+		if r := st.Resent; r.Total() > 0 {
+			b := textfmt.Bytes
+			j.log.Info("seeder sent some pieces again", "again", b(r.Total()), "rescue", b(r.Rescue), "stuck", b(r.Stuck),
+				"idle_owner", b(r.IdleOwner), "owner_left", b(r.OwnerLeft), "other", b(r.Other), "withdrawn", b(st.Withdrawn))
 		}
 		if err := s.seeder.Close(ctx); err != nil {
 			j.log.Warn("stop seeder", "err", err)
@@ -193,6 +193,3 @@ func torrentFor(cacheDir, path, digest string) ([]byte, metainfo.Hash, error) {
 	}
 	return b, ih, nil
 }
-
-// mb is n bytes in MB, rounded to a tenth, for logs.
-func mb(n int64) float64 { return float64(n/100_000) / 10 }

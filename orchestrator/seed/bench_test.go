@@ -76,7 +76,7 @@ func TestSeederChild(t *testing.T) {
 	if err := s.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("STATS %d %d %f\n", st.Uploaded, st.Resent, cpu)
+	fmt.Printf("STATS %d %d %f\n", st.Uploaded, st.Resent.Total(), cpu)
 }
 
 func processCPU() float64 {

@@ -177,8 +177,9 @@ type peer struct {
 // while the others take the link: at 2 Mbit/s, 40 hosts and 5 layers the
 // seeder rescued 911 connections in a 346 s job, most of them of hosts
 // busy downloading from their peers; with this rule, 177 (the image sent
-// again did not shrink with them: its other causes are not measured
-// apart; docs/BENCHMARKS.md section 2). A host whose peers all failed
+// again did not shrink with them: it was mostly served blocks that went
+// stale while they waited for a slot, see stale; docs/BENCHMARKS.md
+// section 2). A host whose peers all failed
 // hears from nobody on any layer, and is rescued as before.
 type hostRecord struct {
 	heard atomic.Int64 // Unix nanoseconds; 0: never
@@ -559,7 +560,7 @@ func (p *policy) sent(pr *peer, r request, now time.Time) (resent int64, why res
 	case resent == 0:
 	case pr.rescued:
 		why = resendRescue
-	case ps.delivered:
+	case ps.delivered: // not stale, so pr is the piece's stuck serve
 		why = resendStuck
 	case ps.owner == pr:
 		why = ps.lost

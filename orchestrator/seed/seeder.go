@@ -61,9 +61,9 @@ type Config struct {
 // Stats is the seeder's transfer so far.
 type Stats struct {
 	Uploaded int64 // bytes of piece data sent
-	Resent   int64 // bytes of piece data that had been sent before
-	// ResentFor splits Resent by why the bytes went again.
-	ResentFor Resends
+	// Resent is the piece data that had been sent before, by why it went
+	// again (Resent.Total for all of it).
+	Resent Resends
 	// Withdrawn is bytes of served blocks not sent after all: by their
 	// turn to be sent their peer could have them from another host.
 	Withdrawn int64
@@ -414,17 +414,25 @@ func (s *Seeder) serveConn(nc *net.TCPConn) error {
 // hostOf returns the record shared by the connections from addr's host;
 // s.mu held.
 func (s *Seeder) hostOf(addr net.Addr) *hostRecord {
-	ta, ok := addr.(*net.TCPAddr)
+	ip, ok := remoteIP(addr)
 	if !ok {
 		return nil
 	}
-	ip := ta.AddrPort().Addr().Unmap()
 	h := s.hosts[ip]
 	if h == nil {
 		h = &hostRecord{}
 		s.hosts[ip] = h
 	}
 	return h
+}
+
+// remoteIP is a TCP peer address's IP, IPv4 unmapped.
+func remoteIP(addr net.Addr) (netip.Addr, bool) {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	return ta.AddrPort().Addr().Unmap(), true
 }
 
 func (s *Seeder) register(c *conn) bool {
@@ -521,19 +529,20 @@ func (s *Seeder) saturated() bool {
 
 // Stats returns a snapshot of the transfer.
 func (s *Seeder) Stats() Stats {
-	st := Stats{Uploaded: s.uploaded.Load(), ResentFor: Resends{
+	st := Stats{Uploaded: s.uploaded.Load(), Withdrawn: s.withdrawn.Load(), Resent: Resends{
 		Rescue:    s.resent[resendRescue].Load(),
 		Stuck:     s.resent[resendStuck].Load(),
 		IdleOwner: s.resent[resendIdleOwner].Load(),
 		OwnerLeft: s.resent[resendOwnerLeft].Load(),
 		Other:     s.resent[resendOther].Load(),
 	}}
-	st.Resent, st.Withdrawn = st.ResentFor.Total(), s.withdrawn.Load()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ips := make(map[netip.Addr]struct{})
 	for c := range s.conns {
-		ips[c.nc.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()] = struct{}{}
+		if ip, ok := remoteIP(c.nc.RemoteAddr()); ok {
+			ips[ip] = struct{}{}
+		}
 	}
 	st.Peers = len(ips)
 	now := time.Now()

@@ -163,7 +163,7 @@ func TestSeeder_EachPieceLeavesAboutOnce(t *testing.T) {
 				}
 			}
 			st := j.seeder.Stats()
-			t.Logf("%d leechers × %d MiB in %v: egress %.2f × layer, resent %d MiB", n, swarmSize>>20, time.Since(start).Round(time.Millisecond), j.egress(), st.Resent>>20)
+			t.Logf("%d leechers × %d MiB in %v: egress %.2f × layer, resent %d MiB", n, swarmSize>>20, time.Since(start).Round(time.Millisecond), j.egress(), st.Resent.Total()>>20)
 			if e := j.egress(); e > 1.3 {
 				t.Errorf("seeder sent %.2f × the layer, want at most 1.3", e)
 			}
@@ -189,8 +189,8 @@ func TestSeeder_LoneLeecherGetsEverything(t *testing.T) {
 	wantUploaded(t, j.seeder, swarmSize)
 	st := j.seeder.Stats()
 	t.Logf("one leecher: %d MiB in %v, %.1f MiB/s (max rate %d MiB/s), egress %.2f", swarmSize>>20, d.Round(time.Millisecond), float64(swarmSize)/(1<<20)/d.Seconds(), 2*swarmRate>>20, j.egress())
-	if st.Uploaded != swarmSize || st.Resent != 0 {
-		t.Errorf("seeder sent %d bytes (%d again) for a %d-byte layer to its only leecher", st.Uploaded, st.Resent, swarmSize)
+	if st.Uploaded != swarmSize || st.Resent.Total() != 0 {
+		t.Errorf("seeder sent %d bytes (%d again) for a %d-byte layer to its only leecher", st.Uploaded, st.Resent.Total(), swarmSize)
 	}
 }
 
@@ -236,7 +236,7 @@ func TestSeeder_RescuesALeecherWhosePeersVanish(t *testing.T) {
 	}
 	after := victim.Stats()
 	t.Logf("peers vanished at %d MiB; the victim got %d MiB more from the seeder in %v; seeder egress %.2f, resent %d MiB",
-		layerDoneOf(before)>>20, (after.FromSeeder-before.FromSeeder)>>20, time.Since(vanished).Round(time.Millisecond), j.egress(), j.seeder.Stats().Resent>>20)
+		layerDoneOf(before)>>20, (after.FromSeeder-before.FromSeeder)>>20, time.Since(vanished).Round(time.Millisecond), j.egress(), j.seeder.Stats().Resent.Total()>>20)
 	if after.FromSeeder == before.FromSeeder {
 		t.Error("the victim finished without the seeder's help")
 	}
@@ -267,8 +267,8 @@ func TestSeeder_RescuesALeecherWhosePeersAreGone(t *testing.T) {
 	}
 	st := j.seeder.Stats()
 	t.Logf("the last host got %d MiB from the seeder in %v (after %d MiB to the first two)", (st.Uploaded-sentBefore)>>20, time.Since(start).Round(time.Millisecond), sentBefore>>20)
-	if st.Resent < swarmSize/2 {
-		t.Errorf("seeder sent %d bytes again, want the layer (it must have come from the seeder)", st.Resent)
+	if st.Resent.Total() < swarmSize/2 {
+		t.Errorf("seeder sent %d bytes again, want the layer (it must have come from the seeder)", st.Resent.Total())
 	}
 }
 
@@ -338,7 +338,7 @@ func TestSeeder_ServesAnImageOfSeveralLayers(t *testing.T) {
 	}
 	st := s.Stats()
 	e := float64(st.Uploaded) / float64(total)
-	t.Logf("5 leechers × %d layers (%d MiB): egress %.2f × image, resent %d MiB", len(layers), total>>20, e, st.Resent>>20)
+	t.Logf("5 leechers × %d layers (%d MiB): egress %.2f × image, resent %d MiB", len(layers), total>>20, e, st.Resent.Total()>>20)
 	if e > 1.3 {
 		t.Errorf("seeder sent %.2f × the image, want at most 1.3", e)
 	}
