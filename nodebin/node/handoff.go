@@ -99,8 +99,11 @@ func (s *staleTempsStep) Run(ctx context.Context) error {
 
 // markUsedStep marks the node cache's files this node runs from as used
 // (spec.MarkUsed): their modification time is what the cache's pruning
-// reads. A file it cannot mark is logged, not fatal: at worst a later job
-// prunes a binary and brings it again.
+// reads. The touch moves a file's status-change time, so a file whose
+// stamp (jobspec.CacheStampSuffix) matched it just before gets the stamp
+// renewed; one that did not match keeps the stale stamp, and the next job
+// hashes the file. A file it cannot mark is logged, not fatal: at worst a
+// later job hashes the binary again, or prunes it and brings it again.
 type markUsedStep struct{ j *job }
 
 func (s *markUsedStep) Title() string { return "mark the cached node binary used" }
@@ -108,8 +111,15 @@ func (s *markUsedStep) Title() string { return "mark the cached node binary used
 func (s *markUsedStep) Run(ctx context.Context) error {
 	now := time.Now()
 	for _, p := range s.j.spec.MarkUsed {
+		stamped := stampHolds(p)
 		if err := os.Chtimes(p, now, now); err != nil {
 			s.j.log.Warn("mark the cached node binary used", "file", p, "err", err)
+			continue
+		}
+		if stamped {
+			if err := renewStamp(p); err != nil {
+				s.j.log.Warn("mark the cached node binary used", "err", err)
+			}
 		}
 	}
 	return nil

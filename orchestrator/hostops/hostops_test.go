@@ -271,8 +271,36 @@ func TestClient_NodeCacheKeepsTheVerifiedBinary(t *testing.T) {
 	if err != nil || !again.Cached || again.Path != place.Path {
 		t.Fatalf("second place: %+v, %v; want the cached binary", again, err)
 	}
-	// A cached binary that changed is not trusted.
+	// The install stamped the binary with what stat says of it.
+	stamp, err := os.ReadFile(place.Path + jobspec.CacheStampSuffix)
+	if err != nil {
+		t.Fatalf("no stamp after the install: %v", err)
+	}
+	if out, err := exec.Command("stat", "-c", jobspec.CacheStampFormat, "--", place.Path).Output(); err != nil || string(out) != string(stamp) {
+		t.Fatalf("stamp %q, stat says %q (%v)", stamp, out, err)
+	}
+	// A cached binary that changed is not trusted, even at the same size
+	// and dated back: its status-change time moved, so it is hashed.
+	info, err := os.Stat(place.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := bytes.Clone(bin)
+	changed[len(changed)-2] = '3'
+	if err := os.WriteFile(place.Path, changed, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(place.Path, info.ModTime(), info.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := placeNode(); p.Cached {
+		t.Fatal("a binary changed in place, same size and date, counts as cached")
+	}
+	// Nor is one that changed without a stamp to compare.
 	if err := os.WriteFile(place.Path, []byte("tampered"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(place.Path + jobspec.CacheStampSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
 	if p, _ := placeNode(); p.Cached {
@@ -906,14 +934,11 @@ func countingTools(t *testing.T, tools ...string) (string, func() []string) {
 }
 
 // A job from a warm node cache costs the host one session for its work
-// dir and its node, and no program beyond the cache hit's mkdir and
-// openssl; a cold cache answers where the binary goes and ends. The node
-// gets its arguments (through sudo -n with become) and the session's stdin
-// and stdout, after the answer line.
+// dir and its node, and no program beyond the cache hit's mkdir and stat;
+// a cold cache answers where the binary goes and ends. The node gets its
+// arguments (through sudo -n with become) and the session's stdin and
+// stdout, after the answer line.
 func TestStartCached_WarmCacheStartsTheNodeInTheWorkDirsSession(t *testing.T) {
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("no openssl here: sha256sum stands in after it")
-	}
 	bin, started := countingTools(t, setupTools...)
 	// A sudo that only passes the node an environment variable.
 	sudo := "#!/bin/sh\n[ \"$1\" = -n ] && [ \"$2\" = -- ] || exit 9\nshift 2\nBECAME=root exec \"$@\"\n"
@@ -970,7 +995,7 @@ func TestStartCached_WarmCacheStartsTheNodeInTheWorkDirsSession(t *testing.T) {
 		if n := sessions.Load(); n != 1 {
 			t.Errorf("become %t: %d sessions, want 1", become, n)
 		}
-		if got, want := started(), []string{"mkdir", "openssl"}; !slices.Equal(got, want) {
+		if got, want := started(), []string{"mkdir", "stat"}; !slices.Equal(got, want) {
 			t.Errorf("become %t: a cache hit started %q, want %q (and the node)", become, got, want)
 		}
 	}
@@ -1013,8 +1038,10 @@ func TestProbe_StartsThreePrograms(t *testing.T) {
 	}
 }
 
-// A cache hit's work dir starts mkdir and openssl only; find runs when the
-// cache holds other files, to prune them.
+// A cache hit's work dir starts mkdir and stat only (the binary's stamp
+// matches); without a stamp it hashes the binary and writes one, so the
+// next job is back to two; find runs when the cache holds other files, to
+// prune them.
 func TestWorkDir_CacheHitStartsTwoPrograms(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("no openssl here: sha256sum stands in after it")
@@ -1039,8 +1066,21 @@ func TestWorkDir_CacheHitStartsTwoPrograms(t *testing.T) {
 	if err != nil || !wd.Node.Cached {
 		t.Fatalf("second job: %+v, %v; want a cache hit", wd, err)
 	}
-	if got, want := started(), []string{"mkdir", "openssl"}; !slices.Equal(got, want) {
+	if got, want := started(), []string{"mkdir", "stat"}; !slices.Equal(got, want) {
 		t.Errorf("a cache hit started %q, want %q", got, want)
+	}
+	// A cache from before stamps: the hash, then the stamp.
+	if err := os.Remove(wd.Node.Path + jobspec.CacheStampSuffix); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range [][]string{{"mkdir", "openssl", "stat", "mv"}, {"mkdir", "stat"}} {
+		wd, err = c.MakeWorkDir(ctx, base, fmt.Sprintf("job2-%d", i), cache, sha)
+		if err != nil || !wd.Node.Cached {
+			t.Fatalf("job %d after the stamp went: %+v, %v; want a cache hit", i, wd, err)
+		}
+		if got := started(); !slices.Equal(got, want) {
+			t.Errorf("job %d after the stamp went started %q, want %q", i, got, want)
+		}
 	}
 	// Another binary in the cache: find looks at it.
 	if err := os.WriteFile(filepath.Join(cache, NodeBinaryName+"-"+strings.Repeat("cd", 32)), nil, 0o700); err != nil {

@@ -182,44 +182,61 @@ func (a *procAccount) observeNamed(scan []procStat, kinds, names []string) {
 			gone[p.parent] = append(gone[p.parent], p)
 		}
 	}
+	// First the lines that ended with their parent: the final time of the
+	// highest of their ancestors that ended with them, recovered from its
+	// living parent's growth below, holds what they used after their last
+	// reading; only their readings are handed on, by that ancestor, which
+	// is known to have used them too. (Handed on by the parent when its own
+	// parent ended too, they pushed the parent below zero, floored, while
+	// the ancestor got them again.)
+	within := map[*procTrack]uint64{} // readings of descendants that ended with it
 	for pk, kids := range gone {
-		parent := a.procs[pk]
-		var lastSum uint64
-		for _, c := range kids {
-			lastSum += c.own + c.children
-		}
-		if !now[pk] {
-			// Parent and children ended together: the final time of the
-			// highest of their ancestors that ended with them, recovered
-			// from its living parent's growth below, holds what the
-			// children used after their last reading; only their readings
-			// are handed on, by that ancestor. (Handed on by the parent
-			// when its own parent ended too, they pushed the parent below
-			// zero, floored, while the ancestor got them again.)
-			if top := a.endedWith(parent, now); top != nil {
-				top.handedOn += lastSum
-			}
+		if now[pk] {
 			continue
 		}
+		if top := a.endedWith(a.procs[pk], now); top != nil {
+			for _, c := range kids {
+				top.handedOn += c.own + c.children
+				within[top] += c.own + c.children
+			}
+		}
+	}
+	// Then the living parents' growth, shared among their children gone by
+	// what each is known to have used: its reading and its descendants'.
+	// (Shared by the children's readings alone, a connection whose node
+	// was busy got the share of one whose node idled and went below zero,
+	// floored, while the other counted the busy node's time again.)
+	for pk, kids := range gone {
+		if !now[pk] {
+			continue
+		}
+		parent := a.procs[pk]
+		var known uint64
+		for _, c := range kids {
+			known += c.own + c.children + within[c]
+		}
 		d := grown[pk]
-		if d < lastSum {
+		if d < known {
 			// Not all of them were reaped by this parent (an orphan went to
 			// init): keep their readings, hand on what the parent got.
+			for _, c := range kids {
+				c.own += within[c]
+			}
 			parent.handedOn += d
 			continue
 		}
-		extra := d - lastSum
+		extra := d - known
 		for i, c := range kids {
 			var share uint64
 			switch {
 			case i == len(kids)-1:
 				share = extra // the rest, so that rounding loses nothing
-			case lastSum > 0:
-				share = (d - lastSum) * (c.own + c.children) / lastSum
+			case known > 0:
+				share = (d - known) * (c.own + c.children + within[c]) / known
 			default:
-				share = (d - lastSum) / uint64(len(kids))
+				share = (d - known) / uint64(len(kids))
 			}
-			c.own += share
+			c.own += within[c] + share
 			extra -= share
 		}
 		parent.handedOn += d

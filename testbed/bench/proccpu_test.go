@@ -279,3 +279,24 @@ func TestProcAccount_ATreeEndingTogetherCountsOnce(t *testing.T) {
 	// The node keeps its last reading; its 2 last ticks land on sshd.
 	wantNodeAndSSHD(t, a, 1.00, 0.12)
 }
+
+// Two connections' trees ending in the same interval, one node busy and
+// one nearly idle (the lab's teardown at 100 hosts): the listener's growth
+// is shared by what each tree is known to have used, so neither monitor
+// goes below zero and takes the other's node time as sshd's. Sharing by
+// the monitors' own readings alone put 393 CPU-s of nodes under sshd in a
+// 100-host run.
+func TestProcAccount_TreesEndingTogetherKeepTheirNodesTime(t *testing.T) {
+	a := newProcAccount(1000)
+	// listener 1 → monitor 2 → session 3 → node 4 (busy, 1,000 ticks)
+	//            → monitor 5 → session 6 → node 7 (idle, 10 ticks)
+	a.observe(scanOf([5]uint64{1, 0, 0, 0, 900},
+		[5]uint64{2, 1, 3, 0, 1001}, [5]uint64{3, 2, 5, 0, 1001}, [5]uint64{4, 3, 1000, 0, 1002},
+		[5]uint64{5, 1, 3, 0, 1001}, [5]uint64{6, 5, 5, 0, 1001}, [5]uint64{7, 6, 10, 0, 1002}),
+		[]string{KindSSHD, KindSSHD, KindSSHD, KindNode, KindSSHD, KindSSHD, KindNode})
+	// All six gone, each node 2 ticks more: the listener grew by
+	// (3+5+1002) + (3+5+12).
+	a.observe(scanOf([5]uint64{1, 0, 0, 1030, 900}), []string{KindSSHD})
+	// The nodes keep their readings; their 4 last ticks land on sshd.
+	wantNodeAndSSHD(t, a, 10.10, 0.20)
+}

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/orchestrator/hostops"
 	"github.com/layercast/layercast/orchestrator/nodeassets"
 )
@@ -34,7 +35,8 @@ const benchCacheHome = "/root/.cache"
 // bringing the node binary with sha256 $2 (hostops.Conn.MakeWorkDir, Upload): the
 // cache dir emptied and made again 0700, the binary at $3 with mode 0755,
 // its compressed twin (read from stdin) at $3.gz with mode 0644, every file
-// owned by the login user, the binary checked against its sha256.
+// owned by the login user, the binary checked against its sha256 and its
+// stamp written (jobspec.CacheStampFormat), as after a job's install.
 const seedScript = `
 set -eu
 cache=$1; sha=$2; dest=$3; tmp="$3.gz.partial-bench"
@@ -50,6 +52,7 @@ chmod 0755 -- "$tmp.bin"
 chmod 0644 -- "$tmp"
 mv -f -- "$tmp" "$dest.gz"
 mv -f -- "$tmp.bin" "$dest"
+stat -c '` + jobspec.CacheStampFormat + `' -- "$dest" > "$dest` + jobspec.CacheStampSuffix + `"
 `
 
 // nodeSeed is the node binary the bench places in hosts' node caches.

@@ -134,10 +134,11 @@ func TestBench_SeededSplitRunTakesTheNodeFromCacheInTwoJobs(t *testing.T) {
 					t.Errorf("%s lacks the image: %v", h, err)
 				}
 				// The seeded cache as a job leaves it: dir 0700, binary
-				// 0755, its compressed twin 0644, all the login user's.
+				// 0755, its compressed twin 0644, its stamp 0600, all the
+				// login user's.
 				st, err := lab.Exec(ctx, h, "sh", "-c", `d=/root/.cache/layercast; stat -c '%a %U' "$d" "$d"/layercast-node-* | sort | uniq -c`)
 				t.Logf("%s node cache: %s", h, st)
-				if want := "1 644 root 1 700 root 1 755 root"; err != nil || strings.Join(strings.Fields(string(st)), " ") != want {
+				if want := "1 600 root 1 644 root 1 700 root 1 755 root"; err != nil || strings.Join(strings.Fields(string(st)), " ") != want {
 					t.Errorf("%s node cache modes %q (%v), want %q", h, st, err, want)
 				}
 			}

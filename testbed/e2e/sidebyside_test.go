@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/layercast/layercast/nodebin/jobspec"
 	"github.com/layercast/layercast/orchestrator"
 	"github.com/layercast/layercast/testbed"
 )
@@ -100,6 +101,12 @@ func TestJob_NodeBinaryIsHandedOnAndKept(t *testing.T) {
 		out, err := lab.Exec(context.Background(), h, "sh", "-c", "find "+cached+" -mtime +0")
 		if err != nil || strings.TrimSpace(string(out)) != "" {
 			t.Errorf("%s: the second job did not mark its cached node binary used: %q %v", h, out, err)
+		}
+		// The touch moved the binary's status-change time; the node
+		// renewed its stamp, so the next job checks it with one stat.
+		script := `for s in ` + cached + jobspec.CacheStampSuffix + `; do [ "$(stat -c '` + jobspec.CacheStampFormat + `' -- "${s%` + jobspec.CacheStampSuffix + `}")" = "$(cat -- "$s")" ] && echo renewed; done`
+		if out, err := lab.Exec(context.Background(), h, "sh", "-c", script); err != nil || strings.TrimSpace(string(out)) != "renewed" {
+			t.Errorf("%s: the cached node binary's stamp after the second job: %q %v, want one stamp that matches", h, out, err)
 		}
 	}
 
