@@ -120,10 +120,17 @@ type procAccount struct {
 	first    bool   // no scan yet
 	procs    map[procKey]*procTrack
 	alive    map[procKey]bool // seen at the last scan
+	// unmatched is the children time each process gained at the last scan
+	// with no child gone to explain it: a scan reads /proc in pid order,
+	// and pids wrap (32,768 here, and the lab makes thousands of
+	// processes), so a child with a lower pid than its parent's can be
+	// read alive, then reaped, before its parent is read with its time.
+	// The child is found gone one scan later; that growth is its.
+	unmatched map[procKey]uint64
 }
 
 func newProcAccount(runStart uint64) *procAccount {
-	return &procAccount{runStart: runStart, first: true, procs: map[procKey]*procTrack{}, alive: map[procKey]bool{}}
+	return &procAccount{runStart: runStart, first: true, procs: map[procKey]*procTrack{}, alive: map[procKey]bool{}, unmatched: map[procKey]uint64{}}
 }
 
 // observe takes one scan: the stat of every lab process and its kind
@@ -215,7 +222,7 @@ func (a *procAccount) observeNamed(scan []procStat, kinds, names []string) {
 		for _, c := range kids {
 			known += c.own + c.children + within[c]
 		}
-		d := grown[pk]
+		d := grown[pk] + a.unmatched[pk]
 		if d < known {
 			// Not all of them were reaped by this parent (an orphan went to
 			// init): keep their readings, hand on what the parent got.
@@ -241,6 +248,13 @@ func (a *procAccount) observeNamed(scan []procStat, kinds, names []string) {
 		}
 		parent.handedOn += d
 	}
+	unmatched := make(map[procKey]uint64)
+	for k, d := range grown {
+		if len(gone[k]) == 0 {
+			unmatched[k] = d
+		}
+	}
+	a.unmatched = unmatched
 	a.alive = now
 	a.first = false
 }

@@ -300,3 +300,17 @@ func TestProcAccount_TreesEndingTogetherKeepTheirNodesTime(t *testing.T) {
 	// The nodes keep their readings; their 4 last ticks land on sshd.
 	wantNodeAndSSHD(t, a, 10.10, 0.20)
 }
+
+// A child whose pid is lower than its parent's (pids wrap) is read alive,
+// then reaped before the same scan reads its parent with the child's time;
+// the next scan finds it gone. Its time counts once, as its own.
+func TestProcAccount_AChildReapedWithinAScanCountsOnce(t *testing.T) {
+	a := newProcAccount(1000)
+	// session 500 → node 30 (the pid wrapped)
+	kinds := []string{KindNode, KindSSHD}
+	a.observe(scanOf([5]uint64{30, 500, 100, 0, 1002}, [5]uint64{500, 1, 5, 0, 1001}), kinds)
+	// The node read at 150, then reaped at 152, then its parent read.
+	a.observe(scanOf([5]uint64{30, 500, 150, 0, 1002}, [5]uint64{500, 1, 6, 152, 1001}), kinds)
+	a.observe(scanOf([5]uint64{500, 1, 7, 152, 1001}), kinds[1:])
+	wantNodeAndSSHD(t, a, 1.52, 0.07)
+}
