@@ -5,22 +5,21 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io/fs"
 	"os"
 	"syscall"
 
 	"github.com/layercast/layercast/nodebin/jobspec"
 )
 
-// cacheStamp is fi's node cache stamp: the fields and layout of
-// `stat -c jobspec.CacheStampFormat` (device, inode, size, status-change
-// time with nanoseconds).
-func cacheStamp(fi fs.FileInfo) (string, error) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return "", fmt.Errorf("stamp %s: no stat data", fi.Name())
+// statStamp stats p and returns what it says and p's node cache stamp: the
+// fields and layout of `stat -c jobspec.CacheStampFormat` (device, inode,
+// size, status-change time with nanoseconds).
+func statStamp(p string) (*syscall.Stat_t, string, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		return nil, "", fmt.Errorf("stat %s: %w", p, err)
 	}
-	return fmt.Sprintf("%d %d %d %d.%09d", st.Dev, st.Ino, st.Size, st.Ctim.Sec, st.Ctim.Nsec), nil
+	return &st, fmt.Sprintf("%d %d %d %d.%09d", st.Dev, st.Ino, st.Size, st.Ctim.Sec, st.Ctim.Nsec), nil
 }
 
 // stampHolds reports whether the cached file p has a stamp that still
@@ -30,11 +29,7 @@ func stampHolds(p string) bool {
 	if err != nil {
 		return false
 	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		return false
-	}
-	got, err := cacheStamp(fi)
+	_, got, err := statStamp(p)
 	return err == nil && string(bytes.TrimSuffix(want, []byte("\n"))) == got
 }
 
@@ -42,11 +37,7 @@ func stampHolds(p string) bool {
 // as root from a login user's cache), through a partial file the cache's
 // pruning removes if the node dies before the rename.
 func renewStamp(p string) error {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return fmt.Errorf("renew the stamp of %s: %w", p, err)
-	}
-	line, err := cacheStamp(fi)
+	st, line, err := statStamp(p)
 	if err != nil {
 		return fmt.Errorf("renew the stamp of %s: %w", p, err)
 	}
@@ -54,7 +45,7 @@ func renewStamp(p string) error {
 	_, _ = rand.Read(suffix)
 	tmp := p + jobspec.CacheStampSuffix + ".partial-" + hex.EncodeToString(suffix)
 	err = os.WriteFile(tmp, []byte(line+"\n"), 0o600)
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && err == nil && int(st.Uid) != os.Geteuid() {
+	if err == nil && int(st.Uid) != os.Geteuid() {
 		err = os.Chown(tmp, int(st.Uid), int(st.Gid))
 	}
 	if err == nil {
