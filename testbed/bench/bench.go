@@ -626,15 +626,17 @@ func (b *bencher) run(ctx context.Context, p point, ref string) ([]Result, error
 	res.BastionLink, res.RegistryLink = b1-b0, r1-r0
 	res.Flows = f1.sub(f0)
 	res.CPU, res.CPUPeak = avg, peak
+	res.Machine = MachineCPU{Busy: cpu.busy, IRQ: cpu.irq, Steal: cpu.steal}
 	layercast := res.ProcCPU.Layercast
 	res.ProcCPU = procCPUFrom(byKind)
 	res.ProcCPU.Layercast = layercast
 	res.NodeIdle, res.NodeIdleSecs = idleNodeCPU(nodeSamples, mergeTimelines(tls).doneTimes())
 	b.cfg.Log.Info("cpu by process", "run", runName(p.mode, p.hosts, p.size), "node", res.ProcCPU.Node, "docker", res.ProcCPU.Docker,
-		"layercast", res.ProcCPU.Layercast, "sshd", res.ProcCPU.SSHD, "other", res.ProcCPU.Other, "other_top", procs.others(6))
-	if over := res.ProcCPU.excessOver(cpu.busy); over > 0 {
+		"layercast", res.ProcCPU.Layercast, "sshd", res.ProcCPU.SSHD, "other", res.ProcCPU.Other, "kernel", res.ProcCPU.Kernel,
+		"machine", res.Machine.Busy, "irq", res.Machine.IRQ, "steal", res.Machine.Steal, "outside", res.Machine.Outside(res.ProcCPU), "other_top", procs.others(6))
+	if over := res.ProcCPU.excessOver(res.Machine); over > 0 {
 		b.cfg.Log.Warn("the CPU by process adds up to more than the machine used: some process was counted twice, so the per-kind figures are wrong",
-			"run", runName(p.mode, p.hosts, p.size), "by_process", res.ProcCPU.total(), "machine", cpu.busy, "over", over)
+			"run", runName(p.mode, p.hosts, p.size), "by_process", res.ProcCPU.total(), "machine", res.Machine.Busy, "steal", res.Machine.Steal, "over", over)
 	}
 	return append([]Result{res}, rows...), nil
 }

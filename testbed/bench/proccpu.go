@@ -22,10 +22,19 @@ const (
 	KindSSHD      = "sshd"      // sshd on the hosts
 	KindRegistry  = "registry"  // docker-registry
 	KindOther     = "other"     // anything else in the lab (shells, docker CLI, the bastion's daemon)
+	// KindKernel is the machine's kernel threads (kworker, ksoftirqd,
+	// kswapd, …): not the lab's alone, but the lab is what keeps them busy
+	// (writeback of the hosts' layer files and images, softirqs that found
+	// no process to run in).
+	KindKernel = "kernel"
 )
 
-// procKinds lists the kinds in the order tables show them.
-var procKinds = []string{KindNode, KindDocker, KindLayercast, KindSSHD, KindRegistry, KindOther}
+// roleKernel is the role of kernel threads, which run in no lab machine.
+const roleKernel = "kernel"
+
+// isKernelThread tells a kernel thread by its parent: kthreadd (pid 2)
+// starts them all.
+func isKernelThread(st procStat) bool { return st.pid == 2 || st.ppid == 2 }
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat times (100 on Linux
 // for every architecture the lab runs on).
@@ -339,6 +348,8 @@ func procName(pid int, comm string) string {
 // role of its machine.
 func classify(comm, role string) string {
 	switch {
+	case role == roleKernel:
+		return KindKernel
 	case role == "host" && strings.HasPrefix(comm, "layercast-node"):
 		// "layercast-node", or "layercast-node-" for a cached binary
 		// (layercast-node-<sha256>, cut to 15 bytes by the kernel)
@@ -356,8 +367,8 @@ func classify(comm, role string) string {
 }
 
 // procMeter scans /proc every interval during a run and accounts the CPU
-// of the lab's processes: those whose network namespace is a lab
-// machine's. Besides the totals by kind it keeps each host's node CPU over
+// of the lab's processes, those whose network namespace is a lab
+// machine's, and of the kernel's threads. Besides the totals by kind it keeps each host's node CPU over
 // time, to tell what nodes use once their host is done.
 type procMeter struct {
 	stop context.CancelFunc
@@ -499,9 +510,13 @@ func (m *procMeter) scan() error {
 		k := procKey{pid, st.start}
 		info, seen := m.known[k]
 		if !seen {
-			ino, ok := procNetns(pid)
-			info = procInfo{role: m.roles[ino], host: m.hosts[ino]}
-			info.lab = ok && info.role != ""
+			if isKernelThread(st) {
+				info = procInfo{lab: true, role: roleKernel}
+			} else {
+				ino, ok := procNetns(pid)
+				info = procInfo{role: m.roles[ino], host: m.hosts[ino]}
+				info.lab = ok && info.role != ""
+			}
 		}
 		if exec := info.lab && info.comm != st.comm; exec || !seen {
 			// First seen, or exec'd since: the shell sshd forks for a

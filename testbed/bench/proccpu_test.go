@@ -314,3 +314,47 @@ func TestProcAccount_AChildReapedWithinAScanCountsOnce(t *testing.T) {
 	a.observe(scanOf([5]uint64{500, 1, 7, 152, 1001}), kinds[1:])
 	wantNodeAndSSHD(t, a, 1.52, 0.07)
 }
+
+// Kernel threads (kthreadd, pid 2, and its children) count as the kernel
+// kind wherever their namespace is; this test's own process, outside every
+// lab machine, counts as nothing.
+func TestProcMeter_CountsTheKernelsThreads(t *testing.T) {
+	b, err := os.ReadFile("/proc/2/stat")
+	if err != nil {
+		t.Skip("no kthreadd in this pid namespace:", err)
+	}
+	if st, err := parseProcStat(string(b)); err != nil || !isKernelThread(st) {
+		t.Fatalf("pid 2 (%v, %v) is not taken for a kernel thread", st.comm, err)
+	}
+	m, err := startProcMeter(context.Background(), nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := m.finish(); err != nil {
+		t.Fatal(err)
+	}
+	kernel, self := 0, 0
+	for k, info := range m.known {
+		switch {
+		case k.pid == os.Getpid():
+			self++
+			if info.lab {
+				t.Errorf("this process counted as %s", info.kind)
+			}
+		case info.kind == KindKernel:
+			kernel++
+		}
+	}
+	if kernel < 2 || self != 1 {
+		t.Errorf("%d kernel threads and this process %d times, want kthreadd and its threads, and this process once", kernel, self)
+	}
+	tracked := 0
+	for _, p := range m.acct.procs {
+		if p.kind == KindKernel {
+			tracked++
+		}
+	}
+	if tracked != kernel {
+		t.Errorf("%d kernel threads accounted of %d seen", tracked, kernel)
+	}
+}

@@ -254,6 +254,8 @@ func (rs Results) Markdown(w *bytes.Buffer, setup Setup) {
 		"layercast RSS peak: the largest resident set of layercast's process on the bastion, sampled by itself every 250 ms during the job (its report's bastion object), " +
 		"and that ÷ hosts; the process's fixed part is in it, so the growth from one cluster size to the next is the cost of the hosts added.\n")
 
+	machineCPU(w, rs)
+
 	if !slices.ContainsFunc(rs, func(r Result) bool { return r.Flows.LinkSent > 0 || r.Flows.Seeder > 0 }) {
 		return // runs from before the per-flow counters
 	}
@@ -291,4 +293,31 @@ func (rs Results) Markdown(w *bytes.Buffer, setup Setup) {
 	w.WriteString("\nMB of piece data the seeder had sent before (layercast's report, `bastion_resent`): rescue went to hosts that heard from no peer for a while; " +
 		"stuck were pieces whose one holder did not pass them on; idle owner, pieces taken from a connection that went quiet on them; " +
 		"owner left, pieces whose connection closed before it reported them; other, asked again by the connection they went to.\n")
+}
+
+// machineCPU writes where the machine's CPU went in each run: the lab's
+// process kinds, the kernel's threads, the time the hypervisor stole, and
+// what is left (processes outside the lab and interrupts taken while a CPU
+// idled). Runs from before these columns have none and get no table.
+func machineCPU(w *bytes.Buffer, rs Results) {
+	if !slices.ContainsFunc(rs, func(r Result) bool { return r.Whole() && r.Machine.Busy > 0 }) {
+		return
+	}
+	w.WriteString("\n### Where the machine's CPU went\n\n")
+	w.WriteString("| mode | hosts | size MB | machine busy CPU-s | node | docker | layercast | sshd | registry | other | kernel threads | stolen | outside the lab | interrupts (inside the above) |\n")
+	w.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, r := range rs {
+		if !r.Whole() || r.Machine.Busy <= 0 {
+			continue
+		}
+		p := r.ProcCPU
+		fmt.Fprintf(w, "| %s | %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n",
+			r.Label(), r.Hosts, r.Size/MB, r.Machine.Busy, p.Node, p.Docker, p.Layercast, p.SSHD, p.Registry, p.Other, p.Kernel,
+			r.Machine.Steal, r.Machine.Outside(p), r.Machine.IRQ)
+	}
+	w.WriteString("\nCPU-seconds over the run, from /proc/stat (the machine) and /proc/PID/stat (the processes, as in the table above). " +
+		"Kernel threads: kworker (writeback of the hosts' files), ksoftirqd, kswapd and the like, the machine's, not only the lab's. " +
+		"Stolen: time the hypervisor gave the machine's CPUs to others; it counts as busy in the CPU average. " +
+		"Outside the lab: the rest, processes in no lab machine (the bench itself) and interrupts taken while a CPU idled; negative when some process was counted twice. " +
+		"Interrupts: hardware and soft interrupt time, mostly the network stack carrying the lab's links; with the tick-based accounting of the lab's kernel it is charged to the process it interrupted as well, so it is a part of the columns before, not beside them.\n")
 }

@@ -67,7 +67,8 @@ func TestCSV_RoundTripsEveryMeasuredField(t *testing.T) {
 		Setup: 2 * time.Second, Download: 25 * time.Second, Import: time.Second,
 		BastionEgress: 0, BastionLink: 170 * MB, RegistryLink: 2600 * MB, CPU: 0.9, CPUPeak: 1, Failed: 1, JobID: "j1",
 		SetupMax: 4500 * time.Millisecond, Missing: 130 * MB, Delivered: 2500 * MB,
-		ProcCPU:  ProcCPU{Node: 61.25, Docker: 50.5, Layercast: 11, SSHD: 5.01, Registry: 40, Other: 1.5},
+		ProcCPU:  ProcCPU{Node: 61.25, Docker: 50.5, Layercast: 11, SSHD: 5.01, Registry: 40, Other: 1.5, Kernel: 3.25},
+		Machine:  MachineCPU{Busy: 181.5, IRQ: 12.75, Steal: 9.5},
 		NodeIdle: 0.01234, NodeIdleSecs: 120.5,
 		NodeFromBastion: 3, NodeFromPeers: 16, NodeFromCache: 1, NodeUpload: 23 * MB,
 		BastionRSSPeak: 1845 * MB / 10, BastionHeapPeak: 96 * MB, BastionGoroutinesPeak: 2417, BastionFDsPeak: 431,
@@ -94,6 +95,25 @@ func TestCSV_RoundTripsEveryMeasuredField(t *testing.T) {
 	}
 	if _, err := ReadCSV(strings.NewReader("a,b\n1,2\n")); !errors.Is(err, ErrBadCSV) {
 		t.Errorf("foreign csv: %v, want ErrBadCSV", err)
+	}
+}
+
+// The machine's CPU table has a row per whole run with what is outside
+// the kinds, and none for runs from before the machine columns.
+func TestMarkdown_ShowsWhereTheMachinesCPUWent(t *testing.T) {
+	r := Result{Mode: ModeP2P, Hosts: 10, Size: 250 * MB, RateBits: 200e6,
+		ProcCPU: ProcCPU{Node: 25, Docker: 40, Layercast: 5, SSHD: 1, Other: 2, Kernel: 7},
+		Machine: MachineCPU{Busy: 100, IRQ: 12, Steal: 8}}
+	var md bytes.Buffer
+	Results{r}.Markdown(&md, Setup{Rate: "200 Mbit/s", Layers: 5})
+	if want := "| p2p | 10 | 250 | 100 | 25 | 40 | 5 | 1 | 0 | 2 | 7 | 8 | 12 | 12 |"; !strings.Contains(md.String(), want) {
+		t.Errorf("no row %q in:\n%s", want, md.String())
+	}
+	r.Machine = MachineCPU{}
+	md.Reset()
+	Results{r}.Markdown(&md, Setup{Rate: "200 Mbit/s", Layers: 5})
+	if strings.Contains(md.String(), "machine's CPU went") {
+		t.Error("a table of the machine's CPU for a run that did not measure it")
 	}
 }
 
@@ -142,14 +162,14 @@ func TestChart_IsValidSVGWithEverySeries(t *testing.T) {
 }
 
 func TestParseCPU_CountsIdleAndIOWaitAsNotBusy(t *testing.T) {
-	got, err := parseCPU("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4 5\n")
+	got, err := parseCPU("cpu  100 0 50 800 50 7 13 30 0 0\ncpu0 1 2 3 4 5\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.busy != 150 || got.total != 1000 {
-		t.Errorf("busy %d total %d, want 150 of 1000", got.busy, got.total)
+	if got.busy != 200 || got.total != 1050 || got.irq != 20 || got.steal != 30 {
+		t.Errorf("busy %d total %d irq %d steal %d, want 200 of 1050, irq 20, steal 30", got.busy, got.total, got.irq, got.steal)
 	}
-	if s := share(cpuTimes{100, 1000}, cpuTimes{400, 1400}); s != 0.75 {
+	if s := share(cpuTimes{busy: 100, total: 1000}, cpuTimes{busy: 400, total: 1400}); s != 0.75 {
 		t.Errorf("share %v, want 0.75", s)
 	}
 }
@@ -385,11 +405,33 @@ func TestMarkdown_ShowsLayercastsRSSPeakPerHost(t *testing.T) {
 // same day: 353 CPU-s by process, about 385 used at 70 % of 2 cores).
 func TestProcCPU_ExcessOverTheMachineFlagsADoubleCount(t *testing.T) {
 	counted := ProcCPU{Node: 889.46, Docker: 735.83, Layercast: 61.95, SSHD: 705.17, Other: 17.21}
-	if over := counted.excessOver(1857); over < 400 {
+	if over := counted.excessOver(MachineCPU{Busy: 1857}); over < 400 {
 		t.Errorf("excess %.1f CPU-s, want over 400", over)
 	}
 	fits := ProcCPU{Node: 157.76, Docker: 155.67, Layercast: 19.99, SSHD: 8.5, Other: 11.21}
-	if over := fits.excessOver(385); over != 0 {
+	if over := fits.excessOver(MachineCPU{Busy: 385}); over != 0 {
 		t.Errorf("excess %.1f CPU-s for kinds that fit, want 0", over)
+	}
+}
+
+// The second 100-host run of 2026-12-03 still counted nodes' time under
+// sshd (pids wrapping within a scan) and read 1,857 CPU-s by kind against
+// 1,822 for the machine, inside the old 5 % margin. Counted with the
+// kernel's threads and less the time stolen from the machine, as the
+// lab's VM loses 5–10 % (these two figures are of that size, not that
+// run's), the same count no longer fits.
+func TestProcCPU_ExcessCountsStealAndKernelThreads(t *testing.T) {
+	counted := ProcCPU{Node: 809.07, Docker: 675.38, Layercast: 59.5, SSHD: 313.46, Other: 2.28, Kernel: 30}
+	m := MachineCPU{Busy: 1822, Steal: 110}
+	if over := counted.excessOver(m); over < 100 {
+		t.Errorf("excess %.1f CPU-s, want over 100", over)
+	}
+	if out := m.Outside(counted); out > -100 {
+		t.Errorf("outside the kinds %.1f CPU-s, want below -100 (counted twice)", out)
+	}
+	honest := counted
+	honest.SSHD = 17.3 // the sshd processes' own time, sampled beside that run
+	if over := honest.excessOver(m); over != 0 {
+		t.Errorf("excess %.1f CPU-s once sshd holds its own time, want 0", over)
 	}
 }

@@ -10,11 +10,19 @@ import (
 	"time"
 )
 
-// cpuTimes is the first line of /proc/stat: jiffies spent busy and in total.
-type cpuTimes struct{ busy, total uint64 }
+// cpuTimes is the first line of /proc/stat, in clock ticks: busy and in
+// total, and two parts of busy. steal is time the hypervisor gave the
+// machine's CPUs to someone else: busy for the lab, charged to none of its
+// processes. irq is interrupt and softirq time, mostly the network stack
+// carrying the lab's links (veth, bridge, tc): with tick-based accounting,
+// as on the lab's kernel (no CONFIG_IRQ_TIME_ACCOUNTING), a tick taken in
+// an interrupt counts here and also in the time of the process it
+// interrupted, so irq is inside the processes' time, not beside it.
+type cpuTimes struct{ busy, total, irq, steal uint64 }
 
 // parseCPU reads the aggregate "cpu" line of a /proc/stat text. Idle and
-// iowait count as not busy.
+// iowait count as not busy; steal counts as busy (the lab could not use
+// it).
 func parseCPU(stat string) (cpuTimes, error) {
 	sc := bufio.NewScanner(strings.NewReader(stat))
 	for sc.Scan() {
@@ -36,6 +44,12 @@ func parseCPU(stat string) (cpuTimes, error) {
 			t.total += v
 			if i != 3 && i != 4 {
 				t.busy += v
+			}
+			switch i {
+			case 5, 6:
+				t.irq += v
+			case 7:
+				t.steal += v
 			}
 		}
 		return t, nil
@@ -62,7 +76,9 @@ func share(a, b cpuTimes) float64 {
 // cpuMeter samples the machine's CPU once a second while a run goes on.
 type cpuMeter struct {
 	start cpuTimes
-	busy  float64 // CPU-seconds the machine used from start to finish
+	// CPU-seconds from start to finish: the machine's busy time, and the
+	// parts of it that were interrupts and stolen (see cpuTimes).
+	busy, irq, steal float64
 	peak  chan float64
 	stop  context.CancelFunc
 }
@@ -103,9 +119,13 @@ func (m *cpuMeter) finish() (avg, peak float64, err error) {
 	if err != nil {
 		return 0, peak, err
 	}
-	if end.busy > m.start.busy {
-		m.busy = float64(end.busy-m.start.busy) / clockTicks
+	secs := func(a, b uint64) float64 {
+		if b <= a {
+			return 0
+		}
+		return float64(b-a) / clockTicks
 	}
+	m.busy, m.irq, m.steal = secs(m.start.busy, end.busy), secs(m.start.irq, end.irq), secs(m.start.steal, end.steal)
 	return share(m.start, end), peak, nil
 }
 

@@ -66,6 +66,11 @@ func TestBench_SmokeRunFinishesEveryRunAndWritesEveryOutput(t *testing.T) {
 		if r.ProcCPU.Layercast <= 0 || r.ProcCPU.Docker <= 0 || r.ProcCPU.SSHD <= 0 {
 			t.Errorf("%s %d hosts: CPU by kind %+v", r.Mode, r.Hosts, r.ProcCPU)
 		}
+		// The machine's busy time holds every kind once, the kernel's
+		// threads too, and what was stolen from it.
+		if r.Machine.Busy <= 0 || r.ProcCPU.Kernel <= 0 || r.ProcCPU.excessOver(r.Machine) > 0 {
+			t.Errorf("%s %d hosts: machine %+v, by kind %+v (%.1f CPU-s by kind)", r.Mode, r.Hosts, r.Machine, r.ProcCPU, r.ProcCPU.total())
+		}
 		if r.Mode == ModeP2P && r.ProcCPU.Node <= 0 {
 			t.Errorf("P2P run at %d hosts: no node CPU", r.Hosts)
 		}
