@@ -88,8 +88,8 @@ type Result struct {
 	// the hypervisor (see cpuTimes): together with ProcCPU they tell where
 	// the machine's time went.
 	Machine MachineCPU
-	Failed       int    // hosts that did not end done
-	JobID        string // layercast's job id; a split run's whole row joins its jobs' with "+"
+	Failed  int    // hosts that did not end done
+	JobID   string // layercast's job id; a split run's whole row joins its jobs' with "+"
 	// Split is how many layercast jobs the run was split into, run at once
 	// over disjoint equal groups of its hosts (Config.Split); 0 or 1: one
 	// job. Job is 0 on the row of the whole run and K (from 1) on the row
@@ -430,7 +430,7 @@ func ReadCSV(r io.Reader) (Results, error) {
 				SSHD: num("cpu_sshd_s"), Registry: num("cpu_registry_s"), Other: num("cpu_other_s"),
 				Kernel: num("cpu_kernel_s"),
 			},
-			Machine: MachineCPU{Busy: num("cpu_machine_s"), IRQ: num("cpu_irq_s"), Steal: num("cpu_steal_s")},
+			Machine:  MachineCPU{Busy: num("cpu_machine_s"), IRQ: num("cpu_irq_s"), Steal: num("cpu_steal_s")},
 			NodeIdle: num("node_idle_cpu_ms_per_s") / 1000, NodeIdleSecs: num("node_idle_s"),
 			NodeFromBastion: int(num("node_from_bastion")), NodeFromPeers: int(num("node_from_peers")),
 			NodeFromCache: int(num("node_from_cache")), NodeUpload: mbs("node_upload_mb"),

@@ -79,8 +79,8 @@ type cpuMeter struct {
 	// CPU-seconds from start to finish: the machine's busy time, and the
 	// parts of it that were interrupts and stolen (see cpuTimes).
 	busy, irq, steal float64
-	peak  chan float64
-	stop  context.CancelFunc
+	peak             chan float64
+	stop             context.CancelFunc
 }
 
 func startCPU(ctx context.Context) (*cpuMeter, error) {
