@@ -105,6 +105,7 @@ once its host is done.
 	f.BoolVar(&cfg.WarmNodeCache, "warm-node-cache", false, "keep the hosts' node caches between runs (a fleet's second job); by default every run starts cold")
 	f.BoolVar(&cfg.SeedNodeCache, "seed-node-cache", false, "before every run, place the node binary in every host's node cache as a previous job leaves it, and check that every host takes it from there (a fleet's second job, without running the first); excludes --warm-node-cache")
 	f.IntVar(&cfg.Split, "split", 1, "run every run of more than one host as this many layercast jobs at once from the bastion, over equal groups of its hosts in order; one CSV row per job and one for the whole run")
+	f.BoolVar(&cfg.Perf, "perf", false, "sample the whole machine with perf during every run and write, per process kind, how its CPU divides between its own code, the kernel on its behalf and the interrupts it happened to run (perf/RUN.md; needs perf)")
 	f.DurationVar(&budget, "budget", 0, "start no new run after this long (0: no limit); what finished is written")
 	f.StringVar(&from, "from", "", "only redraw tables and figures from this results.csv")
 	return cmd

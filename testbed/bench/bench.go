@@ -79,6 +79,11 @@ type Config struct {
 	// matrix over inventory groups). Every cluster size must be a
 	// multiple of it. Default 1; the single-host runs are never split.
 	Split int
+	// Perf samples the whole machine with `perf record` during every run
+	// and writes, per process kind, how its CPU divides between its own
+	// code, the kernel on its behalf and the interrupts it happened to run
+	// (perf/RUN.md under Out). Needs perf.
+	Perf bool
 	// RunTimeout bounds one run. Default: 3× the registry's ideal time of
 	// the largest point plus 5 minutes.
 	RunTimeout time.Duration
@@ -131,6 +136,11 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Split <= 0 {
 		c.Split = 1
+	}
+	if c.Perf {
+		if _, err := exec.LookPath("perf"); err != nil {
+			return c, fmt.Errorf("%w: --perf needs perf on PATH (Debian: apt-get install linux-perf): %w", ErrInvalidConfig, err)
+		}
 	}
 	for _, n := range c.Hosts {
 		if n > 1 && n%c.Split != 0 {
@@ -546,6 +556,18 @@ func (b *bencher) run(ctx context.Context, p point, ref string) ([]Result, error
 		_, _, _ = cpu.finish()
 		return nil, err
 	}
+	var rec *perfRecorder
+	if b.cfg.Perf {
+		dir := filepath.Join(b.cfg.Out, "perf")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("perf: %w", err)
+		}
+		if rec, err = startPerf(ctx, filepath.Join(dir, runName(p.mode, p.hosts, p.size)+".data")); err != nil {
+			_, _, _ = cpu.finish()
+			_, _, _ = procs.finish()
+			return nil, err
+		}
+	}
 	// Every job starts before any is read: the jobs run at once.
 	var started []*job
 	for _, j := range jobs {
@@ -590,6 +612,10 @@ func (b *bencher) run(ctx context.Context, p point, ref string) ([]Result, error
 	}
 	avg, peak, cerr := cpu.finish()
 	byKind, nodeSamples, perr := procs.finish()
+	if rec != nil {
+		// After the meters: reading the samples takes CPU of its own.
+		b.writePerf(ctx, rec, runName(p.mode, p.hosts, p.size))
+	}
 	b1, berr := bLink.read()
 	r1, gerr := rLink.read()
 	f1, ferr := flows.read(ctx)
@@ -639,6 +665,23 @@ func (b *bencher) run(ctx context.Context, p point, ref string) ([]Result, error
 			"run", runName(p.mode, p.hosts, p.size), "by_process", res.ProcCPU.total(), "machine", res.Machine.Busy, "steal", res.Machine.Steal, "over", over)
 	}
 	return append([]Result{res}, rows...), nil
+}
+
+// writePerf ends a run's perf recording and writes its split beside the
+// run's other outputs; a failure is logged, the run's figures stand.
+func (b *bencher) writePerf(ctx context.Context, rec *perfRecorder, run string) {
+	split, err := rec.finish(ctx)
+	if err != nil {
+		b.cfg.Log.Warn("perf split", "run", run, "err", err)
+		return
+	}
+	var md bytes.Buffer
+	fmt.Fprintf(&md, "# Where each kind's CPU went, %s\n\n", run)
+	split.table(&md)
+	if err := os.WriteFile(filepath.Join(b.cfg.Out, "perf", run+".md"), md.Bytes(), 0o644); err != nil {
+		b.cfg.Log.Warn("perf split", "run", run, "err", err)
+	}
+	b.cfg.Log.Info("perf split", "run", run, "table", md.String())
 }
 
 func tail(s string) string {

@@ -1,0 +1,71 @@
+package bench
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// Four samples as `perf script -F comm,tid,ip,sym` prints them: a node in
+// its own code, a node in a system call, a node running the network
+// stack's soft interrupt under a send, and a CPU idling through an
+// interrupt. A kernel thread and a command name with a space go by their
+// names.
+const perfScriptSample = `layercast-node- 10391 
+	          16a06b [unknown]
+	          167685 [unknown]
+
+layercast-node- 10391 
+	ffffffff8144ebc8 futex_wake
+	ffffffff8224d141 do_syscall_64
+	ffffffff81000130 entry_SYSCALL_64_after_hwframe
+	           8ee43 [unknown]
+
+layercast-node- 10392 
+	ffffffff81c1a2b3 htb_dequeue
+	ffffffff81b0c4d5 net_tx_action
+	ffffffff8225e6f7 handle_softirqs
+	ffffffff81b0a1b2 __dev_queue_xmit
+	ffffffff81c0b2a3 tcp_sendmsg
+	ffffffff8224d141 do_syscall_64
+	           8ee43 [unknown]
+
+swapper     0 
+	ffffffff81b1c2d3 net_rx_action
+	ffffffff8225e6f7 handle_softirqs
+	ffffffff8224e8f9 default_idle
+
+kworker/u8:4-fl   77 
+	ffffffff81401234 writeback_sb_inodes
+
+Web Content  4242 
+	          401000 [unknown]
+`
+
+func TestParsePerfScript_SplitsEachKindsSamples(t *testing.T) {
+	s, err := parsePerfScript(strings.NewReader(perfScriptSample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := perfSplit{
+		KindNode:   {inUser: 1, inKernel: 1, inSoftirq: 1},
+		"idle":     {inSoftirq: 1},
+		KindKernel: {inKernel: 1},
+		KindOther:  {inUser: 1},
+	}
+	if len(s) != len(want) {
+		t.Errorf("kinds %v, want %v", s, want)
+	}
+	for k, by := range want {
+		for state, n := range by {
+			if s[k][state] != n {
+				t.Errorf("%s %s: %d samples, want %d (all: %v)", k, state, s[k][state], n, s)
+			}
+		}
+	}
+	var md bytes.Buffer
+	s.table(&md)
+	if !strings.Contains(md.String(), "| node | 50.0 % | 33.3 % | 33.3 % | 33.3 % |") {
+		t.Errorf("table lacks the node's row:\n%s", md.String())
+	}
+}
