@@ -104,6 +104,9 @@ type procTrack struct {
 	// handedOn is the part of the children time that tracked children
 	// brought in when they were reaped: it is counted as theirs.
 	handedOn uint64
+	// owed is, once the process is gone, what of its time its parent's
+	// children time has not shown yet.
+	owed uint64
 }
 
 func (p *procTrack) used() float64 {
@@ -136,6 +139,9 @@ type procAccount struct {
 	// read alive, then reaped, before its parent is read with its time.
 	// The child is found gone one scan later; that growth is its.
 	unmatched map[procKey]uint64
+	// pending are children gone at the last scan that their living
+	// parent's children time has not paid for yet, by parent.
+	pending map[procKey][]*procTrack
 }
 
 func newProcAccount(runStart uint64) *procAccount {
@@ -217,52 +223,94 @@ func (a *procAccount) observeNamed(scan []procStat, kinds, names []string) {
 			}
 		}
 	}
-	// Then the living parents' growth, shared among their children gone by
-	// what each is known to have used: its reading and its descendants'.
-	// (Shared by the children's readings alone, a connection whose node
-	// was busy got the share of one whose node idled and went below zero,
-	// floored, while the other counted the busy node's time again.)
+	// Then the living parents' growth. A child gone is owed what it is
+	// known to have used (its reading and its descendants'), which its
+	// parent's children time gains when the parent reaps it; more than
+	// that is what the children used after their last readings, shared by
+	// what each is known to have used. (Shared by the children's readings
+	// alone, a connection whose node was busy got the share of one whose
+	// node idled and went below zero, floored, while the other counted the
+	// busy node's time again.) The gain can come a scan late: a scan reads
+	// /proc in pid order, so a parent read before it reaped a child whose
+	// pid comes later shows the gain only at the next scan, while the
+	// child is already gone. Such a child is owed for one more scan; what
+	// is never paid (an orphan that init reaped) stays its reading.
+	pending := map[procKey][]*procTrack{}
+	paid := map[procKey]bool{}
 	for pk, kids := range gone {
-		if !now[pk] {
-			continue
+		for _, c := range kids {
+			c.own += within[c]
+			c.owed = c.own + c.children
 		}
+		if now[pk] {
+			paid[pk] = true
+		}
+	}
+	for pk := range a.pending {
+		if now[pk] {
+			paid[pk] = true
+		}
+	}
+	for pk := range paid {
 		parent := a.procs[pk]
+		kids := append(slices.Clone(a.pending[pk]), gone[pk]...)
 		var known uint64
 		for _, c := range kids {
-			known += c.own + c.children + within[c]
+			known += c.owed
 		}
 		d := grown[pk] + a.unmatched[pk]
+		parent.handedOn += d
 		if d < known {
-			// Not all of them were reaped by this parent (an orphan went to
-			// init): keep their readings, hand on what the parent got.
+			// Paid in the order they went; the unpaid of this scan wait
+			// one more.
+			rest := d
 			for _, c := range kids {
-				c.own += within[c]
+				pay := min(rest, c.owed)
+				c.owed -= pay
+				rest -= pay
 			}
-			parent.handedOn += d
+			for _, c := range gone[pk] {
+				if c.owed > 0 {
+					pending[pk] = append(pending[pk], c)
+				}
+			}
 			continue
 		}
+		// The time after the last readings goes to the children gone in
+		// this scan, or, with none, to those a scan late.
+		to := gone[pk]
+		if len(to) == 0 {
+			to = a.pending[pk]
+		}
+		var weight uint64
+		for _, c := range to {
+			weight += c.own + c.children
+		}
 		extra := d - known
-		for i, c := range kids {
+		for i, c := range to {
 			var share uint64
 			switch {
-			case i == len(kids)-1:
+			case i == len(to)-1:
 				share = extra // the rest, so that rounding loses nothing
-			case known > 0:
-				share = (d - known) * (c.own + c.children + within[c]) / known
+			case weight > 0:
+				share = (d - known) * (c.own + c.children) / weight
 			default:
-				share = (d - known) / uint64(len(kids))
+				share = (d - known) / uint64(len(to))
 			}
-			c.own += within[c] + share
+			c.own += share
 			extra -= share
 		}
-		parent.handedOn += d
+		for _, c := range kids {
+			c.owed = 0
+		}
 	}
 	unmatched := make(map[procKey]uint64)
 	for k, d := range grown {
-		if len(gone[k]) == 0 {
+		if !paid[k] {
 			unmatched[k] = d
 		}
 	}
+	a.pending = pending
 	a.unmatched = unmatched
 	a.alive = now
 	a.first = false

@@ -358,3 +358,39 @@ func TestProcMeter_CountsTheKernelsThreads(t *testing.T) {
 		t.Errorf("%d kernel threads accounted of %d seen", tracked, kernel)
 	}
 }
+
+// The other order within a scan: the parent is read first (lower pid),
+// then the child is reaped, then the scan reaches the child's pid and
+// finds it gone while its parent's children time has not grown yet; the
+// growth shows at the next scan. The child's time counts once, as its own,
+// with what it used after its last reading. (This put about 190 CPU-s of
+// nodes under sshd in a 100-host run after the fix above.)
+func TestProcAccount_AChildReapedAfterItsParentWasReadCountsOnce(t *testing.T) {
+	a := newProcAccount(1000)
+	// session 500 → node 600
+	kinds := []string{KindSSHD, KindNode}
+	a.observe(scanOf([5]uint64{500, 1, 5, 0, 1001}, [5]uint64{600, 500, 100, 0, 1002}), kinds)
+	// The session read with nothing reaped yet; the node, at 152, reaped
+	// before the scan reached it.
+	a.observe(scanOf([5]uint64{500, 1, 5, 0, 1001}), kinds[:1])
+	a.observe(scanOf([5]uint64{500, 1, 6, 152, 1001}), kinds[:1])
+	a.observe(scanOf([5]uint64{500, 1, 7, 152, 1001}), kinds[:1])
+	wantNodeAndSSHD(t, a, 1.52, 0.07)
+}
+
+// A child gone that its parent never reaps (it was reparented to init)
+// keeps its reading, and a later child the parent does reap still gets
+// its own time, not the first one's.
+func TestProcAccount_AnOrphanKeepsItsReadingAndALaterChildItsTime(t *testing.T) {
+	a := newProcAccount(1000)
+	// session 500 → orphan 600, and later node 700
+	a.observe(scanOf([5]uint64{500, 1, 5, 0, 1001}, [5]uint64{600, 500, 40, 0, 1002}), []string{KindSSHD, KindNode})
+	a.observe(scanOf([5]uint64{500, 1, 5, 0, 1001}, [5]uint64{700, 500, 10, 0, 1003}), []string{KindSSHD, KindNode})
+	a.observe(scanOf([5]uint64{500, 1, 5, 0, 1001}, [5]uint64{700, 500, 90, 0, 1003}), []string{KindSSHD, KindNode})
+	// The node, at 95, reaped between two scans.
+	a.observe(scanOf([5]uint64{500, 1, 5, 95, 1001}), []string{KindSSHD})
+	a.observe(scanOf([5]uint64{500, 1, 5, 95, 1001}), []string{KindSSHD})
+	a.observe(scanOf([5]uint64{500, 1, 5, 95, 1001}), []string{KindSSHD})
+	// orphan 0.40 + node 0.95; the session's 0.05 its own.
+	wantNodeAndSSHD(t, a, 1.35, 0.05)
+}
