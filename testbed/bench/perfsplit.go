@@ -39,6 +39,11 @@ func perfKind(comm string) string {
 		return KindNode
 	case comm == "dockerd" || comm == "docker-untar" || strings.HasPrefix(comm, "containerd") || comm == "runc":
 		return KindDocker
+	case comm == "exe":
+		// dockerd re-executes itself (/proc/self/exe) to unpack layers
+		// (docker-untar, docker-applyLayer); perf shows the kernel's
+		// command name, which is the executable's.
+		return KindDocker
 	case comm == "layercast":
 		return KindLayercast
 	case comm == "sshd":
