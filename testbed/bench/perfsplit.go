@@ -34,23 +34,13 @@ const (
 // network namespaces, so it goes by the name alone: the bastion's dockerd
 // counts as docker, and the bench itself as other.
 func perfKind(comm string) string {
-	switch {
-	case strings.HasPrefix(comm, "layercast-node"):
-		return KindNode
-	case comm == "dockerd" || comm == "docker-untar" || strings.HasPrefix(comm, "containerd") || comm == "runc":
-		return KindDocker
-	case comm == "exe":
+	switch comm {
+	case "exe":
 		// dockerd re-executes itself (/proc/self/exe) to unpack layers
 		// (docker-untar, docker-applyLayer); perf shows the kernel's
 		// command name, which is the executable's.
 		return KindDocker
-	case comm == "layercast":
-		return KindLayercast
-	case comm == "sshd":
-		return KindSSHD
-	case comm == "docker-registry" || comm == "registry":
-		return KindRegistry
-	case comm == "swapper":
+	case "swapper":
 		return "idle" // interrupts taken while a CPU idled
 	}
 	for _, k := range []string{"kworker", "ksoftirqd", "kswapd", "kcompactd", "kdamond", "khugepaged", "jbd2", "rcu_", "migration"} {
@@ -58,7 +48,7 @@ func perfKind(comm string) string {
 			return KindKernel
 		}
 	}
-	return KindOther
+	return kindOfName(comm)
 }
 
 // perfSplit counts samples by kind and by what they were doing.
@@ -169,8 +159,9 @@ func (s perfSplit) table(w io.Writer) {
 
 // perfRecorder samples the whole machine during one run.
 type perfRecorder struct {
-	cmd  *exec.Cmd
-	data string
+	cmd    *exec.Cmd
+	data   string
+	stderr *bytes.Buffer // perf record's complaints, for errors
 }
 
 // startPerf starts `perf record` over every CPU, with call chains, into
@@ -179,12 +170,12 @@ func startPerf(ctx context.Context, data string) (*perfRecorder, error) {
 	cmd := exec.CommandContext(ctx, "perf", "record", "-a", "-g", "-F", "99", "-q", "-o", data)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGINT) }
 	cmd.WaitDelay = 30 * time.Second
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := new(bytes.Buffer)
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start perf record (--perf needs perf: apt-get install linux-perf): %w", err)
 	}
-	return &perfRecorder{cmd: cmd, data: data}, nil
+	return &perfRecorder{cmd: cmd, data: data, stderr: stderr}, nil
 }
 
 // finish stops the recording, splits its samples and removes the data
@@ -194,7 +185,7 @@ func (p *perfRecorder) finish(ctx context.Context) (perfSplit, error) {
 	if err := p.cmd.Wait(); err != nil {
 		var exit *exec.ExitError
 		if !errors.As(err, &exit) { // perf exits non-zero on SIGINT
-			return nil, fmt.Errorf("perf record: %w", err)
+			return nil, fmt.Errorf("perf record: %w: %s", err, tail(p.stderr.String()))
 		}
 	}
 	defer os.Remove(p.data)
@@ -209,7 +200,8 @@ func (p *perfRecorder) finish(ctx context.Context) (perfSplit, error) {
 	split, perr := parsePerfScript(out)
 	_, _ = io.Copy(io.Discard, out)
 	if err := cmd.Wait(); err != nil {
-		return nil, fmt.Errorf("perf script: %w", err)
+		// A recording that failed shows here, as data perf cannot read.
+		return nil, fmt.Errorf("perf script: %w (perf record said: %s)", err, tail(p.stderr.String()))
 	}
 	return split, perr
 }

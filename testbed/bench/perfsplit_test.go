@@ -73,3 +73,28 @@ func TestParsePerfScript_SplitsEachKindsSamples(t *testing.T) {
 		t.Errorf("table lacks the node's row:\n%s", md.String())
 	}
 }
+
+// The bench's /proc accounting and perf's split name programs alike; only
+// the accounting knows the machine, so sshd, Docker and nodes count only on
+// hosts there, layercast only on the bastion.
+func TestClassifyAndPerfKind_NameProgramsAlike(t *testing.T) {
+	for _, c := range []struct{ comm, role, proc, perf string }{
+		{"layercast-node-", "host", KindNode, KindNode},
+		{"docker-untar", "host", KindDocker, KindDocker},
+		{"sshd", "host", KindSSHD, KindSSHD},
+		{"sshd", "bastion", KindOther, KindSSHD},
+		{"dockerd", "bastion", KindOther, KindDocker},
+		{"layercast", "bastion", KindLayercast, KindLayercast},
+		{"layercast", "host", KindOther, KindLayercast},
+		{"docker-registry", "registry", KindRegistry, KindRegistry},
+		{"kworker/0:1", roleKernel, KindKernel, KindKernel},
+		{"sh", "host", KindOther, KindOther},
+	} {
+		if got := classify(c.comm, c.role); got != c.proc {
+			t.Errorf("classify(%q, %q) = %s, want %s", c.comm, c.role, got, c.proc)
+		}
+		if got := perfKind(c.comm); got != c.perf {
+			t.Errorf("perfKind(%q) = %s, want %s", c.comm, got, c.perf)
+		}
+	}
+}

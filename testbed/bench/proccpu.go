@@ -393,20 +393,33 @@ func procName(pid int, comm string) string {
 }
 
 // classify names the kind of a lab process from its command name and the
-// role of its machine.
+// role of its machine: nodes, Docker and sshd count only on hosts,
+// layercast only on the bastion.
 func classify(comm, role string) string {
-	switch {
-	case role == roleKernel:
+	if role == roleKernel {
 		return KindKernel
-	case role == "host" && strings.HasPrefix(comm, "layercast-node"):
+	}
+	switch k := kindOfName(comm); {
+	case k == KindRegistry,
+		role == "host" && (k == KindNode || k == KindDocker || k == KindSSHD),
+		role == "bastion" && k == KindLayercast:
+		return k
+	}
+	return KindOther
+}
+
+// kindOfName is the kind a program's name stands for, wherever it runs.
+func kindOfName(comm string) string {
+	switch {
+	case strings.HasPrefix(comm, "layercast-node"):
 		// "layercast-node", or "layercast-node-" for a cached binary
 		// (layercast-node-<sha256>, cut to 15 bytes by the kernel)
 		return KindNode
-	case role == "host" && (comm == "dockerd" || comm == "docker-untar" || strings.HasPrefix(comm, "containerd") || comm == "runc" || comm == "docker-proxy"):
+	case comm == "dockerd" || comm == "docker-untar" || strings.HasPrefix(comm, "containerd") || comm == "runc" || comm == "docker-proxy":
 		return KindDocker
-	case role == "host" && comm == "sshd":
+	case comm == "sshd":
 		return KindSSHD
-	case role == "bastion" && comm == "layercast":
+	case comm == "layercast":
 		return KindLayercast
 	case comm == "docker-registry" || comm == "registry":
 		return KindRegistry
