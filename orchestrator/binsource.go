@@ -38,8 +38,21 @@ type binSources struct {
 	started  map[string]int
 	finished map[string]int
 	slowest  time.Duration
-	stats    NodeBinaryReport
+	// bastionBytes is what the bastion's uploads put on its link, every
+	// upload counted (a host set up again after a lost connection may
+	// take the binary twice).
+	bastionBytes int64
+	// origin is where each host's binary came from last (originCache,
+	// originPeer, originBastion): a host counts once in the report
+	// however often it was set up.
+	origin map[string]string
 }
+
+const (
+	originCache   = "cache"
+	originPeer    = "peer"
+	originBastion = "bastion"
+)
 
 // binPeer is a running node that hands its binary on.
 type binPeer struct {
@@ -58,7 +71,7 @@ type binSource struct {
 func newBinSources() *binSources {
 	return &binSources{
 		firstUploads: 3, perPeer: 2, minWait: 15 * time.Second, now: time.Now,
-		changed: make(chan struct{}), peers: map[string][]*binPeer{}, started: map[string]int{}, finished: map[string]int{},
+		changed: make(chan struct{}), peers: map[string][]*binPeer{}, started: map[string]int{}, finished: map[string]int{}, origin: map[string]string{},
 	}
 }
 
@@ -147,6 +160,19 @@ func (b *binSources) get(ctx context.Context, sha string, canFetch bool, failed 
 	}
 }
 
+// tryFirst takes one of sha's first bastion uploads if get would hand it
+// out now, without waiting: no free peer, and none of the first uploads
+// in flight.
+func (b *binSources) tryFirst(sha string) (binSource, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.freePeer(sha) == nil && b.started[sha] < b.firstUploads && b.started[sha] == b.finished[sha] {
+		b.started[sha]++
+		return binSource{}, true
+	}
+	return binSource{}, false
+}
+
 // anyGoodPeer reports whether sha has a peer whose transfers did not fail;
 // b.mu is held.
 func (b *binSources) anyGoodPeer(sha string) bool {
@@ -171,10 +197,10 @@ func (b *binSources) freePeer(sha string) *binPeer {
 	return nil
 }
 
-// done hands src back after a transfer of size bytes that took took and
-// succeeded (ok) or not. A peer that failed is not asked again; a failed
-// bastion upload frees its place among the first uploads.
-func (b *binSources) done(src binSource, sha string, ok bool, size int64, took time.Duration) {
+// done hands src back after host's transfer of size bytes that took took
+// and succeeded (ok) or not. A peer that failed is not asked again; a
+// failed bastion upload frees its place among the first uploads.
+func (b *binSources) done(src binSource, sha, host string, ok bool, size int64, took time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
@@ -183,11 +209,11 @@ func (b *binSources) done(src binSource, sha string, ok bool, size int64, took t
 		if !ok {
 			src.peer.bad = true
 		} else {
-			b.stats.FromPeers++
+			b.origin[host] = originPeer
 		}
 	case ok:
-		b.stats.FromBastion++
-		b.stats.BastionBytes += size
+		b.origin[host] = originBastion
+		b.bastionBytes += size
 		b.slowest = max(b.slowest, took)
 		b.finished[sha]++
 	default:
@@ -197,15 +223,27 @@ func (b *binSources) done(src binSource, sha string, ok bool, size int64, took t
 }
 
 // cached records a host whose node cache held the binary.
-func (b *binSources) cached() {
+func (b *binSources) cached(host string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.stats.FromCache++
+	b.origin[host] = originCache
 }
 
-// report is what the binary's distribution cost so far.
+// report is what the binary's distribution cost so far: each host counted
+// once, by where its binary came from last.
 func (b *binSources) report() NodeBinaryReport {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.stats
+	r := NodeBinaryReport{BastionBytes: b.bastionBytes}
+	for _, from := range b.origin {
+		switch from {
+		case originCache:
+			r.FromCache++
+		case originPeer:
+			r.FromPeers++
+		case originBastion:
+			r.FromBastion++
+		}
+	}
+	return r
 }

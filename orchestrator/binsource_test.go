@@ -33,7 +33,7 @@ func TestBinSources_BastionMakesTheFirstUploadsOneAtATime(t *testing.T) {
 		}
 		// While it runs, the next host waits: for it to end, or a peer.
 		waits(fmt.Sprintf("a host during upload %d", i))
-		b.done(src, testSHA, true, 100, time.Second)
+		b.done(src, testSHA, "h", true, 100, time.Second)
 	}
 	// The first uploads done and no peer yet: the next host waits for
 	// one.
@@ -41,7 +41,7 @@ func TestBinSources_BastionMakesTheFirstUploadsOneAtATime(t *testing.T) {
 	// A failed upload frees its place: the next host gets the bastion.
 	b2 := newBinSources()
 	src, _ := b2.get(ctx, testSHA, true, 0)
-	b2.done(src, testSHA, false, 0, time.Second)
+	b2.done(src, testSHA, "h", false, 0, time.Second)
 	if src, err := b2.get(ctx, testSHA, true, 0); err != nil || src.peer != nil {
 		t.Fatalf("after a failed upload: %+v, %v; want the bastion", src, err)
 	}
@@ -75,7 +75,7 @@ func TestBinSources_PeersServeAFewAtATime(t *testing.T) {
 		t.Fatalf("a host got %+v while every peer was busy", src)
 	case <-time.After(50 * time.Millisecond):
 	}
-	b.done(got[0], testSHA, true, 100, time.Second)
+	b.done(got[0], testSHA, "h", true, 100, time.Second)
 	select {
 	case src := <-next:
 		if src.peer == nil || src.peer.host != "h1" {
@@ -89,6 +89,30 @@ func TestBinSources_PeersServeAFewAtATime(t *testing.T) {
 	}
 }
 
+func TestBinSources_AHostSetUpAgainCountsOnce(t *testing.T) {
+	b := newBinSources()
+	ctx := context.Background()
+	// h1 takes the binary from the bastion, loses its connection, and is
+	// set up again from its node cache; h2 comes from its cache twice.
+	src, err := b.get(ctx, testSHA, true, 0)
+	if err != nil || src.peer != nil {
+		t.Fatalf("got %+v, %v; want the bastion", src, err)
+	}
+	b.done(src, testSHA, "h1", true, 100, time.Second)
+	b.cached("h1")
+	b.cached("h2")
+	b.cached("h2")
+	// h3 fails from the bastion once, then gets it.
+	src, _ = b.get(ctx, testSHA, true, 0)
+	b.done(src, testSHA, "h3", false, 0, time.Second)
+	src, _ = b.get(ctx, testSHA, true, 0)
+	b.done(src, testSHA, "h3", true, 100, time.Second)
+	want := NodeBinaryReport{FromCache: 2, FromBastion: 1, BastionBytes: 200}
+	if r := b.report(); r != want {
+		t.Errorf("report %+v, want %+v: each host once, by its last source; every upload's bytes", r, want)
+	}
+}
+
 func TestBinSources_AFailedPeerIsNotAskedAgain(t *testing.T) {
 	b := newBinSources()
 	b.firstUploads = 0
@@ -97,13 +121,13 @@ func TestBinSources_AFailedPeerIsNotAskedAgain(t *testing.T) {
 	ctx := context.Background()
 	src, _ := b.get(ctx, testSHA, true, 0)
 	first := src.peer.host
-	b.done(src, testSHA, false, 0, 0)
+	b.done(src, testSHA, "h", false, 0, 0)
 	for range 3 {
 		src, err := b.get(ctx, testSHA, true, 0)
 		if err != nil || src.peer == nil || src.peer.host == first {
 			t.Fatalf("got %+v, %v after %s failed", src, err, first)
 		}
-		b.done(src, testSHA, true, 100, time.Second)
+		b.done(src, testSHA, "h", true, 100, time.Second)
 	}
 }
 
@@ -129,7 +153,7 @@ func TestBinSources_FallsBackToTheBastionWhenNoPeerTurnsUp(t *testing.T) {
 	if _, err := b.get(wctx, testSHA, true, 0); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("a host gave up on peers before any upload finished: %v", err)
 	}
-	b.done(first, testSHA, true, 100, 5*time.Millisecond)
+	b.done(first, testSHA, "h", true, 100, 5*time.Millisecond)
 	// The upload finished but its node never hands the binary on: after
 	// minWait the host asks the bastion.
 	src, err := b.get(ctx, testSHA, true, 0)
@@ -143,7 +167,7 @@ func TestBinSources_WaitsForABusyPeerRatherThanTheBastion(t *testing.T) {
 	b.firstUploads, b.perPeer, b.minWait = 1, 1, 30*time.Millisecond
 	ctx := context.Background()
 	first, _ := b.get(ctx, testSHA, true, 0)
-	b.done(first, testSHA, true, 100, 5*time.Millisecond)
+	b.done(first, testSHA, "h", true, 100, 5*time.Millisecond)
 	b.addPeer(testSHA, "h1", "http://h1/x")
 	busy, err := b.get(ctx, testSHA, true, 0)
 	if err != nil || busy.peer == nil {
@@ -157,7 +181,7 @@ func TestBinSources_WaitsForABusyPeerRatherThanTheBastion(t *testing.T) {
 		t.Fatalf("got %+v, %v; want it to wait for the busy peer", src, err)
 	}
 	// Once the peer is free, the host gets it.
-	b.done(busy, testSHA, true, 100, time.Millisecond)
+	b.done(busy, testSHA, "h", true, 100, time.Millisecond)
 	if src, err := b.get(ctx, testSHA, true, 0); err != nil || src.peer == nil {
 		t.Fatalf("got %+v, %v; want the freed peer", src, err)
 	}
