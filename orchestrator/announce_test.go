@@ -1,7 +1,6 @@
 package orchestrator
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -34,7 +33,7 @@ func announcingNode(t *testing.T, hostAddr string, intervals chan<- time.Duratio
 		var err error
 		for i := range len(spec.Layers) + 1 {
 			l := spec.Layers[i%len(spec.Layers)]
-			if interval, err = announce(ctx, hostAddr, spec.Announce, l.Torrent, l.Size); err != nil {
+			if interval, err = announce(ctx, hostAddr, spec.Announce, l.InfoHash, l.Size); err != nil {
 				break
 			}
 		}
@@ -47,14 +46,14 @@ func announcingNode(t *testing.T, hostAddr string, intervals chan<- time.Duratio
 	}
 }
 
-// announce sends one "started" announce for the torrent to the tracker at
-// announceURL from hostAddr, and returns the interval it answered.
-func announce(ctx context.Context, hostAddr, announceURL string, torrent []byte, left int64) (time.Duration, error) {
-	mi, err := metainfo.Load(bytes.NewReader(torrent))
-	if err != nil {
-		return 0, fmt.Errorf("load torrent: %w", err)
+// announce sends one "started" announce for the torrent with infohash
+// infoHash (hex) to the tracker at announceURL from hostAddr, and returns
+// the interval it answered.
+func announce(ctx context.Context, hostAddr, announceURL, infoHash string, left int64) (time.Duration, error) {
+	var ih metainfo.Hash
+	if err := ih.FromHexString(infoHash); err != nil {
+		return 0, fmt.Errorf("infohash: %w", err)
 	}
-	ih := mi.HashInfoBytes()
 	q := url.Values{}
 	q.Set("info_hash", string(ih[:]))
 	q.Set("peer_id", "-LC0000-announcetest")

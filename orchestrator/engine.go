@@ -250,6 +250,8 @@ func (e *Engine) Run(ctx context.Context, opts Options, sink Sink) (*Report, err
 	}
 	if fleet.bins != nil {
 		rep.NodeBinary = fleet.bins.report()
+		t := fleet.torrents.report()
+		rep.Torrents = TorrentsReport{FromPeers: t.FromPeers, FromBastion: t.FromBastion, BastionBytes: t.BastionBytes}
 	}
 	rep.ImageID, rep.Size, _, rep.Platforms = j.imageFacts()
 	rep.Source = string(j.source)

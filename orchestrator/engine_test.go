@@ -236,9 +236,20 @@ func TestEngine_EveryHostGetsTheImageAndIsTornDown(t *testing.T) {
 		}
 	}
 	close(specs)
+	withTorrents := 0
 	for spec := range specs {
-		if spec.ImageID != l.docker.ID || len(spec.Layers) != 2 || len(spec.Layers[0].Torrent) == 0 {
+		if spec.ImageID != l.docker.ID || len(spec.Layers) != 2 {
 			t.Errorf("spec for %s: image %s, %d layers", spec.Host, spec.ImageID, len(spec.Layers))
+		}
+		// The torrents follow the spec (ControlTorrents), but for the
+		// first host's; every spec names them.
+		if len(spec.Layers[0].Torrent) > 0 {
+			withTorrents++
+		}
+		for _, l := range spec.Layers {
+			if len(l.InfoHash) != 40 {
+				t.Errorf("spec for %s: layer %s infohash %q", spec.Host, l.Digest, l.InfoHash)
+			}
 		}
 		if !strings.Contains(spec.Announce, "192.0.2.1:") || len(spec.Seeders) != 1 || !strings.HasPrefix(spec.Seeders[0], "192.0.2.1:") {
 			t.Errorf("spec for %s: announce %s seeders %v; want the bastion as the host sees it", spec.Host, spec.Announce, spec.Seeders)
@@ -247,6 +258,9 @@ func TestEngine_EveryHostGetsTheImageAndIsTornDown(t *testing.T) {
 		if want := []string{"127.0.0.2-127.0.0.4", "192.0.2.1"}; !slices.Equal(spec.AllowedIPs, want) {
 			t.Errorf("spec for %s: allowed IPs %q, want the job's hosts and the bastion, %q", spec.Host, spec.AllowedIPs, want)
 		}
+	}
+	if withTorrents != 1 {
+		t.Errorf("%d specs carried the torrents, want the first host's only", withTorrents)
 	}
 	for _, c := range conns {
 		if !c.Closed() || len(c.WorkDirs()) != 0 {

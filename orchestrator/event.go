@@ -186,6 +186,9 @@ type Report struct {
 	Missing int64 `json:"missing"`
 	// NodeBinary is how the node binary reached the hosts.
 	NodeBinary NodeBinaryReport `json:"node_binary"`
+	// Torrents is how the layers' torrents (their piece hashes) reached
+	// the hosts whose spec left them out.
+	Torrents TorrentsReport `json:"torrents"`
 	// Bastion is what layercast's own process used on the bastion during
 	// the job.
 	Bastion   BastionUse `json:"bastion"`
@@ -220,13 +223,25 @@ type HostResult struct {
 	Unverified bool `json:"unverified,omitempty"`
 }
 
-// NodeBinaryReport counts how the hosts got the node binary.
+// NodeBinaryReport counts how the hosts got the node binary. A host set up
+// again after a lost connection counts once, by where its binary came from
+// the last time; BastionBytes counts every upload.
 type NodeBinaryReport struct {
 	FromCache   int `json:"from_cache"`   // the host's node cache held it
 	FromPeers   int `json:"from_peers"`   // fetched from another host's node
 	FromBastion int `json:"from_bastion"` // uploaded by the bastion
 	// BastionBytes is what the uploads put on the bastion's link
 	// (compressed binary, SSH overhead not counted).
+	BastionBytes int64 `json:"bastion_bytes"`
+}
+
+// TorrentsReport counts how the hosts got the layers' torrents: from
+// another host, or in a line from the bastion (a host set up again counts
+// once, by its last source). BastionBytes is the torrents' bytes in the
+// bastion's lines.
+type TorrentsReport struct {
+	FromPeers    int   `json:"from_peers"`
+	FromBastion  int   `json:"from_bastion"`
 	BastionBytes int64 `json:"bastion_bytes"`
 }
 

@@ -25,8 +25,9 @@ import (
 type fleetStep struct {
 	book  *hostBook
 	nodes *nodeassets.Set
-	// bins is where hosts get the node binary from; its report says how.
-	bins *binSources
+	// bins is where hosts get the node binary from, torrents the layers'
+	// torrents; their reports say how.
+	bins, torrents *binSources
 
 	hosts []*hostRun
 	// stopHosts ends the hosts' pipelines: their nodes keep running until
@@ -56,8 +57,8 @@ func (s *fleetStep) Run(ctx context.Context, j *job) error {
 			}
 		}
 	}
-	s.bins = newBinSources()
-	steps := hostSteps(j, s.book, s.nodes, fan, s.bins, auth)
+	s.bins, s.torrents = newBinSources(), newTorrentSources()
+	steps := hostSteps(j, s.book, s.nodes, fan, s.bins, s.torrents, auth)
 	for _, h := range j.hosts {
 		hr := &hostRun{host: h, log: j.log.With(slog.String("host", h.Name)), ran: make(chan struct{})}
 		hr.pipeline = &pipeline[*hostRun]{x: hr, steps: steps, starting: func(s step[*hostRun]) {

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,7 +23,7 @@ import (
 // a fresh work dir while clearing what earlier jobs left, bring the node
 // binary, start the node and follow it. The steps keep what they learn in
 // the host's hostRun; their cleanups are the host's teardown.
-func hostSteps(j *job, book *hostBook, nodes *nodeassets.Set, fan *fanOut, bins *binSources, registryAuth string) []step[*hostRun] {
+func hostSteps(j *job, book *hostBook, nodes *nodeassets.Set, fan *fanOut, bins, torrents *binSources, registryAuth string) []step[*hostRun] {
 	setup := j.opts.SetupTimeout
 	return []step[*hostRun]{
 		connectStep{dialer: j.dialer, book: book},
@@ -33,7 +31,7 @@ func hostSteps(j *job, book *hostBook, nodes *nodeassets.Set, fan *fanOut, bins 
 		nodeBinaryStep{nodes: nodes, noCache: j.opts.NoNodeCache},
 		workDirStep{jobID: j.id, book: book, emit: j.emit, limit: setup},
 		placeNodeStep{fan: fan, bins: bins, book: book, limit: setup, egress: j.egress},
-		startStep{j: j, book: book, bins: bins, registryAuth: registryAuth},
+		startStep{j: j, book: book, bins: bins, torrents: torrents, registryAuth: registryAuth},
 		followStep{},
 	}
 }
@@ -322,7 +320,7 @@ const maxPeerTries = 3
 func (s placeNodeStep) Run(ctx context.Context, hr *hostRun) error {
 	sha := hr.binary.SHA256
 	if hr.nodeCached {
-		s.bins.cached()
+		s.bins.cached(hr.host.Name)
 		s.book.setNodeFrom(hr.host.Name, "cache")
 		return nil
 	}
@@ -342,7 +340,7 @@ func (s placeNodeStep) Run(ctx context.Context, hr *hostRun) error {
 					return hr.conn.Upload(ctx, hr.nodeBin, hostops.Binary{Gzip: hr.binary.Gz, SHA256: sha})
 				})
 			})
-			s.bins.done(src, sha, err == nil, int64(len(hr.binary.Gz)), time.Since(start))
+			s.bins.done(src, sha, hr.host.Name, err == nil, int64(len(hr.binary.Gz)), time.Since(start))
 			if err != nil {
 				return err // says "upload node binary"
 			}
@@ -352,7 +350,7 @@ func (s placeNodeStep) Run(ctx context.Context, hr *hostRun) error {
 		err = within(ctx, s.limit, func(ctx context.Context) error {
 			return hr.conn.Fetch(ctx, hr.nodeBin, sha, src.peer.url)
 		})
-		s.bins.done(src, sha, err == nil, int64(len(hr.binary.Gz)), time.Since(start))
+		s.bins.done(src, sha, hr.host.Name, err == nil, int64(len(hr.binary.Gz)), time.Since(start))
 		if err == nil {
 			s.book.setNodeFrom(hr.host.Name, src.peer.host)
 			return nil
@@ -371,9 +369,11 @@ func (s placeNodeStep) Run(ctx context.Context, hr *hostRun) error {
 // host's fan-out slot: following a node holds none. Its cleanup stops the
 // node.
 type startStep struct {
-	j            *job
-	book         *hostBook
-	bins         *binSources
+	j    *job
+	book *hostBook
+	bins *binSources
+	// torrents is where hosts get the layers' torrents from (torrents.go).
+	torrents     *binSources
 	registryAuth string
 }
 
@@ -413,19 +413,35 @@ func (s startStep) Run(ctx context.Context, hr *hostRun) error {
 	if s.j.served != nil {
 		heard = s.j.served.hold(specHold)
 	}
-	hr.node = followNode(proc, host, hr.log, nodeOutlets{book: s.book, emit: s.j.emit, imageID: imageID, layers: s.j.layerMatcher(hr.image), heard: heard, serving: func(addr string) {
-		// Only an IP and a port: other hosts fetch from there.
-		h, p, err := net.SplitHostPort(addr)
-		if h == "" {
-			h = serverIP
+	out := nodeOutlets{book: s.book, emit: s.j.emit, imageID: imageID, layers: s.j.layerMatcher(hr.image), heard: heard, serving: func(addr string) {
+		if u := peerURL(addr, serverIP, jobspec.HandoffName(sha)); u != "" {
+			bins.addPeer(sha, host, u)
 		}
-		if _, perr := strconv.ParseUint(p, 10, 16); err == nil && perr == nil && net.ParseIP(h) != nil {
-			bins.addPeer(sha, host, "http://"+net.JoinHostPort(h, p)+"/"+jobspec.HandoffName(sha))
+	}}
+	slim := spec.Mode != string(ModeRegistry) && len(spec.Layers) > 0 && len(spec.Layers[0].Torrent) == 0
+	answers := make(chan torrentsAnswer, 1)
+	var first *binSource
+	var firstSize int
+	if slim {
+		first, firstSize = s.inSpec(spec, hr)
+		torrents, key := s.torrents, torrentsKey(hr.image.ID)
+		out.torrents = func(addr string, ok bool, why string) {
+			if u := peerURL(addr, serverIP, jobspec.TorrentsName(hr.image.ID)); ok && u != "" {
+				torrents.addPeer(key, host, u)
+			}
+			select {
+			case answers <- torrentsAnswer{ok: ok, why: why}:
+			default:
+			}
 		}
-	}})
+	}
+	hr.node = followNode(proc, host, hr.log, out)
 	go func() {
 		<-hr.node.exited
 		bins.removePeer(host)
+		if slim {
+			s.torrents.removePeer(host)
+		}
 	}()
 	hr.release()
 	// A node that dies at once fails the write; its stdout and stderr then
@@ -433,8 +449,14 @@ func (s startStep) Run(ctx context.Context, hr *hostRun) error {
 	if err := hr.node.send(spec); err != nil {
 		heard()
 		hr.log.Debug("send job spec", "err", err)
+		if first != nil {
+			s.torrents.done(*first, torrentsKey(hr.image.ID), host, false, 0, 0)
+		}
 	} else {
 		go hr.node.heartbeat(ctx)
+		if slim {
+			go s.giveTorrents(ctx, hr, answers, first, firstSize)
+		}
 	}
 	return nil
 }

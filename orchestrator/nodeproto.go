@@ -54,6 +54,10 @@ type nodeOutlets struct {
 	imageID string
 	layers  layerMatcher
 	serving func(addr string)
+	// torrents, when set, hears the node's answer to a ControlTorrents
+	// line: it has the torrents (ok; serving them at addr, host:port,
+	// when addr is set), or none of the hosts named served them (why).
+	torrents func(addr string, ok bool, why string)
 	// heard, when set, is called once: at the node's first event (it
 	// has read its spec by then) or when its stdout ends.
 	heard func()
@@ -141,6 +145,14 @@ func (n *node) follow(stdout io.Reader, out nodeOutlets) error {
 		case jobspec.EventServing:
 			if out.serving != nil {
 				out.serving(ev.Addr)
+			}
+		case jobspec.EventTorrents:
+			if out.torrents != nil {
+				out.torrents(ev.Addr, true, "")
+			}
+		case jobspec.EventNeedTorrents:
+			if out.torrents != nil {
+				out.torrents("", false, ev.Message)
 			}
 		case jobspec.EventError:
 			book.set(name, HostFailed, ev.Message)

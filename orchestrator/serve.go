@@ -21,8 +21,10 @@ import (
 // and the seeder listen on the bastion, the layers they serve, and how to
 // read the seeder's transfer.
 type served struct {
-	// torrents are the layers' metainfo by digest.
+	// torrents are the layers' metainfo by digest, infoHashes their
+	// infohashes (hex).
 	torrents    map[string][]byte
+	infoHashes  map[string]string
 	trackerAddr string // 127.0.0.1:port; the port is the one nodes reach
 	seederAddr  string
 	// announceURL is the tracker's URL for a node that reaches it at
@@ -53,7 +55,7 @@ func (s *serveStep) Title() string { return "start the tracker and seed the laye
 func (s *serveStep) Run(ctx context.Context, j *job) error {
 	var hashes []metainfo.Hash
 	var seedLayers []seed.Layer
-	torrents := map[string][]byte{}
+	torrents, infoHashes := map[string][]byte{}, map[string]string{}
 	// One torrent per layer file, however many images (platforms) and
 	// places in an image hold it.
 	for _, l := range j.layers() {
@@ -61,7 +63,7 @@ func (s *serveStep) Run(ctx context.Context, j *job) error {
 		if err != nil {
 			return err
 		}
-		torrents[l.Digest] = mi
+		torrents[l.Digest], infoHashes[l.Digest] = mi, ih.HexString()
 		hashes = append(hashes, ih)
 		seedLayers = append(seedLayers, seed.Layer{Path: l.Path, Torrent: mi})
 	}
@@ -116,6 +118,7 @@ func (s *serveStep) Run(ctx context.Context, j *job) error {
 	seeder := s.seeder
 	j.served = &served{
 		torrents:    torrents,
+		infoHashes:  infoHashes,
 		trackerAddr: net.JoinHostPort("127.0.0.1", portOf(ln.Addr().String())),
 		seederAddr:  fmt.Sprintf("127.0.0.1:%d", seeder.Port()),
 		announceURL: func(hostport string) string { return tr.AnnounceURL("http://" + hostport) },

@@ -70,7 +70,7 @@ func TestEngine_RegistrySourceServesAMixedFleetWithoutADaemon(t *testing.T) {
 			t.Errorf("%s: image %s rate %d, want %s %d", host, s.ImageID, s.MaxRate, want.id, want.rate)
 		}
 		for _, l := range s.Layers {
-			if l.MediaType != jobspec.MediaTarGzip || l.UnpackedSize <= 0 || len(l.Torrent) == 0 {
+			if l.MediaType != jobspec.MediaTarGzip || l.UnpackedSize <= 0 || len(l.InfoHash) != 40 {
 				t.Errorf("%s: layer %+v", host, l)
 			}
 		}
@@ -78,7 +78,7 @@ func TestEngine_RegistrySourceServesAMixedFleetWithoutADaemon(t *testing.T) {
 			t.Errorf("%s: report image %s", host, r.ImageID)
 		}
 	}
-	if a, b := got["amd"].Layers[0], got["arm"].Layers[0]; a.Digest != b.Digest || string(a.Torrent) != string(b.Torrent) {
+	if a, b := got["amd"].Layers[0], got["arm"].Layers[0]; a.Digest != b.Digest || a.InfoHash != b.InfoHash {
 		t.Error("the shared base layer has two torrents")
 	}
 }

@@ -58,7 +58,15 @@ func (j *job) specFor(ctx context.Context, hr *hostRun, registryAuth string) (*j
 	spec.ImageID, spec.Config, spec.MaxRate = im.ID, config, j.hostMaxRate(hr.host)
 	for _, l := range im.Layers {
 		spec.Layers = append(spec.Layers, jobspec.Layer{DiffID: l.DiffID, ChainID: l.ChainID, Digest: l.Digest, Size: l.Size,
-			MediaType: l.MediaType, UnpackedSize: l.UnpackedSize, Torrent: sv.torrents[l.Digest]})
+			MediaType: l.MediaType, UnpackedSize: l.UnpackedSize, InfoHash: sv.infoHashes[l.Digest]})
+	}
+	// The torrents follow in a ControlTorrents line (torrentsFor), from
+	// other hosts where they can; through --tunnel the hosts may not
+	// reach each other, and the spec carries them.
+	if j.opts.Tunnel {
+		for i := range spec.Layers {
+			spec.Layers[i].Torrent = sv.torrents[spec.Layers[i].Digest]
+		}
 	}
 	if j.opts.Tunnel {
 		tf, err := hr.conn.Forward(ctx, sv.trackerAddr)

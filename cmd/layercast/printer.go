@@ -135,8 +135,8 @@ func writeTable(w io.Writer, r *orchestrator.Report) {
 }
 
 // traffic says what the job cost the bastion's link: the layers (against
-// what the hosts lacked, or the image when nothing is known of that) and
-// the node binary.
+// what the hosts lacked, or the image when nothing is known of that), the
+// node binary and the layers' torrents.
 func traffic(r *orchestrator.Report) string {
 	of, base := "the layers the hosts lacked", r.Missing
 	if base == 0 {
@@ -145,6 +145,9 @@ func traffic(r *orchestrator.Report) string {
 	out := fmt.Sprintf("bastion sent %s (%.2f× %s%s)", textfmt.Bytes(r.Egress), ratio(r.Egress, base), of, sentAgain(r.Resent))
 	if nb := r.NodeBinary; nb.FromBastion+nb.FromPeers+nb.FromCache > 0 {
 		out += fmt.Sprintf(" · node binary: %d from the bastion (%s), %d from other hosts, %d cached", nb.FromBastion, textfmt.Bytes(nb.BastionBytes), nb.FromPeers, nb.FromCache)
+	}
+	if tr := r.Torrents; tr.FromBastion+tr.FromPeers > 0 {
+		out += fmt.Sprintf(" · torrents: %d from the bastion (%s), %d from other hosts", tr.FromBastion, textfmt.Bytes(tr.BastionBytes), tr.FromPeers)
 	}
 	return out
 }

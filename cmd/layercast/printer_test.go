@@ -21,7 +21,11 @@ func TestTraffic_SaysWhatTheSeederSentAgainAndWhy(t *testing.T) {
 		t.Errorf("traffic %q names causes that sent nothing", got)
 	}
 	rep.Resent = seed.Resends{}
-	if got := traffic(rep); strings.Contains(got, "again") {
-		t.Errorf("nothing sent twice, yet traffic says %q", got)
+	if got := traffic(rep); strings.Contains(got, "again") || strings.Contains(got, "torrents") {
+		t.Errorf("nothing sent twice and no torrents handed out, yet traffic says %q", got)
+	}
+	rep.Torrents = orchestrator.TorrentsReport{FromBastion: 1, FromPeers: 39, BastionBytes: 26e3}
+	if got, want := traffic(rep), "torrents: 1 from the bastion (26 kB), 39 from other hosts"; !strings.Contains(got, want) {
+		t.Errorf("traffic %q lacks %q", got, want)
 	}
 }

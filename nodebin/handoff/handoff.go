@@ -1,13 +1,16 @@
 // Package handoff lets a running node hand its own binary on to the job's
 // other hosts: it serves the compressed node binary over HTTP, to the job's
 // hosts only and a few transfers at a time, so that the bastion uploads the
-// binary to a few hosts and every other host fetches it from a peer. The
-// fetching host checks the binary's sha256 before it runs it, so this
-// server needs no authentication of its own: it only ever serves public,
-// verified bytes.
+// binary to a few hosts and every other host fetches it from a peer. It
+// serves small documents from memory beside it the same way (the layers'
+// torrents, ServeBytes). The fetching host checks what it gets against a
+// hash the bastion gave it (the binary's sha256, the torrents' infohashes),
+// so this server needs no authentication of its own: it only ever serves
+// public, verified bytes.
 package handoff
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -59,6 +62,13 @@ type Server struct {
 	transfers atomic.Int64
 	sent      atomic.Int64
 
+	// docs are the documents served from memory (ServeBytes), each
+	// request holding one of docSlots.
+	docMu    sync.RWMutex
+	docs     map[string][]byte
+	docSlots chan struct{}
+	docsSent atomic.Int64
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -91,6 +101,7 @@ func Start(ln net.Listener, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, f: f, size: fi.Size(), modTime: fi.ModTime(), allowed: allowed,
 		slots: make(chan struct{}, cfg.MaxTransfers), ln: ln, done: make(chan struct{}),
+		docs: map[string][]byte{}, docSlots: make(chan struct{}, maxDocTransfers),
 	}
 	s.srv = &http.Server{
 		Handler:           s,
@@ -114,24 +125,48 @@ func Start(ln net.Listener, cfg Config) (*Server, error) {
 // Addr is the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
+// maxDocTransfers bounds the concurrent transfers of documents served
+// from memory: tens of kB each, they take a slow link's time for a
+// fraction of a second, and a separate bound keeps them from waiting
+// behind the binary's transfers.
+const maxDocTransfers = 4
+
 // Stats is what the server handed on so far.
 type Stats struct {
 	Transfers int64 // requests answered with the file (whole or a range)
 	Bytes     int64 // bytes of the file sent
+	DocBytes  int64 // bytes of documents sent (ServeBytes)
 }
 
 // Stats returns the transfers so far.
 func (s *Server) Stats() Stats {
-	return Stats{Transfers: s.transfers.Load(), Bytes: s.sent.Load()}
+	return Stats{Transfers: s.transfers.Load(), Bytes: s.sent.Load(), DocBytes: s.docsSent.Load()}
 }
 
-// ServeHTTP answers GET and HEAD of /Name to allowed addresses.
+// ServeBytes serves body at /name from now on, beside the file; name is one
+// path element other than the file's.
+func (s *Server) ServeBytes(name string, body []byte) error {
+	if name == "" || name == s.cfg.Name || strings.ContainsAny(name, "/?#") {
+		return fmt.Errorf("handoff: document name %q must be one path element other than %q", name, s.cfg.Name)
+	}
+	s.docMu.Lock()
+	defer s.docMu.Unlock()
+	s.docs[name] = body
+	return nil
+}
+
+// ServeHTTP answers GET and HEAD of /Name and of the documents' names to
+// allowed addresses.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.admits(r.RemoteAddr) {
 		http.Error(w, "not a host of this job", http.StatusForbidden)
 		return
 	}
-	if r.URL.Path != "/"+s.cfg.Name {
+	name := strings.TrimPrefix(r.URL.Path, "/")
+	s.docMu.RLock()
+	doc, isDoc := s.docs[name]
+	s.docMu.RUnlock()
+	if name != s.cfg.Name && !isDoc {
 		http.NotFound(w, r)
 		return
 	}
@@ -140,12 +175,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	slots := s.slots
+	if isDoc {
+		slots = s.docSlots
+	}
 	select {
-	case s.slots <- struct{}{}:
-		defer func() { <-s.slots }()
+	case slots <- struct{}{}:
+		defer func() { <-slots }()
 	default:
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "busy: fetch from another host", http.StatusServiceUnavailable)
+		return
+	}
+	if isDoc {
+		w.Header().Set("Content-Type", "application/json")
+		http.ServeContent(&countingWriter{ResponseWriter: w, n: &s.docsSent}, r, name, s.modTime, bytes.NewReader(doc))
 		return
 	}
 	s.transfers.Add(1)

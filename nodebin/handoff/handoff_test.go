@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -105,16 +106,16 @@ func TestServer_RefusesOtherHostsAndPaths(t *testing.T) {
 	}
 }
 
-func TestServer_BusyBeyondMaxTransfers(t *testing.T) {
-	// Hold the one slot: read the head of a transfer and stop reading, so
-	// the server blocks writing the rest (more than the socket buffers
-	// hold) into the socket.
-	s, url, data := startSize(t, Config{AllowedIPs: []string{"127.0.0.1"}, MaxTransfers: 1}, 64<<20)
+// holdSlot starts a transfer of the file (abc.gz, larger than the socket
+// buffers hold) and stops reading, so that the server blocks writing the
+// rest and the transfer holds its slot until the connection closes.
+func holdSlot(t *testing.T, s *Server) net.Conn {
+	t.Helper()
 	conn, err := net.Dial("tcp", s.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetReadBuffer(4096)
 	}
@@ -126,6 +127,15 @@ func TestServer_BusyBeyondMaxTransfers(t *testing.T) {
 	if !bytes.HasPrefix(head, []byte("HTTP/1.1 200")) {
 		t.Fatalf("first transfer: %q", head[:20])
 	}
+	return conn
+}
+
+func TestServer_BusyBeyondMaxTransfers(t *testing.T) {
+	// Hold the one slot: read the head of a transfer and stop reading, so
+	// the server blocks writing the rest (more than the socket buffers
+	// hold) into the socket.
+	s, url, data := startSize(t, Config{AllowedIPs: []string{"127.0.0.1"}, MaxTransfers: 1}, 64<<20)
+	conn := holdSlot(t, s)
 	code, _ := get(t, url, nil)
 	if code != http.StatusServiceUnavailable {
 		t.Fatalf("second concurrent transfer got %d, want 503", code)
@@ -164,4 +174,32 @@ func TestServer_CloseEndsTransfers(t *testing.T) {
 	_ = s.Close(ctx) // ends the stalled transfer; the cleanup's Close is a no-op
 	conn.Close()
 	wg.Wait()
+}
+
+func TestServer_ServesDocumentsBesideTheFileWhileTheFilesSlotsAreTaken(t *testing.T) {
+	s, url, _ := startSize(t, Config{AllowedIPs: []string{"127.0.0.1"}, MaxTransfers: 1}, 64<<20)
+	base := strings.TrimSuffix(url, "abc.gz")
+	if code, _ := get(t, base+"t.json", nil); code != http.StatusNotFound {
+		t.Fatalf("a document not served yet got %d, want 404", code)
+	}
+	for _, bad := range []string{"", "abc.gz", "a/b"} {
+		if err := s.ServeBytes(bad, []byte("x")); err == nil {
+			t.Errorf("ServeBytes(%q) accepted", bad)
+		}
+	}
+	doc := []byte(`[{"digest":"sha256:aa","torrent":"ZA=="}]`)
+	if err := s.ServeBytes("t.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	holdSlot(t, s)
+	if code, _ := get(t, url, nil); code != http.StatusServiceUnavailable {
+		t.Fatalf("the file's second transfer got %d, want 503", code)
+	}
+	code, got := get(t, base+"t.json", nil)
+	if code != http.StatusOK || !bytes.Equal(got, doc) {
+		t.Fatalf("document: %d %q, want 200 and what was served", code, got)
+	}
+	if st := s.Stats(); st.DocBytes != int64(len(doc)) {
+		t.Errorf("stats %+v, want %d document bytes", st, len(doc))
+	}
 }

@@ -25,7 +25,7 @@ import (
 )
 
 // Version is bumped whenever Spec, Control or Event change incompatibly.
-const Version = 1
+const Version = 2
 
 // MaxLine bounds one line on either stream; a longer line is an error, not a
 // reason to allocate without limit.
@@ -169,8 +169,28 @@ type Layer struct {
 	// UnpackedSize is the size of the layer tar once decompressed: what
 	// the runtime stores. Zero means Size (an uncompressed file).
 	UnpackedSize int64 `json:"unpacked_size,omitempty"`
-	// Torrent is the bencoded metainfo of the layer's torrent.
+	// Torrent is the bencoded metainfo of the layer's torrent. When it is
+	// empty the node waits for a ControlTorrents line, which names other
+	// hosts to fetch the metainfo from or carries it, and checks what it
+	// gets against InfoHash.
 	Torrent []byte `json:"torrent,omitempty"`
+	// InfoHash is the torrent's infohash, 40 hex digits: the SHA-1 of the
+	// info dictionary, which holds the piece hashes.
+	InfoHash string `json:"info_hash,omitempty"`
+}
+
+// LayerTorrent is one layer's torrent metainfo, as ControlTorrents carries
+// it and as a node serves it to the job's other hosts (TorrentsName).
+type LayerTorrent struct {
+	Digest  string `json:"digest"`
+	Torrent []byte `json:"torrent"`
+}
+
+// TorrentsName is the URL path a node serves the torrents of the image
+// with this ID at, on the server that hands the node binary on: a JSON
+// array of LayerTorrent.
+func TorrentsName(imageID string) string {
+	return "torrents-" + strings.TrimPrefix(imageID, "sha256:") + ".json"
 }
 
 // Layer file media types (Layer.MediaType).
@@ -190,11 +210,18 @@ const (
 	ControlHeartbeat ControlKind = "heartbeat"
 	// ControlStop ends the job: stop seeding, clean up, exit.
 	ControlStop ControlKind = "stop"
+	// ControlTorrents gives a node whose spec's layers lack their torrents
+	// where to get them: From, URLs of other hosts that serve them (the
+	// node tries them in order and says EventNeedTorrents when none
+	// served them), or Torrents, the metainfo itself.
+	ControlTorrents ControlKind = "torrents"
 )
 
 // Control is one line the bastion writes after the Spec.
 type Control struct {
-	Kind ControlKind `json:"kind"`
+	Kind     ControlKind    `json:"kind"`
+	From     []string       `json:"from,omitempty"`
+	Torrents []LayerTorrent `json:"torrents,omitempty"`
 }
 
 // State is where a node is in its job.
@@ -219,6 +246,13 @@ const (
 	EventExit     EventKind = "exit"     // last line: the node cleaned up and is exiting
 	EventServing  EventKind = "serving"  // Addr: the node hands its binary on at http://Addr/Handoff.Name
 	EventAlive    EventKind = "alive"    // nothing new: the node runs (sent when quiet for ReportEvery)
+	// EventTorrents: the node has every layer's torrent; with Addr set it
+	// serves them at http://Addr/TorrentsName(ImageID).
+	EventTorrents EventKind = "torrents"
+	// EventNeedTorrents: no host named in ControlTorrents.From served the
+	// torrents (Message says why); the node waits for another
+	// ControlTorrents.
+	EventNeedTorrents EventKind = "need_torrents"
 )
 
 // Event is one line on the node's stdout.
@@ -230,7 +264,7 @@ type Event struct {
 	Progress *Progress `json:"progress,omitempty"`
 	// ImageID is set on the state event for StateDone.
 	ImageID string `json:"image_id,omitempty"`
-	// Addr is host:port, on the EventServing event.
+	// Addr is host:port, on the EventServing and EventTorrents events.
 	Addr string `json:"addr,omitempty"`
 }
 
@@ -257,7 +291,10 @@ type LayerProgress struct {
 	Skipped bool   `json:"skipped,omitempty"` // the daemon already had it
 }
 
-var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+var (
+	digestRE   = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	infoHashRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
+)
 
 // ValidDigest reports whether d is "sha256:" followed by 64 lowercase hex digits.
 func ValidDigest(d string) bool { return digestRE.MatchString(d) }
@@ -300,8 +337,8 @@ func (s *Spec) Validate() error {
 			if l.Size <= 0 {
 				errs = append(errs, fmt.Errorf("layer %d: size %d", i, l.Size))
 			}
-			if len(l.Torrent) == 0 {
-				errs = append(errs, fmt.Errorf("layer %d: no torrent", i))
+			if len(l.Torrent) == 0 && !infoHashRE.MatchString(l.InfoHash) {
+				errs = append(errs, fmt.Errorf("layer %d: no torrent, and info_hash %q is not 40 hex digits", i, l.InfoHash))
 			}
 			switch l.MediaType {
 			case "", MediaTar, MediaTarGzip:

@@ -87,8 +87,8 @@ func FuzzReadSpec(f *testing.F) {
 	var buf bytes.Buffer
 	_ = NewEncoder(&buf).Encode(validSpec())
 	f.Add(buf.Bytes())
-	f.Add([]byte(`{"version":1,"mode":"registry","job_id":"j","image":"a","work_dir":"/tmp/x"}`))
-	f.Add([]byte(`{"version":1,"heartbeat":"1h","layers":[{"size":-1}]}`))
+	f.Add([]byte(`{"version":2,"mode":"registry","job_id":"j","image":"a","work_dir":"/tmp/x"}`))
+	f.Add([]byte(`{"version":2,"heartbeat":"1h","layers":[{"size":-1}]}`))
 	f.Add([]byte("\n\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := ReadSpec(NewDecoder(bytes.NewReader(b)))

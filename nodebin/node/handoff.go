@@ -45,6 +45,7 @@ func (s *handoffStep) Run(ctx context.Context) error {
 		s.j.ev.emit(jobspec.Event{Kind: jobspec.EventLog, Message: fmt.Sprintf("cannot hand the node binary on: %v", err)})
 		return nil
 	}
+	s.j.handoff = s.srv
 	port := s.srv.Addr().(*net.TCPAddr).Port
 	s.j.ev.emit(jobspec.Event{Kind: jobspec.EventServing, Addr: net.JoinHostPort(spec.PublicIP, strconv.Itoa(port))})
 	return nil
@@ -55,7 +56,7 @@ func (s *handoffStep) Cleanup(ctx context.Context) error {
 		return nil
 	}
 	st := s.srv.Stats()
-	s.j.log.Info("handed the node binary on", "transfers", st.Transfers, "bytes", st.Bytes)
+	s.j.log.Info("handed the node binary on", "transfers", st.Transfers, "bytes", st.Bytes, "torrent_bytes", st.DocBytes)
 	return s.srv.Close(ctx)
 }
 

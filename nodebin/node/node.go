@@ -12,9 +12,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/layercast/layercast/nodebin/dockerimage"
+	"github.com/layercast/layercast/nodebin/handoff"
 	"github.com/layercast/layercast/nodebin/jobspec"
 )
 
@@ -109,9 +111,10 @@ func Run(ctx context.Context, opts Options) int {
 		return ExitBadSpec
 	}
 	log := opts.Log.With("job", spec.JobID, "host", spec.Host)
-	go watchControl(ctx, dec, spec.Heartbeat.Or(jobspec.DefaultHeartbeat), cancel, log)
+	controls := make(chan jobspec.Control, 4)
+	go watchControl(ctx, dec, spec.Heartbeat.Or(jobspec.DefaultHeartbeat), cancel, controls, log)
 
-	j := &job{opts: opts, spec: &spec, ev: ev, log: log, prog: &progress{}}
+	j := &job{opts: opts, spec: &spec, ev: ev, log: log, prog: &progress{}, controls: controls}
 	j.stopProgress = j.reportProgress(ctx)
 	defer j.stopProgress()
 	return j.run(ctx, j.steps())
@@ -136,6 +139,10 @@ type job struct {
 	present  int                 // leading layers the daemon has
 	imageID  string              // as checked in the daemon (registry mode)
 	leecher  Leecher
+	// controls carries the bastion's ControlTorrents lines.
+	controls chan jobspec.Control
+	handoff  *handoff.Server // serving the node binary; nil when not
+	torrents *torrentsStep   // p2p mode's
 }
 
 // step is one stage of a job. Every step that started is cleaned up, in
@@ -150,11 +157,14 @@ type cleaner interface {
 }
 
 func (j *job) steps() []step {
-	first := []step{&workDirStep{j: j}, &specStep{j: j}, &markUsedStep{j: j}, &handoffStep{j: j}, &connectStep{j: j}, &staleTempsStep{j: j}}
+	first := []step{&workDirStep{j: j}, &specStep{j: j}, &markUsedStep{j: j}, &handoffStep{j: j}}
+	rest := []step{&connectStep{j: j}, &staleTempsStep{j: j}}
 	if j.spec.Mode == "registry" {
-		return append(first, &pullStep{j: j}, &doneStep{j: j})
+		return slices.Concat(first, rest, []step{&pullStep{j: j}, &doneStep{j: j}})
 	}
-	return append(first, &checkStep{j: j}, &diskStep{j: j}, &swarmStep{j: j}, &transferStep{j: j}, &doneStep{j: j})
+	j.torrents = &torrentsStep{j: j, controls: j.controls}
+	return slices.Concat(first, []step{j.torrents}, rest,
+		[]step{&checkStep{j: j}, &diskStep{j: j}, &swarmStep{j: j}, &transferStep{j: j}, &doneStep{j: j}})
 }
 
 // run runs the steps, reports a failure, cleans up and returns the exit code.
@@ -217,8 +227,9 @@ func (j *job) run(ctx context.Context, steps []step) int {
 }
 
 // watchControl reads control lines until ctx ends, cancelling the job on
-// ControlStop, at the end of stdin, or when no line arrived for heartbeat.
-func watchControl(ctx context.Context, dec *jobspec.Decoder, heartbeat time.Duration, cancel context.CancelCauseFunc, log *slog.Logger) {
+// ControlStop, at the end of stdin, or when no line arrived for heartbeat;
+// ControlTorrents lines go to torrents.
+func watchControl(ctx context.Context, dec *jobspec.Decoder, heartbeat time.Duration, cancel context.CancelCauseFunc, torrents chan<- jobspec.Control, log *slog.Logger) {
 	lines := make(chan jobspec.Control)
 	readErr := make(chan error, 1)
 	go func() {
@@ -249,6 +260,13 @@ func watchControl(ctx context.Context, dec *jobspec.Decoder, heartbeat time.Dura
 				cancel(ErrStopped)
 				return
 			case jobspec.ControlHeartbeat:
+			case jobspec.ControlTorrents:
+				// The bastion sends one and waits for the node's answer.
+				select {
+				case torrents <- c:
+				default:
+					log.Warn("torrents line dropped: an earlier one is unread")
+				}
 			default:
 				log.Warn("unknown control line", "kind", c.Kind)
 			}

@@ -54,6 +54,8 @@ type setup struct {
 	containerd func(ctx context.Context, spec *jobspec.Spec) (node.Runtime, error)
 	// swarmErr fails the swarm step.
 	swarmErr error
+	// swarmSpec, when set, sees the spec the swarm is started with.
+	swarmSpec func(*jobspec.Spec)
 }
 
 func start(t *testing.T, s setup) *run {
@@ -86,6 +88,9 @@ func start(t *testing.T, s setup) *run {
 				return nil, s.swarmErr
 			}
 			r.swarms++
+			if s.swarmSpec != nil {
+				s.swarmSpec(spec)
+			}
 			r.leecher.Dir = dir
 			return r.leecher, nil
 		},

@@ -286,6 +286,11 @@ func (s *swarmStep) Run(ctx context.Context) error {
 	if len(j.missing()) == 0 {
 		return nil
 	}
+	if j.torrents != nil {
+		if err := j.torrents.await(ctx); err != nil {
+			return err
+		}
+	}
 	dir := filepath.Join(j.spec.WorkDir, "layers")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create layer dir: %w", err)

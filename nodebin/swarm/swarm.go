@@ -617,3 +617,13 @@ func (c *Client) uploaded() int64 {
 	s := c.cl.ConnStats()
 	return s.BytesWrittenData.Int64()
 }
+
+// InfoHashOf returns the infohash of a bencoded torrent metainfo, 40 hex
+// digits: what jobspec.Layer.InfoHash names it by.
+func InfoHashOf(torrent []byte) (string, error) {
+	mi, err := metainfo.Load(bytes.NewReader(torrent))
+	if err != nil {
+		return "", fmt.Errorf("read metainfo: %w", err)
+	}
+	return mi.HashInfoBytes().HexString(), nil
+}

@@ -82,6 +82,7 @@ func (tl *timeline) fill(r *Result) {
 	r.BastionEgress, r.Resent = rep.Egress, rep.Resent
 	nb := rep.NodeBinary
 	r.NodeFromBastion, r.NodeFromPeers, r.NodeFromCache, r.NodeUpload = nb.FromBastion, nb.FromPeers, nb.FromCache, nb.BastionBytes
+	r.TorrentsFromBastion, r.TorrentsFromPeers = rep.Torrents.FromBastion, rep.Torrents.FromPeers
 	bu := rep.Bastion
 	r.BastionRSSPeak, r.BastionHeapPeak, r.BastionGoroutinesPeak, r.BastionFDsPeak = bu.PeakRSS, bu.PeakHeap, bu.PeakGoroutines, bu.PeakOpenFiles
 	var done []time.Duration

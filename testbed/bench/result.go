@@ -67,6 +67,10 @@ type Result struct {
 	// NodeUpload is the compressed bytes the bastion's uploads carried.
 	NodeFromBastion, NodeFromPeers, NodeFromCache int
 	NodeUpload                                    int64
+	// TorrentsFromBastion and TorrentsFromPeers count the hosts that got
+	// the layers' torrents in a line from the bastion or from another
+	// host (layercast's report; zero in files from before these columns).
+	TorrentsFromBastion, TorrentsFromPeers int
 	// BastionRSSPeak and BastionHeapPeak are the largest resident set and
 	// Go heap of layercast's process on the bastion, in bytes, and
 	// BastionGoroutinesPeak and BastionFDsPeak its largest goroutine and
@@ -321,6 +325,7 @@ var csvHeader = []string{
 	"bastion_link_sent_mb", "bastion_link_dropped_pkts",
 	"resent_rescue_mb", "resent_stuck_mb", "resent_idle_owner_mb", "resent_owner_left_mb", "resent_other_mb",
 	"cpu_kernel_s", "cpu_machine_s", "cpu_irq_s", "cpu_steal_s",
+	"torrents_from_bastion", "torrents_from_peers",
 }
 
 // jobAll is the job column of a whole run's row.
@@ -371,6 +376,7 @@ func (rs Results) WriteCSV(w io.Writer) error {
 			mbs(r.Flows.LinkSent), strconv.FormatInt(r.Flows.Dropped, 10),
 			mbs(r.Resent.Rescue), mbs(r.Resent.Stuck), mbs(r.Resent.IdleOwner), mbs(r.Resent.OwnerLeft), mbs(r.Resent.Other),
 			f2(r.ProcCPU.Kernel), f2(r.Machine.Busy), f2(r.Machine.IRQ), f2(r.Machine.Steal),
+			strconv.Itoa(r.TorrentsFromBastion), strconv.Itoa(r.TorrentsFromPeers),
 		}
 		if err := cw.Write(rec); err != nil {
 			return fmt.Errorf("write csv: %w", err)
@@ -434,6 +440,7 @@ func ReadCSV(r io.Reader) (Results, error) {
 			NodeIdle: num("node_idle_cpu_ms_per_s") / 1000, NodeIdleSecs: num("node_idle_s"),
 			NodeFromBastion: int(num("node_from_bastion")), NodeFromPeers: int(num("node_from_peers")),
 			NodeFromCache: int(num("node_from_cache")), NodeUpload: mbs("node_upload_mb"),
+			TorrentsFromBastion: int(num("torrents_from_bastion")), TorrentsFromPeers: int(num("torrents_from_peers")),
 			BastionRSSPeak: mbs("bastion_rss_peak_mb"), BastionHeapPeak: mbs("bastion_heap_peak_mb"),
 			BastionGoroutinesPeak: int(num("bastion_goroutines_peak")), BastionFDsPeak: int(num("bastion_fds_peak")),
 		}

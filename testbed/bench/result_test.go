@@ -71,6 +71,7 @@ func TestCSV_RoundTripsEveryMeasuredField(t *testing.T) {
 		Machine:  MachineCPU{Busy: 181.5, IRQ: 12.75, Steal: 9.5},
 		NodeIdle: 0.01234, NodeIdleSecs: 120.5,
 		NodeFromBastion: 3, NodeFromPeers: 16, NodeFromCache: 1, NodeUpload: 23 * MB,
+		TorrentsFromBastion: 1, TorrentsFromPeers: 19,
 		BastionRSSPeak: 1845 * MB / 10, BastionHeapPeak: 96 * MB, BastionGoroutinesPeak: 2417, BastionFDsPeak: 431,
 		Split: 3, Job: 2,
 		Flows: flowCounts{

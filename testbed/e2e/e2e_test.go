@@ -269,6 +269,13 @@ func TestJob_EveryHostGetsTheImagePeerToPeer(t *testing.T) {
 	if fromPeers == 0 {
 		t.Error("no host received bytes from another host")
 	}
+	// The layers' torrents crossed the bastion's link for the first host
+	// only; the others fetched them from hosts that had them, and checked
+	// them (a torrent that did not match its infohash would have failed
+	// the host).
+	if tr := rep.Torrents; tr.FromBastion != 1 || tr.FromPeers != len(rep.Hosts)-1 {
+		t.Errorf("torrents from the bastion to %d hosts, from other hosts to %d; want 1 and %d", tr.FromBastion, tr.FromPeers, len(rep.Hosts)-1)
+	}
 	out, err := lab.Exec(context.Background(), "h01", "docker", "run", "--rm", "--network", "none", "lab/app:v1")
 	if err != nil || string(out) != testbed.HelloMessage {
 		t.Errorf("docker run on h01: %q, %v", out, err)
