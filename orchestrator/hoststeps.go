@@ -419,20 +419,19 @@ func (s startStep) Run(ctx context.Context, hr *hostRun) error {
 		}
 	}}
 	slim := spec.Mode != string(ModeRegistry) && len(spec.Layers) > 0 && len(spec.Layers[0].Torrent) == 0
-	answers := make(chan torrentsAnswer, 1)
-	var first *binSource
-	var firstSize int
+	var handout *torrentsHandout
+	inSpec := false
 	if slim {
-		first, firstSize = s.inSpec(spec, hr)
-		torrents, key := s.torrents, torrentsKey(hr.image.ID)
+		handout = newTorrentsHandout(s.torrents, hr.image.ID, host)
+		inSpec = s.inSpec(spec, handout)
 		out.torrents = func(addr string, ok bool, why string) {
 			if u := peerURL(addr, serverIP, jobspec.TorrentsName(hr.image.ID)); ok && u != "" {
-				torrents.addPeer(key, host, u)
+				handout.sources.addPeer(handout.key, host, u)
 			}
-			select {
-			case answers <- torrentsAnswer{ok: ok, why: why}:
-			default:
+			if !ok {
+				hr.log.Debug("no host served the torrents", "why", why)
 			}
+			handout.answer(ok)
 		}
 	}
 	hr.node = followNode(proc, host, hr.log, out)
@@ -449,13 +448,13 @@ func (s startStep) Run(ctx context.Context, hr *hostRun) error {
 	if err := hr.node.send(spec); err != nil {
 		heard()
 		hr.log.Debug("send job spec", "err", err)
-		if first != nil {
-			s.torrents.done(*first, torrentsKey(hr.image.ID), host, false, 0, 0)
+		if handout != nil {
+			handout.settle(false)
 		}
 	} else {
 		go hr.node.heartbeat(ctx)
 		if slim {
-			go s.giveTorrents(ctx, hr, answers, first, firstSize)
+			go s.giveTorrents(ctx, hr, handout, inSpec)
 		}
 	}
 	return nil

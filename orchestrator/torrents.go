@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/layercast/layercast/nodebin/jobspec"
@@ -27,22 +28,67 @@ func newTorrentSources() *binSources {
 // torrentsKey is what the torrent sources know an image's torrents by.
 func torrentsKey(imageID string) string { return "torrents:" + imageID }
 
-// torrentsAnswer is a node's answer to a ControlTorrents line: it has the
-// torrents (ok), or no host it was sent to served them.
-type torrentsAnswer struct {
-	ok  bool
-	why string
+// torrentsHandout is one host's source of the torrents in flight: given
+// to its node, not yet answered. The node's answer settles it at once, in
+// the goroutine that reads the node's events, so that the job's report,
+// made after every node's events ended, counts it.
+type torrentsHandout struct {
+	sources   *binSources
+	key, host string
+
+	mu    sync.Mutex
+	src   *binSource // in flight; nil when none
+	size  int
+	start time.Time
+	// answers has the node's answers: it has the torrents (true), or the
+	// host named did not serve them.
+	answers chan bool
+}
+
+func newTorrentsHandout(sources *binSources, imageID, host string) *torrentsHandout {
+	return &torrentsHandout{sources: sources, key: torrentsKey(imageID), host: host, answers: make(chan bool, 1)}
+}
+
+// begin records src as given to the node, with size bytes of torrents in
+// the bastion's line or spec.
+func (h *torrentsHandout) begin(src binSource, size int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.src, h.size, h.start = &src, size, time.Now()
+}
+
+// settle hands the source in flight back, as having served (ok) or not;
+// it reports whether one was in flight.
+func (h *torrentsHandout) settle(ok bool) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.src == nil {
+		return false
+	}
+	h.sources.done(*h.src, h.key, h.host, ok, int64(h.size), time.Since(h.start))
+	h.src = nil
+	return true
+}
+
+// answer is the node's answer: EventTorrents (ok) or EventNeedTorrents.
+func (h *torrentsHandout) answer(ok bool) {
+	if h.settle(ok) {
+		select {
+		case h.answers <- ok:
+		default:
+		}
+	}
 }
 
 // inSpec puts the torrents into spec when the torrent sources give this
 // host the bastion's first send at once: then they travel with the spec,
 // which at a job's start goes out before the other hosts' specs fill the
-// bastion's link, rather than in a line behind them. It returns the
-// source taken and the torrents' bytes, or nil.
-func (s startStep) inSpec(spec *jobspec.Spec, hr *hostRun) (*binSource, int) {
-	src, ok := s.torrents.tryFirst(torrentsKey(hr.image.ID))
+// bastion's link, rather than in a line behind them. It reports whether it
+// did.
+func (s startStep) inSpec(spec *jobspec.Spec, h *torrentsHandout) bool {
+	src, ok := s.torrents.tryFirst(h.key)
 	if !ok {
-		return nil, 0
+		return false
 	}
 	size := 0
 	for i := range spec.Layers {
@@ -50,67 +96,57 @@ func (s startStep) inSpec(spec *jobspec.Spec, hr *hostRun) (*binSource, int) {
 		l.Torrent = s.j.served.torrents[l.Digest]
 		size += len(l.Torrent)
 	}
-	return &src, size
+	h.begin(src, size)
+	return true
 }
 
 // giveTorrents sends hr's node, whose spec left the torrents out, a
 // ControlTorrents line naming a host that serves them, or the torrents
 // themselves when no host does (sources decides), until the node answers
-// that it has them; when the spec carried them (first, from inSpec) it
-// waits for that answer first. A node that could not fetch them from the
-// host named gets them from the bastion: a host that cannot reach its
-// peers would otherwise mark every one of them bad in turn. The node's
-// answers arrive on answers.
-func (s startStep) giveTorrents(ctx context.Context, hr *hostRun, answers <-chan torrentsAnswer, first *binSource, firstSize int) {
-	key, host := torrentsKey(hr.image.ID), hr.host.Name
+// that it has them; when its spec carried them (inSpec) it waits for that
+// answer first. A node that could not fetch them from the host named gets
+// them from the bastion: a host that cannot reach its peers would
+// otherwise mark every one of them bad in turn.
+func (s startStep) giveTorrents(ctx context.Context, hr *hostRun, h *torrentsHandout, inSpec bool) {
+	defer h.settle(false) // the node exited or the job ended unanswered
 	for tries := 0; ; tries++ {
-		var src binSource
-		size, start := 0, time.Now()
-		if tries == 0 && first != nil {
-			src, size = *first, firstSize
-		} else {
-			var err error
-			if src, err = s.torrents.get(ctx, key, tries == 0, tries); err != nil {
+		fromBastion := inSpec && tries == 0
+		if !fromBastion {
+			src, err := s.torrents.get(ctx, h.key, tries == 0, tries)
+			if err != nil {
 				return
 			}
 			c := jobspec.Control{Kind: jobspec.ControlTorrents}
+			size := 0
 			if src.peer != nil {
 				c.From = []string{src.peer.url}
 			} else {
+				fromBastion = true
 				for _, l := range hr.image.Layers {
 					t := s.j.served.torrents[l.Digest]
 					c.Torrents = append(c.Torrents, jobspec.LayerTorrent{Digest: l.Digest, Torrent: t})
 					size += len(t)
 				}
 			}
+			h.begin(src, size)
 			if err := hr.node.send(c); err != nil {
-				s.torrents.done(src, key, host, false, 0, 0)
 				return
 			}
 		}
-		var a torrentsAnswer
-		answered := false
+		var ok bool
 		select {
-		case a = <-answers:
-			answered = true
+		case ok = <-h.answers:
 		case <-hr.node.exited:
+			return
 		case <-ctx.Done():
-		}
-		if !answered {
-			// The node may have answered just before it exited.
-			select {
-			case a = <-answers:
-				answered = true
-			default:
-			}
-		}
-		s.torrents.done(src, key, host, a.ok, int64(size), time.Since(start))
-		if !answered || a.ok || src.peer == nil {
-			// Done; or the node exited, the job ended, or the node
-			// refused the bastion's own torrents (it fails and says why).
 			return
 		}
-		hr.log.Debug("torrents from another host failed", "from", src.peer.host, "why", a.why)
+		if ok || fromBastion {
+			// Done; or the node refused the bastion's own torrents (it
+			// fails and says why).
+			return
+		}
+		hr.log.Debug("torrents from another host failed; asking again")
 	}
 }
 
