@@ -16,7 +16,8 @@ import (
 // transfer time. A host falls back to the bastion when it cannot fetch
 // (no curl or wget), when a peer's transfer failed (the peer is not asked
 // again) and no good peer is left, or when no peer turned up at all within
-// the wait.
+// the wait. The layers' torrents are handed on the same way, with
+// settings of their own (newTorrentSources).
 type binSources struct {
 	// firstUploads is how many uploads of each binary the bastion makes,
 	// one at a time, without waiting for a peer.
